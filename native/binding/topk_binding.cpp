@@ -1,0 +1,93 @@
+// JS class TopK: a running exact top-k over vocabulary shards.
+#include <napi.h>
+
+#include <memory>
+
+#include "../core/topk.h"
+#include "args.h"
+#include "registry.h"
+#include "task.h"
+
+namespace clb {
+namespace {
+
+class TopK : public Napi::ObjectWrap<TopK> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports) {
+    exports.Set("TopK", DefineClass(env, "TopK",
+                                    {InstanceMethod("add", &TopK::Add), InstanceMethod("endChunk", &TopK::EndChunk),
+                                     InstanceMethod("result", &TopK::Result)}));
+  }
+
+  // new TopK(queries: Float32Array, nq, d, k, metric: 'ip'|'cosine', softmaxTemperature)
+  explicit TopK(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopK>(info) {
+    int64_t nq = int_arg(info[1], "nq", 1), d = int_arg(info[2], "d", 1);
+    const float* q = f32_arg(info[0], nq * d, "queries");
+    cl::TopKOptions opt;
+    opt.k = static_cast<int>(int_arg(info[3], "k", 1));
+    std::string metric = string_arg(info[4], "metric");
+    if (metric != "ip" && metric != "cosine")
+      throw Napi::RangeError::New(info.Env(), "metric: expected 'ip' or 'cosine', got '" + metric + "'");
+    opt.metric = metric == "ip" ? cl::Metric::InnerProduct : cl::Metric::Cosine;
+    opt.softmax_temperature = static_cast<float>(number_arg(info[5], "softmaxTemperature"));
+    try {
+      acc_ = std::make_shared<cl::TopKAccumulator>(q, nq, d, opt);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+  }
+
+ private:
+  void require_idle(Napi::Env env) {
+    if (*busy_) throw Napi::Error::New(env, "TopK: an add() is still running; await it first");
+  }
+
+  // add(vectors, rows, idOffset, invNorms|null, onProgress|null, cancel|null): Promise<void>
+  Napi::Value Add(const Napi::CallbackInfo& info) {
+    require_idle(info.Env());
+    int64_t rows = int_arg(info[1], "rows", 0), offset = int_arg(info[2], "idOffset", 0);
+    cl::MatrixView m = matrix_arg(info[0], rows, acc_->dim(), "vectors");
+    const float* inv = info[3].IsNull() || info[3].IsUndefined() ? nullptr : f32_arg(info[3], rows, "invNorms");
+    auto acc = acc_;
+    auto busy = busy_;
+    *busy = true;
+    return Task::Start(
+        info.Env(),
+        [acc, m, offset, inv, busy](cl::Progress& p) {
+          struct Clear {
+            std::shared_ptr<bool> b;
+            ~Clear() { *b = false; }
+          } clear{busy};
+          acc->add(m, offset, inv, p);
+        },
+        [](Napi::Env env) { return env.Undefined(); }, info[4], info[5], {info[0], info[3]});
+  }
+
+  Napi::Value EndChunk(const Napi::CallbackInfo& info) {
+    require_idle(info.Env());
+    acc_->end_chunk();
+    return info.Env().Undefined();
+  }
+
+  // result(): { scores: Float32Array, ids: BigInt64Array }, nq × k row-major.
+  Napi::Value Result(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    require_idle(env);
+    size_t n = static_cast<size_t>(acc_->queries()) * acc_->k();
+    auto scores = Napi::Float32Array::New(env, n);
+    auto ids = Napi::BigInt64Array::New(env, n);
+    acc_->result(scores.Data(), ids.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("scores", scores);
+    o.Set("ids", ids);
+    return o;
+  }
+
+  std::shared_ptr<cl::TopKAccumulator> acc_;
+  std::shared_ptr<bool> busy_ = std::make_shared<bool>(false);
+};
+
+Register reg(TopK::Init);
+
+}  // namespace
+}  // namespace clb

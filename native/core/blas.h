@@ -1,0 +1,35 @@
+// The engine's view of BLAS: row-major sgemm, and control over how many
+// threads OpenBLAS (and FAISS's OpenMP) may use for a call.
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+namespace cl {
+
+// C[m×n] = alpha · op(A) · op(B) + beta · C, row-major, leading dimensions given.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// Name of the kernel family OpenBLAS selected at load time (e.g. "SkylakeX").
+std::string blas_core_name();
+int blas_threads();
+
+// Widens BLAS and OpenMP to `threads` for the guard's lifetime, then restores
+// single-threaded BLAS. A global mutex serialises widened sections so two
+// operations never both claim every core.
+class WideBlas {
+ public:
+  explicit WideBlas(int threads);
+  ~WideBlas();
+  WideBlas(const WideBlas&) = delete;
+  WideBlas& operator=(const WideBlas&) = delete;
+
+ private:
+  std::unique_lock<std::mutex> lock_;
+};
+
+// Called once at load: BLAS single-threaded, since the pool parallelises.
+void init_blas_threading();
+
+}  // namespace cl

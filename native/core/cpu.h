@@ -1,0 +1,19 @@
+// Which OpenBLAS kernel family this CPU should use. OpenBLAS reads
+// OPENBLAS_CORETYPE once, when it loads, and Debian's 0.3.21 misdetects
+// AVX-512 Zen as Haswell (sgemm 2.7x slower), so the choice must be made
+// before the library loads: by the JS loader for the addon (ts/native.ts,
+// same rule) and by relaunching for the C++ tests.
+#pragma once
+#include <string>
+
+namespace cl {
+
+// "SkylakeX" on CPUs with the AVX-512 subsets its kernels use; "" otherwise
+// (keep OpenBLAS's own detection). CONCEPTLENS_OPENBLAS_CORETYPE overrides.
+std::string preferred_openblas_coretype();
+
+// For standalone programs: if OPENBLAS_CORETYPE differs from the preferred
+// one, sets it and re-executes the program (OpenBLAS is already loaded).
+void relaunch_with_preferred_blas(char** argv);
+
+}  // namespace cl

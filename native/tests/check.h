@@ -1,0 +1,53 @@
+// A minimal test harness for the C++ core: runs on a machine without Node.
+#pragma once
+#include <cmath>
+#include <functional>
+#include <sstream>
+#include <string>
+
+namespace check {
+
+struct Case {
+  const char* name;
+  std::function<void()> fn;
+};
+int add(const char* name, std::function<void()> fn);
+void failure(const char* file, int line, const std::string& what);
+
+}  // namespace check
+
+#define CL_CAT2(a, b) a##b
+#define CL_CAT(a, b) CL_CAT2(a, b)
+#define TEST(name)                                                          \
+  static void name();                                                       \
+  static int CL_CAT(reg_, name) = check::add(#name, name);                  \
+  static void name()
+
+#define CHECK(cond)                                                                       \
+  do {                                                                                    \
+    if (!(cond)) check::failure(__FILE__, __LINE__, "CHECK(" #cond ")");                  \
+  } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                             \
+  do {                                                                                    \
+    double _a = (a), _b = (b);                                                            \
+    if (!(std::fabs(_a - _b) <= (tol))) {                                                 \
+      std::ostringstream _s;                                                              \
+      _s << #a " = " << _a << " vs " #b " = " << _b << " (tol " << (tol) << ")";          \
+      check::failure(__FILE__, __LINE__, _s.str());                                       \
+    }                                                                                     \
+  } while (0)
+
+#define CHECK_THROWS_WITH(expr, needle)                                                   \
+  do {                                                                                    \
+    bool _thrown = false;                                                                 \
+    try {                                                                                 \
+      expr;                                                                               \
+    } catch (const std::exception& _e) {                                                  \
+      _thrown = true;                                                                     \
+      if (std::string(_e.what()).find(needle) == std::string::npos)                       \
+        check::failure(__FILE__, __LINE__, std::string("message lacks '") + (needle) +    \
+                                               "': " + _e.what());                        \
+    }                                                                                     \
+    if (!_thrown) check::failure(__FILE__, __LINE__, "expected an exception: " #expr);    \
+  } while (0)

@@ -1,0 +1,203 @@
+// Exact top-k against a float64 brute force, written from the definition.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "../core/blas.h"
+#include "../core/fp16.h"
+#include "../core/topk.h"
+#include "check.h"
+
+namespace {
+
+std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(g);
+  return v;
+}
+
+// Brute force in double: ids and scores of the k best per query.
+void brute(const std::vector<float>& q, const std::vector<float>& v, int64_t nq, int64_t n, int64_t d, int k,
+           bool cosine, std::vector<int64_t>& ids, std::vector<double>& scores) {
+  ids.assign(nq * k, -1);
+  scores.assign(nq * k, 0);
+  std::vector<double> s(n);
+  for (int64_t i = 0; i < nq; ++i) {
+    double qn = 0;
+    for (int64_t c = 0; c < d; ++c) qn += double(q[i * d + c]) * q[i * d + c];
+    for (int64_t j = 0; j < n; ++j) {
+      double dot = 0, vn = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        dot += double(q[i * d + c]) * v[j * d + c];
+        vn += double(v[j * d + c]) * v[j * d + c];
+      }
+      s[j] = cosine ? dot / std::sqrt(qn * vn) : dot;
+    }
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int64_t a, int64_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+    for (int r = 0; r < k; ++r) {
+      ids[i * k + r] = order[r];
+      scores[i * k + r] = s[order[r]];
+    }
+  }
+}
+
+struct Run {
+  std::vector<float> scores;
+  std::vector<int64_t> ids;
+};
+
+Run run(const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, int k, cl::Metric metric,
+        int64_t shard_rows, float T = 0) {
+  cl::TopKOptions opt;
+  opt.k = k;
+  opt.metric = metric;
+  opt.softmax_temperature = T;
+  cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
+  for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
+    cl::MatrixView s = v;
+    s.rows = std::min(shard_rows, v.rows - r0);
+    s.data = static_cast<const char*>(v.data) + r0 * v.cols * v.element_size();
+    cl::Progress p;
+    acc.add(s, r0, nullptr, p);
+    acc.end_chunk();
+  }
+  Run r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};
+  acc.result(r.scores.data(), r.ids.data());
+  return r;
+}
+
+// Same ids except where brute-force scores tie within tol; scores to tol.
+void expect_match(const Run& r, const std::vector<int64_t>& ids, const std::vector<double>& s, double tol) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    CHECK_NEAR(r.scores[i], s[i], tol);
+    if (r.ids[i] != ids[i]) CHECK(std::fabs(r.scores[i] - s[i]) <= tol);
+  }
+}
+
+}  // namespace
+
+TEST(exact_ip_matches_brute_force_across_k_and_shards) {
+  const int64_t n = 3000, d = 40, nq = 37;
+  auto v = randn(n * d, 1), q = randn(nq * d, 2, 3.0f);  // queries not normalised
+  for (int k : {1, 7, 100, 1000}) {
+    std::vector<int64_t> ids;
+    std::vector<double> s;
+    brute(q, v, nq, n, d, k, false, ids, s);
+    for (int64_t shard : {n, int64_t(777), int64_t(100)}) {
+      Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, k, cl::Metric::InnerProduct, shard);
+      expect_match(r, ids, s, 1e-4);
+    }
+  }
+}
+
+TEST(exact_cosine_with_unnormalised_vectors) {
+  const int64_t n = 2500, d = 64, nq = 300;
+  auto v = randn(n * d, 3), q = randn(nq * d, 4, 5.0f);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] *= 1.0f + (j % 7);
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, nq, n, d, 10, true, ids, s);
+  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cl::Metric::Cosine, 1000);
+  expect_match(r, ids, s, 1e-5);
+}
+
+TEST(fp16_storage_matches_brute_force_on_rounded_values) {
+  const int64_t n = 2000, d = 48, nq = 20;
+  auto v = randn(n * d, 5), q = randn(nq * d, 6);
+  std::vector<uint16_t> h(n * d);
+  cl::floats_to_halves(v.data(), h.data(), n * d);
+  std::vector<float> vr(n * d);
+  cl::halves_to_floats(h.data(), vr.data(), n * d);
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, vr, nq, n, d, 50, false, ids, s);
+  Run r = run(q, cl::MatrixView{h.data(), cl::DType::F16, n, d}, nq, 50, cl::Metric::InnerProduct, 600);
+  expect_match(r, ids, s, 1e-4);
+}
+
+TEST(ties_resolve_to_the_lower_id) {
+  const int64_t d = 4, n = 1500;
+  std::vector<float> v(n * d, 1.0f), q(d, 1.0f);
+  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 1, 5, cl::Metric::InnerProduct, 300);
+  for (int i = 0; i < 5; ++i) CHECK(r.ids[i] == i);
+}
+
+TEST(chunk_local_softmax_matches_definition) {
+  const int64_t n = 1200, d = 16, nq = 3, chunk = 500;
+  const float T = 100;
+  auto v = randn(n * d, 7), q = randn(nq * d, 8);
+  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 5, cl::Metric::Cosine, chunk, T);
+  for (int64_t i = 0; i < nq; ++i) {
+    // Definition: p_j = softmax over j's chunk of T·cos; top-5 of p over all j.
+    std::vector<double> cosv(n), p(n);
+    double qn = 0;
+    for (int64_t c = 0; c < d; ++c) qn += double(q[i * d + c]) * q[i * d + c];
+    for (int64_t j = 0; j < n; ++j) {
+      double dot = 0, vn = 0;
+      for (int64_t c = 0; c < d; ++c) dot += double(q[i * d + c]) * v[j * d + c], vn += double(v[j * d + c]) * v[j * d + c];
+      cosv[j] = dot / std::sqrt(qn * vn);
+    }
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+      int64_t c1 = std::min(n, c0 + chunk);
+      double mx = *std::max_element(cosv.begin() + c0, cosv.begin() + c1), z = 0;
+      for (int64_t j = c0; j < c1; ++j) z += std::exp(T * (cosv[j] - mx));
+      for (int64_t j = c0; j < c1; ++j) p[j] = std::exp(T * (cosv[j] - mx)) / z;
+    }
+    std::vector<int64_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+    for (int k = 0; k < 5; ++k) {
+      CHECK_NEAR(r.scores[i * 5 + k], p[order[k]], 1e-4 * std::max(1.0, p[order[k]]));
+      CHECK(r.ids[i * 5 + k] == order[k] || std::fabs(p[order[k]] - r.scores[i * 5 + k]) < 1e-4);
+    }
+  }
+}
+
+TEST(k_larger_than_vocabulary_pads_with_minus_one) {
+  std::vector<float> v = randn(3 * 4, 9), q = randn(4, 10);
+  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, 3, 4}, 1, 5, cl::Metric::InnerProduct, 3);
+  CHECK(r.ids[2] >= 0 && r.ids[3] == -1 && r.ids[4] == -1);
+}
+
+TEST(bad_input_is_named) {
+  std::vector<float> q(8, 1.0f), v(12, 1.0f);
+  cl::TopKOptions opt;
+  cl::TopKAccumulator acc(q.data(), 2, 4, opt);
+  cl::Progress p;
+  CHECK_THROWS_WITH(acc.add(cl::MatrixView{v.data(), cl::DType::F32, 4, 3}, 0, nullptr, p), "expected dimension 4");
+  std::vector<float> qn = q;
+  qn[5] = NAN;
+  CHECK_THROWS_WITH(cl::TopKAccumulator(qn.data(), 2, 4, opt), "queries: expected finite values");
+  v.assign(40, 1.0f);
+  v[22] = INFINITY;
+  CHECK_THROWS_WITH(acc.add(cl::MatrixView{v.data(), cl::DType::F32, 10, 4}, 100, nullptr, p), "row 105");
+  opt.metric = cl::Metric::Cosine;
+  cl::TopKAccumulator cos(q.data(), 2, 4, opt);
+  std::vector<float> z(8, 0.0f);
+  z[0] = 1;
+  CHECK_THROWS_WITH(cos.add(cl::MatrixView{z.data(), cl::DType::F32, 2, 4}, 0, nullptr, p), "row 1 has zero norm");
+  std::vector<float> qz(8, 0.0f);
+  CHECK_THROWS_WITH(cl::TopKAccumulator(qz.data(), 2, 4, opt), "zero norm");
+}
+
+TEST(cancel_flag_stops_the_scan) {
+  auto v = randn(5000 * 8, 11), q = randn(8, 12);
+  cl::TopKAccumulator acc(q.data(), 1, 8, cl::TopKOptions{});
+  std::atomic<int32_t> flag{1};
+  cl::Progress p(nullptr, &flag);
+  bool cancelled = false;
+  try {
+    acc.add(cl::MatrixView{v.data(), cl::DType::F32, 5000, 8}, 0, nullptr, p);
+  } catch (const cl::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
+}

@@ -1,0 +1,10 @@
+// `conceptlens bench <suite>`: each suite module adds its sub-command.
+import { Command } from 'commander';
+
+type Register = (bench: Command) => void;
+const suites: Register[] = [];
+
+export function registerBench(program: Command): void {
+  const bench = program.command('bench').description('Measure speed against peers in the same run (median seconds; --json for machines)');
+  for (const register of suites) register(bench);
+}

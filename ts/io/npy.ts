@@ -1,0 +1,141 @@
+// NumPy .npy files (format versions 1-3, C order): headers, whole arrays,
+// row ranges for streaming, and atomic writes. fp16 is held as Uint16Array.
+import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
+import { writeFileAtomic } from './atomic.js';
+
+export type DType = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'uint16';
+export type TypedArray = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
+
+const DESCR: Record<string, DType> = {
+  '<f4': 'float32', '<f2': 'float16', '<f8': 'float64', '<i4': 'int32', '<i8': 'int64',
+  '|u1': 'uint8', '|i1': 'int8', '<u2': 'uint16',
+};
+const BYTES: Record<DType, number> = { float32: 4, float16: 2, float64: 8, int32: 4, int64: 8, uint8: 1, int8: 1, uint16: 2 };
+
+export interface NpyHeader {
+  path: string;
+  dtype: DType;
+  shape: number[];
+  dataOffset: number;
+}
+
+export interface NdArray<T extends TypedArray = TypedArray> {
+  data: T;
+  shape: number[];
+  dtype: DType;
+}
+
+const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function parseHeader(path: string, head: Buffer, fileSize: number): NpyHeader {
+  if (head.length < 10 || head.toString('latin1', 0, 6) !== '\x93NUMPY')
+    throw new Error(`${path}: not a .npy file (missing \\x93NUMPY magic)`);
+  const major = head[6];
+  const wide = major >= 2;
+  const hlen = wide ? head.readUInt32LE(8) : head.readUInt16LE(8);
+  const start = wide ? 12 : 10;
+  if (head.length < start + hlen) throw new Error(`${path}: corrupt .npy header (truncated at ${head.length} bytes)`);
+  const text = head.toString(major >= 3 ? 'utf8' : 'latin1', start, start + hlen);
+  const descr = /'descr'\s*:\s*'([^']+)'/.exec(text)?.[1];
+  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1];
+  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
+  if (descr === undefined || fortran === undefined || shapeText === undefined)
+    throw new Error(`${path}: corrupt .npy header: ${JSON.stringify(text.trim())}`);
+  const dtype = DESCR[descr === '<f2' || descr === '=f2' ? '<f2' : descr];
+  if (!dtype) throw new Error(`${path}: unsupported dtype '${descr}' (expected one of ${Object.keys(DESCR).join(', ')}, little-endian)`);
+  if (fortran === 'True') throw new Error(`${path}: array is in Fortran order; expected C order (save with np.ascontiguousarray)`);
+  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  const dataOffset = start + hlen;
+  const need = dataOffset + count(shape) * BYTES[dtype];
+  if (fileSize < need)
+    throw new Error(`${path}: truncated: shape [${shape.join(', ')}] ${dtype} needs ${need} bytes, file has ${fileSize}`);
+  return { path, dtype, shape, dataOffset };
+}
+
+export function readNpyHeader(path: string): NpyHeader {
+  const fd = openFile(path);
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(size, 65536));
+    readSync(fd, head, 0, head.length, 0);
+    return parseHeader(path, head, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openFile(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+export function makeTyped(dtype: DType, buf: ArrayBuffer, offset: number, length: number): TypedArray {
+  switch (dtype) {
+    case 'float32': return new Float32Array(buf, offset, length);
+    case 'float16': case 'uint16': return new Uint16Array(buf, offset, length);
+    case 'float64': return new Float64Array(buf, offset, length);
+    case 'int32': return new Int32Array(buf, offset, length);
+    case 'int64': return new BigInt64Array(buf, offset, length);
+    case 'uint8': return new Uint8Array(buf, offset, length);
+    case 'int8': return new Int8Array(buf, offset, length);
+  }
+}
+
+/** Rows [r0, r0+n) along the first axis, into a fresh aligned array. */
+export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
+  const rowElems = count(h.shape.slice(1));
+  const bytes = n * rowElems * BYTES[h.dtype];
+  const buf = new ArrayBuffer(bytes);
+  const fd = openFile(h.path);
+  try {
+    let done = 0;
+    const pos = h.dataOffset + r0 * rowElems * BYTES[h.dtype];
+    while (done < bytes) {
+      const got = readSync(fd, new Uint8Array(buf, done, Math.min(bytes - done, 1 << 30)), 0, Math.min(bytes - done, 1 << 30), pos + done);
+      if (got === 0) throw new Error(`${h.path}: truncated while reading rows ${r0}..${r0 + n}`);
+      done += got;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return makeTyped(h.dtype, buf, 0, n * rowElems);
+}
+
+export function readNpy(path: string): NdArray {
+  const h = readNpyHeader(path);
+  const rows = h.shape.length === 0 ? 1 : h.shape[0];
+  return { data: readNpyRows({ ...h, shape: h.shape.length === 0 ? [1] : h.shape }, 0, rows), shape: h.shape, dtype: h.dtype };
+}
+
+export function dtypeOf(a: TypedArray, fp16 = true): DType {
+  if (a instanceof Float32Array) return 'float32';
+  if (a instanceof Uint16Array) return fp16 ? 'float16' : 'uint16';
+  if (a instanceof Float64Array) return 'float64';
+  if (a instanceof Int32Array) return 'int32';
+  if (a instanceof BigInt64Array) return 'int64';
+  if (a instanceof Int8Array) return 'int8';
+  return 'uint8';
+}
+
+export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
+  if (count(shape) !== data.length)
+    throw new Error(`npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
+  const descr = Object.entries(DESCR).find(([, v]) => v === dtype)![0];
+  const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';  // pad so data starts on 64 bytes
+  const pre = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(pre);
+  pre[6] = 1;
+  pre[7] = 0;
+  pre.writeUInt16LE(header.length, 8);
+  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
+}
+
+/** Writes atomically: a temp file beside the target, then rename. */
+export function writeNpy(path: string, data: TypedArray, shape: number[], dtype?: DType): void {
+  writeFileAtomic(path, npyBytes(data, shape, dtype));
+}
