@@ -45,6 +45,8 @@ export interface NativeTopK {
 export interface NativeAddon {
   info(): { blasCore: string; computeThreads: number; avx512: boolean; cudaCompiled: boolean };
   setThreads(n: number): number;
+  halvesToFloats(halves: Uint16Array): Float32Array;
+  floatsToHalves(floats: Float32Array): Uint16Array;
   TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number) => NativeTopK;
   [name: string]: unknown;
 }

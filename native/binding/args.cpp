@@ -38,10 +38,20 @@ cl::MatrixView matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, cons
   return cl::MatrixView{base, f32 ? cl::DType::F32 : cl::DType::F16, rows, cols};
 }
 
+const float* f32_matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(v.Env(), name + ": expected Float32Array, got " + typed_array_name(v));
+  return matrix_arg(v, rows, cols, name).f32();
+}
+
 const float* f32_arg(const Napi::Value& v, int64_t length, const std::string& name) {
-  cl::MatrixView m = matrix_arg(v, 1, length, name);
-  if (m.dtype != cl::DType::F32) type_error(v.Env(), name + ": expected Float32Array, got Uint16Array");
-  return m.f32();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    type_error(v.Env(), name + ": expected Float32Array, got " + typed_array_name(v));
+  auto arr = v.As<Napi::Float32Array>();
+  if (static_cast<int64_t>(arr.ElementLength()) != length)
+    range_error(v.Env(), name + ": expected " + std::to_string(length) + " elements, got " +
+                             std::to_string(arr.ElementLength()));
+  return arr.Data();
 }
 
 int64_t int_arg(const Napi::Value& v, const std::string& name, int64_t min_value) {

@@ -15,6 +15,8 @@ std::string typed_array_name(const Napi::Value& v);
 
 // Float32Array (fp32) or Uint16Array (fp16 bits) of exactly rows × cols.
 cl::MatrixView matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, const std::string& name);
+// Float32Array only, rows × cols.
+const float* f32_matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, const std::string& name);
 const float* f32_arg(const Napi::Value& v, int64_t length, const std::string& name);
 int64_t int_arg(const Napi::Value& v, const std::string& name, int64_t min_value);
 double number_arg(const Napi::Value& v, const std::string& name);

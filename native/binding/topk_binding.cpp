@@ -22,7 +22,7 @@ class TopK : public Napi::ObjectWrap<TopK> {
   // new TopK(queries: Float32Array, nq, d, k, metric: 'ip'|'cosine', softmaxTemperature)
   explicit TopK(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopK>(info) {
     int64_t nq = int_arg(info[1], "nq", 1), d = int_arg(info[2], "d", 1);
-    const float* q = f32_arg(info[0], nq * d, "queries");
+    const float* q = f32_matrix_arg(info[0], nq, d, "queries");
     cl::TopKOptions opt;
     opt.k = static_cast<int>(int_arg(info[3], "k", 1));
     std::string metric = string_arg(info[4], "metric");

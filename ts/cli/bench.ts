@@ -1,8 +1,9 @@
 // `conceptlens bench <suite>`: each suite module adds its sub-command.
 import { Command } from 'commander';
+import { registerBenchTopk } from '../../bench/topk.js';
 
 type Register = (bench: Command) => void;
-const suites: Register[] = [];
+const suites: Register[] = [registerBenchTopk];
 
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('Measure speed against peers in the same run (median seconds; --json for machines)');

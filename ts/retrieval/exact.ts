@@ -43,6 +43,8 @@ export class ExactTopK {
   }
 
   result(): SearchResult {
+    if (this.rowsSeen < this.options.k)
+      throw new RangeError(`k: expected at most ${this.rowsSeen} (the vocabulary's rows), got ${this.options.k}`);
     const r = this.acc.result();
     return { ids: r.ids, scores: r.scores, nq: this.nq, k: this.options.k };
   }

@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ExactTopK, exactSearch } from '../ts/retrieval/exact.js';
+import { native } from '../ts/native.js';
+import { bruteTopK, randn } from './helpers.js';
+
+function assertMatches(r: { ids: BigInt64Array; scores: Float32Array }, ref: { ids: number[][]; scores: number[][] }, k: number, tol: number) {
+  ref.ids.forEach((ids, q) => {
+    for (let j = 0; j < k; j++) {
+      const got = Number(r.ids[q * k + j]), s = r.scores[q * k + j];
+      assert.ok(Math.abs(s - ref.scores[q][j]) <= tol, `query ${q} rank ${j}: score ${s} vs ${ref.scores[q][j]}`);
+      if (got !== ids[j]) assert.ok(Math.abs(s - ref.scores[q][j]) <= tol, `query ${q} rank ${j}: id ${got} vs ${ids[j]}`);
+    }
+  });
+}
+
+test('exact top-k equals brute force over shards, ip and cosine, unnormalised queries', async () => {
+  const d = 32, n = 1500, nq = 9;
+  const v = randn(n * d, 1), q = randn(nq * d, 2, 4);
+  for (const metric of ['ip', 'cosine'] as const) {
+    for (const k of [1, 10, 1000]) {
+      const s = new ExactTopK(q, nq, d, { k, metric });
+      for (let r0 = 0; r0 < n; r0 += 400) await s.add(v.subarray(r0 * d, Math.min(n, r0 + 400) * d), Math.min(400, n - r0));
+      assertMatches(s.result(), bruteTopK(q, v, d, k, metric === 'cosine'), k, 1e-5 * (metric === 'ip' ? 30 : 1));
+    }
+  }
+});
+
+test('progress is reported and the engine uses the fast BLAS kernels', async () => {
+  const d = 16, n = 20000;
+  const calls: number[][] = [];
+  await exactSearch(randn(4 * d, 3), randn(n * d, 4), d, { k: 5, onProgress: (done, total) => calls.push([done, total]) });
+  assert.ok(calls.length >= 1);
+  assert.deepEqual(calls.at(-1), [n, n]);
+  const info = native().info();
+  if (info.avx512) assert.equal(info.blasCore, 'SkylakeX');
+});
+
+test('an AbortSignal stops a running search with an AbortError', async () => {
+  const d = 256, n = 200000;
+  const v = randn(n * d, 5), q = randn(64 * d, 6);
+  const ac = new AbortController();
+  const p = exactSearch(q, v, d, { k: 10, signal: ac.signal });
+  setTimeout(() => ac.abort(), 1);
+  await assert.rejects(p, (e: Error) => e.name === 'AbortError');
+  const aborted = AbortSignal.abort();
+  await assert.rejects(exactSearch(q, v, d, { k: 10, signal: aborted }), (e: Error) => e.name === 'AbortError');
+});
+
+test('bad input gets errors naming the argument, expected and actual value', async () => {
+  const d = 8;
+  const q = randn(2 * d, 7);
+  assert.throws(() => new ExactTopK(new Float64Array(16) as unknown as Float32Array, 2, d, { k: 1 }), /queries: expected Float32Array, got Float64Array/);
+  assert.throws(() => new ExactTopK(q, 3, d, { k: 1 }), /queries: expected 3×8 = 24 elements, got 16/);
+  const bad = randn(4 * d, 8);
+  bad[3] = NaN;
+  assert.throws(() => new ExactTopK(bad, 4, d, { k: 1 }), /queries: expected finite values, found NaN or Inf at row 0, column 3/);
+  const s = new ExactTopK(q, 2, d, { k: 5, metric: 'cosine' });
+  const v = randn(10 * d, 9);
+  v.fill(0, 3 * d, 4 * d);
+  await assert.rejects(s.add(v, 10), /vocabulary: row 3 has zero norm, cosine is undefined/);
+  const t = new ExactTopK(q, 2, d, { k: 5 });
+  const inf = randn(10 * d, 10);
+  inf[7 * d + 2] = Infinity;
+  await assert.rejects(t.add(inf, 10), /vocabulary: row 7 gives a non-finite score/);
+  await assert.rejects(t.add(randn(10 * 4, 1), 10), /vectors: expected 10×8 = 80 elements, got 40/);
+  const few = new ExactTopK(q, 2, d, { k: 5 });
+  await few.add(randn(3 * d, 11), 3);
+  assert.throws(() => few.result(), /k: expected at most 3 \(the vocabulary's rows\), got 5/);
+});
+
+test('fp16 storage gives the brute-force answer on the rounded values', async () => {
+  const d = 24, n = 900, k = 20;
+  const v = randn(n * d, 12), q = randn(3 * d, 13);
+  const h = native().floatsToHalves(v);
+  const rounded = native().halvesToFloats(h);
+  assert.ok(rounded.some((x, i) => x !== v[i]), 'fp16 storage really rounds');
+  assertMatches(await exactSearch(q, h, d, { k }), bruteTopK(q, rounded, d, k), k, 1e-5);
+});

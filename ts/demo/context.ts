@@ -1,0 +1,80 @@
+// What every demo section receives: where to write, and the data to run on:
+// the real assets mirror when present, else a labelled synthetic set with
+// planted concepts so the demo always runs.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { assetsDir } from '../assets.js';
+import { readNpy } from '../io/npy.js';
+import { halvesToFloats } from '../io/fp16.js';
+
+export interface ConceptSet {
+  /** 'real' (CLIP ViT-B/32 text embeddings from the assets mirror) or 'synthetic'. */
+  source: 'real' | 'synthetic';
+  names: string[];
+  /** names.length × dim, fp32. */
+  vectors: Float32Array;
+  dim: number;
+}
+
+export interface DemoContext {
+  outDir: string;
+  assets?: string;
+  concepts: ConceptSet;
+  log: (line: string) => void;
+}
+
+export interface DemoSection {
+  title: string;
+  markdown: string;
+}
+
+const DETIC = ['lvis_v1', 'coco', 'o365'];
+
+/** The real Detic CLIP text embeddings with names (OpenImages has no names, so it is left out). */
+export function realConcepts(assets: string): ConceptSet | undefined {
+  const dir = join(assets, 'embeddings', 'detic');
+  if (!existsSync(dir)) return undefined;
+  const names: string[] = [];
+  const parts: Float32Array[] = [];
+  for (const set of DETIC) {
+    const emb = readNpy(join(dir, `${set}_clip_a+cname.npy`));
+    const data = emb.dtype === 'float16' ? halvesToFloats(emb.data as Uint16Array) : (emb.data as Float32Array);
+    const setNames = readFileSync(join(dir, `${set}_names.txt`), 'utf8').split('\n').filter((l) => l.length > 0);
+    if (setNames.length !== emb.shape[0]) throw new Error(`${set}: ${setNames.length} names for ${emb.shape[0]} embeddings`);
+    names.push(...setNames);
+    parts.push(data);
+  }
+  const dim = 512;
+  const vectors = new Float32Array(names.length * dim);
+  let o = 0;
+  for (const p of parts) {
+    vectors.set(p, o);
+    o += p.length;
+  }
+  return { source: 'real', names, vectors, dim };
+}
+
+/** Random unit concept vectors named planted_i; sections plant mixtures of them. */
+export function syntheticConcepts(count = 2000, dim = 512, seed = 7): ConceptSet {
+  let s = seed;
+  const gauss = () => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    const u = (s + 1) / 4294967297;
+    s = (s * 1103515245 + 12345) >>> 0;
+    const v = (s + 1) / 4294967297;
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+  const vectors = new Float32Array(count * dim);
+  for (let i = 0; i < count; i++) {
+    let n = 0;
+    for (let j = 0; j < dim; j++) n += (vectors[i * dim + j] = gauss()) ** 2;
+    for (let j = 0; j < dim; j++) vectors[i * dim + j] /= Math.sqrt(n);
+  }
+  return { source: 'synthetic', names: Array.from({ length: count }, (_, i) => `planted_${i}`), vectors, dim };
+}
+
+export function makeContext(outDir: string, log: (l: string) => void, forceSynthetic = false): DemoContext {
+  const assets = forceSynthetic ? undefined : assetsDir();
+  const concepts = (assets && realConcepts(assets)) || syntheticConcepts();
+  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log };
+}
