@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what conceptlens needs on a fresh Debian 12 machine with Node 20:
 # the system libraries the native engine links (OpenBLAS, FAISS), the build
-# tools, then the npm dependencies and the
+# tools, Chromium (the HTML report test), then the npm dependencies and the
 # build (npm ci runs `prepare`: cmake-js + tsc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake g++ make libopenblas-dev libfaiss-dev)
+pkgs=(cmake g++ make libopenblas-dev libfaiss-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -64,6 +64,7 @@ test('bad input gets errors naming the argument, expected and actual value', asy
   inf[7 * d + 2] = Infinity;
   await assert.rejects(t.add(inf, 10), /vocabulary: row 7 gives a non-finite score/);
   await assert.rejects(t.add(randn(10 * 4, 1), 10), /vectors: expected 10×8 = 80 elements, got 40/);
+  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, device: 'cuda' }), /device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/);
   const few = new ExactTopK(q, 2, d, { k: 5 });
   await few.add(randn(3 * d, 11), 3);
   assert.throws(() => few.result(), /k: expected at most 3 \(the vocabulary's rows\), got 5/);

@@ -43,11 +43,11 @@ export interface NativeTopK {
 }
 
 export interface NativeAddon {
-  info(): { blasCore: string; computeThreads: number; avx512: boolean; cudaCompiled: boolean };
+  info(): { blasCore: string; computeThreads: number; avx512: boolean; cudaCompiled: boolean; cudaAvailable: boolean };
   setThreads(n: number): number;
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;
-  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number) => NativeTopK;
+  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda') => NativeTopK;
   [name: string]: unknown;
 }
 

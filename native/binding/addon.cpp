@@ -3,6 +3,9 @@
 #include <vector>
 
 #include "../core/blas.h"
+#ifdef CONCEPTLENS_CUDA
+#include "../cuda/topk_cuda.h"
+#endif
 #include "../core/threads.h"
 #include "registry.h"
 
@@ -22,8 +25,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("avx512", bool(__builtin_cpu_supports("avx512f")));
 #ifdef CONCEPTLENS_CUDA
   o.Set("cudaCompiled", true);
+  o.Set("cudaAvailable", cl::cuda_available());
 #else
   o.Set("cudaCompiled", false);
+  o.Set("cudaAvailable", false);
 #endif
   return o;
 }

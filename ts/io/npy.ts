@@ -120,9 +120,8 @@ export function dtypeOf(a: TypedArray, fp16 = true): DType {
   return 'uint8';
 }
 
-export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
-  if (count(shape) !== data.length)
-    throw new Error(`npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
+/** The header (magic, version, dict, padding) for an array; data follows it. */
+export function npyHeader(shape: number[], dtype: DType): Buffer {
   const descr = Object.entries(DESCR).find(([, v]) => v === dtype)![0];
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
   let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
@@ -132,7 +131,13 @@ export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtype
   pre[6] = 1;
   pre[7] = 0;
   pre.writeUInt16LE(header.length, 8);
-  return Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
+  return Buffer.concat([pre, Buffer.from(header, 'latin1')]);
+}
+
+export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
+  if (count(shape) !== data.length)
+    throw new Error(`npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
+  return Buffer.concat([npyHeader(shape, dtype), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
 }
 
 /** Writes atomically: a temp file beside the target, then rename. */

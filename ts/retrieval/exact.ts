@@ -10,6 +10,8 @@ export interface TopKOptions extends ProgressOptions {
   metric?: Metric;
   /** FALCON's chunk-local scoring: softmax(T·score) within each chunk (shard). */
   softmaxTemperature?: number;
+  /** 'cuda' runs the GPU kernel (engine built with nvcc, a device present). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface SearchResult {
@@ -25,7 +27,7 @@ export class ExactTopK {
   private rowsSeen = 0;
 
   constructor(queries: Float32Array, readonly nq: number, readonly dim: number, readonly options: TopKOptions) {
-    this.acc = new (native().TopK)(queries, nq, dim, options.k, options.metric ?? 'ip', options.softmaxTemperature ?? 0);
+    this.acc = new (native().TopK)(queries, nq, dim, options.k, options.metric ?? 'ip', options.softmaxTemperature ?? 0, options.device ?? 'cpu');
   }
 
   /** Adds rows whose ids continue from the rows added so far (or from idOffset). */

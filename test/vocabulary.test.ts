@@ -1,0 +1,393 @@
+import { after, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { parquetWriteFile } from 'hyparquet-writer';
+import { npyBytes, readNpy, writeNpy } from '../ts/io/npy.js';
+import { Vocabulary, type VocabSearchResult } from '../ts/retrieval/vocabulary.js';
+import { registerSearch } from '../ts/cli/search.js';
+import { registerVocab } from '../ts/cli/vocab.js';
+import { rng, tempDir as newTempDir } from './helpers.js';
+
+const made: string[] = [];
+const tempDir = (prefix?: string) => {
+  const d = newTempDir(prefix);
+  made.push(d);
+  return d;
+};
+after(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+const D = 24;
+const SIZES = [600, 7, 650];  // 1257 rows: k = 1000 spans shards
+const SMALL_BLOCKS = 20 * D * 2;  // 20 fp16 rows per streamed block
+
+/** Values n/256 with |n| <= 1024 are exact in fp16, so fp16 and fp32 shards hold the same numbers. */
+function values(n: number, seed: number): number[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => Math.round((r() * 2 - 1) * 1024) / 256);
+}
+
+/** fp32 -> fp16 bits for values exact in fp16 (independent of the library's decoder). */
+function halfBits(x: number): number {
+  if (x === 0) return Object.is(x, -0) ? 0x8000 : 0;
+  if (!Number.isFinite(x)) return Number.isNaN(x) ? 0x7e00 : x > 0 ? 0x7c00 : 0xfc00;
+  const s = x < 0 ? 0x8000 : 0, a = Math.abs(x), e = Math.floor(Math.log2(a));
+  const m = (a / 2 ** e - 1) * 1024;
+  assert.ok(e >= -14 && e <= 15 && Number.isInteger(m), `${x} is not exact in fp16`);
+  return s | ((e + 15) << 10) | m;
+}
+
+interface Fixture {
+  dir: string;
+  rows: number[][];  // every row, all shards concatenated
+  captions: string[];
+  shardOf: number[];
+}
+
+type Layout = 'parquet' | 'captions.txt' | 'none';
+
+/** A LAION-layout directory: text_emb_{i}.npy (+ metadata_{i}.parquet or captions.txt). */
+function laionDir(opts: { sizes?: number[]; dtype?: 'float16' | 'float32'; layout?: Layout; captions?: string[]; seed?: number } = {}): Fixture {
+  const sizes = opts.sizes ?? SIZES, dtype = opts.dtype ?? 'float16', layout = opts.layout ?? 'parquet';
+  const dir = tempDir('vocab-test-');
+  const rows: number[][] = [], shardOf: number[] = [];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const captions = opts.captions ?? Array.from({ length: total }, (_, i) => `concept ${i} é`);
+  let g = 0;
+  sizes.forEach((n, s) => {
+    const flat = values(n * D, (opts.seed ?? 7) * 100 + s);
+    for (let i = 0; i < n; i++) rows.push(flat.slice(i * D, (i + 1) * D)), shardOf.push(s);
+    const data = dtype === 'float16' ? Uint16Array.from(flat, halfBits) : Float32Array.from(flat);
+    writeNpy(join(dir, `text_emb_${s}.npy`), data, [n, D], dtype);
+    if (layout === 'parquet')
+      parquetWriteFile({ filename: join(dir, `metadata_${s}.parquet`), columnData: [
+        { name: 'url', data: captions.slice(g, g + n).map((_, i) => `http://x/${g + i}`), type: 'STRING' },
+        { name: 'caption', data: captions.slice(g, g + n), type: 'STRING' }] });
+    g += n;
+  });
+  if (layout === 'captions.txt') writeFileSync(join(dir, 'captions.txt'), captions.join('\n') + '\n');
+  return { dir, rows, captions, shardOf };
+}
+
+const norm = (x: number[]) => Math.sqrt(x.reduce((a, v) => a + v * v, 0));
+const unit = (x: number[]) => x.map((v) => v / norm(x));
+const dot = (a: number[], b: number[]) => a.reduce((s, v, j) => s + v * b[j], 0);
+
+/** The published definitions in float64: normalise; subtract the mean row; normalise again when both. */
+function transformed(rows: number[][], normalize: boolean, center: boolean): number[][] {
+  let x = normalize ? rows.map(unit) : rows;
+  if (center) {
+    const mean = x[0].map((_, j) => x.reduce((a, r) => a + r[j], 0) / x.length);
+    x = x.map((r) => r.map((v, j) => v - mean[j]));
+    if (normalize) x = x.map(unit);
+  }
+  return x;
+}
+
+/** Score table nq × rows: ip, cosine, or FALCON's per-shard softmax(T·score). */
+function scoreTable(queries: number[][], rows: number[][], metric: 'ip' | 'cosine', shardOf: number[], T = 0): number[][] {
+  return queries.map((q) => {
+    const s = rows.map((r) => (metric === 'cosine' ? dot(q, r) / (norm(q) * norm(r)) : dot(q, r)));
+    if (!(T > 0)) return s;
+    const lse = new Map<number, number>();
+    for (const c of new Set(shardOf)) {
+      const t = s.filter((_, i) => shardOf[i] === c).map((v) => T * v), m = Math.max(...t);
+      lse.set(c, m + Math.log(t.reduce((a, v) => a + Math.exp(v - m), 0)));
+    }
+    return s.map((v, i) => Math.exp(T * v - lse.get(shardOf[i])!));
+  });
+}
+
+/**
+ * Each returned score equals the true k-th best score of its rank, and each
+ * returned id has the returned score under the definition (robust to ties).
+ * `ids` maps a table column to the original id.
+ */
+function assertTopK(r: VocabSearchResult, table: number[][], k: number, ids: number[] = table[0].map((_, i) => i), tol = 1e-5) {
+  const col = new Map(ids.map((id, c) => [id, c]));
+  table.forEach((s, q) => {
+    const best = [...s].sort((a, b) => b - a);
+    const seen = new Set<number>();
+    for (let j = 0; j < k; j++) {
+      const id = Number(r.ids[q * k + j]), got = r.scores[q * k + j], t = tol * Math.max(1, Math.abs(best[j]));
+      assert.ok(Math.abs(got - best[j]) <= t, `query ${q} rank ${j}: score ${got}, expected ${best[j]}`);
+      assert.ok(col.has(id) && !seen.has(id), `query ${q} rank ${j}: id ${id} is not a distinct vocabulary row`);
+      assert.ok(Math.abs(s[col.get(id)!] - got) <= t, `query ${q} rank ${j}: id ${id} scores ${s[col.get(id)!]}, not ${got}`);
+      seen.add(id);
+    }
+  });
+}
+
+function queries(nq: number, seed: number): { flat: Float32Array; rows: number[][] } {
+  const flat = Float32Array.from(values(nq * D, seed), (v) => v * 3);  // not normalised
+  return { flat, rows: Array.from({ length: nq }, (_, i) => Array.from(flat.subarray(i * D, (i + 1) * D))) };
+}
+
+const Q = queries(5, 99);
+
+test('LAION fp16 shards + parquet captions: top-k equals brute force over the concatenation', async () => {
+  const f = laionDir();
+  const v = await Vocabulary.open(f.dir, { blockBytes: SMALL_BLOCKS });
+  assert.equal(v.rows, 1257);
+  assert.equal(v.dtype, 'float16');
+  for (const metric of ['ip', 'cosine'] as const) {
+    const table = scoreTable(Q.rows, f.rows, metric, f.shardOf);
+    for (const k of [1, 10, 1000]) {
+      const r = await v.search(Q.flat, { k, metric });
+      assertTopK(r, table, k);
+      assert.deepEqual(r.texts, Array.from(r.ids, (id) => f.captions[Number(id)]));
+    }
+  }
+  const whole = await Vocabulary.open(f.dir);  // default 256 MiB blocks: one per shard
+  assert.deepEqual(await whole.search(Q.flat, { k: 10 }), await v.search(Q.flat, { k: 10 }));
+});
+
+test('captions.txt layout with fp32 shards, and a single .npy with a names file', async () => {
+  const f = laionDir({ dtype: 'float32', layout: 'captions.txt' });
+  const v = await Vocabulary.open(f.dir, { blockBytes: SMALL_BLOCKS });
+  assert.equal(v.dtype, 'float32');
+  const r = await v.search(Q.flat, { k: 10, metric: 'cosine' });
+  assertTopK(r, scoreTable(Q.rows, f.rows, 'cosine', f.shardOf), 10);
+  assert.deepEqual(r.texts, Array.from(r.ids, (id) => f.captions[Number(id)]));
+
+  const one = laionDir({ sizes: [50], layout: 'none' });
+  writeFileSync(join(one.dir, 'names.txt'), one.captions.slice(0, 50).join('\n'));
+  const n = await Vocabulary.open(join(one.dir, 'text_emb_0.npy'), { names: join(one.dir, 'names.txt') });
+  const rn = await n.search(Q.flat, { k: 3 });
+  assertTopK(rn, scoreTable(Q.rows, one.rows, 'ip', one.shardOf), 3);
+  assert.equal(rn.texts?.[0], one.captions[Number(rn.ids[0])]);
+});
+
+test('dedupe keeps first occurrences and maps ids back to the original rows', async () => {
+  const total = SIZES.reduce((a, b) => a + b, 0);
+  // c{j} first appears at row 3j (j < 350, all three shards); later rows repeat earlier captions.
+  const captions = Array.from({ length: total }, (_, i) => `c${Math.floor(i / 3) % 350}`);
+  const f = laionDir({ captions, layout: 'captions.txt' });
+  const v = await Vocabulary.open(f.dir, { dedupe: true, blockBytes: SMALL_BLOCKS });
+  assert.equal(v.rows, 350);
+  const firsts = Array.from({ length: 350 }, (_, j) => 3 * j);
+  const table = scoreTable(Q.rows, firsts.map((i) => f.rows[i]), 'ip', firsts.map((i) => f.shardOf[i]));
+  for (const k of [1, 10, 350]) {
+    const r = await v.search(Q.flat, { k });
+    assertTopK(r, table, k, firsts);
+    assert.deepEqual(r.texts, Array.from(r.ids, (id) => captions[Number(id)]));
+  }
+  await assert.rejects(v.search(Q.flat, { k: 351 }), /k: expected an integer from 1 to the vocabulary's 350 rows, got 351/);
+});
+
+test('normalise and centre (each metric) equal brute force on the transformed rows', async () => {
+  const f = laionDir({ sizes: [300, 200] });
+  for (const [normalize, center] of [[true, false], [false, true], [true, true]]) {
+    const v = await Vocabulary.open(f.dir, { normalize, center, blockBytes: SMALL_BLOCKS });
+    const x = transformed(f.rows, normalize, center);
+    for (const metric of ['ip', 'cosine'] as const) {
+      const r = await v.search(Q.flat, { k: 10, metric });
+      assertTopK(r, scoreTable(Q.rows, x, metric, f.shardOf), 10);
+    }
+    // Centring is shift-invariant under softmax; the kernel sees the stored rows but the result must match.
+    const sm = await v.search(Q.flat, { k: 10, softmaxTemperature: 3 });
+    assertTopK(sm, scoreTable(Q.rows, x, 'ip', f.shardOf, 3), 10);
+  }
+});
+
+test('chunk-local softmax is per shard (not per streamed block) and equals the definition', async () => {
+  const f = laionDir();
+  const v = await Vocabulary.open(f.dir, { blockBytes: SMALL_BLOCKS });
+  for (const T of [1, 20]) {
+    const r = await v.search(Q.flat, { k: 10, softmaxTemperature: T });
+    assertTopK(r, scoreTable(Q.rows, f.rows, 'ip', f.shardOf, T), 10);
+  }
+});
+
+test('store round trip: reopens without the source, same results, transforms and dedupe kept', async () => {
+  const total = SIZES.reduce((a, b) => a + b, 0);
+  const captions = Array.from({ length: total }, (_, i) => (i % 3 === 0 ? `dup ${i % 30}` : `ünïque ${i}`));
+  const f = laionDir({ captions });
+  const v = await Vocabulary.open(f.dir, { dedupe: true, normalize: true, center: true, blockBytes: SMALL_BLOCKS });
+  const store = join(tempDir('vocab-store-'), 'store');
+  await v.save(store);
+  const before = await v.search(Q.flat, { k: 25, metric: 'cosine', softmaxTemperature: 5 });
+  const plain = await v.search(Q.flat, { k: 7 });
+  rmSync(f.dir, { recursive: true });  // the store must not need the LAION files
+  const s = await Vocabulary.open(store, { verify: true });
+  assert.deepEqual([s.rows, s.sourceRows, s.dim, s.dtype, s.transforms], [v.rows, total, D, 'float16', { normalize: true, center: true }]);
+  assert.deepEqual(await s.search(Q.flat, { k: 25, metric: 'cosine', softmaxTemperature: 5 }), before);
+  assert.deepEqual(await s.search(Q.flat, { k: 7 }), plain);
+  assert.equal(s.texts?.get(s.rows - 1), v.texts?.get(v.rows - 1));
+  const manifest = JSON.parse(readFileSync(join(store, 'manifest.json'), 'utf8'));
+  assert.ok(manifest.shards.length > 3, 'streamed blocks are written as separate files');
+  await s.save(store);  // replacing an existing store (here with itself, re-read first) is allowed
+  assert.deepEqual(await (await Vocabulary.open(store)).search(Q.flat, { k: 7 }), plain);
+  await assert.rejects(Vocabulary.open(store, { normalize: false }), /built with normalize=true, asked for normalize=false/);
+});
+
+test('a damaged store is refused, naming the file', async () => {
+  const f = laionDir({ sizes: [40] });
+  const store = join(tempDir('vocab-store-'), 'store');
+  await (await Vocabulary.open(f.dir)).save(store);
+  const vec = join(store, 'vectors_0.npy');
+  const bytes = readFileSync(vec);
+  bytes[bytes.length - 1] ^= 1;
+  writeFileSync(vec, bytes);
+  await assert.rejects(Vocabulary.open(store, { verify: true }), /vectors_0\.npy: sha256 [0-9a-f]+, the manifest records/);
+  truncateSync(vec, bytes.length - 2);
+  await assert.rejects(Vocabulary.open(store), /vectors_0\.npy: \d+ bytes, the manifest records \d+/);
+  await assert.rejects((await Vocabulary.open(f.dir)).save(f.dir), /exists and is not a vocabulary store/);
+});
+
+test('bad inputs fail with errors that name the file', async (t: TestContext) => {
+  await t.test('dimension mismatch between shards', async () => {
+    const f = laionDir({ sizes: [10, 10], layout: 'none' });
+    writeNpy(join(f.dir, 'text_emb_1.npy'), new Float32Array(10 * 8), [10, 8], 'float32');
+    writeNpy(join(f.dir, 'text_emb_0.npy'), new Float32Array(10 * D), [10, D], 'float32');
+    await assert.rejects(Vocabulary.open(f.dir), /text_emb_1\.npy: dimension 8, expected 24 \(that of .*text_emb_0\.npy\)/);
+  });
+  await t.test('shards are ordered numerically (text_emb_10 after text_emb_2)', async () => {
+    const f = laionDir({ sizes: [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], layout: 'none' });
+    const v = await Vocabulary.open(f.dir);
+    assert.deepEqual(v.shards.map((s) => s.header.path.match(/text_emb_(\d+)/)![1]), Array.from({ length: 11 }, (_, i) => `${i}`));
+  });
+  const f = laionDir({ sizes: [30, 30] });
+  const v = await Vocabulary.open(f.dir);
+  await t.test('queries of the wrong dimension', async () => {
+    await assert.rejects(v.search(new Float32Array(D + 1), { k: 1 }), /queries: 25 values are not a whole number of rows of the vocabulary's dimension 24/);
+  });
+  await t.test('k larger than the vocabulary', async () => {
+    await assert.rejects(v.search(Q.flat, { k: 61 }), /k: expected an integer from 1 to the vocabulary's 60 rows, got 61/);
+  });
+  await t.test('NaN/Inf in a shard: search, transform and store all name the file and row', async () => {
+    const g = laionDir({ sizes: [30, 30], dtype: 'float32', layout: 'none' });
+    const x = Float32Array.from(g.rows.slice(30).flat());
+    x[3 * D + 5] = NaN;
+    writeNpy(join(g.dir, 'text_emb_1.npy'), x, [30, D], 'float32');
+    const bad = await Vocabulary.open(g.dir);
+    await assert.rejects(bad.search(Q.flat, { k: 2 }), /text_emb_1\.npy: row 3 gives a non-finite score/);
+    await assert.rejects(bad.save(join(g.dir, 'store')), /text_emb_1\.npy: row 3 holds NaN\/Inf/);
+    await assert.rejects(Vocabulary.open(g.dir, { center: true }), /text_emb_1\.npy: row 3 holds NaN\/Inf \(column 5\)/);
+    const rewritten = await Vocabulary.open(g.dir, { normalize: true });  // ip over normalised rows: rows are rewritten
+    await assert.rejects(rewritten.search(Q.flat, { k: 2 }), /text_emb_1\.npy: row 3 holds NaN\/Inf \(column 5\)/);
+    assert.equal(existsSync(join(g.dir, 'store')), false);
+  });
+  await t.test('a zero row under cosine', async () => {
+    const g = laionDir({ sizes: [30, 30], dtype: 'float32', layout: 'none' });
+    writeNpy(join(g.dir, 'text_emb_1.npy'), new Float32Array(30 * D).fill(1).fill(0, 4 * D, 5 * D), [30, D], 'float32');
+    const z = await Vocabulary.open(g.dir);
+    await assert.rejects(z.search(Q.flat, { k: 2, metric: 'cosine' }), /text_emb_1\.npy: row 4 has zero norm/);
+    await assert.rejects(Vocabulary.open(g.dir, { normalize: true, center: true }), /text_emb_1\.npy: row 4 has norm 0, cannot L2-normalise/);
+  });
+  await t.test('truncated and Fortran-order .npy', async () => {
+    const g = laionDir({ sizes: [30], layout: 'none' });
+    const p = join(g.dir, 'text_emb_0.npy');
+    const bytes = npyBytes(new Float32Array(30 * D), [30, D], 'float32');
+    writeFileSync(p, bytes.subarray(0, bytes.length - 10));
+    await assert.rejects(Vocabulary.open(g.dir), /text_emb_0\.npy: truncated/);
+    writeFileSync(p, Buffer.from(bytes.toString('latin1').replace("'fortran_order': False", "'fortran_order': True "), 'latin1'));
+    await assert.rejects(Vocabulary.open(g.dir), /text_emb_0\.npy: array is in Fortran order/);
+  });
+  await t.test('parquet without a caption column lists its columns', async () => {
+    parquetWriteFile({ filename: join(f.dir, 'metadata_1.parquet'), columnData: [
+      { name: 'TEXT', data: Array(30).fill('a'), type: 'STRING' }, { name: 'url', data: Array(30).fill('u'), type: 'STRING' }] });
+    await assert.rejects(Vocabulary.open(f.dir), /metadata_1\.parquet: no 'caption' column; it has 'TEXT', 'url'/);
+  });
+  await t.test('caption count differs from the embedding rows', async () => {
+    parquetWriteFile({ filename: join(f.dir, 'metadata_1.parquet'), columnData: [{ name: 'caption', data: Array(29).fill('a'), type: 'STRING' }] });
+    await assert.rejects(Vocabulary.open(f.dir), /metadata_1\.parquet: 29 captions for 30 embedding rows/);
+    rmSync(join(f.dir, 'metadata_1.parquet'));
+    await assert.rejects(Vocabulary.open(f.dir), /metadata_1\.parquet: missing/);
+    const g = laionDir({ sizes: [30, 30], layout: 'captions.txt', captions: Array(59).fill('x') });
+    await assert.rejects(Vocabulary.open(g.dir), /captions\.txt: 59 captions for 60 embedding rows/);
+  });
+  await t.test('dedupe without texts, and a directory that is no vocabulary', async () => {
+    const g = laionDir({ sizes: [5], layout: 'none' });
+    await assert.rejects(Vocabulary.open(g.dir, { dedupe: true }), /dedupe needs captions or names/);
+    await assert.rejects(Vocabulary.open(tempDir()), /neither a vocabulary store \(manifest\.json\) nor a LAION shard directory/);
+  });
+});
+
+test('an AbortSignal stops a search with an AbortError', async () => {
+  const f = laionDir({ sizes: [300, 300] });
+  const v = await Vocabulary.open(f.dir, { blockBytes: SMALL_BLOCKS });
+  const ac = new AbortController();
+  const done: number[] = [];
+  await assert.rejects(v.search(Q.flat, { k: 5, signal: ac.signal, onProgress: (d) => (done.push(d), ac.abort()) }), { name: 'AbortError' });
+  assert.ok(done.length >= 1 && done[done.length - 1] < 600);
+});
+
+/** Runs the CLI in-process; returns stdout, or throws with the error it printed. */
+async function cli(args: string[]): Promise<string> {
+  const out: string[] = [], err: string[] = [];
+  const program = new Command('conceptlens').exitOverride().configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s) });
+  registerSearch(program);
+  registerVocab(program);
+  const log = console.log;
+  console.log = (s: string) => out.push(s);
+  try {
+    await program.parseAsync(['node', 'conceptlens', ...args]);
+  } catch (e) {
+    throw new Error(err.join('') || (e as Error).message);
+  } finally {
+    console.log = log;
+  }
+  return out.join('');
+}
+
+test('CLI: vocab build then search writes int32 ids and float32 scores equal to the API', async () => {
+  const f = laionDir();
+  const dir = tempDir('vocab-cli-');
+  writeNpy(join(dir, 'q.npy'), Q.flat, [5, D]);
+  const store = join(dir, 'store');
+  const built = JSON.parse(await cli(['vocab', 'build', '--from', f.dir, '--out', store, '--normalize', '--json']));
+  assert.equal(built.rows, 1257);
+  const summary = JSON.parse(await cli(['search', '--vocab', store, '--queries', join(dir, 'q.npy'), '--k', '10', '--out', join(dir, 'r'), '--json']));
+  assert.deepEqual([summary.rows, summary.queries, summary.k], [1257, 5, 10]);
+  const ids = readNpy(join(dir, 'r.ids.npy')), scores = readNpy(join(dir, 'r.scores.npy'));
+  assert.deepEqual([ids.dtype, ids.shape, scores.dtype, scores.shape], ['int32', [5, 10], 'float32', [5, 10]]);
+  const api = await (await Vocabulary.open(f.dir, { normalize: true })).search(Q.flat, { k: 10 });
+  assert.deepEqual(Array.from(ids.data as Int32Array), Array.from(api.ids, Number));
+  assert.deepEqual(scores.data, api.scores);
+  writeNpy(join(dir, 'q8.npy'), new Float32Array(2 * 8), [2, 8]);
+  await assert.rejects(cli(['search', '--vocab', store, '--queries', join(dir, 'q8.npy'), '--k', '3', '--out', join(dir, 'x')]),
+    /q8\.npy: dimension 8, the vocabulary .*store has 24/);
+  await assert.rejects(cli(['search', '--vocab', store, '--queries', join(dir, 'q.npy'), '--k', '3', '--index', 'faiss-flat', '--softmax-temperature', '2', '--out', join(dir, 'x')]),
+    /--softmax-temperature: needs --index exact/);
+});
+
+test('CLI: approximate indexes search the transformed, de-duplicated rows and return original ids', async () => {
+  const total = SIZES.reduce((a, b) => a + b, 0);
+  const captions = Array.from({ length: total }, (_, i) => `c${Math.floor(i / 3) % 350}`);
+  const f = laionDir({ captions });
+  const dir = tempDir('vocab-ann-');
+  writeNpy(join(dir, 'q.npy'), Q.flat, [5, D]);
+  const firsts = Array.from({ length: 350 }, (_, j) => 3 * j);
+  const table = scoreTable(Q.rows, transformed(firsts.map((i) => f.rows[i]), true, true), 'ip', firsts.map(() => 0));
+  const run = async (index: string) => {
+    await cli(['search', '--vocab', f.dir, '--dedupe', '--normalize', '--center', '--queries', join(dir, 'q.npy'), '--k', '10', '--index', index, '--out', join(dir, index)]);
+    const ids = readNpy(join(dir, `${index}.ids.npy`)).data as Int32Array, scores = readNpy(join(dir, `${index}.scores.npy`)).data as Float32Array;
+    return { nq: 5, k: 10, ids: BigInt64Array.from(ids, BigInt), scores };
+  };
+  assertTopK(await run('faiss-flat'), table, 10, firsts);
+  const exact = await run('exact'), hnsw = await run('hnsw');
+  assertTopK(exact, table, 10, firsts);
+  const hits = Array.from(hnsw.ids).filter((id, i) => exact.ids.slice(Math.floor(i / 10) * 10, Math.floor(i / 10) * 10 + 10).includes(id)).length;
+  assert.ok(hits >= 45, `hnsw recall@10 ${hits / 50}`);
+});
+
+const DETIC = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..', 'shared', 'assets'), 'embeddings', 'detic');
+
+test('real CLIP text embeddings (Detic LVIS fp16 + names): cosine search equals brute force', async (t) => {
+  const npy = join(DETIC, 'lvis_v1_clip_a+cname.npy'), names = join(DETIC, 'lvis_v1_names.txt');
+  if (!existsSync(npy)) return t.skip(`Detic embeddings not found at ${DETIC}; set CONCEPTLENS_ASSETS`);
+  const v = await Vocabulary.open(npy, { names });
+  const raw = readNpy(npy), coco = readNpy(join(DETIC, 'coco_clip_a+cname.npy'));
+  const dec = (a: Uint16Array) => Array.from(a, (h) => {
+    const e = (h >> 10) & 31, m = h & 1023, s = h >> 15 ? -1 : 1;
+    return e ? s * 2 ** (e - 15) * (1 + m / 1024) : s * 2 ** -14 * (m / 1024);
+  });
+  const d = v.dim, lv = dec(raw.data as Uint16Array), cq = dec(coco.data as Uint16Array);
+  const rows = Array.from({ length: v.rows }, (_, i) => lv.slice(i * d, (i + 1) * d));
+  const qs = [1, 2, 4].map((i) => cq.slice(i * d, (i + 1) * d));  // bicycle, car, airplane
+  const r = await v.search(Float32Array.from(qs.flat()), { k: 5, metric: 'cosine' });
+  assertTopK(r, scoreTable(qs, rows, 'cosine', rows.map(() => 0)), 5);
+  assert.deepEqual([r.texts![0], r.texts![5], r.texts![10]], ['bicycle', 'car_(automobile)', 'airplane']);
+});

@@ -1,0 +1,56 @@
+// `conceptlens assets list|pull|verify`: the named public models and
+// vocabularies, where each is found locally, downloads into the cache.
+import type { Command } from 'commander';
+import { REGISTRY, cacheDir, findAsset, locateAsset, pullAsset, verifyAsset, type AssetEntry } from '../assets-registry.js';
+import { progressBar } from './progress.js';
+
+const pick = (names: string[]): AssetEntry[] => (names.length ? names.map((n) => findAsset(n)) : [...REGISTRY]);
+
+function list(json: boolean): void {
+  const rows = REGISTRY.map((e) => ({ name: e.name, kind: e.kind, bytes: e.bytes, local: locateAsset(e)?.source ?? 'missing', url: e.url ?? `(mirror only: ${e.origin})` }));
+  if (json) console.log(JSON.stringify({ cache: cacheDir(), assets: rows }));
+  else {
+    console.log(`cache: ${cacheDir()}`);
+    console.table(rows);
+  }
+}
+
+async function pull(names: string[], force: boolean, json: boolean): Promise<void> {
+  const out = [];
+  for (const e of pick(names)) {
+    const bar = progressBar(e.name, 'bytes', !json && process.stderr.isTTY);
+    try {
+      const r = await pullAsset(e, { force, onProgress: (d, t) => bar.update(d, t) });
+      out.push({ name: e.name, path: r.path, source: r.source });
+    } finally {
+      bar.stop();
+    }
+  }
+  console.log(json ? JSON.stringify(out) : out.map((r) => `${r.name}: ${r.path} (${r.source})`).join('\n'));
+}
+
+async function verify(names: string[], json: boolean): Promise<boolean> {
+  const out = [];
+  for (const e of pick(names)) {
+    const v = await verifyAsset(e);
+    out.push({ name: e.name, status: !v ? 'missing' : v.ok ? 'ok' : 'sha256 mismatch', path: v?.path ?? null, expected: e.sha256, actual: v?.sha256 ?? null });
+  }
+  if (json) console.log(JSON.stringify(out));
+  else for (const r of out) console.log(`${r.name}: ${r.status}${r.path ? ` ${r.path}` : ''}${r.status === 'sha256 mismatch' ? ` (expected ${r.expected}, got ${r.actual})` : ''}`);
+  return out.every((r) => r.status !== 'sha256 mismatch');
+}
+
+export function registerAssets(program: Command): void {
+  const assets = program.command('assets').description('named public models and vocabularies: mirror (CONCEPTLENS_ASSETS), cache (CONCEPTLENS_CACHE), downloads');
+  const fail = (command: Command) => (err: unknown) => command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+  assets.command('list').description('list the registry and where each asset is found').option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => list(!!o.json));
+  assets.command('pull [names...]').description('download missing assets into the cache (sha256 checked); all when no name is given')
+    .option('--force', 'download even when a verified copy exists').option('--json', 'print JSON')
+    .action((names: string[], o: { force?: boolean; json?: boolean }, command: Command) => pull(names, !!o.force, !!o.json).catch(fail(command)));
+  assets.command('verify [names...]').description('check the sha256 of local copies; exit status 1 on a mismatch').option('--json', 'print JSON')
+    .action(async (names: string[], o: { json?: boolean }, command: Command) => {
+      const ok = await verify(names, !!o.json).catch(fail(command));
+      if (ok === false) process.exitCode = 1;
+    });
+}

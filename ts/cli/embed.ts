@@ -1,0 +1,120 @@
+// `conceptlens embed`: one row per image (sorted, recursive) from an ONNX
+// image model's output or a pooled intermediate tensor; resumable.
+import type { Command } from 'commander';
+import { preprocessSpec } from '../images/preprocess.js';
+import { embedImages, type LabelSource } from '../encoders/embed-images.js';
+import type { Pool } from '../encoders/onnx.js';
+import { progressBar } from './progress.js';
+
+interface EmbedCliOptions {
+  model?: string;
+  standin?: boolean;
+  images: string;
+  preprocess: string;
+  resize?: string;
+  crop?: string;
+  layer?: string;
+  pool: string;
+  output?: string;
+  input?: string;
+  out: string;
+  labelsOut?: string;
+  labelSource: string;
+  classes?: string;
+  batch: string;
+  threads?: string;
+  normalize?: boolean;
+  fp16?: boolean;
+  restart?: boolean;
+  fastDecode?: boolean;
+  json?: boolean;
+}
+
+function positiveInt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
+  if (!allowed.includes(v as T)) throw new Error(`${name} must be one of ${allowed.join('|')}, got '${v}'`);
+  return v as T;
+}
+
+async function run(o: EmbedCliOptions): Promise<void> {
+  if (!o.model === !o.standin) throw new Error('give either --model M.onnx or --standin');
+  const spec = preprocessSpec(o.standin ? 'imagenet' : o.preprocess, {
+    ...(o.resize ? { resize: positiveInt('--resize', o.resize) } : {}),
+    ...(o.crop ? { crop: positiveInt('--crop', o.crop) } : {}),
+    fastShrinkOnLoad: !!o.fastDecode,
+  });
+  const bar = progressBar('embed', 'images', !o.json && process.stderr.isTTY && !process.env.CI);
+  const ac = new AbortController();
+  const onSigint = () => ac.abort();
+  process.once('SIGINT', onSigint); // stop after the current batch; the checkpoint lets a rerun resume
+  try {
+    const r = await embedImages({
+      model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: o.out, spec,
+      encoder: {
+        layer: o.layer, output: o.output, input: o.input,
+        pool: oneOf<Pool>('--pool', o.pool, ['avg', 'max', 'first', 'none']),
+        normalize: !!o.normalize, dtype: o.fp16 ? 'float16' : 'float32',
+        threads: positiveInt('--threads', o.threads), batchSize: positiveInt('--batch', o.batch),
+      },
+      labelsOut: o.labelsOut,
+      labelSource: oneOf<LabelSource>('--label-source', o.labelSource, ['auto', 'wnid', 'folder']),
+      classesFile: o.classes,
+      batchSize: positiveInt('--batch', o.batch),
+      signal: ac.signal,
+      onProgress: (done, total) => bar.update(done, total),
+    });
+    bar.stop();
+    if (o.json) console.log(JSON.stringify({ out: o.out, labelsOut: o.labelsOut ?? null, ...r }));
+    else {
+      const resumed = r.resumedAt ? ` (resumed at file ${r.resumedAt})` : '';
+      console.error(`wrote ${o.out}: ${r.rows} x ${r.dim} from ${r.files} files${resumed}`);
+    }
+    if (r.skipped.length) {
+      console.error(`skipped ${r.skipped.length} file(s) that are not readable images:`);
+      for (const s of r.skipped) console.error(`  ${s.path}: ${s.reason}`);
+    }
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export function registerEmbed(program: Command): void {
+  program
+    .command('embed')
+    .description('embed every image under a folder (sorted, recursive) with an ONNX model; one row per image')
+    .option('--model <path>', 'ONNX image model (a CLIP image export for CLIP-space rows)')
+    .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower: SqueezeNet 1.1 class probabilities mixed over CLIP text embeddings of LVIS concepts (ImageNet preprocessing)')
+    .requiredOption('--images <dir>', 'folder of images (recursive)')
+    .requiredOption('--out <path>', 'output .npy, [images, features]')
+    .option('--preprocess <preset>', 'clip | imagenet', 'imagenet')
+    .option('--resize <n>', 'shorter side after resizing (overrides the preset)')
+    .option('--crop <n>', 'centre crop side (overrides the preset)')
+    .option('--layer <name>', 'tap this intermediate tensor instead of an output')
+    .option('--pool <how>', 'pooling of a tapped tensor: avg | max | first | none', 'avg')
+    .option('--output <name>', 'model output to keep (default: the first)')
+    .option('--input <name>', 'model input for the images (default: by convention)')
+    .option('--labels-out <path>', 'also write int64 labels, one per row')
+    .option('--label-source <how>', 'auto | wnid (nXXXXXXXX_ file names) | folder (class folders)', 'auto')
+    .option('--classes <file>', 'class list, one per line: label = line index (default: sorted classes present)')
+    .option('--batch <n>', 'images per model call', '32')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
+    .option('--normalize', 'L2-normalise every row')
+    .option('--fp16', 'store rows as float16')
+    .option('--fast-decode', 'let JPEGs decode at a reduced scale before resizing (faster, pixels differ slightly)')
+    .option('--restart', 'ignore a checkpoint from an earlier, interrupted run')
+    .option('--json', 'print a JSON summary on stdout')
+    .action(async (o: EmbedCliOptions, command: Command) => {
+      try {
+        await run(o);
+      } catch (err) {
+        command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    });
+}

@@ -1,0 +1,87 @@
+// `conceptlens search`: top-k vocabulary rows for each query embedding,
+// written as PREFIX.ids.npy (int32, or int64 past 2^31 rows) and
+// PREFIX.scores.npy (float32), both Q × K, best first.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readNpy, writeNpy } from '../io/npy.js';
+import { f16ToF32 } from '../io/fp16.js';
+import { Vocabulary, type VocabSearchResult } from '../retrieval/vocabulary.js';
+import type { Metric } from '../retrieval/exact.js';
+import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
+import { addSourceOptions, bar, runAction, sourceOptions, type SourceFlags } from './vocab.js';
+
+interface SearchFlags extends SourceFlags {
+  vocab: string;
+  queries: string;
+  k: number;
+  index: 'exact' | IndexKind;
+  metric: Metric;
+  softmaxTemperature?: number;
+  out: string;
+}
+
+function number(name: string, integer: boolean) {
+  return (s: string) => {
+    const v = Number(s);
+    if (s.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
+      throw new InvalidArgumentError(`${name}: expected ${integer ? 'an integer' : 'a number'}, got '${s}'`);
+    return v;
+  };
+}
+
+function readQueries(path: string, v: Vocabulary): Float32Array {
+  const q = readNpy(path);
+  if (q.shape.length !== 2 || (q.dtype !== 'float32' && q.dtype !== 'float16'))
+    throw new Error(`${path}: expected a 2-D float32 or float16 array, got ${q.dtype} of shape [${q.shape.join(', ')}]`);
+  if (q.shape[1] !== v.dim) throw new Error(`${path}: dimension ${q.shape[1]}, the vocabulary ${v.source} has ${v.dim}`);
+  return q.data instanceof Uint16Array ? f16ToF32(q.data) : (q.data as Float32Array);
+}
+
+async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, signal: AbortSignal): Promise<VocabSearchResult> {
+  if (o.softmaxTemperature) throw new Error(`--softmax-temperature: needs --index exact (softmax is per shard), got --index ${o.index}`);
+  if (o.k > v.rows) throw new Error(`k: expected an integer from 1 to the vocabulary's ${v.rows} rows, got ${o.k}`);
+  const index = await buildIndex(o.index as IndexKind, await v.toFloat32({ signal }), v.dim, { metric: o.metric, signal });
+  const r = await index.search(queries, o.k, { signal });
+  const ids = r.ids.map((id) => (id < 0n ? -1n : BigInt(v.originalId(Number(id)))));
+  return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores };
+}
+
+function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): void {
+  const ids = v.sourceRows < 2 ** 31 ? Int32Array.from(r.ids, Number) : r.ids;
+  writeNpy(`${prefix}.ids.npy`, ids, [r.nq, r.k]);
+  writeNpy(`${prefix}.scores.npy`, r.scores, [r.nq, r.k]);
+}
+
+async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
+  const v = await Vocabulary.open(o.vocab, { ...sourceOptions(o), signal });
+  const queries = readQueries(o.queries, v);
+  const p = bar(o.json, 'search', 'rows');
+  const t0 = performance.now();
+  let r: VocabSearchResult;
+  try {
+    r = o.index === 'exact'
+      ? await v.search(queries, { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false, signal, onProgress: p.update })
+      : await annSearch(v, queries, o, signal);
+  } finally {
+    p.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  writeResult(o.out, r, v);
+  const summary = { vocab: o.vocab, index: o.index, metric: o.metric, rows: v.rows, queries: r.nq, k: r.k, seconds,
+    queriesPerSecond: r.nq / seconds, ids: `${o.out}.ids.npy`, scores: `${o.out}.scores.npy` };
+  if (o.json) console.log(JSON.stringify(summary));
+  else console.error(`${r.nq} queries × top ${r.k} of ${v.rows} rows in ${seconds.toFixed(3)} s -> ${summary.ids}, ${summary.scores}`);
+}
+
+export function registerSearch(program: Command): void {
+  addSourceOptions(program.command('search')
+    .description('top-k vocabulary rows for each query embedding')
+    .requiredOption('--vocab <path>', 'a .npy, a LAION shard directory, or a store from `vocab build`')
+    .requiredOption('--queries <file>', 'queries .npy, Q × D float32 or float16')
+    .requiredOption('--k <k>', 'results per query', number('--k', true))
+    .addOption(new Option('--index <kind>', 'search index').choices(['exact', ...INDEX_KINDS]).default('exact'))
+    .addOption(new Option('--metric <metric>', 'similarity').choices(['ip', 'cosine']).default('ip'))
+    .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', false))
+    .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
+    .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)')
+    .action((o: SearchFlags, command: Command) => runAction(command, (signal) => search(o, signal)));
+}

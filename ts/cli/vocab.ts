@@ -1,0 +1,74 @@
+// `conceptlens vocab build`: a vocabulary source (.npy + names, LAION shard
+// directory) -> the compact store that reopens without re-parsing; and the
+// source options that `search` shares.
+import { Command } from 'commander';
+import { Vocabulary, type OpenOptions } from '../retrieval/vocabulary.js';
+import { progressBar } from './progress.js';
+
+export interface SourceFlags {
+  names?: string;
+  normalize?: boolean;
+  center?: boolean;
+  dedupe?: boolean;
+  json?: boolean;
+}
+
+export function addSourceOptions(cmd: Command): Command {
+  return cmd
+    .option('--names <file>', 'texts for a single .npy, one per line')
+    .option('--normalize', 'L2-normalise every row')
+    .option('--center', 'subtract the mean row (of the normalised rows with --normalize; rows are re-normalised after)')
+    .option('--dedupe', 'keep the first row of each repeated caption (ids still refer to the original rows)');
+}
+
+export function sourceOptions(f: SourceFlags): Pick<OpenOptions, 'names' | 'normalize' | 'center' | 'dedupe'> {
+  return { names: f.names, normalize: f.normalize, center: f.center, dedupe: f.dedupe };
+}
+
+/** Runs a CLI action with Ctrl-C wired to an AbortSignal and errors printed as messages. */
+export async function runAction(command: Command, body: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ac = new AbortController();
+  const onInt = () => ac.abort();
+  process.once('SIGINT', onInt);
+  try {
+    await body(ac.signal);
+  } catch (err) {
+    command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+  } finally {
+    process.off('SIGINT', onInt);
+  }
+}
+
+export const bar = (json: boolean | undefined, label: string, unit: string) =>
+  json ? progressBar(label, unit, false) : progressBar(label, unit);
+
+interface BuildFlags extends SourceFlags {
+  from: string;
+  out: string;
+}
+
+async function build(o: BuildFlags, signal: AbortSignal): Promise<void> {
+  const t0 = performance.now();
+  const p = bar(o.json, 'vocab', 'rows');
+  try {
+    const v = await Vocabulary.open(o.from, { ...sourceOptions(o), signal, onProgress: p.update });
+    await v.save(o.out, { signal, onProgress: p.update });
+    const summary = { store: o.out, rows: v.rows, sourceRows: v.sourceRows, dim: v.dim, dtype: v.dtype,
+      transforms: v.transforms, texts: !!v.texts, seconds: (performance.now() - t0) / 1000 };
+    p.stop();
+    if (o.json) console.log(JSON.stringify(summary));
+    else console.error(`wrote ${o.out}: ${v.rows} rows (of ${v.sourceRows}) × ${v.dim} ${v.dtype}`);
+  } finally {
+    p.stop();
+  }
+}
+
+export function registerVocab(program: Command): void {
+  const vocab = program.command('vocab').description('build and inspect concept vocabularies');
+  addSourceOptions(vocab.command('build')
+    .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions.txt)')
+    .requiredOption('--from <src>', 'a .npy file or a LAION shard directory')
+    .requiredOption('--out <store>', 'store directory to create (an older store there is replaced)'))
+    .option('--json', 'print a JSON summary')
+    .action((o: BuildFlags, command: Command) => runAction(command, (signal) => build(o, signal)));
+}

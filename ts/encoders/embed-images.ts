@@ -1,0 +1,213 @@
+// Streams a folder of images through an image encoder into one .npy: sorted
+// recursive listing, labels from class folders or ImageNet file names,
+// prefetching the next batch while the model runs, and a checkpoint after every
+// batch so an interrupted run resumes where it stopped.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
+import type { ProgressOptions } from '../abort.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { npyHeader, writeNpy } from '../io/npy.js';
+import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
+import { native } from '../native.js';
+import { ImageEncoder, type EncoderOptions, type Embeddings } from './onnx.js';
+import { StandinImageTower } from './standin.js';
+
+/** Extensions sharp decodes; other files are listed as skipped without a decode attempt. */
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
+
+export const isImageName = (p: string) => IMAGE_EXTENSIONS.includes(extname(p).toLowerCase());
+
+/** Every non-hidden file under `root`, sorted by path (as Python's sorted() on ASCII names). */
+export function listFiles(root: string, exclude: readonly string[] = []): string[] {
+  const skip = new Set(exclude.map((p) => resolve(p)));
+  const walk = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      if (e.name.startsWith('.')) return [];
+      const p = join(dir, e.name);
+      const st = e.isSymbolicLink() ? statSync(p, { throwIfNoEntry: false }) : e; // follow links (dataset folders often use them)
+      if (st?.isDirectory()) return walk(p);
+      return st?.isFile() && !skip.has(resolve(p)) ? [p] : [];
+    });
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`--images: '${root}' is not a directory`);
+  return walk(root).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export type LabelSource = 'auto' | 'wnid' | 'folder';
+const WNID = /^(n\d{8})(?:[_.,\s-]|$)/;
+
+/** The class key of each file: its ImageNet wnid or its top folder under root. */
+export function classKeys(root: string, files: readonly string[], source: LabelSource): string[] {
+  const wnids = files.map((f) => WNID.exec(basename(f))?.[1]);
+  const folders = files.map((f) => relative(root, f).split(sep).slice(0, -1)[0]);
+  const useWnid = source === 'wnid' || (source === 'auto' && wnids.every((w) => w !== undefined));
+  const keys = useWnid ? wnids : folders;
+  const bad = keys.findIndex((k) => k === undefined);
+  if (bad >= 0) {
+    const why = useWnid ? 'its name does not start with an ImageNet wnid (nXXXXXXXX_)' : 'it is not inside a class folder';
+    throw new Error(`labels: cannot label ${files[bad]}: ${why}`);
+  }
+  return keys as string[];
+}
+
+/** Class list from a file: one class per line, a wnid line may carry a name after it. */
+export function readClassList(path: string): string[] {
+  return readFileSync(path, 'utf8').split(/\r\n|\r|\n/).map((l) => l.trim()).filter((l) => l.length > 0)
+    .map((l) => WNID.exec(l)?.[1] ?? l);
+}
+
+/** Label ids: index of each key in `classes`, else in the sorted set of keys present. */
+export function labelIds(keys: readonly string[], classes?: readonly string[], classFile = 'the class list'): Int32Array {
+  const list = classes ?? [...new Set(keys)].sort();
+  const index = new Map(list.map((c, i) => [c, i]));
+  return Int32Array.from(keys, (k) => {
+    const i = index.get(k);
+    if (i === undefined) throw new Error(`labels: class '${k}' is not in ${classFile} (${list.length} classes)`);
+    return i;
+  });
+}
+
+export interface EmbedImagesOptions extends ProgressOptions {
+  /** ONNX image model; ignored with `standin`. */
+  model: string;
+  /** Embed with the stand-in CLIP-space tower (SqueezeNet mapped onto CLIP text embeddings; see standin.ts). */
+  standin?: boolean;
+  images: string;
+  out: string;
+  spec: PreprocessSpec;
+  encoder?: EncoderOptions;
+  labelsOut?: string;
+  labelSource?: LabelSource;
+  classesFile?: string;
+  batchSize?: number;
+  concurrency?: number;
+  /** Ignore (and replace) a checkpoint left by an earlier run. */
+  restart?: boolean;
+}
+
+export interface EmbedImagesResult {
+  rows: number;
+  dim: number;
+  files: number;
+  skipped: SkippedImage[];
+  resumedAt: number;
+}
+
+interface Checkpoint {
+  key: string;
+  filesDone: number;
+  rows: number;
+  dim: number;
+  skipped: SkippedImage[];
+  labels: number[];
+}
+
+const partialPath = (out: string) => `${out}.partial`;
+const checkpointPath = (out: string) => `${out}.ckpt.json`;
+
+/** Identifies a run: same model file, files, preprocessing and feature. */
+function runKey(o: EmbedImagesOptions, files: string[]): string {
+  const st = o.standin ? { size: 0, mtimeMs: 0 } : statSync(o.model);
+  const { signal: _s, onProgress: _p, restart: _r, concurrency: _c, batchSize: _b, ...config } = o;
+  return createHash('sha256').update(JSON.stringify({ config, model: [st.size, st.mtimeMs], files })).digest('hex');
+}
+
+function loadCheckpoint(o: EmbedImagesOptions, key: string): Checkpoint | undefined {
+  const path = checkpointPath(o.out);
+  if (!existsSync(path) || o.restart) return undefined;
+  const c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
+  if (c.key !== key)
+    throw new Error(`${path}: checkpoint of a different run (model, images or options changed); rerun with --restart to start over`);
+  return c;
+}
+
+/** Appends rows to the partial file after cutting it back to what the checkpoint vouches for. */
+function appendRows(path: string, validBytes: number, rows: Uint8Array): void {
+  const fd = openSync(path, existsSync(path) ? 'r+' : 'w');
+  try {
+    ftruncateSync(fd, validBytes);
+    writeSync(fd, rows, 0, rows.length, validBytes);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Header + partial rows -> temp file -> rename: the output appears whole or not at all. */
+async function finishNpy(out: string, rows: number, dim: number, dtype: 'float32' | 'float16'): Promise<void> {
+  const fixed = npyHeader([rows, dim], dtype);
+  const tmp = `${out}.tmp-${process.pid}`;
+  const dst = await open(tmp, 'w');
+  try {
+    await dst.write(fixed);
+    const src = await open(partialPath(out), 'r');
+    try {
+      const buf = Buffer.alloc(1 << 22);
+      for (let pos = 0; ; ) {
+        const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) break;
+        await dst.write(buf.subarray(0, bytesRead));
+        pos += bytesRead;
+      }
+    } finally {
+      await src.close();
+    }
+    await dst.sync();
+  } finally {
+    await dst.close();
+  }
+  await rename(tmp, out);
+}
+
+/** Embeds every image under `images` (sorted, recursive) into `out`; resumable. */
+export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+  const all = listFiles(o.images, [o.out, partialPath(o.out), checkpointPath(o.out), ...(o.labelsOut ? [o.labelsOut] : [])]);
+  const files = all.filter(isImageName);
+  const notImages = all.filter((f) => !isImageName(f)).map((path) => ({ path, reason: `not an image file (extension '${extname(path)}')` }));
+  if (files.length === 0) throw new Error(`--images: no image files (${IMAGE_EXTENSIONS.join(', ')}) under ${o.images}`);
+  const labels = o.labelsOut
+    ? labelIds(classKeys(o.images, files, o.labelSource ?? 'auto'), o.classesFile ? readClassList(o.classesFile) : undefined, o.classesFile)
+    : undefined;
+  const key = runKey(o, files);
+  mkdirSync(dirname(resolve(o.out)), { recursive: true });
+  const ckpt = loadCheckpoint(o, key) ?? { key, filesDone: 0, rows: 0, dim: 0, skipped: [], labels: [] };
+  const resumedAt = ckpt.filesDone;
+  const dtype = o.encoder?.dtype ?? 'float32';
+  const bytesPer = dtype === 'float16' ? 2 : 4;
+  const B = o.batchSize ?? 32;
+  const encoder = o.standin ? await StandinImageTower.load({ threads: o.encoder?.threads }) : await ImageEncoder.load(o.model, o.encoder);
+  const rows = (e: Embeddings) => (e.dtype === dtype ? e.data : native().floatsToHalves(e.data as Float32Array));
+  try {
+    const prep = (f0: number) => preprocessBatch(files.slice(f0, f0 + B), o.spec, { concurrency: o.concurrency, signal: o.signal });
+    let next: Promise<ImageBatch> | undefined = ckpt.filesDone < files.length ? prep(ckpt.filesDone) : undefined;
+    while (next) {
+      const f0 = ckpt.filesDone;
+      const batch: ImageBatch = await next;
+      next = f0 + B < files.length ? prep(f0 + B) : undefined;
+      next?.catch(() => {}); // an abort surfaces from the current batch; the prefetch is dropped
+      o.signal?.throwIfAborted();
+      if (batch.paths.length > 0) {
+        const emb = await encoder.encode(batch.data, batch.shape, { signal: o.signal });
+        if (ckpt.dim && ckpt.dim !== emb.shape[1]) throw new Error(`feature width changed from ${ckpt.dim} to ${emb.shape[1]}`);
+        ckpt.dim = emb.shape[1];
+        const data = rows(emb);
+        appendRows(partialPath(o.out), ckpt.rows * ckpt.dim * bytesPer, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        ckpt.rows += batch.paths.length;
+        if (labels) ckpt.labels.push(...batch.indices.map((i) => labels[f0 + i]));
+      }
+      ckpt.skipped.push(...batch.skipped);
+      ckpt.filesDone = Math.min(files.length, f0 + B);
+      writeFileAtomic(checkpointPath(o.out), JSON.stringify(ckpt));
+      o.onProgress?.(ckpt.filesDone, files.length);
+    }
+  } finally {
+    await encoder.close();
+  }
+  if (ckpt.rows === 0) throw new Error(`--images: none of the ${files.length} files could be decoded (first: ${ckpt.skipped[0]?.path}: ${ckpt.skipped[0]?.reason})`);
+  await finishNpy(o.out, ckpt.rows, ckpt.dim, dtype);
+  if (o.labelsOut) writeNpy(o.labelsOut, BigInt64Array.from(ckpt.labels, (l) => BigInt(l)), [ckpt.rows]);
+  rmSync(partialPath(o.out), { force: true });
+  await rm(checkpointPath(o.out), { force: true });
+  return { rows: ckpt.rows, dim: ckpt.dim, files: all.length, skipped: [...notImages, ...ckpt.skipped], resumedAt };
+}

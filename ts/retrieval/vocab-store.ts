@@ -1,0 +1,207 @@
+// The compact vocabulary store: a directory with manifest.json (dim, dtype,
+// rows, transforms, shard list, size and sha256 of every file), the vectors
+// as .npy shards of at most one streaming block each, the mean row, the
+// original ids kept by de-duplication, and the texts as one UTF-8 blob plus
+// offsets. Reopening reads the manifest and .npy headers only. Written into
+// a temp directory that is renamed into place.
+import { createHash } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
+import { dimOf, firstNonFiniteRow, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
+
+export const MANIFEST = 'manifest.json';
+const FORMAT = 'conceptlens-vocabulary';
+
+export interface Texts {
+  readonly length: number;
+  get(i: number): string;
+}
+
+export interface VocabContent {
+  dim: number;
+  dtype: 'float32' | 'float16';
+  rows: number;
+  /** Size of the original id space (rows before de-duplication). */
+  sourceRows: number;
+  transforms: Transforms;
+  mean?: Float64Array;
+  /** Original id of each row, when de-duplication dropped rows. */
+  ids?: Float64Array;
+  texts?: Texts;
+  shards: Shard[];
+}
+
+interface Manifest {
+  format: typeof FORMAT;
+  version: 1;
+  dim: number;
+  dtype: VocabContent['dtype'];
+  rows: number;
+  sourceRows: number;
+  transforms: Transforms;
+  shards: { file: string; rows: number; chunk: number }[];
+  mean?: string;
+  ids?: string;
+  texts?: { blob: string; offsets: string };
+  files: Record<string, { bytes: number; sha256: string }>;
+}
+
+export interface StoreWriteOptions {
+  blockBytes?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+
+/** int32 when every value fits, else int64 (npy has no uint32 here). */
+function intNpy(values: ArrayLike<number>, maxValue: number): Buffer {
+  return maxValue < 2 ** 31
+    ? npyBytes(Int32Array.from(values), [values.length], 'int32')
+    : npyBytes(BigInt64Array.from(Array.from(values, (v) => BigInt(v))), [values.length], 'int64');
+}
+
+function textBlob(texts: Texts): { blob: Buffer; offsets: Buffer } {
+  const parts: Buffer[] = [];
+  const offsets = new Float64Array(texts.length + 1);
+  for (let i = 0; i < texts.length; i++) {
+    parts.push(Buffer.from(texts.get(i), 'utf8'));
+    offsets[i + 1] = offsets[i] + parts[i].length;
+  }
+  return { blob: Buffer.concat(parts), offsets: intNpy(offsets, offsets[texts.length]) };
+}
+
+/** Moves the finished temp directory to `out`, replacing an older store there (never other data). */
+function swapInto(tmp: string, out: string): void {
+  if (!existsSync(out)) return renameSync(tmp, out);
+  if (!existsSync(join(out, MANIFEST))) throw new Error(`${out}: exists and is not a vocabulary store; choose another --out`);
+  const old = `${out}.old-${process.pid}-${Date.now()}`;
+  renameSync(out, old);
+  renameSync(tmp, out);
+  rmSync(old, { recursive: true, force: true });
+}
+
+export async function writeStore(v: VocabContent, out: string, opts: StoreWriteOptions = {}): Promise<void> {
+  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
+  const files: Manifest['files'] = {};
+  // Parts are written one after another, so large blocks are never copied.
+  const put = (name: string, ...parts: Uint8Array[]) => {
+    const fd = openSync(join(tmp, name), 'w');
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      for (const p of parts) {
+        writeSync(fd, p);
+        hash.update(p);
+        bytes += p.length;
+      }
+    } finally {
+      closeSync(fd);
+    }
+    files[name] = { bytes, sha256: hash.digest('hex') };
+    return name;
+  };
+  try {
+    const shards: Manifest['shards'] = [];
+    for await (const b of readBlocks(v.shards, opts.blockBytes, opts.signal)) {
+      const bad = firstNonFiniteRow(b.data, v.dim);
+      if (bad >= 0) throw new Error(`${rowName(v.shards, b, bad)} holds NaN/Inf`);
+      const file = put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
+        new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength));
+      shards.push({ file, rows: b.rows, chunk: v.shards[b.shard].chunk });
+      opts.onProgress?.(b.start + b.rows, v.rows);
+    }
+    const m: Manifest = {
+      format: FORMAT, version: 1, dim: v.dim, dtype: v.dtype, rows: v.rows, sourceRows: v.sourceRows,
+      transforms: v.transforms, shards, files,
+    };
+    if (v.mean) m.mean = put('mean.npy', npyBytes(v.mean, [v.dim], 'float64'));
+    if (v.ids) m.ids = put('ids.npy', intNpy(v.ids, v.sourceRows));
+    if (v.texts) {
+      const { blob, offsets } = textBlob(v.texts);
+      m.texts = { blob: put('texts.bin', blob), offsets: put('texts_offsets.npy', offsets) };
+    }
+    writeFileSync(join(tmp, MANIFEST), JSON.stringify(m, null, 1));
+    swapInto(tmp, out);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** Blobs up to this size are read whole on first use; larger ones one text at a time. */
+const WHOLE_BLOB_BYTES = 256 * 2 ** 20;
+
+/** Texts held as one UTF-8 blob plus offsets. */
+class BlobTexts implements Texts {
+  private blob?: Buffer;
+  constructor(private readonly path: string, private readonly offsets: Float64Array) {}
+  get length() {
+    return this.offsets.length - 1;
+  }
+  get(i: number): string {
+    const a = this.offsets[i], b = this.offsets[i + 1];
+    if (this.offsets[this.length] <= WHOLE_BLOB_BYTES) {
+      this.blob ??= readFileSync(this.path);
+      return this.blob.toString('utf8', a, b);
+    }
+    const buf = Buffer.alloc(b - a), fd = openSync(this.path, 'r');
+    try {
+      readSync(fd, buf, 0, buf.length, a);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString('utf8');
+  }
+}
+
+const asNumbers = (a: ArrayLike<number | bigint>) => Float64Array.from(a as ArrayLike<number>, Number);
+
+function readManifest(dir: string): Manifest {
+  const path = join(dir, MANIFEST);
+  let m: Manifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new Error(`${path}: cannot read the store manifest (${(e as Error).message})`);
+  }
+  if (m.format !== FORMAT || m.version !== 1)
+    throw new Error(`${path}: format ${JSON.stringify(m.format)} version ${m.version}, expected ${FORMAT} version 1`);
+  for (const [name, f] of Object.entries(m.files)) {
+    const p = join(dir, name);
+    const size = existsSync(p) ? statSync(p).size : -1;
+    if (size !== f.bytes)
+      throw new Error(`${p}: ${size < 0 ? 'missing' : `${size} bytes`}, the manifest records ${f.bytes}; the store is damaged, rebuild it`);
+  }
+  return m;
+}
+
+/** Opens a store from its manifest and .npy headers (no data pass). */
+export function readStore(dir: string): VocabContent {
+  const m = readManifest(dir);
+  const shards: Shard[] = m.shards.map((s) => {
+    const header = readNpyHeader(join(dir, s.file));
+    if (header.dtype !== m.dtype || header.shape.length !== 2 || header.shape[0] !== s.rows || dimOf(header) !== m.dim)
+      throw new Error(`${header.path}: ${header.dtype} [${header.shape.join(', ')}], the manifest records ${m.dtype} [${s.rows}, ${m.dim}]`);
+    return { header, rows: s.rows, chunk: s.chunk };
+  });
+  const offsets = m.texts ? asNumbers(readNpy(join(dir, m.texts.offsets)).data as ArrayLike<number | bigint>) : undefined;
+  return {
+    dim: m.dim, dtype: m.dtype, rows: m.rows, sourceRows: m.sourceRows, transforms: m.transforms, shards,
+    mean: m.mean ? asNumbers(readNpy(join(dir, m.mean)).data as Float64Array) : undefined,
+    ids: m.ids ? asNumbers(readNpy(join(dir, m.ids)).data as ArrayLike<number | bigint>) : undefined,
+    texts: m.texts && offsets ? new BlobTexts(join(dir, m.texts.blob), offsets) : undefined,
+  };
+}
+
+/** Re-hashes every file of the store against its manifest. */
+export async function verifyStore(dir: string): Promise<void> {
+  const m = readManifest(dir);
+  for (const [name, f] of Object.entries(m.files)) {
+    const h = createHash('sha256');
+    for await (const chunk of createReadStream(join(dir, name))) h.update(chunk as Buffer);
+    const got = h.digest('hex');
+    if (got !== f.sha256) throw new Error(`${join(dir, name)}: sha256 ${got}, the manifest records ${f.sha256}; the store is damaged`);
+  }
+}

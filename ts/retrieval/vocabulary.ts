@@ -1,0 +1,207 @@
+// A concept vocabulary: texts (optional) plus an embedding matrix held as
+// shards on disk (fp16 or fp32), with optional L2 normalisation,
+// mean-centring and caption de-duplication. Searches stream the shards in
+// bounded blocks through the exact top-k kernel, so a vocabulary larger than
+// memory is never loaded whole.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProgressOptions } from '../abort.js';
+import { ExactTopK, type Metric } from './exact.js';
+import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
+import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
+import { MANIFEST, readStore, verifyStore, writeStore, type Texts, type VocabContent } from './vocab-store.js';
+
+export interface OpenOptions extends ProgressOptions {
+  /** Names file (one per line) for a single .npy. */
+  names?: string;
+  normalize?: boolean;
+  center?: boolean;
+  /** Keep the first occurrence of each caption; ids still refer to the original rows. */
+  dedupe?: boolean;
+  /** Re-hash a store's files against its manifest. */
+  verify?: boolean;
+  /** Upper bound on the bytes of one streamed block (default 64 MiB). */
+  blockBytes?: number;
+}
+
+export interface VocabSearchOptions extends ProgressOptions {
+  k: number;
+  metric?: Metric;
+  /** FALCON's chunk-local scoring: softmax(T·score) within each source shard. */
+  softmaxTemperature?: number;
+  /** Return the texts of the hits (default true when the vocabulary has texts). */
+  texts?: boolean;
+}
+
+export interface VocabSearchResult {
+  nq: number;
+  k: number;
+  /** nq × k original row ids, best first. */
+  ids: BigInt64Array;
+  scores: Float32Array;
+  /** nq × k texts of those rows, when the vocabulary has texts. */
+  texts?: string[];
+}
+
+class ArrayTexts implements Texts {
+  constructor(private readonly a: string[]) {}
+  get length() {
+    return this.a.length;
+  }
+  get(i: number) {
+    return this.a[i];
+  }
+}
+
+/** First occurrence of each text wins: kept rows per shard and their original ids. */
+function dedupe(src: Source, path: string): Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'> {
+  if (!src.texts) throw new Error(`${path}: dedupe needs captions or names, and this vocabulary has none`);
+  const seen = new Set<string>();
+  const ids: number[] = [], texts: string[] = [];
+  let g = 0;
+  const shards = src.shards.map((s) => {
+    const keep: number[] = [];
+    for (let r = 0; r < s.rows; r++, g++) {
+      const t = src.texts![g];
+      if (seen.has(t)) continue;
+      seen.add(t);
+      keep.push(r);
+      ids.push(g);
+      texts.push(t);
+    }
+    return { ...s, rows: keep.length, keep: keep.length === s.rows ? undefined : Int32Array.from(keep) };
+  });
+  const dropped = ids.length !== g;
+  return { shards, rows: ids.length, ids: dropped ? Float64Array.from(ids) : undefined, texts: new ArrayTexts(texts) };
+}
+
+/** How a block reaches the kernel: as stored, as stored with a per-query score shift, or rewritten. */
+type ScanMode = 'raw' | 'shift' | 'rewrite';
+
+function scanMode(t: Transforms, metric: Metric): ScanMode {
+  if (!t.normalize && !t.center) return 'raw';
+  // (x - μ)·q = x·q - μ·q: a per-query constant, so ranks (and softmax) are unchanged.
+  if (t.center && !t.normalize && metric === 'ip') return 'shift';
+  // The cosine kernel normalises rows itself.
+  if (t.normalize && !t.center && metric === 'cosine') return 'raw';
+  return 'rewrite';
+}
+
+export class Vocabulary implements VocabContent {
+  readonly dim: number;
+  readonly dtype: VocabContent['dtype'];
+  readonly rows: number;
+  readonly sourceRows: number;
+  readonly transforms: Transforms;
+  readonly mean?: Float64Array;
+  readonly ids?: Float64Array;
+  readonly texts?: Texts;
+  readonly shards: Shard[];
+
+  private constructor(readonly source: string, c: VocabContent, private readonly blockBytes: number) {
+    ({ dim: this.dim, dtype: this.dtype, rows: this.rows, sourceRows: this.sourceRows, transforms: this.transforms,
+      mean: this.mean, ids: this.ids, texts: this.texts, shards: this.shards } = c);
+  }
+
+  /** Opens a .npy file, a LAION shard directory, or a store written by save(). */
+  static async open(path: string, opts: OpenOptions = {}): Promise<Vocabulary> {
+    if (!existsSync(path)) throw new Error(`${path}: no such file or directory`);
+    const blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES, dir = statSync(path).isDirectory();
+    if (dir && existsSync(join(path, MANIFEST))) {
+      if (opts.verify) await verifyStore(path);
+      return new Vocabulary(path, storeWithOptions(path, opts), blockBytes);
+    }
+    if (dir && opts.names !== undefined) throw new Error(`${path}: names: is for a single .npy; a shard directory has its own captions`);
+    const src = dir ? await laion(path) : openNpy(path, opts.names);
+    const rows = src.shards.reduce((a, s) => a + s.rows, 0);
+    const base = { rows, ids: undefined, shards: src.shards, texts: src.texts && new ArrayTexts(src.texts) };
+    const kept = opts.dedupe ? dedupe(src, path) : base;
+    const transforms = { normalize: !!opts.normalize, center: !!opts.center };
+    const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
+    return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
+  }
+
+  /** Original id of vocabulary row i. */
+  originalId(i: number): number {
+    return this.ids ? this.ids[i] : i;
+  }
+
+  /** Exact top-k of each query row (nq × dim fp32) over the whole vocabulary. */
+  async search(queries: Float32Array, opts: VocabSearchOptions): Promise<VocabSearchResult> {
+    const nq = this.queryRows(queries);
+    if (!Number.isInteger(opts.k) || opts.k < 1 || opts.k > this.rows)
+      throw new Error(`k: expected an integer from 1 to the vocabulary's ${this.rows} rows, got ${opts.k}`);
+    const metric = opts.metric ?? 'ip';
+    const mode = scanMode(this.transforms, metric);
+    const softmax = (opts.softmaxTemperature ?? 0) > 0;
+    const acc = new ExactTopK(queries, nq, this.dim, { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature });
+    let chunk: number | undefined;
+    const scratch = new Scratch(), mean = this.mean32();
+    for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal)) {
+      const c = this.shards[b.shard].chunk;
+      if (softmax && chunk !== undefined && c !== chunk) acc.endChunk();
+      chunk = c;
+      const data = mode === 'rewrite' ? await transformBlock(this.shards, b, this.dim, this.transforms, mean, scratch.take(b.data.length), opts.signal) : b.data;
+      const onProgress = opts.onProgress && ((d: number) => opts.onProgress!(b.start + d, this.rows));
+      await acc.add(data, b.rows, { idOffset: b.start, signal: opts.signal, onProgress }).catch((e) => {
+        throw restateRow(e, this.shards, b);
+      });
+    }
+    const r = acc.result();
+    if (mode === 'shift' && !softmax) this.shiftScores(queries, r.scores, opts.k);
+    const ids = r.ids.map((id) => BigInt(this.originalId(Number(id))));
+    const texts = this.texts && opts.texts !== false ? Array.from(r.ids, (id) => this.texts!.get(Number(id))) : undefined;
+    return { nq, k: opts.k, ids, scores: r.scores, texts };
+  }
+
+  /** All rows, transformed, as one fp32 matrix (for the approximate indexes, which hold vectors in memory). */
+  async toFloat32(opts: ProgressOptions = {}): Promise<Float32Array> {
+    const out = new Float32Array(this.rows * this.dim), mean = this.mean32();
+    for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal)) {
+      await transformBlock(this.shards, b, this.dim, this.transforms, mean, out.subarray(b.start * this.dim, (b.start + b.rows) * this.dim), opts.signal);
+      opts.onProgress?.(b.start + b.rows, this.rows);
+    }
+    return out;
+  }
+
+  /** Writes the compact store (atomically) that open() reopens without a data pass. */
+  async save(out: string, opts: ProgressOptions = {}): Promise<void> {
+    await writeStore(this, out, { ...opts, blockBytes: this.blockBytes });
+  }
+
+  private mean32(): Float32Array | undefined {
+    return this.mean && Float32Array.from(this.mean);
+  }
+
+  private queryRows(queries: Float32Array): number {
+    if (queries.length === 0 || queries.length % this.dim !== 0)
+      throw new Error(`queries: ${queries.length} values are not a whole number of rows of the vocabulary's dimension ${this.dim}`);
+    return queries.length / this.dim;
+  }
+
+  /** Centring under 'ip': score -= μ·q for each query's row of scores. */
+  private shiftScores(queries: Float32Array, scores: Float32Array, k: number): void {
+    const d = this.dim;
+    for (let q = 0; q < queries.length / d; q++) {
+      let mq = 0;
+      for (let j = 0; j < d; j++) mq += this.mean![j] * queries[q * d + j];
+      for (let j = 0; j < k; j++) scores[q * k + j] -= mq;
+    }
+  }
+}
+
+async function laion(dir: string): Promise<Source> {
+  if (!isLaionDir(dir)) throw new Error(`${dir}: neither a vocabulary store (${MANIFEST}) nor a LAION shard directory (text_emb_{i}.npy)`);
+  return openLaionDir(dir);
+}
+
+/** A store's transforms are fixed when it is built; asking for others is an error, not a silent no-op. */
+function storeWithOptions(path: string, opts: OpenOptions): VocabContent {
+  const c = readStore(path);
+  if (opts.names !== undefined) throw new Error(`${path}: a store keeps its own texts; names: is for a .npy source`);
+  if (opts.dedupe) throw new Error(`${path}: a store's de-duplication is fixed when it is built (vocab build --dedupe)`);
+  for (const t of ['normalize', 'center'] as const)
+    if (opts[t] !== undefined && opts[t] !== c.transforms[t])
+      throw new Error(`${path}: store was built with ${t}=${c.transforms[t]}, asked for ${t}=${opts[t]}; rebuild it with vocab build`);
+  return c;
+}
