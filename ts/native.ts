@@ -31,8 +31,9 @@ export function preferredOpenblasCoretype(): string {
 function configureThreads(): void {
   const core = preferredOpenblasCoretype();
   if (core) process.env.OPENBLAS_CORETYPE = core;
-  // The engine parallelises itself; OpenBLAS's own pool would oversubscribe.
-  process.env.OPENBLAS_NUM_THREADS ??= '1';
+  // libgomp (FAISS) spin-waits by default, which starves the other threads on
+  // few cores (FAISS >10x slower on 2 shared cores). Read when libgomp loads.
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 }
 
 export interface NativeTopK {

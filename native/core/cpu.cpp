@@ -16,11 +16,20 @@ std::string preferred_openblas_coretype() {
 }
 
 void relaunch_with_preferred_blas(char** argv) {
+  bool changed = false;
   std::string want = preferred_openblas_coretype();
   const char* have = std::getenv("OPENBLAS_CORETYPE");
-  if (want.empty() || (have && want == have)) return;
-  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
-  execv("/proc/self/exe", argv);  // returns only on failure: carry on with the kernels we have
+  if (!want.empty() && !(have && want == have)) {
+    setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
+    changed = true;
+  }
+  // libgomp spin-waits by default: on a shared 2-core machine that slows
+  // FAISS more than tenfold. Read at load time, like the BLAS setting.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    changed = true;
+  }
+  if (changed) execv("/proc/self/exe", argv);  // returns only on failure: carry on as we are
 }
 
 }  // namespace cl

@@ -12,8 +12,9 @@ namespace cl {
 // (keep OpenBLAS's own detection). CONCEPTLENS_OPENBLAS_CORETYPE overrides.
 std::string preferred_openblas_coretype();
 
-// For standalone programs: if OPENBLAS_CORETYPE differs from the preferred
-// one, sets it and re-executes the program (OpenBLAS is already loaded).
+// For standalone programs: sets OPENBLAS_CORETYPE to the preferred kernels
+// and OMP_WAIT_POLICY to PASSIVE (unless the user set it), re-executing the
+// program when either changes, since both libraries read them at load.
 void relaunch_with_preferred_blas(char** argv);
 
 }  // namespace cl

@@ -3,7 +3,7 @@
 // PREFIX.scores.npy (float32), both Q × K, best first.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readNpy, writeNpy } from '../io/npy.js';
-import { f16ToF32 } from '../io/fp16.js';
+import { halvesToFloats } from '../io/fp16.js';
 import { Vocabulary, type VocabSearchResult } from '../retrieval/vocabulary.js';
 import type { Metric } from '../retrieval/exact.js';
 import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
@@ -33,7 +33,7 @@ function readQueries(path: string, v: Vocabulary): Float32Array {
   if (q.shape.length !== 2 || (q.dtype !== 'float32' && q.dtype !== 'float16'))
     throw new Error(`${path}: expected a 2-D float32 or float16 array, got ${q.dtype} of shape [${q.shape.join(', ')}]`);
   if (q.shape[1] !== v.dim) throw new Error(`${path}: dimension ${q.shape[1]}, the vocabulary ${v.source} has ${v.dim}`);
-  return q.data instanceof Uint16Array ? f16ToF32(q.data) : (q.data as Float32Array);
+  return q.data instanceof Uint16Array ? halvesToFloats(q.data) : (q.data as Float32Array);
 }
 
 async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, signal: AbortSignal): Promise<VocabSearchResult> {

@@ -84,24 +84,35 @@ export function makeTyped(dtype: DType, buf: ArrayBuffer, offset: number, length
   }
 }
 
-/** Rows [r0, r0+n) along the first axis, into a fresh aligned array. */
-export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
+/**
+ * Reads rows [r0, r0+n) along the first axis into `out` (reused by streaming
+ * readers: touching fresh large buffers costs more than the read itself).
+ */
+export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, n: number, out: T): T {
   const rowElems = count(h.shape.slice(1));
   const bytes = n * rowElems * BYTES[h.dtype];
-  const buf = new ArrayBuffer(bytes);
+  if (out.byteLength < bytes) throw new Error(`${h.path}: buffer of ${out.byteLength} bytes cannot hold rows ${r0}..${r0 + n} (${bytes} bytes)`);
+  const target = new Uint8Array(out.buffer, out.byteOffset, bytes);
   const fd = openFile(h.path);
   try {
     let done = 0;
     const pos = h.dataOffset + r0 * rowElems * BYTES[h.dtype];
     while (done < bytes) {
-      const got = readSync(fd, new Uint8Array(buf, done, Math.min(bytes - done, 1 << 30)), 0, Math.min(bytes - done, 1 << 30), pos + done);
+      const len = Math.min(bytes - done, 1 << 30);
+      const got = readSync(fd, target, done, len, pos + done);
       if (got === 0) throw new Error(`${h.path}: truncated while reading rows ${r0}..${r0 + n}`);
       done += got;
     }
   } finally {
     closeSync(fd);
   }
-  return makeTyped(h.dtype, buf, 0, n * rowElems);
+  return out;
+}
+
+/** Rows [r0, r0+n) along the first axis, into a fresh aligned array. */
+export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
+  const rowElems = count(h.shape.slice(1));
+  return readNpyRowsInto(h, r0, n, makeTyped(h.dtype, new ArrayBuffer(n * rowElems * BYTES[h.dtype]), 0, n * rowElems));
 }
 
 export function readNpy(path: string): NdArray {

@@ -1,0 +1,115 @@
+// bench glm: LE's elastic-net ranking problem (standardised concepts X, n×p;
+// standardised neurons Y, n×K) solved by exact coordinate descent and by the
+// reference's GLM-SAGA, on the same synthetic data in one run. Reports
+// neurons/s and each solver's mean objective and its gap to the best found.
+import type { Command } from 'commander';
+import { fitElasticNet, type GlmFit, type Mat } from '../ts/methods/le.js';
+import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+
+export interface GlmBenchParams {
+  n: number;
+  p: number;
+  neurons: number;
+  repeats: number;
+  solvers: string[];
+}
+
+/** Deterministic standard normals (xorshift + Box-Muller). */
+function normals(count: number, seed: number): Float64Array {
+  let s = seed >>> 0 || 1;
+  const u = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) + 1) / 4294967297;
+  };
+  const out = new Float64Array(count);
+  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+  return out;
+}
+
+function standardise(a: Float64Array, rows: number, cols: number): Mat {
+  const out = new Float32Array(rows * cols);
+  for (let j = 0; j < cols; j++) {
+    let m = 0, v = 0;
+    for (let i = 0; i < rows; i++) m += a[i * cols + j];
+    m /= rows;
+    for (let i = 0; i < rows; i++) v += (a[i * cols + j] - m) ** 2;
+    const sd = Math.sqrt(v / (rows - 1)) || 1;
+    for (let i = 0; i < rows; i++) out[i * cols + j] = (a[i * cols + j] - m) / sd;
+  }
+  return { data: out, rows, cols };
+}
+
+/** Concepts sharing 8 latent factors (as related concepts do); each neuron a noisy mix of 6 concepts. */
+export function glmProblem(n: number, p: number, K: number): { X: Mat; Y: Mat } {
+  const r = 8, Z = normals(n * r, 1), M = normals(r * p, 2), X = normals(n * p, 3);
+  for (let i = 0; i < n; i++)
+    for (let f = 0; f < r; f++) {
+      const z = 0.4 * Z[i * r + f];
+      for (let j = 0; j < p; j++) X[i * p + j] += z * M[f * p + j];
+    }
+  const Y = normals(n * K, 4), pick = normals(K * 6, 5);
+  for (let k = 0; k < K; k++)
+    for (let t = 0; t < 6; t++) {
+      const j = Math.floor(Math.abs(pick[k * 6 + t] * 7919)) % p, w = (t % 2 ? -0.5 : 1) * (1 + 0.1 * t);
+      for (let i = 0; i < n; i++) Y[i * K + k] += w * X[i * p + j];
+    }
+  return { X: standardise(X, n, p), Y: standardise(Y, n, K) };
+}
+
+const meanOf = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => a + b, 0) / x.length;
+
+export async function benchGlm(p: GlmBenchParams) {
+  const { X, Y } = glmProblem(p.n, p.p, p.neurons);
+  const fits = new Map<string, { seconds: number; cpuSeconds: number; fit: GlmFit }>();
+  for (const solver of p.solvers) {
+    let fit: GlmFit | undefined;
+    // Process CPU time (all threads) beside wall time: steadier than wall time on a shared machine.
+    const cpu0 = process.cpuUsage();
+    const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver: solver as 'cd' | 'saga' })), p.repeats, 0);
+    const cpu = process.cpuUsage(cpu0);
+    fits.set(solver, { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 / p.repeats, fit: fit! });
+  }
+  // The best objective any solver reached per neuron: the yardstick for relative accuracy.
+  const best = new Float64Array(p.neurons).fill(Infinity);
+  for (const { fit } of fits.values()) fit.objective.forEach((o, k) => (best[k] = Math.min(best[k], o)));
+  const results: BenchRow[] = [...fits].map(([solver, { seconds, cpuSeconds, fit }]) => {
+    const gaps = Array.from(fit.objective, (o, k) => (o - best[k]) / best[k]);
+    return {
+      name: solver === 'cd' ? 'conceptlens-cd' : 'glm-saga',
+      seconds,
+      cpu_seconds: cpuSeconds,
+      neurons_per_s: p.neurons / seconds,
+      mean_objective: meanOf(fit.objective),
+      max_rel_gap_to_best: Math.max(...gaps),
+      iterations: fit.iterations,
+      nonzeros_per_neuron: fit.weights.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / p.neurons,
+    };
+  });
+  if (fits.has('cd') && fits.has('saga')) {
+    const cd = results.find((r) => r.name === 'conceptlens-cd')!, saga = results.find((r) => r.name === 'glm-saga')!;
+    cd.speedup_vs_saga = saga.seconds / cd.seconds;
+    cd.cpu_speedup_vs_saga = (saga.cpu_seconds as number) / (cd.cpu_seconds as number);
+  }
+  return { suite: 'glm', params: { ...p }, machine: machine(), results };
+}
+
+export function registerBenchGlm(bench: Command): void {
+  bench
+    .command('glm')
+    .description("elastic net for LE's concept ranking: coordinate descent vs GLM-SAGA (neurons/s, objective)")
+    .option('--n <n>', 'samples', '10000')
+    .option('--p <p>', 'concepts', '2000')
+    .option('--neurons <k>', 'neurons solved as one batch', '512')
+    .option('--repeats <r>', 'timed runs per solver (median)', '1')
+    .option('--solvers <list>', 'comma-separated: cd,saga', 'cd,saga')
+    .option('--json', 'print one JSON object')
+    .action(async (o: Record<string, string | boolean>) => {
+      const report = await benchGlm({
+        n: Number(o.n), p: Number(o.p), neurons: Number(o.neurons), repeats: Number(o.repeats),
+        solvers: String(o.solvers).split(','),
+      });
+      printReport(report, Boolean(o.json));
+    });
+}

@@ -1,0 +1,115 @@
+// bench splice: every SpLiCE solver on the same planted data (sparse
+// non-negative mixtures of random unit concepts plus noise, normalised), in
+// one run. The full-dictionary baselines (fista, admm) solve the first
+// `baselineN` samples only; each row says how many it solved, and
+// rel_objective_vs_ws compares its mean objective with ws's on those samples.
+// Timed solves write into one preallocated weights buffer.
+import type { Command } from 'commander';
+import { solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
+import { machine, median, printReport, timeMedian, type BenchRow } from './report.js';
+
+export interface SpliceBenchParams {
+  n: number;
+  c: number;
+  d: number;
+  l1: number;
+  k: number;
+  noise: number;
+  baselineN: number;
+  repeats: number;
+  solvers: SpliceSolverName[];
+}
+
+/** Deterministic generator (xorshift32) with Box–Muller normals. */
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  const uniform = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return ((s >>> 0) + 0.5) / 4294967296;
+  };
+  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
+}
+
+function normaliseInPlace(x: Float32Array, d: number): void {
+  for (let i = 0; i < x.length; i += d) {
+    let s = 0;
+    for (let t = i; t < i + d; t++) s += x[t] * x[t];
+    const inv = 1 / Math.sqrt(s);
+    for (let t = i; t < i + d; t++) x[t] *= inv;
+  }
+}
+
+/** c random unit concepts and n samples, each k concepts with weights in [0.2, 1] plus Gaussian noise. */
+export function plantedSplice(n: number, c: number, d: number, k: number, noise: number, seed = 1) {
+  const g = rng(seed), dictionary = new Float32Array(c * d), samples = new Float32Array(n * d);
+  for (let t = 0; t < dictionary.length; t++) dictionary[t] = g.normal();
+  normaliseInPlace(dictionary, d);
+  for (let i = 0; i < n; i++) {
+    for (let a = 0; a < k; a++) {
+      const j = Math.floor(g.uniform() * c), w = 0.2 + 0.8 * g.uniform();
+      for (let t = 0; t < d; t++) samples[i * d + t] += w * dictionary[j * d + t];
+    }
+    for (let t = 0; t < d; t++) samples[i * d + t] += noise * g.normal();
+  }
+  normaliseInPlace(samples, d);
+  return { dictionary, samples };
+}
+
+const mean = (x: ArrayLike<number>, m = x.length) => Array.from(x).slice(0, m).reduce((a, b) => a + b, 0) / m;
+
+export async function benchSplice(p: SpliceBenchParams) {
+  const { dictionary, samples } = plantedSplice(p.n, p.c, p.d, p.k, p.noise);
+  const results: BenchRow[] = [];
+  let ws: Decomposition | undefined;
+  for (const solver of p.solvers) {
+    const full = solver === 'auto' || solver === 'ws', m = full ? p.n : Math.min(p.n, p.baselineN);
+    const part = samples.subarray(0, m * p.d);
+    let dec: Decomposition | undefined;
+    const out = new Float32Array(m * p.c); // reused across repeats, as a long-running caller would
+    const cpu: number[] = []; // CPU seconds of every process thread per run: robust to other load on the machine
+    const seconds = await timeMedian(async () => {
+      const c0 = process.cpuUsage();
+      dec = await solveSplice(dictionary, part, p.d, { l1: p.l1, solver, out });
+      const c1 = process.cpuUsage(c0);
+      cpu.push((c1.user + c1.system) / 1e6);
+    }, full ? p.repeats : 1, full ? 1 : 0);
+    const cpuSeconds = median(cpu.slice(full ? 1 : 0));
+    if (solver === 'ws') ws = dec;
+    let l0 = 0;
+    for (const w of dec!.weights) l0 += w > 0 ? 1 : 0;
+    results.push({
+      name: solver, seconds, samples: m, samples_per_s: m / seconds, cpu_seconds: cpuSeconds,
+      samples_per_cpu_s: m / cpuSeconds, mean_objective: mean(dec!.objective),
+      mean_l0: l0 / m, mean_rel_gap: mean(dec!.objective.map((o, i) => dec!.gap[i] / o)),
+      max_iterations: Math.max(...dec!.iterations),
+    });
+  }
+  if (ws)
+    for (const r of results) r.rel_objective_vs_ws = (r.mean_objective as number) / mean(ws.objective, r.samples as number) - 1;
+  return { suite: 'splice', params: { ...p }, machine: machine(), results };
+}
+
+export function registerBenchSplice(bench: Command): void {
+  bench
+    .command('splice')
+    .description('SpLiCE solvers (auto, fista, admm, ws) on the same planted data')
+    .option('--n <samples>', 'samples', '5000')
+    .option('--c <concepts>', 'dictionary size', '10000')
+    .option('--d <dim>', 'dimension', '512')
+    .option('--l1 <lambda>', 'λ', '0.25')
+    .option('--k <k>', 'planted concepts per sample', '10')
+    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', '0.02')
+    .option('--baseline-n <m>', 'samples the full-dictionary baselines (fista, admm) solve', '16')
+    .option('--repeats <n>', 'timed repeats for auto/ws (median)', '3')
+    .option('--solvers <list>', 'comma list of auto,fista,admm,ws', 'auto,fista,admm,ws')
+    .option('--json', 'print one JSON object')
+    .action(async (o) => {
+      const p: SpliceBenchParams = {
+        n: +o.n, c: +o.c, d: +o.d, l1: +o.l1, k: +o.k, noise: +o.noise, baselineN: +o.baselineN, repeats: +o.repeats,
+        solvers: String(o.solvers).split(',') as SpliceSolverName[],
+      };
+      printReport(await benchSplice(p), !!o.json);
+    });
+}

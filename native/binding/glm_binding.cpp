@@ -1,0 +1,101 @@
+// glmFit / glmObjective: the elastic-net solvers of core/glm.h for JS.
+#include <napi.h>
+
+#include <memory>
+
+#include "../core/glm.h"
+#include "args.h"
+#include "registry.h"
+#include "task.h"
+
+namespace clb {
+namespace {
+
+double opt_number(const Napi::Object& o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() ? fallback : number_arg(v, std::string("options.") + key);
+}
+
+int64_t opt_int(const Napi::Object& o, const char* key, int64_t fallback, int64_t min_value) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() ? fallback : int_arg(v, std::string("options.") + key, min_value);
+}
+
+cl::ElasticNet elastic_net(const Napi::Object& o) {
+  cl::ElasticNet en;
+  en.lambda = opt_number(o, "lambda", en.lambda);
+  en.alpha = opt_number(o, "alpha", en.alpha);
+  return en;
+}
+
+// glmFit(X, n, p, Y, K, options, onProgress, cancel): Promise<{weights, bias, objective, iterations}>.
+// options: { solver: 'cd' | 'saga', lambda, alpha, tol, maxPasses, batch, step, maxEpochs, lookbehind, tolPerTarget, seed }.
+Napi::Value GlmFit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t n = int_arg(info[1], "n", 1), p = int_arg(info[2], "p", 1), K = int_arg(info[4], "K", 1);
+  const float* X = f32_arg(info[0], n * p, "X");
+  const float* Y = f32_arg(info[3], n * K, "Y");
+  if (!info[5].IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
+  Napi::Object o = info[5].As<Napi::Object>();
+  std::string solver = o.Get("solver").IsUndefined() ? "cd" : string_arg(o.Get("solver"), "options.solver");
+  if (solver != "cd" && solver != "saga")
+    throw Napi::RangeError::New(env, "options.solver: expected 'cd' or 'saga', got '" + solver + "'");
+  cl::ElasticNet en = elastic_net(o);
+  cl::CdOptions cd;
+  cd.tol = opt_number(o, "tol", cd.tol);
+  cd.max_passes = opt_int(o, "maxPasses", cd.max_passes, 1);
+  cl::SagaOptions sg;
+  sg.batch = opt_int(o, "batch", sg.batch, 1);
+  sg.step = opt_number(o, "step", sg.step);
+  sg.max_epochs = opt_int(o, "maxEpochs", sg.max_epochs, 1);
+  sg.lookbehind = opt_int(o, "lookbehind", sg.lookbehind, 1);
+  sg.tol_per_target = opt_number(o, "tolPerTarget", sg.tol_per_target);
+  sg.seed = static_cast<uint64_t>(opt_int(o, "seed", 0, 0));
+  auto fit = std::make_shared<cl::GlmFit>();
+  return Task::Start(
+      env,
+      [=](cl::Progress& prog) {
+        *fit = solver == "cd" ? cl::elastic_net_cd(X, n, p, Y, K, en, cd, prog)
+                              : cl::elastic_net_saga(X, n, p, Y, K, en, sg, prog);
+      },
+      [fit](Napi::Env env) -> Napi::Value {
+        auto w = Napi::Float32Array::New(env, fit->weights.size());
+        std::copy(fit->weights.begin(), fit->weights.end(), w.Data());
+        auto b = Napi::Float32Array::New(env, fit->bias.size());
+        std::copy(fit->bias.begin(), fit->bias.end(), b.Data());
+        auto obj = Napi::Float64Array::New(env, fit->objective.size());
+        std::copy(fit->objective.begin(), fit->objective.end(), obj.Data());
+        Napi::Object r = Napi::Object::New(env);
+        r.Set("weights", w);
+        r.Set("bias", b);
+        r.Set("objective", obj);
+        r.Set("iterations", Napi::Number::New(env, double(fit->iterations)));
+        return r;
+      },
+      info[6], info[7], {info[0], info[3]});
+}
+
+// glmObjective(X, n, p, Y, K, W, b, {lambda, alpha}): Float64Array of K exact objectives.
+Napi::Value GlmObjective(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t n = int_arg(info[1], "n", 1), p = int_arg(info[2], "p", 1), K = int_arg(info[4], "K", 1);
+  const float* X = f32_arg(info[0], n * p, "X");
+  const float* Y = f32_arg(info[3], n * K, "Y");
+  const float* W = f32_arg(info[5], K * p, "W");
+  const float* b = f32_arg(info[6], K, "b");
+  cl::ElasticNet en = info[7].IsObject() ? elastic_net(info[7].As<Napi::Object>()) : cl::ElasticNet{};
+  std::vector<double> obj = cl::elastic_net_objective(X, n, p, Y, K, W, b, en);
+  auto out = Napi::Float64Array::New(env, obj.size());
+  std::copy(obj.begin(), obj.end(), out.Data());
+  return out;
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("glmFit", Napi::Function::New(env, GlmFit, "glmFit"));
+  exports.Set("glmObjective", Napi::Function::New(env, GlmObjective, "glmObjective"));
+}
+
+Register reg(Init);
+
+}  // namespace
+}  // namespace clb

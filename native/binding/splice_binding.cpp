@@ -1,0 +1,149 @@
+// spliceDecompose / splicePath / spliceCertify: the batched SpLiCE solvers, off the JS thread.
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "../core/splice.h"
+#include "args.h"
+#include "registry.h"
+#include "task.h"
+
+namespace clb {
+namespace {
+
+// An output array left uninitialised (the solvers write every element once:
+// n×c weights are hundreds of MB) until finish() hands it to JS without a copy.
+template <typename T>
+struct Buffer {
+  std::unique_ptr<T[]> data;
+  size_t size;
+  explicit Buffer(int64_t n) : data(new T[n]), size(size_t(n)) {}
+};
+
+// Weights go to options.out when given (a caller reusing one buffer skips
+// first-touch page faults on hundreds of MB), else to a fresh buffer.
+struct Results {
+  Buffer<float> weights;
+  float* out = nullptr;
+  Buffer<double> objective, gap;
+  Buffer<int32_t> iterations;
+  std::vector<cl::SplicePathPoint> points;
+  Results(int64_t n, int64_t c, float* out_) : weights(out_ ? 0 : n * c), out(out_), objective(n), gap(n), iterations(n) {}
+  cl::SpliceOutput output() {
+    return {out ? out : weights.data.get(), objective.data.get(), gap.data.get(), iterations.data.get()};
+  }
+};
+
+template <typename T, typename Array>
+Array hand_over(Napi::Env env, Buffer<T>& b) {
+  T* p = b.data.release();
+  auto buf = Napi::ArrayBuffer::New(env, p, b.size * sizeof(T), [](Napi::Env, void* q) { delete[] static_cast<T*>(q); });
+  return Array::New(env, b.size, buf, 0);
+}
+
+Napi::Object results_object(Napi::Env env, Results& r, const Napi::Value& out) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("weights", r.out ? out : hand_over<float, Napi::Float32Array>(env, r.weights));
+  o.Set("objective", hand_over<double, Napi::Float64Array>(env, r.objective));
+  o.Set("gap", hand_over<double, Napi::Float64Array>(env, r.gap));
+  o.Set("iterations", hand_over<int32_t, Napi::Int32Array>(env, r.iterations));
+  return o;
+}
+
+double option(const Napi::Object& o, const char* key, double fallback) {
+  Napi::Value v = o.Get(key);
+  return v.IsUndefined() ? fallback : number_arg(v, std::string("options.") + key);
+}
+
+// options: { solver?: 'auto'|'fista'|'admm'|'ws', l1, tol?, maxIter?, rho? }
+cl::SpliceOptions solve_options(const Napi::Value& v) {
+  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "options: expected an object");
+  Napi::Object o = v.As<Napi::Object>();
+  cl::SpliceOptions opt;
+  try {
+    if (!o.Get("solver").IsUndefined()) opt.solver = cl::parse_splice_solver(string_arg(o.Get("solver"), "options.solver"));
+  } catch (const cl::Error& e) {
+    throw Napi::RangeError::New(v.Env(), e.what());
+  }
+  opt.l1 = option(o, "l1", opt.l1);
+  opt.tol = option(o, "tol", opt.tol);
+  opt.max_iter = static_cast<int>(option(o, "maxIter", 0));
+  opt.rho = option(o, "rho", opt.rho);
+  return opt;
+}
+
+struct Inputs {
+  cl::MatrixView dict, samples;
+  int64_t n, c, d;
+};
+
+// (dictionary, c, d, samples, n, ...): fp32 or fp16 matrices, shapes checked.
+Inputs inputs(const Napi::CallbackInfo& info) {
+  int64_t c = int_arg(info[1], "c", 1), d = int_arg(info[2], "d", 1), n = int_arg(info[4], "n", 0);
+  return {matrix_arg(info[0], c, d, "dictionary"), matrix_arg(info[3], n, d, "samples"), n, c, d};
+}
+
+// options.out: an n×c Float32Array to write the weights into (returned as `weights`).
+std::shared_ptr<Napi::Reference<Napi::Value>> out_arg(const Napi::Value& options, int64_t n, int64_t c, float*& ptr) {
+  Napi::Value v = options.As<Napi::Object>().Get("out");
+  ptr = nullptr;
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  ptr = const_cast<float*>(f32_arg(v, n * c, "options.out"));
+  return std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(v));
+}
+
+// spliceDecompose(dictionary, c, d, samples, n, options, warm|null, onProgress|null, cancel|null)
+//   → Promise<{ weights, objective, gap, iterations }>
+Napi::Value Decompose(const Napi::CallbackInfo& info) {
+  Inputs in = inputs(info);
+  cl::SpliceOptions opt = solve_options(info[5]);
+  const float* warm = info[6].IsNull() || info[6].IsUndefined() ? nullptr : f32_arg(info[6], in.n * in.c, "warm");
+  float* out = nullptr;
+  auto out_ref = out_arg(info[5], in.n, in.c, out);
+  auto r = std::make_shared<Results>(in.n, in.c, out);
+  return Task::Start(
+      info.Env(), [in, opt, warm, r](cl::Progress& p) { cl::splice_solve(in.dict, in.samples, opt, warm, r->output(), p); },
+      [r, out_ref](Napi::Env env) -> Napi::Value { return results_object(env, *r, out_ref ? out_ref->Value() : env.Undefined()); },
+      info[7], info[8], {info[0], info[3], info[6]});
+}
+
+// splicePath(dictionary, c, d, samples, n, options & { targetL0, l0Tol?, maxSteps? }, onProgress|null, cancel|null)
+//   → Promise<{ weights, objective, gap, iterations, points: [{ l1, meanL0, meanObjective }] }>
+Napi::Value Path(const Napi::CallbackInfo& info) {
+  Inputs in = inputs(info);
+  cl::SpliceOptions opt = solve_options(info[5]);
+  Napi::Object o = info[5].As<Napi::Object>();
+  cl::SplicePathOptions path;
+  path.target_l0 = number_arg(o.Get("targetL0"), "options.targetL0");
+  path.l0_tol = option(o, "l0Tol", path.l0_tol);
+  path.max_steps = static_cast<int>(option(o, "maxSteps", path.max_steps));
+  auto r = std::make_shared<Results>(in.n, in.c, nullptr);
+  return Task::Start(
+      info.Env(),
+      [in, opt, path, r](cl::Progress& p) { r->points = cl::splice_path(in.dict, in.samples, opt, path, r->output(), p); },
+      [r](Napi::Env env) -> Napi::Value {
+        Napi::Object o = results_object(env, *r, env.Undefined());
+        Napi::Array pts = Napi::Array::New(env, r->points.size());
+        for (size_t k = 0; k < r->points.size(); ++k) {
+          Napi::Object pt = Napi::Object::New(env);
+          pt.Set("l1", r->points[k].l1);
+          pt.Set("meanL0", r->points[k].mean_l0);
+          pt.Set("meanObjective", r->points[k].mean_objective);
+          pts.Set(uint32_t(k), pt);
+        }
+        o.Set("points", pts);
+        return o;
+      },
+      info[6], info[7], {info[0], info[3]});
+}
+
+void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("spliceDecompose", Napi::Function::New(env, Decompose));
+  exports.Set("splicePath", Napi::Function::New(env, Path));
+}
+
+Register reg(Init);
+
+}  // namespace
+}  // namespace clb

@@ -1,0 +1,428 @@
+// FALCON stages against the definitions (Kalibhat et al. 2023 and the
+// reference implementation's choices), on hand-built cases.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeNpy, readNpyHeader, readNpyRows } from '../ts/io/npy.js';
+import { native } from '../ts/native.js';
+import { Command } from 'commander';
+import { registerFalcon } from '../ts/cli/falcon.js';
+import { computeFiring, groupImages, groupMembers, parseGroupKey } from '../ts/methods/falcon/groups.js';
+import { groupCams, type LayerMaps, type RgbImage } from '../ts/methods/falcon/cam.js';
+import { interpretabilityScore, lowlyActivating, failureFeatures } from '../ts/methods/falcon/scores.js';
+import { contrastConcepts, extractTerms, scoreTerms } from '../ts/methods/falcon/concepts.js';
+import { openCaptions, topCaptions } from '../ts/methods/falcon/captions.js';
+import { writeSyntheticLaion, syntheticCaption } from '../ts/methods/falcon/synthetic.js';
+import { pooledLayerModel, runFalcon, type RunInputs } from '../ts/methods/falcon/pipeline.js';
+import { globalAveragePool } from '../ts/methods/falcon/cam.js';
+import { matchClasses } from '../ts/methods/falcon/demo.js';
+import { randn, rng, tempDir } from './helpers.js';
+import { assetsDir } from '../ts/assets.js';
+
+/** 60 images × 256 features: 12 fire {2}, 11 fire {0, 4}, 5 fire {1} (too few), the rest diffuse. */
+function handBuiltRepresentations(): { r: Float32Array; n: number; d: number } {
+  const n = 60, d = 256, u = rng(7), r = new Float32Array(n * d);
+  for (let i = 0; i < n * d; i++) r[i] = 0.1 * u();
+  const spike = (x: number, fs: number[]) => fs.forEach((f) => (r[x * d + f] = 5));
+  for (let x = 0; x < 12; x++) spike(x, [2]);
+  for (let x = 12; x < 23; x++) spike(x, [0, 4]);
+  for (let x = 23; x < 28; x++) spike(x, [1]);
+  return { r, n, d };
+}
+
+/** Float64 reference: R̂, mean, unbiased std, τ and firing sets. */
+function referenceFiring(r: Float32Array, n: number, d: number, sigmas = 5) {
+  const hat = new Float64Array(n * d);
+  for (let x = 0; x < n; x++) {
+    let nn = 0;
+    for (let c = 0; c < d; c++) nn += r[x * d + c] ** 2;
+    for (let c = 0; c < d; c++) hat[x * d + c] = nn > 0 ? r[x * d + c] / Math.sqrt(nn) : 0;
+  }
+  const mean = hat.reduce((a, v) => a + v, 0) / (n * d);
+  const std = Math.sqrt(hat.reduce((a, v) => a + (v - mean) ** 2, 0) / (n * d - 1));
+  const tau = mean + sigmas * std;
+  const sets = Array.from({ length: n }, (_, x) => Array.from({ length: d }, (_, c) => c).filter((c) => hat[x * d + c] >= tau));
+  return { hat, mean, std, tau, sets };
+}
+
+test('threshold is mean + 5·std of the row-normalised matrix; groups are exact co-firing sets of more than 10 images', async () => {
+  const { r, n, d } = handBuiltRepresentations();
+  const ref = referenceFiring(r, n, d);
+  const f = await computeFiring({ data: r, rows: n, cols: d });
+  assert.ok(Math.abs(f.mean - ref.mean) < 1e-7 && Math.abs(f.std - ref.std) < 1e-7 && Math.abs(f.tau - ref.tau) < 1e-6, `${f.tau} vs ${ref.tau}`);
+  assert.deepEqual(f.sets, ref.sets);
+  const groups = groupImages(f.sets);
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  assert.deepEqual(groups, { '2': range(0, 12), '0,4': range(12, 23) });
+  // fp16 input gives the same groups.
+  const f16 = await computeFiring({ data: native().floatsToHalves(r), rows: n, cols: d });
+  assert.deepEqual(groupImages(f16.sets), groups);
+});
+
+test('`falcon groups` writes the groups.json contract', async () => {
+  const { r, n, d } = handBuiltRepresentations();
+  const dir = tempDir();
+  writeNpy(join(dir, 'R.npy'), r, [n, d]);
+  await falconCli(['groups', '--representations', join(dir, 'R.npy'), '--out', join(dir, 'groups.json')]);
+  const groups = JSON.parse(readFileSync(join(dir, 'groups.json'), 'utf8'));
+  const ref = referenceFiring(r, n, d);
+  const want: Record<string, number[]> = {};
+  ref.sets.forEach((s, x) => { if (s.length) (want[s.join(',')] ??= []).push(x); });
+  for (const k of Object.keys(want)) if (want[k].length <= 10) delete want[k];
+  assert.deepEqual(groups, want);
+  assert.deepEqual(Object.keys(groups).sort(), ['0,4', '2']);
+});
+
+async function falconCli(args: string[]): Promise<void> {
+  const program = new Command('conceptlens').exitOverride();
+  registerFalcon(program);
+  await program.parseAsync(['node', 'conceptlens', 'falcon', ...args]);
+}
+
+test('`falcon explain` on precomputed inputs: lowly images, captions and concepts of one group; unknown group is an error', async (t) => {
+  const { r, n, d } = handBuiltRepresentations();
+  const dir = tempDir(), e = 4;
+  writeNpy(join(dir, 'R.npy'), r, [n, d]);
+  // Image embeddings: group "2" images point at caption 0 ("a red fox"), the others at caption 1 ("a blue boat").
+  const emb = new Float32Array(n * e);
+  for (let x = 0; x < n; x++) emb.set(x < 12 ? [1, 0.1 * (x % 3), 0, 0] : [0, 0.1 * (x % 3), 1, 0], x * e);
+  writeNpy(join(dir, 'E.npy'), emb, [n, e]);
+  writeNpy(join(dir, 'V.npy'), Float32Array.from([1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]), [3, e]);
+  writeFileSync(join(dir, 'V.txt'), 'a red fox\na blue boat\na green tree\n');
+  const logs: string[] = [];
+  t.mock.method(console, 'log', (s: string) => logs.push(s));
+  await falconCli(['explain', '--group', '2', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
+    '--captions', join(dir, 'V.npy'), '--temperature', '0', '--out', join(dir, 'out')]);
+  const g = JSON.parse(readFileSync(join(dir, 'out', 'groups', 'g2.json'), 'utf8'));
+  assert.deepEqual(g.high, Array.from({ length: 12 }, (_, i) => i));
+  assert.equal(g.captions.high[0].captions[0], 'a red fox');
+  // Plain cosine: fox scores the mean over the 12 images of cos(e_x, caption 0) = 1/√(1 + (0.1·(x mod 3))²).
+  const fox = Array.from({ length: 12 }, (_, x) => 1 / Math.hypot(1, 0.1 * (x % 3))).reduce((a, b) => a + b) / 12;
+  assert.equal(g.words[0].term, 'fox');
+  assert.ok(Math.abs(g.words[0].score - fox) < 1e-5, `${g.words[0].score} vs ${fox}`);
+  assert.equal(JSON.parse(logs[0]).group, '2');
+  await assert.rejects(falconCli(['explain', '--group', '5', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
+    '--captions', join(dir, 'V.npy')]), /group "5": no images fire exactly this feature set/);
+});
+
+test('group keys and members: malformed keys and a group with no images are clear errors', () => {
+  assert.deepEqual(parseGroupKey('3,17'), [3, 17]);
+  assert.throws(() => parseGroupKey('17,3'), /distinct ascending/);
+  assert.throws(() => parseGroupKey('3,x'), /joined by commas/);
+  assert.throws(() => parseGroupKey('3,600', 512), /in \[0, 512\)/);
+  assert.throws(() => groupMembers({ '2': [1, 2] }, '5'), /group "5": no images .*known groups: "2"/);
+  assert.throws(() => groupMembers({ '5': [] }, '5'), /group "5": no images/);
+});
+
+/** cv2-style bilinear resize in float64 (half-pixel centres, edge clamp). */
+function resizeRef(src: number[], sh: number, sw: number, dh: number, dw: number): number[] {
+  const axis = (o: number, s: number, dd: number): [number, number] => {
+    const f = (o + 0.5) * (s / dd) - 0.5;
+    let i = Math.floor(f), a = f - i;
+    if (i < 0) i = 0, a = 0;
+    if (i >= s - 1) i = s - 1, a = 0;
+    return [i, a];
+  };
+  const out: number[] = [];
+  for (let y = 0; y < dh; y++) {
+    const [y0, ay] = axis(y, sh, dh), y1 = Math.min(y0 + 1, sh - 1);
+    for (let x = 0; x < dw; x++) {
+      const [x0, ax] = axis(x, sw, dw), x1 = Math.min(x0 + 1, sw - 1);
+      const v = (yy: number) => src[yy * sw + x0] * (1 - ax) + src[yy * sw + x1] * ax;
+      out.push(v(y0) * (1 - ay) + v(y1) * ay);
+    }
+  }
+  return out;
+}
+
+const minMax = (m: number[]) => {
+  const lo = Math.min(...m), shifted = m.map((v) => v - lo), hi = Math.max(...shifted);
+  return shifted.map((v) => v / (hi + 1e-7));
+};
+
+test('GradCAM of a group on a pooled map: ReLU(Σ group channels), min-max scaled, resized; averaged over layers', async () => {
+  const [n, c, h, w] = [2, 3, 3, 3], acts = randn(n * c * h * w, 11);
+  const layer: LayerMaps = { name: 'l4', shape: [n, c, h, w], data: acts };
+  const other: LayerMaps = { name: 'l3', shape: [n, 2, 2, 2], data: randn(n * 2 * 4, 12), grads: randn(n * 2 * 4, 13) };
+  const got = await groupCams([layer, other], [0, 2], { width: 6, height: 6 });
+  for (let x = 0; x < n; x++) {
+    const gap = Array.from({ length: h * w }, (_, p) => Math.max(0, (acts[(x * c) * 9 + p] + acts[(x * c + 2) * 9 + p]) / 9));
+    const g = other.grads!, a = other.data;
+    const wts = [0, 1].map((ch) => [0, 1, 2, 3].reduce((s, p) => s + g[(x * 2 + ch) * 4 + p], 0) / 4);
+    const general = [0, 1, 2, 3].map((p) => Math.max(0, wts[0] * a[(x * 2) * 4 + p] + wts[1] * a[(x * 2 + 1) * 4 + p]));
+    const l1 = resizeRef(minMax(gap), 3, 3, 6, 6), l2 = resizeRef(minMax(general), 2, 2, 6, 6);
+    const want = minMax(l1.map((v, p) => Math.max(0, (v + l2[p]) / 2)));
+    want.forEach((v, p) => assert.ok(Math.abs(got.cams[x * 36 + p] - v) < 1e-5, `image ${x} pixel ${p}: ${got.cams[x * 36 + p]} vs ${v}`));
+  }
+});
+
+test('the 0.6 box is the largest-area box over the thresholded islands', async () => {
+  // One channel, 8×8: island A (2×2 at value 1) and island B (an L whose box is 3 wide × 4 high at 0.7).
+  const m = new Float32Array(64);
+  for (const [y, x] of [[0, 0], [0, 1], [1, 0], [1, 1]]) m[y * 8 + x] = 1;
+  for (const [y, x] of [[4, 5], [5, 5], [6, 5], [7, 5], [7, 6], [7, 7]]) m[y * 8 + x] = 0.7;
+  m[3 * 8 + 2] = 0.59; // below 0.6: not an island
+  const got = await groupCams([{ name: 'map', shape: [1, 1, 8, 8], data: m }], [0], { width: 8, height: 8 });
+  assert.deepEqual(got.boxes[0], [5, 4, 8, 8]);
+});
+
+test('GradCAM rejects a layer without spatial dimensions', async () => {
+  await assert.rejects(groupCams([{ name: 'gap', shape: [4, 512], data: new Float32Array(2048) }], [3]),
+    /layer 'gap': GradCAM needs a spatial map \[N, C, H, W\].*got shape \[4, 512\]/);
+  await assert.rejects(groupCams([{ name: 'pool', shape: [1, 8, 1, 1], data: new Float32Array(8) }], [3]), /layer 'pool'.*got shape \[1, 8, 1, 1\]/);
+  await assert.rejects(groupCams([{ name: 'fire22', shape: [1, 8, 2, 2], data: new Float32Array(32) }], []), /group: expected at least one feature/);
+});
+
+test('interpretability score is the mean of the crops\' cosine Gram matrix', () => {
+  const n = 7, d = 5, e = randn(n * d, 21);
+  let sum = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let dot = 0, ni = 0, nj = 0;
+      for (let c = 0; c < d; c++) dot += e[i * d + c] * e[j * d + c], ni += e[i * d + c] ** 2, nj += e[j * d + c] ** 2;
+      sum += dot / Math.sqrt(ni * nj);
+    }
+  assert.ok(Math.abs(interpretabilityScore(e, n, d) - sum / (n * n)) < 1e-12);
+  assert.equal(interpretabilityScore(new Float32Array([1, 0, 2, 0, 3, 0]), 3, 2), 1);
+  assert.throws(() => interpretabilityScore(new Float32Array(0), 0, 4), /at least one crop/);
+});
+
+test('lowly activating counterfactuals: all group features below mean(R̂), ranked by similarity of the other features, ≥ 0.3, first 10', async () => {
+  // Features: 0 = the group; 1..3 others. High images share other-feature direction (1, 1, 0).
+  const rows: number[][] = [
+    [2, 1, 1, 0], [2, 1, 1, 0], // 0, 1: high
+    [0, 1, 1, 0],               // 2: low, similar (other part (1,1,0)/√2 · centre)
+    [0, 1, 0, 0],               // 3: low, less similar
+    [0, 0, 0, 1],               // 4: low, dissimilar (0): dropped by 0.3
+    [5, 1, 1, 0],               // 5: group feature above mean: not a candidate
+    [0, 2, 1, 0],               // 6: low
+  ];
+  const d = 4, r = Float32Array.from(rows.flat());
+  const f = await computeFiring({ data: r, rows: rows.length, cols: d }, { sigmas: 5 });
+  const hat = rows.map((row) => row.map((v) => v / Math.hypot(...row)));
+  const centre = [1, 2, 3].map((c) => (hat[0][c] + hat[1][c]) / 2);
+  const sim = (x: number) => [1, 2, 3].reduce((s, c, j) => s + hat[x][c] * centre[j], 0);
+  const got = lowlyActivating(r, f, [0], [0, 1]);
+  const want = [2, 3, 4, 6].filter((x) => hat[x][0] < f.mean && sim(x) >= 0.3).sort((a, b) => sim(b) - sim(a));
+  assert.deepEqual(got.images, want);
+  assert.deepEqual(want, [2, 6, 3]);
+  got.similarities.forEach((s, i) => assert.ok(Math.abs(s - sim(want[i])) < 1e-6));
+  assert.deepEqual(lowlyActivating(r, f, [0], [0, 1], { limit: 1 }).images, [2]);
+  assert.throws(() => lowlyActivating(r, f, [0], []), /no highly activating images/);
+});
+
+test('failure analysis: the feature with the largest h ∘ U_y', () => {
+  const h = Float32Array.from([1, 2, 0.5]), W = Float32Array.from([1, 1, 1, /* class 1 */ 0.1, -1, 9]);
+  // h ∘ W[1] = (0.1, -2, 4.5): the top two are features 2 and 0.
+  const top = failureFeatures(h, W, 2, 1, 2);
+  assert.deepEqual(top.features, [2, 0]);
+  assert.ok(Math.abs(top.contributions[0] - 4.5) < 1e-6 && Math.abs(top.contributions[1] - 0.1) < 1e-6);
+  assert.deepEqual(failureFeatures(h, W, 2, 0).features, [1]);
+  assert.throws(() => failureFeatures(h, W, 2, 2), /class: expected an integer in \[0, 2\)/);
+});
+
+test('words and noun phrases: POS-filtered lemmas without stop words, photo-metadata words, digits or short tokens', () => {
+  const t = extractTerms('Royalty free stock photo of two Golden Retriever dogs running on the green grass in 2019, by me');
+  for (const w of ['dog', 'run', 'grass', 'golden', 'retriever', 'green']) assert.ok(t.words.has(w), `missing ${w}: ${[...t.words]}`);
+  for (const w of ['royalty', 'free', 'stock', 'photo', 'two', 'the', '2019', 'me', 'by']) assert.ok(!t.words.has(w), `kept ${w}`);
+  assert.ok(t.phrases.has('golden retriever dog'), [...t.phrases].join('|'));
+  assert.ok(t.phrases.has('green grass'));
+});
+
+test('word score = mean over images of the best score among captions containing it; contrast drops terms ≥ 0.1 on the lowly set', () => {
+  const high = [
+    { captions: ['a dog on the grass', 'a dog', 'a red car'], scores: [0.5, 0.3, 0.2] },
+    { captions: ['a cat on the grass', 'the sleepy dog'], scores: [0.6, 0.1] },
+  ];
+  const words = scoreTerms(high, (t) => t.words);
+  const score = (term: string) => words.find((s) => s.term === term)?.score;
+  assert.equal(score('dog'), (0.5 + 0.1) / 2);
+  assert.equal(score('grass'), (0.5 + 0.6) / 2);
+  assert.equal(score('cat'), 0.6 / 2);
+  assert.equal(score('car'), 0.2 / 2);
+  assert.deepEqual(words.slice(0, 2).map((s) => s.term), ['grass', 'cat']);
+  const low = [{ captions: ['green grass field', 'a red car'], scores: [0.15, 0.05] }];
+  const c = contrastConcepts(high, low);
+  assert.ok(!c.words.some((s) => s.term === 'grass'), 'grass scores 0.15 on the lowly set');
+  assert.ok(c.words.some((s) => s.term === 'car'), 'car scores 0.05 on the lowly set');
+  assert.ok(c.words.length <= 8 && c.phrases.length <= 8);
+  assert.throws(() => contrastConcepts([], low), /at least one highly activating image/);
+});
+
+/** Per-shard softmax(T·cos), then the global top-k, in float64. */
+function shardSoftmaxRef(q: Float32Array, shards: Float32Array[], d: number, k: number, T: number) {
+  const qn = Math.hypot(...q);
+  const all: { id: number; p: number }[] = [];
+  let base = 0;
+  for (const s of shards) {
+    const rows = s.length / d;
+    const cos = Array.from({ length: rows }, (_, j) => {
+      let dot = 0, vn = 0;
+      for (let c = 0; c < d; c++) dot += q[c] * s[j * d + c], vn += s[j * d + c] ** 2;
+      return dot / (qn * Math.sqrt(vn));
+    });
+    const m = Math.max(...cos), z = cos.reduce((a, v) => a + Math.exp(T * (v - m)), 0);
+    cos.forEach((v, j) => all.push({ id: base + j, p: Math.exp(T * (v - m)) / z }));
+    base += rows;
+  }
+  return all.sort((a, b) => b.p - a.p || a.id - b.id).slice(0, k);
+}
+
+test('captions: top-5 per image over LAION-layout shards with the per-shard softmax(100·cos)', async () => {
+  const dir = tempDir(), d = 16;
+  assert.equal(await writeSyntheticLaion(dir, { rows: 2500, dim: d, shardRows: 1000, seed: 3, captions: 'txt' }), 3);
+  const shards = [0, 1, 2].map((i) => {
+    const h = readNpyHeader(join(dir, `text_emb_${i}.npy`));
+    assert.equal(h.dtype, 'float16');
+    return native().halvesToFloats(readNpyRows(h, 0, h.shape[0]) as Uint16Array);
+  });
+  assert.deepEqual(shards.map((s) => s.length / d), [1000, 1000, 500]);
+  const vocab = openCaptions(dir), q = randn(3 * d, 31);
+  for (const T of [100, 0]) {
+    const got = await topCaptions(q, 3, vocab, { softmaxTemperature: T });
+    for (let i = 0; i < 3; i++) {
+      const qi = q.subarray(i * d, (i + 1) * d);
+      const ref = T > 0 ? shardSoftmaxRef(qi, shards, d, 5, T) : shardSoftmaxRef(qi, [Float32Array.from(shards.flatMap((s) => [...s]))], d, 5, 1e-9);
+      if (T > 0) got[i].scores.forEach((s, j) => assert.ok(Math.abs(s - ref[j].p) < 1e-4, `image ${i} rank ${j}: ${s} vs ${ref[j].p}`));
+      assert.deepEqual(got[i].captions, ref.map((r) => syntheticCaption(r.id)));
+    }
+  }
+  // Unit-norm rows (up to fp16 rounding) may skip the row norms: same captions, scores within fp16 error.
+  const cos = await topCaptions(q, 3, vocab), ip = await topCaptions(q, 3, vocab, { unitRows: true });
+  cos.forEach((c, i) => {
+    assert.deepEqual(ip[i].captions, c.captions);
+    c.scores.forEach((s, j) => assert.ok(Math.abs(s - ip[i].scores[j]) < 0.02));
+  });
+});
+
+test('captions: the LAION layout with metadata parquet, and empty vocabularies are clear errors', async () => {
+  const dir = tempDir(), d = 8;
+  await writeSyntheticLaion(dir, { rows: 30, dim: d, shardRows: 20, seed: 5 });
+  assert.ok(existsSync(join(dir, 'metadata_1.parquet')));
+  const vocab = openCaptions(dir);
+  assert.equal(vocab.rows, 30);
+  assert.deepEqual(await vocab.captions([0, 25]), [syntheticCaption(0), syntheticCaption(25)]);
+  const empty = tempDir();
+  assert.throws(() => openCaptions(empty), /caption vocabulary is empty \(no text_emb_\{i\}.npy shards\)/);
+  writeNpy(join(empty, 'v.npy'), new Float32Array(0), [0, d]);
+  writeFileSync(join(empty, 'v.txt'), '');
+  assert.throws(() => openCaptions(join(empty, 'v.npy')), /v.npy: the caption vocabulary is empty \(0 rows\)/);
+});
+
+// A tiny world for the whole pipeline: 30 images 16×16; images 0..11 have a red blob top-left
+// that drives feature 1 of a 4-channel 4×4 "layer"; the rest are blue. The encoder embeds mean colour.
+function fakeWorld(dir: string, calls: { represent: number }): RunInputs {
+  const n = 30, S = 16;
+  const rgb = (i: number): RgbImage => {
+    const data = new Uint8Array(S * S * 3);
+    for (let p = 0; p < S * S; p++) {
+      const y = Math.floor(p / S), x = p % S, blob = i < 12 && y < 8 && x < 8;
+      data.set(blob ? [230, 20, 20] : i < 12 ? [40, 40, 40] : [20, 20, 200 + (i % 5) * 10], p * 3);
+    }
+    return { data, width: S, height: S };
+  };
+  const tap = async (imgs: RgbImage[]): Promise<LayerMaps> => {
+    const data = new Float32Array(imgs.length * 4 * 16);
+    imgs.forEach((img, k) => {
+      for (let c = 0; c < 4; c++)
+        for (let p = 0; p < 16; p++) {
+          const [y, x] = [Math.floor(p / 4), p % 4];
+          const red = img.data[((y * 4) * S + x * 4) * 3] > 200;
+          data[(k * 4 + c) * 16 + p] = c === 1 ? (red ? 12 : 0.1) : 1 + 0.05 * c;
+        }
+    });
+    return { name: 'fake', shape: [imgs.length, 4, 4, 4], data };
+  };
+  const model = pooledLayerModel(4, tap, globalAveragePool);
+  const captions = ['a red ball on a table', 'a red apple', 'a blue ocean wave', 'blue sky over the sea', 'a grey wall'];
+  const emb = Float32Array.from([1, 0, 0, 0.2, 0.9, 0.1, 0, 0.2, 0, 0, 1, 0.2, 0, 0.1, 0.9, 0.2, 0.3, 0.3, 0.3, 0.2]);
+  writeNpy(join(dir, 'vocab.npy'), emb, [5, 4]);
+  writeFileSync(join(dir, 'vocab.txt'), captions.join('\n') + '\n');
+  return {
+    images: { count: n, rgb: async (i) => rgb(i) },
+    model: { ...model, represent: (imgs) => { calls.represent++; return model.represent(imgs); } },
+    encoder: {
+      dim: 4,
+      embed: async (imgs) => Float32Array.from(imgs.flatMap((img) => {
+        const m = [0, 1, 2].map((c) => img.data.filter((_, j) => j % 3 === c).reduce((a, v) => a + v, 0) / (255 * img.width * img.height));
+        return [...m, 0.2];
+      })),
+    },
+    vocab: openCaptions(join(dir, 'vocab.npy')),
+  };
+}
+
+test('demo bridge: ImageNet classes match concepts by any of their comma-separated names', () => {
+  const concepts = [{ name: 'goldfish', synonyms: [] }, { name: 'polar_bear', synonyms: ['ice_bear'] }];
+  assert.deepEqual(matchClasses(['tench, Tinca tinca', 'goldfish, Carassius auratus', 'ice bear, polar bear, Ursus Maritimus'], concepts), [-1, 0, 1]);
+});
+
+test('falcon run: every stage through the interfaces, resumable, and the report renders in headless Chromium', async (t) => {
+  const dir = tempDir(), calls = { represent: 0 };
+  mkdirSync(join(dir, 'run'));
+  const inputs = fakeWorld(dir, calls);
+  const opts = { batch: 8, sigmas: 1, lowly: { minSimilarity: 0.1 }, captions: { k: 2 } };
+  const out = await runFalcon(inputs, join(dir, 'run'), opts);
+  assert.equal(calls.represent, 4);
+  assert.deepEqual(out.map((g) => g.group), ['1']);
+  const g = out[0];
+  assert.deepEqual(g.high, Array.from({ length: 12 }, (_, i) => i));
+  assert.deepEqual(g.boxes![0], [0, 0, 8, 8], 'the crop is the red blob');
+  assert.ok(g.interpretability! > 0.99, `identical crops: ${g.interpretability}`);
+  assert.equal(g.low.length, 10);
+  const red = g.words.find((w) => w.term === 'red');
+  assert.ok(red && g.words.every((w) => w.score <= red.score), JSON.stringify(g.words));
+  assert.ok(!g.words.some((w) => w.term === 'blue'));
+  const csv = readFileSync(join(dir, 'run', 'concepts.csv'), 'utf8').split('\n');
+  assert.equal(csv[0], 'group,words,phrases,interpretability');
+  assert.match(csv[1], /^1,"?[a-z]+:[0-9.]+;.*red:0\.\d{4}.*,1\.0000$/);
+  // Resume: nothing is recomputed.
+  await runFalcon(inputs, join(dir, 'run'), opts);
+  assert.equal(calls.represent, 4);
+
+  if (!existsSync('/usr/bin/chromium')) return t.skip('/usr/bin/chromium is absent: report not checked in a browser');
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(pathToFileURL(join(dir, 'run', 'report.html')).href, { waitUntil: 'load' });
+    const r = await page.evaluate(() => ({
+      groups: [...document.querySelectorAll('section.group')].map((s) => s.getAttribute('data-group')),
+      crops: [...document.querySelectorAll('.crops img')].map((i) => (i as HTMLImageElement).naturalWidth),
+      lowly: [...document.querySelectorAll('.lowly img')].map((i) => (i as HTMLImageElement).naturalWidth),
+      words: [...document.querySelectorAll('table.terms td:first-child')].map((td) => td.textContent),
+    }));
+    assert.deepEqual(r.groups, ['1']);
+    assert.deepEqual(r.crops, Array(12).fill(224));
+    assert.deepEqual(r.lowly, Array(10).fill(16));
+    assert.ok(r.words.includes('red'));
+  } finally {
+    await browser.close();
+  }
+});
+
+test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations, every output written', async (t) => {
+  const assets = assetsDir(), model = assets && join(assets, 'models/squeezenet1.1/squeezenet1.1.onnx');
+  if (!model || !existsSync(model)) return t.skip('needs the assets mirror (CONCEPTLENS_ASSETS) with SqueezeNet');
+  const dir = tempDir(), images = join(dir, 'images'), samples = join(assets!, 'images/imagenet-samples');
+  mkdirSync(images);
+  for (const f of readdirSync(samples).filter((f) => f.endsWith('.JPEG')).sort().slice(0, 6)) symlinkSync(join(samples, f), join(images, f));
+  // The classifier itself stands in for the image encoder (1000-d logits), with a random 1000-d caption vocabulary.
+  writeNpy(join(dir, 'V.npy'), randn(20 * 1000, 41), [20, 1000]);
+  writeFileSync(join(dir, 'V.txt'), Array.from({ length: 20 }, (_, i) => `caption ${i}`).join('\n'));
+  const run = ['run', '--model', model, '--layer', 'fire22', '--images', images, '--captions', join(dir, 'V.npy'), '--encoder', model,
+    '--out', join(dir, 'run'), '--batch', '3'];
+  await falconCli(run);
+  const h = readNpyHeader(join(dir, 'run', 'representations.npy'));
+  assert.deepEqual(h.shape, [6, 512]);
+  const r = readNpyRows(h, 0, 6) as Float32Array;
+  assert.ok(r.every((v) => Number.isFinite(v) && v >= 0), 'fire22 follows a ReLU: pooled values are finite and non-negative');
+  for (const f of ['groups.json', 'firing.json', 'concepts.csv', 'report.html']) assert.ok(existsSync(join(dir, 'run', f)), f);
+  await assert.rejects(falconCli(run.map((a) => (a === 'fire22' ? 'nonexistent' : a)).map((a, i, all) => (all[i - 1] === '--out' ? join(dir, 'run2') : a))),
+    /tensor 'nonexistent' not found/);
+});

@@ -1,0 +1,318 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { assetsDir } from '../ts/assets.js';
+import { readNpy } from '../ts/io/npy.js';
+import {
+  ablationScores, calibrateSigmoid, correlationScores, elasticNetObjective, explainNeurons, filterConcepts,
+  fitElasticNet, greedySearch, labelConcepts, LE_ALPHA, LE_LAMBDA, pearson, readSplit, seededSplit, sigmoidConcepts,
+  summarise, writeSplit, type Mat,
+} from '../ts/methods/le.js';
+import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../ts/methods/le-csv.js';
+import { randn, tempDir } from './helpers.js';
+
+// ------------------------------------------------------------------ helpers
+
+function standardise(a: ArrayLike<number>, rows: number, cols: number): Mat {
+  const out = new Float32Array(rows * cols);
+  for (let j = 0; j < cols; j++) {
+    let m = 0, v = 0;
+    for (let i = 0; i < rows; i++) m += a[i * cols + j];
+    m /= rows;
+    for (let i = 0; i < rows; i++) v += (a[i * cols + j] - m) ** 2;
+    const sd = Math.sqrt(v / (rows - 1));
+    for (let i = 0; i < rows; i++) out[i * cols + j] = (a[i * cols + j] - m) / sd;
+  }
+  return { data: out, rows, cols };
+}
+
+/**
+ * Independent float64 reference: the minimum of
+ * (1/2n)‖y − Xw − b‖² + λ(α‖w‖₁ + ½(1−α)‖w‖²) by plain cyclic coordinate
+ * descent on the residual, the intercept re-fitted after every pass.
+ */
+function referenceObjective(X: Mat, Y: Mat, k: number, lam = LE_LAMBDA, alpha = LE_ALPHA): number {
+  const { rows: n, cols: p } = X;
+  const soft = (z: number, t: number) => (z > t ? z - t : z < -t ? z + t : 0);
+  const w = new Float64Array(p), r = new Float64Array(n), sq = new Float64Array(p);
+  let b = 0;
+  for (let i = 0; i < n; i++) b += Y.data[i * Y.cols + k] / n;
+  for (let i = 0; i < n; i++) r[i] = Y.data[i * Y.cols + k] - b;
+  for (let j = 0; j < p; j++) for (let i = 0; i < n; i++) sq[j] += X.data[i * p + j] ** 2 / n;
+  for (let pass = 0; pass < 20000; pass++) {
+    let change = 0;
+    for (let j = 0; j < p; j++) {
+      let g = 0;
+      for (let i = 0; i < n; i++) g += (X.data[i * p + j] * r[i]) / n;
+      const wn = soft(g + sq[j] * w[j], lam * alpha) / (sq[j] + lam * (1 - alpha));
+      if (wn !== w[j]) for (let i = 0; i < n; i++) r[i] -= (wn - w[j]) * X.data[i * p + j];
+      change = Math.max(change, Math.abs(wn - w[j]));
+      w[j] = wn;
+    }
+    let db = 0;
+    for (let i = 0; i < n; i++) db += r[i] / n;
+    b += db;
+    for (let i = 0; i < n; i++) r[i] -= db;
+    if (change < 1e-13 && Math.abs(db) < 1e-13) break;
+  }
+  let rss = 0, l1 = 0, l2 = 0;
+  for (const x of r) rss += x * x;
+  for (const x of w) (l1 += Math.abs(x)), (l2 += x * x);
+  return rss / (2 * n) + lam * (alpha * l1 + 0.5 * (1 - alpha) * l2);
+}
+
+function assertReachesReference(X: Mat, Y: Mat, objective: Float64Array, rel: number, what: string) {
+  for (let k = 0; k < Y.cols; k++) {
+    const ref = referenceObjective(X, Y, k);
+    assert.ok(Math.abs(objective[k] - ref) <= rel * ref, `${what}, target ${k}: objective ${objective[k]} vs reference ${ref}`);
+  }
+}
+
+/** Targets that are sparse mixes of the columns of X plus noise. */
+function mixTargets(X: Mat, K: number, seed: number): Mat {
+  const noise = randn(X.rows * K, seed);
+  const Y = new Float64Array(X.rows * K);
+  for (let k = 0; k < K; k++)
+    for (let i = 0; i < X.rows; i++) {
+      let y = noise[i * K + k];
+      for (let j = k % 3; j < X.cols; j += 5) y += ((j % 2 ? 1 : -0.6) * X.data[i * X.cols + j]) / (1 + k);
+      Y[i * K + k] = y;
+    }
+  return standardise(Y, X.rows, K);
+}
+
+function halfToFloat(h: number): number {
+  const e = (h >> 10) & 0x1f, f = h & 0x3ff, s = h & 0x8000 ? -1 : 1;
+  if (e === 0) return s * f * 2 ** -24;
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+function embeddings(rel: string): Mat {
+  const a = readNpy(join(assetsDir()!, rel));
+  const [rows, cols] = a.shape;
+  const data = Float32Array.from(a.data as Uint16Array, halfToFloat);
+  for (let i = 0; i < rows; i++) {
+    const row = data.subarray(i * cols, (i + 1) * cols);
+    const norm = Math.hypot(...row);
+    row.forEach((v, j) => (row[j] = v / norm));
+  }
+  return { data, rows, cols };
+}
+
+/** Cosine similarities of the rows of A with the first `take` rows of B. */
+function cosines(A: Mat, B: Mat, take: number): Float64Array {
+  const out = new Float64Array(A.rows * take);
+  for (let i = 0; i < A.rows; i++)
+    for (let j = 0; j < take; j++) {
+      let s = 0;
+      for (let c = 0; c < A.cols; c++) s += A.data[i * A.cols + c] * B.data[j * B.cols + c];
+      out[i * take + j] = s;
+    }
+  return out;
+}
+
+const hasAssets = () => assetsDir() !== undefined && existsSync(join(assetsDir()!, 'reference', 'le'));
+
+// --------------------------------------------------------------- elastic net
+
+test('both solvers reach the float64 reference minimum on standardised random data', async () => {
+  const n = 300, p = 25;
+  const X = standardise(randn(n * p, 11), n, p), Y = mixTargets(X, 4, 12);
+  const cd = await fitElasticNet(X, Y);
+  assertReachesReference(X, Y, cd.objective, 1e-6, 'cd');
+  const saga = await fitElasticNet(X, Y, { solver: 'saga', batch: 16, step: 0.01, maxEpochs: 3000, lookbehind: 3000, tolPerTarget: 0 });
+  assertReachesReference(X, Y, saga.objective, 1e-6, 'saga');
+  // The reported objective is the objective of the returned weights.
+  assert.deepEqual(elasticNetObjective(X, Y, cd.weights, cd.bias), cd.objective);
+});
+
+test('both solvers reach the reference on real data: CLIP text-embedding similarities', { timeout: 120000 }, async (t) => {
+  if (!hasAssets()) return t.skip('assets absent (set CONCEPTLENS_ASSETS)');
+  // Samples: 600 LVIS concepts; features: their cosine with 60 COCO concepts; targets: with 5 Objects365 concepts.
+  const lvis = embeddings('embeddings/detic/lvis_v1_clip_a+cname.npy');
+  const samples = { data: lvis.data.subarray(0, 600 * lvis.cols), rows: 600, cols: lvis.cols };
+  const X = standardise(cosines(samples, embeddings('embeddings/detic/coco_clip_a+cname.npy'), 60), 600, 60);
+  const Y = standardise(cosines(samples, embeddings('embeddings/detic/o365_clip_a+cnamefix.npy'), 5), 600, 5);
+  assertReachesReference(X, Y, (await fitElasticNet(X, Y)).objective, 1e-6, 'cd');
+  const saga = await fitElasticNet(X, Y, { solver: 'saga', batch: 32, step: 0.005, maxEpochs: 6000, lookbehind: 6000, tolPerTarget: 0 });
+  assertReachesReference(X, Y, saga.objective, 1e-6, 'saga');
+});
+
+test('an aborted fit rejects with AbortError', async () => {
+  const X = standardise(randn(200 * 10, 13), 200, 10), Y = mixTargets(X, 2, 14);
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(fitElasticNet(X, Y, { signal: ac.signal }), { name: 'AbortError' });
+});
+
+// --------------------------------------------------------- concepts, splits
+
+test('label concepts: one-hot classes then superclass indicators; the filter drops weak and constant concepts', () => {
+  const { P, names } = labelConcepts([0, 2, 1, 2], ['cat', 'dog', 'car'], { pet_animal: [0, 1] });
+  assert.deepEqual(names, ['cat', 'dog', 'car', 'pet animal']);
+  assert.deepEqual(Array.from(P.data), [1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0]);
+  assert.throws(() => labelConcepts([3], ['a', 'b']), /labels\[0\]: expected a class id in \[0, 2\), got 3/);
+
+  const M: Mat = { data: new Float32Array(6 * 3), rows: 6, cols: 3 };
+  for (let i = 0; i < 6; i++) M.data.set([i / 5, 0.3 * (i / 5), 0.7], i * 3); // top-5 means 0.6, 0.18, 0.7 (constant)
+  assert.deepEqual(filterConcepts(M, ['strong', 'weak', 'constant']).names, ['strong']);
+  assert.throws(() => filterConcepts(M, ['a']), /concept names: expected 3 .* got 1/);
+});
+
+test('sigmoid calibration recovers the (a, b) that generated the probabilities', () => {
+  const cos: Mat = { data: Float32Array.from(randn(4000, 15), (v) => 0.2 + 0.05 * v), rows: 400, cols: 10 };
+  const target = sigmoidConcepts(cos, 60, -0.19);
+  const { a, b } = calibrateSigmoid(cos, target);
+  assert.ok(Math.abs(a - 60) <= 0.5 && Math.abs(b + 0.19) <= 0.002, `got a ${a}, b ${b}`);
+});
+
+test('seeded 70/10/20 split: disjoint cover, sorted, reproducible, round-trips through index files', () => {
+  const s = seededSplit(1000, 7);
+  assert.deepEqual([s.train.length, s.val.length, s.test.length], [700, 100, 200]);
+  const all = [...s.train, ...s.val, ...s.test].sort((a, b) => a - b);
+  assert.deepEqual(all, Array.from({ length: 1000 }, (_, i) => i));
+  assert.deepEqual(seededSplit(1000, 7), s);
+  assert.notDeepEqual(seededSplit(1000, 8).val, s.val);
+  const dir = tempDir();
+  writeSplit(dir, s);
+  assert.deepEqual(readSplit(dir, 1000), s);
+  assert.throws(() => readSplit(dir, 900), /index \d+ is outside \[0, 900\)/);
+  assert.throws(() => seededSplit(12, 0), /12 samples are too few for a 70\/10\/20 split/);
+});
+
+// --------------------------------------------------------------- explaining
+
+/** Concept probabilities, and neurons that are known mixes of them. */
+function toyProblem(n: number) {
+  const c = 12, r = randn(n * c, 21), noise = randn(n * 3, 22);
+  const P: Mat = { data: Float32Array.from(r, (v) => 1 / (1 + Math.exp(-2 * v))), rows: n, cols: c };
+  const A: Mat = { data: new Float32Array(n * 3), rows: n, cols: 3 };
+  for (let i = 0; i < n; i++) {
+    const p = (k: number) => P.data[i * c + k];
+    A.data[i * 3] = 2 * p(3) + p(7) + 0.05 * noise[i * 3];
+    A.data[i * 3 + 1] = 3 * p(0) + 0.3 * noise[i * 3 + 1];
+    A.data[i * 3 + 2] = p(5) + 0.5 * p(9) + 0.2 * p(1) + 0.05 * noise[i * 3 + 2];
+  }
+  return { P, A, names: Array.from({ length: c }, (_, k) => `concept ${k}`) };
+}
+
+test('explanations recover the concepts a neuron is made of, with least-squares weights', async () => {
+  const { P, A, names } = toyProblem(2000);
+  const split = seededSplit(2000, 3);
+  const exps = await explainNeurons(A, P, names, { split, layer: 'toy' });
+  const terms = (e: Explanation) => Object.fromEntries(e.concepts.map((c, i) => [c, e.weights[i]]));
+  const t0 = terms(exps[0]);
+  assert.deepEqual(exps[0].concepts, ['concept 3', 'concept 7']); // sorted by weight
+  assert.ok(Math.abs(t0['concept 3'] - 2) < 0.02 && Math.abs(t0['concept 7'] - 1) < 0.02, JSON.stringify(t0));
+  assert.deepEqual(exps[1].concepts, ['concept 0']);
+  assert.deepEqual(new Set(exps[2].concepts.slice(0, 2)), new Set(['concept 5', 'concept 9']));
+  assert.ok(exps.every((e) => e.valCorrelation > 0.9 && e.layer === 'toy'));
+  // Least squares on train: the residual is orthogonal to the constant and to every chosen concept.
+  const e = exps[2];
+  const res = Array.from(split.train, (i) => A.data[i * 3 + 2] - e.bias -
+    e.concepts.reduce((s, c, t) => s + e.weights[t] * P.data[i * 12 + names.indexOf(c)], 0));
+  assert.ok(Math.abs(res.reduce((a, b) => a + b, 0)) < 1e-6 * split.train.length);
+  for (const c of e.concepts) {
+    const dot = Array.from(split.train, (i, r) => res[r] * P.data[i * 12 + names.indexOf(c)]).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(dot) < 1e-6 * split.train.length, `residual · ${c} = ${dot}`);
+  }
+  // Same inputs, same explanations (SAGA too: it is seeded).
+  assert.deepEqual(await explainNeurons(A, P, names, { split, layer: 'toy' }), exps);
+});
+
+test('greedy search keeps a concept only for a validation gain of at least the tolerance', () => {
+  const { P, A } = toyProblem(1000);
+  const split = seededSplit(1000, 4);
+  const col = (ids: Int32Array) => Float64Array.from(ids, (i) => A.data[i * 3 + 2]);
+  const ranking = Int32Array.from([5, 9, 1, 0, 2, 3, 4, 6, 7, 8, 10, 11]);
+  const loose = greedySearch(P, col(split.train), col(split.val), split, ranking, { tolerance: 0 });
+  const strict = greedySearch(P, col(split.train), col(split.val), split, ranking, { tolerance: 0.2 });
+  assert.deepEqual(strict.concepts, [5]); // adding 9 gains less than 0.2
+  assert.ok(loose.concepts.length >= 3 && loose.valCorrelation > strict.valCorrelation);
+  const oneConcept = greedySearch(P, col(split.train), col(split.val), split, ranking, { maxLength: 1 });
+  assert.deepEqual(oneConcept.concepts, [5]);
+});
+
+test('bad input: constant activations, too few samples, wrong-length concept names', async () => {
+  const { P, A, names } = toyProblem(200);
+  const split = seededSplit(200, 1);
+  const flat: Mat = { data: A.data.map((v, i) => (i % 3 === 1 ? 0.5 : v)), rows: 200, cols: 3 };
+  await assert.rejects(explainNeurons(flat, P, names, { split }), /activations: unit 1 is constant \(std 0\)/);
+  await assert.rejects(explainNeurons(A, P, names.slice(1), { split }), /concept names: expected 12 .* got 11/);
+  const tiny: Mat = { data: A.data.subarray(0, 15 * 3), rows: 15, cols: 3 };
+  assert.throws(() => seededSplit(tiny.rows, 0), /15 samples are too few/);
+  await assert.rejects(explainNeurons(A, { ...P, rows: 100, data: P.data.subarray(0, 1200) }, names, { split }),
+    /concepts: expected 200 rows/);
+});
+
+// --------------------------------------------------------------- simulation
+
+test('correlation scoring equals the Pearson correlation computed from the definition', () => {
+  const { P, A, names } = toyProblem(500);
+  const ids = seededSplit(500, 2).test;
+  const e: Explanation = { unit: 0, valCorrelation: 0, concepts: ['concept 3'], weights: [2], bias: 0.1, extra: {} };
+  const [score] = correlationScores([e], P, names, A, ids);
+  const x = Array.from(ids, (i) => 2 * P.data[i * 12 + 3] + 0.1), y = Array.from(ids, (i) => A.data[i * 3]);
+  const mx = x.reduce((a, b) => a + b) / x.length, my = y.reduce((a, b) => a + b) / y.length;
+  const cov = x.reduce((s, v, i) => s + (v - mx) * (y[i] - my), 0);
+  const ref = cov / Math.sqrt(x.reduce((s, v) => s + (v - mx) ** 2, 0) * y.reduce((s, v) => s + (v - my) ** 2, 0));
+  assert.ok(Math.abs(score - ref) < 1e-12);
+  assert.equal(pearson([1, 2, 3], [2, 4, 6]), 1);
+  assert.throws(() => correlationScores([{ ...e, concepts: ['nope'] }], P, names, A, ids), /unit 0: concept 'nope' is not among/);
+  const s = summarise([0.1, 0.2, 0.3, 0.4]);
+  assert.ok(Math.abs(s.mean - 0.25) < 1e-15 && Math.abs(s.sem - Math.sqrt(0.05 / 3) / 2) < 1e-15);
+});
+
+test('ablation scoring: 1 for a perfect simulation, 0 for the mean, between for partial ones', () => {
+  const { P, A, names } = toyProblem(600);
+  const split = seededSplit(600, 5);
+  const W: Mat = { data: Float32Array.from(randn(4 * 3, 31)), rows: 4, cols: 3 };
+  const labels = Array.from({ length: 600 }, (_, i) => i % 4);
+  // Make unit 1 exactly 3·concept 0, so its explanation simulates it perfectly.
+  for (let i = 0; i < 600; i++) A.data[i * 3 + 1] = 3 * P.data[i * 12];
+  const head = { W, b: new Float32Array([0.1, -0.2, 0.3, 0]) };
+  const perfect: Explanation = { unit: 1, valCorrelation: 1, concepts: ['concept 0'], weights: [3], bias: 0, extra: {} };
+  // Adam's steps have size ~lr whatever the gradient, so the fitted variant only stays near (c, d) = (1, 0).
+  const [optim] = ablationScores([perfect], P, names, A, { head, labels, split, mode: 'optim' });
+  assert.ok(optim > 0.99 && optim <= 1, `optim ${optim}`);
+  // A constant simulation correlates 0 with the neuron, so 'norm' replaces it by its mean: exactly the baseline.
+  const [none] = ablationScores([{ ...perfect, concepts: [], weights: [] }], P, names, A, { head, labels, split, mode: 'norm' });
+  assert.equal(none, 0);
+  const unrelated: Explanation = { ...perfect, unit: 0, concepts: ['concept 11'] };
+  const partial: Explanation = { ...perfect, unit: 0, concepts: ['concept 3'], weights: [2] };
+  const [u, pa] = ablationScores([unrelated, partial], P, names, A, { head, labels, split, mode: 'norm' });
+  assert.ok(pa > 0.3 && pa < 1 && u < pa, `unrelated ${u}, partial ${pa}`);
+  assert.throws(() => ablationScores([perfect], P, names, A, { head: { W, b: new Float32Array(3) }, labels, split }), /head bias: expected 4/);
+});
+
+// ---------------------------------------------------------------------- CSV
+
+test("the reference CSVs load, and re-score to their published means (0.3772, 0.2924)", (t) => {
+  if (!hasAssets()) return t.skip('assets absent (set CONCEPTLENS_ASSETS)');
+  const dir = join(assetsDir()!, 'reference', 'le');
+  for (const [file, want] of [['le_siglip_resnet50_imagenet_layer4.csv', 0.3772], ['le_label_resnet50_imagenet_layer4.csv', 0.2924]] as const) {
+    const exps = readExplanationsCsv(join(dir, file));
+    assert.equal(exps.length, 2048);
+    assert.deepEqual(exps.map((e) => e.unit), Array.from({ length: 2048 }, (_, i) => i));
+    const s = summarise(exps.map((e) => Number(e.extra['sim correlation'])));
+    assert.equal(s.mean.toFixed(4), want.toFixed(4), file);
+    assert.ok(exps.every((e) => e.concepts.length >= 1 && e.concepts.length <= 10));
+  }
+  const first = readExplanationsCsv(join(dir, 'le_label_resnet50_imagenet_layer4.csv'))[0];
+  assert.deepEqual(first.concepts, ['toiletry', 'wolfhound', 'shaker', 'terrier', 'instrumentality']);
+  assert.equal(formatExplanation(first), '0.73·toiletry + 0.73·wolfhound + 0.70·shaker + 0.30·terrier + 0.15·instrumentality + 0.32');
+});
+
+test('CSV round trip keeps every field, including quoted names and score columns', () => {
+  const exps: Explanation[] = [
+    { unit: 0, layer: 'fire22', valCorrelation: 0.5, concepts: ['dog, large', 'say "hi"'], weights: [1.5, -0.25], bias: 0.125, extra: { 'sim correlation': '0.4' } },
+    { unit: 1, layer: 'fire22', valCorrelation: 0, concepts: [], weights: [], bias: 0.5, extra: { 'sim correlation': '0.1' } },
+  ];
+  const path = join(tempDir(), 'le.csv');
+  writeExplanationsCsv(path, exps);
+  assert.deepEqual(readExplanationsCsv(path), exps);
+  const header = readFileSync(path, 'utf8').split('\n')[0];
+  assert.ok(header.startsWith('layer,unit,val correlation,weight0,concept0,') && header.endsWith('weight9,concept9,bias,sim correlation'));
+});

@@ -1,0 +1,159 @@
+// `conceptlens falcon`: FALCON feature groups and their concepts.
+//   groups  — feature groups of precomputed representations (groups.json)
+//   explain — one group's lowly activating images, captions and concepts on precomputed embeddings
+//   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { writeFileAtomic } from '../io/atomic.js';
+import { readNpy } from '../io/npy.js';
+import { openCaptions } from '../methods/falcon/captions.js';
+import { computeFiring, groupImages, groupMembers, parseGroupKey, readRepresentations, representationsF32, type Groups } from '../methods/falcon/groups.js';
+import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
+import { conceptsCsv } from '../methods/falcon/report.js';
+import { lowlyActivating } from '../methods/falcon/scores.js';
+import { openRunInputs } from '../methods/falcon/adapters.js';
+import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
+import { progressBar } from './progress.js';
+
+const num = (name: string) => (v: string) => {
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new InvalidArgumentError(`${name}: expected a number, got '${v}'`);
+  return x;
+};
+
+function readF32Matrix(path: string, cols?: number): { data: Float32Array; rows: number; cols: number } {
+  const a = readNpy(path);
+  if (a.shape.length !== 2 || a.dtype !== 'float32' || (cols !== undefined && a.shape[1] !== cols))
+    throw new Error(`${path}: expected a 2-D float32 array${cols !== undefined ? ` with ${cols} columns` : ''}, got ${a.dtype} of shape [${a.shape.join(', ')}]`);
+  return { data: a.data as Float32Array, rows: a.shape[0], cols: a.shape[1] };
+}
+
+function pickRows(m: { data: Float32Array; rows: number; cols: number }, ids: number[], what: string): Float32Array {
+  const out = new Float32Array(ids.length * m.cols);
+  ids.forEach((id, j) => {
+    if (id >= m.rows) throw new RangeError(`${what}: image ${id} is beyond its ${m.rows} rows`);
+    out.set(m.data.subarray(id * m.cols, (id + 1) * m.cols), j * m.cols);
+  });
+  return out;
+}
+
+function registerGroups(falcon: Command): void {
+  falcon.command('groups')
+    .description('Feature groups: images whose features at or above mean + 5·std of the row-normalised representations are exactly the same set')
+    .requiredOption('--representations <npy>', 'N × D representations (float32 or float16)')
+    .requiredOption('--out <json>', 'groups.json: group key ("3,17") → ascending image indices')
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
+    .option('--more-than <n>', 'keep groups with more than this many images', num('more-than'), 10)
+    .action(async (o: { representations: string; out: string; sigmas: number; moreThan: number }) => {
+      const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas });
+      const groups = groupImages(f.sets, o.moreThan);
+      writeFileAtomic(o.out, JSON.stringify(groups) + '\n');
+      console.error(`τ = ${f.tau.toFixed(5)} (mean ${f.mean.toFixed(5)}, std ${f.std.toFixed(5)}); ${Object.keys(groups).length} groups → ${o.out}`);
+    });
+}
+
+interface ExplainOpts {
+  group: string; representations: string; groups?: string; imageEmbeddings: string; cropEmbeddings?: string;
+  captions: string; captionsText?: string; temperature: number; unitRows?: boolean; out?: string; sigmas: number; moreThan: number;
+}
+
+function registerExplain(falcon: Command): void {
+  falcon.command('explain')
+    .description('Concepts of one feature group on precomputed inputs: lowly activating images, top captions, contrasted words and phrases')
+    .requiredOption('--group <key>', 'feature indices joined by commas, e.g. "3,17"')
+    .requiredOption('--representations <npy>', 'N × D representations')
+    .option('--groups <json>', 'groups.json (default: recomputed from the representations)')
+    .requiredOption('--image-embeddings <npy>', 'N × d float32 image embeddings (the caption vocabulary\'s space)')
+    .option('--crop-embeddings <npy>', 'embeddings of the group\'s GradCAM crops, one row per group image in ascending order (captions and interpretability)')
+    .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
+    .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line (default: the .npy path with .txt)')
+    .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', num('temperature'), 100)
+    .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
+    .option('--more-than <n>', 'keep groups with more than this many images', num('more-than'), 10)
+    .option('--out <dir>', 'write groups/<key>.json and concepts.csv here')
+    .action(async (o: ExplainOpts) => {
+      const rep = readRepresentations(o.representations);
+      const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
+      const firing = await computeFiring(rep, { sigmas: o.sigmas });
+      const groups: Groups = o.groups ? JSON.parse(readFileSync(o.groups, 'utf8')) : groupImages(firing.sets, o.moreThan);
+      const high = groupMembers(groups, key);
+      const lowly = lowlyActivating(representationsF32(rep), firing, features, high);
+      const emb = readF32Matrix(o.imageEmbeddings);
+      const crops = o.cropEmbeddings ? readF32Matrix(o.cropEmbeddings, emb.cols) : null;
+      if (crops && crops.rows !== high.length) throw new Error(`${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
+      const bar = progressBar('captions', 'rows');
+      const e = await describeGroup({
+        key, high, low: lowly.images, lowSimilarities: lowly.similarities,
+        highEmbeddings: crops ? crops.data : pickRows(emb, high, o.imageEmbeddings), lowEmbeddings: pickRows(emb, lowly.images, o.imageEmbeddings),
+        cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab: openCaptions(o.captions, o.captionsText),
+      }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, onProgress: (d, t) => bar.update(d, t) });
+      bar.stop();
+      if (o.out) {
+        mkdirSync(join(o.out, 'groups'), { recursive: true });
+        writeFileAtomic(join(o.out, groupFile(key)), JSON.stringify(e) + '\n');
+        writeFileAtomic(join(o.out, 'concepts.csv'), conceptsCsv([e]));
+      }
+      console.log(JSON.stringify({ group: e.group, high: e.high.length, low: e.low, interpretability: e.interpretability, words: e.words, phrases: e.phrases }, null, 2));
+    });
+}
+
+interface RunOpts {
+  model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string; out: string;
+  batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number;
+}
+
+function registerRun(falcon: Command): void {
+  falcon.command('run')
+    .description('FALCON end to end: representations, groups, GradCAM crops, interpretability, counterfactuals, captions, concepts, report.html (resumable)')
+    .requiredOption('--model <onnx>', 'the network to explain (ONNX)')
+    .requiredOption('--layer <name>', 'target layer: a spatial map whose global average pool is the representation (e.g. fire22)')
+    .requiredOption('--images <dir>', 'probe images')
+    .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
+    .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line')
+    .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)')
+    .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
+    .option('--batch <n>', 'images per model call', num('batch'), 32)
+    .option('--max-groups <n>', 'explain at most this many groups, largest first', num('max-groups'))
+    .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', num('temperature'), 100)
+    .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
+    .action(async (o: RunOpts) => {
+      const inputs = await openRunInputs(o);
+      const bars = new Map<string, ReturnType<typeof progressBar>>();
+      const out = await runFalcon(inputs, o.out, {
+        batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
+        onStage: (stage, d, t) => {
+          if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
+          bars.get(stage)!.update(d, t);
+        },
+      });
+      for (const b of bars.values()) b.stop();
+      console.error(`${out.length} groups explained → ${join(o.out, 'report.html')}, ${join(o.out, 'concepts.csv')}`);
+    });
+}
+
+function registerDemo(falcon: Command): void {
+  falcon.command('demo')
+    .description('Offline demo on the bundled assets: SqueezeNet fire22 over the ImageNet samples, LVIS CLIP text embeddings as captions (crops embedded through a classifier bridge; see ts/methods/falcon/demo.ts)')
+    .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
+    .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', num('more-than'), 2)
+    .option('--max-groups <n>', 'explain at most this many groups, largest first', num('max-groups'), 12)
+    .action(async (o: { out: string; moreThan: number; maxGroups: number }) => {
+      const inputs = await squeezenetDemoInputs();
+      console.error(`classifier bridge: ${inputs.matched} of 1000 ImageNet classes have an LVIS namesake`);
+      const bar = progressBar('falcon', 'steps');
+      const out = await runFalcon(inputs, o.out, { moreThan: o.moreThan, maxGroups: o.maxGroups, onStage: (_, d, t) => bar.update(d, t) });
+      bar.stop();
+      for (const g of out) console.log(`${g.group}\t${g.high.length} images\t${g.interpretability?.toFixed(3)}\t${g.words.map((w) => w.term).join(', ')}\t${g.phrases.map((w) => w.term).join(', ')}`);
+    });
+}
+
+export function registerFalcon(program: Command): void {
+  const falcon = program.command('falcon').description('FALCON: name feature groups of a vision representation with contrasting concepts');
+  registerGroups(falcon);
+  registerExplain(falcon);
+  registerRun(falcon);
+  registerDemo(falcon);
+}

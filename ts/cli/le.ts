@@ -1,0 +1,188 @@
+/** `conceptlens le`: Linear Explanations of neurons, and their simulation scores. */
+import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { readNpy } from '../io/npy.js';
+import {
+  ablationScores, correlationScores, explainNeurons, readSplit, seededSplit, summarise, writeSplit,
+  type Mat, type Split,
+} from '../methods/le.js';
+import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../methods/le-csv.js';
+import { progressBar } from './progress.js';
+
+/** A 2-D float32/float64 .npy as a float32 matrix. */
+export function readMatrix(path: string, what: string): Mat {
+  const a = readNpy(path);
+  if (a.shape.length !== 2 || (a.dtype !== 'float32' && a.dtype !== 'float64'))
+    throw new Error(`${what} ${path}: expected a 2-D float32 or float64 array (samples × columns), got ${a.dtype} of shape [${a.shape.join(', ')}]`);
+  return { data: a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as Float64Array), rows: a.shape[0], cols: a.shape[1] };
+}
+
+/** One name per line; \n, \r\n or bare \r separate lines; a final newline adds no name. */
+export function readNames(path: string): string[] {
+  const lines = readFileSync(path, 'utf8').split(/\r\n|\r|\n/);
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+function readInts(path: string, what: string): Int32Array {
+  const a = readNpy(path);
+  if (a.shape.length !== 1) throw new Error(`${what} ${path}: expected a 1-D integer array, got shape [${a.shape.join(', ')}]`);
+  return Int32Array.from(Array.from(a.data as ArrayLike<number | bigint>, Number));
+}
+
+interface SplitOpts {
+  splits?: string;
+  seed: string;
+}
+const splitFor = (o: SplitOpts, n: number): Split => (o.splits ? readSplit(o.splits, n) : seededSplit(n, Number(o.seed)));
+
+function report(label: string, scores: Float64Array): string {
+  const s = summarise(scores);
+  return `${label}: ${s.mean.toFixed(4)} ± ${s.sem.toFixed(4)} (mean ± std/√n over ${s.n} neurons)`;
+}
+
+function scored(exps: Explanation[], column: string, scores: Float64Array): Explanation[] {
+  return exps.map((e, i) => ({ ...e, extra: { ...e.extra, [column]: String(scores[i]) } }));
+}
+
+function run(command: Command, fn: () => Promise<void> | void): Promise<void> {
+  return Promise.resolve()
+    .then(fn)
+    .catch((err) => command.error(`error: ${err instanceof Error ? err.message : String(err)}`));
+}
+
+interface ExplainOpts extends SplitOpts {
+  activations: string;
+  concepts: string;
+  conceptNames: string;
+  out: string;
+  solver: 'cd' | 'saga';
+  layer?: string;
+  maxLength: string;
+  tolerance: string;
+  quiet?: boolean;
+}
+
+async function explain(o: ExplainOpts): Promise<void> {
+  const A = readMatrix(o.activations, 'activations');
+  const P = readMatrix(o.concepts, 'concepts');
+  const names = readNames(o.conceptNames);
+  if (names.length !== P.cols)
+    throw new Error(`concept names ${o.conceptNames}: has ${names.length} names, but ${o.concepts} has ${P.cols} concept columns`);
+  const split = splitFor(o, A.rows);
+  if (!o.splits) {
+    const dir = o.out.replace(/\.csv$/i, '') + '.splits';
+    writeSplit(dir, split);
+    console.error(`split 70/10/20 with seed ${o.seed}, recorded in ${dir} (pass --splits ${dir} to simulate)`);
+  }
+  const bar = progressBar('explaining', 'neurons', o.quiet ? false : undefined);
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  try {
+    const exps = await explainNeurons(A, P, names, {
+      split, solver: o.solver, layer: o.layer, maxLength: Number(o.maxLength), tolerance: Number(o.tolerance),
+      signal: ac.signal, onProgress: (d, t) => bar.update(d, t),
+    });
+    bar.stop();
+    writeExplanationsCsv(o.out, exps);
+    if (!o.quiet) for (const e of exps.slice(0, 20)) console.log(`unit ${e.unit} (val r ${e.valCorrelation.toFixed(3)}): ${formatExplanation(e)}`);
+    console.log(report('validation correlation', Float64Array.from(exps, (e) => e.valCorrelation)) + ` → ${o.out}`);
+  } finally {
+    bar.stop();
+  }
+}
+
+interface SimulateOpts extends SplitOpts {
+  explanations: string;
+  concepts: string;
+  conceptNames: string;
+  activations: string;
+  out?: string;
+}
+
+function loadForScoring(o: SimulateOpts) {
+  const exps = readExplanationsCsv(o.explanations);
+  const A = readMatrix(o.activations, 'activations');
+  const P = readMatrix(o.concepts, 'concepts');
+  const names = readNames(o.conceptNames);
+  if (names.length !== P.cols)
+    throw new Error(`concept names ${o.conceptNames}: has ${names.length} names, but ${o.concepts} has ${P.cols} concept columns`);
+  return { exps, A, P, names, split: splitFor(o, A.rows) };
+}
+
+function simulateCmd(o: SimulateOpts): void {
+  const { exps, A, P, names, split } = loadForScoring(o);
+  const scores = correlationScores(exps, P, names, A, split.test);
+  console.log(report('simulation correlation (test split)', scores));
+  if (o.out) writeExplanationsCsv(o.out, scored(exps, 'sim correlation', scores));
+}
+
+interface AblateOpts extends SimulateOpts {
+  headWeight: string;
+  headBias: string;
+  labels: string;
+  mode: 'optim' | 'norm';
+  temperature: string;
+}
+
+function ablateCmd(o: AblateOpts): void {
+  const { exps, A, P, names, split } = loadForScoring(o);
+  const W = readMatrix(o.headWeight, 'head weights');
+  const b = readNpy(o.headBias);
+  if (b.dtype !== 'float32' && b.dtype !== 'float64') throw new Error(`head bias ${o.headBias}: expected float32 or float64, got ${b.dtype}`);
+  const scores = ablationScores(exps, P, names, A, {
+    head: { W, b: Float32Array.from(b.data as Float32Array | Float64Array) }, labels: readInts(o.labels, 'labels'), split, mode: o.mode, temperature: Number(o.temperature),
+  });
+  console.log(report(`simulation ablation (${o.mode}, test split)`, scores));
+  if (o.out) writeExplanationsCsv(o.out, scored(exps, `sim ablation(${o.mode})`, scores));
+}
+
+function showCmd(o: { explanations: string; limit: string }): void {
+  const exps = readExplanationsCsv(o.explanations);
+  for (const e of exps.slice(0, Number(o.limit))) console.log(`unit ${e.unit}: ${formatExplanation(e)}`);
+  const columns = Object.keys(exps[0]?.extra ?? {}).filter((c) => c.startsWith('sim '));
+  for (const c of columns) {
+    const vals = exps.map((e) => Number(e.extra[c])).filter(Number.isFinite);
+    console.log(report(c, Float64Array.from(vals)));
+  }
+}
+
+const splitOptions = (c: Command) =>
+  c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
+    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', '0');
+
+const scoringOptions = (c: Command) =>
+  splitOptions(c.requiredOption('--explanations <csv>', 'explanations in the reference CSV layout')
+    .requiredOption('--concepts <npy>', "simulator's concept probabilities, samples × concepts")
+    .requiredOption('--concept-names <txt>', 'one name per concept column')
+    .requiredOption('--activations <npy>', 'true activations, samples × units')
+    .option('--out <csv>', 'write the explanations with the score column added'));
+
+export function registerLe(program: Command): void {
+  const le = program.command('le').description('Linear Explanations: neurons as sparse linear combinations of concepts');
+  splitOptions(le.command('explain')
+    .description('explain each unit by elastic-net ranking and greedy search (writes the reference CSV layout)')
+    .requiredOption('--activations <npy>', 'activations, samples × units (float32/float64)')
+    .requiredOption('--concepts <npy>', 'concept probabilities P, samples × concepts')
+    .requiredOption('--concept-names <txt>', 'one name per concept column')
+    .requiredOption('--out <csv>', 'output CSV')
+    .option('--solver <cd|saga>', "elastic net: exact coordinate descent, or the reference's GLM-SAGA", 'cd')
+    .option('--layer <name>', 'layer name for the CSV')
+    .option('--max-length <n>', 'most concepts per explanation', '10')
+    .option('--tolerance <r>', 'least validation-correlation gain to keep a concept', '0.02')
+    .option('--quiet', 'print only the summary'))
+    .action((o: ExplainOpts, c: Command) => run(c, () => explain(o)));
+  scoringOptions(le.command('simulate').description('correlation scoring: Pearson r of simulated vs true activations on the test split'))
+    .action((o: SimulateOpts, c: Command) => run(c, () => simulateCmd(o)));
+  scoringOptions(le.command('ablate').description('ablation scoring through a linear head: 1 − Σ|L_sim − L_orig| / Σ|L_mean − L_orig|'))
+    .requiredOption('--head-weight <npy>', 'classes × units weights of the linear head after the layer')
+    .requiredOption('--head-bias <npy>', 'its bias, classes values')
+    .requiredOption('--labels <npy>', 'class label per sample (1-D integers)')
+    .option('--mode <optim|norm>', 'fit the simulation on val (optim) or match its statistics (norm)', 'optim')
+    .option('--temperature <T>', 'logits are divided by T', '1.1')
+    .action((o: AblateOpts, c: Command) => run(c, () => ablateCmd(o)));
+  le.command('show').description('print explanations in text form and the mean ± sem of their score columns')
+    .requiredOption('--explanations <csv>', 'explanations CSV')
+    .option('--limit <n>', 'explanations to print', '10')
+    .action((o: { explanations: string; limit: string }, c: Command) => run(c, () => showCmd(o)));
+}

@@ -1,0 +1,91 @@
+// FALCON step 3: GradCAM for a group target on the images' layer maps, the
+// largest box of the map thresholded at 0.6, and the crop resized to 224.
+import sharp from 'sharp';
+import type { ProgressOptions } from '../../abort.js';
+import { nativeCams } from './kernels.js';
+
+/** A layer's activations for a batch of images, [N, C, H, W] row-major. */
+export interface LayerMaps {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+  /**
+   * The group target's gradients, same shape; absent when the target is the
+   * layer's global average pool (the gradient is then 1/(H·W) on the group channels).
+   */
+  grads?: Float32Array;
+}
+
+/** An 8-bit RGB image, interleaved, row-major. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export type Box = [left: number, top: number, right: number, bottom: number];
+
+export interface CamOptions extends ProgressOptions {
+  width?: number;
+  height?: number;
+  threshold?: number;
+}
+
+export interface GroupCams {
+  /** n × height × width maps in [0, 1]. */
+  cams: Float32Array;
+  /** Per image, [left, top, right, bottom) of the largest island ≥ threshold. */
+  boxes: Box[];
+  width: number;
+  height: number;
+}
+
+function spatial(l: LayerMaps): { n: number; c: number; h: number; w: number } {
+  if (l.shape.length !== 4 || l.shape[2] * l.shape[3] < 2)
+    throw new Error(`layer '${l.name}': GradCAM needs a spatial map [N, C, H, W] with H·W ≥ 2, got shape [${l.shape.join(', ')}] (a pooled or fully connected layer has no spatial dimensions)`);
+  const [n, c, h, w] = l.shape;
+  if (l.data.length !== n * c * h * w) throw new RangeError(`layer '${l.name}': shape [${l.shape.join(', ')}] needs ${n * c * h * w} values, got ${l.data.length}`);
+  if (l.grads && l.grads.length !== l.data.length) throw new RangeError(`layer '${l.name}': gradients have ${l.grads.length} values, expected ${l.data.length}`);
+  return { n, c, h, w };
+}
+
+/** GradCAM of the group target Σ_{i∈group} R[x, i], averaged over the layers, with each image's box. */
+export async function groupCams(layers: LayerMaps[], group: number[], opts: CamOptions = {}): Promise<GroupCams> {
+  if (layers.length === 0) throw new Error('layers: expected at least one target layer for GradCAM, got none');
+  const dims = layers.map(spatial);
+  const n = dims[0].n;
+  const odd = dims.findIndex((d) => d.n !== n);
+  if (odd >= 0) throw new RangeError(`layer '${layers[odd].name}': ${dims[odd].n} images, expected ${n} like '${layers[0].name}'`);
+  const width = opts.width ?? 224, height = opts.height ?? 224;
+  const r = await nativeCams(layers.map((l, i) => ({ acts: l.data, grads: l.grads ?? null, channels: dims[i].c, height: dims[i].h, width: dims[i].w })),
+    n, group, height, width, opts.threshold ?? 0.6, opts);
+  const boxes: Box[] = [];
+  for (let i = 0; i < n; i++) boxes.push(Array.from(r.boxes.subarray(4 * i, 4 * i + 4)) as Box);
+  return { cams: r.cams, boxes, width, height };
+}
+
+/** The box of `img` (in the CAM's pixel grid, which is the image's), resized to size × size. */
+export async function cropResize(img: RgbImage, box: Box, size = 224): Promise<RgbImage> {
+  const [left, top, right, bottom] = box;
+  if (!(left >= 0 && top >= 0 && right <= img.width && bottom <= img.height && right > left && bottom > top))
+    throw new RangeError(`box: expected inside ${img.width}×${img.height} and non-empty, got [${box.join(', ')}]`);
+  const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .extract({ left, top, width: right - left, height: bottom - top })
+    .resize(size, size, { fit: 'fill', kernel: 'linear' })
+    .raw().toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: size, height: size };
+}
+
+/** Global average pool of [N, C, H, W] maps (or [N, C] as is): the N × C representations. */
+export function globalAveragePool(l: LayerMaps): Float32Array {
+  if (l.shape.length === 2) return l.data;
+  if (l.shape.length !== 4) throw new Error(`layer '${l.name}': expected [N, C] or [N, C, H, W], got shape [${l.shape.join(', ')}]`);
+  const [n, c, h, w] = l.shape, hw = h * w;
+  const out = new Float32Array(n * c);
+  for (let i = 0; i < n * c; i++) {
+    let s = 0;
+    for (let p = 0; p < hw; p++) s += l.data[i * hw + p];
+    out[i] = s / hw;
+  }
+  return out;
+}

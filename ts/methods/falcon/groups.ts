@@ -1,0 +1,94 @@
+// FALCON step 2: the highly-activating threshold τ = mean(R̂) + 5·std(R̂) over
+// all entries of the row-normalised representations, each image's set of
+// features at or above τ, and feature groups = exact co-firing sets shared by
+// more than 10 images (a single feature is a group of one).
+import type { ProgressOptions } from '../../abort.js';
+import { readNpy } from '../../io/npy.js';
+import { native } from '../../native.js';
+import { nativeFiring } from './kernels.js';
+
+/** N × D representations (fp32, or fp16 bits), row-major. */
+export interface Representations {
+  data: Float32Array | Uint16Array;
+  rows: number;
+  cols: number;
+}
+
+export interface Firing {
+  rows: number;
+  cols: number;
+  /** Mean and (unbiased, as torch.std) standard deviation of all entries of R̂. */
+  mean: number;
+  std: number;
+  tau: number;
+  /** 1/‖R[x]‖ per image (0 for a zero row): R̂[x, i] = R[x, i] · invNorms[x]. */
+  invNorms: Float32Array;
+  /** Per image, the ascending features with R̂[x, i] ≥ τ. */
+  sets: number[][];
+}
+
+/** Group key → ascending image indices. */
+export type Groups = Record<string, number[]>;
+
+export const DEFAULT_SIGMAS = 5;
+/** A group is kept when more than this many images share it. */
+export const DEFAULT_MORE_THAN = 10;
+
+export function readRepresentations(path: string): Representations {
+  const a = readNpy(path);
+  if (a.shape.length !== 2 || (a.dtype !== 'float32' && a.dtype !== 'float16'))
+    throw new Error(`${path}: expected a 2-D float32 or float16 array (images × features), got ${a.dtype} of shape [${a.shape.join(', ')}]`);
+  return { data: a.data as Float32Array | Uint16Array, rows: a.shape[0], cols: a.shape[1] };
+}
+
+/** The representations as fp32 (converting fp16). */
+export function representationsF32(r: Representations): Float32Array {
+  return r.data instanceof Float32Array ? r.data : native().halvesToFloats(r.data);
+}
+
+export async function computeFiring(r: Representations, opts: ProgressOptions & { sigmas?: number } = {}): Promise<Firing> {
+  const f = await nativeFiring(r.data, r.rows, r.cols, opts.sigmas ?? DEFAULT_SIGMAS, opts);
+  const sets: number[][] = [];
+  for (let x = 0; x < r.rows; x++) sets.push(Array.from(f.features.subarray(f.offsets[x], f.offsets[x + 1])));
+  return { rows: r.rows, cols: r.cols, mean: f.mean, std: f.std, tau: f.tau, invNorms: f.invNorms, sets };
+}
+
+export const groupKey = (features: number[]) => features.join(',');
+
+/** Parses "i,j,..." into distinct ascending feature indices below `cols` (when given). */
+export function parseGroupKey(key: string, cols?: number): number[] {
+  const parts = key.split(',').map((s) => s.trim());
+  const feats = parts.map(Number);
+  const bad = parts.findIndex((s, i) => !/^\d+$/.test(s) || (cols !== undefined && feats[i] >= cols));
+  if (bad >= 0)
+    throw new Error(`group: expected feature indices${cols !== undefined ? ` in [0, ${cols})` : ''} joined by commas (e.g. "3,17"), got "${key}"`);
+  if (feats.some((f, i) => i > 0 && f <= feats[i - 1]))
+    throw new Error(`group: expected distinct ascending feature indices, got "${key}"`);
+  return feats;
+}
+
+/** Exact-set grouping of the images' firing sets; keeps groups with more than `moreThan` images. */
+export function groupImages(sets: number[][], moreThan = DEFAULT_MORE_THAN): Groups {
+  const all = new Map<string, number[]>();
+  sets.forEach((set, x) => {
+    if (set.length === 0) return;
+    const key = groupKey(set);
+    const list = all.get(key);
+    if (list) list.push(x);
+    else all.set(key, [x]);
+  });
+  const groups: Groups = {};
+  for (const [key, images] of all) if (images.length > moreThan) groups[key] = images;
+  return groups;
+}
+
+/** The highly activating images of a group; an absent or empty group is an error. */
+export function groupMembers(groups: Groups, key: string): number[] {
+  const images = groups[key];
+  if (!images || images.length === 0) {
+    const known = Object.keys(groups);
+    throw new Error(`group "${key}": no images fire exactly this feature set (known groups: ${known.length === 0 ? 'none' :
+      known.slice(0, 10).map((k) => `"${k}"`).join(', ') + (known.length > 10 ? `, … ${known.length - 10} more` : '')})`);
+  }
+  return images;
+}

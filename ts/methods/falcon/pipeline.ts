@@ -1,0 +1,199 @@
+// FALCON end to end over small interfaces, so the project's image
+// preprocessing, ONNX layer taps, image encoder and vocabulary plug in:
+// representations → groups → GradCAM crops → interpretability → lowly
+// activating counterfactuals → captions → contrasted concepts → report.
+// Each stage writes its output atomically into the run directory and is
+// skipped when that output is already there (a run resumes).
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import type { ProgressOptions } from '../../abort.js';
+import { writeFileAtomic } from '../../io/atomic.js';
+import { readNpy, writeNpy } from '../../io/npy.js';
+import { cropResize, groupCams, type LayerMaps, type RgbImage } from './cam.js';
+import { topCaptions, type CaptionOptions, type CaptionVocabulary } from './captions.js';
+import { contrastConcepts, type ConceptOptions } from './concepts.js';
+import { computeFiring, groupImages, groupMembers, parseGroupKey, DEFAULT_MORE_THAN, DEFAULT_SIGMAS, type Firing, type Groups } from './groups.js';
+import { conceptsCsv, reportHtml, type GroupExplanation } from './report.js';
+import { interpretabilityScore, lowlyActivating, type LowlyOptions } from './scores.js';
+
+/** The probe images as the target model sees them (e.g. resized to 256, centre-cropped to 224). */
+export interface ProbeImages {
+  readonly count: number;
+  rgb(i: number): Promise<RgbImage>;
+}
+
+/** The network being explained, at its target layer. */
+export interface TargetModel {
+  readonly dim: number;
+  /** Representations R of the images: n × dim (e.g. the target layer, globally average pooled). */
+  represent(images: RgbImage[]): Promise<Float32Array>;
+  /** GradCAM inputs for the group target Σ_{i∈group} R[x, i] on these images (one entry per target layer). */
+  camLayers(images: RgbImage[], group: number[]): Promise<LayerMaps[]>;
+}
+
+/** The vision-language image encoder whose space the caption vocabulary shares. */
+export interface ImageEncoder {
+  readonly dim: number;
+  embed(images: RgbImage[]): Promise<Float32Array>;
+}
+
+/** A target model from a layer tap whose representation is that layer's global average pool: GradCAM is analytic. */
+export function pooledLayerModel(dim: number, tap: (images: RgbImage[]) => Promise<LayerMaps>, pool: (l: LayerMaps) => Float32Array): TargetModel {
+  return {
+    dim,
+    represent: async (images) => pool(await tap(images)),
+    camLayers: async (images) => [await tap(images)],
+  };
+}
+
+export interface DescribeInputs {
+  key: string;
+  high: number[];
+  low: number[];
+  lowSimilarities: number[];
+  /** Embeddings (rows aligned with `high`) used to caption the highly activating images: their crops' where available. */
+  highEmbeddings: Float32Array;
+  lowEmbeddings: Float32Array;
+  /** Crop embeddings for the interpretability score, or null. */
+  cropEmbeddings: Float32Array | null;
+  dim: number;
+  vocab: CaptionVocabulary;
+}
+
+/** Captions and contrasted concepts of one group. */
+export async function describeGroup(a: DescribeInputs, opts: CaptionOptions & ConceptOptions = {}): Promise<GroupExplanation> {
+  const both = new Float32Array(a.highEmbeddings.length + a.lowEmbeddings.length);
+  both.set(a.highEmbeddings);
+  both.set(a.lowEmbeddings, a.highEmbeddings.length);
+  const caps = await topCaptions(both, a.high.length + a.low.length, a.vocab, opts);
+  const high = caps.slice(0, a.high.length), low = caps.slice(a.high.length);
+  const { words, phrases } = contrastConcepts(high, low, opts);
+  return {
+    group: a.key, features: parseGroupKey(a.key), high: a.high, low: a.low, lowSimilarities: a.lowSimilarities,
+    interpretability: a.cropEmbeddings ? interpretabilityScore(a.cropEmbeddings, a.high.length, a.dim) : null,
+    words, phrases, captions: { high, low },
+  };
+}
+
+export interface RunInputs {
+  images: ProbeImages;
+  model: TargetModel;
+  encoder: ImageEncoder;
+  vocab: CaptionVocabulary;
+}
+
+export interface RunOptions extends ProgressOptions {
+  batch?: number;
+  sigmas?: number;
+  moreThan?: number;
+  /** Explain at most this many groups, largest first. */
+  maxGroups?: number;
+  lowly?: LowlyOptions;
+  captions?: CaptionOptions & ConceptOptions;
+  /** Called as each stage starts or progresses (done of total). */
+  onStage?: (stage: string, done: number, total: number) => void;
+}
+
+const fileKey = (key: string) => 'g' + key.replace(/,/g, '_');
+export const groupFile = (key: string) => `groups/${fileKey(key)}.json`;
+export const cropPath = (key: string, image: number) => `crops/${fileKey(key)}/${image}.png`;
+export const imagePath = (image: number) => `images/${image}.png`;
+
+async function writePng(path: string, img: RgbImage): Promise<void> {
+  const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
+  writeFileAtomic(path, png);
+}
+
+class Run {
+  constructor(readonly dir: string, readonly inp: RunInputs, readonly opts: RunOptions) {}
+
+  path(rel: string): string {
+    return join(this.dir, rel);
+  }
+
+  async rgbs(ids: number[]): Promise<RgbImage[]> {
+    return Promise.all(ids.map((i) => this.inp.images.rgb(i)));
+  }
+
+  async representations(): Promise<{ data: Float32Array; rows: number; cols: number }> {
+    const p = this.path('representations.npy'), { count } = this.inp.images, dim = this.inp.model.dim;
+    if (existsSync(p)) {
+      const a = readNpy(p);
+      if (a.shape[0] !== count || a.shape[1] !== dim)
+        throw new Error(`${p}: shape [${a.shape.join(', ')}] does not match this run (${count} images × ${dim} features); use a fresh run directory`);
+      return { data: a.data as Float32Array, rows: count, cols: dim };
+    }
+    const out = new Float32Array(count * dim), batch = this.opts.batch ?? 32;
+    for (let i0 = 0; i0 < count; i0 += batch) {
+      this.opts.signal?.throwIfAborted();
+      const ids = Array.from({ length: Math.min(batch, count - i0) }, (_, j) => i0 + j);
+      out.set(await this.inp.model.represent(await this.rgbs(ids)), i0 * dim);
+      this.opts.onStage?.('representations', i0 + ids.length, count);
+    }
+    writeNpy(p, out, [count, dim]);
+    return { data: out, rows: count, cols: dim };
+  }
+
+  async groups(r: { data: Float32Array; rows: number; cols: number }): Promise<{ firing: Firing; groups: Groups }> {
+    const firing = await computeFiring(r, { sigmas: this.opts.sigmas ?? DEFAULT_SIGMAS, signal: this.opts.signal });
+    const p = this.path('groups.json');
+    if (existsSync(p)) return { firing, groups: JSON.parse(readFileSync(p, 'utf8')) as Groups };
+    const groups = groupImages(firing.sets, this.opts.moreThan ?? DEFAULT_MORE_THAN);
+    writeFileAtomic(p, JSON.stringify(groups) + '\n');
+    writeFileAtomic(this.path('firing.json'), JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau }) + '\n');
+    return { firing, groups };
+  }
+
+  async embed(imgs: RgbImage[]): Promise<Float32Array> {
+    const { encoder } = this.inp, out = new Float32Array(imgs.length * encoder.dim), batch = this.opts.batch ?? 32;
+    for (let i0 = 0; i0 < imgs.length; i0 += batch) out.set(await encoder.embed(imgs.slice(i0, i0 + batch)), i0 * encoder.dim);
+    return out;
+  }
+
+  async explain(key: string, high: number[], r: Float32Array, firing: Firing): Promise<GroupExplanation> {
+    const p = this.path(groupFile(key));
+    if (existsSync(p)) return JSON.parse(readFileSync(p, 'utf8')) as GroupExplanation;
+    const features = parseGroupKey(key, firing.cols);
+    const imgs = await this.rgbs(high);
+    const cams = await groupCams(await this.inp.model.camLayers(imgs, features), features,
+      { width: imgs[0].width, height: imgs[0].height, signal: this.opts.signal });
+    const crops = await Promise.all(imgs.map((img, j) => cropResize(img, cams.boxes[j])));
+    mkdirSync(this.path(`crops/${fileKey(key)}`), { recursive: true });
+    await Promise.all(crops.map((c, j) => writePng(this.path(cropPath(key, high[j])), c)));
+    const cropEmb = await this.embed(crops);
+    const lowly = lowlyActivating(r, firing, features, high, this.opts.lowly);
+    const lowImgs = await this.rgbs(lowly.images);
+    await Promise.all(lowImgs.map((img, j) => writePng(this.path(imagePath(lowly.images[j])), img)));
+    const e = await describeGroup({
+      key, high, low: lowly.images, lowSimilarities: lowly.similarities, highEmbeddings: cropEmb,
+      lowEmbeddings: await this.embed(lowImgs), cropEmbeddings: cropEmb, dim: this.inp.encoder.dim, vocab: this.inp.vocab,
+    }, { ...this.opts.captions, signal: this.opts.signal });
+    e.boxes = cams.boxes;
+    writeFileAtomic(p, JSON.stringify(e) + '\n');
+    return e;
+  }
+}
+
+/** Runs (or resumes) FALCON into `dir`; returns the explained groups. */
+export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = {}): Promise<GroupExplanation[]> {
+  if (inp.encoder.dim !== inp.vocab.dim)
+    throw new Error(`image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.name})`);
+  for (const d of ['groups', 'crops', 'images']) mkdirSync(join(dir, d), { recursive: true });
+  const run = new Run(dir, inp, opts);
+  const r = await run.representations();
+  const { firing, groups } = await run.groups(r);
+  const keys = Object.keys(groups).sort((a, b) => groups[b].length - groups[a].length || (a < b ? -1 : 1)).slice(0, opts.maxGroups ?? Infinity);
+  const out: GroupExplanation[] = [];
+  for (const key of keys) {
+    opts.onStage?.('groups', out.length, keys.length);
+    out.push(await run.explain(key, groupMembers(groups, key), r.data, firing));
+  }
+  opts.onStage?.('groups', out.length, keys.length);
+  writeFileAtomic(join(dir, 'concepts.csv'), conceptsCsv(out));
+  writeFileAtomic(join(dir, 'report.html'), reportHtml('FALCON feature groups', out, {
+    crops: (e) => e.high.map((i) => cropPath(e.group, i)),
+    lowly: (e) => e.low.map(imagePath),
+  }));
+  return out;
+}

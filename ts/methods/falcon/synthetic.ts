@@ -1,0 +1,97 @@
+// A synthetic caption vocabulary in the LAION shard layout, written
+// streaming (memory stays at one block, whatever the row count):
+// text_emb_{i}.npy (fp16, unit rows) + metadata_{i}.parquet (`caption`).
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ProgressOptions } from '../../abort.js';
+import { writeFileAtomic } from '../../io/atomic.js';
+import { native } from '../../native.js';
+
+export interface SyntheticOptions extends ProgressOptions {
+  rows: number;
+  dim?: number;
+  /** Rows per shard (LAION's embedding shards hold about a million). */
+  shardRows?: number;
+  seed?: number;
+  /** Captions as metadata_{i}.parquet (the LAION layout) or captions_{i}.txt. */
+  captions?: 'parquet' | 'txt';
+}
+
+const ADJ = ['red', 'small', 'wooden', 'fluffy', 'old', 'shiny', 'striped', 'green', 'wet', 'tall'];
+const NOUN = ['dog', 'cat', 'car', 'boat', 'house', 'tree', 'bird', 'chair', 'guitar', 'mountain', 'flower', 'bicycle'];
+const PLACE = ['on the beach', 'in a garden', 'at night', 'in the snow', 'on a table', 'near a river', 'in the city'];
+
+function npyHeader(rows: number, dim: number): Buffer {
+  let h = `{'descr': '<f2', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
+  h += ' '.repeat(63 - ((10 + h.length) % 64)) + '\n';
+  const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0, 0]);
+  pre.writeUInt16LE(h.length, 8);
+  return Buffer.concat([pre, Buffer.from(h, 'latin1')]);
+}
+
+/** Deterministic caption of global row `id`. */
+export const syntheticCaption = (id: number) =>
+  `a ${ADJ[id % ADJ.length]} ${NOUN[Math.floor(id / ADJ.length) % NOUN.length]} ${PLACE[Math.floor(id / 120) % PLACE.length]} #${id}`;
+
+function fillUnitRows(out: Float32Array, dim: number, state: { s: number }): void {
+  for (let r = 0; r < out.length / dim; r++) {
+    let nn = 0;
+    for (let c = 0; c < dim; c++) {
+      let s = state.s;
+      s ^= s << 13, s ^= s >>> 17, s ^= s << 5;
+      state.s = s;
+      const v = (s >>> 0) / 2147483648 - 1;
+      out[r * dim + c] = v;
+      nn += v * v;
+    }
+    const inv = 1 / Math.sqrt(nn);
+    for (let c = 0; c < dim; c++) out[r * dim + c] *= inv;
+  }
+}
+
+/** n unit-norm rows of uniform(-1, 1) directions (deterministic for a seed). */
+export function unitRows(n: number, dim: number, seed = 1): Float32Array {
+  const out = new Float32Array(n * dim);
+  fillUnitRows(out, dim, { s: seed >>> 0 || 1 });
+  return out;
+}
+
+async function writeCaptions(dir: string, shard: number, first: number, rows: number, kind: 'parquet' | 'txt'): Promise<void> {
+  const caps = Array.from({ length: rows }, (_, j) => syntheticCaption(first + j));
+  if (kind === 'txt') return writeFileAtomic(join(dir, `captions_${shard}.txt`), caps.join('\n') + '\n');
+  // hyparquet-writer is a development dependency: synthetic shards are for tests and benchmarks.
+  const { parquetWriteBuffer } = await import('hyparquet-writer');
+  writeFileAtomic(join(dir, `metadata_${shard}.parquet`), new Uint8Array(parquetWriteBuffer({ columnData: [{ name: 'caption', data: caps, type: 'STRING' }] })));
+}
+
+/** Writes the shards into `dir` (which must exist); returns the shard count. */
+export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Promise<number> {
+  const dim = o.dim ?? 512, shardRows = o.shardRows ?? 1_000_000, block = 16384;
+  if (!(Number.isInteger(o.rows) && o.rows >= 1)) throw new RangeError(`rows: expected an integer >= 1, got ${o.rows}`);
+  const state = { s: (o.seed ?? 1) >>> 0 || 1 };
+  const buf = new Float32Array(block * dim);
+  let shard = 0;
+  for (let first = 0; first < o.rows; first += shardRows, shard++) {
+    const rows = Math.min(shardRows, o.rows - first), path = join(dir, `text_emb_${shard}.npy`), tmp = `${path}.tmp-${process.pid}`;
+    const fd = openSync(tmp, 'w');
+    let written = false;
+    try {
+      writeSync(fd, npyHeader(rows, dim));
+      for (let r0 = 0; r0 < rows; r0 += block) {
+        o.signal?.throwIfAborted();
+        const n = Math.min(block, rows - r0), part = buf.subarray(0, n * dim);
+        fillUnitRows(part, dim, state);
+        const halves = native().floatsToHalves(part);
+        writeSync(fd, new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength));
+        o.onProgress?.(first + r0 + n, o.rows);
+      }
+      written = true;
+    } finally {
+      closeSync(fd);
+      if (!written) rmSync(tmp, { force: true });
+    }
+    renameSync(tmp, path);
+    await writeCaptions(dir, shard, first, rows, o.captions ?? 'parquet');
+  }
+  return shard;
+}

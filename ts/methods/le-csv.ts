@@ -1,0 +1,111 @@
+// Linear Explanations in the reference's CSV layout: layer, unit,
+// val correlation, weight0, concept0, …, weight9, concept9, bias, then any
+// score columns (sim correlation, sim ablation(optim), sim ablation(norm)).
+// Unused slots hold 0 in both the weight and the concept column.
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic.js';
+
+export interface Explanation {
+  unit: number;
+  layer?: string;
+  valCorrelation: number;
+  /** Concepts and weights in descending weight order. */
+  concepts: string[];
+  weights: number[];
+  bias: number;
+  /** Other columns by header (scores such as 'sim correlation'), as text. */
+  extra: Record<string, string>;
+}
+
+export const MAX_TERMS = 10;
+const CORE = new Set(['layer', 'unit', 'val correlation', 'bias']);
+
+/** RFC 4180 fields: quotes around fields holding commas, quotes or newlines. */
+export function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [], field = '', quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') field += '"', i++;
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') row.push(field), field = '';
+    else if (ch === '\n' || ch === '\r') {
+      if (ch === '\r' && text[i + 1] === '\n') i++;
+      row.push(field), rows.push(row), row = [], field = '';
+    } else field += ch;
+  }
+  if (field !== '' || row.length > 0) row.push(field), rows.push(row);
+  return rows.filter((r) => r.length > 1 || r[0] !== '');
+}
+
+const quote = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+function numberField(path: string, line: number, col: string, text: string | undefined): number {
+  const v = Number(text);
+  if (text === undefined || text.trim() === '' || !Number.isFinite(v))
+    throw new Error(`${path}:${line}: column '${col}': expected a number, got ${JSON.stringify(text ?? '')}`);
+  return v;
+}
+
+export function readExplanationsCsv(path: string): Explanation[] {
+  const rows = parseCsv(readFileSync(path, 'utf8'));
+  if (rows.length === 0) throw new Error(`${path}: empty file; expected a header with unit, val correlation, weight0, concept0, ..., bias`);
+  const header = rows[0];
+  const at = new Map(header.map((h, i) => [h, i]));
+  for (const need of ['unit', 'bias', 'weight0', 'concept0'])
+    if (!at.has(need)) throw new Error(`${path}: missing column '${need}' (header: ${header.join(', ')})`);
+  const terms = header.filter((h) => /^concept\d+$/.test(h)).length;
+  const termCols = new Set(header.filter((h) => /^(weight|concept)\d+$/.test(h)));
+  return rows.slice(1).map((r, i) => {
+    const line = i + 2;
+    const get = (col: string) => r[at.get(col)!];
+    const e: Explanation = {
+      unit: numberField(path, line, 'unit', get('unit')),
+      valCorrelation: at.has('val correlation') ? numberField(path, line, 'val correlation', get('val correlation')) : NaN,
+      concepts: [],
+      weights: [],
+      bias: numberField(path, line, 'bias', get('bias')),
+      extra: {},
+    };
+    if (at.has('layer')) e.layer = get('layer');
+    for (let t = 0; t < terms; t++) {
+      const c = get(`concept${t}`);
+      if (c === undefined || c === '0' || c === '') break;
+      e.concepts.push(c);
+      e.weights.push(numberField(path, line, `weight${t}`, get(`weight${t}`)));
+    }
+    header.forEach((h, j) => {
+      if (!CORE.has(h) && !termCols.has(h)) e.extra[h] = r[j] ?? '';
+    });
+    return e;
+  });
+}
+
+export function formatExplanationsCsv(exps: Explanation[]): string {
+  const terms = Math.max(MAX_TERMS, ...exps.map((e) => e.concepts.length));
+  const extraCols = [...new Set(exps.flatMap((e) => Object.keys(e.extra)))];
+  const header = ['layer', 'unit', 'val correlation'];
+  for (let t = 0; t < terms; t++) header.push(`weight${t}`, `concept${t}`);
+  header.push('bias', ...extraCols);
+  const lines = [header.map(quote).join(',')];
+  for (const e of exps) {
+    const f = [e.layer ?? '', String(e.unit), String(e.valCorrelation)];
+    for (let t = 0; t < terms; t++) f.push(t < e.concepts.length ? String(e.weights[t]) : '0', t < e.concepts.length ? e.concepts[t] : '0');
+    f.push(String(e.bias), ...extraCols.map((c) => e.extra[c] ?? ''));
+    lines.push(f.map(quote).join(','));
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function writeExplanationsCsv(path: string, exps: Explanation[]): void {
+  writeFileAtomic(path, formatExplanationsCsv(exps));
+}
+
+/** Text form: "0.73·toiletry + 0.70·shaker + 0.32". */
+export function formatExplanation(e: Explanation, digits = 2): string {
+  const terms = e.concepts.map((c, i) => `${e.weights[i].toFixed(digits)}·${c}`);
+  return [...terms, e.bias.toFixed(digits)].join(' + ').replace(/\+ -/g, '- ');
+}

@@ -1,0 +1,268 @@
+// Approximate nearest-neighbour indexes behind one interface: FAISS (Flat,
+// IVF-Flat, IVF-PQ, HNSW) through the native engine, and hnswlib-node's HNSW
+// in a worker thread. Every kind returns similarities, best first: the inner
+// product, or the cosine when the metric is 'cosine' (rows and queries are
+// normalised). save() writes the index and a JSON sidecar `<path>.json`
+// (kind, dim, metric, build parameters) that loadIndex() reads back.
+import { existsSync, readFileSync } from 'node:fs';
+import { native } from '../native.js';
+import { withCancel, type ProgressOptions } from '../abort.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { HnswBackend } from './hnsw.js';
+
+export type IndexKind = 'hnsw' | 'faiss-flat' | 'faiss-ivf' | 'faiss-ivfpq' | 'faiss-hnsw';
+export const INDEX_KINDS: readonly IndexKind[] = ['hnsw', 'faiss-flat', 'faiss-ivf', 'faiss-ivfpq', 'faiss-hnsw'];
+export type AnnMetric = 'ip' | 'cosine';
+
+export interface BuildOptions extends ProgressOptions {
+  metric: AnnMetric;
+  /** Inverted lists (faiss-ivf, faiss-ivfpq). Default 4·√n, capped at n/39 (FAISS's minimum points per centroid). */
+  nlist?: number;
+  /** PQ sub-quantizers of 8 bits each (faiss-ivfpq), a divisor of dim. Default the largest divisor ≤ dim/4. */
+  m?: number;
+  /** HNSW graph degree (hnsw, faiss-hnsw). Default 16. */
+  M?: number;
+  /** HNSW construction beam (hnsw, faiss-hnsw). Default 200. */
+  efConstruction?: number;
+  /** Seeds k-means, the training sample and HNSW levels. Default 1234. */
+  seed?: number;
+}
+
+export interface SearchOptions extends ProgressOptions {
+  /** IVF lists probed per query (faiss-ivf, faiss-ivfpq). Default ⌈√nlist⌉. */
+  nprobe?: number;
+  /** HNSW search beam (hnsw, faiss-hnsw), raised to k when smaller. Default 64. */
+  efSearch?: number;
+}
+
+export interface AnnIndex {
+  readonly kind: IndexKind;
+  readonly dim: number;
+  readonly size: number;
+  /** Appends rows; their ids continue from size. On abort, rows added before it stay. */
+  add(vectors: Float32Array, opts?: ProgressOptions): Promise<void>;
+  /** nq × k, best first; id -1 (score -Infinity) where an IVF probe found fewer than k rows. */
+  search(queries: Float32Array, k: number, opts?: SearchOptions): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
+  save(path: string): Promise<void>;
+}
+
+/** What the sidecar records: enough to reopen and to search with the same defaults. */
+export interface AnnMeta {
+  kind: IndexKind;
+  dim: number;
+  metric: AnnMetric;
+  params: { nlist?: number; m?: number; M?: number; efConstruction?: number; seed?: number };
+}
+
+export interface SearchParams {
+  nprobe: number;
+  efSearch: number;
+}
+
+/** One library's index; the AnnIndex facade validates arguments before calling it. */
+export interface AnnBackend {
+  readonly size: number;
+  train?(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void>;
+  add(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void>;
+  search(queries: Float32Array, nq: number, k: number, params: SearchParams, opts: ProgressOptions): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
+  save(path: string): Promise<void>;
+}
+
+const SIDECAR_FORMAT = 'conceptlens-ann/1';
+const DEFAULT_EF_SEARCH = 64;
+const PQ_MIN_TRAIN = 256;  // one training row per centroid of an 8-bit codebook
+
+type Callback = ((done: number, total: number) => void) | null;
+interface NativeFaissIndex {
+  readonly dim: number;
+  readonly size: number;
+  train(vectors: Float32Array, rows: number, onProgress: Callback, cancel: Int32Array | null): Promise<void>;
+  add(vectors: Float32Array, rows: number, onProgress: Callback, cancel: Int32Array | null): Promise<void>;
+  search(queries: Float32Array, nq: number, k: number, nprobe: number, efSearch: number, onProgress: Callback,
+    cancel: Int32Array | null): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
+  save(path: string): Promise<void>;
+}
+interface NativeFaissClass {
+  new (dim: number, factory: string, metric: 'ip' | 'l2', normalize: boolean, seed: number, efConstruction: number): NativeFaissIndex;
+  load(path: string, normalize: boolean, onProgress: Callback, cancel: Int32Array | null): Promise<NativeFaissIndex>;
+}
+const faiss = () => (native() as unknown as { FaissIndex: NativeFaissClass }).FaissIndex;
+
+function factoryString(meta: AnnMeta): string {
+  const p = meta.params;
+  switch (meta.kind) {
+    case 'faiss-flat': return 'Flat';
+    case 'faiss-ivf': return `IVF${p.nlist},Flat`;
+    case 'faiss-ivfpq': return `IVF${p.nlist},PQ${p.m}`;
+    case 'faiss-hnsw': return `HNSW${p.M}`;
+    case 'hnsw': throw new Error('hnsw is not a FAISS kind');
+  }
+}
+
+class FaissBackend implements AnnBackend {
+  constructor(private readonly index: NativeFaissIndex) {}
+
+  static create(meta: AnnMeta): FaissBackend {
+    return new FaissBackend(new (faiss())(meta.dim, factoryString(meta), 'ip', meta.metric === 'cosine',
+      meta.params.seed ?? 1234, meta.params.efConstruction ?? 0));
+  }
+
+  static async load(meta: AnnMeta, path: string, opts: ProgressOptions): Promise<FaissBackend> {
+    const index = await withCancel(opts.signal, (c) => faiss().load(path, meta.metric === 'cosine', opts.onProgress ?? null, c));
+    if (index.dim !== meta.dim) throw new Error(`${path}: index has dim ${index.dim}, its sidecar says ${meta.dim}`);
+    return new FaissBackend(index);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  train(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void> {
+    return withCancel(opts.signal, (c) => this.index.train(vectors, rows, opts.onProgress ?? null, c));
+  }
+
+  add(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void> {
+    return withCancel(opts.signal, (c) => this.index.add(vectors, rows, opts.onProgress ?? null, c));
+  }
+
+  search(queries: Float32Array, nq: number, k: number, params: SearchParams, opts: ProgressOptions) {
+    return withCancel(opts.signal, (c) =>
+      this.index.search(queries, nq, k, params.nprobe, params.efSearch, opts.onProgress ?? null, c));
+  }
+
+  save(path: string): Promise<void> {
+    return this.index.save(path);
+  }
+}
+
+/** Rows in a flat row-major Float32Array of width dim; errors name the argument. */
+function rowsOf(v: Float32Array, dim: number, name: string): number {
+  if (!(v instanceof Float32Array))
+    throw new TypeError(`${name}: expected Float32Array, got ${(v as object)?.constructor?.name ?? typeof v}`);
+  if (v.length % dim !== 0)
+    throw new RangeError(`${name}: expected a multiple of dim (${dim}) elements, got ${v.length}`);
+  return v.length / dim;
+}
+
+function positiveInt(value: number, name: string, max = Infinity, why = ''): number {
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw new RangeError(`${name}: expected an integer in 1..${max}${why}, got ${value}`);
+  return value;
+}
+
+export function defaultNlist(rows: number): number {
+  return Math.max(1, Math.min(Math.round(4 * Math.sqrt(rows)), Math.floor(rows / 39)));
+}
+
+export function defaultPqM(dim: number): number {
+  for (let m = Math.max(1, Math.floor(dim / 4)); m > 1; m--) if (dim % m === 0) return m;
+  return 1;
+}
+
+function resolveMeta(kind: IndexKind, dim: number, rows: number, o: BuildOptions): AnnMeta {
+  if (!INDEX_KINDS.includes(kind)) throw new RangeError(`kind: expected one of ${INDEX_KINDS.join(', ')}, got '${kind}'`);
+  if (o.metric !== 'ip' && o.metric !== 'cosine') throw new RangeError(`metric: expected 'ip' or 'cosine', got '${o.metric}'`);
+  const params: AnnMeta['params'] = { seed: o.seed ?? 1234 };
+  if (kind === 'faiss-ivf' || kind === 'faiss-ivfpq')
+    params.nlist = positiveInt(o.nlist ?? defaultNlist(rows), 'nlist', rows, ' (at most the number of training vectors)');
+  if (kind === 'faiss-ivfpq') {
+    params.m = positiveInt(o.m ?? defaultPqM(dim), 'm', dim);
+    if (dim % params.m !== 0) throw new RangeError(`m: expected a divisor of dim (${dim}), got ${params.m}`);
+    if (rows < PQ_MIN_TRAIN)
+      throw new RangeError(`faiss-ivfpq: training 8-bit PQ codebooks needs at least ${PQ_MIN_TRAIN} vectors, got ${rows}`);
+  }
+  if (kind === 'hnsw' || kind === 'faiss-hnsw') {
+    params.M = positiveInt(o.M ?? 16, 'M');
+    params.efConstruction = positiveInt(o.efConstruction ?? 200, 'efConstruction');
+  }
+  return { kind, dim, metric: o.metric, params };
+}
+
+class Ann implements AnnIndex {
+  constructor(readonly meta: AnnMeta, private readonly backend: AnnBackend) {}
+
+  get kind(): IndexKind {
+    return this.meta.kind;
+  }
+  get dim(): number {
+    return this.meta.dim;
+  }
+  get metric(): AnnMetric {
+    return this.meta.metric;
+  }
+  get size(): number {
+    return this.backend.size;
+  }
+
+  async add(vectors: Float32Array, opts: ProgressOptions = {}): Promise<void> {
+    const rows = rowsOf(vectors, this.dim, 'vectors');
+    if (rows > 0) await this.backend.add(vectors, rows, opts);
+  }
+
+  async search(queries: Float32Array, k: number, opts: SearchOptions = {}) {
+    const nq = rowsOf(queries, this.dim, 'queries');
+    if (this.size === 0) throw new RangeError(`search: the ${this.kind} index is empty; add() vectors first`);
+    positiveInt(k, 'k', this.size, ' (the index size)');
+    if (nq === 0) return { ids: new BigInt64Array(0), scores: new Float32Array(0) };
+    const nlist = this.meta.params.nlist;
+    const params = {
+      nprobe: opts.nprobe === undefined ? (nlist ? Math.ceil(Math.sqrt(nlist)) : 0) : positiveInt(opts.nprobe, 'nprobe'),
+      efSearch: opts.efSearch === undefined ? DEFAULT_EF_SEARCH : positiveInt(opts.efSearch, 'efSearch'),
+    };
+    return this.backend.search(queries, nq, k, params, opts);
+  }
+
+  async save(path: string): Promise<void> {
+    await this.backend.save(path);
+    writeFileAtomic(`${path}.json`, JSON.stringify({ format: SIDECAR_FORMAT, ...this.meta }, null, 2) + '\n');
+  }
+}
+
+/** Builds (trains where needed) an index over rows of width dim; their ids are 0..n-1. */
+export async function buildIndex(kind: IndexKind, vectors: Float32Array, dim: number, opts: BuildOptions): Promise<AnnIndex> {
+  const rows = rowsOf(vectors, positiveInt(dim, 'dim'), 'vectors');
+  const meta = resolveMeta(kind, dim, rows, opts);
+  const backend: AnnBackend = kind === 'hnsw' ? await HnswBackend.create(meta, rows) : FaissBackend.create(meta);
+  if (backend.train) await backend.train(vectors, rows, { signal: opts.signal });
+  const index = new Ann(meta, backend);
+  await index.add(vectors, opts);
+  return index;
+}
+
+function readMeta(path: string): AnnMeta {
+  const side = `${path}.json`;
+  if (!existsSync(side)) throw new Error(`${side}: index sidecar not found (save() writes it beside the index)`);
+  let m: AnnMeta & { format?: string };
+  try {
+    m = JSON.parse(readFileSync(side, 'utf8'));
+  } catch (e) {
+    throw new Error(`${side}: not valid JSON (${(e as Error).message})`);
+  }
+  if (m.format !== SIDECAR_FORMAT) throw new Error(`${side}: expected format '${SIDECAR_FORMAT}', got '${m.format}'`);
+  if (!INDEX_KINDS.includes(m.kind)) throw new Error(`${side}: unknown kind '${m.kind}'`);
+  if (!Number.isInteger(m.dim) || m.dim < 1) throw new Error(`${side}: dim must be a positive integer, got ${m.dim}`);
+  if (m.metric !== 'ip' && m.metric !== 'cosine') throw new Error(`${side}: metric must be 'ip' or 'cosine', got '${m.metric}'`);
+  return { kind: m.kind, dim: m.dim, metric: m.metric, params: m.params ?? {} };
+}
+
+/** Opens an index written by AnnIndex.save(path). */
+export async function loadIndex(path: string, opts: ProgressOptions = {}): Promise<AnnIndex> {
+  const meta = readMeta(path);
+  if (!existsSync(path)) throw new Error(`${path}: index file not found (its sidecar exists)`);
+  const backend = meta.kind === 'hnsw' ? await HnswBackend.load(meta, path) : await FaissBackend.load(meta, path, opts);
+  return new Ann(meta, backend);
+}
+
+/** Fraction of the exact neighbours (rows of k ids; -1 = none) that the approximate rows contain. */
+export function recallAtK(approxIds: BigInt64Array, exactIds: BigInt64Array, nq: number, k: number): number {
+  if (approxIds.length !== nq * k || exactIds.length !== nq * k)
+    throw new RangeError(`recallAtK: expected ${nq}×${k} = ${nq * k} ids in each array, got ${approxIds.length} (approx) and ${exactIds.length} (exact)`);
+  let hits = 0, total = 0;
+  for (let q = 0; q < nq; q++) {
+    const truth = new Set<bigint>();
+    for (let j = 0; j < k; j++) if (exactIds[q * k + j] >= 0n) truth.add(exactIds[q * k + j]);
+    total += truth.size;
+    for (let j = 0; j < k; j++) if (truth.delete(approxIds[q * k + j])) hits++;
+  }
+  return total === 0 ? 1 : hits / total;
+}
