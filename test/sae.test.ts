@@ -1,0 +1,183 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readNpy, writeNpy } from '../ts/io/npy.js';
+import { floatsToHalves } from '../ts/io/fp16.js';
+import { createTrainer, loadTrainer, nameConcepts, readAtoms, rng, trainSae, conceptStrengths } from '../ts/methods/sae.js';
+import { accuracy, coveragePosition, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';
+
+const D = 24, ATOMS = 16;
+
+function gauss(rand: () => number): number {
+  return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+}
+
+/** Items = 1-2 planted unit atoms with positive weights + small noise. */
+function planted(rows: number, seed: number) {
+  const rand = rng(seed);
+  const dict = new Float32Array(ATOMS * D);
+  for (let j = 0; j < ATOMS; j++) {
+    let nn = 0;
+    for (let c = 0; c < D; c++) nn += (dict[j * D + c] = gauss(rand)) ** 2;
+    for (let c = 0; c < D; c++) dict[j * D + c] /= Math.sqrt(nn);
+  }
+  const x = new Float32Array(rows * D);
+  const label = new Int32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    const k = 1 + Math.floor(rand() * 2);
+    for (let a = 0; a < k; a++) {
+      const j = Math.floor(rand() * ATOMS), w = 1 + rand();
+      if (a === 0) label[i] = j % 4;
+      for (let c = 0; c < D; c++) x[i * D + c] += w * dict[j * D + c];
+    }
+    for (let c = 0; c < D; c++) x[i * D + c] += 0.01 * gauss(rand);
+  }
+  return { dict, x, label };
+}
+
+function withDir(fn: (dir: string) => Promise<void>) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sae-test-'));
+    try {
+      await fn(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+const cos = (a: Float32Array, i: number, b: Float32Array, j: number) => {
+  let ab = 0, aa = 0, bb = 0;
+  for (let c = 0; c < D; c++) {
+    ab += a[i * D + c] * b[j * D + c];
+    aa += a[i * D + c] ** 2;
+    bb += b[j * D + c] ** 2;
+  }
+  return ab / Math.sqrt(aa * bb);
+};
+
+test('training reduces the loss and recovers the planted dictionary', withDir(async (dir) => {
+  const { dict, x } = planted(4096, 1);
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [4096, D]);
+  const meta = await trainSae({ features, out: dir, expansion: 4, l1: 2e-2, lr: 1e-2, batch: 256, epochs: 25, resampleEvery: 5, seed: 3 });
+  const first = meta.history[0], last = meta.history.at(-1)!;
+  assert.ok(last.loss < 0.5 * first.loss, `loss ${first.loss} -> ${last.loss}`);
+  assert.ok(last.fvu < 0.05, `fvu ${last.fvu}`);
+  assert.ok(meta.history.some((h) => h.resampled > 0), 'dead latents were resampled');
+  assert.equal(meta.history.filter((h) => h.resampled > 0).every((h) => h.epoch % 5 === 0), true);
+  const { atoms, m, d } = readAtoms(dir);
+  assert.equal(d, D);
+  assert.equal(m, 4 * D);
+  let recovered = 0;
+  for (let a = 0; a < ATOMS; a++) {
+    let best = -1;
+    for (let j = 0; j < m; j++) best = Math.max(best, cos(dict, a, atoms, j));
+    if (best > 0.98) recovered++;
+  }
+  assert.equal(recovered, ATOMS, `recovered ${recovered} of ${ATOMS} planted atoms`);
+  const dec = readNpy(join(dir, 'decoder.npy'));
+  assert.deepEqual(dec.shape, [D, 4 * D]);
+  for (let j = 0; j < 4 * D; j++) {
+    let nn = 0;
+    for (let c = 0; c < D; c++) nn += (dec.data as Float32Array)[c * 4 * D + j] ** 2;
+    assert.ok(Math.abs(nn - 1) < 1e-5, `column ${j} norm² ${nn}`);
+  }
+  assert.deepEqual(readNpy(join(dir, 'encoder.npy')).shape, [4 * D, D]);
+}));
+
+test('checkpoint round trip, resume, and shape-mismatch refusal', withDir(async (dir) => {
+  const { x } = planted(1024, 2);
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [1024, D]);
+  const a = await trainSae({ features, out: dir, expansion: 2, batch: 128, epochs: 2, seed: 1 });
+  const t = loadTrainer(dir);
+  assert.equal(t.steps, a.steps);
+  assert.deepEqual(Array.from(t.params().decoder.slice(0, 50)), Array.from(readAtoms(dir).atoms.slice(0, 50)));
+  const b = await trainSae({ features, out: dir, expansion: 2, batch: 128, epochs: 3, seed: 1, resume: true });
+  assert.equal(b.epochsDone, 3);
+  assert.equal(b.steps, a.steps + 8);
+  assert.equal(b.history.length, 3);
+  const wrong = createTrainer({ d: D, m: 3 * D });
+  assert.throws(() => wrong.load(join(dir, 'sae.ckpt')), /shape d=24, m=48 .* differs from the trainer's d=24, m=72/);
+}));
+
+test('a NaN feature stops training naming the step and the file row', withDir(async (dir) => {
+  const { x } = planted(512, 3);
+  x[300 * D + 5] = NaN;
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [512, D]);
+  await assert.rejects(trainSae({ features, out: dir, expansion: 2, batch: 64, epochs: 1 }),
+    /sae step \d+: feature item 300 column 5 is NaN/);
+}));
+
+test('fp16 features train like fp32 ones', async () => {
+  const { x } = planted(256, 4);
+  const t32 = createTrainer({ d: D, m: 2 * D, seed: 5 }), t16 = createTrainer({ d: D, m: 2 * D, seed: 5 });
+  for (let i = 0; i < x.length; i++) x[i] = Math.round(x[i] * 64) / 64;  // exact in fp16
+  const half = floatsToHalves(x);
+  const s32 = await t32.step(x, 256, null), s16 = await t16.step(half, 256, null);
+  assert.ok(Math.abs(s32.loss - s16.loss) <= 1e-6 * s32.loss, `${s32.loss} vs ${s16.loss}`);
+});
+
+test('naming picks the vocabulary entry of highest cosine per atom (brute force)', withDir(async (dir) => {
+  const { x } = planted(1024, 5);
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [1024, D]);
+  await trainSae({ features, out: dir, expansion: 2, batch: 128, epochs: 2 });
+  const rand = rng(9);
+  const V = 200, vocab = Float32Array.from({ length: V * D }, () => gauss(rand));
+  const names = Array.from({ length: V }, (_, i) => `word${i}`);
+  const got = await nameConcepts(dir, vocab, names);
+  const { atoms, m } = readAtoms(dir);
+  assert.equal(got.length, m);
+  for (let j = 0; j < m; j++) {
+    let best = 0;
+    for (let v = 1; v < V; v++) if (cos(vocab, v, atoms, j) > cos(vocab, best, atoms, j)) best = v;
+    assert.equal(got[j].name, `word${best}`);
+    assert.ok(Math.abs(got[j].score - cos(vocab, best, atoms, j)) < 1e-5);
+  }
+}));
+
+test('concept strengths equal ReLU(W_e (x - b) + b_e) computed in float64', withDir(async (dir) => {
+  const { x } = planted(64, 6);
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [64, D]);
+  await trainSae({ features, out: dir, expansion: 2, batch: 32, epochs: 1 });
+  const t = loadTrainer(dir);
+  const { data, m } = await conceptStrengths(t, features);
+  const p = t.params();
+  for (let i = 0; i < 64; i++)
+    for (let j = 0; j < m; j++) {
+      let s = p.encoderBias[j];
+      for (let c = 0; c < D; c++) s += p.encoder[j * D + c] * (x[i * D + c] - p.bias[c]);
+      assert.ok(Math.abs(data[i * m + j] - Math.max(0, s)) < 1e-5, `f[${i}, ${j}]`);
+    }
+}));
+
+test('CBM probe learns a separable task; metrics follow their definitions', () => {
+  const { x, label } = planted(2000, 7);
+  const X = toSparse(x.map((v) => Math.max(0, v)), 2000, D);
+  const probe = trainProbe(X, label, 4, { epochs: 15, lr: 1e-2, lambda: 1e-3, seed: 1 });
+  const acc = accuracy(X, label, probe.weights, 4);
+  assert.ok(acc.top1 > 0.6, `top-1 ${acc.top1}`);  // chance is 0.25
+  assert.equal(acc.top5, 1);  // 4 classes
+  assert.deepEqual(weightSparsity(Float32Array.from([0, 1e-10, -5e-7, 2e-4, -0.05, 1])),
+    { '0': 1, '1e-9': 2, '0.000001': 3, '0.001': 4, '0.1': 5 });
+  assert.equal(coveragePosition([5, 3, 1, 1], 0.9), 2);  // 5, 8, 9 ≥ 9
+  assert.equal(coveragePosition([5, 3, 1, 1], 0.95), 3);
+  assert.equal(coveragePosition([10], 0.99), 0);
+});
+
+test('an AbortSignal stops training with an AbortError', withDir(async (dir) => {
+  const { x } = planted(2048, 8);
+  const features = join(dir, 'x.npy');
+  writeNpy(features, x, [2048, D]);
+  const ac = new AbortController();
+  let seen = 0;
+  await assert.rejects(trainSae({ features, out: dir, expansion: 2, batch: 64, epochs: 50, signal: ac.signal,
+    onProgress: () => { if (++seen === 2) ac.abort(); } }), { name: 'AbortError' });
+  assert.ok(seen >= 2);
+}));

@@ -1,0 +1,210 @@
+// The concept-bottleneck probe of Discover-then-Name: a linear classifier
+// without bias on sparse concept strengths, cross-entropy + λ_p·mean|W|,
+// Adam, a 90/10 train/validation split; with its accuracy, sparsity and
+// coverage metrics, and local/global explanations. Concept strengths are
+// sparse, so the probe works on their nonzeros.
+import { rng, shuffle } from './sae.js';
+import { abortError } from '../abort.js';
+
+export interface SparseRows {
+  rows: number;
+  cols: number;
+  ptr: Float64Array;  // rows + 1
+  col: Int32Array;
+  val: Float32Array;
+}
+
+/** Nonzeros of a dense rows × cols matrix. */
+export function toSparse(data: Float32Array, rows: number, cols: number): SparseRows {
+  let nnz = 0;
+  for (let i = 0; i < data.length; i++) if (data[i] !== 0) nnz++;
+  const ptr = new Float64Array(rows + 1), col = new Int32Array(nnz), val = new Float32Array(nnz);
+  let e = 0;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const v = data[i * cols + j];
+      if (v !== 0) {
+        col[e] = j;
+        val[e++] = v;
+      }
+    }
+    ptr[i + 1] = e;
+  }
+  return { rows, cols, ptr, col, val };
+}
+
+export interface ProbeOptions {
+  /** λ_p of the λ_p·mean|W| penalty. */
+  lambda?: number;
+  lr?: number;
+  epochs?: number;
+  batch?: number;
+  seed?: number;
+  valFraction?: number;
+  signal?: AbortSignal;
+  onEpoch?: (e: { epoch: number; loss: number; valTop1: number }) => void;
+}
+
+export interface Probe {
+  classes: number;
+  dim: number;
+  /** classes × dim, row-major. */
+  weights: Float32Array;
+  valTop1: number;
+  bestEpoch: number;
+}
+
+/** Logits of row i into z (length classes). */
+function logits(X: SparseRows, i: number, W: Float32Array, classes: number, z: Float64Array): void {
+  z.fill(0);
+  for (let e = X.ptr[i]; e < X.ptr[i + 1]; e++) {
+    const j = X.col[e], v = X.val[e];
+    for (let c = 0; c < classes; c++) z[c] += W[c * X.cols + j] * v;
+  }
+}
+
+function softmaxInPlace(z: Float64Array): void {
+  let mx = -Infinity;
+  for (const v of z) mx = Math.max(mx, v);
+  let s = 0;
+  for (let c = 0; c < z.length; c++) s += (z[c] = Math.exp(z[c] - mx));
+  for (let c = 0; c < z.length; c++) z[c] /= s;
+}
+
+/** Deterministic 90/10 split of 0..n-1. */
+export function splitTrainVal(n: number, valFraction: number, seed: number): { train: Uint32Array; val: Uint32Array } {
+  const perm = shuffle(Uint32Array.from({ length: n }, (_, i) => i), rng(seed));
+  const nv = Math.round(n * valFraction);
+  return { val: perm.slice(0, nv), train: perm.slice(nv) };
+}
+
+export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o: ProbeOptions = {}): Probe {
+  if (labels.length !== X.rows) throw new Error(`labels: ${labels.length} for ${X.rows} feature rows; expected one label per row`);
+  for (const y of labels) if (!(y >= 0 && y < classes)) throw new Error(`labels: ${y} outside 0..${classes - 1}`);
+  const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = o.seed ?? 0;
+  const { train, val } = splitTrainVal(X.rows, o.valFraction ?? 0.1, seed);
+  const P = classes * X.cols;
+  const W = new Float32Array(P), m1 = new Float64Array(P), m2 = new Float64Array(P), g = new Float64Array(P);
+  const z = new Float64Array(classes);
+  const rand = rng(seed + 1);
+  let t = 0, best = { top1: -1, epoch: 0, W: W.slice() };
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    if (o.signal?.aborted) throw abortError();
+    shuffle(train, rand);
+    let lossSum = 0;
+    for (let b0 = 0; b0 < train.length; b0 += batch) {
+      const items = train.subarray(b0, Math.min(train.length, b0 + batch));
+      g.fill(0);
+      for (const i of items) {
+        logits(X, i, W, classes, z);
+        softmaxInPlace(z);
+        lossSum -= Math.log(Math.max(z[labels[i]], 1e-300));
+        z[labels[i]] -= 1;
+        for (let e = X.ptr[i]; e < X.ptr[i + 1]; e++) {
+          const j = X.col[e], v = X.val[e] / items.length;
+          for (let c = 0; c < classes; c++) g[c * X.cols + j] += z[c] * v;
+        }
+      }
+      t++;
+      const bc1 = 1 - 0.9 ** t, bc2 = 1 - 0.999 ** t;
+      for (let q = 0; q < P; q++) {
+        const gq = g[q] + (lambda / P) * Math.sign(W[q]);
+        m1[q] = 0.9 * m1[q] + 0.1 * gq;
+        m2[q] = 0.999 * m2[q] + 0.001 * gq * gq;
+        W[q] -= (lr * m1[q] / bc1) / (Math.sqrt(m2[q] / bc2) + 1e-8);
+      }
+    }
+    const valTop1 = val.length ? accuracy(X, labels, W, classes, val).top1 : 0;
+    o.onEpoch?.({ epoch, loss: lossSum / Math.max(1, train.length), valTop1 });
+    if (valTop1 > best.top1) best = { top1: valTop1, epoch, W: W.slice() };
+  }
+  return { classes, dim: X.cols, weights: val.length ? best.W : W, valTop1: best.top1, bestEpoch: best.epoch };
+}
+
+/** Top-1 and top-5 accuracy over the given rows (all when omitted). */
+export function accuracy(X: SparseRows, labels: Int32Array, W: Float32Array, classes: number,
+  rows?: ArrayLike<number>): { top1: number; top5: number } {
+  const z = new Float64Array(classes);
+  const n = rows ? rows.length : X.rows;
+  let top1 = 0, top5 = 0;
+  for (let r = 0; r < n; r++) {
+    const i = rows ? rows[r] : r;
+    logits(X, i, W, classes, z);
+    const y = labels[i];
+    let above = 0;  // classes scoring strictly higher than the true one
+    for (let c = 0; c < classes; c++) if (z[c] > z[y]) above++;
+    if (above === 0) top1++;
+    if (above < 5) top5++;
+  }
+  return { top1: top1 / n, top5: top5 / n };
+}
+
+export const SPARSITY_THRESHOLDS = [0, 1e-9, 1e-6, 1e-3, 1e-1];
+
+/** How many weights have |w| ≤ each threshold. */
+export function weightSparsity(W: Float32Array): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const th of SPARSITY_THRESHOLDS) out[String(th)] = W.reduce((n, w) => n + (Math.abs(w) <= th ? 1 : 0), 0);
+  return out;
+}
+
+export interface Contribution {
+  concept: number;
+  contribution: number;
+}
+
+/** Contributions W[c, j]·f_j of row i's active concepts to class c, largest first. */
+export function contributions(X: SparseRows, i: number, W: Float32Array, c: number): Contribution[] {
+  const out: Contribution[] = [];
+  for (let e = X.ptr[i]; e < X.ptr[i + 1]; e++) out.push({ concept: X.col[e], contribution: W[c * X.cols + X.col[e]] * X.val[e] });
+  return out.sort((a, b) => b.contribution - a.contribution);
+}
+
+export function predict(X: SparseRows, i: number, W: Float32Array, classes: number): number {
+  const z = new Float64Array(classes);
+  logits(X, i, W, classes, z);
+  let best = 0;
+  for (let c = 1; c < classes; c++) if (z[c] > z[best]) best = c;
+  return best;
+}
+
+/** First 0-based position where the cumulative sum of sorted values reaches q of their total. */
+export function coveragePosition(sortedDesc: number[], q: number): number {
+  const total = sortedDesc.reduce((a, b) => a + b, 0);
+  let acc = 0;
+  for (let p = 0; p < sortedDesc.length; p++) {
+    acc += sortedDesc[p];
+    if (acc >= q * total) return p;
+  }
+  return sortedDesc.length - 1;
+}
+
+export const COVERAGE_LEVELS = [0.9, 0.95, 0.99];
+
+/** Mean coverage over rows, of the predicted class's positive and absolute contributions. */
+export function coverage(X: SparseRows, W: Float32Array, classes: number): { positive: Record<string, number>; absolute: Record<string, number> } {
+  const pos = COVERAGE_LEVELS.map(() => 0), abs = COVERAGE_LEVELS.map(() => 0);
+  let np = 0, na = 0;
+  for (let i = 0; i < X.rows; i++) {
+    const cs = contributions(X, i, W, predict(X, i, W, classes)).map((c) => c.contribution);
+    const p = cs.filter((v) => v > 0);
+    const a = cs.map(Math.abs).filter((v) => v > 0).sort((x, y) => y - x);
+    if (p.length) {
+      COVERAGE_LEVELS.forEach((q, k) => (pos[k] += coveragePosition(p, q)));
+      np++;
+    }
+    if (a.length) {
+      COVERAGE_LEVELS.forEach((q, k) => (abs[k] += coveragePosition(a, q)));
+      na++;
+    }
+  }
+  const rec = (s: number[], n: number) => Object.fromEntries(COVERAGE_LEVELS.map((q, k) => [String(q), n ? s[k] / n : 0]));
+  return { positive: rec(pos, np), absolute: rec(abs, na) };
+}
+
+/** Per class, the concepts with the largest positive weights. */
+export function globalExplanations(W: Float32Array, classes: number, dim: number, top = 5): Array<Array<{ concept: number; weight: number }>> {
+  return Array.from({ length: classes }, (_, c) =>
+    Array.from({ length: dim }, (_, j) => ({ concept: j, weight: W[c * dim + j] }))
+      .filter((x) => x.weight > 0).sort((a, b) => b.weight - a.weight).slice(0, top));
+}
