@@ -3,7 +3,8 @@
 // reference's GLM-SAGA, on the same synthetic data in one run. Reports
 // neurons/s and each solver's mean objective and its gap to the best found.
 import type { Command } from 'commander';
-import { fitElasticNet, type GlmFit, type Mat } from '../ts/methods/le.js';
+import { fitElasticNet, standardisedRows, type GlmFit, type Mat } from '../ts/methods/le.js';
+import { randn } from '../ts/random.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface GlmBenchParams {
@@ -14,48 +15,23 @@ export interface GlmBenchParams {
   solvers: string[];
 }
 
-/** Deterministic standard normals (xorshift + Box-Muller). */
-function normals(count: number, seed: number): Float64Array {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 1) / 4294967297;
-  };
-  const out = new Float64Array(count);
-  for (let i = 0; i < count; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-  return out;
-}
-
-function standardise(a: Float64Array, rows: number, cols: number): Mat {
-  const out = new Float32Array(rows * cols);
-  for (let j = 0; j < cols; j++) {
-    let m = 0, v = 0;
-    for (let i = 0; i < rows; i++) m += a[i * cols + j];
-    m /= rows;
-    for (let i = 0; i < rows; i++) v += (a[i * cols + j] - m) ** 2;
-    const sd = Math.sqrt(v / (rows - 1)) || 1;
-    for (let i = 0; i < rows; i++) out[i * cols + j] = (a[i * cols + j] - m) / sd;
-  }
-  return { data: out, rows, cols };
-}
+const everyRow = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
 
 /** Concepts sharing 8 latent factors (as related concepts do); each neuron a noisy mix of 6 concepts. */
 export function glmProblem(n: number, p: number, K: number): { X: Mat; Y: Mat } {
-  const r = 8, Z = normals(n * r, 1), M = normals(r * p, 2), X = normals(n * p, 3);
+  const r = 8, Z = randn(n * r, 1), M = randn(r * p, 2), X = randn(n * p, 3);
   for (let i = 0; i < n; i++)
     for (let f = 0; f < r; f++) {
       const z = 0.4 * Z[i * r + f];
       for (let j = 0; j < p; j++) X[i * p + j] += z * M[f * p + j];
     }
-  const Y = normals(n * K, 4), pick = normals(K * 6, 5);
+  const Y = randn(n * K, 4), pick = randn(K * 6, 5);
   for (let k = 0; k < K; k++)
     for (let t = 0; t < 6; t++) {
       const j = Math.floor(Math.abs(pick[k * 6 + t] * 7919)) % p, w = (t % 2 ? -0.5 : 1) * (1 + 0.1 * t);
       for (let i = 0; i < n; i++) Y[i * K + k] += w * X[i * p + j];
     }
-  return { X: standardise(X, n, p), Y: standardise(Y, n, K) };
+  return { X: standardisedRows({ data: X, rows: n, cols: p }, everyRow(n)), Y: standardisedRows({ data: Y, rows: n, cols: K }, everyRow(n)) };
 }
 
 const meanOf = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => a + b, 0) / x.length;

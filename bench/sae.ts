@@ -2,7 +2,8 @@
 // Adam, decoder constraint, statistics) per variant, on planted sparse data:
 // items are sums of a few random unit atoms with positive weights, plus noise.
 import type { Command } from 'commander';
-import { createTrainer, rng, type SaeKind, type NativeSaeTrainer } from '../ts/methods/sae.js';
+import { rng } from '../ts/random.js';
+import { createTrainer, type SaeKind, type NativeSaeTrainer } from '../ts/methods/sae.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface SaeBenchParams {

@@ -5,7 +5,8 @@
 // rel_objective_vs_ws compares its mean objective with ws's on those samples.
 // Timed solves write into one preallocated weights buffer.
 import type { Command } from 'commander';
-import { solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
+import { normaliseRows, solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
+import { gaussian, randn, rng } from '../ts/random.js';
 import { machine, median, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface SpliceBenchParams {
@@ -20,41 +21,17 @@ export interface SpliceBenchParams {
   solvers: SpliceSolverName[];
 }
 
-/** Deterministic generator (xorshift32) with Box–Muller normals. */
-function rng(seed: number) {
-  let s = seed >>> 0 || 1;
-  const uniform = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 0.5) / 4294967296;
-  };
-  return { uniform, normal: () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform()) };
-}
-
-function normaliseInPlace(x: Float32Array, d: number): void {
-  for (let i = 0; i < x.length; i += d) {
-    let s = 0;
-    for (let t = i; t < i + d; t++) s += x[t] * x[t];
-    const inv = 1 / Math.sqrt(s);
-    for (let t = i; t < i + d; t++) x[t] *= inv;
-  }
-}
-
 /** c random unit concepts and n samples, each k concepts with weights in [0.2, 1] plus Gaussian noise. */
 export function plantedSplice(n: number, c: number, d: number, k: number, noise: number, seed = 1) {
-  const g = rng(seed), dictionary = new Float32Array(c * d), samples = new Float32Array(n * d);
-  for (let t = 0; t < dictionary.length; t++) dictionary[t] = g.normal();
-  normaliseInPlace(dictionary, d);
+  const rand = rng(seed), dictionary = normaliseRows(randn(c * d, seed + 1), d), samples = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     for (let a = 0; a < k; a++) {
-      const j = Math.floor(g.uniform() * c), w = 0.2 + 0.8 * g.uniform();
+      const j = Math.floor(rand() * c), w = 0.2 + 0.8 * rand();
       for (let t = 0; t < d; t++) samples[i * d + t] += w * dictionary[j * d + t];
     }
-    for (let t = 0; t < d; t++) samples[i * d + t] += noise * g.normal();
+    for (let t = 0; t < d; t++) samples[i * d + t] += noise * gaussian(rand);
   }
-  normaliseInPlace(samples, d);
-  return { dictionary, samples };
+  return { dictionary, samples: normaliseRows(samples, d) };
 }
 
 const mean = (x: ArrayLike<number>, m = x.length) => Array.from(x).slice(0, m).reduce((a, b) => a + b, 0) / m;

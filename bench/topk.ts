@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { exactSearch, type SearchResult } from '../ts/retrieval/exact.js';
 import { buildIndex, recallAtK, type IndexKind } from '../ts/retrieval/ann.js';
 import { floatsToHalves } from '../ts/io/fp16.js';
+import { rng } from '../ts/random.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface TopkBenchParams {
@@ -17,17 +18,10 @@ export interface TopkBenchParams {
   contenders: string[];
 }
 
-/** Deterministic uniform(-0.5, 0.5) data (xorshift), so runs are comparable. */
+/** Seeded uniform(-0.5, 0.5) data, so runs are comparable. */
 export function randomMatrix(rows: number, d: number, seed: number): Float32Array {
-  const out = new Float32Array(rows * d);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < out.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = (s >>> 0) / 4294967296 - 0.5;
-  }
-  return out;
+  const rand = rng(seed);
+  return Float32Array.from({ length: rows * d }, () => rand() - 0.5);
 }
 
 function row(name: string, seconds: number, p: TopkBenchParams, recall: number, extra: Record<string, unknown> = {}): BenchRow {

@@ -7,25 +7,15 @@ import { readNpy } from '../ts/io/npy.js';
 import {
   ablationScores, calibrateSigmoid, correlationScores, elasticNetObjective, explainNeurons, filterConcepts,
   fitElasticNet, greedySearch, labelConcepts, LE_ALPHA, LE_LAMBDA, pearson, readSplit, seededSplit, sigmoidConcepts,
-  summarise, writeSplit, type Mat,
+  summarise, writeSplit, standardisedRows, type Mat,
 } from '../ts/methods/le.js';
 import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../ts/methods/le-csv.js';
 import { randn, tempDir } from './helpers.js';
 
 // ------------------------------------------------------------------ helpers
 
-function standardise(a: ArrayLike<number>, rows: number, cols: number): Mat {
-  const out = new Float32Array(rows * cols);
-  for (let j = 0; j < cols; j++) {
-    let m = 0, v = 0;
-    for (let i = 0; i < rows; i++) m += a[i * cols + j];
-    m /= rows;
-    for (let i = 0; i < rows; i++) v += (a[i * cols + j] - m) ** 2;
-    const sd = Math.sqrt(v / (rows - 1));
-    for (let i = 0; i < rows; i++) out[i * cols + j] = (a[i * cols + j] - m) / sd;
-  }
-  return { data: out, rows, cols };
-}
+const standardise = (a: ArrayLike<number>, rows: number, cols: number): Mat =>
+  standardisedRows({ data: Float32Array.from(a), rows, cols }, Int32Array.from({ length: rows }, (_, i) => i));
 
 /**
  * Independent float64 reference: the minimum of

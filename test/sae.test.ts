@@ -5,14 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { floatsToHalves } from '../ts/io/fp16.js';
-import { createTrainer, loadTrainer, nameConcepts, readAtoms, rng, trainSae, conceptStrengths } from '../ts/methods/sae.js';
+import { createTrainer, loadTrainer, nameConcepts, readAtoms, trainSae, conceptStrengths } from '../ts/methods/sae.js';
+import { rng, gaussian } from '../ts/random.js';
 import { accuracy, coveragePosition, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';
 
 const D = 24, ATOMS = 16;
-
-function gauss(rand: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-}
 
 /** Items = 1-2 planted unit atoms with positive weights + small noise. */
 function planted(rows: number, seed: number) {
@@ -20,7 +17,7 @@ function planted(rows: number, seed: number) {
   const dict = new Float32Array(ATOMS * D);
   for (let j = 0; j < ATOMS; j++) {
     let nn = 0;
-    for (let c = 0; c < D; c++) nn += (dict[j * D + c] = gauss(rand)) ** 2;
+    for (let c = 0; c < D; c++) nn += (dict[j * D + c] = gaussian(rand)) ** 2;
     for (let c = 0; c < D; c++) dict[j * D + c] /= Math.sqrt(nn);
   }
   const x = new Float32Array(rows * D);
@@ -32,7 +29,7 @@ function planted(rows: number, seed: number) {
       if (a === 0) label[i] = j % 4;
       for (let c = 0; c < D; c++) x[i * D + c] += w * dict[j * D + c];
     }
-    for (let c = 0; c < D; c++) x[i * D + c] += 0.01 * gauss(rand);
+    for (let c = 0; c < D; c++) x[i * D + c] += 0.01 * gaussian(rand);
   }
   return { dict, x, label };
 }
@@ -128,7 +125,7 @@ test('naming picks the vocabulary entry of highest cosine per atom (brute force)
   writeNpy(features, x, [1024, D]);
   await trainSae({ features, out: dir, expansion: 2, batch: 128, epochs: 2 });
   const rand = rng(9);
-  const V = 200, vocab = Float32Array.from({ length: V * D }, () => gauss(rand));
+  const V = 200, vocab = Float32Array.from({ length: V * D }, () => gaussian(rand));
   const names = Array.from({ length: V }, (_, i) => `word${i}`);
   const got = await nameConcepts(dir, vocab, names);
   const { atoms, m } = readAtoms(dir);

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readNpy } from '../ts/io/npy.js';
+import { randn } from '../ts/random.js';
 import {
   buildDictionary, readVocabulary, solveSplice, splicePath, toFloat32, SpliceModel, type SpliceSolverName,
 } from '../ts/methods/splice.js';
@@ -15,17 +16,7 @@ const ASSETS = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..
 const DETIC = join(ASSETS, 'embeddings', 'detic');
 const DETIC_SETS = ['lvis_v1_clip_a+cname.npy', 'coco_clip_a+cname.npy', 'o365_clip_a+cnamefix.npy', 'oid_clip_a+cname.npy'];
 
-/** Deterministic normals (xorshift32 + Box–Muller). */
-function normals(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return ((s >>> 0) + 0.5) / 4294967296;
-  };
-  return Float32Array.from({ length: n }, () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u()));
-}
+const normals = (n: number, seed: number) => randn(n, seed);
 
 function unitRows(x: Float32Array, d: number): Float32Array {
   for (let i = 0; i < x.length; i += d) {

@@ -3,7 +3,8 @@
 // Adam, a 90/10 train/validation split; with its accuracy, sparsity and
 // coverage metrics, and local/global explanations. Concept strengths are
 // sparse, so the probe works on their nonzeros.
-import { rng, shuffle } from './sae.js';
+import { shuffle } from './sae.js';
+import { rng } from '../random.js';
 import { abortError } from '../abort.js';
 
 export interface SparseRows {

@@ -8,6 +8,7 @@ import { withCancel, abortError, type ProgressOptions } from '../abort.js';
 import { native } from '../native.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import type { Explanation } from './le-csv.js';
+import { rng } from '../random.js';
 
 export interface Mat {
   data: Float32Array;
@@ -196,17 +197,6 @@ export interface Split {
 const PARTS = ['train', 'val', 'test'] as const;
 const MIN_PART = 3;
 
-/** mulberry32: a small seeded generator, so splits and searches are reproducible. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** 70/10/20 train/val/test by a seeded shuffle; each part sorted, as the reference stores it. */
 export function seededSplit(n: number, seed: number): Split {
   const nTrain = Math.floor(0.7 * n), nVal = Math.floor(0.8 * n) - nTrain;
@@ -255,7 +245,7 @@ export function writeSplit(dir: string, s: Split): void {
 // ---------------------------------------------------------------- explaining
 
 /** Rows `ids` of M, each column standardised by the mean and sample std over those rows (std 0 → column of 0). */
-function standardisedRows(M: Mat, ids: Int32Array): Mat {
+export function standardisedRows(M: Mat, ids: Int32Array): Mat {
   const out = new Float32Array(ids.length * M.cols);
   for (let k = 0; k < M.cols; k++) {
     const col = column(M, k, ids);

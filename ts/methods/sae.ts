@@ -9,6 +9,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
 import { halvesToFloats } from '../io/fp16.js';
+import { rng } from '../random.js';
 
 export type SaeKind = 'relu-l1' | 'topk' | 'batchtopk';
 
@@ -89,18 +90,6 @@ export function loadTrainer(dir: string): NativeSaeTrainer {
   const t = createTrainer(sae().readSaeConfig(path));
   t.load(path);
   return t;
-}
-
-/** Deterministic PRNG (mulberry32) for shuffles. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function shuffle(a: Uint32Array, rand: () => number): Uint32Array {
