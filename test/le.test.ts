@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assetsDir } from '../ts/assets.js';
 import { readNpy } from '../ts/io/npy.js';
@@ -305,4 +305,41 @@ test('CSV round trip keeps every field, including quoted names and score columns
   assert.deepEqual(readExplanationsCsv(path), exps);
   const header = readFileSync(path, 'utf8').split('\n')[0];
   assert.ok(header.startsWith('layer,unit,val correlation,weight0,concept0,') && header.endsWith('weight9,concept9,bias,sim correlation'));
+});
+
+test('LE(CLIP) concept matrix: engine cosines equal float64, `le concepts` calibrates on labels and filters', async () => {
+  const { conceptCosines } = await import('../ts/methods/le.js');
+  const { writeNpy } = await import('../ts/io/npy.js');
+  const { main } = await import('../ts/cli/main.js');
+  const d = 16, classes = 3, extra = 5, n = 60;
+  const text = randn((classes + extra) * d, 21);
+  const labels = Int32Array.from({ length: n }, (_, i) => i % classes);
+  const images = randn(n * d, 22, 0.3);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) images[i * d + j] += text[labels[i] * d + j];
+  const cos = await conceptCosines({ data: images, rows: n, cols: d }, { data: text, rows: classes + extra, cols: d });
+  for (let i = 0; i < n; i += 7)
+    for (let k = 0; k < classes + extra; k++) {
+      let dot = 0, a = 0, b = 0;
+      for (let j = 0; j < d; j++) (dot += images[i * d + j] * text[k * d + j]), (a += images[i * d + j] ** 2), (b += text[k * d + j] ** 2);
+      assert.ok(Math.abs(cos.data[i * cos.cols + k] - dot / Math.sqrt(a * b)) < 1e-5);
+    }
+  const dir = tempDir();
+  const names = Array.from({ length: classes + extra }, (_, k) => `concept_${k}`);
+  writeNpy(join(dir, 'E.npy'), images, [n, d]);
+  writeNpy(join(dir, 'T.npy'), text, [classes + extra, d]);
+  writeNpy(join(dir, 'Y.npy'), labels, [n]);
+  writeFileSync(join(dir, 'names.txt'), names.join('\n') + '\n');
+  await main(['node', 'conceptlens', 'le', 'concepts', '--embeddings', join(dir, 'E.npy'), '--text', join(dir, 'T.npy'), '--names', join(dir, 'names.txt'),
+    '--out', join(dir, 'P.npy'), '--names-out', join(dir, 'kept.txt'), '--calibrate-labels', join(dir, 'Y.npy'), '--class-concepts', 'concept_0,concept_1,concept_2']);
+  const P = readNpy(join(dir, 'P.npy'));
+  const kept = readFileSync(join(dir, 'kept.txt'), 'utf8').trim().split('\n');
+  assert.equal(P.shape[0], n);
+  assert.equal(P.shape[1], kept.length);
+  for (const c of ['concept_0', 'concept_1', 'concept_2']) assert.ok(kept.includes(c), `${c} survives the filter`);
+  // Calibrated probabilities separate each class concept's own images from the rest.
+  const k0 = kept.indexOf('concept_0');
+  const own: number[] = [], other: number[] = [];
+  for (let i = 0; i < n; i++) (labels[i] === 0 ? own : other).push((P.data as Float32Array)[i * P.shape[1] + k0]);
+  const avg = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length;
+  assert.ok(avg(own) > 0.5 && avg(own) > avg(other) + 0.3, `own ${avg(own)} vs other ${avg(other)}`);
 });

@@ -48,6 +48,8 @@ export interface NativeAddon {
   setThreads(n: number): number;
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;
+  matmulNT(a: Float32Array, m: number, k: number, b: Float32Array, n: number,
+    onProgress: ((done: number, total: number) => void) | null, cancel: Int32Array | null): Promise<Float32Array>;
   TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda') => NativeTopK;
   [name: string]: unknown;
 }

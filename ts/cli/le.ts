@@ -3,9 +3,12 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { readNpy } from '../io/npy.js';
 import {
-  ablationScores, correlationScores, explainNeurons, readSplit, seededSplit, summarise, writeSplit,
-  type Mat, type Split,
+  ablationScores, calibrateSigmoid, conceptCosines, correlationScores, explainNeurons, filterConcepts, readSplit,
+  seededSplit, sigmoidConcepts, summarise, writeSplit, type Mat, type Split,
 } from '../methods/le.js';
+import { writeNpy } from '../io/npy.js';
+import { halvesToFloats } from '../io/fp16.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../methods/le-csv.js';
 import { progressBar } from './progress.js';
 
@@ -15,6 +18,14 @@ export function readMatrix(path: string, what: string): Mat {
   if (a.shape.length !== 2 || (a.dtype !== 'float32' && a.dtype !== 'float64'))
     throw new Error(`${what} ${path}: expected a 2-D float32 or float64 array (samples × columns), got ${a.dtype} of shape [${a.shape.join(', ')}]`);
   return { data: a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as Float64Array), rows: a.shape[0], cols: a.shape[1] };
+}
+
+/** A 2-D embedding .npy (fp16, fp32 or fp64) as a float32 matrix. */
+function readEmbeddings(path: string, what: string): Mat {
+  const a = readNpy(path);
+  if (a.dtype !== 'float16') return readMatrix(path, what);
+  if (a.shape.length !== 2) throw new Error(`${what} ${path}: expected a 2-D array, got shape [${a.shape.join(', ')}]`);
+  return { data: halvesToFloats(a.data as Uint16Array), rows: a.shape[0], cols: a.shape[1] };
 }
 
 /** One name per line; \n, \r\n or bare \r separate lines; a final newline adds no name. */
@@ -147,6 +158,53 @@ function showCmd(o: { explanations: string; limit: string }): void {
   }
 }
 
+interface ConceptsOpts {
+  embeddings: string;
+  text: string;
+  names: string;
+  out: string;
+  namesOut: string;
+  a: string;
+  b: string;
+  calibrateLabels?: string;
+  classConcepts?: string;
+  filter: boolean;
+}
+
+/** LE(CLIP): P = sigmoid(a·(cos + b)), (a, b) given or calibrated on labels, then LE's concept filter. */
+async function conceptsCmd(o: ConceptsOpts): Promise<void> {
+  const names = readNames(o.names);
+  const text = readEmbeddings(o.text, 'concept text embeddings');
+  if (names.length !== text.rows) throw new Error(`concept names ${o.names}: has ${names.length} names, but ${o.text} has ${text.rows} rows`);
+  const cos = await conceptCosines(readEmbeddings(o.embeddings, 'image embeddings'), text);
+  let a = Number(o.a), b = Number(o.b);
+  if (o.calibrateLabels) {
+    if (!o.classConcepts) throw new Error('--calibrate-labels needs --class-concepts (one concept name per class id, comma-separated)');
+    const classes = o.classConcepts.split(',').map((c) => c.trim());
+    const cols = classes.map((c) => {
+      const k = names.indexOf(c);
+      if (k < 0) throw new Error(`--class-concepts: '${c}' is not a concept in ${o.names}`);
+      return k;
+    });
+    const labels = readInts(o.calibrateLabels, 'labels');
+    if (labels.length !== cos.rows) throw new Error(`labels ${o.calibrateLabels}: ${labels.length} labels for ${cos.rows} images`);
+    const sub = { data: new Float32Array(cos.rows * cols.length), rows: cos.rows, cols: cols.length };
+    const onehot = { data: new Float32Array(cos.rows * cols.length), rows: cos.rows, cols: cols.length };
+    for (let i = 0; i < cos.rows; i++)
+      cols.forEach((k, j) => {
+        sub.data[i * cols.length + j] = cos.data[i * cos.cols + k];
+        onehot.data[i * cols.length + j] = labels[i] === j ? 1 : 0;
+      });
+    ({ a, b } = calibrateSigmoid(sub, onehot));
+    console.error(`calibrated on ${classes.length} class concepts: a = ${a}, b = ${b}`);
+  }
+  const P = sigmoidConcepts(cos, a, b);
+  const kept = o.filter ? filterConcepts(P, names) : { P, names };
+  writeNpy(o.out, kept.P.data, [kept.P.rows, kept.P.cols]);
+  writeFileAtomic(o.namesOut, kept.names.join('\n') + '\n');
+  console.log(`P: ${kept.P.rows} × ${kept.P.cols} (of ${names.length} concepts; a = ${a}, b = ${b}) → ${o.out}, names → ${o.namesOut}`);
+}
+
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
     .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', '0');
@@ -181,6 +239,19 @@ export function registerLe(program: Command): void {
     .option('--mode <optim|norm>', 'fit the simulation on val (optim) or match its statistics (norm)', 'optim')
     .option('--temperature <T>', 'logits are divided by T', '1.1')
     .action((o: AblateOpts, c: Command) => run(c, () => ablateCmd(o)));
+  le.command('concepts')
+    .description('LE(CLIP) concept matrix: P = sigmoid(a·(cos(image, concept text) + b)), then keep concepts whose top-5 mean ≥ 0.5')
+    .requiredOption('--embeddings <npy>', 'image embeddings in the text space, images × d')
+    .requiredOption('--text <npy>', 'concept text embeddings, concepts × d (fp16/fp32)')
+    .requiredOption('--names <txt>', 'one name per concept row')
+    .requiredOption('--out <npy>', 'P, images × kept concepts (float32)')
+    .requiredOption('--names-out <txt>', 'names of the kept concepts')
+    .option('--a <a>', 'sigmoid slope (the reference explainer: 60)', '60')
+    .option('--b <b>', 'sigmoid shift (the reference explainer: -0.09)', '-0.09')
+    .option('--calibrate-labels <npy>', 'calibrate (a, b) by grid search against these class labels')
+    .option('--class-concepts <list>', 'with --calibrate-labels: the concept name of each class id, comma-separated')
+    .option('--no-filter', 'keep every concept')
+    .action((o: ConceptsOpts, c: Command) => run(c, () => conceptsCmd(o)));
   le.command('show').description('print explanations in text form and the mean ± sem of their score columns')
     .requiredOption('--explanations <csv>', 'explanations CSV')
     .option('--limit <n>', 'explanations to print', '10')

@@ -89,6 +89,25 @@ export function labelConcepts(labels: ArrayLike<number>, classNames: string[],
   return { P: { data: P, rows: labels.length, cols }, names: [...classNames, ...supers.map(([s]) => s.replace(/_/g, ' '))] };
 }
 
+/** Cosine similarities (images × concepts) between image and concept text embeddings, on the engine's BLAS. */
+export async function conceptCosines(images: Mat, text: Mat, opts: ProgressOptions = {}): Promise<Mat> {
+  if (images.cols !== text.cols)
+    throw new Error(`concept text embeddings: expected dimension ${images.cols} (the image embeddings'), got ${text.cols}`);
+  const unit = (m: Mat, what: string) => {
+    const out = Float32Array.from(m.data);
+    for (let i = 0; i < m.rows; i++) {
+      let s = 0;
+      for (let j = 0; j < m.cols; j++) s += out[i * m.cols + j] ** 2;
+      if (!(s > 0) || !Number.isFinite(s)) throw new Error(`${what}: row ${i} has zero or non-finite norm`);
+      for (let j = 0; j < m.cols; j++) out[i * m.cols + j] /= Math.sqrt(s);
+    }
+    return out;
+  };
+  const a = unit(images, 'image embeddings'), b = unit(text, 'concept text embeddings');
+  const cos = await withCancel(opts.signal, (flag) => native().matmulNT(a, images.rows, images.cols, b, text.rows, null, flag));
+  return { data: cos, rows: images.rows, cols: text.rows };
+}
+
 /** LE(CLIP): P = sigmoid(a·(cos + b)) from image–concept cosine similarities. */
 export function sigmoidConcepts(cos: Mat, a: number, b: number): Mat {
   const out = new Float32Array(cos.data.length);
@@ -113,11 +132,16 @@ const range = (lo: number, hi: number, step: number) =>
 /**
  * Calibrates (a, b) of sigmoid(a·(cos + b)) against 0/1 targets (e.g. whether
  * each image shows each class) by minimising binary cross-entropy on a grid,
- * coarse then fine around the best point.
+ * coarse then fine around the best point. The grid follows the data: b spans
+ * −max(cos)…−min(cos) and a is scaled to the spread of the cosines, so
+ * backbones whose cosines sit in other ranges than CLIP's (0.1–0.35) calibrate too.
  */
 export function calibrateSigmoid(cos: Mat, targets: Mat): { a: number; b: number; loss: number } {
   if (targets.rows !== cos.rows || targets.cols !== cos.cols)
     throw new Error(`targets: expected ${cos.rows}×${cos.cols} (as cos), got ${targets.rows}×${targets.cols}`);
+  let lo = Infinity, hi = -Infinity;
+  for (const v of cos.data) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  const spread = Math.max(hi - lo, 1e-6), aScale = 0.3 / spread, bStep = spread / 40;
   let best = { a: 0, b: 0, loss: Infinity };
   const search = (as: number[], bs: number[]) => {
     for (const a of as) for (const b of bs) {
@@ -125,8 +149,9 @@ export function calibrateSigmoid(cos: Mat, targets: Mat): { a: number; b: number
       if (loss < best.loss) best = { a, b, loss };
     }
   };
-  search(range(5, 120, 5), range(-0.5, 0.2, 0.02));
-  search(range(Math.max(0.5, best.a - 5), best.a + 5, 0.5), range(best.b - 0.02, best.b + 0.02, 0.002));
+  search(range(5, 120, 5).map((a) => a * aScale), range(-hi, -lo, bStep));
+  const aStep = 5 * aScale;
+  search(range(Math.max(aStep / 10, best.a - aStep), best.a + aStep, aStep / 10), range(best.b - bStep, best.b + bStep, bStep / 10));
   return best;
 }
 
