@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { assetsDir } from '../assets.js';
 import { readNpy } from '../io/npy.js';
 import { halvesToFloats } from '../io/fp16.js';
+import { gaussian, rng } from '../random.js';
 
 export interface ConceptSet {
   /** 'real' (CLIP ViT-B/32 text embeddings from the assets mirror) or 'synthetic'. */
@@ -21,6 +22,14 @@ export interface DemoContext {
   assets?: string;
   concepts: ConceptSet;
   log: (line: string) => void;
+  /** Results shared between sections (e.g. features computed once), by key. */
+  memo: Map<string, Promise<unknown>>;
+}
+
+/** fn() once per context and key; later sections get the same promise. */
+export function shared<T>(ctx: DemoContext, key: string, fn: () => Promise<T>): Promise<T> {
+  if (!ctx.memo.has(key)) ctx.memo.set(key, fn());
+  return ctx.memo.get(key) as Promise<T>;
 }
 
 export interface DemoSection {
@@ -28,7 +37,10 @@ export interface DemoSection {
   markdown: string;
 }
 
-const DETIC = ['lvis_v1', 'coco', 'o365'];
+/** Detic's embedding file per concept set (Objects365's is the 'fix' release, aligned with o365_names.txt). */
+const DETIC: [set: string, file: string][] = [
+  ['lvis_v1', 'lvis_v1_clip_a+cname.npy'], ['coco', 'coco_clip_a+cname.npy'], ['o365', 'o365_clip_a+cnamefix.npy'],
+];
 
 /** The real Detic CLIP text embeddings with names (OpenImages has no names, so it is left out). */
 export function realConcepts(assets: string): ConceptSet | undefined {
@@ -36,8 +48,8 @@ export function realConcepts(assets: string): ConceptSet | undefined {
   if (!existsSync(dir)) return undefined;
   const names: string[] = [];
   const parts: Float32Array[] = [];
-  for (const set of DETIC) {
-    const emb = readNpy(join(dir, `${set}_clip_a+cname.npy`));
+  for (const [set, file] of DETIC) {
+    const emb = readNpy(join(dir, file));
     const data = emb.dtype === 'float16' ? halvesToFloats(emb.data as Uint16Array) : (emb.data as Float32Array);
     const setNames = readFileSync(join(dir, `${set}_names.txt`), 'utf8').split('\n').filter((l) => l.length > 0);
     if (setNames.length !== emb.shape[0]) throw new Error(`${set}: ${setNames.length} names for ${emb.shape[0]} embeddings`);
@@ -56,14 +68,9 @@ export function realConcepts(assets: string): ConceptSet | undefined {
 
 /** Random unit concept vectors named planted_i; sections plant mixtures of them. */
 export function syntheticConcepts(count = 2000, dim = 512, seed = 7): ConceptSet {
-  let s = seed;
-  const gauss = () => {
-    s = (s * 1103515245 + 12345) >>> 0;
-    const u = (s + 1) / 4294967297;
-    s = (s * 1103515245 + 12345) >>> 0;
-    const v = (s + 1) / 4294967297;
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  };
+  // ts/random.ts, not an ad-hoc LCG: a float LCG repeats within a few thousand
+  // draws, which made hundreds of these 'random' concepts near-duplicates.
+  const rand = rng(seed), gauss = () => gaussian(rand);
   const vectors = new Float32Array(count * dim);
   for (let i = 0; i < count; i++) {
     let n = 0;
@@ -76,5 +83,5 @@ export function syntheticConcepts(count = 2000, dim = 512, seed = 7): ConceptSet
 export function makeContext(outDir: string, log: (l: string) => void, forceSynthetic = false): DemoContext {
   const assets = forceSynthetic ? undefined : assetsDir();
   const concepts = (assets && realConcepts(assets)) || syntheticConcepts();
-  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log };
+  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log, memo: new Map() };
 }

@@ -1,15 +1,50 @@
 // `conceptlens demo`: runs every method that has landed on the embedded
 // default data and writes DIR/report.md.
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { native } from '../native.js';
 import { makeContext, type DemoContext, type DemoSection } from './context.js';
 import { retrievalSection } from './retrieval.js';
+import { spliceSection } from './splice.js';
+import { leSection } from './le.js';
+import { falconSection } from './falcon.js';
+import { dncbmSection } from './dncbm.js';
 
-const SECTIONS: ((ctx: DemoContext) => Promise<DemoSection>)[] = [retrievalSection];
+/** `title` heads the section when run() fails before giving its own. */
+interface Section {
+  title: string;
+  run: (ctx: DemoContext) => Promise<DemoSection>;
+}
+
+const SECTIONS: Section[] = [
+  { title: 'Concept retrieval (engine)', run: retrievalSection },
+  { title: 'SpLiCE', run: spliceSection },
+  { title: 'Linear Explanations', run: leSection },
+  { title: 'FALCON', run: falconSection },
+  { title: 'Discover-then-Name (DN-CBM)', run: dncbmSection },
+];
+
+/** A failing section is reported in its place; the rest of the demo still runs. */
+async function runSection(section: Section, ctx: DemoContext): Promise<DemoSection> {
+  const t0 = performance.now();
+  try {
+    const s = await section.run(ctx);
+    const sec = (performance.now() - t0) / 1000;
+    ctx.log(`${s.title}: done in ${sec.toFixed(1)} s`);
+    return { title: s.title, markdown: `${s.markdown}
+
+_Section time: ${sec.toFixed(1)} s._` };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    ctx.log(`${section.title}: FAILED: ${msg}`);
+    return { title: section.title, markdown: `**This section failed**: ${msg}` };
+  }
+}
 
 export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?: (l: string) => void } = {}): Promise<string> {
   const log = opts.log ?? (() => {});
+  mkdirSync(outDir, { recursive: true });
   const ctx = makeContext(outDir, log, opts.synthetic);
   const info = native().info();
   const parts = [
@@ -19,7 +54,7 @@ export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?:
     `Engine: OpenBLAS ${info.blasCore} kernels, ${info.computeThreads} compute threads, CUDA compiled: ${info.cudaCompiled}.`,
   ];
   for (const section of SECTIONS) {
-    const s = await section(ctx);
+    const s = await runSection(section, ctx);
     parts.push('', `## ${s.title}`, '', s.markdown);
   }
   const path = join(outDir, 'report.md');
