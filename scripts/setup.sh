@@ -2,7 +2,7 @@
 # Installs what conceptlens needs on a fresh Debian 12 machine with Node 20:
 # the system libraries the native engine links (OpenBLAS, FAISS), the build
 # tools, Chromium (the HTML report test), then the npm dependencies and the
-# build (npm ci runs `prepare`: cmake-js + tsc).
+# build (npm ci runs the install hook, cmake-js, then `prepare`, tsc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake g++ make libopenblas-dev libfaiss-dev chromium)
