@@ -1,9 +1,12 @@
 // A minimal test harness for the C++ core: runs on a machine without Node.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace check {
 
@@ -13,6 +16,15 @@ struct Case {
 };
 int add(const char* name, std::function<void()> fn);
 void failure(const char* file, int line, const std::string& what);
+
+// n seeded normal samples (mean shift, standard deviation scale) for test data.
+inline std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> nd(shift, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(g);
+  return v;
+}
 
 }  // namespace check
 

@@ -18,13 +18,7 @@
 
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(g);
-  return v;
-}
+using check::randn;
 
 // A vocabulary held in both storages; fp16 is the rounding of fp32.
 struct Vocab {

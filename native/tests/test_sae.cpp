@@ -19,13 +19,7 @@ using cl::SaeConfig;
 using cl::SaeKind;
 using Vec = std::vector<double>;
 
-std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(shift, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(g);
-  return v;
-}
+using check::randn;
 
 // The reference trainer: same parameter layout as cl::SaeLayout, in double.
 struct Ref {

@@ -12,13 +12,7 @@
 
 namespace {
 
-std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(g);
-  return v;
-}
+using check::randn;
 
 // Brute force in double: ids and scores of the k best per query.
 void brute(const std::vector<float>& q, const std::vector<float>& v, int64_t nq, int64_t n, int64_t d, int k,
