@@ -1,4 +1,4 @@
-/** `conceptlens splice decompose|path`: SpLiCE decompositions of embeddings stored as .npy. */
+/** `conceptlens splice decompose|path|images`: SpLiCE decompositions of embeddings stored as .npy, or of a folder of images. */
 import type { Command } from 'commander';
 import { readNpy, writeNpy } from '../io/npy.js';
 import { progressBar } from './progress.js';
@@ -6,6 +6,7 @@ import {
   buildDictionary, floatData, normaliseRows, solveSplice, splicePath, toFloat32, SPLICE_SOLVERS,
   type Decomposition, type SpliceSolverName,
 } from '../methods/splice.js';
+import { spliceImages } from '../methods/splice-images.js';
 
 interface CommonOptions {
   embeddings: string;
@@ -77,6 +78,68 @@ function number(value: string, name: string): number {
   return v;
 }
 
+function positiveInt(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const v = number(value, name);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: expected a positive integer, got '${value}'`);
+  return v;
+}
+
+interface ImagesOptions {
+  images: string;
+  model?: string;
+  standin?: boolean;
+  concepts: string;
+  conceptNames: string;
+  vocabLast?: string;
+  imageMean?: string;
+  l1: string;
+  labelsFrom?: string;
+  top: string;
+  out: string;
+  json?: boolean;
+}
+
+async function imagesAction(o: ImagesOptions): Promise<void> {
+  if (o.labelsFrom !== undefined && o.labelsFrom !== 'folder' && o.labelsFrom !== 'wnid')
+    throw new Error(`--labels-from: expected folder or wnid, got '${o.labelsFrom}'`);
+  const show = !o.json && process.stderr.isTTY;
+  const embedBar = progressBar('embed', 'images', show), solveBar = progressBar('splice', 'images', show);
+  const ac = new AbortController(), onSigint = () => ac.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    const r = await spliceImages({
+      images: o.images, model: o.model, standin: !!o.standin, concepts: o.concepts, conceptNames: o.conceptNames,
+      vocabLast: positiveInt(o.vocabLast, '--vocab-last'), imageMean: o.imageMean, l1: number(o.l1, '--l1'),
+      labelsFrom: o.labelsFrom as 'folder' | 'wnid' | undefined, out: o.out, top: positiveInt(o.top, '--top'), signal: ac.signal,
+      onProgress: (done, total) => embedBar.update(done, total), onSolveProgress: (done, total) => solveBar.update(done, total),
+    });
+    embedBar.stop();
+    solveBar.stop();
+    if (r.centredOn === 'images') console.error('no --image-mean: centred on the mean of these images\' embeddings');
+    if (r.skipped.length) {
+      console.error(`skipped ${r.skipped.length} file(s) that are not readable images:`);
+      for (const s of r.skipped) console.error(`  ${s.path}: ${s.reason}`);
+    }
+    const summary = {
+      images: r.images, skipped: r.skipped.map((s) => s.path), concepts: r.concepts, d: r.d, classes: r.classes,
+      centred_on: r.centredOn === 'file' ? o.imageMean : 'mean of these images', mean_l0: r.meanL0, mean_cosine: r.meanCosine,
+      samples_per_s: r.samplesPerSecond, embed_seconds: r.embedSeconds, solve_seconds: r.solveSeconds,
+      top: r.top.slice(0, 5).map((t) => ({ concept: t.concept, weight: t.weight })), outputs: r.outputs,
+    };
+    console.log(o.json ? JSON.stringify(summary) : [
+      `images: ${r.images} (${r.skipped.length} skipped), concepts: ${r.concepts}, d: ${r.d}, classes: ${r.classes}`,
+      `mean l0: ${r.meanL0.toFixed(2)}, mean cosine: ${r.meanCosine.toFixed(4)}, ${r.samplesPerSecond.toFixed(1)} samples/s`,
+      `top concepts: ${summary.top.map((t) => `${t.concept} (${t.weight.toFixed(4)})`).join(', ')}`,
+      `wrote ${r.outputs.join(', ')}`,
+    ].join('\n'));
+  } finally {
+    embedBar.stop();
+    solveBar.stop();
+    process.off('SIGINT', onSigint);
+  }
+}
+
 function common(cmd: Command): Command {
   return cmd
     .requiredOption('--embeddings <npy>', 'n×d embeddings to decompose (fp32/fp16)')
@@ -138,4 +201,19 @@ export function registerSplice(program: Command): void {
       const summary = { l1: r.l1, mean_l0: chosen.meanL0, mean_objective: chosen.meanObjective, points: r.points };
       console.log(o.json ? JSON.stringify(summary) : `l1: ${r.l1}\nmean_l0: ${chosen.meanL0}\nmean_objective: ${chosen.meanObjective}\nsteps: ${r.points.length}`);
     }));
+
+  splice.command('images').description('embed a folder of images and decompose each image, the dataset and its classes')
+    .requiredOption('--images <dir>', 'folder of images (sorted, recursive; unreadable files are skipped and listed)')
+    .option('--model <onnx>', 'CLIP image encoder (ONNX export; CLIP preprocessing)')
+    .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower (SqueezeNet 1.1 mapped onto LVIS text embeddings)')
+    .requiredOption('--concepts <npy>', 'concept embeddings (rows aligned with --concept-names, fp32/fp16)')
+    .requiredOption('--concept-names <txt>', 'one concept per line (the first ", " part is the name)')
+    .option('--vocab-last <n>', 'use the last n concepts (SpLiCE vocabularies run least to most frequent)')
+    .option('--image-mean <npy>', 'the modality mean μ (d values); without it the images\' own mean is used')
+    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)')
+    .option('--labels-from <how>', 'class decompositions with labels from class folders (folder) or ImageNet file names (wnid)')
+    .option('--top <k>', 'concepts listed per image', '10')
+    .requiredOption('--out <dir>', 'output folder (outside --images)')
+    .option('--json', 'print a JSON summary')
+    .action(run(imagesAction));
 }

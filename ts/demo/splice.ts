@@ -6,6 +6,7 @@ import { readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { assetPath } from '../assets.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { barChartSvg } from '../report/chart.js';
 import { StandinImageTower } from '../encoders/standin.js';
 import { preprocessBatch } from '../images/preprocess.js';
 import { SpliceModel, type ConceptWeight, type Encoded } from '../methods/splice.js';
@@ -18,21 +19,6 @@ const L1 = 0.25; // SpLiCE's default l1_penalty
 
 const mean = (xs: ArrayLike<number>) => Array.from(xs).reduce((a, b) => a + b, 0) / xs.length;
 const conceptList = (cs: ConceptWeight[]) => cs.map((c) => `${c.concept} (${c.weight.toFixed(3)})`).join(', ');
-
-/** Horizontal bar chart of concept weights, as a standalone SVG. */
-export function barChartSvg(title: string, bars: ConceptWeight[]): string {
-  const rowH = 22, left = 180, width = 560, top = 30, max = Math.max(...bars.map((b) => b.weight), 1e-12);
-  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  const rows = bars.map((b, i) => {
-    const y = top + i * rowH, w = ((width - left - 70) * b.weight) / max;
-    return `<text x="${left - 6}" y="${y + 15}" text-anchor="end">${esc(b.concept)}</text>` +
-      `<rect x="${left}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="#4878a8"/>` +
-      `<text x="${(left + w + 4).toFixed(1)}" y="${y + 15}">${b.weight.toFixed(4)}</text>`;
-  });
-  const h = top + bars.length * rowH + 10;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h}" font-family="sans-serif" font-size="12">` +
-    `<text x="8" y="18" font-weight="bold">${esc(title)}</text>${rows.join('')}</svg>\n`;
-}
 
 function summaryLines(enc: Encoded, seconds: number): string[] {
   return [`Mean l0 ${mean(enc.l0).toFixed(2)}, mean cosine(recomposition, embedding) ${mean(enc.cosine).toFixed(4)}, ` +

@@ -4,6 +4,7 @@
 // Unused slots hold 0 in both the weight and the concept column.
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../io/atomic.js';
+import { formatCsv, parseCsv } from '../io/csv.js';
 
 export interface Explanation {
   unit: number;
@@ -20,28 +21,6 @@ export interface Explanation {
 export const MAX_TERMS = 10;
 const CORE = new Set(['layer', 'unit', 'val correlation', 'bias']);
 
-/** RFC 4180 fields: quotes around fields holding commas, quotes or newlines. */
-export function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [], field = '', quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i];
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') field += '"', i++;
-      else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') row.push(field), field = '';
-    else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      row.push(field), rows.push(row), row = [], field = '';
-    } else field += ch;
-  }
-  if (field !== '' || row.length > 0) row.push(field), rows.push(row);
-  return rows.filter((r) => r.length > 1 || r[0] !== '');
-}
-
-const quote = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 function numberField(path: string, line: number, col: string, text: string | undefined): number {
   const v = Number(text);
@@ -90,14 +69,14 @@ export function formatExplanationsCsv(exps: Explanation[]): string {
   const header = ['layer', 'unit', 'val correlation'];
   for (let t = 0; t < terms; t++) header.push(`weight${t}`, `concept${t}`);
   header.push('bias', ...extraCols);
-  const lines = [header.map(quote).join(',')];
+  const rows = [header];
   for (const e of exps) {
     const f = [e.layer ?? '', String(e.unit), String(e.valCorrelation)];
     for (let t = 0; t < terms; t++) f.push(t < e.concepts.length ? String(e.weights[t]) : '0', t < e.concepts.length ? e.concepts[t] : '0');
     f.push(String(e.bias), ...extraCols.map((c) => e.extra[c] ?? ''));
-    lines.push(f.map(quote).join(','));
+    rows.push(f);
   }
-  return lines.join('\n') + '\n';
+  return formatCsv(rows);
 }
 
 export function writeExplanationsCsv(path: string, exps: Explanation[]): void {
