@@ -6,6 +6,7 @@ import { exactSearch, type SearchResult } from '../ts/retrieval/exact.js';
 import { buildIndex, recallAtK, type IndexKind } from '../ts/retrieval/ann.js';
 import { floatsToHalves } from '../ts/io/fp16.js';
 import { rng } from '../ts/random.js';
+import { native } from '../ts/native.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface TopkBenchParams {
@@ -38,17 +39,19 @@ function row(name: string, seconds: number, p: TopkBenchParams, recall: number, 
 export async function benchTopk(p: TopkBenchParams) {
   const vocab = randomMatrix(p.n, p.d, 1), queries = randomMatrix(p.q, p.d, 2);
   const results: BenchRow[] = [];
-  let exact: SearchResult | undefined;
-  const exactFp32 = async () => (exact = await exactSearch(queries, vocab, p.d, { k: p.k }));
   const want = (c: string) => p.contenders.includes(c);
-
-  if (want('conceptlens') || p.dtype === 'fp32') results.push(row('conceptlens-exact-fp32', await timeMedian(exactFp32, p.repeats), p, 1, { vocab_bytes: vocab.byteLength }));
-  else await exactFp32();
-  if (want('conceptlens-fp16') || p.dtype === 'fp16') {
-    const half = floatsToHalves(vocab);
+  // The reference for recall: fp32 storage scanned by fp32 GEMM tiles.
+  const exact = await exactSearch(queries, vocab, p.d, { k: p.k, kernel: 'sgemm' });
+  const variants: [string, string, Float32Array | Uint16Array, 'auto' | 'sgemm'][] = [
+    ['conceptlens-sgemm', 'conceptlens-exact-fp32-sgemm', vocab, 'sgemm'],
+    ['conceptlens', `conceptlens-exact-fp32${native().info().bf16Screening ? '-bf16screen' : ''}`, vocab, 'auto'],
+  ];
+  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${native().info().bf16Screening ? '-bf16screen' : ''}`, floatsToHalves(vocab), 'auto']);
+  for (const [contender, name, data, kernel] of variants) {
+    if (!want(contender)) continue;
     let r: SearchResult | undefined;
-    const s = await timeMedian(async () => (r = await exactSearch(queries, half, p.d, { k: p.k })), p.repeats);
-    results.push(row('conceptlens-exact-fp16', s, p, recallAtK(r!.ids, exact!.ids, p.q, p.k), { vocab_bytes: half.byteLength }));
+    const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats);
+    results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { vocab_bytes: data.byteLength }));
   }
   for (const [contender, kind] of [['faiss', 'faiss-flat'], ['hnsw', 'hnsw']] as [string, IndexKind][]) {
     if (!want(contender)) continue;
@@ -58,7 +61,7 @@ export async function benchTopk(p: TopkBenchParams) {
     let r: { ids: BigInt64Array } | undefined;
     const s = await timeMedian(async () => (r = await index.search(queries, p.k)), p.repeats);
     const name = kind === 'faiss-flat' ? 'faiss-IndexFlatIP' : 'hnswlib-node';
-    results.push(row(name, s, p, recallAtK(r!.ids, exact!.ids, p.q, p.k), { build_seconds: build }));
+    results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { build_seconds: build }));
   }
   const base = results.find((r) => r.name.startsWith('faiss'));
   if (base) for (const r of results) r.ratio_vs_faiss = r.seconds / base.seconds;
@@ -75,7 +78,7 @@ export function registerBenchTopk(bench: Command): void {
     .option('--k <k>', 'neighbours', '10')
     .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', 'fp32')
     .option('--repeats <n>', 'timed repeats (median)', '3')
-    .option('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,faiss,hnsw', 'conceptlens,conceptlens-fp16,faiss')
+    .option('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss')
     .option('--json', 'print one JSON object')
     .action(async (o) => {
       const p: TopkBenchParams = {

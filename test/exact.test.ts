@@ -17,13 +17,15 @@ function assertMatches(r: { ids: BigInt64Array; scores: Float32Array }, ref: { i
 test('exact top-k equals brute force over shards, ip and cosine, unnormalised queries', async () => {
   const d = 32, n = 1500, nq = 9;
   const v = randn(n * d, 1), q = randn(nq * d, 2, 4);
-  for (const metric of ['ip', 'cosine'] as const) {
-    for (const k of [1, 10, 1000]) {
-      const s = new ExactTopK(q, nq, d, { k, metric });
-      for (let r0 = 0; r0 < n; r0 += 400) await s.add(v.subarray(r0 * d, Math.min(n, r0 + 400) * d), Math.min(400, n - r0));
-      assertMatches(s.result(), bruteTopK(q, v, d, k, metric === 'cosine'), k, 1e-5 * (metric === 'ip' ? 30 : 1));
+  const kernels = native().info().bf16Screening ? (['sgemm', 'bf16'] as const) : (['sgemm'] as const);
+  for (const kernel of kernels)
+    for (const metric of ['ip', 'cosine'] as const) {
+      for (const k of [1, 10, 1000]) {
+        const s = new ExactTopK(q, nq, d, { k, metric, kernel });
+        for (let r0 = 0; r0 < n; r0 += 400) await s.add(v.subarray(r0 * d, Math.min(n, r0 + 400) * d), Math.min(400, n - r0));
+        assertMatches(s.result(), bruteTopK(q, v, d, k, metric === 'cosine'), k, 1e-5 * (metric === 'ip' ? 30 : 1));
+      }
     }
-  }
 });
 
 test('progress is reported and the engine uses the fast BLAS kernels', async () => {
@@ -64,6 +66,8 @@ test('bad input gets errors naming the argument, expected and actual value', asy
   inf[7 * d + 2] = Infinity;
   await assert.rejects(t.add(inf, 10), /vocabulary: row 7 gives a non-finite score/);
   await assert.rejects(t.add(randn(10 * 4, 1), 10), /vectors: expected 10×8 = 80 elements, got 40/);
+  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel: 'bf16', softmaxTemperature: 100 }), /kernel: 'bf16' cannot compute softmax scoring/);
+  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel: 'fast' as 'auto' }), /kernel: expected 'auto', 'sgemm' or 'bf16', got 'fast'/);
   assert.throws(() => new ExactTopK(q, 2, d, { k: 1, device: 'cuda' }), /device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/);
   const few = new ExactTopK(q, 2, d, { k: 5 });
   await few.add(randn(3 * d, 11), 3);

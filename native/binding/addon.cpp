@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "../core/blas.h"
+#include "../core/topk_bf16.h"
 #ifdef CONCEPTLENS_CUDA
 #include "../cuda/topk_cuda.h"
 #endif
@@ -23,6 +24,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("blasCore", cl::blas_core_name());
   o.Set("computeThreads", cl::compute_threads());
   o.Set("avx512", bool(__builtin_cpu_supports("avx512f")));
+  o.Set("bf16Screening", cl::bf16_screening_available());
 #ifdef CONCEPTLENS_CUDA
   o.Set("cudaCompiled", true);
   o.Set("cudaAvailable", cl::cuda_available());

@@ -22,7 +22,8 @@ class TopK : public Napi::ObjectWrap<TopK> {
                                      InstanceMethod("result", &TopK::Result)}));
   }
 
-  // new TopK(queries: Float32Array, nq, d, k, metric: 'ip'|'cosine', softmaxTemperature, device: 'cpu'|'cuda')
+  // new TopK(queries: Float32Array, nq, d, k, metric: 'ip'|'cosine', softmaxTemperature,
+  //          device: 'cpu'|'cuda', kernel: 'auto'|'sgemm'|'bf16')
   explicit TopK(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopK>(info) {
     int64_t nq = int_arg(info[1], "nq", 1), d = int_arg(info[2], "d", 1);
     const float* q = f32_matrix_arg(info[0], nq, d, "queries");
@@ -34,6 +35,10 @@ class TopK : public Napi::ObjectWrap<TopK> {
     opt.metric = metric == "ip" ? cl::Metric::InnerProduct : cl::Metric::Cosine;
     opt.softmax_temperature = static_cast<float>(number_arg(info[5], "softmaxTemperature"));
     std::string device = info[6].IsUndefined() ? "cpu" : string_arg(info[6], "device");
+    std::string kernel = info[7].IsUndefined() ? "auto" : string_arg(info[7], "kernel");
+    if (kernel != "auto" && kernel != "sgemm" && kernel != "bf16")
+      throw Napi::RangeError::New(info.Env(), "kernel: expected 'auto', 'sgemm' or 'bf16', got '" + kernel + "'");
+    opt.kernel = kernel == "bf16" ? cl::ScanKernel::Bf16 : kernel == "sgemm" ? cl::ScanKernel::Sgemm : cl::ScanKernel::Auto;
     try {
       if (device == "cuda")
         gpu_ = make_gpu(info.Env(), q, nq, d, opt);

@@ -97,6 +97,7 @@ bool has_avx512() {
 // Per-worker scratch, sized on first use.
 struct Scratch {
   std::vector<float> rows, scores, inv;
+  Bf16Scratch bf16;
   HeapSet heaps;
   std::vector<float> lse_max;
   std::vector<double> lse_sum;
@@ -133,11 +134,20 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
           "softmaxTemperature: expected a finite value >= 0");
   require_finite(MatrixView{q_.data(), DType::F32, nq, d}, "queries");
   if (opt.metric == Metric::Cosine) normalise_rows(q_.data(), nq, d, "queries");
+  if (opt.kernel == ScanKernel::Bf16 && softmax()) fail("kernel: 'bf16' cannot compute softmax scoring, which needs every score");
+  if (opt.kernel == ScanKernel::Bf16 && !bf16_screening_available())
+    fail("kernel: 'bf16' needs a CPU with AVX512-BF16; use 'auto' or 'sgemm'");
+  if (use_bf16()) qb_ = pack_bf16_queries(q_.data(), nq, d);
   if (softmax()) {
     chunk_ = HeapSet(nq, opt.k);
     chunk_max_.assign(nq, -kInf);
     chunk_sum_.assign(nq, 0.0);
   }
+}
+
+bool TopKAccumulator::use_bf16() const {
+  if (softmax()) return false;
+  return opt_.kernel == ScanKernel::Bf16 || (opt_.kernel == ScanKernel::Auto && bf16_screening_available());
 }
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
@@ -152,8 +162,8 @@ void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const floa
   parallel_for(ntiles, [&](int64_t tile, int w) {
     progress.check();
     Scratch& s = scratch[w];
-    if (s.scores.empty()) {
-      s.scores.resize(kQueryBlock * kTileRows);
+    if (s.heaps.count() == 0) {
+      s.scores.resize(use_bf16() ? 0 : kQueryBlock * kTileRows);
       s.heaps = HeapSet(nq_, opt_.k);
       if (softmax()) {
         s.lse_max.assign(nq_, -kInf);
@@ -176,6 +186,11 @@ void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const floa
         inverse_norms(v, nb, d_, id_offset + r0, s.inv.data());
         inv = s.inv.data();
       }
+    }
+    if (use_bf16()) {
+      scan_tile_bf16(qb_, v, nb, inv, id_offset + r0, s.heaps, s.bf16);
+      progress.advance(nb);
+      return;
     }
     for (int64_t qb = 0; qb < nq_; qb += kQueryBlock) {
       const int64_t nqb = std::min(kQueryBlock, nq_ - qb);
@@ -203,7 +218,7 @@ void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const floa
     for (int64_t q = c * qchunk; q < std::min(nq_, (c + 1) * qchunk); ++q) {
       HeapView out = dst.at(q);
       for (Scratch& s : scratch) {
-        if (s.scores.empty()) continue;
+        if (s.heaps.count() == 0) continue;
         for (const Scored& e : s.heaps.at(q)) out.push(e);
         if (softmax()) merge_lse(chunk_max_[q], chunk_sum_[q], s.lse_max[q], s.lse_sum[q], opt_.softmax_temperature);
       }

@@ -8,11 +8,18 @@
 
 #include "matrix.h"
 #include "progress.h"
+#include "topk_bf16.h"
 #include "topk_heap.h"
 
 namespace cl {
 
 enum class Metric { InnerProduct, Cosine };
+
+// How scores are screened: fp32 GEMM tiles, or bf16 with a certified error
+// bound and fp32 re-scoring (same results, twice the multiply rate; needs
+// AVX512-BF16). Auto takes bf16 when the CPU has it, except for softmax
+// scoring, which needs every score.
+enum class ScanKernel { Auto, Sgemm, Bf16 };
 
 struct TopKOptions {
   int k = 10;
@@ -20,6 +27,7 @@ struct TopKOptions {
   // > 0: FALCON's chunk-local scoring, softmax(T·score) over each chunk
   // (shard), then top-k of those probabilities across chunks.
   float softmax_temperature = 0.0f;
+  ScanKernel kernel = ScanKernel::Auto;
 };
 
 class TopKAccumulator {
@@ -42,11 +50,13 @@ class TopKAccumulator {
 
  private:
   bool softmax() const { return opt_.softmax_temperature > 0; }
+  bool use_bf16() const;
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
   TopKOptions opt_;
   std::vector<float> q_;
+  Bf16Queries qb_;  // filled when the bf16 kernel is used
   HeapSet final_, chunk_;
   // Softmax mode: running log-sum-exp of T·score per query over the chunk.
   std::vector<float> chunk_max_;

@@ -47,12 +47,20 @@ struct Run {
   std::vector<int64_t> ids;
 };
 
+// Both scan kernels where the CPU has them: each must equal brute force.
+std::vector<cl::ScanKernel> kernels() {
+  std::vector<cl::ScanKernel> k = {cl::ScanKernel::Sgemm};
+  if (cl::bf16_screening_available()) k.push_back(cl::ScanKernel::Bf16);
+  return k;
+}
+
 Run run(const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, int k, cl::Metric metric,
-        int64_t shard_rows, float T = 0) {
+        int64_t shard_rows, float T = 0, cl::ScanKernel kernel = cl::ScanKernel::Auto) {
   cl::TopKOptions opt;
   opt.k = k;
   opt.metric = metric;
   opt.softmax_temperature = T;
+  opt.kernel = kernel;
   cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
   for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
     cl::MatrixView s = v;
@@ -84,10 +92,11 @@ TEST(exact_ip_matches_brute_force_across_k_and_shards) {
     std::vector<int64_t> ids;
     std::vector<double> s;
     brute(q, v, nq, n, d, k, false, ids, s);
-    for (int64_t shard : {n, int64_t(777), int64_t(100)}) {
-      Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, k, cl::Metric::InnerProduct, shard);
-      expect_match(r, ids, s, 1e-4);
-    }
+    for (int64_t shard : {n, int64_t(777), int64_t(100)})
+      for (auto kern : kernels()) {
+        Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, k, cl::Metric::InnerProduct, shard, 0, kern);
+        expect_match(r, ids, s, 1e-4);
+      }
   }
 }
 
@@ -99,8 +108,10 @@ TEST(exact_cosine_with_unnormalised_vectors) {
   std::vector<int64_t> ids;
   std::vector<double> s;
   brute(q, v, nq, n, d, 10, true, ids, s);
-  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cl::Metric::Cosine, 1000);
-  expect_match(r, ids, s, 1e-5);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cl::Metric::Cosine, 1000, 0, kern);
+    expect_match(r, ids, s, 1e-5);
+  }
 }
 
 TEST(fp16_storage_matches_brute_force_on_rounded_values) {
@@ -113,15 +124,19 @@ TEST(fp16_storage_matches_brute_force_on_rounded_values) {
   std::vector<int64_t> ids;
   std::vector<double> s;
   brute(q, vr, nq, n, d, 50, false, ids, s);
-  Run r = run(q, cl::MatrixView{h.data(), cl::DType::F16, n, d}, nq, 50, cl::Metric::InnerProduct, 600);
-  expect_match(r, ids, s, 1e-4);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{h.data(), cl::DType::F16, n, d}, nq, 50, cl::Metric::InnerProduct, 600, 0, kern);
+    expect_match(r, ids, s, 1e-4);
+  }
 }
 
 TEST(ties_resolve_to_the_lower_id) {
   const int64_t d = 4, n = 1500;
   std::vector<float> v(n * d, 1.0f), q(d, 1.0f);
-  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 1, 5, cl::Metric::InnerProduct, 300);
-  for (int i = 0; i < 5; ++i) CHECK(r.ids[i] == i);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 1, 5, cl::Metric::InnerProduct, 300, 0, kern);
+    for (int i = 0; i < 5; ++i) CHECK(r.ids[i] == i);
+  }
 }
 
 TEST(chunk_local_softmax_matches_definition) {
@@ -159,6 +174,24 @@ TEST(k_larger_than_vocabulary_pads_with_minus_one) {
   std::vector<float> v = randn(3 * 4, 9), q = randn(4, 10);
   Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, 3, 4}, 1, 5, cl::Metric::InnerProduct, 3);
   CHECK(r.ids[2] >= 0 && r.ids[3] == -1 && r.ids[4] == -1);
+}
+
+// Near-ties a bf16 rounding would reorder: the certified bound must send
+// them to fp32 re-scoring so the order is exact.
+TEST(bf16_screening_keeps_near_ties_exact) {
+  if (!cl::bf16_screening_available()) return;
+  const int64_t d = 64, n = 4000;
+  auto base = randn(d, 31);
+  std::vector<float> v(n * d);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
+  auto q = randn(3 * d, 32);
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, 3, n, d, 20, false, ids, s);
+  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 3, 20, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Bf16);
+  // Neighbouring scores differ by ~2e-4, bf16 rounding by ~1e-1: only exact re-scoring orders them.
+  expect_match(r, ids, s, 2e-5);
 }
 
 TEST(bad_input_is_named) {
