@@ -5,6 +5,9 @@
 #include <vector>
 
 #include "../core/splice.h"
+#ifdef CONCEPTLENS_CUDA
+#include "../cuda/splice_cuda.h"
+#endif
 #include "args.h"
 #include "registry.h"
 #include "task.h"
@@ -56,7 +59,7 @@ double option(const Napi::Object& o, const char* key, double fallback) {
   return v.IsUndefined() ? fallback : number_arg(v, std::string("options.") + key);
 }
 
-// options: { solver?: 'auto'|'fista'|'admm'|'ws', l1, tol?, maxIter?, rho? }
+// options: { solver?: 'auto'|'fista'|'admm'|'ws', l1, tol?, maxIter?, rho?, device? }
 cl::SpliceOptions solve_options(const Napi::Value& v) {
   if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "options: expected an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -93,17 +96,36 @@ std::shared_ptr<Napi::Reference<Napi::Value>> out_arg(const Napi::Value& options
   return std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(v));
 }
 
+using SolveFn = void (*)(const cl::MatrixView&, const cl::MatrixView&, const cl::SpliceOptions&, const float*,
+                        const cl::SpliceOutput&, cl::Progress&);
+
+// options.device: 'cpu' (default) or 'cuda' (the GPU FISTA solver, splice_cuda.h).
+SolveFn solver_for(const Napi::Value& options) {
+  Napi::Value v = options.As<Napi::Object>().Get("device");
+  const std::string device = v.IsUndefined() ? "cpu" : string_arg(v, "options.device");
+  if (device == "cpu") return cl::splice_solve;
+  if (device != "cuda")
+    throw Napi::RangeError::New(options.Env(), "options.device: expected 'cpu' or 'cuda', got '" + device + "'");
+#ifdef CONCEPTLENS_CUDA
+  return cl::cuda_splice_solve;  // throws "no CUDA device" from the worker when none is present
+#else
+  throw Napi::Error::New(options.Env(),
+                         "device: 'cuda' requested but this engine was built without CUDA (no nvcc at build time)");
+#endif
+}
+
 // spliceDecompose(dictionary, c, d, samples, n, options, warm|null, onProgress|null, cancel|null)
 //   → Promise<{ weights, objective, gap, iterations }>
 Napi::Value Decompose(const Napi::CallbackInfo& info) {
   Inputs in = inputs(info);
   cl::SpliceOptions opt = solve_options(info[5]);
+  const SolveFn solve = solver_for(info[5]);
   const float* warm = info[6].IsNull() || info[6].IsUndefined() ? nullptr : f32_arg(info[6], in.n * in.c, "warm");
   float* out = nullptr;
   auto out_ref = out_arg(info[5], in.n, in.c, out);
   auto r = std::make_shared<Results>(in.n, in.c, out);
   return Task::Start(
-      info.Env(), [in, opt, warm, r](cl::Progress& p) { cl::splice_solve(in.dict, in.samples, opt, warm, r->output(), p); },
+      info.Env(), [in, opt, warm, r, solve](cl::Progress& p) { solve(in.dict, in.samples, opt, warm, r->output(), p); },
       [r, out_ref](Napi::Env env) -> Napi::Value { return results_object(env, *r, out_ref ? out_ref->Value() : env.Undefined()); },
       info[7], info[8], {info[0], info[3], info[6]});
 }

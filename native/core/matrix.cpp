@@ -17,6 +17,17 @@ void rows_to_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst) {
     halves_to_floats(m.f16() + r0 * m.cols, dst, n * m.cols);
 }
 
+double sum_squares(const float* x, int64_t n) {
+  float lanes[16] = {0};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] += x[j + l] * x[j + l];
+  double s = 0;
+  for (; j < n; ++j) s += double(x[j]) * x[j];
+  for (float v : lanes) s += v;
+  return s;
+}
+
 namespace {
 
 // fp16 is non-finite exactly when its exponent bits are all ones.

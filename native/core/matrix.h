@@ -21,6 +21,10 @@ struct MatrixView {
 // Copies rows [r0, r0+n) into dst as fp32 (converting fp16).
 void rows_to_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst);
 
+// Σ x², in 16 independent float lanes (vectorised without reassociation),
+// summed in double at the end. NaN/Inf in x give a non-finite result.
+double sum_squares(const float* x, int64_t n);
+
 // Index of the first non-finite element, or -1. `what` names the data in errors.
 int64_t first_non_finite(const MatrixView& m);
 // Throws an Error naming `what`, the row and column of the first NaN/Inf.

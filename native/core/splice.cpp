@@ -435,24 +435,6 @@ std::vector<double> gram_dd(const Problem& pb) {
   return std::vector<double>(m.begin(), m.end());
 }
 
-// Largest eigenvalue of the PSD matrix M (d×d) by power iteration, rounded up
-// so that 1/(2λ_max) is a safe FISTA step.
-double top_eigenvalue(const std::vector<double>& M, int64_t d) {
-  std::vector<double> v(d), u(d);
-  for (int64_t t = 0; t < d; ++t) v[t] = 1.0 + 0.01 * double(t % 7);
-  double lambda = 0;
-  for (int it = 0; it < 1000; ++it) {
-    double n = std::sqrt(std::inner_product(v.begin(), v.end(), v.begin(), 0.0));
-    for (auto& x : v) x /= n;
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0, M.data(), d, v.data(), 1, 0.0, u.data(), 1);
-    double next = std::inner_product(u.begin(), u.end(), v.begin(), 0.0);
-    v.swap(u);
-    if (std::fabs(next - lambda) <= 1e-10 * next) return next * 1.01;
-    lambda = next;
-  }
-  return lambda * 1.01;
-}
-
 // (ρ/2·I + CᵀC)⁻¹ in fp32: with Woodbury, ADMM's c×c system (2CCᵀ + ρI)x = v
 // becomes x = (v − C K⁻¹ Cᵀ v)/ρ.
 std::vector<float> admm_kernel_inverse(const Problem& pb, double rho) {
@@ -623,6 +605,23 @@ void validate_options(const SpliceOptions& opt) {
 }
 
 }  // namespace
+
+double top_eigenvalue(const std::vector<double>& M, int64_t d) {
+  std::vector<double> v(d), u(d);
+  for (int64_t t = 0; t < d; ++t) v[t] = 1.0 + 0.01 * double(t % 7);
+  double lambda = 0;
+  for (int it = 0; it < 1000; ++it) {
+    double n = std::sqrt(std::inner_product(v.begin(), v.end(), v.begin(), 0.0));
+    for (auto& x : v) x /= n;
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, d, d, 1.0, M.data(), d, v.data(), 1, 0.0, u.data(), 1);
+    double next = std::inner_product(u.begin(), u.end(), v.begin(), 0.0);
+    v.swap(u);
+    if (std::fabs(next - lambda) <= 1e-10 * next) return next * 1.01;
+    lambda = next;
+  }
+  return lambda * 1.01;
+}
+
 
 void splice_solve(const MatrixView& dictionary, const MatrixView& samples, const SpliceOptions& opt,
                   const float* warm, const SpliceOutput& out, Progress& progress) {

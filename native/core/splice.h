@@ -60,4 +60,8 @@ std::vector<SplicePathPoint> splice_path(const MatrixView& dictionary, const Mat
                                          const SpliceOptions& opt, const SplicePathOptions& path,
                                          const SpliceOutput& out, Progress& progress);
 
+// Largest eigenvalue of a PSD d×d matrix by power iteration, rounded up 1%
+// so that 1/(2λ_max) is a safe gradient step (shared with the CUDA solver).
+double top_eigenvalue(const std::vector<double>& M, int64_t d);
+
 }  // namespace cl

@@ -29,18 +29,10 @@ void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   }
 }
 
-// 1/‖row‖ for n rows; 16 independent lanes so the compiler vectorises the
-// sum of squares without reassociating it.
+// 1/‖row‖ for n rows.
 void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv) {
   for (int64_t i = 0; i < n; ++i) {
-    float lanes[16] = {0};
-    const float* r = v + i * d;
-    int64_t j = 0;
-    for (; j + 16 <= d; j += 16)
-      for (int l = 0; l < 16; ++l) lanes[l] += r[j + l] * r[j + l];
-    double ss = 0;
-    for (; j < d; ++j) ss += double(r[j]) * r[j];
-    for (float x : lanes) ss += x;
+    double ss = sum_squares(v + i * d, d);
     require(ss > 0, "vocabulary: row " + std::to_string(id0 + i) + " has zero norm, cosine is undefined");
     inv[i] = static_cast<float>(1.0 / std::sqrt(ss));
   }

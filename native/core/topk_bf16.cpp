@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "error.h"
+#include "matrix.h"
 
 namespace cl {
 namespace {
@@ -32,11 +33,8 @@ CL_BF16 void to_bf16(const float* x, int64_t n, uint16_t* out) {
   }
 }
 
-double dot_norm(const float* x, int64_t d) {
-  double s = 0;
-  for (int64_t j = 0; j < d; ++j) s += double(x[j]) * x[j];
-  return std::sqrt(s);
-}
+// ‖x‖ rounded up: float lanes carry ~1e-6 relative error, the bound must not.
+double norm_up(const float* x, int64_t d) { return std::sqrt(sum_squares(x, d)) * (1 + 1e-5); }
 
 CL_BF16 float exact_dot(const float* a, const float* b, int64_t d) {
   __m512 acc = _mm512_setzero_ps();
@@ -123,7 +121,7 @@ Bf16Queries pack_bf16_queries(const float* q, int64_t nq, int64_t d) {
   for (int64_t i = 0; i < nq; ++i) {
     to_bf16(q + i * d, d, row.data());
     std::memcpy(&out.packed[i * out.pairs], row.data(), sizeof(uint32_t) * out.pairs);
-    out.norms[i] = static_cast<float>(dot_norm(q + i * d, d) * (1 + 1e-6));
+    out.norms[i] = static_cast<float>(norm_up(q + i * d, d));
   }
   return out;
 }
@@ -133,10 +131,10 @@ void scan_tile_bf16(const Bf16Queries& q, const float* v, int64_t nb, const floa
   const int64_t d = q.d;
   s.norms.assign(static_cast<size_t>(nb + kRows), 0.0f);
   for (int64_t j = 0; j < nb; ++j) {
-    const double n = dot_norm(v + j * d, d);
+    const double n = norm_up(v + j * d, d);
     // A NaN/Inf would make every bf16 score unordered and silently skipped.
     if (!std::isfinite(n)) fail("vocabulary: row " + std::to_string(id0 + j) + " gives a non-finite score (its vector holds NaN/Inf)");
-    s.norms[j] = static_cast<float>(n * (1 + 1e-6) * (inv ? inv[j] : 1.0f));
+    s.norms[j] = static_cast<float>(n * (inv ? inv[j] * (1 + 1e-6) : 1.0));
   }
   std::vector<float> inv_pad;
   for (int64_t g0 = 0; g0 < nb; g0 += kRows) {

@@ -11,18 +11,13 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "cuda_util.cuh"
 #include "topk_kernels.cuh"
 
 namespace cl {
 namespace {
 
 using cudak::kTile;
-
-void check(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return;
-  cudaGetLastError();  // clear a non-sticky error so later calls report their own
-  fail(std::string("CUDA: ") + what + " failed: " + cudaGetErrorString(err));
-}
 
 // Device budget for the candidate lists, which bounds the rows per chunk.
 constexpr int64_t kCandidateBytes = int64_t(512) << 20;

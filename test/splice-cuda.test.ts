@@ -1,0 +1,56 @@
+// spliceDecompose's device option: 'cuda' runs the GPU FISTA solver
+// (native/cuda/splice_cuda.cu) and matches the CPU working-set solver where a
+// GPU is present; elsewhere it fails with the clear "no CUDA device" error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { native } from '../ts/native.js';
+import { randn } from '../ts/random.js';
+
+interface SpliceResult { weights: Float32Array; objective: Float64Array; gap: Float64Array }
+interface SpliceNative {
+  spliceDecompose(dictionary: Float32Array, c: number, d: number, samples: Float32Array, n: number,
+    options: { l1: number; tol?: number; solver?: string; device?: string }, warm: null, onProgress: null,
+    cancel: null): Promise<SpliceResult>;
+}
+
+const NO_GPU = /device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/;
+
+function unitRows(x: Float32Array, d: number): Float32Array {
+  for (let i = 0; i < x.length; i += d) {
+    let s = 0;
+    for (let t = i; t < i + d; t++) s += x[t] * x[t];
+    for (let t = i; t < i + d; t++) x[t] /= Math.sqrt(s);
+  }
+  return x;
+}
+
+const c = 300, d = 32, n = 6;
+const C = unitRows(randn(c * d, 11), d);
+// Samples: the sum of two dictionary rows plus noise, normalised.
+const Z = unitRows(Float32Array.from({ length: n * d }, (_, k) => {
+  const i = Math.floor(k / d), t = k % d;
+  return C[(7 * i) * d + t] + 0.5 * C[(7 * i + 3) * d + t] + 0.05 * Math.sin(k);
+}), d);
+
+const decompose = (device: string, tol: number) => (native() as unknown as SpliceNative)
+  .spliceDecompose(C, c, d, Z, n, { l1: 0.1, tol, device }, null, null, null);
+
+test("device 'cuda' matches the CPU solver, or names the missing GPU", async () => {
+  const cpu = await decompose('cpu', 1e-6);
+  let gpu: SpliceResult;
+  try {
+    gpu = await decompose('cuda', 1e-7);
+  } catch (e) {
+    assert.match((e as Error).message, NO_GPU);
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    assert.ok(Math.abs(gpu.objective[i] - cpu.objective[i]) <= 1e-6 * cpu.objective[i],
+      `sample ${i}: GPU objective ${gpu.objective[i]} vs CPU ${cpu.objective[i]}`);
+    assert.ok(gpu.gap[i] >= 0 && gpu.gap[i] <= 1e-7 * gpu.objective[i], `sample ${i}: gap ${gpu.gap[i]}`);
+  }
+});
+
+test('an unknown device is refused by name', () => {
+  assert.throws(() => decompose('tpu', 1e-6), /options\.device: expected 'cpu' or 'cuda', got 'tpu'/);
+});
