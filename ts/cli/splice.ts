@@ -167,12 +167,13 @@ export function registerSplice(program: Command): void {
   common(splice.command('decompose').description('weights w ≥ 0 minimising ‖Cᵀw − z‖² + λ‖w‖₁ for every embedding'))
     .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)')
     .requiredOption('--out <npy>', 'where to write the n×c weights (float32)')
-    .action(run(async (o: CommonOptions & { l1: string; out: string }) => {
+    .option('--device <cpu|cuda>', "'cuda': the GPU FISTA solver (engine built with nvcc, a GPU present)", 'cpu')
+    .action(run(async (o: CommonOptions & { l1: string; out: string; device: 'cpu' | 'cuda' }) => {
       const p = prepare(o), bar = progressBar('splice', 'samples', !o.json && process.stderr.isTTY);
       const t0 = performance.now();
       const dec = await solveSplice(p.dictionary, p.samples, p.d, {
         l1: number(o.l1, '--l1'), solver: o.solver, tol: o.tol === undefined ? undefined : number(o.tol, '--tol'),
-        onProgress: (done, total) => bar.update(done, total),
+        device: o.device, onProgress: (done, total) => bar.update(done, total),
       });
       const seconds = (performance.now() - t0) / 1000;
       bar.stop();

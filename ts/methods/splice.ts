@@ -24,6 +24,8 @@ export interface SolveOptions extends ProgressOptions {
   warm?: Float32Array;
   /** n×c buffer to write the weights into (reusing one avoids first-touch page faults on large outputs). */
   out?: Float32Array;
+  /** 'cuda' runs the batched FISTA solver on the GPU (engine built with nvcc, a device present). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface Decomposition {
@@ -68,7 +70,7 @@ function rowsOf(m: Matrix, d: number, name: string): number {
 }
 
 function nativeOptions(o: SolveOptions): object {
-  return { l1: o.l1, solver: o.solver ?? 'auto', tol: o.tol, maxIter: o.maxIter, rho: o.rho, out: o.out };
+  return { l1: o.l1, solver: o.solver ?? 'auto', tol: o.tol, maxIter: o.maxIter, rho: o.rho, out: o.out, device: o.device ?? 'cpu' };
 }
 
 /** Solves min_{w≥0} ‖Cᵀw − z‖² + λ‖w‖₁ for every row z of samples, exactly as given (no centring). */
