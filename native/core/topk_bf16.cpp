@@ -13,8 +13,8 @@
 namespace cl {
 namespace {
 
-constexpr int kRows = 32;     // vocabulary rows per group: two zmm of 16 fp32 lanes
-constexpr int kQueries = 12;  // queries per micro-kernel: 24 accumulators
+constexpr int kLanes = 16;    // queries per register
+constexpr int kRowGroup = 12; // rows per micro-kernel: 12 × 2 accumulators
 
 #define CL_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -45,61 +45,52 @@ CL_BF16 float exact_dot(const float* a, const float* b, int64_t d) {
   return s;
 }
 
-// Scores of R queries against one packed group of 32 rows, then screening.
-template <int R>
-CL_BF16 void group_kernel(const Bf16Queries& q, int64_t q0, const uint32_t* vp, const float* v, int64_t nrows,
-                          const float* inv, const float* vnorm, int64_t id0, HeapSet& heaps) {
-  __m512 acc[R][2];
-  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  const uint32_t* qp = q.packed.data() + q0 * q.pairs;
+// Scores of R rows against QB blocks of 16 queries (bf16 dot products), then
+// screening: a row reaches fp32 re-scoring for a query only when its score
+// plus the rounding bound could beat that query's current threshold.
+template <int R, int QB>
+CL_BF16 void kernel(const Bf16Queries& q, int64_t b0, const uint32_t* vb, const float* v, const float* inv,
+                    const float* vnorm, int64_t id0, HeapSet& heaps, float* thr) {
+  __m512 acc[R][QB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < QB; ++b) acc[r][b] = _mm512_setzero_ps();
+  const uint32_t* qp = q.packed.data() + b0 * q.pairs * kLanes;
   for (int64_t p = 0; p < q.pairs; ++p) {
-    const __m512bh v0 = (__m512bh)_mm512_loadu_si512(vp + p * kRows);
-    const __m512bh v1 = (__m512bh)_mm512_loadu_si512(vp + p * kRows + 16);
+    __m512bh qa[QB];
+    for (int b = 0; b < QB; ++b) qa[b] = (__m512bh)_mm512_loadu_si512(qp + (b * q.pairs + p) * kLanes);
     for (int r = 0; r < R; ++r) {
-      const __m512bh b = (__m512bh)_mm512_set1_epi32(static_cast<int>(qp[r * q.pairs + p]));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], b, v0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], b, v1);
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(vb[r * q.pairs + p]));
+      for (int b = 0; b < QB; ++b) acc[r][b] = _mm512_dpbf16_ps(acc[r][b], x, qa[b]);
     }
   }
   const float c = 2.0f / 256 + 1.0f / 65536 + float(q.d + 2) / 8388608.0f;
-  for (int r = 0; r < R; ++r) {
-    const int64_t qi = q0 + r;
-    HeapView heap = heaps.at(qi);
-    for (int h = 0; h < 2; ++h) {
-      __m512 s = acc[r][h];
-      if (inv) s = _mm512_mul_ps(s, _mm512_loadu_ps(inv + h * 16));
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < QB; ++b) {
+      const int64_t qb = (b0 + b) * kLanes;
+      __m512 s = acc[r][b];
+      if (inv) s = _mm512_mul_ps(s, _mm512_set1_ps(inv[r]));
       // Upper bound of the exact score; ≥ so that ties are re-scored too.
-      __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(c * q.norms[qi]), _mm512_loadu_ps(vnorm + h * 16), s);
-      __mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_set1_ps(heap.threshold()), _CMP_GE_OQ);
-      for (; m; m &= m - 1) {
-        const int64_t row = h * 16 + __builtin_ctz(m);
-        if (row >= nrows) break;
-        float exact = exact_dot(q.f32.data() + qi * q.d, v + row * q.d, q.d);
-        if (inv) exact *= inv[row];
-        if (exact > heap.threshold()) heap.push({exact, id0 + row});
+      const __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(c * vnorm[r]), _mm512_loadu_ps(q.norms.data() + qb), s);
+      for (__mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_loadu_ps(thr + qb), _CMP_GE_OQ); m; m &= m - 1) {
+        const int64_t qi = qb + __builtin_ctz(m);
+        if (qi >= q.nq) break;
+        float exact = exact_dot(q.f32.data() + qi * q.d, v + r * q.d, q.d);
+        if (inv) exact *= inv[r];
+        HeapView heap = heaps.at(qi);
+        if (exact > heap.threshold()) {
+          heap.push({exact, id0 + r});
+          thr[qi] = heap.threshold();
+        }
       }
     }
-  }
 }
 
-using Kernel = void (*)(const Bf16Queries&, int64_t, const uint32_t*, const float*, int64_t, const float*,
-                        const float*, int64_t, HeapSet&);
-template <int... R>
-constexpr Kernel kernels_for(int r, std::integer_sequence<int, R...>) {
-  constexpr Kernel table[] = {group_kernel<R + 1>...};
+using Kernel = void (*)(const Bf16Queries&, int64_t, const uint32_t*, const float*, const float*, const float*,
+                        int64_t, HeapSet&, float*);
+template <int QB, int... R>
+constexpr Kernel kernel_for(int r, std::integer_sequence<int, R...>) {
+  constexpr Kernel table[] = {kernel<R + 1, QB>...};
   return table[r - 1];
-}
-
-// Packs up to 32 rows into pairs × 32 lanes (row j's pair p at [p][j]),
-// zero-padding missing rows and an odd last column.
-CL_BF16 void pack_group(const float* v, int64_t nrows, int64_t d, int64_t pairs, Bf16Scratch& s) {
-  s.row.assign(static_cast<size_t>(pairs * 2), 0);
-  s.packed.assign(static_cast<size_t>(pairs * kRows), 0);
-  for (int64_t j = 0; j < nrows; ++j) {
-    to_bf16(v + j * d, d, s.row.data());
-    const uint32_t* pr = reinterpret_cast<const uint32_t*>(s.row.data());
-    for (int64_t p = 0; p < pairs; ++p) s.packed[p * kRows + j] = pr[p];
-  }
 }
 
 }  // namespace
@@ -114,13 +105,16 @@ Bf16Queries pack_bf16_queries(const float* q, int64_t nq, int64_t d) {
   out.nq = nq;
   out.d = d;
   out.pairs = (d + 1) / 2;
+  out.blocks = (nq + kLanes - 1) / kLanes;
   out.f32.assign(q, q + nq * d);
-  out.norms.resize(nq);
-  out.packed.assign(static_cast<size_t>(nq * out.pairs), 0);
+  out.norms.assign(static_cast<size_t>(out.blocks * kLanes), 0.0f);
+  out.packed.assign(static_cast<size_t>(out.blocks * out.pairs * kLanes), 0);
   std::vector<uint16_t> row(static_cast<size_t>(out.pairs * 2), 0);
   for (int64_t i = 0; i < nq; ++i) {
     to_bf16(q + i * d, d, row.data());
-    std::memcpy(&out.packed[i * out.pairs], row.data(), sizeof(uint32_t) * out.pairs);
+    const uint32_t* pr = reinterpret_cast<const uint32_t*>(row.data());
+    const int64_t b = i / kLanes, l = i % kLanes;
+    for (int64_t p = 0; p < out.pairs; ++p) out.packed[(b * out.pairs + p) * kLanes + l] = pr[p];
     out.norms[i] = static_cast<float>(norm_up(q + i * d, d));
   }
   return out;
@@ -129,27 +123,28 @@ Bf16Queries pack_bf16_queries(const float* q, int64_t nq, int64_t d) {
 void scan_tile_bf16(const Bf16Queries& q, const float* v, int64_t nb, const float* inv, int64_t id0, HeapSet& heaps,
                     Bf16Scratch& s) {
   const int64_t d = q.d;
-  s.norms.assign(static_cast<size_t>(nb + kRows), 0.0f);
+  s.norms.resize(static_cast<size_t>(nb));
+  if (d % 2) s.rows.assign(static_cast<size_t>(nb * q.pairs), 0);  // zero the odd column's partner
+  else s.rows.resize(static_cast<size_t>(nb * q.pairs));
   for (int64_t j = 0; j < nb; ++j) {
     const double n = norm_up(v + j * d, d);
     // A NaN/Inf would make every bf16 score unordered and silently skipped.
     if (!std::isfinite(n)) fail("vocabulary: row " + std::to_string(id0 + j) + " gives a non-finite score (its vector holds NaN/Inf)");
     s.norms[j] = static_cast<float>(n * (inv ? inv[j] * (1 + 1e-6) : 1.0));
+    to_bf16(v + j * d, d, reinterpret_cast<uint16_t*>(s.rows.data() + j * q.pairs));
   }
-  std::vector<float> inv_pad;
-  for (int64_t g0 = 0; g0 < nb; g0 += kRows) {
-    const int64_t nrows = std::min<int64_t>(kRows, nb - g0);
-    pack_group(v + g0 * d, nrows, d, q.pairs, s);
-    const float* ginv = nullptr;
-    if (inv) {  // the kernel reads 32 lanes: pad the last group
-      inv_pad.assign(kRows, 0.0f);
-      std::copy(inv + g0, inv + g0 + nrows, inv_pad.begin());
-      ginv = inv_pad.data();
-    }
-    for (int64_t q0 = 0; q0 < q.nq; q0 += kQueries) {
-      const int r = static_cast<int>(std::min<int64_t>(kQueries, q.nq - q0));
-      kernels_for(r, std::make_integer_sequence<int, kQueries>{})(q, q0, s.packed.data(), v + g0 * d, nrows, ginv,
-                                                                 s.norms.data() + g0, id0 + g0, heaps);
+  s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
+  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = heaps.at(i).threshold();
+  // Query blocks outermost: two blocks (32 queries, 32 KiB at d = 512) stay in
+  // L1 while the tile's rows stream past them.
+  for (int64_t b0 = 0; b0 < q.blocks; b0 += 2) {
+    const bool two = b0 + 1 < q.blocks;
+    for (int64_t r0 = 0; r0 < nb; r0 += kRowGroup) {
+      const int r = static_cast<int>(std::min<int64_t>(kRowGroup, nb - r0));
+      const Kernel k = two ? kernel_for<2>(r, std::make_integer_sequence<int, kRowGroup>{})
+                           : kernel_for<1>(r, std::make_integer_sequence<int, kRowGroup>{});
+      k(q, b0, s.rows.data() + r0 * q.pairs, v + r0 * d, inv ? inv + r0 : nullptr, s.norms.data() + r0, id0 + r0, heaps,
+        s.thr.data());
     }
   }
 }

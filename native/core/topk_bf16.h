@@ -14,21 +14,23 @@ namespace cl {
 
 bool bf16_screening_available();
 
-// Queries rounded to bf16 pairs, with their fp32 originals and norms.
+// Queries rounded to bf16 pairs, in blocks of 16 that fill one register
+// (block b, pair p, lane l = query 16b + l), with their fp32 originals and
+// norms (zero for the padding lanes).
 struct Bf16Queries {
-  int64_t nq = 0, d = 0, pairs = 0;
-  std::vector<uint32_t> packed;  // nq × pairs
+  int64_t nq = 0, d = 0, pairs = 0, blocks = 0;
+  std::vector<uint32_t> packed;  // blocks × pairs × 16
   std::vector<float> f32;        // nq × d (the exact queries, for re-scoring)
-  std::vector<float> norms;      // ‖q‖
+  std::vector<float> norms;      // blocks × 16, ‖q‖ rounded up
 };
 
 Bf16Queries pack_bf16_queries(const float* q, int64_t nq, int64_t d);
 
 // Per-thread scratch for scan_tile_bf16.
 struct Bf16Scratch {
-  std::vector<uint32_t> packed;  // group of 32 rows, pairs × 32
-  std::vector<uint16_t> row;     // one row in bf16
-  std::vector<float> norms;      // ‖v‖ of the tile's rows (times inv when cosine)
+  std::vector<uint32_t> rows;  // the tile in bf16 pairs, rows × pairs
+  std::vector<float> norms;    // ‖v‖ of the tile's rows (times inv when cosine)
+  std::vector<float> thr;      // per query: the heap's current threshold
 };
 
 // Offers every row of the fp32 tile v (nb × d, ids id0 + row) that could
