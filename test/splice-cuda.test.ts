@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native } from '../ts/native.js';
 import { randn } from '../ts/random.js';
+import { normaliseRows } from '../ts/methods/splice.js';
 
 interface SpliceResult { weights: Float32Array; objective: Float64Array; gap: Float64Array }
 interface SpliceNative {
@@ -15,14 +16,7 @@ interface SpliceNative {
 
 const NO_GPU = /device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/;
 
-function unitRows(x: Float32Array, d: number): Float32Array {
-  for (let i = 0; i < x.length; i += d) {
-    let s = 0;
-    for (let t = i; t < i + d; t++) s += x[t] * x[t];
-    for (let t = i; t < i + d; t++) x[t] /= Math.sqrt(s);
-  }
-  return x;
-}
+const unitRows = (x: Float32Array, d: number) => normaliseRows(x, d);
 
 const c = 300, d = 32, n = 6;
 const C = unitRows(randn(c * d, 11), d);

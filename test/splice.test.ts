@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { readNpy } from '../ts/io/npy.js';
 import { randn } from '../ts/random.js';
 import {
-  buildDictionary, readVocabulary, solveSplice, splicePath, toFloat32, SpliceModel, type SpliceSolverName,
+  buildDictionary, normaliseRows, readVocabulary, solveSplice, splicePath, toFloat32, SpliceModel, type SpliceSolverName,
 } from '../ts/methods/splice.js';
 
 const ASSETS = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..', 'shared', 'assets'));
@@ -18,14 +18,7 @@ const DETIC_SETS = ['lvis_v1_clip_a+cname.npy', 'coco_clip_a+cname.npy', 'o365_c
 
 const normals = (n: number, seed: number) => randn(n, seed);
 
-function unitRows(x: Float32Array, d: number): Float32Array {
-  for (let i = 0; i < x.length; i += d) {
-    let s = 0;
-    for (let t = i; t < i + d; t++) s += x[t] * x[t];
-    for (let t = i; t < i + d; t++) x[t] /= Math.sqrt(s);
-  }
-  return x;
-}
+const unitRows = (x: Float32Array, d: number) => normaliseRows(x, d);
 
 /** n normalised mixtures of k dictionary rows (weights in [0.2, 1]) plus noise. */
 function plant(C: Float32Array, d: number, n: number, k: number, noise: number, seed: number): Float32Array {

@@ -13,50 +13,16 @@
 #include "../core/fp16.h"
 #include "../core/splice.h"
 #include "check.h"
+#include "splice_data.h"
 
 namespace {
 
 using Vec = std::vector<double>;
 
-struct Data {
-  std::vector<float> C, Z;  // c×d, n×d
-  int64_t c, d, n;
-};
-
-void normalise(float* v, int64_t d) {
-  double s = 0;
-  for (int64_t t = 0; t < d; ++t) s += double(v[t]) * v[t];
-  for (int64_t t = 0; t < d; ++t) v[t] = float(v[t] / std::sqrt(s));
-}
-
-// Samples: normalised sparse non-negative mixtures of k concepts plus noise.
-void plant(Data& data, int64_t n, int k, double noise, uint32_t seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<double> nd;
-  std::uniform_int_distribution<int64_t> pick(0, data.c - 1);
-  std::uniform_real_distribution<double> amp(0.2, 1.0);
-  data.n = n;
-  data.Z.assign(n * data.d, 0.0f);
-  for (int64_t i = 0; i < n; ++i) {
-    float* z = data.Z.data() + i * data.d;
-    for (int a = 0; a < k; ++a) {
-      int64_t j = pick(g);
-      double w = amp(g);
-      for (int64_t t = 0; t < data.d; ++t) z[t] += float(w * data.C[j * data.d + t]);
-    }
-    for (int64_t t = 0; t < data.d; ++t) z[t] += float(noise * nd(g));
-    normalise(z, data.d);
-  }
-}
-
-Data random_dictionary(int64_t c, int64_t d, uint32_t seed) {
-  Data data{std::vector<float>(c * d), {}, c, d, 0};
-  std::mt19937 g(seed);
-  std::normal_distribution<float> nd;
-  for (auto& x : data.C) x = nd(g);
-  for (int64_t j = 0; j < c; ++j) normalise(data.C.data() + j * d, d);
-  return data;
-}
+using splice_data::Data;
+using splice_data::normalise;
+using splice_data::plant;
+using splice_data::random_dictionary;
 
 double objective(const Data& data, int64_t i, const float* w, double l1) {
   Vec r(data.Z.begin() + i * data.d, data.Z.begin() + (i + 1) * data.d);
