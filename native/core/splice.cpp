@@ -26,6 +26,21 @@ SpliceSolver parse_splice_solver(const std::string& name) {
 
 namespace {
 
+// Solves (L Lᵀ) x = b in place (x holds b on entry): L is lower triangular,
+// n × n inside a row-major array of leading dimension ld.
+void cholesky_solve(const double* L, int64_t ld, int64_t n, double* x) {
+  for (int64_t i = 0; i < n; ++i) {
+    double v = x[i];
+    for (int64_t k = 0; k < i; ++k) v -= L[i * ld + k] * x[k];
+    x[i] = v / L[i * ld + i];
+  }
+  for (int64_t i = n - 1; i >= 0; --i) {
+    double v = x[i];
+    for (int64_t k = i + 1; k < n; ++k) v -= L[k * ld + i] * x[k];
+    x[i] = v / L[i * ld + i];
+  }
+}
+
 constexpr int64_t kBlockRows = 512;  // samples per block: one GEMM of block × c × d
 constexpr int kInitialSet = 40;      // working set seeded with the largest similarities
 
@@ -264,16 +279,8 @@ class ActiveSetQP {
   // x = G_FF⁻¹ h_F by the two triangular solves.
   void solve_free() {
     const int f = static_cast<int>(free_.size());
-    for (int a = 0; a < f; ++a) {
-      double v = h_[free_[a]];
-      for (int b = 0; b < a; ++b) v -= L_[a * p_ + b] * y_[b];
-      y_[a] = v / L_[a * p_ + a];
-    }
-    for (int a = f - 1; a >= 0; --a) {
-      double v = y_[a];
-      for (int b = a + 1; b < f; ++b) v -= L_[b * p_ + a] * x_[b];
-      x_[a] = v / L_[a * p_ + a];
-    }
+    for (int a = 0; a < f; ++a) x_[a] = h_[free_[a]];
+    cholesky_solve(L_.data(), p_, f, x_.data());
   }
 
   // When the unconstrained solution leaves the orthant, moves w towards it as
@@ -454,17 +461,10 @@ std::vector<float> admm_kernel_inverse(const Problem& pb, double rho) {
   std::vector<float> inv(d * d);
   std::vector<double> y(d);
   for (int64_t col = 0; col < d; ++col) {
-    for (int64_t i = 0; i < d; ++i) {
-      double v = i == col ? 1.0 : 0.0;
-      for (int64_t k = 0; k < i; ++k) v -= K[i * d + k] * y[k];
-      y[i] = v / K[i * d + i];
-    }
-    for (int64_t i = d - 1; i >= 0; --i) {
-      double v = y[i];
-      for (int64_t k = i + 1; k < d; ++k) v -= K[k * d + i] * y[k];
-      y[i] = v / K[i * d + i];
-      inv[i * d + col] = float(y[i]);
-    }
+    std::fill(y.begin(), y.end(), 0.0);
+    y[col] = 1.0;
+    cholesky_solve(K.data(), d, d, y.data());
+    for (int64_t i = 0; i < d; ++i) inv[i * d + col] = float(y[i]);
   }
   return inv;
 }
