@@ -2,14 +2,18 @@
 // FAISS IndexFlatIP (same OpenBLAS, through our addon) and hnswlib-node, on
 // the same random data in one run. Seconds are medians of the search alone.
 import type { Command } from 'commander';
-import { exactSearch, type SearchResult } from '../ts/retrieval/exact.js';
+import { exactSearch, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
 import { buildIndex, recallAtK, type IndexKind } from '../ts/retrieval/ann.js';
-import { floatsToHalves } from '../ts/io/fp16.js';
-import { rng } from '../ts/random.js';
+import { floatsToHalves, halvesToFloats } from '../ts/io/fp16.js';
+import { gaussian, rng } from '../ts/random.js';
+import { readNpy } from '../ts/io/npy.js';
+import { assetPath } from '../ts/assets.js';
 import { native } from '../ts/native.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface TopkBenchParams {
+  /** 'uniform': seeded uniform(-0.5, 0.5); 'clip-mix': real CLIP text embeddings (see clipMix). */
+  data: 'uniform' | 'clip-mix';
   n: number;
   q: number;
   d: number;
@@ -25,6 +29,39 @@ export function randomMatrix(rows: number, d: number, seed: number): Float32Arra
   return Float32Array.from({ length: rows * d }, () => rand() - 0.5);
 }
 
+/** A unit-norm CLIP row from a real embedding table (rows × d). */
+function realRow(table: Float32Array, d: number, i: number): Float32Array {
+  const r = table.slice(i * d, (i + 1) * d);
+  const norm = Math.hypot(...r);
+  return r.map((x) => x / norm);
+}
+
+/**
+ * CLIP-like data with CLIP's shared mean and outlier dimensions: vocabulary
+ * rows mix two real LVIS concept embeddings (weights t, 1 − t) plus noise,
+ * queries are real Objects365 concept embeddings plus noise. d is CLIP's 512.
+ */
+function clipMix(n: number, q: number): { vocab: Float32Array; queries: Float32Array; d: number } {
+  const table = (name: string) => {
+    const a = readNpy(assetPath(`embeddings/detic/${name}`));
+    return { data: a.data instanceof Uint16Array ? halvesToFloats(a.data) : (a.data as Float32Array), rows: a.shape[0], d: a.shape[1] };
+  };
+  const lvis = table('lvis_v1_clip_a+cname.npy'), o365 = table('o365_clip_a+cnamefix.npy');
+  const d = lvis.d, rand = rng(3), nrand = rng(4), noise = () => gaussian(nrand);
+  const units = Array.from({ length: lvis.rows }, (_, i) => realRow(lvis.data, d, i));
+  const vocab = new Float32Array(n * d);
+  for (let j = 0; j < n; ++j) {
+    const a = units[Math.floor(rand() * lvis.rows)], b = units[Math.floor(rand() * lvis.rows)], t = rand();
+    for (let c = 0; c < d; ++c) vocab[j * d + c] = t * a[c] + (1 - t) * b[c] + 0.002 * noise();
+  }
+  const queries = new Float32Array(q * d);
+  for (let i = 0; i < q; ++i) {
+    const u = realRow(o365.data, d, i % o365.rows);
+    for (let c = 0; c < d; ++c) queries[i * d + c] = u[c] + 0.002 * noise();
+  }
+  return { vocab, queries, d };
+}
+
 function row(name: string, seconds: number, p: TopkBenchParams, recall: number, extra: Record<string, unknown> = {}): BenchRow {
   return {
     name,
@@ -37,16 +74,21 @@ function row(name: string, seconds: number, p: TopkBenchParams, recall: number, 
 }
 
 export async function benchTopk(p: TopkBenchParams) {
-  const vocab = randomMatrix(p.n, p.d, 1), queries = randomMatrix(p.q, p.d, 2);
+  const { vocab, queries, d } = p.data === 'clip-mix' ? clipMix(p.n, p.q) : { vocab: randomMatrix(p.n, p.d, 1), queries: randomMatrix(p.q, p.d, 2), d: p.d };
+  p = { ...p, d };
   const results: BenchRow[] = [];
   const want = (c: string) => p.contenders.includes(c);
   // The reference for recall: fp32 storage scanned by fp32 GEMM tiles.
   const exact = await exactSearch(queries, vocab, p.d, { k: p.k, kernel: 'sgemm' });
-  const variants: [string, string, Float32Array | Uint16Array, 'auto' | 'sgemm'][] = [
+  // 'auto' screens in the CPU's best format; the name says which.
+  const screen = native().info().screening[0];
+  const auto = screen ? `-${screen}screen` : '';
+  const variants: [string, string, Float32Array | Uint16Array, ScanKernel][] = [
     ['conceptlens-sgemm', 'conceptlens-exact-fp32-sgemm', vocab, 'sgemm'],
-    ['conceptlens', `conceptlens-exact-fp32${native().info().bf16Screening ? '-bf16screen' : ''}`, vocab, 'auto'],
+    ['conceptlens', `conceptlens-exact-fp32${auto}`, vocab, 'auto'],
   ];
-  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${native().info().bf16Screening ? '-bf16screen' : ''}`, floatsToHalves(vocab), 'auto']);
+  for (const f of native().info().screening.slice(1)) variants.push([`conceptlens-${f}`, `conceptlens-exact-fp32-${f}screen`, vocab, f]);
+  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${auto}`, floatsToHalves(vocab), 'auto']);
   for (const [contender, name, data, kernel] of variants) {
     if (!want(contender)) continue;
     let r: SearchResult | undefined;
@@ -72,17 +114,19 @@ export function registerBenchTopk(bench: Command): void {
   bench
     .command('topk')
     .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node')
+    .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", 'uniform')
     .option('--n <rows>', 'vocabulary rows', '1000000')
     .option('--q <queries>', 'queries', '1000')
     .option('--d <dim>', 'dimension', '512')
     .option('--k <k>', 'neighbours', '10')
     .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', 'fp32')
     .option('--repeats <n>', 'timed repeats (median)', '3')
-    .option('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss')
+    .option('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss')
     .option('--json', 'print one JSON object')
     .action(async (o) => {
+      if (o.data !== 'uniform' && o.data !== 'clip-mix') throw new Error(`--data: expected 'uniform' or 'clip-mix', got '${o.data}'`);
       const p: TopkBenchParams = {
-        n: +o.n, q: +o.q, d: +o.d, k: +o.k, dtype: o.dtype, repeats: +o.repeats,
+        data: o.data, n: +o.n, q: +o.q, d: +o.d, k: +o.k, dtype: o.dtype, repeats: +o.repeats,
         contenders: String(o.contenders).split(','),
       };
       printReport(await benchTopk(p), !!o.json);

@@ -17,7 +17,7 @@ function assertMatches(r: { ids: BigInt64Array; scores: Float32Array }, ref: { i
 test('exact top-k equals brute force over shards, ip and cosine, unnormalised queries', async () => {
   const d = 32, n = 1500, nq = 9;
   const v = randn(n * d, 1), q = randn(nq * d, 2, 4);
-  const kernels = native().info().bf16Screening ? (['sgemm', 'bf16'] as const) : (['sgemm'] as const);
+  const kernels = ['sgemm', ...native().info().screening] as const;
   for (const kernel of kernels)
     for (const metric of ['ip', 'cosine'] as const) {
       for (const k of [1, 10, 1000]) {
@@ -66,8 +66,9 @@ test('bad input gets errors naming the argument, expected and actual value', asy
   inf[7 * d + 2] = Infinity;
   await assert.rejects(t.add(inf, 10), /vocabulary: row 7 gives a non-finite score/);
   await assert.rejects(t.add(randn(10 * 4, 1), 10), /vectors: expected 10×8 = 80 elements, got 40/);
-  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel: 'bf16', softmaxTemperature: 100 }), /kernel: 'bf16' cannot compute softmax scoring/);
-  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel: 'fast' as 'auto' }), /kernel: expected 'auto', 'sgemm' or 'bf16', got 'fast'/);
+  for (const kernel of ['bf16', 'int8'] as const)
+    assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel, softmaxTemperature: 100 }), new RegExp(`kernel: '${kernel}' cannot compute softmax scoring`));
+  assert.throws(() => new ExactTopK(q, 2, d, { k: 1, kernel: 'fast' as 'auto' }), /kernel: expected 'auto', 'sgemm', 'bf16' or 'int8', got 'fast'/);
   assert.throws(() => new ExactTopK(q, 2, d, { k: 1, device: 'cuda' }), /device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/);
   const few = new ExactTopK(q, 2, d, { k: 5 });
   await few.add(randn(3 * d, 11), 3);

@@ -44,13 +44,13 @@ export interface NativeTopK {
 }
 
 export interface NativeAddon {
-  info(): { blasCore: string; computeThreads: number; avx512: boolean; bf16Screening: boolean; cudaCompiled: boolean; cudaAvailable: boolean };
+  info(): { blasCore: string; computeThreads: number; avx512: boolean; screening: ('int8' | 'bf16')[]; cudaCompiled: boolean; cudaAvailable: boolean };
   setThreads(n: number): number;
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;
   matmulNT(a: Float32Array, m: number, k: number, b: Float32Array, n: number,
     onProgress: ((done: number, total: number) => void) | null, cancel: Int32Array | null): Promise<Float32Array>;
-  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda', kernel?: 'auto' | 'sgemm' | 'bf16') => NativeTopK;
+  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda', kernel?: 'auto' | 'sgemm' | 'bf16' | 'int8') => NativeTopK;
   [name: string]: unknown;
 }
 

@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "../core/blas.h"
-#include "../core/topk_bf16.h"
+#include "../core/topk_screen.h"
 #ifdef CONCEPTLENS_CUDA
 #include "../cuda/topk_cuda.h"
 #endif
@@ -24,7 +24,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("blasCore", cl::blas_core_name());
   o.Set("computeThreads", cl::compute_threads());
   o.Set("avx512", bool(__builtin_cpu_supports("avx512f")));
-  o.Set("bf16Screening", cl::bf16_screening_available());
+  Napi::Array screening = Napi::Array::New(env);
+  for (cl::ScreenFormat f : {cl::ScreenFormat::Int8, cl::ScreenFormat::Bf16})
+    if (cl::screening_available(f)) screening.Set(screening.Length(), cl::screen_format_name(f));
+  o.Set("screening", screening);
 #ifdef CONCEPTLENS_CUDA
   o.Set("cudaCompiled", true);
   o.Set("cudaAvailable", cl::cuda_available());

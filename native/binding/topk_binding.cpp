@@ -1,6 +1,7 @@
 // JS class TopK: a running exact top-k over vocabulary shards.
 #include <napi.h>
 
+#include <map>
 #include <memory>
 
 #include "../core/topk.h"
@@ -23,7 +24,7 @@ class TopK : public Napi::ObjectWrap<TopK> {
   }
 
   // new TopK(queries: Float32Array, nq, d, k, metric: 'ip'|'cosine', softmaxTemperature,
-  //          device: 'cpu'|'cuda', kernel: 'auto'|'sgemm'|'bf16')
+  //          device: 'cpu'|'cuda', kernel: 'auto'|'sgemm'|'bf16'|'int8')
   explicit TopK(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TopK>(info) {
     int64_t nq = int_arg(info[1], "nq", 1), d = int_arg(info[2], "d", 1);
     const float* q = f32_matrix_arg(info[0], nq, d, "queries");
@@ -36,9 +37,12 @@ class TopK : public Napi::ObjectWrap<TopK> {
     opt.softmax_temperature = static_cast<float>(number_arg(info[5], "softmaxTemperature"));
     std::string device = info[6].IsUndefined() ? "cpu" : string_arg(info[6], "device");
     std::string kernel = info[7].IsUndefined() ? "auto" : string_arg(info[7], "kernel");
-    if (kernel != "auto" && kernel != "sgemm" && kernel != "bf16")
-      throw Napi::RangeError::New(info.Env(), "kernel: expected 'auto', 'sgemm' or 'bf16', got '" + kernel + "'");
-    opt.kernel = kernel == "bf16" ? cl::ScanKernel::Bf16 : kernel == "sgemm" ? cl::ScanKernel::Sgemm : cl::ScanKernel::Auto;
+    static const std::map<std::string, cl::ScanKernel> kernels = {
+        {"auto", cl::ScanKernel::Auto}, {"sgemm", cl::ScanKernel::Sgemm}, {"bf16", cl::ScanKernel::Bf16}, {"int8", cl::ScanKernel::Int8}};
+    auto found = kernels.find(kernel);
+    if (found == kernels.end())
+      throw Napi::RangeError::New(info.Env(), "kernel: expected 'auto', 'sgemm', 'bf16' or 'int8', got '" + kernel + "'");
+    opt.kernel = found->second;
     try {
       if (device == "cuda")
         gpu_ = make_gpu(info.Env(), q, nq, d, opt);

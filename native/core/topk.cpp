@@ -89,7 +89,7 @@ bool has_avx512() {
 // Per-worker scratch, sized on first use.
 struct Scratch {
   std::vector<float> rows, scores, inv;
-  Bf16Scratch bf16;
+  ScreenScratch screen;
   HeapSet heaps;
   std::vector<float> lse_max;
   std::vector<double> lse_sum;
@@ -115,6 +115,24 @@ void merge_lse(float& mx, double& sum, float omx, double osum, float T) {
   mx = m;
 }
 
+// The screening format a kernel choice asks for; none for sgemm tiles.
+std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax) {
+  if (kernel == ScanKernel::Sgemm) return std::nullopt;
+  if (kernel == ScanKernel::Auto) {
+    if (softmax) return std::nullopt;
+    for (ScreenFormat f : {ScreenFormat::Int8, ScreenFormat::Bf16})
+      if (screening_available(f)) return f;
+    return std::nullopt;
+  }
+  const ScreenFormat f = kernel == ScanKernel::Int8 ? ScreenFormat::Int8 : ScreenFormat::Bf16;
+  const std::string name = screen_format_name(f);
+  if (softmax) fail("kernel: '" + name + "' cannot compute softmax scoring, which needs every score");
+  if (!screening_available(f))
+    fail("kernel: '" + name + "' needs a CPU with " + (f == ScreenFormat::Int8 ? "AVX512-VNNI" : "AVX512-BF16") +
+         "; use 'auto' or 'sgemm'");
+  return f;
+}
+
 }  // namespace
 
 TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, const TopKOptions& opt)
@@ -126,10 +144,7 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
           "softmaxTemperature: expected a finite value >= 0");
   require_finite(MatrixView{q_.data(), DType::F32, nq, d}, "queries");
   if (opt.metric == Metric::Cosine) normalise_rows(q_.data(), nq, d, "queries");
-  if (opt.kernel == ScanKernel::Bf16 && softmax()) fail("kernel: 'bf16' cannot compute softmax scoring, which needs every score");
-  if (opt.kernel == ScanKernel::Bf16 && !bf16_screening_available())
-    fail("kernel: 'bf16' needs a CPU with AVX512-BF16; use 'auto' or 'sgemm'");
-  if (use_bf16()) qb_ = pack_bf16_queries(q_.data(), nq, d);
+  screen_ = screen_format(opt.kernel, softmax());
   if (softmax()) {
     chunk_ = HeapSet(nq, opt.k);
     chunk_max_.assign(nq, -kInf);
@@ -137,10 +152,6 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
   }
 }
 
-bool TopKAccumulator::use_bf16() const {
-  if (softmax()) return false;
-  return opt_.kernel == ScanKernel::Bf16 || (opt_.kernel == ScanKernel::Auto && bf16_screening_available());
-}
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
   require(shard.cols == d_, "vocabulary: expected dimension " + std::to_string(d_) + " (the queries'), got " +
@@ -150,12 +161,14 @@ void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const floa
   const int workers = parallel_workers(ntiles);
   std::vector<Scratch> scratch(workers);
   progress.set_total(shard.rows);
+  // The screening frame comes from the first shard and serves the rest.
+  if (screened() && qs_.nq == 0) qs_ = pack_screen_queries(*screen_, fit_screen_frame(shard), q_.data(), nq_, d_);
 
   parallel_for(ntiles, [&](int64_t tile, int w) {
     progress.check();
     Scratch& s = scratch[w];
     if (s.heaps.count() == 0) {
-      s.scores.resize(use_bf16() ? 0 : kQueryBlock * kTileRows);
+      s.scores.resize(screened() ? 0 : kQueryBlock * kTileRows);
       s.heaps = HeapSet(nq_, opt_.k);
       if (softmax()) {
         s.lse_max.assign(nq_, -kInf);
@@ -179,8 +192,8 @@ void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const floa
         inv = s.inv.data();
       }
     }
-    if (use_bf16()) {
-      scan_tile_bf16(qb_, v, nb, inv, id_offset + r0, s.heaps, s.bf16);
+    if (screened()) {
+      scan_tile_screened(qs_, ScreenTile{v, nb, inv, id_offset + r0}, s.heaps, s.screen);
       progress.advance(nb);
       return;
     }

@@ -4,22 +4,24 @@
 // matrix is ever materialised. Shards merge into a running top-k.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "matrix.h"
 #include "progress.h"
-#include "topk_bf16.h"
+#include "topk_screen.h"
 #include "topk_heap.h"
 
 namespace cl {
 
 enum class Metric { InnerProduct, Cosine };
 
-// How scores are screened: fp32 GEMM tiles, or bf16 with a certified error
-// bound and fp32 re-scoring (same results, twice the multiply rate; needs
-// AVX512-BF16). Auto takes bf16 when the CPU has it, except for softmax
-// scoring, which needs every score.
-enum class ScanKernel { Auto, Sgemm, Bf16 };
+// How scores are computed: fp32 GEMM tiles, or screening in bf16 or int8
+// with a certified error bound and fp32 re-scoring (same results; two or four
+// times the multiply rate; AVX512-BF16 / AVX512-VNNI). Auto takes int8, then
+// bf16, where the CPU has them, except for softmax scoring, which needs every
+// score.
+enum class ScanKernel { Auto, Sgemm, Bf16, Int8 };
 
 struct TopKOptions {
   int k = 10;
@@ -50,13 +52,15 @@ class TopKAccumulator {
 
  private:
   bool softmax() const { return opt_.softmax_temperature > 0; }
-  bool use_bf16() const;
+  // The screening format in use, if any.
+  bool screened() const { return screen_.has_value(); }
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
   TopKOptions opt_;
   std::vector<float> q_;
-  Bf16Queries qb_;  // filled when the bf16 kernel is used
+  std::optional<ScreenFormat> screen_;
+  ScreenQueries qs_;  // packed at the first shard when screening
   HeapSet final_, chunk_;
   // Softmax mode: running log-sum-exp of T·score per query over the chunk.
   std::vector<float> chunk_max_;

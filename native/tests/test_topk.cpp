@@ -50,7 +50,8 @@ struct Run {
 // Both scan kernels where the CPU has them: each must equal brute force.
 std::vector<cl::ScanKernel> kernels() {
   std::vector<cl::ScanKernel> k = {cl::ScanKernel::Sgemm};
-  if (cl::bf16_screening_available()) k.push_back(cl::ScanKernel::Bf16);
+  if (cl::screening_available(cl::ScreenFormat::Bf16)) k.push_back(cl::ScanKernel::Bf16);
+  if (cl::screening_available(cl::ScreenFormat::Int8)) k.push_back(cl::ScanKernel::Int8);
   return k;
 }
 
@@ -176,11 +177,11 @@ TEST(k_larger_than_vocabulary_pads_with_minus_one) {
   CHECK(r.ids[2] >= 0 && r.ids[3] == -1 && r.ids[4] == -1);
 }
 
-// Near-ties a bf16 rounding would reorder: the certified bound must send
-// them to fp32 re-scoring so the order is exact.
-TEST(bf16_screening_keeps_near_ties_exact) {
-  if (!cl::bf16_screening_available()) return;
-  const int64_t d = 64, n = 4000;
+// Near-ties a bf16 or int8 rounding would reorder: the certified bound must
+// send them to fp32 re-scoring so the order is exact. d = 63 leaves a
+// padded step in both formats.
+TEST(screening_keeps_near_ties_exact) {
+  const int64_t d = 63, n = 4000;
   auto base = randn(d, 31);
   std::vector<float> v(n * d);
   for (int64_t j = 0; j < n; ++j)
@@ -189,9 +190,101 @@ TEST(bf16_screening_keeps_near_ties_exact) {
   std::vector<int64_t> ids;
   std::vector<double> s;
   brute(q, v, 3, n, d, 20, false, ids, s);
-  Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 3, 20, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Bf16);
-  // Neighbouring scores differ by ~2e-4, bf16 rounding by ~1e-1: only exact re-scoring orders them.
-  expect_match(r, ids, s, 2e-5);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 3, 20, cl::Metric::InnerProduct, n, 0, kern);
+    // Neighbouring scores differ by ~2e-4, the rounding by ~1e-1: only exact re-scoring orders them.
+    expect_match(r, ids, s, 2e-5);
+  }
+}
+
+// One dimension a thousand times the others: int8 rounds the rest of each
+// vector to zero, the bound grows accordingly, and the answer stays exact.
+TEST(screening_is_exact_when_one_dimension_dominates) {
+  const int64_t d = 33, n = 3000, nq = 50;
+  auto v = randn(n * d, 33), q = randn(nq * d, 34);
+  for (int64_t j = 0; j < n; ++j) v[j * d] = 1000.0f;
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, nq, n, d, 10, false, ids, s);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cl::Metric::InnerProduct, 1000, 0, kern);
+    expect_match(r, ids, s, 2e-3);  // scores ~1e3: fp32 carries ~1e-4
+  }
+}
+
+// Queries of small integers round exactly in both formats, so only the rows'
+// rounding separates screened scores from exact ones: the bound's row term
+// alone must keep every top-k row.
+TEST(screening_bound_covers_the_rows_rounding) {
+  const int64_t d = 64, n = 20000, nq = 8;
+  // Near-copies of five rows: scores within 1e-3·‖q‖ of each other, rounding errors near 1e-2·‖q‖.
+  auto v = randn(n * d, 44), base = randn(5 * d, 46), g = randn(nq * d, 45);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[(j % 5) * d + c] + 1e-3f * v[j * d + c];
+  std::vector<float> q(nq * d);
+  for (int64_t i = 0; i < nq * d; ++i) q[i] = std::round(std::clamp(g[i] * 40.0f, -127.0f, 127.0f));
+  for (int64_t i = 0; i < nq; ++i) q[i * d] = 127;  // the int8 scale is then exactly 1
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, nq, n, d, 10, false, ids, s);
+  for (auto kern : kernels()) {
+    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cl::Metric::InnerProduct, n, 0, kern);
+    expect_match(r, ids, s, 1e-3);
+  }
+}
+
+// The mirror case, scanned directly in the identity frame: rows of small
+// integers (each with a 127, so int8 keeps them exactly), each one unit
+// away from one of five random rows in one coordinate; only the queries'
+// rounding moves screened scores, by more than the gaps.
+TEST(screening_bound_covers_the_queries_rounding) {
+  const int64_t d = 64, n = 20000, nq = 8;
+  const int k = 10;
+  auto g = randn(5 * d, 47), q = randn(nq * d, 48);
+  std::vector<float> v(n * d);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = std::round(std::clamp(g[(j % 5) * d + c] * 40.0f, -120.0f, 120.0f));
+    v[j * d] = 127;
+    v[j * d + 1 + (j / 5) % (d - 1)] += float(j % 3) - 1.0f;
+  }
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, nq, n, d, k, false, ids, s);
+  for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int8}) {
+    if (!cl::screening_available(f)) continue;
+    const cl::ScreenQueries packed = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
+    cl::HeapSet heaps(nq, k);
+    cl::ScreenScratch scratch;
+    for (int64_t r0 = 0; r0 < n; r0 += 512)
+      cl::scan_tile_screened(packed, cl::ScreenTile{v.data() + r0 * d, std::min<int64_t>(512, n - r0), nullptr, r0}, heaps, scratch);
+    Run r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};
+    for (int64_t i = 0; i < nq; ++i) heaps.at(i).write_sorted(r.scores.data() + i * k, r.ids.data() + i * k);
+    expect_match(r, ids, s, 1e-3);
+  }
+}
+
+// CLIP-like rows: a large shared mean and a few wide dimensions. The frame
+// fitted to them is not the identity (so the shifted, scaled rounding runs)
+// and both formats still equal brute force, ip and cosine; isotropic rows
+// keep the identity.
+TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
+  const int64_t d = 48, n = 5000, nq = 40;
+  auto v = randn(n * d, 41), q = randn(nq * d, 42);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = 0.05f * v[j * d + c] * (c < 3 ? 20.0f : 1.0f) + (c % 5 == 0 ? 2.0f : 0.1f);
+  CHECK(!cl::fit_screen_frame(cl::MatrixView{v.data(), cl::DType::F32, n, d}).identity());
+  auto iso = randn(n * d, 43);
+  CHECK(cl::fit_screen_frame(cl::MatrixView{iso.data(), cl::DType::F32, n, d}).identity());
+  for (bool cosine : {false, true}) {
+    std::vector<int64_t> ids;
+    std::vector<double> s;
+    brute(q, v, nq, n, d, 10, cosine, ids, s);
+    for (auto kern : kernels()) {
+      Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 10, cosine ? cl::Metric::Cosine : cl::Metric::InnerProduct,
+                  1700, 0, kern);
+      expect_match(r, ids, s, 1e-4);
+    }
+  }
 }
 
 TEST(bad_input_is_named) {

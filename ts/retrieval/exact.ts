@@ -13,12 +13,17 @@ export interface TopKOptions extends ProgressOptions {
   /** 'cuda' runs the GPU kernel (engine built with nvcc, a device present). */
   device?: 'cpu' | 'cuda';
   /**
-   * CPU scan: 'sgemm' (fp32 GEMM tiles) or 'bf16' (bf16 scores with a
-   * certified error bound, fp32 re-scoring: same results, about twice as
-   * fast; AVX512-BF16). 'auto' picks bf16 where available, except for softmax.
+   * CPU scan: 'sgemm' (fp32 GEMM tiles), or screening in 'int8' (AVX512-VNNI)
+   * or 'bf16' (AVX512-BF16): low-precision scores with a certified error
+   * bound, fp32 re-scoring of the rows that could rank, so the same results
+   * at two to four times the multiply rate. 'auto' picks int8, then bf16,
+   * where the CPU has them, except for softmax scoring.
    */
-  kernel?: 'auto' | 'sgemm' | 'bf16';
+  kernel?: ScanKernel;
 }
+
+/** How the CPU scan computes scores; see ExactOptions.kernel. */
+export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
 
 export interface SearchResult {
   /** nq × k, each row best first; -1 where the vocabulary had fewer than k rows. */

@@ -1,0 +1,370 @@
+#include "topk_screen.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "error.h"
+
+namespace cl {
+namespace {
+
+constexpr int kLanes = 16;  // queries per register
+
+// Both formats' instructions in one target; neither format's code uses the
+// other's, so the int8 path runs on VNNI CPUs without BF16 too.
+#define CL_SCREEN __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni")))
+
+int per_step(ScreenFormat f) { return f == ScreenFormat::Bf16 ? 2 : 4; }
+
+// t of the bound: fp32 accumulation of d products, here and in the re-score,
+// plus the few roundings that turn the accumulator into a score.
+double accumulation_slack(int64_t d) { return double(d + 2) / 8388608.0 + 1.0 / 1048576.0; }
+
+// Norms carry float-lane summation error (~1e-6 relative); the bound must not.
+float up(double x) { return static_cast<float>(x * (1 + 1e-5)); }
+
+// A threshold moved down past the last roundings of a screened score near it
+// (the inverse-norm product, the final adds); -inf stays.
+float lowered(float x) { return x - std::fabs(x) * 0x1p-20f; }
+
+// One vector x rounded to the format after the frame's map y = (x − μ)·m:
+// the scale of its rounded values ŷ and the exact-arithmetic norms.
+struct Rounded {
+  float scale;
+  double x, y, err;  // ‖x‖, ‖y‖, ‖y − ŷ‖
+  int32_t sum;       // int8: Σ of the signed values
+};
+
+// Calls fn(j, k) over 16-float chunks of a d-vector, k the mask of valid
+// lanes: a constant full mask in the main loop, so loads and stores there
+// compile unmasked (AMD's masked loads and stores are slow).
+template <class Fn>
+CL_SCREEN inline void chunks(int64_t d, Fn&& fn) {
+  int64_t j = 0;
+  for (; j + 16 <= d; j += 16) fn(j, __mmask16(0xffff));
+  if (j < d) fn(j, static_cast<__mmask16>((1u << (d - j)) - 1));
+}
+
+CL_SCREEN inline __m512 load(const float* p, int64_t j, __mmask16 k) {
+  return k == 0xffff ? _mm512_loadu_ps(p + j) : _mm512_maskz_loadu_ps(k, p + j);
+}
+
+// The map y = (x − μ)·m one side is rounded in (rows: m = 1/c; queries:
+// μ = 0, m = c).
+struct Map {
+  const float* mu;
+  const float* m;
+};
+
+// Lanes j.. of y; m is a power of two, so only the subtraction rounds.
+template <bool Framed>
+CL_SCREEN inline __m512 mapped(const float* x, const Map& f, int64_t j, __mmask16 k, __m512& xv) {
+  xv = load(x, j, k);
+  if (!Framed) return xv;
+  return _mm512_mul_ps(_mm512_sub_ps(xv, load(f.mu, j, k)), load(f.m, j, k));
+}
+
+CL_SCREEN inline double root(__m512 ss) { return std::sqrt(double(_mm512_reduce_add_ps(ss))); }
+
+// bf16, round to nearest even; y − bf16(y) is exact in fp32.
+template <bool Framed>
+CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* out, bool) {
+  uint16_t* o = reinterpret_cast<uint16_t*>(out);
+  __m512 xs = _mm512_setzero_ps(), ys = xs, ee = xs;
+  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+    __m512 xv;
+    const __m512 y = mapped<Framed>(x, f, j, k, xv);
+    const __m256i h = (__m256i)_mm512_cvtneps_pbh(y);
+    const __m512 e = _mm512_sub_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)));
+    xs = _mm512_fmadd_ps(xv, xv, xs);
+    if (Framed) ys = _mm512_fmadd_ps(y, y, ys);
+    ee = _mm512_fmadd_ps(e, e, ee);
+    if (k == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), h);
+    else _mm256_mask_storeu_epi16(o + j, k, h);
+  });
+  return {1.0f, root(xs), Framed ? root(ys) : root(xs), root(ee), 0};
+}
+
+// int8 with one scale per vector, max|y| ↦ 127. Rows are stored as unsigned
+// bytes (value + 128), the operand VNNI wants; the queries' offset undoes it.
+template <bool Framed>
+CL_SCREEN Rounded round_int8(const float* x, const Map& f, int64_t d, uint32_t* out, bool unsigned_bytes) {
+  uint8_t* o = reinterpret_cast<uint8_t*>(out);
+  __m512 xs = _mm512_setzero_ps(), ys = xs, top = xs, ee = xs;
+  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+    __m512 xv;
+    const __m512 y = mapped<Framed>(x, f, j, k, xv);
+    xs = _mm512_fmadd_ps(xv, xv, xs);
+    if (Framed) ys = _mm512_fmadd_ps(y, y, ys);
+    top = _mm512_max_ps(top, _mm512_abs_ps(y));
+  });
+  const float mx = _mm512_reduce_max_ps(top), scale = mx / 127;
+  // |y·127/mx| < 127.5 after both roundings, so no value leaves [-127, 127].
+  const __m512 to_int = _mm512_set1_ps(mx > 0 ? 127 / mx : 0), sv = _mm512_set1_ps(scale);
+  const __m128i flip = _mm_set1_epi8(unsigned_bytes ? char(0x80) : 0);
+  __m512i sum = _mm512_setzero_si512();
+  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+    __m512 xv;
+    const __m512 y = mapped<Framed>(x, f, j, k, xv);
+    const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(y, to_int));
+    const __m512 e = _mm512_fnmadd_ps(sv, _mm512_cvtepi32_ps(i), y);
+    ee = _mm512_fmadd_ps(e, e, ee);
+    sum = _mm512_add_epi32(sum, i);
+    const __m128i bytes = _mm_xor_si128(_mm512_cvtsepi32_epi8(i), flip);
+    if (k == 0xffff) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bytes);
+    else _mm_mask_storeu_epi8(o + j, k, bytes);
+  });
+  return {scale, root(xs), Framed ? root(ys) : root(xs), root(ee), _mm512_reduce_add_epi32(sum)};
+}
+
+using RoundFn = Rounded (*)(const float*, const Map&, int64_t, uint32_t*, bool);
+RoundFn rounder(ScreenFormat f, bool framed) {
+  if (f == ScreenFormat::Bf16) return framed ? round_bf16<true> : round_bf16<false>;
+  return framed ? round_int8<true> : round_int8<false>;
+}
+
+// The dot-product step of each format and how its accumulator becomes q̂·v̂
+// up to the row's scale.
+template <ScreenFormat F>
+struct Dot;
+
+template <>
+struct Dot<ScreenFormat::Bf16> {
+  using Acc = __m512;
+  CL_SCREEN static Acc zero() { return _mm512_setzero_ps(); }
+  CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) { return _mm512_dpbf16_ps(a, (__m512bh)row, (__m512bh)q); }
+  CL_SCREEN static __m512 value(Acc a, const ScreenQueries&, int64_t) { return a; }
+};
+
+template <>
+struct Dot<ScreenFormat::Int8> {
+  // GCC keeps __v16si accumulators in registers; through the __m512i
+  // intrinsic it copies and spills them (2.3x slower).
+  using Acc = __v16si;
+  CL_SCREEN static Acc zero() { return (__v16si)_mm512_setzero_si512(); }
+  CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) {
+    return __builtin_ia32_vpdpbusd_v16si(a, (__v16si)row, (__v16si)q);
+  }
+  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) {
+    const __m512i n = _mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(n), _mm512_loadu_ps(q.scale.data() + lane));
+  }
+};
+
+CL_SCREEN float exact_dot(const float* a, const float* b, int64_t d) {
+  __m512 acc = _mm512_setzero_ps();
+  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN { acc = _mm512_fmadd_ps(load(a, j, k), load(b, j, k), acc); });
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Scores of R rows against QB blocks of 16 queries in the format, then
+// screening: a row reaches fp32 re-scoring for a query only when its score
+// plus the bound could reach that query's current threshold.
+template <ScreenFormat F, int R, int QB>
+CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const ScreenTile& t, int64_t r0, HeapSet& heaps,
+                      ScreenScratch& s) {
+  using D = Dot<F>;
+  typename D::Acc acc[R][QB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < QB; ++b) acc[r][b] = D::zero();
+  const uint32_t* qp = q.packed.data() + b0 * q.steps * kLanes;
+  const uint32_t* vb = s.rows.data() + r0 * q.steps;
+  for (int64_t p = 0; p < q.steps; ++p) {
+    __m512i qa[QB];
+    for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * q.steps + p) * kLanes);
+    for (int r = 0; r < R; ++r) {
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(vb[r * q.steps + p]));
+      for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = r0 + r;
+    for (int b = 0; b < QB; ++b) {
+      const int64_t lane = (b0 + b) * kLanes;
+      const __m512 est = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), _mm512_set1_ps(s.scale[row]),
+                                         _mm512_loadu_ps(q.base.data() + lane));
+      __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(s.err[row]), _mm512_loadu_ps(q.norm.data() + lane), est);
+      upper = _mm512_fmadd_ps(_mm512_set1_ps(s.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
+      upper = _mm512_fmadd_ps(_mm512_set1_ps(s.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
+      if (t.inv) upper = _mm512_mul_ps(upper, _mm512_set1_ps(t.inv[row]));
+      // ≥ so that ties are re-scored too.
+      __mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ);
+      for (; m; m &= m - 1) {
+        const int64_t qi = lane + __builtin_ctz(m);
+        if (qi >= q.nq) break;
+        float exact = exact_dot(q.f32.data() + qi * q.d, t.v + row * q.d, q.d);
+        if (t.inv) exact *= t.inv[row];
+        HeapView heap = heaps.at(qi);
+        if (exact > heap.threshold()) {
+          heap.push({exact, t.id0 + row});
+          s.thr[qi] = lowered(heap.threshold());
+        }
+      }
+    }
+  }
+}
+
+using Kernel = void (*)(const ScreenQueries&, int64_t, const ScreenTile&, int64_t, HeapSet&, ScreenScratch&);
+template <ScreenFormat F, int QB, int... R>
+constexpr Kernel kernel_for(int r, std::integer_sequence<int, R...>) {
+  constexpr Kernel table[] = {kernel<F, R + 1, QB>...};
+  return table[r - 1];
+}
+
+// All tile rows against query blocks b0 .. b0 + QB, in groups of rows that
+// keep R·QB accumulators in registers.
+template <ScreenFormat F, int QB>
+void sweep(const ScreenQueries& q, int64_t b0, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  constexpr int G = QB == 3 ? 8 : 12;
+  for (int64_t r0 = 0; r0 < t.rows; r0 += G) {
+    const int r = static_cast<int>(std::min<int64_t>(G, t.rows - r0));
+    kernel_for<F, QB>(r, std::make_integer_sequence<int, G>{})(q, b0, t, r0, heaps, s);
+  }
+}
+
+// Query blocks outermost: a group of two (three or one where the count is
+// odd; ≤ 48 KiB at d = 512) stays in L1 while the tile's rows stream past.
+template <ScreenFormat F>
+void scan(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  const int first = q.blocks % 2 == 0 ? 2 : q.blocks == 1 ? 1 : 3;
+  for (int64_t b0 = 0; b0 < q.blocks;) {
+    const int qb = b0 == 0 ? first : 2;
+    if (qb == 1) sweep<F, 1>(q, b0, t, heaps, s);
+    else if (qb == 2) sweep<F, 2>(q, b0, t, heaps, s);
+    else sweep<F, 3>(q, b0, t, heaps, s);
+    b0 += qb;
+  }
+}
+
+}  // namespace
+
+bool screening_available(ScreenFormat f) {
+  static const bool bw = __builtin_cpu_supports("avx512bw");
+  static const bool bf16 = bw && __builtin_cpu_supports("avx512bf16");
+  static const bool vnni = bw && __builtin_cpu_supports("avx512vnni");
+  return f == ScreenFormat::Bf16 ? bf16 : vnni;
+}
+
+const char* screen_format_name(ScreenFormat f) { return f == ScreenFormat::Bf16 ? "bf16" : "int8"; }
+
+ScreenFrame fit_screen_frame(const MatrixView& rows) {
+  // Two passes over the sample row by row: fresh memory costs page faults,
+  // which are slow under virtualisation.
+  const int64_t d = rows.cols, stride = std::max<int64_t>(1, rows.rows / 4096);
+  std::vector<float> x(d);
+  auto each_sample = [&](auto&& fn) {
+    for (int64_t i = 0; i < rows.rows; i += stride) {
+      rows_to_f32(rows, i, 1, x.data());
+      if (std::all_of(x.begin(), x.end(), [](float v) { return std::isfinite(v); })) fn();  // the scan reports the rest
+    }
+  };
+  std::vector<double> sum(d, 0.0), sq(d, 0.0);
+  int64_t n = 0;
+  each_sample([&] {
+    for (int64_t j = 0; j < d; ++j) sum[j] += x[j], sq[j] += double(x[j]) * x[j];
+    ++n;
+  });
+  if (n == 0) return {};
+  ScreenFrame f{std::vector<float>(d), std::vector<float>(d)};
+  std::vector<double> spread(d);
+  double mean_var = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    f.mu[j] = static_cast<float>(sum[j] / n);
+    spread[j] = std::sqrt(std::max(0.0, sq[j] / n - double(f.mu[j]) * f.mu[j]));
+    mean_var += spread[j] * spread[j] / d;
+  }
+  if (!(mean_var > 0) || !std::isfinite(mean_var)) return {};
+  // c_j ≈ spread_j / rms spread, as a power of two in [2⁻⁸, 2⁸].
+  for (int64_t j = 0; j < d; ++j) {
+    const double e = spread[j] > 0 ? std::round(std::log2(spread[j] / std::sqrt(mean_var))) : -8.0;
+    f.inv_c[j] = std::ldexp(1.0f, -static_cast<int>(std::clamp(e, -8.0, 8.0)));
+  }
+  // The frame costs a subtraction and a product per value: keep it only where
+  // it shrinks the rounding step (max|y| against max|x|) by a quarter.
+  double raw = 0, mapped = 0;
+  each_sample([&] {
+    float mx = 0, my = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      mx = std::max(mx, std::fabs(x[j]));
+      my = std::max(my, std::fabs((x[j] - f.mu[j]) * f.inv_c[j]));
+    }
+    raw += mx;
+    mapped += my;
+  });
+  return mapped < 0.75 * raw ? f : ScreenFrame{};
+}
+
+ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d) {
+  ScreenQueries out;
+  out.format = f;
+  out.nq = nq;
+  out.d = d;
+  out.steps = (d + per_step(f) - 1) / per_step(f);
+  out.blocks = (nq + kLanes - 1) / kLanes;
+  out.frame = std::move(frame);
+  out.f32.assign(q, q + nq * d);
+  const size_t lanes = static_cast<size_t>(out.blocks * kLanes);
+  for (auto* v : {&out.scale, &out.base, &out.norm, &out.slack, &out.rescore}) v->assign(lanes, 0.0f);
+  out.offset.assign(lanes, 0);
+  out.packed.assign(lanes * out.steps, 0);
+  // a = q∘c: the queries take the frame's scale inverted and no shift.
+  const bool framed = !out.frame.identity();
+  std::vector<float> c(d), zero(d, 0.0f);
+  for (int64_t j = 0; j < d && framed; ++j) c[j] = 1.0f / out.frame.inv_c[j];
+  double mu_norm = 0;
+  for (float m : out.frame.mu) mu_norm += double(m) * m;
+  mu_norm = std::sqrt(mu_norm);
+  const Map map{zero.data(), c.data()};
+  std::vector<uint32_t> row(static_cast<size_t>(out.steps));
+  const double t = accumulation_slack(d);
+  for (int64_t i = 0; i < nq; ++i) {
+    std::fill(row.begin(), row.end(), 0u);  // padding values must be zero
+    const float* qi = q + i * d;
+    const Rounded r = rounder(f, framed)(qi, map, d, row.data(), false);
+    require(std::isfinite(r.x) && std::isfinite(r.y) && std::isfinite(r.err),
+            "queries: row " + std::to_string(i) + " is too large, its squared norm overflows fp32");
+    const int64_t b = i / kLanes, l = i % kLanes;
+    for (int64_t p = 0; p < out.steps; ++p) out.packed[(b * out.steps + p) * kLanes + l] = row[p];
+    double qmu = 0;
+    for (int64_t j = 0; j < d && framed; ++j) qmu += double(qi[j]) * out.frame.mu[j];
+    out.scale[i] = r.scale;
+    out.offset[i] = 128 * r.sum;
+    out.base[i] = static_cast<float>(qmu + (t * r.x * mu_norm + std::fabs(qmu) * 1e-6));
+    out.norm[i] = up(r.y);
+    out.slack[i] = up(r.err + t * (r.y + r.err));
+    out.rescore[i] = up(t * r.x);
+  }
+  return out;
+}
+
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  const int64_t d = q.d, nb = t.rows;
+  const size_t cells = static_cast<size_t>(nb * q.steps);
+  if (d % per_step(q.format)) s.rows.assign(cells, 0);  // bf16 padding must be finite
+  else s.rows.resize(cells);
+  for (auto* v : {&s.scale, &s.err, &s.norm, &s.vnorm}) v->resize(static_cast<size_t>(nb));
+  const RoundFn round = rounder(q.format, !q.frame.identity());
+  const Map map{q.frame.mu.data(), q.frame.inv_c.data()};
+  for (int64_t j = 0; j < nb; ++j) {
+    const Rounded r = round(t.v + j * d, map, d, s.rows.data() + j * q.steps, true);
+    // A NaN/Inf would make every screened score unordered and silently skipped.
+    if (!std::isfinite(r.x) || !std::isfinite(r.err))
+      fail("vocabulary: row " + std::to_string(t.id0 + j) + " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+    // The subtraction in y rounds: ‖b − y‖ ≤ 2⁻²⁴‖y‖ joins the measured error.
+    const double err = r.err + r.y * 0x1p-23;
+    s.scale[j] = r.scale;
+    s.err[j] = up(err);
+    s.norm[j] = up(r.y + err);
+    s.vnorm[j] = up(r.x);
+  }
+  s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
+  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(heaps.at(i).threshold());
+  if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, t, heaps, s);
+  else scan<ScreenFormat::Bf16>(q, t, heaps, s);
+}
+
+}  // namespace cl
