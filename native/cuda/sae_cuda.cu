@@ -216,23 +216,10 @@ __global__ void renormalise_rows(int d, float* __restrict__ D) {
 
 void launched(const char* kernel) { check(cudaGetLastError(), kernel); }
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
 template <class T>
-using Device = std::unique_ptr<T, CudaFree>;
-
-template <class T>
-Device<T> device(int64_t n, const char* what) {
-  void* p = nullptr;
-  check(cudaMalloc(&p, std::max<int64_t>(n, 1) * sizeof(T)), what);
-  return Device<T>(static_cast<T*>(p));
-}
-
-template <class T>
-void to_host(std::vector<T>& dst, const Device<T>& src, int64_t n, const char* what) {
+void to_host(std::vector<T>& dst, const DeviceBuffer<T>& src, int64_t n, const char* what) {
   dst.resize(n);
-  check(cudaMemcpy(dst.data(), src.get(), n * sizeof(T), cudaMemcpyDeviceToHost), what);
+  download(dst.data(), src.get(), n, what);
 }
 
 int grid_for(int64_t count, int threads) { return int(std::min<int64_t>((count + threads - 1) / threads, 65535)); }
@@ -252,12 +239,12 @@ struct CudaSaeStep::Impl {
   SaeLayout lay;
   int64_t t;
   std::vector<int64_t> fired;
-  Device<float> p, grad;  // parameters + moments (3P), gradients (P)
+  DeviceBuffer<float> p, grad;  // parameters + moments (3P), gradients (P)
   // Per-batch buffers for up to `cap` items.
   int64_t cap = 0;
-  Device<float> x, xc, r, F, G;
-  Device<double> l1, sq, var;
-  Device<int> active, count;
+  DeviceBuffer<float> x, xc, r, F, G;
+  DeviceBuffer<double> l1, sq, var;
+  DeviceBuffer<int> active, count;
   std::vector<float> staging;
 
   Impl(const SaeConfig& c, int64_t steps) : cfg(c), lay(c.d, c.m), t(steps), fired(c.m, 0) {}
@@ -265,14 +252,14 @@ struct CudaSaeStep::Impl {
   void reserve(int64_t n) {
     if (n <= cap) return;
     const int64_t d = cfg.d, m = cfg.m;
-    x = device<float>(n * d, "cudaMalloc (batch)");
-    xc = device<float>(n * d, "cudaMalloc (centred batch)");
-    r = device<float>(n * d, "cudaMalloc (residual)");
-    F = device<float>(n * m, "cudaMalloc (codes)");
-    G = device<float>(n * m, "cudaMalloc (code gradients)");
-    l1 = device<double>(n, "cudaMalloc (row sums)");
-    sq = device<double>(n, "cudaMalloc (row errors)");
-    active = device<int>(n, "cudaMalloc (row counts)");
+    x = device_alloc<float>(n * d, "cudaMalloc (batch)");
+    xc = device_alloc<float>(n * d, "cudaMalloc (centred batch)");
+    r = device_alloc<float>(n * d, "cudaMalloc (residual)");
+    F = device_alloc<float>(n * m, "cudaMalloc (codes)");
+    G = device_alloc<float>(n * m, "cudaMalloc (code gradients)");
+    l1 = device_alloc<double>(n, "cudaMalloc (row sums)");
+    sq = device_alloc<double>(n, "cudaMalloc (row errors)");
+    active = device_alloc<int>(n, "cudaMalloc (row counts)");
     cap = n;
   }
 
@@ -284,7 +271,7 @@ struct CudaSaeStep::Impl {
       if (!std::isfinite(staging[q]))
         fail("sae step " + std::to_string(t + 1) + ": feature item " + std::to_string(r0 + q / d) + " column " +
              std::to_string(q % d) + " is " + (std::isnan(staging[q]) ? "NaN" : "Inf"));
-    check(cudaMemcpy(x.get(), staging.data(), n * d * sizeof(float), cudaMemcpyHostToDevice), "upload of the batch");
+    cl::upload(x.get(), staging.data(), n * d, "upload of the batch");
   }
 
   // pre = x̄ W_eᵀ + b_e → f; x̂ − x → g; then the statistics (host, double).
@@ -374,23 +361,21 @@ CudaSaeStep::CudaSaeStep(const SaeConfig& cfg, const float* storage, int64_t ste
   require(steps >= 0, "CUDA sae step: steps must be >= 0, got " + std::to_string(steps));
   require(cuda_available(), "CUDA: no usable GPU (cudaGetDeviceCount found none or the driver is missing)");
   impl_.reset(new Impl(cfg, steps));
-  impl_->p = device<float>(impl_->lay.total(), "cudaMalloc (parameters and moments)");
-  impl_->grad = device<float>(impl_->lay.params, "cudaMalloc (gradients)");
-  impl_->var = device<double>(cfg.d, "cudaMalloc (column variances)");
-  impl_->count = device<int>(cfg.m, "cudaMalloc (firing counts)");
+  impl_->p = device_alloc<float>(impl_->lay.total(), "cudaMalloc (parameters and moments)");
+  impl_->grad = device_alloc<float>(impl_->lay.params, "cudaMalloc (gradients)");
+  impl_->var = device_alloc<double>(cfg.d, "cudaMalloc (column variances)");
+  impl_->count = device_alloc<int>(cfg.m, "cudaMalloc (firing counts)");
   upload(storage);
 }
 
 CudaSaeStep::~CudaSaeStep() = default;
 
 void CudaSaeStep::upload(const float* storage) {
-  check(cudaMemcpy(impl_->p.get(), storage, impl_->lay.total() * sizeof(float), cudaMemcpyHostToDevice),
-        "upload of parameters");
+  cl::upload(impl_->p.get(), storage, impl_->lay.total(), "upload of parameters");
 }
 
 void CudaSaeStep::download(float* storage) const {
-  check(cudaMemcpy(storage, impl_->p.get(), impl_->lay.total() * sizeof(float), cudaMemcpyDeviceToHost),
-        "download of parameters");
+  cl::download(storage, impl_->p.get(), impl_->lay.total(), "download of parameters");
 }
 
 SaeStats CudaSaeStep::step(const MatrixView& x, int64_t r0, int64_t n) {

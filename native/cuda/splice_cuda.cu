@@ -27,29 +27,6 @@
 namespace cl {
 namespace {
 
-struct CudaFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
-template <typename T>
-using DevicePtr = std::unique_ptr<T[], CudaFree>;
-
-template <typename T>
-DevicePtr<T> device_alloc(int64_t n, const char* what) {
-  void* p = nullptr;
-  check(cudaMalloc(&p, sizeof(T) * std::max<int64_t>(n, 1)), what);
-  return DevicePtr<T>(static_cast<T*>(p));
-}
-
-template <typename T>
-void upload(T* dst, const T* src, int64_t n, const char* what) {
-  check(cudaMemcpy(dst, src, sizeof(T) * n, cudaMemcpyHostToDevice), what);
-}
-
-template <typename T>
-void download(T* dst, const T* src, int64_t n, const char* what) {
-  check(cudaMemcpy(dst, src, sizeof(T) * n, cudaMemcpyDeviceToHost), what);
-}
-
 constexpr int kTile = 64, kTileK = 16, kThreads = 256;
 constexpr int kCertifyEvery = 10;
 constexpr int64_t kBatchBytes = int64_t(4) << 30;  // device memory for one batch of samples
@@ -297,8 +274,8 @@ class Solver {
   int64_t c_, d_;
   SpliceOptions opt_;
   double inv_L_;
-  DevicePtr<double> C_, Z_, U_, X_, Y_, P_, S_, t_, obj_, gap_;
-  DevicePtr<int32_t> rows_;
+  DeviceBuffer<double> C_, Z_, U_, X_, Y_, P_, S_, t_, obj_, gap_;
+  DeviceBuffer<int32_t> rows_;
 };
 
 }  // namespace

@@ -24,28 +24,6 @@ constexpr int64_t kCandidateBytes = int64_t(512) << 20;
 constexpr int64_t kStagingBytes = int64_t(64) << 20;  // per staging buffer
 constexpr int64_t kMaxRowTiles = 65535;               // grid.y limit
 
-template <typename T>
-class DeviceArray {
- public:
-  DeviceArray() = default;
-  explicit DeviceArray(size_t n, const char* what) : n_(n) {
-    check(cudaMalloc(&p_, n * sizeof(T) + (n == 0)), what);
-  }
-  ~DeviceArray() { cudaFree(p_); }
-  DeviceArray(DeviceArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
-  DeviceArray& operator=(DeviceArray&& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(n_, o.n_);
-    return *this;
-  }
-  T* get() const { return p_; }
-  size_t size() const { return n_; }
-
- private:
-  T* p_ = nullptr;
-  size_t n_ = 0;
-};
-
 // Page-locked host buffer: the source of asynchronous uploads.
 class PinnedBuffer {
  public:
@@ -134,11 +112,11 @@ struct CudaTopK::Impl {
   int64_t rows_seen = 0;
   bool broken = false;
 
-  DeviceArray<float> q, top_s, thr_s, cand_s, inv;
-  DeviceArray<long long> top_i, thr_i, cand_i;
-  DeviceArray<int> cand_n, flags;
-  DeviceArray<unsigned long long> zero_row;
-  DeviceArray<char> rows[2];
+  DeviceBuffer<float> q, top_s, thr_s, cand_s, inv;
+  DeviceBuffer<long long> top_i, thr_i, cand_i;
+  DeviceBuffer<int> cand_n, flags;
+  DeviceBuffer<unsigned long long> zero_row;
+  DeviceBuffer<char> rows[2];
   PinnedBuffer staging[2];
   cudaStream_t copy = nullptr, compute = nullptr;
   cudaEvent_t copied[2] = {nullptr, nullptr}, consumed[2] = {nullptr, nullptr};
@@ -228,20 +206,20 @@ CudaTopK::CudaTopK(const float* queries, int64_t nq, int64_t d, int k, Metric me
   s.nq = nq, s.d = d, s.k = k, s.metric = metric;
   s.chunk = chunk_rows > 0 ? std::min(chunk_rows, kMaxRowTiles * kTile) : pick_chunk_rows(nq, d, k);
   s.cap = (s.chunk + kTile - 1) / kTile * std::min(k, kTile);
-  s.q = DeviceArray<float>(nq * d, "cudaMalloc (queries)");
-  s.top_s = DeviceArray<float>(nq * k, "cudaMalloc (top-k scores)");
-  s.top_i = DeviceArray<long long>(nq * k, "cudaMalloc (top-k ids)");
-  s.thr_s = DeviceArray<float>(nq, "cudaMalloc (thresholds)");
-  s.thr_i = DeviceArray<long long>(nq, "cudaMalloc (thresholds)");
-  s.cand_s = DeviceArray<float>(nq * s.cap, "cudaMalloc (candidate scores)");
-  s.cand_i = DeviceArray<long long>(nq * s.cap, "cudaMalloc (candidate ids)");
-  s.cand_n = DeviceArray<int>(nq, "cudaMalloc (candidate counts)");
-  s.flags = DeviceArray<int>(cudak::kFlagCount, "cudaMalloc (flags)");
-  s.zero_row = DeviceArray<unsigned long long>(1, "cudaMalloc (flags)");
-  if (metric == Metric::Cosine) s.inv = DeviceArray<float>(s.chunk, "cudaMalloc (row norms)");
+  s.q = device_alloc<float>(nq * d, "cudaMalloc (queries)");
+  s.top_s = device_alloc<float>(nq * k, "cudaMalloc (top-k scores)");
+  s.top_i = device_alloc<long long>(nq * k, "cudaMalloc (top-k ids)");
+  s.thr_s = device_alloc<float>(nq, "cudaMalloc (thresholds)");
+  s.thr_i = device_alloc<long long>(nq, "cudaMalloc (thresholds)");
+  s.cand_s = device_alloc<float>(nq * s.cap, "cudaMalloc (candidate scores)");
+  s.cand_i = device_alloc<long long>(nq * s.cap, "cudaMalloc (candidate ids)");
+  s.cand_n = device_alloc<int>(nq, "cudaMalloc (candidate counts)");
+  s.flags = device_alloc<int>(cudak::kFlagCount, "cudaMalloc (flags)");
+  s.zero_row = device_alloc<unsigned long long>(1, "cudaMalloc (flags)");
+  if (metric == Metric::Cosine) s.inv = device_alloc<float>(s.chunk, "cudaMalloc (row norms)");
   const size_t chunk_bytes = size_t(s.chunk * d) * sizeof(float);
   for (int b = 0; b < 2; ++b) {
-    s.rows[b] = DeviceArray<char>(chunk_bytes, "cudaMalloc (chunk buffer)");
+    s.rows[b] = device_alloc<char>(chunk_bytes, "cudaMalloc (chunk buffer)");
     s.staging[b] = PinnedBuffer(chunk_bytes);
     check(cudaEventCreateWithFlags(&s.copied[b], cudaEventDisableTiming), "cudaEventCreate");
     check(cudaEventCreateWithFlags(&s.consumed[b], cudaEventDisableTiming), "cudaEventCreate");
@@ -249,7 +227,7 @@ CudaTopK::CudaTopK(const float* queries, int64_t nq, int64_t d, int k, Metric me
   check(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking), "cudaStreamCreate");
   check(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking), "cudaStreamCreate");
 
-  check(cudaMemcpy(s.q.get(), qh.data(), qh.size() * sizeof(float), cudaMemcpyHostToDevice), "upload of queries");
+  upload(s.q.get(), qh.data(), int64_t(qh.size()), "upload of queries");
   check(cudaMemset(s.cand_n.get(), 0, nq * sizeof(int)), "cudaMemset");
   check(cudaMemset(s.flags.get(), 0, cudak::kFlagCount * sizeof(int)), "cudaMemset");
   check(cudaMemset(s.zero_row.get(), 0xff, sizeof(unsigned long long)), "cudaMemset");
@@ -297,8 +275,8 @@ void CudaTopK::result(float* scores, int64_t* ids) {
   const size_t n = size_t(s.nq) * s.k;
   std::vector<long long> id(n);
   check(cudaStreamSynchronize(s.compute), "scan");
-  check(cudaMemcpy(scores, s.top_s.get(), n * sizeof(float), cudaMemcpyDeviceToHost), "download of scores");
-  check(cudaMemcpy(id.data(), s.top_i.get(), n * sizeof(long long), cudaMemcpyDeviceToHost), "download of ids");
+  download(scores, s.top_s.get(), int64_t(n), "download of scores");
+  download(id.data(), s.top_i.get(), int64_t(n), "download of ids");
   for (size_t i = 0; i < n; ++i) {
     const bool empty = id[i] == cudak::kNoId;
     ids[i] = empty ? -1 : int64_t(id[i]);
