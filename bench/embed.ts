@@ -14,6 +14,7 @@ import { embedImages } from '../ts/encoders/embed-images.js';
 import { ImageEncoder } from '../ts/encoders/onnx.js';
 import { mapBounded, normaliseInto, preprocessPixels, preprocessSpec } from '../ts/images/preprocess.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { integer } from '../ts/cli/options.js';
 
 export interface EmbedBenchParams {
   images: number;
@@ -72,16 +73,16 @@ export function registerBenchEmbed(bench: Command): void {
   bench
     .command('embed')
     .description('images/s of decode + preprocess + SqueezeNet 1.1 (onnxruntime), with each stage\'s share of the time')
-    .option('--images <n>', 'ImageNet sample images to use', '96')
-    .option('--batch <n>', 'images per model call', '32')
-    .option('--concurrency <n>', 'images decoded at once', '2')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
-    .option('--repeats <n>', 'timed repeats (median)', '3')
+    .option('--images <n>', 'ImageNet sample images to use', integer('--images'), 96)
+    .option('--batch <n>', 'images per model call', integer('--batch'), 32)
+    .option('--concurrency <n>', 'images decoded at once', integer('--concurrency'), 2)
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', integer('--threads'))
+    .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
     .option('--fast-decode', 'JPEG shrink-on-load before resizing (as `embed --fast-decode`)')
     .option('--json', 'print one JSON object')
-    .action(async (o) => {
+    .action(async (o: { images: number; batch: number; concurrency: number; threads?: number; repeats: number; fastDecode?: boolean; json?: boolean }) => {
       const p: EmbedBenchParams = {
-        images: +o.images, batch: +o.batch, concurrency: +o.concurrency, threads: o.threads ? +o.threads : null, repeats: +o.repeats,
+        images: o.images, batch: o.batch, concurrency: o.concurrency, threads: o.threads ?? null, repeats: o.repeats,
         fastDecode: !!o.fastDecode,
       };
       printReport(await benchEmbed(p), !!o.json);

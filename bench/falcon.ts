@@ -10,6 +10,7 @@ import { openLaionCaptions, topCaptions } from '../ts/methods/falcon/captions.js
 import { unitRows, writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { progressBar } from '../ts/cli/progress.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { integer, listOption, oneOf } from '../ts/cli/options.js';
 
 export interface FalconCaptionParams {
   rows: number;
@@ -56,17 +57,17 @@ export function registerBenchFalcon(bench: Command): void {
   bench
     .command('falcon-captions')
     .description('FALCON caption retrieval: top-5 captions per image over a synthetic fp16 LAION-layout vocabulary streamed from disk')
-    .option('--rows <n>', 'caption vocabulary rows', '10000000')
-    .option('--dim <d>', 'embedding dimension', '512')
-    .option('--shard-rows <n>', 'rows per text_emb_{i}.npy shard', '1000000')
-    .option('--images <n>', 'image embeddings to caption', '64')
-    .option('--repeats <n>', 'timed repeats (median)', '1')
-    .option('--captions <kind>', 'caption files: parquet (LAION metadata_{i}.parquet) | txt', 'parquet')
-    .option('--variants <list>', 'comma list of per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine', 'per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine')
+    .option('--rows <n>', 'caption vocabulary rows', integer('--rows'), 10000000)
+    .option('--dim <d>', 'embedding dimension', integer('--dim'), 512)
+    .option('--shard-rows <n>', 'rows per text_emb_{i}.npy shard', integer('--shard-rows'), 1000000)
+    .option('--images <n>', 'image embeddings to caption', integer('--images'), 64)
+    .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 1)
+    .option('--captions <kind>', 'caption files: parquet (LAION metadata_{i}.parquet) | txt', oneOf('--captions', ['parquet', 'txt']), 'parquet')
+    .addOption(listOption('--variants <list>', 'comma list of per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine', 'per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine'))
     .option('--dir <path>', 'shard directory (generated when empty; kept); default a temporary one, removed after')
     .option('--json', 'print one JSON object')
-    .action(async (o) => {
-      const p: FalconCaptionParams = { rows: +o.rows, dim: +o.dim, shardRows: +o.shardRows, images: +o.images, repeats: +o.repeats, captions: o.captions, variants: String(o.variants).split(',') };
+    .action(async (o: FalconCaptionParams & { dir?: string; json?: boolean }) => {
+      const p: FalconCaptionParams = { rows: o.rows, dim: o.dim, shardRows: o.shardRows, images: o.images, repeats: o.repeats, captions: o.captions, variants: o.variants };
       const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'falcon-captions-'));
       mkdirSync(dir, { recursive: true });
       try {

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { fitElasticNet, standardisedRows, type GlmFit, type Mat } from '../ts/methods/le.js';
 import { randn } from '../ts/random.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { integer, listOption } from '../ts/cli/options.js';
 
 export interface GlmBenchParams {
   n: number;
@@ -75,17 +76,14 @@ export function registerBenchGlm(bench: Command): void {
   bench
     .command('glm')
     .description("elastic net for LE's concept ranking: coordinate descent vs GLM-SAGA (neurons/s, objective)")
-    .option('--n <n>', 'samples', '10000')
-    .option('--p <p>', 'concepts', '2000')
-    .option('--neurons <k>', 'neurons solved as one batch', '512')
-    .option('--repeats <r>', 'timed runs per solver (median)', '1')
-    .option('--solvers <list>', 'comma-separated: cd,saga', 'cd,saga')
+    .option('--n <n>', 'samples', integer('--n'), 10000)
+    .option('--p <p>', 'concepts', integer('--p'), 2000)
+    .option('--neurons <k>', 'neurons solved as one batch', integer('--neurons'), 512)
+    .option('--repeats <r>', 'timed runs per solver (median)', integer('--repeats'), 1)
+    .addOption(listOption('--solvers <list>', 'comma-separated: cd,saga', 'cd,saga'))
     .option('--json', 'print one JSON object')
-    .action(async (o: Record<string, string | boolean>) => {
-      const report = await benchGlm({
-        n: Number(o.n), p: Number(o.p), neurons: Number(o.neurons), repeats: Number(o.repeats),
-        solvers: String(o.solvers).split(','),
-      });
+    .action(async (o: GlmBenchParams & { json?: boolean }) => {
+      const report = await benchGlm({ n: o.n, p: o.p, neurons: o.neurons, repeats: o.repeats, solvers: o.solvers });
       printReport(report, Boolean(o.json));
     });
 }

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { rng } from '../ts/random.js';
 import { createTrainer, type SaeKind, type NativeSaeTrainer } from '../ts/methods/sae.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { integer, listOption } from '../ts/cli/options.js';
 
 export interface SaeBenchParams {
   d: number;
@@ -51,16 +52,15 @@ export async function benchSae(p: SaeBenchParams) {
 export function registerBenchSae(bench: Command): void {
   bench.command('sae')
     .description('SAE training step throughput (samples/s) for relu-l1, topk and batchtopk')
-    .option('--d <n>', 'input dimension', Number, 512)
-    .option('--expansion <n>', 'latents per input dimension', Number, 8)
-    .option('--batch <n>', 'batch size', Number, 4096)
-    .option('--k <n>', 'active latents (topk, batchtopk)', Number, 32)
-    .option('--repeats <n>', 'timed steps (median)', Number, 5)
-    .option('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk')
+    .option('--d <n>', 'input dimension', integer('--d'), 512)
+    .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
+    .option('--batch <n>', 'batch size', integer('--batch'), 4096)
+    .option('--k <n>', 'active latents (topk, batchtopk)', integer('--k'), 32)
+    .option('--repeats <n>', 'timed steps (median)', integer('--repeats'), 5)
+    .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk'))
     .option('--json', 'one JSON line')
-    .action(async (o) => {
-      const report = await benchSae({ d: o.d, expansion: o.expansion, batch: o.batch, k: o.k, repeats: o.repeats,
-        variants: String(o.variants).split(',') as SaeKind[] });
+    .action(async (o: SaeBenchParams & { json?: boolean }) => {
+      const report = await benchSae({ d: o.d, expansion: o.expansion, batch: o.batch, k: o.k, repeats: o.repeats, variants: o.variants });
       printReport(report, Boolean(o.json));
     });
 }

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { normaliseRows, solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
 import { gaussian, randn, rng } from '../ts/random.js';
 import { machine, median, printReport, timeMedian, type BenchRow } from './report.js';
+import { integer, listOption, number } from '../ts/cli/options.js';
 
 export interface SpliceBenchParams {
   n: number;
@@ -72,20 +73,19 @@ export function registerBenchSplice(bench: Command): void {
   bench
     .command('splice')
     .description('SpLiCE solvers (auto, fista, admm, ws) on the same planted data')
-    .option('--n <samples>', 'samples', '5000')
-    .option('--c <concepts>', 'dictionary size', '10000')
-    .option('--d <dim>', 'dimension', '512')
-    .option('--l1 <lambda>', 'λ', '0.25')
-    .option('--k <k>', 'planted concepts per sample', '10')
-    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', '0.02')
-    .option('--baseline-n <m>', 'samples the full-dictionary baselines (fista, admm) solve', '16')
-    .option('--repeats <n>', 'timed repeats for auto/ws (median)', '3')
-    .option('--solvers <list>', 'comma list of auto,fista,admm,ws', 'auto,fista,admm,ws')
+    .option('--n <samples>', 'samples', integer('--n'), 5000)
+    .option('--c <concepts>', 'dictionary size', integer('--c'), 10000)
+    .option('--d <dim>', 'dimension', integer('--d'), 512)
+    .option('--l1 <lambda>', 'λ', number('--l1'), 0.25)
+    .option('--k <k>', 'planted concepts per sample', integer('--k'), 10)
+    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', number('--noise'), 0.02)
+    .option('--baseline-n <m>', 'samples the full-dictionary baselines (fista, admm) solve', integer('--baseline-n'), 16)
+    .option('--repeats <n>', 'timed repeats for auto/ws (median)', integer('--repeats'), 3)
+    .addOption(listOption('--solvers <list>', 'comma list of auto,fista,admm,ws', 'auto,fista,admm,ws'))
     .option('--json', 'print one JSON object')
-    .action(async (o) => {
+    .action(async (o: SpliceBenchParams & { json?: boolean }) => {
       const p: SpliceBenchParams = {
-        n: +o.n, c: +o.c, d: +o.d, l1: +o.l1, k: +o.k, noise: +o.noise, baselineN: +o.baselineN, repeats: +o.repeats,
-        solvers: String(o.solvers).split(',') as SpliceSolverName[],
+        n: o.n, c: o.c, d: o.d, l1: o.l1, k: o.k, noise: o.noise, baselineN: o.baselineN, repeats: o.repeats, solvers: o.solvers,
       };
       printReport(await benchSplice(p), !!o.json);
     });

@@ -9,6 +9,7 @@ import { gaussian, rng } from '../ts/random.js';
 import { readNpy } from '../ts/io/npy.js';
 import { assetPath } from '../ts/assets.js';
 import { native } from '../ts/native.js';
+import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface TopkBenchParams {
@@ -114,20 +115,18 @@ export function registerBenchTopk(bench: Command): void {
   bench
     .command('topk')
     .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node')
-    .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", 'uniform')
-    .option('--n <rows>', 'vocabulary rows', '1000000')
-    .option('--q <queries>', 'queries', '1000')
-    .option('--d <dim>', 'dimension', '512')
-    .option('--k <k>', 'neighbours', '10')
-    .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', 'fp32')
-    .option('--repeats <n>', 'timed repeats (median)', '3')
-    .option('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss')
+    .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", oneOf('--data', ['uniform', 'clip-mix']), 'uniform')
+    .option('--n <rows>', 'vocabulary rows', integer('--n'), 1000000)
+    .option('--q <queries>', 'queries', integer('--q'), 1000)
+    .option('--d <dim>', 'dimension', integer('--d'), 512)
+    .option('--k <k>', 'neighbours', integer('--k'), 10)
+    .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', oneOf('--dtype', ['fp32', 'fp16']), 'fp32')
+    .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
+    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
     .option('--json', 'print one JSON object')
-    .action(async (o) => {
-      if (o.data !== 'uniform' && o.data !== 'clip-mix') throw new Error(`--data: expected 'uniform' or 'clip-mix', got '${o.data}'`);
+    .action(async (o: TopkBenchParams & { json?: boolean }) => {
       const p: TopkBenchParams = {
-        data: o.data, n: +o.n, q: +o.q, d: +o.d, k: +o.k, dtype: o.dtype, repeats: +o.repeats,
-        contenders: String(o.contenders).split(','),
+        data: o.data, n: o.n, q: o.q, d: o.d, k: o.k, dtype: o.dtype, repeats: o.repeats, contenders: o.contenders,
       };
       printReport(await benchTopk(p), !!o.json);
     });

@@ -5,24 +5,25 @@ import { preprocessSpec } from '../images/preprocess.js';
 import { embedImages, type LabelSource } from '../encoders/embed-images.js';
 import type { Pool } from '../encoders/onnx.js';
 import { progressBar } from './progress.js';
+import { integer, oneOf } from './options.js';
 
 interface EmbedCliOptions {
   model?: string;
   standin?: boolean;
   images: string;
   preprocess: string;
-  resize?: string;
-  crop?: string;
+  resize?: number;
+  crop?: number;
   layer?: string;
-  pool: string;
+  pool: Pool;
   output?: string;
   input?: string;
   out: string;
   labelsOut?: string;
-  labelSource: string;
+  labelSource: LabelSource;
   classes?: string;
-  batch: string;
-  threads?: string;
+  batch: number;
+  threads?: number;
   normalize?: boolean;
   fp16?: boolean;
   restart?: boolean;
@@ -30,23 +31,11 @@ interface EmbedCliOptions {
   json?: boolean;
 }
 
-function positiveInt(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
-  return n;
-}
-
-function oneOf<T extends string>(name: string, v: string, allowed: readonly T[]): T {
-  if (!allowed.includes(v as T)) throw new Error(`${name} must be one of ${allowed.join('|')}, got '${v}'`);
-  return v as T;
-}
-
 async function run(o: EmbedCliOptions): Promise<void> {
   if (!o.model === !o.standin) throw new Error('give either --model M.onnx or --standin');
   const spec = preprocessSpec(o.standin ? 'imagenet' : o.preprocess, {
-    ...(o.resize ? { resize: positiveInt('--resize', o.resize) } : {}),
-    ...(o.crop ? { crop: positiveInt('--crop', o.crop) } : {}),
+    ...(o.resize ? { resize: o.resize } : {}),
+    ...(o.crop ? { crop: o.crop } : {}),
     fastShrinkOnLoad: !!o.fastDecode,
   });
   const bar = progressBar('embed', 'images', !o.json && process.stderr.isTTY && !process.env.CI);
@@ -58,14 +47,14 @@ async function run(o: EmbedCliOptions): Promise<void> {
       model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: o.out, spec,
       encoder: {
         layer: o.layer, output: o.output, input: o.input,
-        pool: oneOf<Pool>('--pool', o.pool, ['avg', 'max', 'first', 'none']),
+        pool: o.pool,
         normalize: !!o.normalize, dtype: o.fp16 ? 'float16' : 'float32',
-        threads: positiveInt('--threads', o.threads), batchSize: positiveInt('--batch', o.batch),
+        threads: o.threads, batchSize: o.batch,
       },
       labelsOut: o.labelsOut,
-      labelSource: oneOf<LabelSource>('--label-source', o.labelSource, ['auto', 'wnid', 'folder']),
+      labelSource: o.labelSource,
       classesFile: o.classes,
-      batchSize: positiveInt('--batch', o.batch),
+      batchSize: o.batch,
       signal: ac.signal,
       onProgress: (done, total) => bar.update(done, total),
     });
@@ -94,17 +83,17 @@ export function registerEmbed(program: Command): void {
     .requiredOption('--images <dir>', 'folder of images (recursive)')
     .requiredOption('--out <path>', 'output .npy, [images, features]')
     .option('--preprocess <preset>', 'clip | imagenet', 'imagenet')
-    .option('--resize <n>', 'shorter side after resizing (overrides the preset)')
-    .option('--crop <n>', 'centre crop side (overrides the preset)')
+    .option('--resize <n>', 'shorter side after resizing (overrides the preset)', integer('--resize'))
+    .option('--crop <n>', 'centre crop side (overrides the preset)', integer('--crop'))
     .option('--layer <name>', 'tap this intermediate tensor instead of an output')
-    .option('--pool <how>', 'pooling of a tapped tensor: avg | max | first | none', 'avg')
+    .option('--pool <how>', 'pooling of a tapped tensor: avg | max | first | none', oneOf<Pool>('--pool', ['avg', 'max', 'first', 'none']), 'avg')
     .option('--output <name>', 'model output to keep (default: the first)')
     .option('--input <name>', 'model input for the images (default: by convention)')
     .option('--labels-out <path>', 'also write int64 labels, one per row')
-    .option('--label-source <how>', 'auto | wnid (nXXXXXXXX_ file names) | folder (class folders)', 'auto')
+    .option('--label-source <how>', 'auto | wnid (nXXXXXXXX_ file names) | folder (class folders)', oneOf<LabelSource>('--label-source', ['auto', 'wnid', 'folder']), 'auto')
     .option('--classes <file>', 'class list, one per line: label = line index (default: sorted classes present)')
-    .option('--batch <n>', 'images per model call', '32')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)')
+    .option('--batch <n>', 'images per model call', integer('--batch'), 32)
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', integer('--threads'))
     .option('--normalize', 'L2-normalise every row')
     .option('--fp16', 'store rows as float16')
     .option('--fast-decode', 'let JPEGs decode at a reduced scale before resizing (faster, pixels differ slightly)')

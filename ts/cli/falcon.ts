@@ -4,7 +4,7 @@
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readNpy } from '../io/npy.js';
 import { openCaptions } from '../methods/falcon/captions.js';
@@ -15,12 +15,7 @@ import { lowlyActivating } from '../methods/falcon/scores.js';
 import { openRunInputs } from '../methods/falcon/adapters.js';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { progressBar } from './progress.js';
-
-const num = (name: string) => (v: string) => {
-  const x = Number(v);
-  if (!Number.isFinite(x)) throw new InvalidArgumentError(`${name}: expected a number, got '${v}'`);
-  return x;
-};
+import { integer, number } from './options.js';
 
 function readF32Matrix(path: string, cols?: number): { data: Float32Array; rows: number; cols: number } {
   const a = readNpy(path);
@@ -43,8 +38,8 @@ function registerGroups(falcon: Command): void {
     .description('Feature groups: images whose features at or above mean + 5·std of the row-normalised representations are exactly the same set')
     .requiredOption('--representations <npy>', 'N × D representations (float32 or float16)')
     .requiredOption('--out <json>', 'groups.json: group key ("3,17") → ascending image indices')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
-    .option('--more-than <n>', 'keep groups with more than this many images', num('more-than'), 10)
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .action(async (o: { representations: string; out: string; sigmas: number; moreThan: number }) => {
       const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas });
       const groups = groupImages(f.sets, o.moreThan);
@@ -68,10 +63,10 @@ function registerExplain(falcon: Command): void {
     .option('--crop-embeddings <npy>', 'embeddings of the group\'s GradCAM crops, one row per group image in ascending order (captions and interpretability)')
     .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line (default: the .npy path with .txt)')
-    .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', num('temperature'), 100)
+    .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', number('--temperature'), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
-    .option('--more-than <n>', 'keep groups with more than this many images', num('more-than'), 10)
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--out <dir>', 'write groups/<key>.json and concepts.csv here')
     .action(async (o: ExplainOpts) => {
       const rep = readRepresentations(o.representations);
@@ -114,11 +109,11 @@ function registerRun(falcon: Command): void {
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line')
     .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)')
     .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
-    .option('--batch <n>', 'images per model call', num('batch'), 32)
-    .option('--max-groups <n>', 'explain at most this many groups, largest first', num('max-groups'))
-    .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', num('temperature'), 100)
+    .option('--batch <n>', 'images per model call', integer('--batch'), 32)
+    .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))
+    .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature'), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', num('sigmas'), 5)
+    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
     .action(async (o: RunOpts) => {
       const inputs = await openRunInputs(o);
       const bars = new Map<string, ReturnType<typeof progressBar>>();
@@ -138,8 +133,8 @@ function registerDemo(falcon: Command): void {
   falcon.command('demo')
     .description('Offline demo on the bundled assets: SqueezeNet fire22 over the ImageNet samples, LVIS CLIP text embeddings as captions (crops embedded through a classifier bridge; see ts/methods/falcon/demo.ts)')
     .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
-    .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', num('more-than'), 2)
-    .option('--max-groups <n>', 'explain at most this many groups, largest first', num('max-groups'), 12)
+    .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', integer('--more-than', 0), 2)
+    .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'), 12)
     .action(async (o: { out: string; moreThan: number; maxGroups: number }) => {
       const inputs = await squeezenetDemoInputs();
       console.error(`classifier bridge: ${inputs.matched} of 1000 ImageNet classes have an LVIS namesake`);

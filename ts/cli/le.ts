@@ -11,6 +11,7 @@ import { halvesToFloats } from '../io/fp16.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../methods/le-csv.js';
 import { progressBar } from './progress.js';
+import { integer, number } from './options.js';
 
 /** A 2-D float32/float64 .npy as a float32 matrix. */
 export function readMatrix(path: string, what: string): Mat {
@@ -43,9 +44,9 @@ function readInts(path: string, what: string): Int32Array {
 
 interface SplitOpts {
   splits?: string;
-  seed: string;
+  seed: number;
 }
-const splitFor = (o: SplitOpts, n: number): Split => (o.splits ? readSplit(o.splits, n) : seededSplit(n, Number(o.seed)));
+const splitFor = (o: SplitOpts, n: number): Split => (o.splits ? readSplit(o.splits, n) : seededSplit(n, o.seed));
 
 function report(label: string, scores: Float64Array): string {
   const s = summarise(scores);
@@ -69,8 +70,8 @@ interface ExplainOpts extends SplitOpts {
   out: string;
   solver: 'cd' | 'saga';
   layer?: string;
-  maxLength: string;
-  tolerance: string;
+  maxLength: number;
+  tolerance: number;
   quiet?: boolean;
 }
 
@@ -91,7 +92,7 @@ async function explain(o: ExplainOpts): Promise<void> {
   process.once('SIGINT', () => ac.abort());
   try {
     const exps = await explainNeurons(A, P, names, {
-      split, solver: o.solver, layer: o.layer, maxLength: Number(o.maxLength), tolerance: Number(o.tolerance),
+      split, solver: o.solver, layer: o.layer, maxLength: o.maxLength, tolerance: o.tolerance,
       signal: ac.signal, onProgress: (d, t) => bar.update(d, t),
     });
     bar.stop();
@@ -133,7 +134,7 @@ interface AblateOpts extends SimulateOpts {
   headBias: string;
   labels: string;
   mode: 'optim' | 'norm';
-  temperature: string;
+  temperature: number;
 }
 
 function ablateCmd(o: AblateOpts): void {
@@ -142,15 +143,15 @@ function ablateCmd(o: AblateOpts): void {
   const b = readNpy(o.headBias);
   if (b.dtype !== 'float32' && b.dtype !== 'float64') throw new Error(`head bias ${o.headBias}: expected float32 or float64, got ${b.dtype}`);
   const scores = ablationScores(exps, P, names, A, {
-    head: { W, b: Float32Array.from(b.data as Float32Array | Float64Array) }, labels: readInts(o.labels, 'labels'), split, mode: o.mode, temperature: Number(o.temperature),
+    head: { W, b: Float32Array.from(b.data as Float32Array | Float64Array) }, labels: readInts(o.labels, 'labels'), split, mode: o.mode, temperature: o.temperature,
   });
   console.log(report(`simulation ablation (${o.mode}, test split)`, scores));
   if (o.out) writeExplanationsCsv(o.out, scored(exps, `sim ablation(${o.mode})`, scores));
 }
 
-function showCmd(o: { explanations: string; limit: string }): void {
+function showCmd(o: { explanations: string; limit: number }): void {
   const exps = readExplanationsCsv(o.explanations);
-  for (const e of exps.slice(0, Number(o.limit))) console.log(`unit ${e.unit}: ${formatExplanation(e)}`);
+  for (const e of exps.slice(0, o.limit)) console.log(`unit ${e.unit}: ${formatExplanation(e)}`);
   const columns = Object.keys(exps[0]?.extra ?? {}).filter((c) => c.startsWith('sim '));
   for (const c of columns) {
     const vals = exps.map((e) => Number(e.extra[c])).filter(Number.isFinite);
@@ -164,8 +165,8 @@ interface ConceptsOpts {
   names: string;
   out: string;
   namesOut: string;
-  a: string;
-  b: string;
+  a: number;
+  b: number;
   calibrateLabels?: string;
   classConcepts?: string;
   filter: boolean;
@@ -177,7 +178,7 @@ async function conceptsCmd(o: ConceptsOpts): Promise<void> {
   const text = readEmbeddings(o.text, 'concept text embeddings');
   if (names.length !== text.rows) throw new Error(`concept names ${o.names}: has ${names.length} names, but ${o.text} has ${text.rows} rows`);
   const cos = await conceptCosines(readEmbeddings(o.embeddings, 'image embeddings'), text);
-  let a = Number(o.a), b = Number(o.b);
+  let { a, b } = o;
   if (o.calibrateLabels) {
     if (!o.classConcepts) throw new Error('--calibrate-labels needs --class-concepts (one concept name per class id, comma-separated)');
     const classes = o.classConcepts.split(',').map((c) => c.trim());
@@ -207,7 +208,7 @@ async function conceptsCmd(o: ConceptsOpts): Promise<void> {
 
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
-    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', '0');
+    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', integer('--seed', 0), 0);
 
 const scoringOptions = (c: Command) =>
   splitOptions(c.requiredOption('--explanations <csv>', 'explanations in the reference CSV layout')
@@ -226,8 +227,8 @@ export function registerLe(program: Command): void {
     .requiredOption('--out <csv>', 'output CSV')
     .option('--solver <cd|saga>', "elastic net: exact coordinate descent, or the reference's GLM-SAGA", 'cd')
     .option('--layer <name>', 'layer name for the CSV')
-    .option('--max-length <n>', 'most concepts per explanation', '10')
-    .option('--tolerance <r>', 'least validation-correlation gain to keep a concept', '0.02')
+    .option('--max-length <n>', 'most concepts per explanation', integer('--max-length'), 10)
+    .option('--tolerance <r>', 'least validation-correlation gain to keep a concept', number('--tolerance'), 0.02)
     .option('--quiet', 'print only the summary'))
     .action((o: ExplainOpts, c: Command) => run(c, () => explain(o)));
   scoringOptions(le.command('simulate').description('correlation scoring: Pearson r of simulated vs true activations on the test split'))
@@ -237,7 +238,7 @@ export function registerLe(program: Command): void {
     .requiredOption('--head-bias <npy>', 'its bias, classes values')
     .requiredOption('--labels <npy>', 'class label per sample (1-D integers)')
     .option('--mode <optim|norm>', 'fit the simulation on val (optim) or match its statistics (norm)', 'optim')
-    .option('--temperature <T>', 'logits are divided by T', '1.1')
+    .option('--temperature <T>', 'logits are divided by T', number('--temperature'), 1.1)
     .action((o: AblateOpts, c: Command) => run(c, () => ablateCmd(o)));
   le.command('concepts')
     .description('LE(CLIP) concept matrix: P = sigmoid(a·(cos(image, concept text) + b)), then keep concepts whose top-5 mean ≥ 0.5')
@@ -246,14 +247,14 @@ export function registerLe(program: Command): void {
     .requiredOption('--names <txt>', 'one name per concept row')
     .requiredOption('--out <npy>', 'P, images × kept concepts (float32)')
     .requiredOption('--names-out <txt>', 'names of the kept concepts')
-    .option('--a <a>', 'sigmoid slope (the reference explainer: 60)', '60')
-    .option('--b <b>', 'sigmoid shift (the reference explainer: -0.09)', '-0.09')
+    .option('--a <a>', 'sigmoid slope (the reference explainer: 60)', number('--a'), 60)
+    .option('--b <b>', 'sigmoid shift (the reference explainer: -0.09)', number('--b'), -0.09)
     .option('--calibrate-labels <npy>', 'calibrate (a, b) by grid search against these class labels')
     .option('--class-concepts <list>', 'with --calibrate-labels: the concept name of each class id, comma-separated')
     .option('--no-filter', 'keep every concept')
     .action((o: ConceptsOpts, c: Command) => run(c, () => conceptsCmd(o)));
   le.command('show').description('print explanations in text form and the mean ± sem of their score columns')
     .requiredOption('--explanations <csv>', 'explanations CSV')
-    .option('--limit <n>', 'explanations to print', '10')
-    .action((o: { explanations: string; limit: string }, c: Command) => run(c, () => showCmd(o)));
+    .option('--limit <n>', 'explanations to print', integer('--limit', 0), 10)
+    .action((o: { explanations: string; limit: number }, c: Command) => run(c, () => showCmd(o)));
 }

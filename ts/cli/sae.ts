@@ -9,13 +9,14 @@ import {
   accuracy, contributions, coverage, globalExplanations, predict, toSparse, trainProbe, weightSparsity, type SparseRows,
 } from '../methods/cbm.js';
 import { progressBar } from './progress.js';
+import { integer, number } from './options.js';
 
 const NAMES = 'concept_names.json';
 const PROBE = 'cbm_weights.npy';
 const BASELINE = 'cbm_baseline_weights.npy';
 const PROBE_META = 'cbm.json';
 
-const num = (v: string) => Number(v);
+const explainItem = integer('--explain', 0);
 
 function interrupt(): AbortSignal {
   const ac = new AbortController();
@@ -62,15 +63,15 @@ export function registerSae(program: Command): void {
     .description('train (or --resume) an SAE on a features .npy (fp32/fp16); writes DIR/sae.ckpt, decoder.npy (d × m), encoder.npy (m × d)')
     .requiredOption('--features <X.npy>', 'items × d features')
     .requiredOption('--out <DIR>', 'output directory')
-    .option('--expansion <n>', 'latents per input dimension', num, 8)
+    .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
     .option('--kind <kind>', 'relu-l1 | topk | batchtopk', 'relu-l1')
-    .option('--k <n>', 'active latents per item (topk, batchtopk)', num, 32)
-    .option('--l1 <λ>', 'L1 coefficient', num, 3e-5)
-    .option('--lr <lr>', 'Adam learning rate', num, 5e-4)
-    .option('--batch <n>', 'batch size', num, 4096)
-    .option('--epochs <n>', 'epochs over the file', num, 200)
-    .option('--resample-every <n>', 'resample dead latents every n epochs (0: never)', num, 10)
-    .option('--seed <n>', 'seed', num, 0)
+    .option('--k <n>', 'active latents per item (topk, batchtopk)', integer('--k'), 32)
+    .option('--l1 <λ>', 'L1 coefficient', number('--l1'), 3e-5)
+    .option('--lr <lr>', 'Adam learning rate', number('--lr'), 5e-4)
+    .option('--batch <n>', 'batch size', integer('--batch'), 4096)
+    .option('--epochs <n>', 'epochs over the file', integer('--epochs'), 200)
+    .option('--resample-every <n>', 'resample dead latents every n epochs (0: never)', integer('--resample-every', 0), 10)
+    .option('--seed <n>', 'seed', integer('--seed', 0), 0)
     .option('--resume', 'continue from DIR/sae.ckpt')
     .option('--centre', 'start the tied bias at the feature mean (input mean centring) instead of 0')
     .option('--json', 'print the final metadata as JSON')
@@ -94,7 +95,7 @@ export function registerSae(program: Command): void {
     .requiredOption('--checkpoint <DIR>', 'SAE training directory')
     .requiredOption('--vocab <V.npy>', 'text embeddings, words × d (fp32/fp16)')
     .requiredOption('--names <names.txt>', 'one name per line, in the order of --vocab')
-    .option('--show <n>', 'concepts to print', num, 20)
+    .option('--show <n>', 'concepts to print', integer('--show', 0), 20)
     .option('--json', 'print all names as JSON')
     .action(async (o) => {
       const v = readNpy(o.vocab);
@@ -113,11 +114,11 @@ export function registerSae(program: Command): void {
     .requiredOption('--checkpoint <DIR>', 'SAE training directory')
     .requiredOption('--features <X.npy>', 'training features')
     .requiredOption('--labels <Y.npy>', 'integer labels')
-    .option('--lambda <λp>', 'sparsity coefficient', num, 1e-4)
-    .option('--lr <lr>', 'Adam learning rate', num, 1e-3)
-    .option('--epochs <n>', 'epochs', num, 20)
-    .option('--batch <n>', 'batch size', num, 512)
-    .option('--seed <n>', 'seed', num, 0)
+    .option('--lambda <λp>', 'sparsity coefficient', number('--lambda'), 1e-4)
+    .option('--lr <lr>', 'Adam learning rate', number('--lr'), 1e-3)
+    .option('--epochs <n>', 'epochs', integer('--epochs'), 20)
+    .option('--batch <n>', 'batch size', integer('--batch'), 512)
+    .option('--seed <n>', 'seed', integer('--seed', 0), 0)
     .option('--baseline', 'also train a plain linear probe on the raw features')
     .option('--json', 'JSON output')
     .action(async (o) => {
@@ -141,8 +142,8 @@ export function registerSae(program: Command): void {
     .requiredOption('--checkpoint <DIR>', 'SAE training directory (with cbm_weights.npy)')
     .requiredOption('--features <X.npy>', 'evaluation features')
     .requiredOption('--labels <Y.npy>', 'integer labels')
-    .option('--explain <i...>', 'items to explain locally', (v: string, acc: number[] = []) => [...acc, Number(v)])
-    .option('--top <n>', 'concepts per explanation', num, 5)
+    .option('--explain <i...>', 'items to explain locally', (v: string, acc: number[] = []) => [...acc, explainItem(v)])
+    .option('--top <n>', 'concepts per explanation', integer('--top'), 5)
     .option('--json', 'JSON output')
     .action(async (o) => {
       const X = await strengths(o.checkpoint, o.features, o.json);

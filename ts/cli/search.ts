@@ -1,13 +1,14 @@
 // `conceptlens search`: top-k vocabulary rows for each query embedding,
 // written as PREFIX.ids.npy (int32, or int64 past 2^31 rows) and
 // PREFIX.scores.npy (float32), both Q × K, best first.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { readNpy, writeNpy } from '../io/npy.js';
 import { halvesToFloats } from '../io/fp16.js';
 import { Vocabulary, type VocabSearchResult } from '../retrieval/vocabulary.js';
 import type { Metric } from '../retrieval/exact.js';
 import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
 import { addSourceOptions, bar, runAction, sourceOptions, type SourceFlags } from './vocab.js';
+import { integer, number } from './options.js';
 
 interface SearchFlags extends SourceFlags {
   vocab: string;
@@ -17,15 +18,6 @@ interface SearchFlags extends SourceFlags {
   metric: Metric;
   softmaxTemperature?: number;
   out: string;
-}
-
-function number(name: string, integer: boolean) {
-  return (s: string) => {
-    const v = Number(s);
-    if (s.trim() === '' || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
-      throw new InvalidArgumentError(`${name}: expected ${integer ? 'an integer' : 'a number'}, got '${s}'`);
-    return v;
-  };
 }
 
 function readQueries(path: string, v: Vocabulary): Float32Array {
@@ -77,10 +69,10 @@ export function registerSearch(program: Command): void {
     .description('top-k vocabulary rows for each query embedding')
     .requiredOption('--vocab <path>', 'a .npy, a LAION shard directory, or a store from `vocab build`')
     .requiredOption('--queries <file>', 'queries .npy, Q × D float32 or float16')
-    .requiredOption('--k <k>', 'results per query', number('--k', true))
+    .requiredOption('--k <k>', 'results per query', integer('--k'))
     .addOption(new Option('--index <kind>', 'search index').choices(['exact', ...INDEX_KINDS]).default('exact'))
     .addOption(new Option('--metric <metric>', 'similarity').choices(['ip', 'cosine']).default('ip'))
-    .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', false))
+    .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature'))
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)')
     .action((o: SearchFlags, command: Command) => runAction(command, (signal) => search(o, signal)));

@@ -7,6 +7,7 @@ import {
   type Decomposition, type SpliceSolverName,
 } from '../methods/splice.js';
 import { spliceImages } from '../methods/splice-images.js';
+import { integer, number, oneOf } from './options.js';
 
 interface CommonOptions {
   embeddings: string;
@@ -14,7 +15,7 @@ interface CommonOptions {
   imageMean?: string;
   raw?: boolean;
   solver: SpliceSolverName;
-  tol?: string;
+  tol?: number;
   json?: boolean;
 }
 
@@ -72,37 +73,22 @@ function quality(p: Prepared, dec: Decomposition, raw: boolean): { meanL0: numbe
 
 const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.length);
 
-function number(value: string, name: string): number {
-  const v = Number(value);
-  if (value.trim() === '' || !Number.isFinite(v)) throw new Error(`${name}: expected a number, got '${value}'`);
-  return v;
-}
-
-function positiveInt(value: string | undefined, name: string): number | undefined {
-  if (value === undefined) return undefined;
-  const v = number(value, name);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: expected a positive integer, got '${value}'`);
-  return v;
-}
-
 interface ImagesOptions {
   images: string;
   model?: string;
   standin?: boolean;
   concepts: string;
   conceptNames: string;
-  vocabLast?: string;
+  vocabLast?: number;
   imageMean?: string;
-  l1: string;
-  labelsFrom?: string;
-  top: string;
+  l1: number;
+  labelsFrom?: 'folder' | 'wnid';
+  top: number;
   out: string;
   json?: boolean;
 }
 
 async function imagesAction(o: ImagesOptions): Promise<void> {
-  if (o.labelsFrom !== undefined && o.labelsFrom !== 'folder' && o.labelsFrom !== 'wnid')
-    throw new Error(`--labels-from: expected folder or wnid, got '${o.labelsFrom}'`);
   const show = !o.json && process.stderr.isTTY;
   const embedBar = progressBar('embed', 'images', show), solveBar = progressBar('splice', 'images', show);
   const ac = new AbortController(), onSigint = () => ac.abort();
@@ -110,8 +96,8 @@ async function imagesAction(o: ImagesOptions): Promise<void> {
   try {
     const r = await spliceImages({
       images: o.images, model: o.model, standin: !!o.standin, concepts: o.concepts, conceptNames: o.conceptNames,
-      vocabLast: positiveInt(o.vocabLast, '--vocab-last'), imageMean: o.imageMean, l1: number(o.l1, '--l1'),
-      labelsFrom: o.labelsFrom as 'folder' | 'wnid' | undefined, out: o.out, top: positiveInt(o.top, '--top'), signal: ac.signal,
+      vocabLast: o.vocabLast, imageMean: o.imageMean, l1: o.l1,
+      labelsFrom: o.labelsFrom, out: o.out, top: o.top, signal: ac.signal,
       onProgress: (done, total) => embedBar.update(done, total), onSolveProgress: (done, total) => solveBar.update(done, total),
     });
     embedBar.stop();
@@ -147,7 +133,7 @@ function common(cmd: Command): Command {
     .option('--image-mean <npy>', 'the modality mean μ (d values); without it z is only normalised')
     .option('--raw', 'solve on the embeddings and concepts exactly as given (no normalising or centring)')
     .option('--solver <name>', `one of ${SPLICE_SOLVERS.join(', ')}`, 'auto')
-    .option('--tol <x>', 'relative duality gap (fista, ws) or residual bound (admm)')
+    .option('--tol <x>', 'relative duality gap (fista, ws) or residual bound (admm)', number('--tol'))
     .option('--json', 'print a JSON summary');
 }
 
@@ -165,14 +151,14 @@ export function registerSplice(program: Command): void {
   const splice = program.command('splice').description('SpLiCE: sparse non-negative concept decompositions of embeddings');
 
   common(splice.command('decompose').description('weights w ≥ 0 minimising ‖Cᵀw − z‖² + λ‖w‖₁ for every embedding'))
-    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)')
+    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1'))
     .requiredOption('--out <npy>', 'where to write the n×c weights (float32)')
     .option('--device <cpu|cuda>', "'cuda': the GPU FISTA solver (engine built with nvcc, a GPU present)", 'cpu')
-    .action(run(async (o: CommonOptions & { l1: string; out: string; device: 'cpu' | 'cuda' }) => {
+    .action(run(async (o: CommonOptions & { l1: number; out: string; device: 'cpu' | 'cuda' }) => {
       const p = prepare(o), bar = progressBar('splice', 'samples', !o.json && process.stderr.isTTY);
       const t0 = performance.now();
       const dec = await solveSplice(p.dictionary, p.samples, p.d, {
-        l1: number(o.l1, '--l1'), solver: o.solver, tol: o.tol === undefined ? undefined : number(o.tol, '--tol'),
+        l1: o.l1, solver: o.solver, tol: o.tol,
         device: o.device, onProgress: (done, total) => bar.update(done, total),
       });
       const seconds = (performance.now() - t0) / 1000;
@@ -180,20 +166,20 @@ export function registerSplice(program: Command): void {
       writeNpy(o.out, dec.weights, [dec.n, dec.c]);
       const q = quality(p, dec, !!o.raw);
       const summary = {
-        n: dec.n, c: dec.c, d: p.d, l1: Number(o.l1), solver: o.solver, mean_objective: mean(dec.objective),
+        n: dec.n, c: dec.c, d: p.d, l1: o.l1, solver: o.solver, mean_objective: mean(dec.objective),
         mean_gap: mean(dec.gap), mean_l0: q.meanL0, mean_cosine: q.meanCosine, samples_per_s: dec.n / seconds, seconds,
       };
       console.log(o.json ? JSON.stringify(summary) : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join('\n'));
     }));
 
   common(splice.command('path').description('λ whose decompositions have a target mean l0 (warm-started bisection on log λ)'))
-    .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding')
-    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', '0.5')
+    .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding', number('--target-l0'))
+    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', number('--l0-tol'), 0.5)
     .option('--out <npy>', 'write the n×c weights at the chosen λ')
-    .action(run(async (o: CommonOptions & { targetL0: string; l0Tol: string; out?: string }) => {
+    .action(run(async (o: CommonOptions & { targetL0: number; l0Tol: number; out?: string }) => {
       const p = prepare(o), bar = progressBar('splice path', 'samples', !o.json && process.stderr.isTTY);
-      const r = await splicePath(p.dictionary, p.samples, p.d, number(o.targetL0, '--target-l0'), {
-        solver: o.solver, l0Tol: number(o.l0Tol, '--l0-tol'), tol: o.tol === undefined ? undefined : number(o.tol, '--tol'),
+      const r = await splicePath(p.dictionary, p.samples, p.d, o.targetL0, {
+        solver: o.solver, l0Tol: o.l0Tol, tol: o.tol,
         onProgress: (done, total) => bar.update(done, total),
       });
       bar.stop();
@@ -209,11 +195,11 @@ export function registerSplice(program: Command): void {
     .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower (SqueezeNet 1.1 mapped onto LVIS text embeddings)')
     .requiredOption('--concepts <npy>', 'concept embeddings (rows aligned with --concept-names, fp32/fp16)')
     .requiredOption('--concept-names <txt>', 'one concept per line (the first ", " part is the name)')
-    .option('--vocab-last <n>', 'use the last n concepts (SpLiCE vocabularies run least to most frequent)')
+    .option('--vocab-last <n>', 'use the last n concepts (SpLiCE vocabularies run least to most frequent)', integer('--vocab-last'))
     .option('--image-mean <npy>', 'the modality mean μ (d values); without it the images\' own mean is used')
-    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)')
-    .option('--labels-from <how>', 'class decompositions with labels from class folders (folder) or ImageNet file names (wnid)')
-    .option('--top <k>', 'concepts listed per image', '10')
+    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1'))
+    .option('--labels-from <how>', 'class decompositions with labels from class folders (folder) or ImageNet file names (wnid)', oneOf('--labels-from', ['folder', 'wnid']))
+    .option('--top <k>', 'concepts listed per image', integer('--top'), 10)
     .requiredOption('--out <dir>', 'output folder (outside --images)')
     .option('--json', 'print a JSON summary')
     .action(run(imagesAction));

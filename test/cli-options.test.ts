@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { integer, list, listOption, number, oneOf } from '../ts/cli/options.js';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
+
+/** Asserts that parse(value) throws commander's InvalidArgumentError with exactly this message. */
+function rejects(parse: (v: string) => unknown, value: string, message: string): void {
+  assert.throws(() => parse(value), (e: unknown) => e instanceof InvalidArgumentError && e.message === message);
+}
+
+test('number: finite numbers in any JS notation; empty, blank, NaN and infinities are rejected', () => {
+  const p = number('--l1');
+  assert.deepEqual(['0.25', '-0.09', '3e-5', ' 7 ', '0'].map(p), [0.25, -0.09, 3e-5, 7, 0]);
+  for (const bad of ['abc', '', '  ', 'NaN', 'Infinity', '1,5', '0.1x'])
+    rejects(p, bad, `--l1: expected a number, got '${bad}'`);
+});
+
+test('integer: whole numbers at or above min (1 unless given)', () => {
+  assert.deepEqual(['1', '1000000', '1e3'].map(integer('--n')), [1, 1000000, 1000]);
+  assert.equal(integer('--seed', 0)('0'), 0);
+  rejects(integer('--n'), 'abc', "--n: expected an integer >= 1, got 'abc'");
+  rejects(integer('--n'), '0', "--n: expected an integer >= 1, got '0'");
+  rejects(integer('--n'), '2.5', "--n: expected an integer >= 1, got '2.5'");
+  rejects(integer('--n'), '', "--n: expected an integer >= 1, got ''");
+  rejects(integer('--seed', 0), '-1', "--seed: expected an integer >= 0, got '-1'");
+});
+
+test('oneOf: only the listed strings, typed', () => {
+  const pool = oneOf('--pool', ['avg', 'max'] as const);
+  const v: 'avg' | 'max' = pool('max');
+  assert.equal(v, 'max');
+  rejects(pool, 'mean', "--pool: expected one of avg, max, got 'mean'");
+  rejects(pool, 'AVG', "--pool: expected one of avg, max, got 'AVG'");
+});
+
+test('list and listOption: entries trimmed, empty ones dropped; the default is parsed too', () => {
+  assert.deepEqual(list(' cd, saga ,,'), ['cd', 'saga']);
+  assert.deepEqual(list(''), []);
+  const parse = (...args: string[]) =>
+    new Command('t').exitOverride().addOption(listOption('--solvers <list>', 'solvers', 'cd,saga')).parse(args, { from: 'user' }).opts().solvers;
+  assert.deepEqual(parse(), ['cd', 'saga']);
+  assert.deepEqual(parse('--solvers', 'saga'), ['saga']);
+});
+
+test('CLI: `bench topk --n abc` stops before running, naming the option', () => {
+  const r = spawnSync(process.execPath, [BIN, 'bench', 'topk', '--n', 'abc', '--json'], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /--n: expected an integer >= 1, got 'abc'/);
+  assert.equal(r.stdout, '');
+});

@@ -1,0 +1,45 @@
+// Commander argument parsers shared by every command and bench suite: values
+// are checked as the command line is parsed, so `--n abc` stops with a message
+// naming the option instead of running on NaN. Commander passes defaults
+// through unparsed, so give them already parsed (numbers; lists via listOption).
+import { InvalidArgumentError, Option } from 'commander';
+
+function invalid(name: string, expected: string, got: string): never {
+  throw new InvalidArgumentError(`${name}: expected ${expected}, got '${got}'`);
+}
+
+/** A finite number; '' and whitespace are rejected (Number would read them as 0). */
+export function number(name: string): (value: string) => number {
+  return (value) => {
+    const x = Number(value);
+    if (value.trim() === '' || !Number.isFinite(x)) invalid(name, 'a number', value);
+    return x;
+  };
+}
+
+/** An integer >= min. */
+export function integer(name: string, min = 1): (value: string) => number {
+  return (value) => {
+    const x = Number(value);
+    if (value.trim() === '' || !Number.isInteger(x) || x < min) invalid(name, `an integer >= ${min}`, value);
+    return x;
+  };
+}
+
+/** One of the allowed strings. */
+export function oneOf<T extends string>(name: string, allowed: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(allowed as readonly string[]).includes(value)) invalid(name, `one of ${allowed.join(', ')}`, value);
+    return value as T;
+  };
+}
+
+/** A comma-separated list: entries trimmed, empty ones dropped. */
+export function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/** An option parsed by `list`, its default given (and shown in --help) as the comma-separated text. */
+export function listOption(flags: string, description: string, defaults: string): Option {
+  return new Option(flags, description).argParser(list).default(list(defaults), JSON.stringify(defaults));
+}
