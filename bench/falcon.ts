@@ -66,14 +66,13 @@ export function registerBenchFalcon(bench: Command): void {
     .addOption(listOption('--variants <list>', 'comma list of per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine', 'per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine'))
     .option('--dir <path>', 'shard directory (generated when empty; kept); default a temporary one, removed after')
     .option('--json', 'print one JSON object')
-    .action(async (o: FalconCaptionParams & { dir?: string; json?: boolean }) => {
-      const p: FalconCaptionParams = { rows: o.rows, dim: o.dim, shardRows: o.shardRows, images: o.images, repeats: o.repeats, captions: o.captions, variants: o.variants };
-      const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'falcon-captions-'));
+    .action(async ({ dir: given, json, ...p }: FalconCaptionParams & { dir?: string; json?: boolean }) => {
+      const dir = given ?? mkdtempSync(join(tmpdir(), 'falcon-captions-'));
       mkdirSync(dir, { recursive: true });
       try {
-        printReport(await benchFalconCaptions(p, dir), !!o.json);
+        printReport(await benchFalconCaptions(p, dir), !!json);
       } finally {
-        if (!o.dir) rmSync(dir, { recursive: true, force: true });
+        if (!given) rmSync(dir, { recursive: true, force: true });
       }
     });
 }

@@ -82,8 +82,5 @@ export function registerBenchGlm(bench: Command): void {
     .option('--repeats <r>', 'timed runs per solver (median)', integer('--repeats'), 1)
     .addOption(listOption('--solvers <list>', 'comma-separated: cd,saga', 'cd,saga'))
     .option('--json', 'print one JSON object')
-    .action(async (o: GlmBenchParams & { json?: boolean }) => {
-      const report = await benchGlm({ n: o.n, p: o.p, neurons: o.neurons, repeats: o.repeats, solvers: o.solvers });
-      printReport(report, Boolean(o.json));
-    });
+    .action(async ({ json, ...p }: GlmBenchParams & { json?: boolean }) => printReport(await benchGlm(p), !!json));
 }

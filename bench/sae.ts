@@ -59,8 +59,5 @@ export function registerBenchSae(bench: Command): void {
     .option('--repeats <n>', 'timed steps (median)', integer('--repeats'), 5)
     .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk'))
     .option('--json', 'one JSON line')
-    .action(async (o: SaeBenchParams & { json?: boolean }) => {
-      const report = await benchSae({ d: o.d, expansion: o.expansion, batch: o.batch, k: o.k, repeats: o.repeats, variants: o.variants });
-      printReport(report, Boolean(o.json));
-    });
+    .action(async ({ json, ...p }: SaeBenchParams & { json?: boolean }) => printReport(await benchSae(p), !!json));
 }

@@ -83,10 +83,5 @@ export function registerBenchSplice(bench: Command): void {
     .option('--repeats <n>', 'timed repeats for auto/ws (median)', integer('--repeats'), 3)
     .addOption(listOption('--solvers <list>', 'comma list of auto,fista,admm,ws', 'auto,fista,admm,ws'))
     .option('--json', 'print one JSON object')
-    .action(async (o: SpliceBenchParams & { json?: boolean }) => {
-      const p: SpliceBenchParams = {
-        n: o.n, c: o.c, d: o.d, l1: o.l1, k: o.k, noise: o.noise, baselineN: o.baselineN, repeats: o.repeats, solvers: o.solvers,
-      };
-      printReport(await benchSplice(p), !!o.json);
-    });
+    .action(async ({ json, ...p }: SpliceBenchParams & { json?: boolean }) => printReport(await benchSplice(p), !!json));
 }

@@ -124,10 +124,5 @@ export function registerBenchTopk(bench: Command): void {
     .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
     .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
     .option('--json', 'print one JSON object')
-    .action(async (o: TopkBenchParams & { json?: boolean }) => {
-      const p: TopkBenchParams = {
-        data: o.data, n: o.n, q: o.q, d: o.d, k: o.k, dtype: o.dtype, repeats: o.repeats, contenders: o.contenders,
-      };
-      printReport(await benchTopk(p), !!o.json);
-    });
+    .action(async ({ json, ...p }: TopkBenchParams & { json?: boolean }) => printReport(await benchTopk(p), !!json));
 }
