@@ -254,7 +254,7 @@ const char* screen_format_name(ScreenFormat f) { return f == ScreenFormat::Bf16 
 ScreenFrame fit_screen_frame(const MatrixView& rows) {
   // Two passes over the sample row by row: fresh memory costs page faults,
   // which are slow under virtualisation.
-  const int64_t d = rows.cols, stride = std::max<int64_t>(1, rows.rows / 4096);
+  const int64_t d = rows.cols, stride = std::max<int64_t>(1, rows.rows / 1024);
   std::vector<float> x(d);
   auto each_sample = [&](auto&& fn) {
     for (int64_t i = 0; i < rows.rows; i += stride) {

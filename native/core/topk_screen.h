@@ -35,7 +35,7 @@ struct ScreenFrame {
 };
 
 // μ the mean, c ≈ the spread of each dimension, over a strided sample of up
-// to 4096 finite rows of `rows`; the identity where that would not shrink the
+// to 1024 finite rows of `rows`; the identity where that would not shrink the
 // rounding step. Any frame gives exact results; a good one keeps the bound
 // tight.
 ScreenFrame fit_screen_frame(const MatrixView& rows);
