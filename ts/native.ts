@@ -43,14 +43,17 @@ export interface NativeTopK {
   result(): { scores: Float32Array; ids: BigInt64Array };
 }
 
+/** How the CPU exact scan computes scores; see TopKOptions.kernel in retrieval/exact. */
+export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
+
 export interface NativeAddon {
-  info(): { blasCore: string; computeThreads: number; avx512: boolean; screening: ('int8' | 'bf16')[]; cudaCompiled: boolean; cudaAvailable: boolean };
+  info(): { blasCore: string; computeThreads: number; avx512: boolean; screening: Exclude<ScanKernel, 'auto' | 'sgemm'>[]; cudaCompiled: boolean; cudaAvailable: boolean };
   setThreads(n: number): number;
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;
   matmulNT(a: Float32Array, m: number, k: number, b: Float32Array, n: number,
     onProgress: ((done: number, total: number) => void) | null, cancel: Int32Array | null): Promise<Float32Array>;
-  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda', kernel?: 'auto' | 'sgemm' | 'bf16' | 'int8') => NativeTopK;
+  TopK: new (queries: Float32Array, nq: number, d: number, k: number, metric: string, softmaxTemperature: number, device?: 'cpu' | 'cuda', kernel?: ScanKernel) => NativeTopK;
   [name: string]: unknown;
 }
 

@@ -152,7 +152,6 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
   }
 }
 
-
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
   require(shard.cols == d_, "vocabulary: expected dimension " + std::to_string(d_) + " (the queries'), got " +
                                 std::to_string(shard.cols));

@@ -52,15 +52,14 @@ class TopKAccumulator {
 
  private:
   bool softmax() const { return opt_.softmax_temperature > 0; }
-  // The screening format in use, if any.
   bool screened() const { return screen_.has_value(); }
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
   TopKOptions opt_;
   std::vector<float> q_;
-  std::optional<ScreenFormat> screen_;
-  ScreenQueries qs_;  // packed at the first shard when screening
+  std::optional<ScreenFormat> screen_;  // chosen at construction; none for sgemm tiles
+  ScreenQueries qs_;                    // packed at the first shard, whose sample fits the frame
   HeapSet final_, chunk_;
   // Softmax mode: running log-sum-exp of T·score per query over the chunk.
   std::vector<float> chunk_max_;

@@ -6,7 +6,7 @@ import {
   buildDictionary, floatData, normaliseRows, solveSplice, splicePath, toFloat32, SPLICE_SOLVERS,
   type Decomposition, type SpliceSolverName,
 } from '../methods/splice.js';
-import { spliceImages } from '../methods/splice-images.js';
+import { spliceImages, type SpliceImagesOptions } from '../methods/splice-images.js';
 import { integer, number, oneOf } from './options.js';
 
 interface CommonOptions {
@@ -73,20 +73,8 @@ function quality(p: Prepared, dec: Decomposition, raw: boolean): { meanL0: numbe
 
 const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.length);
 
-interface ImagesOptions {
-  images: string;
-  model?: string;
-  standin?: boolean;
-  concepts: string;
-  conceptNames: string;
-  vocabLast?: number;
-  imageMean?: string;
-  l1: number;
-  labelsFrom?: 'folder' | 'wnid';
-  top: number;
-  out: string;
-  json?: boolean;
-}
+// The command's options are the method's, less what the command supplies itself.
+type ImagesOptions = Omit<SpliceImagesOptions, 'spec' | 'signal' | 'onProgress' | 'onSolveProgress'> & { json?: boolean };
 
 async function imagesAction(o: ImagesOptions): Promise<void> {
   const show = !o.json && process.stderr.isTTY;
@@ -94,10 +82,9 @@ async function imagesAction(o: ImagesOptions): Promise<void> {
   const ac = new AbortController(), onSigint = () => ac.abort();
   process.once('SIGINT', onSigint);
   try {
+    const { json: _json, ...method } = o;
     const r = await spliceImages({
-      images: o.images, model: o.model, standin: !!o.standin, concepts: o.concepts, conceptNames: o.conceptNames,
-      vocabLast: o.vocabLast, imageMean: o.imageMean, l1: o.l1,
-      labelsFrom: o.labelsFrom, out: o.out, top: o.top, signal: ac.signal,
+      ...method, standin: !!o.standin, signal: ac.signal,
       onProgress: (done, total) => embedBar.update(done, total), onSolveProgress: (done, total) => solveBar.update(done, total),
     });
     embedBar.stop();

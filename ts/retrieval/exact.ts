@@ -1,8 +1,10 @@
-// Exact top-k over a vocabulary that arrives in shards (the native fused
-// GEMM + selection kernel), with the running merge across shards.
-import { native, type NativeTopK } from '../native.js';
+// Exact top-k over a vocabulary that arrives in shards (the native scan:
+// screened low-precision scores or fused GEMM + selection tiles), with the
+// running merge across shards.
+import { native, type NativeTopK, type ScanKernel } from '../native.js';
 import { withCancel, type ProgressOptions } from '../abort.js';
 
+export type { ScanKernel };
 export type Metric = 'ip' | 'cosine';
 
 export interface TopKOptions extends ProgressOptions {
@@ -21,9 +23,6 @@ export interface TopKOptions extends ProgressOptions {
    */
   kernel?: ScanKernel;
 }
-
-/** How the CPU scan computes scores; see ExactOptions.kernel. */
-export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
 
 export interface SearchResult {
   /** nq × k, each row best first; -1 where the vocabulary had fewer than k rows. */
