@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { openLaionCaptions, topCaptions } from '../ts/methods/falcon/captions.js';
+import { openCaptions, topCaptions } from '../ts/methods/falcon/captions.js';
 import { unitRows, writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { progressBar } from '../ts/cli/progress.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
@@ -41,7 +41,7 @@ export async function benchFalconCaptions(p: FalconCaptionParams, dir: string) {
     await writeSyntheticLaion(dir, { rows: p.rows, dim: p.dim, shardRows: p.shardRows, captions: p.captions, onProgress: (d, t) => bar.update(d, t) });
     bar.stop();
   }
-  const vocab = openLaionCaptions(dir);
+  const vocab = await openCaptions(dir);
   if (vocab.rows !== p.rows || vocab.dim !== p.dim) throw new Error(`${dir}: holds ${vocab.rows} × ${vocab.dim}, expected ${p.rows} × ${p.dim}; use an empty --dir`);
   const queries = unitRows(p.images, p.dim, 7);
   const results: BenchRow[] = [];

@@ -3,7 +3,8 @@
 // reference's GLM-SAGA, on the same synthetic data in one run. Reports
 // neurons/s and each solver's mean objective and its gap to the best found.
 import type { Command } from 'commander';
-import { fitElasticNet, standardisedRows, type GlmFit, type Mat } from '../ts/methods/le.js';
+import { fitElasticNet, standardisedRows, type GlmFit } from '../ts/methods/le/index.js';
+import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 import { integer, listOption } from '../ts/cli/options.js';

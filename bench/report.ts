@@ -1,7 +1,7 @@
 // The one JSON shape every `conceptlens bench` suite prints:
 // { suite, params, machine, results: [{ name, seconds (median), ... }] }.
 import { cpus, totalmem } from 'node:os';
-import { native } from '../ts/native.js';
+import { engineInfo } from '../ts/engine/info.js';
 
 export interface BenchRow {
   name: string;
@@ -17,7 +17,7 @@ export interface BenchReport {
 }
 
 export function machine(): Record<string, unknown> {
-  const info = native().info();
+  const info = engineInfo();
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,

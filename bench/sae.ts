@@ -3,7 +3,7 @@
 // items are sums of a few random unit atoms with positive weights, plus noise.
 import type { Command } from 'commander';
 import { rng } from '../ts/random.js';
-import { createTrainer, type SaeKind, type NativeSaeTrainer } from '../ts/methods/sae.js';
+import { createTrainer, type SaeKind, type SaeTrainer } from '../ts/methods/sae.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 import { integer, listOption } from '../ts/cli/options.js';
 
@@ -41,7 +41,7 @@ export async function benchSae(p: SaeBenchParams) {
   const x = plantedData(p.batch, p.d, m, 16, 1);
   const results: BenchRow[] = [];
   for (const kind of p.variants) {
-    const t: NativeSaeTrainer = createTrainer({ d: p.d, m, kind, k: p.k });
+    const t: SaeTrainer = createTrainer({ d: p.d, m, kind, k: p.k });
     let last = await t.step(x, p.batch, null);
     const seconds = await timeMedian(async () => (last = await t.step(x, p.batch, null)), p.repeats, 1);
     results.push({ name: kind, seconds, samples_per_s: p.batch / seconds, l0: last.l0, sparse_path: last.sparse });

@@ -5,7 +5,8 @@
 // rel_objective_vs_ws compares its mean objective with ws's on those samples.
 // Timed solves write into one preallocated weights buffer.
 import type { Command } from 'commander';
-import { normaliseRows, solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
+import { normaliseRows } from '../ts/matrix.js';
+import { solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
 import { gaussian, randn, rng } from '../ts/random.js';
 import { machine, median, printReport, timeMedian, type BenchRow } from './report.js';
 import { integer, listOption, number } from '../ts/cli/options.js';

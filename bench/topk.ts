@@ -4,11 +4,11 @@
 import type { Command } from 'commander';
 import { exactSearch, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
 import { buildIndex, recallAtK, type IndexKind } from '../ts/retrieval/ann.js';
-import { floatsToHalves, halvesToFloats } from '../ts/io/fp16.js';
+import { floatsToHalves, halvesToFloats } from '../ts/engine/fp16.js';
 import { gaussian, rng } from '../ts/random.js';
 import { readNpy } from '../ts/io/npy.js';
 import { assetPath } from '../ts/assets.js';
-import { native } from '../ts/native.js';
+import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
@@ -82,13 +82,13 @@ export async function benchTopk(p: TopkBenchParams) {
   // The reference for recall: fp32 storage scanned by fp32 GEMM tiles.
   const exact = await exactSearch(queries, vocab, p.d, { k: p.k, kernel: 'sgemm' });
   // 'auto' screens in the CPU's best format; the name says which.
-  const screen = native().info().screening[0];
+  const screen = engineInfo().screening[0];
   const auto = screen ? `-${screen}screen` : '';
   const variants: [string, string, Float32Array | Uint16Array, ScanKernel][] = [
     ['conceptlens-sgemm', 'conceptlens-exact-fp32-sgemm', vocab, 'sgemm'],
     ['conceptlens', `conceptlens-exact-fp32${auto}`, vocab, 'auto'],
   ];
-  for (const f of native().info().screening.slice(1)) variants.push([`conceptlens-${f}`, `conceptlens-exact-fp32-${f}screen`, vocab, f]);
+  for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, `conceptlens-exact-fp32-${f}screen`, vocab, f]);
   if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${auto}`, floatsToHalves(vocab), 'auto']);
   for (const [contender, name, data, kernel] of variants) {
     if (!want(contender)) continue;

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-import('../dist/ts/cli/main.js').then((m) => m.main(process.argv)).catch((e) => {
-  console.error(`conceptlens: ${e instanceof Error ? e.message : e}`);
-  process.exit(1);
-});
+// The CLI: the library's commands plus the bench suites (which live outside the library).
+Promise.all([import('../dist/ts/cli/main.js'), import('../dist/bench/cli.js')])
+  .then(([cli, bench]) => cli.main(process.argv, [bench.registerBench]))
+  .catch((e) => {
+    console.error(`conceptlens: ${e instanceof Error ? e.message : e}`);
+    process.exitCode = 1;
+  });

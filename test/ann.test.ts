@@ -4,7 +4,8 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildIndex, loadIndex, recallAtK, INDEX_KINDS, type AnnIndex, type IndexKind } from '../ts/retrieval/ann.js';
 import { exactSearch } from '../ts/retrieval/exact.js';
-import { halvesToFloats, floatsToHalves, halfToFloat } from '../ts/io/fp16.js';
+import { halvesToFloats, floatsToHalves } from '../ts/engine/fp16.js';
+import { halfToFloat } from '../ts/io/fp16.js';
 import { readNpy } from '../ts/io/npy.js';
 import { assetsDir } from '../ts/assets.js';
 import { bruteTopK, randn, rng, tempDir } from './helpers.js';
@@ -141,14 +142,14 @@ test('ids continue across add() calls', async () => {
 test('wrong shapes, k beyond the index and bad options give clear errors', async () => {
   for (const kind of ['faiss-flat', 'hnsw'] as const) {
     const index = await buildIndex(kind, data.subarray(0, 100 * D), D, { metric: 'ip' });
-    await assert.rejects(index.search(new Float32Array(D + 1), 1), /queries: expected a multiple of dim \(32\) elements, got 33/);
-    await assert.rejects(index.add(new Float32Array(5)), /vectors: expected a multiple of dim \(32\) elements, got 5/);
+    await assert.rejects(index.search(new Float32Array(D + 1), 1), { code: 'ERR_SHAPE', message: /queries: 33 values are not a whole number of rows of width 32/ });
+    await assert.rejects(index.add(new Float32Array(5)), { code: 'ERR_SHAPE', message: /vectors: 5 values are not a whole number of rows of width 32/ });
     await assert.rejects(index.search(queries, 101), /k: expected an integer in 1\.\.100 \(the index size\), got 101/);
   }
   await assert.rejects(buildIndex('faiss-ivf', data.subarray(0, 50 * D), D, { metric: 'ip', nlist: 64 }),
     /nlist: expected an integer in 1\.\.50 \(at most the number of training vectors\), got 64/);
   await assert.rejects(buildIndex('faiss-ivfpq', data, D, { metric: 'ip', m: 5 }), /m: expected a divisor of dim \(32\), got 5/);
-  await assert.rejects(buildIndex('faiss-ivfpq', data.subarray(0, 100 * D), D, { metric: 'ip' }), /at least 256 vectors, got 100/);
+  await assert.rejects(buildIndex('faiss-ivfpq', data.subarray(0, 100 * D), D, { metric: 'ip' }), /vectors: expected at least 256 rows to train 8-bit PQ codebooks \(faiss-ivfpq\), got 100/);
   await assert.rejects(buildIndex('annoy' as IndexKind, data, D, { metric: 'ip' }), /kind: expected one of hnsw, faiss-flat/);
   await assert.rejects(buildIndex('faiss-flat', data, D, { metric: 'l2' as 'ip' }), /metric: expected 'ip' or 'cosine', got 'l2'/);
   assert.throws(() => recallAtK(new BigInt64Array(3), new BigInt64Array(4), 2, 2), /expected 2×2 = 4 ids/);

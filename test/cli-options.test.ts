@@ -16,7 +16,7 @@ test('number: finite numbers in any JS notation; empty, blank, NaN and infinitie
   const p = number('--l1');
   assert.deepEqual(['0.25', '-0.09', '3e-5', ' 7 ', '0'].map(p), [0.25, -0.09, 3e-5, 7, 0]);
   for (const bad of ['abc', '', '  ', 'NaN', 'Infinity', '1,5', '0.1x'])
-    rejects(p, bad, `--l1: expected a number, got '${bad}'`);
+    rejects(p, bad, `--l1: expected a finite number, got '${bad}'`);
 });
 
 test('integer: whole numbers at or above min (1 unless given)', () => {

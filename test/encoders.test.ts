@@ -4,16 +4,14 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { assetsDir } from '../ts/assets.js';
 import { readNpy } from '../ts/io/npy.js';
-import { native } from '../ts/native.js';
+import { halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { ImageEncoder, OnnxModel, TextEncoder, poolActivations, tensorNames } from '../ts/encoders/onnx.js';
 import { classKeys, embedImages, labelIds, readClassList } from '../ts/encoders/embed-images.js';
 import { ClipTokenizer } from '../ts/encoders/clip-tokenizer.js';
 import { preprocessBatch, preprocessSpec } from '../ts/images/preprocess.js';
 import { meanPoolImageModel, tokenTableTextModel } from './onnx-graphs.js';
-import { Command } from 'commander';
-import { registerEmbed } from '../ts/cli/embed.js';
 import { imagenetToLvis, logitsToClipSpace, lvisTextEmbeddings, zeroShotLvis } from '../ts/encoders/standin.js';
-import { randn, tempDir } from './helpers.js';
+import { randn, tempDir, cliOk } from './helpers.js';
 
 const assets = assetsDir();
 const squeezenet = assets && join(assets, 'models', 'squeezenet1.1', 'squeezenet1.1.onnx');
@@ -118,7 +116,7 @@ test('image encoder: pixel_values convention, named output, L2 normalisation, fp
   try {
     const got = await half.encode(x, [n, 3, h, w]);
     assert.ok(got.data instanceof Uint16Array && got.dtype === 'float16');
-    assert.ok(maxAbsDiff(native().halvesToFloats(got.data), ref) < 1e-3);
+    assert.ok(maxAbsDiff(nativeHalvesToFloats(got.data), ref) < 1e-3);
     const fromHalf = await halfModel.encode(x, [n, 3, h, w]); // a float16 model output comes back as float32 rows
     assert.ok(fromHalf.data instanceof Float32Array && maxAbsDiff(fromHalf.data, ref) < 1e-3);
   } finally {
@@ -245,10 +243,8 @@ test('`conceptlens embed --preprocess imagenet` writes one row of 1000 logits pe
   copyFileSync(join(samples, names[0]), join(images, 'b', 'x.jpg'));
   copyFileSync(join(samples, names[1]), join(images, 'a', 'y.JPEG'));
   copyFileSync(join(samples, names[2]), join(images, 'a', 'z.jpeg'));
-  const program = new Command('conceptlens').exitOverride();
-  registerEmbed(program);
   const out = join(dir, 'x.npy'), labels = join(dir, 'y.npy');
-  await program.parseAsync(['node', 'conceptlens', 'embed', '--model', squeezenet, '--images', images, '--preprocess', 'imagenet',
+  await cliOk(['embed', '--model', squeezenet, '--images', images, '--preprocess', 'imagenet',
     '--out', out, '--labels-out', labels, '--batch', '2']);
   const x = readNpy(out);
   assert.deepEqual(x.shape, [3, 1000]);

@@ -6,9 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeNpy, readNpyHeader, readNpyRows } from '../ts/io/npy.js';
-import { native } from '../ts/native.js';
-import { Command } from 'commander';
-import { registerFalcon } from '../ts/cli/falcon.js';
+import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey } from '../ts/methods/falcon/groups.js';
 import { groupCams, type LayerMaps, type RgbImage } from '../ts/methods/falcon/cam.js';
 import { interpretabilityScore, lowlyActivating, failureFeatures } from '../ts/methods/falcon/scores.js';
@@ -18,7 +16,7 @@ import { writeSyntheticLaion, syntheticCaption } from '../ts/methods/falcon/synt
 import { pooledLayerModel, runFalcon, type RunInputs } from '../ts/methods/falcon/pipeline.js';
 import { globalAveragePool } from '../ts/methods/falcon/cam.js';
 import { matchClasses } from '../ts/methods/falcon/demo.js';
-import { randn, rng, tempDir } from './helpers.js';
+import { randn, rng, tempDir, cliOk } from './helpers.js';
 import { assetsDir } from '../ts/assets.js';
 
 /** 60 images × 256 features: 12 fire {2}, 11 fire {0, 4}, 5 fire {1} (too few), the rest diffuse. */
@@ -57,7 +55,7 @@ test('threshold is mean + 5·std of the row-normalised matrix; groups are exact 
   const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
   assert.deepEqual(groups, { '2': range(0, 12), '0,4': range(12, 23) });
   // fp16 input gives the same groups.
-  const f16 = await computeFiring({ data: native().floatsToHalves(r), rows: n, cols: d });
+  const f16 = await computeFiring({ data: nativeFloatsToHalves(r), rows: n, cols: d });
   assert.deepEqual(groupImages(f16.sets), groups);
 });
 
@@ -75,13 +73,9 @@ test('`falcon groups` writes the groups.json contract', async () => {
   assert.deepEqual(Object.keys(groups).sort(), ['0,4', '2']);
 });
 
-async function falconCli(args: string[]): Promise<void> {
-  const program = new Command('conceptlens').exitOverride();
-  registerFalcon(program);
-  await program.parseAsync(['node', 'conceptlens', 'falcon', ...args]);
-}
+const falconCli = (args: string[]) => cliOk(['falcon', ...args]);
 
-test('`falcon explain` on precomputed inputs: lowly images, captions and concepts of one group; unknown group is an error', async (t) => {
+test('`falcon explain` on precomputed inputs: lowly images, captions and concepts of one group; unknown group is an error', async () => {
   const { r, n, d } = handBuiltRepresentations();
   const dir = tempDir(), e = 4;
   writeNpy(join(dir, 'R.npy'), r, [n, d]);
@@ -91,9 +85,7 @@ test('`falcon explain` on precomputed inputs: lowly images, captions and concept
   writeNpy(join(dir, 'E.npy'), emb, [n, e]);
   writeNpy(join(dir, 'V.npy'), Float32Array.from([1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]), [3, e]);
   writeFileSync(join(dir, 'V.txt'), 'a red fox\na blue boat\na green tree\n');
-  const logs: string[] = [];
-  t.mock.method(console, 'log', (s: string) => logs.push(s));
-  await falconCli(['explain', '--group', '2', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
+  const stdout = await falconCli(['explain', '--group', '2', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
     '--captions', join(dir, 'V.npy'), '--temperature', '0', '--out', join(dir, 'out')]);
   const g = JSON.parse(readFileSync(join(dir, 'out', 'groups', 'g2.json'), 'utf8'));
   assert.deepEqual(g.high, Array.from({ length: 12 }, (_, i) => i));
@@ -102,7 +94,7 @@ test('`falcon explain` on precomputed inputs: lowly images, captions and concept
   const fox = Array.from({ length: 12 }, (_, x) => 1 / Math.hypot(1, 0.1 * (x % 3))).reduce((a, b) => a + b) / 12;
   assert.equal(g.words[0].term, 'fox');
   assert.ok(Math.abs(g.words[0].score - fox) < 1e-5, `${g.words[0].score} vs ${fox}`);
-  assert.equal(JSON.parse(logs[0]).group, '2');
+  assert.equal(JSON.parse(stdout).group, '2');
   await assert.rejects(falconCli(['explain', '--group', '5', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
     '--captions', join(dir, 'V.npy')]), /group "5": no images fire exactly this feature set/);
 });
@@ -276,10 +268,10 @@ test('captions: top-5 per image over LAION-layout shards with the per-shard soft
   const shards = [0, 1, 2].map((i) => {
     const h = readNpyHeader(join(dir, `text_emb_${i}.npy`));
     assert.equal(h.dtype, 'float16');
-    return native().halvesToFloats(readNpyRows(h, 0, h.shape[0]) as Uint16Array);
+    return nativeHalvesToFloats(readNpyRows(h, 0, h.shape[0]) as Uint16Array);
   });
   assert.deepEqual(shards.map((s) => s.length / d), [1000, 1000, 500]);
-  const vocab = openCaptions(dir), q = randn(3 * d, 31);
+  const vocab = await openCaptions(dir), q = randn(3 * d, 31);
   for (const T of [100, 0]) {
     const got = await topCaptions(q, 3, vocab, { softmaxTemperature: T });
     for (let i = 0; i < 3; i++) {
@@ -301,19 +293,19 @@ test('captions: the LAION layout with metadata parquet, and empty vocabularies a
   const dir = tempDir(), d = 8;
   await writeSyntheticLaion(dir, { rows: 30, dim: d, shardRows: 20, seed: 5 });
   assert.ok(existsSync(join(dir, 'metadata_1.parquet')));
-  const vocab = openCaptions(dir);
+  const vocab = await openCaptions(dir);
   assert.equal(vocab.rows, 30);
-  assert.deepEqual(await vocab.captions([0, 25]), [syntheticCaption(0), syntheticCaption(25)]);
+  assert.deepEqual(await vocab.texts!.lookup([0, 25]), [syntheticCaption(0), syntheticCaption(25)]);
   const empty = tempDir();
-  assert.throws(() => openCaptions(empty), /caption vocabulary is empty \(no text_emb_\{i\}.npy shards\)/);
+  await assert.rejects(openCaptions(empty), /neither a vocabulary store \(manifest.json\) nor a LAION shard directory/);
   writeNpy(join(empty, 'v.npy'), new Float32Array(0), [0, d]);
   writeFileSync(join(empty, 'v.txt'), '');
-  assert.throws(() => openCaptions(join(empty, 'v.npy')), /v.npy: the caption vocabulary is empty \(0 rows\)/);
+  await assert.rejects(openCaptions(join(empty, 'v.npy')), /v.npy: the caption vocabulary is empty \(0 rows\)/);
 });
 
 // A tiny world for the whole pipeline: 30 images 16×16; images 0..11 have a red blob top-left
 // that drives feature 1 of a 4-channel 4×4 "layer"; the rest are blue. The encoder embeds mean colour.
-function fakeWorld(dir: string, calls: { represent: number }): RunInputs {
+async function fakeWorld(dir: string, calls: { represent: number }): Promise<RunInputs> {
   const n = 30, S = 16;
   const rgb = (i: number): RgbImage => {
     const data = new Uint8Array(S * S * 3);
@@ -350,7 +342,7 @@ function fakeWorld(dir: string, calls: { represent: number }): RunInputs {
         return [...m, 0.2];
       })),
     },
-    vocab: openCaptions(join(dir, 'vocab.npy')),
+    vocab: await openCaptions(join(dir, 'vocab.npy')),
   };
 }
 
@@ -362,7 +354,7 @@ test('demo bridge: ImageNet classes match concepts by any of their comma-separat
 test('falcon run: every stage through the interfaces, resumable, and the report renders in headless Chromium', async (t) => {
   const dir = tempDir(), calls = { represent: 0 };
   mkdirSync(join(dir, 'run'));
-  const inputs = fakeWorld(dir, calls);
+  const inputs = await fakeWorld(dir, calls);
   const opts = { batch: 8, sigmas: 1, lowly: { minSimilarity: 0.1 }, captions: { k: 2 } };
   const out = await runFalcon(inputs, join(dir, 'run'), opts);
   assert.equal(calls.represent, 4);

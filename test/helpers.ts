@@ -31,3 +31,35 @@ export function bruteTopK(q: Float32Array, v: Float32Array | number[], d: number
 export function tempDir(prefix = 'conceptlens-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI in this process as `conceptlens ...args` would, capturing its output and exit code. */
+export async function runCli(args: string[]): Promise<CliRun> {
+  const { main } = await import('../ts/cli/main.js');
+  const out: string[] = [], err: string[] = [];
+  const saved = { log: console.log, error: console.error, write: process.stderr.write, code: process.exitCode };
+  console.log = (...a: unknown[]) => void out.push(a.join(' ') + '\n');
+  console.error = (...a: unknown[]) => void err.push(a.join(' ') + '\n');
+  process.stderr.write = ((s: string | Uint8Array) => err.push(String(s)) > 0) as typeof process.stderr.write;
+  process.exitCode = undefined;
+  try {
+    await main(['node', 'conceptlens', ...args]);
+    return { code: Number(process.exitCode ?? 0), stdout: out.join(''), stderr: err.join('') };
+  } finally {
+    Object.assign(console, { log: saved.log, error: saved.error });
+    process.stderr.write = saved.write;
+    process.exitCode = saved.code;
+  }
+}
+
+/** runCli that must succeed: its stdout, or an Error carrying the CLI's message and exit code. */
+export async function cliOk(args: string[]): Promise<string> {
+  const r = await runCli(args);
+  if (r.code !== 0) throw Object.assign(new Error(r.stderr.trim() || `exit ${r.code}`), { exitCode: r.code });
+  return r.stdout;
+}

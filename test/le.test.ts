@@ -7,10 +7,11 @@ import { readNpy } from '../ts/io/npy.js';
 import {
   ablationScores, calibrateSigmoid, correlationScores, elasticNetObjective, explainNeurons, filterConcepts,
   fitElasticNet, greedySearch, labelConcepts, LE_ALPHA, LE_LAMBDA, pearson, readSplit, seededSplit, sigmoidConcepts,
-  summarise, writeSplit, standardisedRows, type Mat,
-} from '../ts/methods/le.js';
-import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../ts/methods/le-csv.js';
-import { randn, tempDir } from './helpers.js';
+  summarise, writeSplit, standardisedRows, 
+} from '../ts/methods/le/index.js';
+import type { Mat } from '../ts/matrix.js';
+import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../ts/methods/le/index.js';
+import { randn, tempDir, cliOk } from './helpers.js';
 
 // ------------------------------------------------------------------ helpers
 
@@ -308,9 +309,8 @@ test('CSV round trip keeps every field, including quoted names and score columns
 });
 
 test('LE(CLIP) concept matrix: engine cosines equal float64, `le concepts` calibrates on labels and filters', async () => {
-  const { conceptCosines } = await import('../ts/methods/le.js');
+  const { conceptCosines } = await import('../ts/methods/le/index.js');
   const { writeNpy } = await import('../ts/io/npy.js');
-  const { main } = await import('../ts/cli/main.js');
   const d = 16, classes = 3, extra = 5, n = 60;
   const text = randn((classes + extra) * d, 21);
   const labels = Int32Array.from({ length: n }, (_, i) => i % classes);
@@ -329,7 +329,7 @@ test('LE(CLIP) concept matrix: engine cosines equal float64, `le concepts` calib
   writeNpy(join(dir, 'T.npy'), text, [classes + extra, d]);
   writeNpy(join(dir, 'Y.npy'), labels, [n]);
   writeFileSync(join(dir, 'names.txt'), names.join('\n') + '\n');
-  await main(['node', 'conceptlens', 'le', 'concepts', '--embeddings', join(dir, 'E.npy'), '--text', join(dir, 'T.npy'), '--names', join(dir, 'names.txt'),
+  await cliOk(['le', 'concepts', '--embeddings', join(dir, 'E.npy'), '--text', join(dir, 'T.npy'), '--names', join(dir, 'names.txt'),
     '--out', join(dir, 'P.npy'), '--names-out', join(dir, 'kept.txt'), '--calibrate-labels', join(dir, 'Y.npy'), '--class-concepts', 'concept_0,concept_1,concept_2']);
   const P = readNpy(join(dir, 'P.npy'));
   const kept = readFileSync(join(dir, 'kept.txt'), 'utf8').trim().split('\n');

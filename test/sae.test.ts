@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
-import { floatsToHalves } from '../ts/io/fp16.js';
+import { floatsToHalves } from '../ts/engine/fp16.js';
 import { createTrainer, loadTrainer, nameConcepts, readAtoms, trainSae, conceptStrengths } from '../ts/methods/sae.js';
 import { rng, gaussian } from '../ts/random.js';
 import { accuracy, coveragePosition, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';

@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readNpy } from '../ts/io/npy.js';
 import { randn } from '../ts/random.js';
-import {
-  buildDictionary, normaliseRows, readVocabulary, solveSplice, splicePath, toFloat32, SpliceModel, type SpliceSolverName,
-} from '../ts/methods/splice.js';
+import { buildDictionary, readVocabulary, solveSplice, splicePath, SpliceModel, type SpliceSolverName } from '../ts/methods/splice.js';
+import { normaliseRows, toFloat32 } from '../ts/matrix.js';
 
 const ASSETS = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..', 'shared', 'assets'));
 const DETIC = join(ASSETS, 'embeddings', 'detic');
@@ -161,8 +160,8 @@ test('the λ path reaches the target mean l0', async () => {
 test('bad input gets clear errors', async () => {
   const d = 8, C = unitRows(normals(20 * d, 10), d), Z = plant(C, d, 2, 2, 0.1, 11);
   await assert.rejects(solveSplice(C, Z, d, { l1: -0.1 }), /l1: expected a finite λ ≥ 0, got -0.1/);
-  await assert.rejects(solveSplice(C, Z.subarray(0, 14), 7, { l1: 0.1 }), /dictionary: 160 values are not a whole number of rows of d = 7/);
-  await assert.rejects(solveSplice(C, new Float32Array(12), d, { l1: 0.1 }), /samples: 12 values are not a whole number of rows of d = 8/);
+  await assert.rejects(solveSplice(C, Z.subarray(0, 14), 7, { l1: 0.1 }), /dictionary: 160 values are not a whole number of rows of width 7/);
+  await assert.rejects(solveSplice(C, new Float32Array(12), d, { l1: 0.1 }), /samples: 12 values are not a whole number of rows of width 8/);
   const nan = Float32Array.from(Z);
   nan[5] = NaN;
   await assert.rejects(solveSplice(C, nan, d, { l1: 0.1 }), /samples/);

@@ -1,16 +1,17 @@
-// AbortSignal -> a flag the native kernels poll. The flag lives in a
-// SharedArrayBuffer so setting it from JS is visible to pool threads at once.
+// What every long call takes (an AbortSignal, a progress callback), and the
+// AbortSignal -> flag bridge: the flag lives in a SharedArrayBuffer, so
+// setting it from JS is visible at once to the native kernels and to worker
+// threads (ONNX, HNSW) that poll it.
+import { abortError, toConceptLensError } from './errors.js';
+
 export interface ProgressOptions {
+  /** Aborting rejects the call with a ConceptLensError of code ERR_ABORTED (name 'AbortError'). */
   signal?: AbortSignal;
+  /** Called with (done, total) as the work advances, at most about ten times a second. */
   onProgress?: (done: number, total: number) => void;
 }
 
-export function abortError(): Error {
-  const e = new Error('The operation was aborted');
-  e.name = 'AbortError';
-  return e;
-}
-
+/** A flag set to 1 when the signal aborts (null without a signal); dispose() detaches the listener. */
 export function cancelFlag(signal?: AbortSignal): { flag: Int32Array | null; dispose: () => void } {
   if (!signal) return { flag: null, dispose: () => {} };
   if (signal.aborted) throw abortError();
@@ -20,11 +21,18 @@ export function cancelFlag(signal?: AbortSignal): { flag: Int32Array | null; dis
   return { flag, dispose: () => signal.removeEventListener('abort', onAbort) };
 }
 
-/** Runs one native call with the signal wired to its cancel flag. */
+/** Throws ERR_ABORTED when the signal has aborted (between steps of JS-side loops). */
+export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw abortError();
+}
+
+/** Runs one call with the signal wired to a cancel flag; its failure is a ConceptLensError. */
 export async function withCancel<T>(signal: AbortSignal | undefined, run: (flag: Int32Array | null) => Promise<T>): Promise<T> {
   const c = cancelFlag(signal);
   try {
     return await run(c.flag);
+  } catch (e) {
+    throw toConceptLensError(e);
   } finally {
     c.dispose();
   }

@@ -2,7 +2,8 @@
 // ../shared/assets beside the working directory or the package, when present.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { packageRoot } from './native.js';
+import { ConceptLensError } from './errors.js';
+import { packageRoot } from './package-root.js';
 
 export function assetsDir(): string | undefined {
   const env = process.env.CONCEPTLENS_ASSETS;
@@ -19,6 +20,6 @@ export function assetPath(rel: string): string {
   const dir = assetsDir();
   const p = dir ? join(dir, rel) : undefined;
   if (!p || !existsSync(p))
-    throw new Error(`asset '${rel}' not found${p ? ` at ${p}` : ''}: set CONCEPTLENS_ASSETS to the assets mirror`);
+    throw new ConceptLensError('ERR_FILE', `asset '${rel}' not found${p ? ` at ${p}` : ''}: set CONCEPTLENS_ASSETS to the assets mirror`);
   return p;
 }

@@ -1,23 +1,20 @@
+// The addon's entry point: engine facts, the thread count, and every export
+// family (modules.h). ts/engine/addon.ts mirrors these exports as one typed
+// interface.
 #include <napi.h>
 
-#include <vector>
-
 #include "../core/blas.h"
+#include "../core/threads.h"
 #include "../core/topk_screen.h"
 #ifdef CONCEPTLENS_CUDA
-#include "../cuda/topk_cuda.h"
+#include "../cuda/cuda_device.h"
 #endif
-#include "../core/threads.h"
-#include "registry.h"
+#include "args.h"
+#include "modules.h"
 
 namespace clb {
 
 namespace {
-std::vector<Registrar>& registrars() {
-  static std::vector<Registrar> r;
-  return r;
-}
-
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -38,23 +35,21 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// setThreads(n): compute threads for later calls (0: all cores); returns the count in effect.
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
-  cl::set_compute_threads(info[0].As<Napi::Number>().Int32Value());
+  const int64_t n = int_arg(info[0], "threads", 0);
+  if (n > 1024) throw_coded(info.Env(), cl::ErrorCode::Arg, "threads: expected an integer in 0..1024, got " + std::to_string(n));
+  cl::set_compute_threads(static_cast<int>(n));
   return Napi::Number::New(info.Env(), cl::compute_threads());
 }
 }  // namespace
 
-Register::Register(Registrar r) { registrars().push_back(r); }
-
-void register_all(Napi::Env env, Napi::Object exports) {
-  for (Registrar r : registrars()) r(env, exports);
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cl::init_blas_threading();
-  exports.Set("info", Napi::Function::New(env, Info));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
-  register_all(env, exports);
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  for (auto init : {InitTopK, InitFp16, InitBlas, InitGlm, InitFaiss, InitFalcon, InitSplice, InitVocab, InitSae})
+    init(env, exports);
   return exports;
 }
 

@@ -1,15 +1,37 @@
 // Argument readers with strict dtype/shape checks, in the manner of
-// onnxruntime-node: a wrong dtype or length is a TypeError/RangeError naming
-// the argument, the expected and the actual value.
+// onnxruntime-node: a wrong dtype or length is an error naming the argument,
+// the expected and the actual value. Every error leaving the addon carries a
+// `code` (ERR_DTYPE, ERR_SHAPE, ERR_ARG, ...; the JS side's ConceptLensError).
 #pragma once
 #include <napi.h>
 
 #include <atomic>
+#include <exception>
+#include <memory>
 #include <string>
 
+#include "../core/error.h"
 #include "../core/matrix.h"
 
 namespace clb {
+
+// A JS Error with `code` set (TypeError for ERR_DTYPE, RangeError for ERR_SHAPE/ERR_ARG).
+Napi::Error coded_error(Napi::Env env, const char* code, const std::string& msg);
+[[noreturn]] void throw_coded(Napi::Env env, cl::ErrorCode code, const std::string& msg);
+// The code for an exception thrown by the core: its cl::Error code, ERR_ABORTED,
+// ERR_MEMORY for allocation failures, else ERR_ENGINE.
+const char* exception_code(const std::exception& e);
+// Runs f, turning core exceptions into coded JS errors (for synchronous calls).
+template <class F>
+auto translating(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw coded_error(env, exception_code(e), e.what());
+  }
+}
 
 std::string typed_array_name(const Napi::Value& v);
 
@@ -21,7 +43,28 @@ const float* f32_arg(const Napi::Value& v, int64_t length, const std::string& na
 int64_t int_arg(const Napi::Value& v, const std::string& name, int64_t min_value);
 double number_arg(const Napi::Value& v, const std::string& name);
 std::string string_arg(const Napi::Value& v, const std::string& name);
+bool bool_arg(const Napi::Value& v, const std::string& name);
 // Int32Array over a SharedArrayBuffer that JS sets to 1 on abort; or null.
 const std::atomic<int32_t>* cancel_arg(const Napi::Value& v);
+
+// 'cpu' (also undefined) or 'cuda'. Asking for 'cuda' from an engine built
+// without CUDA, or where no device answers, is ERR_DEVICE.
+enum class Device { Cpu, Cuda };
+Device device_arg(const Napi::Value& v, const std::string& name);
+
+// One object's "a call is running" flag: a second call while one runs is
+// ERR_BUSY. claim() in the JS thread; the returned guard, held by the worker,
+// releases the flag when the work ends (however it ends).
+class BusyFlag {
+ public:
+  explicit BusyFlag(std::string owner) : owner_(std::move(owner)) {}
+  using Guard = std::shared_ptr<void>;
+  Guard claim(Napi::Env env);
+  void require_idle(Napi::Env env) const;
+
+ private:
+  std::string owner_;
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+};
 
 }  // namespace clb

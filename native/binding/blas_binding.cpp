@@ -5,7 +5,7 @@
 #include "../core/blas.h"
 #include "../core/threads.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -34,7 +34,8 @@ Napi::Value MatmulNT(const Napi::CallbackInfo& info) {
 
 void Init(Napi::Env env, Napi::Object exports) { exports.Set("matmulNT", Napi::Function::New(env, MatmulNT)); }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitBlas(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

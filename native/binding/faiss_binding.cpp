@@ -8,7 +8,7 @@
 
 #include "../core/faiss_index.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -18,13 +18,8 @@ using Core = std::shared_ptr<cl::FaissIndex>;
 
 cl::AnnMetric metric_arg(const Napi::Value& v) {
   std::string m = string_arg(v, "metric");
-  if (m != "ip" && m != "l2") throw Napi::RangeError::New(v.Env(), "metric: expected 'ip' or 'l2', got '" + m + "'");
+  if (m != "ip" && m != "l2") throw_coded(v.Env(), cl::ErrorCode::Arg, "metric: expected 'ip' or 'l2', got '" + m + "'");
   return m == "ip" ? cl::AnnMetric::InnerProduct : cl::AnnMetric::L2;
-}
-
-bool bool_arg(const Napi::Value& v, const std::string& name) {
-  if (!v.IsBoolean()) throw Napi::TypeError::New(v.Env(), name + ": expected a boolean");
-  return v.As<Napi::Boolean>().Value();
 }
 
 class FaissIndex : public Napi::ObjectWrap<FaissIndex> {
@@ -57,17 +52,13 @@ class FaissIndex : public Napi::ObjectWrap<FaissIndex> {
     opt.normalize = bool_arg(info[3], "normalize");
     opt.seed = static_cast<uint32_t>(int_arg(info[4], "seed", 0));
     opt.ef_construction = static_cast<int>(int_arg(info[5], "efConstruction", 0));
-    try {
-      core_ = std::make_shared<cl::FaissIndex>(dim, factory, opt);
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(info.Env(), e.what());
-    }
+    core_ = translating(info.Env(), [&] { return std::make_shared<cl::FaissIndex>(dim, factory, opt); });
   }
 
  private:
   // FaissIndex.load(path, normalize, onProgress|null, cancel|null): Promise<FaissIndex>
   static Napi::Value Load(const Napi::CallbackInfo& info) {
-    if (!info.This().IsFunction()) throw Napi::TypeError::New(info.Env(), "FaissIndex.load: call it on the class");
+    if (!info.This().IsFunction()) throw_coded(info.Env(), cl::ErrorCode::Arg, "FaissIndex.load: call it on the class");
     std::string path = string_arg(info[0], "path");
     bool normalize = bool_arg(info[1], "normalize");
     auto ctor = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info.This().As<Napi::Function>()));
@@ -152,7 +143,8 @@ class FaissIndex : public Napi::ObjectWrap<FaissIndex> {
   Core core_;
 };
 
-Register reg(FaissIndex::Init);
-
 }  // namespace
+
+void InitFaiss(Napi::Env env, Napi::Object exports) { FaissIndex::Init(env, exports); }
+
 }  // namespace clb

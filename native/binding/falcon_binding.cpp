@@ -6,7 +6,7 @@
 
 #include "../core/falcon.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -43,14 +43,14 @@ Napi::Value Firing(const Napi::CallbackInfo& info) {
 
 std::vector<int32_t> int32_list(const Napi::Value& v, const std::string& name) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw Napi::TypeError::New(v.Env(), name + ": expected Int32Array, got " + typed_array_name(v));
+    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected Int32Array, got " + typed_array_name(v));
   auto a = v.As<Napi::Int32Array>();
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
 // One entry of the layers array: { acts, grads|null, channels, height, width }.
 cl::CamLayer cam_layer(const Napi::Value& v, int64_t n, const std::string& name, std::vector<Napi::Value>& keep) {
-  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), name + ": expected { acts, grads, channels, height, width }");
+  if (!v.IsObject()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected { acts, grads, channels, height, width }");
   Napi::Object o = v.As<Napi::Object>();
   cl::CamLayer l;
   l.channels = int_arg(o.Get("channels"), name + ".channels", 1);
@@ -68,7 +68,7 @@ cl::CamLayer cam_layer(const Napi::Value& v, int64_t n, const std::string& name,
 //   -> Promise<{ cams: Float32Array (n × outHeight × outWidth), boxes: Int32Array (n × [left, top, right, bottom)) }>
 Napi::Value Cams(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "layers: expected an array of layer objects");
+  if (!info[0].IsArray()) throw_coded(env, cl::ErrorCode::Arg, "layers: expected an array of layer objects");
   int64_t n = int_arg(info[1], "n", 1);
   std::vector<Napi::Value> keep;
   std::vector<cl::CamLayer> layers;
@@ -104,7 +104,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("falconCams", Napi::Function::New(env, Cams));
 }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitFalcon(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

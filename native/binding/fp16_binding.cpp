@@ -4,14 +4,14 @@
 
 #include "../core/fp16.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 
 namespace clb {
 namespace {
 
 Napi::Value HalvesToFloats(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
-    throw Napi::TypeError::New(info.Env(), "halves: expected Uint16Array (fp16 bits), got " + typed_array_name(info[0]));
+    throw_coded(info.Env(), cl::ErrorCode::Dtype, "halves: expected Uint16Array (fp16 bits), got " + typed_array_name(info[0]));
   auto in = info[0].As<Napi::Uint16Array>();
   auto out = Napi::Float32Array::New(info.Env(), in.ElementLength());
   cl::halves_to_floats(in.Data(), out.Data(), static_cast<int64_t>(in.ElementLength()));
@@ -20,7 +20,7 @@ Napi::Value HalvesToFloats(const Napi::CallbackInfo& info) {
 
 Napi::Value FloatsToHalves(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw Napi::TypeError::New(info.Env(), "floats: expected Float32Array, got " + typed_array_name(info[0]));
+    throw_coded(info.Env(), cl::ErrorCode::Dtype, "floats: expected Float32Array, got " + typed_array_name(info[0]));
   auto in = info[0].As<Napi::Float32Array>();
   auto out = Napi::Uint16Array::New(info.Env(), in.ElementLength());
   cl::floats_to_halves(in.Data(), out.Data(), static_cast<int64_t>(in.ElementLength()));
@@ -32,7 +32,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("floatsToHalves", Napi::Function::New(env, FloatsToHalves));
 }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitFp16(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

@@ -5,7 +5,7 @@
 
 #include "../core/glm.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -35,11 +35,11 @@ Napi::Value GlmFit(const Napi::CallbackInfo& info) {
   int64_t n = int_arg(info[1], "n", 1), p = int_arg(info[2], "p", 1), K = int_arg(info[4], "K", 1);
   const float* X = f32_arg(info[0], n * p, "X");
   const float* Y = f32_arg(info[3], n * K, "Y");
-  if (!info[5].IsObject()) throw Napi::TypeError::New(env, "options: expected an object");
+  if (!info[5].IsObject()) throw_coded(env, cl::ErrorCode::Arg, "options: expected an object");
   Napi::Object o = info[5].As<Napi::Object>();
   std::string solver = o.Get("solver").IsUndefined() ? "cd" : string_arg(o.Get("solver"), "options.solver");
   if (solver != "cd" && solver != "saga")
-    throw Napi::RangeError::New(env, "options.solver: expected 'cd' or 'saga', got '" + solver + "'");
+    throw_coded(env, cl::ErrorCode::Arg, "options.solver: expected 'cd' or 'saga', got '" + solver + "'");
   cl::ElasticNet en = elastic_net(o);
   cl::CdOptions cd;
   cd.tol = opt_number(o, "tol", cd.tol);
@@ -84,7 +84,7 @@ Napi::Value GlmObjective(const Napi::CallbackInfo& info) {
   const float* W = f32_arg(info[5], K * p, "W");
   const float* b = f32_arg(info[6], K, "b");
   cl::ElasticNet en = info[7].IsObject() ? elastic_net(info[7].As<Napi::Object>()) : cl::ElasticNet{};
-  std::vector<double> obj = cl::elastic_net_objective(X, n, p, Y, K, W, b, en);
+  std::vector<double> obj = translating(env, [&] { return cl::elastic_net_objective(X, n, p, Y, K, W, b, en); });
   auto out = Napi::Float64Array::New(env, obj.size());
   std::copy(obj.begin(), obj.end(), out.Data());
   return out;
@@ -95,7 +95,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("glmObjective", Napi::Function::New(env, GlmObjective, "glmObjective"));
 }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitGlm(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

@@ -8,7 +8,7 @@
 
 #include "../core/sae.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -19,7 +19,7 @@ cl::SaeKind kind_arg(const Napi::Value& v) {
   if (k == "relu-l1") return cl::SaeKind::ReluL1;
   if (k == "topk") return cl::SaeKind::TopK;
   if (k == "batchtopk") return cl::SaeKind::BatchTopK;
-  throw Napi::RangeError::New(v.Env(), "kind: expected 'relu-l1', 'topk' or 'batchtopk', got '" + k + "'");
+  throw_coded(v.Env(), cl::ErrorCode::Arg, "kind: expected 'relu-l1', 'topk' or 'batchtopk', got '" + k + "'");
 }
 
 const char* kind_str(cl::SaeKind k) {
@@ -131,42 +131,31 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
   // new SaeTrainer({d, m, kind?, k?, l1?, lr?, beta1?, beta2?, eps?, auxCoef?, auxK?, deadSteps?, seed?, sparseBelow?})
   explicit SaeTrainer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SaeTrainer>(info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "SaeTrainer: expected a config object");
+    if (!info[0].IsObject()) throw_coded(env, cl::ErrorCode::Arg, "SaeTrainer: expected a config object");
     cl::SaeConfig c = config_arg(info[0].As<Napi::Object>());
     cl::SaeLayout lay(c.d, c.m);
     auto storage = Napi::Float32Array::New(env, lay.total());
     storage_ = Napi::Persistent(storage);
-    try {
-      sae_ = std::make_shared<cl::Sae>(c, storage.Data());
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    sae_ = translating(env, [&] { return std::make_shared<cl::Sae>(c, storage.Data()); });
   }
 
  private:
-  void require_idle(Napi::Env env) {
-    if (*busy_) throw Napi::Error::New(env, "SaeTrainer: a step or epoch is still running; await it first");
-  }
-
+  // Synchronous calls that touch the trainer's state: refused while a step runs.
   template <class F>
   auto guarded(Napi::Env env, F&& f) {
-    require_idle(env);
-    try {
-      return f();
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, e.what());
-    }
+    busy_.require_idle(env);
+    return translating(env, std::forward<F>(f));
   }
 
   // Optional Float64Array of item ids (for error messages), one per row.
   static std::shared_ptr<std::vector<int64_t>> ids_arg(const Napi::Value& v, int64_t rows) {
     if (v.IsNull() || v.IsUndefined()) return nullptr;
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-      throw Napi::TypeError::New(v.Env(), "itemIds: expected Float64Array or null, got " + typed_array_name(v));
+      throw_coded(v.Env(), cl::ErrorCode::Dtype, "itemIds: expected Float64Array or null, got " + typed_array_name(v));
     auto a = v.As<Napi::Float64Array>();
     if (static_cast<int64_t>(a.ElementLength()) != rows)
-      throw Napi::RangeError::New(v.Env(), "itemIds: expected " + std::to_string(rows) + " elements, got " +
-                                               std::to_string(a.ElementLength()));
+      throw_coded(v.Env(), cl::ErrorCode::Shape,
+                  "itemIds: expected " + std::to_string(rows) + " elements, got " + std::to_string(a.ElementLength()));
     auto ids = std::make_shared<std::vector<int64_t>>(rows);
     const double* src = a.Data();
     for (int64_t i = 0; i < rows; ++i) (*ids)[i] = static_cast<int64_t>(src[i]);
@@ -177,23 +166,17 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
   // Steps over consecutive batches of data (already shuffled by the caller).
   Napi::Value TrainEpoch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    require_idle(env);
     auto sae = sae_;
     int64_t rows = int_arg(info[1], "rows", 1), batch = int_arg(info[2], "batch", 1);
     cl::MatrixView x = matrix_arg(info[0], rows, sae->config().d, "data");
     auto ids = ids_arg(info[3], rows);
-    auto busy = busy_;
     auto last = last_;
     auto result = std::make_shared<EpochStats>();
-    *busy = true;
+    auto busy = busy_.claim(env);
     const int64_t m = sae->config().m;
     return Task::Start(
         env,
         [sae, x, rows, batch, ids, busy, last, result](cl::Progress& p) {
-          struct Clear {
-            std::shared_ptr<bool> b;
-            ~Clear() { *b = false; }
-          } clear{busy};
           p.set_total(rows);
           for (int64_t r0 = 0; r0 < rows; r0 += batch) {
             p.check();
@@ -219,23 +202,17 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
   // step(batch, rows, itemIds|null): Promise<stats>
   Napi::Value Step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    require_idle(env);
     auto sae = sae_;
     int64_t rows = int_arg(info[1], "rows", 1);
     cl::MatrixView x = matrix_arg(info[0], rows, sae->config().d, "batch");
     auto ids = ids_arg(info[2], rows);
-    auto busy = busy_;
     auto out = std::make_shared<cl::SaeStats>();
     auto last = last_;
-    *busy = true;
+    auto busy = busy_.claim(env);
     const int64_t m = sae->config().m;
     return Task::Start(
         env,
         [sae, x, rows, ids, busy, out, last](cl::Progress&) {
-          struct Clear {
-            std::shared_ptr<bool> b;
-            ~Clear() { *b = false; }
-          } clear{busy};
           *out = sae->step(x, 0, rows, ids ? ids->data() : nullptr);
           std::lock_guard<std::mutex> lock(last->mu);
           last->stats = *out;
@@ -246,24 +223,18 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
   // encode(data, rows, batch, onProgress|null, cancel|null): Promise<Float32Array rows × m>
   Napi::Value Encode(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    require_idle(env);
     auto sae = sae_;
     int64_t rows = int_arg(info[1], "rows", 1), batch = int_arg(info[2], "batch", 1);
     cl::MatrixView x = matrix_arg(info[0], rows, sae->config().d, "data");
     const int64_t m = sae->config().m;
     auto out = Napi::Float32Array::New(env, rows * m);
     float* dst = out.Data();
-    auto busy = busy_;
-    *busy = true;
+    auto busy = busy_.claim(env);
     auto keep = Napi::Persistent(Napi::Value(out));
     auto ref = std::make_shared<Napi::Reference<Napi::Value>>(std::move(keep));
     return Task::Start(
         env,
         [sae, x, rows, batch, dst, busy](cl::Progress& p) {
-          struct Clear {
-            std::shared_ptr<bool> b;
-            ~Clear() { *b = false; }
-          } clear{busy};
           p.set_total(rows);
           for (int64_t r0 = 0; r0 < rows; r0 += batch) {
             p.check();
@@ -278,7 +249,7 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
   // params(): views into the JS-owned storage (decoder: m × d, row j = atom j).
   Napi::Value Params(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    require_idle(env);
+    busy_.require_idle(env);
     const auto& L = sae_->layout();
     const auto& c = sae_->config();
     Napi::Float32Array s = storage_.Value();
@@ -343,11 +314,7 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
 
   static Napi::Value ReadConfig(const Napi::CallbackInfo& info) {
     std::string path = string_arg(info[0], "path");
-    try {
-      return config_object(info.Env(), cl::Sae::read_config(path));
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(info.Env(), e.what());
-    }
+    return config_object(info.Env(), translating(info.Env(), [&] { return cl::Sae::read_config(path); }));
   }
 
   struct Last {
@@ -357,11 +324,12 @@ class SaeTrainer : public Napi::ObjectWrap<SaeTrainer> {
 
   Napi::Reference<Napi::Float32Array> storage_;
   std::shared_ptr<cl::Sae> sae_;
-  std::shared_ptr<bool> busy_ = std::make_shared<bool>(false);
+  BusyFlag busy_{"SaeTrainer"};
   std::shared_ptr<Last> last_ = std::make_shared<Last>();
 };
 
-Register reg(SaeTrainer::Init);
-
 }  // namespace
+
+void InitSae(Napi::Env env, Napi::Object exports) { SaeTrainer::Init(env, exports); }
+
 }  // namespace clb

@@ -9,7 +9,7 @@
 #include "../cuda/splice_cuda.h"
 #endif
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -61,14 +61,11 @@ double option(const Napi::Object& o, const char* key, double fallback) {
 
 // options: { solver?: 'auto'|'fista'|'admm'|'ws', l1, tol?, maxIter?, rho?, device? }
 cl::SpliceOptions solve_options(const Napi::Value& v) {
-  if (!v.IsObject()) throw Napi::TypeError::New(v.Env(), "options: expected an object");
+  if (!v.IsObject()) throw_coded(v.Env(), cl::ErrorCode::Arg, "options: expected an object");
   Napi::Object o = v.As<Napi::Object>();
   cl::SpliceOptions opt;
-  try {
-    if (!o.Get("solver").IsUndefined()) opt.solver = cl::parse_splice_solver(string_arg(o.Get("solver"), "options.solver"));
-  } catch (const cl::Error& e) {
-    throw Napi::RangeError::New(v.Env(), e.what());
-  }
+  if (!o.Get("solver").IsUndefined())
+    opt.solver = translating(v.Env(), [&] { return cl::parse_splice_solver(string_arg(o.Get("solver"), "options.solver")); });
   opt.l1 = option(o, "l1", opt.l1);
   opt.tol = option(o, "tol", opt.tol);
   opt.max_iter = static_cast<int>(option(o, "maxIter", 0));
@@ -101,16 +98,11 @@ using SolveFn = void (*)(const cl::MatrixView&, const cl::MatrixView&, const cl:
 
 // options.device: 'cpu' (default) or 'cuda' (the GPU FISTA solver, splice_cuda.h).
 SolveFn solver_for(const Napi::Value& options) {
-  Napi::Value v = options.As<Napi::Object>().Get("device");
-  const std::string device = v.IsUndefined() ? "cpu" : string_arg(v, "options.device");
-  if (device == "cpu") return cl::splice_solve;
-  if (device != "cuda")
-    throw Napi::RangeError::New(options.Env(), "options.device: expected 'cpu' or 'cuda', got '" + device + "'");
+  if (device_arg(options.As<Napi::Object>().Get("device"), "options.device") == Device::Cpu) return cl::splice_solve;
 #ifdef CONCEPTLENS_CUDA
-  return cl::cuda_splice_solve;  // throws "no CUDA device" from the worker when none is present
+  return cl::cuda_splice_solve;
 #else
-  throw Napi::Error::New(options.Env(),
-                         "device: 'cuda' requested but this engine was built without CUDA (no nvcc at build time)");
+  return nullptr;  // unreachable: device_arg refuses 'cuda' without CUDA
 #endif
 }
 
@@ -165,7 +157,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("splicePath", Napi::Function::New(env, Path));
 }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitSplice(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

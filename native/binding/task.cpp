@@ -41,10 +41,11 @@ void Task::Execute(const ExecutionProgress& progress) {
       cancel_);
   try {
     work_(p);
-  } catch (const cl::Cancelled&) {
-    aborted_ = true;
+  } catch (const cl::Cancelled& e) {
+    code_ = exception_code(e);
     SetError("The operation was aborted");
   } catch (const std::exception& e) {
+    code_ = exception_code(e);
     SetError(e.what());
   }
 }
@@ -62,12 +63,15 @@ void Task::OnOK() {
     deferred_.Resolve(finish_(env));
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
+  } catch (const std::exception& e) {
+    deferred_.Reject(coded_error(env, exception_code(e), e.what()).Value());
   }
 }
 
 void Task::OnError(const Napi::Error& e) {
-  Napi::Value err = e.Value();
-  if (aborted_) err.As<Napi::Object>().Set("name", "AbortError");
+  Napi::Object err = e.Value().As<Napi::Object>();
+  err.Set("code", code_);
+  if (std::string(code_) == "ERR_ABORTED") err.Set("name", "AbortError");
   deferred_.Reject(err);
 }
 

@@ -1,6 +1,7 @@
 // Runs a core computation on the libuv pool and settles a Promise. Progress
 // goes back through AsyncProgressWorker (coalesced, throttled); an abort flag
 // shared with JS stops the kernel, and the Promise rejects with an AbortError.
+// Every rejection carries the error's `code` (args.h exception_code).
 // Input TypedArrays are kept alive (and read in place) until the task ends.
 #pragma once
 #include <napi.h>
@@ -40,7 +41,7 @@ class Task : public Napi::AsyncProgressWorker<Tick> {
   Napi::FunctionReference on_progress_;
   const std::atomic<int32_t>* cancel_ = nullptr;
   std::vector<Napi::Reference<Napi::Value>> keep_;
-  bool aborted_ = false;
+  const char* code_ = "ERR_ENGINE";
 };
 
 }  // namespace clb

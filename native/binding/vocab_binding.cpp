@@ -3,7 +3,7 @@
 
 #include "../core/vocab_rows.h"
 #include "args.h"
-#include "registry.h"
+#include "modules.h"
 #include "task.h"
 
 namespace clb {
@@ -29,7 +29,8 @@ Napi::Value TransformRows(const Napi::CallbackInfo& info) {
 // firstNonFiniteRow(src, rows, dim): the first row holding NaN/Inf, or -1 (memory speed, synchronous).
 Napi::Value FirstNonFiniteRow(const Napi::CallbackInfo& info) {
   const int64_t rows = int_arg(info[1], "rows", 0), dim = int_arg(info[2], "dim", 1);
-  const int64_t bad = cl::first_non_finite(matrix_arg(info[0], rows, dim, "src"));
+  const cl::MatrixView src = matrix_arg(info[0], rows, dim, "src");
+  const int64_t bad = translating(info.Env(), [&] { return cl::first_non_finite(src); });
   return Napi::Number::New(info.Env(), static_cast<double>(bad < 0 ? -1 : bad / dim));
 }
 
@@ -38,7 +39,8 @@ void Init(Napi::Env env, Napi::Object exports) {
   exports.Set("firstNonFiniteRow", Napi::Function::New(env, FirstNonFiniteRow));
 }
 
-Register reg(Init);
-
 }  // namespace
+
+void InitVocab(Napi::Env env, Napi::Object exports) { Init(env, exports); }
+
 }  // namespace clb

@@ -21,24 +21,22 @@ std::string blas_core_name() {
 
 int blas_threads() { return openblas_get_num_threads(); }
 
-namespace {
-std::mutex& wide_mutex() {
-  static std::mutex m;
-  return m;
-}
-}  // namespace
-
-WideBlas::WideBlas(int threads) : lock_(wide_mutex()) {
-  openblas_set_num_threads(threads);
-  omp_set_num_threads(threads);
+WideBlas::WideBlas(int threads) : lease_(threads, threads) {
+  if (lease_.cores() == 0) return;
+  openblas_set_num_threads(lease_.cores());
+  omp_set_num_threads(lease_.cores());
 }
 
 // omp_set_num_threads is per calling thread: FAISS runs on the guard's thread.
 WideBlas::~WideBlas() {
+  if (lease_.cores() == 0) return;
   openblas_set_num_threads(1);
-  omp_set_num_threads(compute_threads());
+  omp_set_num_threads(1);
 }
 
-void init_blas_threading() { openblas_set_num_threads(1); }
+void init_blas_threading() {
+  openblas_set_num_threads(1);
+  omp_set_num_threads(1);
+}
 
 }  // namespace cl

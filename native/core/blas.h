@@ -2,8 +2,9 @@
 // threads OpenBLAS (and FAISS's OpenMP) may use for a call.
 #pragma once
 #include <cstdint>
-#include <mutex>
 #include <string>
+
+#include "threads.h"
 
 namespace cl {
 
@@ -16,8 +17,9 @@ std::string blas_core_name();
 int blas_threads();
 
 // Widens BLAS and OpenMP to `threads` for the guard's lifetime, then restores
-// single-threaded BLAS. A global mutex serialises widened sections so two
-// operations never both claim every core.
+// single-threaded BLAS. The cores are leased from the shared budget
+// (threads.h), so a widened section waits for other calls' regions to end and
+// they wait for it; inside a parallel region it does not widen.
 class WideBlas {
  public:
   explicit WideBlas(int threads);
@@ -26,7 +28,7 @@ class WideBlas {
   WideBlas& operator=(const WideBlas&) = delete;
 
  private:
-  std::unique_lock<std::mutex> lock_;
+  CoreLease lease_;
 };
 
 // Called once at load: BLAS single-threaded, since the pool parallelises.

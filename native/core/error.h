@@ -1,13 +1,30 @@
 // Errors thrown by the core carry a message meant for the user: they name the
-// argument or file, the expected and the actual value.
+// argument or file, the expected and the actual value. Their code is the one
+// the JS layer branches on (ERR_ARG, ERR_SHAPE, ...; see ts/errors.ts).
 #pragma once
 #include <stdexcept>
 #include <string>
 
 namespace cl {
 
+enum class ErrorCode { Arg, Shape, Dtype, NaN, File, Device, Memory };
+
+inline const char* error_code_name(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::Shape: return "ERR_SHAPE";
+    case ErrorCode::Dtype: return "ERR_DTYPE";
+    case ErrorCode::NaN: return "ERR_NAN";
+    case ErrorCode::File: return "ERR_FILE";
+    case ErrorCode::Device: return "ERR_DEVICE";
+    case ErrorCode::Memory: return "ERR_MEMORY";
+    default: return "ERR_ARG";
+  }
+}
+
 struct Error : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  ErrorCode code = ErrorCode::Arg;
+  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+  Error(ErrorCode c, const std::string& msg) : std::runtime_error(msg), code(c) {}
 };
 
 // Raised when a caller's cancel flag is set; bindings turn it into an AbortError.
@@ -16,9 +33,13 @@ struct Cancelled : std::runtime_error {
 };
 
 [[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
+[[noreturn]] inline void fail(ErrorCode code, const std::string& msg) { throw Error(code, msg); }
 
 inline void require(bool ok, const std::string& msg) {
   if (!ok) fail(msg);
+}
+inline void require(bool ok, ErrorCode code, const std::string& msg) {
+  if (!ok) fail(code, msg);
 }
 
 }  // namespace cl

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -19,6 +20,20 @@ int available_cores() {
 }
 
 std::atomic<int> g_threads{0};
+
+// The shared core budget: cores leased by regions in flight.
+std::mutex g_budget_mutex;
+std::condition_variable g_budget_freed;
+int g_leased = 0;
+// Set on threads that run inside a region or hold a lease: nested regions run
+// inline, so a thread never waits on cores its own region holds.
+thread_local bool t_inside = false;
+
+struct Inside {
+  bool saved = t_inside;
+  Inside() { t_inside = true; }
+  ~Inside() { t_inside = saved; }
+};
 
 // A job shared by the caller and the helper threads it wakes.
 struct Job {
@@ -57,9 +72,34 @@ int parallel_workers(int64_t ntasks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ntasks, compute_threads())));
 }
 
+CoreLease::CoreLease(int min, int max) {
+  if (t_inside) return;
+  std::unique_lock<std::mutex> lock(g_budget_mutex);
+  const int total = compute_threads();
+  min = std::clamp(min, 1, total);
+  g_budget_freed.wait(lock, [&] { return total - g_leased >= min; });
+  cores_ = std::clamp(total - g_leased, min, std::max(min, max));
+  g_leased += cores_;
+}
+
+CoreLease::~CoreLease() {
+  if (cores_ == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(g_budget_mutex);
+    g_leased -= cores_;
+  }
+  g_budget_freed.notify_all();
+}
+
 void parallel_for(int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
   if (ntasks <= 0) return;
-  int workers = parallel_workers(ntasks);
+  if (t_inside) {
+    for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
+    return;
+  }
+  CoreLease lease(1, parallel_workers(ntasks));
+  Inside inside;
+  const int workers = lease.cores();
   Job job;
   job.ntasks = ntasks;
   job.fn = &fn;
@@ -67,7 +107,11 @@ void parallel_for(int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
   // start-up (tens of microseconds) is noise, and nothing idles between calls.
   std::vector<std::thread> helpers;
   helpers.reserve(workers - 1);
-  for (int w = 1; w < workers; ++w) helpers.emplace_back([&job, w] { job.run(w); });
+  for (int w = 1; w < workers; ++w)
+    helpers.emplace_back([&job, w] {
+      Inside in;
+      job.run(w);
+    });
   job.run(0);
   for (auto& t : helpers) t.join();
   if (job.error) std::rethrow_exception(job.error);

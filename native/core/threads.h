@@ -2,6 +2,12 @@
 // share the machine's cores: kernels parallelise through the pool with
 // single-threaded BLAS calls, and only code that hands a large GEMM to BLAS
 // (or calls FAISS) widens BLAS/OpenMP for that call (see blas.h).
+//
+// Calls in flight at the same time (several Promises from JS) share one budget
+// of compute_threads() cores: a parallel region or a widened BLAS section
+// leases cores from it, and a call that finds none free waits for the next
+// region to end. So the process never runs more compute threads than cores,
+// and concurrent calls interleave region by region instead of oversubscribing.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -15,10 +21,25 @@ void set_compute_threads(int n);
 // Runs fn(task, worker) for task in [0, ntasks) on up to compute_threads()
 // workers (the caller is one of them). worker is in [0, workers) and lets a
 // kernel keep per-thread scratch. Exceptions stop the loop and the first one
-// is rethrown in the caller.
+// is rethrown in the caller. Inside a region (nested) it runs inline.
 void parallel_for(int64_t ntasks, const std::function<void(int64_t task, int worker)>& fn);
 
-// How many distinct worker ids parallel_for(ntasks, ...) will use.
+// How many distinct worker ids parallel_for(ntasks, ...) may use.
 int parallel_workers(int64_t ntasks);
+
+// Cores leased from the shared budget for the lifetime of the object: blocks
+// until `min` are free, then takes up to `max`. A thread already inside a
+// region or lease gets none (cores() == 0) and must not widen.
+class CoreLease {
+ public:
+  CoreLease(int min, int max);
+  ~CoreLease();
+  CoreLease(const CoreLease&) = delete;
+  CoreLease& operator=(const CoreLease&) = delete;
+  int cores() const { return cores_; }
+
+ private:
+  int cores_ = 0;
+};
 
 }  // namespace cl

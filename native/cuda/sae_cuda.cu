@@ -8,7 +8,7 @@
 
 #include "../core/error.h"
 #include "cuda_util.cuh"
-#include "topk_cuda.h"
+#include "cuda_device.h"
 
 namespace cl {
 namespace {

@@ -22,7 +22,7 @@
 #include "../core/error.h"
 #include "cuda_util.cuh"
 #include "../core/threads.h"
-#include "topk_cuda.h"
+#include "cuda_device.h"
 
 namespace cl {
 namespace {

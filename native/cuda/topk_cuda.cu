@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../core/error.h"
+#include "cuda_device.h"
 #include "cuda_util.cuh"
 #include "topk_kernels.cuh"
 
@@ -94,15 +95,6 @@ int64_t pick_chunk_rows(int64_t nq, int64_t d, int k) {
 }
 
 }  // namespace
-
-bool cuda_available() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
 
 struct CudaTopK::Impl {
   int64_t nq, d, chunk;

@@ -15,9 +15,6 @@
 
 namespace cl {
 
-// A usable CUDA device is present (false on any runtime error, e.g. no driver).
-bool cuda_available();
-
 class CudaTopK {
  public:
   static constexpr int kMaxK = 1024;

@@ -16,6 +16,11 @@ struct Case {
 };
 int add(const char* name, std::function<void()> fn);
 void failure(const char* file, int line, const std::string& what);
+// Ends the current case as skipped (e.g. no GPU, no assets mirror). A file
+// with a skipped case and no failure exits with kSkipCode, which CMake
+// declares as ctest's SKIP_RETURN_CODE: ctest reports a skip, not a pass.
+[[noreturn]] void skip(const std::string& why);
+constexpr int kSkipCode = 77;
 
 // n seeded normal samples (mean shift, standard deviation scale) for test data.
 inline std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f, float shift = 0.0f) {

@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { REGISTRY, cacheDir, findAsset, locateAsset, pullAsset, verifyAsset, type AssetEntry } from '../assets-registry.js';
 import { progressBar } from './progress.js';
+import { act, EXIT, type RunContext } from './run.js';
 
 const pick = (names: string[]): AssetEntry[] => (names.length ? names.map((n) => findAsset(n)) : [...REGISTRY]);
 
@@ -15,12 +16,12 @@ function list(json: boolean): void {
   }
 }
 
-async function pull(names: string[], force: boolean, json: boolean): Promise<void> {
+async function pull(names: string[], force: boolean, json: boolean, signal: AbortSignal): Promise<void> {
   const out = [];
   for (const e of pick(names)) {
     const bar = progressBar(e.name, 'bytes', !json && process.stderr.isTTY);
     try {
-      const r = await pullAsset(e, { force, onProgress: (d, t) => bar.update(d, t) });
+      const r = await pullAsset(e, { force, signal, onProgress: (d, t) => bar.update(d, t) });
       out.push({ name: e.name, path: r.path, source: r.source });
     } finally {
       bar.stop();
@@ -42,15 +43,13 @@ async function verify(names: string[], json: boolean): Promise<boolean> {
 
 export function registerAssets(program: Command): void {
   const assets = program.command('assets').description('named public models and vocabularies: mirror (CONCEPTLENS_ASSETS), cache (CONCEPTLENS_CACHE), downloads');
-  const fail = (command: Command) => (err: unknown) => command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
   assets.command('list').description('list the registry and where each asset is found').option('--json', 'print JSON')
-    .action((o: { json?: boolean }) => list(!!o.json));
+    .action(act((o: { json?: boolean }) => list(!!o.json)));
   assets.command('pull [names...]').description('download missing assets into the cache (sha256 checked); all when no name is given')
     .option('--force', 'download even when a verified copy exists').option('--json', 'print JSON')
-    .action((names: string[], o: { force?: boolean; json?: boolean }, command: Command) => pull(names, !!o.force, !!o.json).catch(fail(command)));
+    .action(act((names: string[], o: { force?: boolean; json?: boolean }, { signal }: RunContext) => pull(names, !!o.force, !!o.json, signal)));
   assets.command('verify [names...]').description('check the sha256 of local copies; exit status 1 on a mismatch').option('--json', 'print JSON')
-    .action(async (names: string[], o: { json?: boolean }, command: Command) => {
-      const ok = await verify(names, !!o.json).catch(fail(command));
-      if (ok === false) process.exitCode = 1;
-    });
+    .action(act(async (names: string[], o: { json?: boolean }) => {
+      if (!(await verify(names, !!o.json))) process.exitCode = EXIT.failed;
+    }));
 }

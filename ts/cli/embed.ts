@@ -6,6 +6,7 @@ import { embedImages, type LabelSource } from '../encoders/embed-images.js';
 import type { Pool } from '../encoders/onnx.js';
 import { progressBar } from './progress.js';
 import { integer, oneOf } from './options.js';
+import { act, UsageError } from './run.js';
 
 interface EmbedCliOptions {
   model?: string;
@@ -31,17 +32,19 @@ interface EmbedCliOptions {
   json?: boolean;
 }
 
-async function run(o: EmbedCliOptions): Promise<void> {
-  if (!o.model === !o.standin) throw new Error('give either --model M.onnx or --standin');
+/** Options the stand-in tower does not take (it is SqueezeNet's logits mapped into CLIP space, ImageNet preprocessing). */
+const NOT_FOR_STANDIN = ['layer', 'output', 'input', 'resize', 'crop'] as const;
+
+async function run(o: EmbedCliOptions, signal: AbortSignal): Promise<void> {
+  if (!o.model === !o.standin) throw new UsageError('give either --model M.onnx or --standin');
+  const ignored = o.standin ? NOT_FOR_STANDIN.filter((k) => o[k] !== undefined) : [];
+  if (ignored.length) throw new UsageError(`--standin: the stand-in tower takes no ${ignored.map((k) => `--${k}`).join(', ')} (it always embeds SqueezeNet's logits with ImageNet preprocessing)`);
   const spec = preprocessSpec(o.standin ? 'imagenet' : o.preprocess, {
     ...(o.resize ? { resize: o.resize } : {}),
     ...(o.crop ? { crop: o.crop } : {}),
     fastShrinkOnLoad: !!o.fastDecode,
   });
   const bar = progressBar('embed', 'images', !o.json && process.stderr.isTTY && !process.env.CI);
-  const ac = new AbortController();
-  const onSigint = () => ac.abort();
-  process.once('SIGINT', onSigint); // stop after the current batch; the checkpoint lets a rerun resume
   try {
     const r = await embedImages({
       model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: o.out, spec,
@@ -55,7 +58,7 @@ async function run(o: EmbedCliOptions): Promise<void> {
       labelSource: o.labelSource,
       classesFile: o.classes,
       batchSize: o.batch,
-      signal: ac.signal,
+      signal, // stops after the current batch; the checkpoint lets a rerun resume
       onProgress: (done, total) => bar.update(done, total),
     });
     bar.stop();
@@ -70,7 +73,6 @@ async function run(o: EmbedCliOptions): Promise<void> {
     }
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
   }
 }
 
@@ -82,7 +84,7 @@ export function registerEmbed(program: Command): void {
     .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower: SqueezeNet 1.1 class probabilities mixed over CLIP text embeddings of LVIS concepts (ImageNet preprocessing)')
     .requiredOption('--images <dir>', 'folder of images (recursive)')
     .requiredOption('--out <path>', 'output .npy, [images, features]')
-    .option('--preprocess <preset>', 'clip | imagenet', 'imagenet')
+    .option('--preprocess <preset>', 'clip | imagenet', oneOf('--preprocess', ['clip', 'imagenet']), 'imagenet')
     .option('--resize <n>', 'shorter side after resizing (overrides the preset)', integer('--resize'))
     .option('--crop <n>', 'centre crop side (overrides the preset)', integer('--crop'))
     .option('--layer <name>', 'tap this intermediate tensor instead of an output')
@@ -93,17 +95,11 @@ export function registerEmbed(program: Command): void {
     .option('--label-source <how>', 'auto | wnid (nXXXXXXXX_ file names) | folder (class folders)', oneOf<LabelSource>('--label-source', ['auto', 'wnid', 'folder']), 'auto')
     .option('--classes <file>', 'class list, one per line: label = line index (default: sorted classes present)')
     .option('--batch <n>', 'images per model call', integer('--batch'), 32)
-    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', integer('--threads'))
+    .option('--threads <n>', 'onnxruntime intra-op threads (default: all cores)', integer('--threads', 1, 1024))
     .option('--normalize', 'L2-normalise every row')
     .option('--fp16', 'store rows as float16')
     .option('--fast-decode', 'let JPEGs decode at a reduced scale before resizing (faster, pixels differ slightly)')
     .option('--restart', 'ignore a checkpoint from an earlier, interrupted run')
     .option('--json', 'print a JSON summary on stdout')
-    .action(async (o: EmbedCliOptions, command: Command) => {
-      try {
-        await run(o);
-      } catch (err) {
-        command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
-      }
-    });
+    .action(act((o: EmbedCliOptions, { signal }) => run(o, signal)));
 }

@@ -4,9 +4,11 @@
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Command } from 'commander';
+import type { Command } from 'commander';
+import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { readNpy } from '../io/npy.js';
+import { readMatrix } from '../io/matrix.js';
+import type { Mat } from '../matrix.js';
 import { openCaptions } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, readRepresentations, representationsF32, type Groups } from '../methods/falcon/groups.js';
 import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
@@ -16,18 +18,12 @@ import { openRunInputs } from '../methods/falcon/adapters.js';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { progressBar } from './progress.js';
 import { integer, number } from './options.js';
+import { act } from './run.js';
 
-function readF32Matrix(path: string, cols?: number): { data: Float32Array; rows: number; cols: number } {
-  const a = readNpy(path);
-  if (a.shape.length !== 2 || a.dtype !== 'float32' || (cols !== undefined && a.shape[1] !== cols))
-    throw new Error(`${path}: expected a 2-D float32 array${cols !== undefined ? ` with ${cols} columns` : ''}, got ${a.dtype} of shape [${a.shape.join(', ')}]`);
-  return { data: a.data as Float32Array, rows: a.shape[0], cols: a.shape[1] };
-}
-
-function pickRows(m: { data: Float32Array; rows: number; cols: number }, ids: number[], what: string): Float32Array {
+function pickRows(m: Mat, ids: number[], what: string): Float32Array {
   const out = new Float32Array(ids.length * m.cols);
   ids.forEach((id, j) => {
-    if (id >= m.rows) throw new RangeError(`${what}: image ${id} is beyond its ${m.rows} rows`);
+    if (id >= m.rows) throw new ConceptLensError('ERR_SHAPE', `${what}: image ${id} is beyond its ${m.rows} rows`);
     out.set(m.data.subarray(id * m.cols, (id + 1) * m.cols), j * m.cols);
   });
   return out;
@@ -40,12 +36,12 @@ function registerGroups(falcon: Command): void {
     .requiredOption('--out <json>', 'groups.json: group key ("3,17") → ascending image indices')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
-    .action(async (o: { representations: string; out: string; sigmas: number; moreThan: number }) => {
-      const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas });
+    .action(act(async (o: { representations: string; out: string; sigmas: number; moreThan: number }, { signal }) => {
+      const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas, signal });
       const groups = groupImages(f.sets, o.moreThan);
       writeFileAtomic(o.out, JSON.stringify(groups) + '\n');
       console.error(`τ = ${f.tau.toFixed(5)} (mean ${f.mean.toFixed(5)}, std ${f.std.toFixed(5)}); ${Object.keys(groups).length} groups → ${o.out}`);
-    });
+    }));
 }
 
 interface ExplainOpts {
@@ -63,27 +59,28 @@ function registerExplain(falcon: Command): void {
     .option('--crop-embeddings <npy>', 'embeddings of the group\'s GradCAM crops, one row per group image in ascending order (captions and interpretability)')
     .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line (default: the .npy path with .txt)')
-    .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', number('--temperature'), 100)
+    .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--out <dir>', 'write groups/<key>.json and concepts.csv here')
-    .action(async (o: ExplainOpts) => {
+    .action(act(async (o: ExplainOpts, { signal }) => {
       const rep = readRepresentations(o.representations);
       const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
-      const firing = await computeFiring(rep, { sigmas: o.sigmas });
-      const groups: Groups = o.groups ? JSON.parse(readFileSync(o.groups, 'utf8')) : groupImages(firing.sets, o.moreThan);
-      const high = groupMembers(groups, key);
+      const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
+      const high0 = o.groups ? groupMembers(JSON.parse(readFileSync(o.groups, 'utf8')) as Groups, key) : undefined;
+      const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', cols: emb.cols, colsFrom: `the width of ${o.imageEmbeddings}` }) : null;
+      const vocab = await openCaptions(o.captions, o.captionsText);
+      const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
+      const high = high0 ?? groupMembers(groupImages(firing.sets, o.moreThan), key);
+      if (crops && crops.rows !== high.length) throw new ConceptLensError('ERR_SHAPE', `${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
       const lowly = lowlyActivating(representationsF32(rep), firing, features, high);
-      const emb = readF32Matrix(o.imageEmbeddings);
-      const crops = o.cropEmbeddings ? readF32Matrix(o.cropEmbeddings, emb.cols) : null;
-      if (crops && crops.rows !== high.length) throw new Error(`${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
       const bar = progressBar('captions', 'rows');
       const e = await describeGroup({
         key, high, low: lowly.images, lowSimilarities: lowly.similarities,
         highEmbeddings: crops ? crops.data : pickRows(emb, high, o.imageEmbeddings), lowEmbeddings: pickRows(emb, lowly.images, o.imageEmbeddings),
-        cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab: openCaptions(o.captions, o.captionsText),
-      }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, onProgress: (d, t) => bar.update(d, t) });
+        cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab,
+      }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, signal, onProgress: (d, t) => bar.update(d, t) });
       bar.stop();
       if (o.out) {
         mkdirSync(join(o.out, 'groups'), { recursive: true });
@@ -91,7 +88,7 @@ function registerExplain(falcon: Command): void {
         writeFileAtomic(join(o.out, 'concepts.csv'), conceptsCsv([e]));
       }
       console.log(JSON.stringify({ group: e.group, high: e.high.length, low: e.low, interpretability: e.interpretability, words: e.words, phrases: e.phrases }, null, 2));
-    });
+    }));
 }
 
 interface RunOpts {
@@ -111,14 +108,14 @@ function registerRun(falcon: Command): void {
     .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
     .option('--batch <n>', 'images per model call', integer('--batch'), 32)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))
-    .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature'), 100)
+    .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
-    .action(async (o: RunOpts) => {
+    .action(act(async (o: RunOpts, { signal }) => {
       const inputs = await openRunInputs(o);
       const bars = new Map<string, ReturnType<typeof progressBar>>();
       const out = await runFalcon(inputs, o.out, {
-        batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
+        batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
         onStage: (stage, d, t) => {
           if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
           bars.get(stage)!.update(d, t);
@@ -126,7 +123,7 @@ function registerRun(falcon: Command): void {
       });
       for (const b of bars.values()) b.stop();
       console.error(`${out.length} groups explained → ${join(o.out, 'report.html')}, ${join(o.out, 'concepts.csv')}`);
-    });
+    }));
 }
 
 function registerDemo(falcon: Command): void {
@@ -135,14 +132,14 @@ function registerDemo(falcon: Command): void {
     .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
     .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', integer('--more-than', 0), 2)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'), 12)
-    .action(async (o: { out: string; moreThan: number; maxGroups: number }) => {
+    .action(act(async (o: { out: string; moreThan: number; maxGroups: number }, { signal }) => {
       const inputs = await squeezenetDemoInputs();
       console.error(`classifier bridge: ${inputs.matched} of 1000 ImageNet classes have an LVIS namesake`);
       const bar = progressBar('falcon', 'steps');
-      const out = await runFalcon(inputs, o.out, { moreThan: o.moreThan, maxGroups: o.maxGroups, onStage: (_, d, t) => bar.update(d, t) });
+      const out = await runFalcon(inputs, o.out, { moreThan: o.moreThan, maxGroups: o.maxGroups, signal, onStage: (_, d, t) => bar.update(d, t) });
       bar.stop();
       for (const g of out) console.log(`${g.group}\t${g.high.length} images\t${g.interpretability?.toFixed(3)}\t${g.words.map((w) => w.term).join(', ')}\t${g.phrases.map((w) => w.term).join(', ')}`);
-    });
+    }));
 }
 
 export function registerFalcon(program: Command): void {

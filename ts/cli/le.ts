@@ -1,46 +1,20 @@
 /** `conceptlens le`: Linear Explanations of neurons, and their simulation scores. */
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { readNpy } from '../io/npy.js';
-import {
-  ablationScores, calibrateSigmoid, conceptCosines, correlationScores, explainNeurons, filterConcepts, readSplit,
-  seededSplit, sigmoidConcepts, summarise, writeSplit, type Mat, type Split,
-} from '../methods/le.js';
-import { writeNpy } from '../io/npy.js';
-import { halvesToFloats } from '../io/fp16.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../methods/le-csv.js';
+import { readLabels, readMatrix, readVector, type MatrixReadOptions } from '../io/matrix.js';
+import { writeNpy } from '../io/npy.js';
+import { readNames } from '../io/text.js';
+import type { Mat } from '../matrix.js';
+import {
+  ablationScores, calibrateSigmoid, conceptCosines, correlationScores, explainNeurons, filterConcepts, formatExplanation,
+  readExplanationsCsv, readSplit, seededSplit, sigmoidConcepts, summarise, writeExplanationsCsv, writeSplit,
+  type Explanation, type Split,
+} from '../methods/le/index.js';
 import { progressBar } from './progress.js';
-import { integer, number } from './options.js';
+import { integer, number, oneOf } from './options.js';
+import { act, UsageError } from './run.js';
 
-/** A 2-D float32/float64 .npy as a float32 matrix. */
-export function readMatrix(path: string, what: string): Mat {
-  const a = readNpy(path);
-  if (a.shape.length !== 2 || (a.dtype !== 'float32' && a.dtype !== 'float64'))
-    throw new Error(`${what} ${path}: expected a 2-D float32 or float64 array (samples × columns), got ${a.dtype} of shape [${a.shape.join(', ')}]`);
-  return { data: a.data instanceof Float32Array ? a.data : Float32Array.from(a.data as Float64Array), rows: a.shape[0], cols: a.shape[1] };
-}
-
-/** A 2-D embedding .npy (fp16, fp32 or fp64) as a float32 matrix. */
-function readEmbeddings(path: string, what: string): Mat {
-  const a = readNpy(path);
-  if (a.dtype !== 'float16') return readMatrix(path, what);
-  if (a.shape.length !== 2) throw new Error(`${what} ${path}: expected a 2-D array, got shape [${a.shape.join(', ')}]`);
-  return { data: halvesToFloats(a.data as Uint16Array), rows: a.shape[0], cols: a.shape[1] };
-}
-
-/** One name per line; \n, \r\n or bare \r separate lines; a final newline adds no name. */
-export function readNames(path: string): string[] {
-  const lines = readFileSync(path, 'utf8').split(/\r\n|\r|\n/);
-  if (lines.at(-1) === '') lines.pop();
-  return lines;
-}
-
-function readInts(path: string, what: string): Int32Array {
-  const a = readNpy(path);
-  if (a.shape.length !== 1) throw new Error(`${what} ${path}: expected a 1-D integer array, got shape [${a.shape.join(', ')}]`);
-  return Int32Array.from(Array.from(a.data as ArrayLike<number | bigint>, Number));
-}
+const matrix = (path: string, what: string, o: MatrixReadOptions = {}): Mat => readMatrix(path, { what, ...o });
 
 interface SplitOpts {
   splits?: string;
@@ -57,12 +31,6 @@ function scored(exps: Explanation[], column: string, scores: Float64Array): Expl
   return exps.map((e, i) => ({ ...e, extra: { ...e.extra, [column]: String(scores[i]) } }));
 }
 
-function run(command: Command, fn: () => Promise<void> | void): Promise<void> {
-  return Promise.resolve()
-    .then(fn)
-    .catch((err) => command.error(`error: ${err instanceof Error ? err.message : String(err)}`));
-}
-
 interface ExplainOpts extends SplitOpts {
   activations: string;
   concepts: string;
@@ -75,28 +43,32 @@ interface ExplainOpts extends SplitOpts {
   quiet?: boolean;
 }
 
-async function explain(o: ExplainOpts): Promise<void> {
-  const A = readMatrix(o.activations, 'activations');
-  const P = readMatrix(o.concepts, 'concepts');
-  const names = readNames(o.conceptNames);
-  if (names.length !== P.cols)
-    throw new Error(`concept names ${o.conceptNames}: has ${names.length} names, but ${o.concepts} has ${P.cols} concept columns`);
+/** The names file, one per concept column of P. */
+function conceptNames(path: string, P: Mat, concepts: string): string[] {
+  const names = readNames(path);
+  if (names.length !== P.cols) throw new UsageError(`concept names ${path}: has ${names.length} names, but ${concepts} has ${P.cols} concept columns`);
+  return names;
+}
+
+async function explain(o: ExplainOpts, signal: AbortSignal): Promise<void> {
+  const A = matrix(o.activations, 'activations');
+  const P = matrix(o.concepts, 'concepts', { rows: A.rows, rowsFrom: `one per activation sample of ${o.activations}` });
+  const names = conceptNames(o.conceptNames, P, o.concepts);
   const split = splitFor(o, A.rows);
-  if (!o.splits) {
-    const dir = o.out.replace(/\.csv$/i, '') + '.splits';
-    writeSplit(dir, split);
-    console.error(`split 70/10/20 with seed ${o.seed}, recorded in ${dir} (pass --splits ${dir} to simulate)`);
-  }
   const bar = progressBar('explaining', 'neurons', o.quiet ? false : undefined);
-  const ac = new AbortController();
-  process.once('SIGINT', () => ac.abort());
   try {
     const exps = await explainNeurons(A, P, names, {
       split, solver: o.solver, layer: o.layer, maxLength: o.maxLength, tolerance: o.tolerance,
-      signal: ac.signal, onProgress: (d, t) => bar.update(d, t),
+      signal, onProgress: (d, t) => bar.update(d, t),
     });
     bar.stop();
+    // Outputs only once everything succeeded: a failed run leaves earlier ones as they were.
     writeExplanationsCsv(o.out, exps);
+    if (!o.splits) {
+      const dir = o.out.replace(/\.csv$/i, '') + '.splits';
+      writeSplit(dir, split);
+      console.error(`split 70/10/20 with seed ${o.seed}, recorded in ${dir} (pass --splits ${dir} to simulate)`);
+    }
     if (!o.quiet) for (const e of exps.slice(0, 20)) console.log(`unit ${e.unit} (val r ${e.valCorrelation.toFixed(3)}): ${formatExplanation(e)}`);
     console.log(report('validation correlation', Float64Array.from(exps, (e) => e.valCorrelation)) + ` → ${o.out}`);
   } finally {
@@ -114,12 +86,9 @@ interface SimulateOpts extends SplitOpts {
 
 function loadForScoring(o: SimulateOpts) {
   const exps = readExplanationsCsv(o.explanations);
-  const A = readMatrix(o.activations, 'activations');
-  const P = readMatrix(o.concepts, 'concepts');
-  const names = readNames(o.conceptNames);
-  if (names.length !== P.cols)
-    throw new Error(`concept names ${o.conceptNames}: has ${names.length} names, but ${o.concepts} has ${P.cols} concept columns`);
-  return { exps, A, P, names, split: splitFor(o, A.rows) };
+  const A = matrix(o.activations, 'activations');
+  const P = matrix(o.concepts, 'concepts', { rows: A.rows, rowsFrom: `one per activation sample of ${o.activations}` });
+  return { exps, A, P, names: conceptNames(o.conceptNames, P, o.concepts), split: splitFor(o, A.rows) };
 }
 
 function simulateCmd(o: SimulateOpts): void {
@@ -139,12 +108,10 @@ interface AblateOpts extends SimulateOpts {
 
 function ablateCmd(o: AblateOpts): void {
   const { exps, A, P, names, split } = loadForScoring(o);
-  const W = readMatrix(o.headWeight, 'head weights');
-  const b = readNpy(o.headBias);
-  if (b.dtype !== 'float32' && b.dtype !== 'float64') throw new Error(`head bias ${o.headBias}: expected float32 or float64, got ${b.dtype}`);
-  const scores = ablationScores(exps, P, names, A, {
-    head: { W, b: Float32Array.from(b.data as Float32Array | Float64Array) }, labels: readInts(o.labels, 'labels'), split, mode: o.mode, temperature: o.temperature,
-  });
+  const W = matrix(o.headWeight, 'head weights', { cols: A.cols, colsFrom: `one per unit of ${o.activations}` });
+  const b = readVector(o.headBias, { what: 'head bias', length: W.rows, lengthFrom: `one per class row of ${o.headWeight}` });
+  const labels = readLabels(o.labels, { rows: A.rows, rowsFrom: `one per sample of ${o.activations}`, classes: W.rows });
+  const scores = ablationScores(exps, P, names, A, { head: { W, b }, labels, split, mode: o.mode, temperature: o.temperature });
   console.log(report(`simulation ablation (${o.mode}, test split)`, scores));
   if (o.out) writeExplanationsCsv(o.out, scored(exps, `sim ablation(${o.mode})`, scores));
 }
@@ -173,22 +140,21 @@ interface ConceptsOpts {
 }
 
 /** LE(CLIP): P = sigmoid(a·(cos + b)), (a, b) given or calibrated on labels, then LE's concept filter. */
-async function conceptsCmd(o: ConceptsOpts): Promise<void> {
+async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> {
   const names = readNames(o.names);
-  const text = readEmbeddings(o.text, 'concept text embeddings');
-  if (names.length !== text.rows) throw new Error(`concept names ${o.names}: has ${names.length} names, but ${o.text} has ${text.rows} rows`);
-  const cos = await conceptCosines(readEmbeddings(o.embeddings, 'image embeddings'), text);
+  const text = matrix(o.text, 'concept text embeddings', { rows: names.length, rowsFrom: `one per name of ${o.names}` });
+  const images = matrix(o.embeddings, 'image embeddings', { cols: text.cols, colsFrom: `the width of ${o.text}` });
+  if (o.calibrateLabels && !o.classConcepts) throw new UsageError('--calibrate-labels needs --class-concepts (one concept name per class id, comma-separated)');
+  const classes = o.classConcepts?.split(',').map((c) => c.trim()) ?? [];
+  const cols = classes.map((c) => {
+    const k = names.indexOf(c);
+    if (k < 0) throw new UsageError(`--class-concepts: '${c}' is not a concept in ${o.names}`);
+    return k;
+  });
+  const labels = o.calibrateLabels ? readLabels(o.calibrateLabels, { rows: images.rows, rowsFrom: `one per image of ${o.embeddings}`, classes: classes.length }) : undefined;
+  const cos = await conceptCosines(images, text, { signal });
   let { a, b } = o;
-  if (o.calibrateLabels) {
-    if (!o.classConcepts) throw new Error('--calibrate-labels needs --class-concepts (one concept name per class id, comma-separated)');
-    const classes = o.classConcepts.split(',').map((c) => c.trim());
-    const cols = classes.map((c) => {
-      const k = names.indexOf(c);
-      if (k < 0) throw new Error(`--class-concepts: '${c}' is not a concept in ${o.names}`);
-      return k;
-    });
-    const labels = readInts(o.calibrateLabels, 'labels');
-    if (labels.length !== cos.rows) throw new Error(`labels ${o.calibrateLabels}: ${labels.length} labels for ${cos.rows} images`);
+  if (labels) {
     const sub = { data: new Float32Array(cos.rows * cols.length), rows: cos.rows, cols: cols.length };
     const onehot = { data: new Float32Array(cos.rows * cols.length), rows: cos.rows, cols: cols.length };
     for (let i = 0; i < cos.rows; i++)
@@ -219,27 +185,28 @@ const scoringOptions = (c: Command) =>
 
 export function registerLe(program: Command): void {
   const le = program.command('le').description('Linear Explanations: neurons as sparse linear combinations of concepts');
+  const solverOpt = oneOf('--solver', ['cd', 'saga'] as const);
   splitOptions(le.command('explain')
     .description('explain each unit by elastic-net ranking and greedy search (writes the reference CSV layout)')
     .requiredOption('--activations <npy>', 'activations, samples × units (float32/float64)')
     .requiredOption('--concepts <npy>', 'concept probabilities P, samples × concepts')
     .requiredOption('--concept-names <txt>', 'one name per concept column')
     .requiredOption('--out <csv>', 'output CSV')
-    .option('--solver <cd|saga>', "elastic net: exact coordinate descent, or the reference's GLM-SAGA", 'cd')
+    .option('--solver <cd|saga>', "elastic net: exact coordinate descent, or the reference's GLM-SAGA", solverOpt, 'cd')
     .option('--layer <name>', 'layer name for the CSV')
     .option('--max-length <n>', 'most concepts per explanation', integer('--max-length'), 10)
-    .option('--tolerance <r>', 'least validation-correlation gain to keep a concept', number('--tolerance'), 0.02)
+    .option('--tolerance <r>', 'least validation-correlation gain to keep a concept', number('--tolerance', { min: 0 }), 0.02)
     .option('--quiet', 'print only the summary'))
-    .action((o: ExplainOpts, c: Command) => run(c, () => explain(o)));
+    .action(act((o: ExplainOpts, { signal }) => explain(o, signal)));
   scoringOptions(le.command('simulate').description('correlation scoring: Pearson r of simulated vs true activations on the test split'))
-    .action((o: SimulateOpts, c: Command) => run(c, () => simulateCmd(o)));
+    .action(act((o: SimulateOpts) => simulateCmd(o)));
   scoringOptions(le.command('ablate').description('ablation scoring through a linear head: 1 − Σ|L_sim − L_orig| / Σ|L_mean − L_orig|'))
     .requiredOption('--head-weight <npy>', 'classes × units weights of the linear head after the layer')
     .requiredOption('--head-bias <npy>', 'its bias, classes values')
     .requiredOption('--labels <npy>', 'class label per sample (1-D integers)')
-    .option('--mode <optim|norm>', 'fit the simulation on val (optim) or match its statistics (norm)', 'optim')
-    .option('--temperature <T>', 'logits are divided by T', number('--temperature'), 1.1)
-    .action((o: AblateOpts, c: Command) => run(c, () => ablateCmd(o)));
+    .option('--mode <optim|norm>', 'fit the simulation on val (optim) or match its statistics (norm)', oneOf('--mode', ['optim', 'norm'] as const), 'optim')
+    .option('--temperature <T>', 'logits are divided by T (> 0)', number('--temperature', { min: 0, above: true }), 1.1)
+    .action(act((o: AblateOpts) => ablateCmd(o)));
   le.command('concepts')
     .description('LE(CLIP) concept matrix: P = sigmoid(a·(cos(image, concept text) + b)), then keep concepts whose top-5 mean ≥ 0.5')
     .requiredOption('--embeddings <npy>', 'image embeddings in the text space, images × d')
@@ -252,9 +219,9 @@ export function registerLe(program: Command): void {
     .option('--calibrate-labels <npy>', 'calibrate (a, b) by grid search against these class labels')
     .option('--class-concepts <list>', 'with --calibrate-labels: the concept name of each class id, comma-separated')
     .option('--no-filter', 'keep every concept')
-    .action((o: ConceptsOpts, c: Command) => run(c, () => conceptsCmd(o)));
+    .action(act((o: ConceptsOpts, { signal }) => conceptsCmd(o, signal)));
   le.command('show').description('print explanations in text form and the mean ± sem of their score columns')
     .requiredOption('--explanations <csv>', 'explanations CSV')
     .option('--limit <n>', 'explanations to print', integer('--limit', 0), 10)
-    .action((o: { explanations: string; limit: number }, c: Command) => run(c, () => showCmd(o)));
+    .action(act((o: { explanations: string; limit: number }) => showCmd(o)));
 }

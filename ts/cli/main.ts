@@ -1,22 +1,32 @@
 // The conceptlens command line: one module per command family registers
-// itself on the program.
-import { Command } from 'commander';
+// itself on the program; `extra` adds families that live outside ts/ (the
+// bench suites, registered by bin/conceptlens.js).
+import { Command, CommanderError } from 'commander';
 import { registerTokenize } from './tokenize.js';
 import { registerSplice } from './splice.js';
 import { registerFalcon } from './falcon.js';
 import { registerSearch } from './search.js';
 import { registerVocab } from './vocab.js';
-import { registerBench } from './bench.js';
 import { registerDemo } from './demo.js';
 import { registerEmbed } from './embed.js';
 import { registerAssets } from './assets.js';
 import { registerLe } from './le.js';
 import { registerSae } from './sae.js';
+import { exitCodeOf } from './run.js';
 
-export async function main(argv: string[]): Promise<void> {
+export type Register = (program: Command) => void;
+
+export async function main(argv: string[], extra: Register[] = []): Promise<void> {
   const program = new Command('conceptlens')
     .description('Explain what vision representations encode, in human concepts.')
-    .showHelpAfterError();
-  for (const register of [registerDemo, registerTokenize, registerBench, registerSearch, registerVocab, registerEmbed, registerAssets, registerFalcon, registerLe, registerSplice, registerSae]) register(program);
-  await program.parseAsync(argv);
+    .showHelpAfterError('(add --help for usage)')
+    .exitOverride();
+  for (const register of [registerDemo, registerTokenize, ...extra, registerSearch, registerVocab, registerEmbed, registerAssets,
+    registerFalcon, registerLe, registerSplice, registerSae]) register(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+    process.exitCode = exitCodeOf(e);
+  }
 }

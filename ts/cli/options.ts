@@ -8,20 +8,38 @@ function invalid(name: string, expected: string, got: string): never {
   throw new InvalidArgumentError(`${name}: expected ${expected}, got '${got}'`);
 }
 
-/** A finite number; '' and whitespace are rejected (Number would read them as 0). */
-export function number(name: string): (value: string) => number {
+export interface Range {
+  /** Lower bound; `above` makes it strict (> min instead of ≥ min). */
+  min?: number;
+  above?: boolean;
+  max?: number;
+}
+
+function rangeText(r: Range): string {
+  const lo = r.min === undefined ? '' : `${r.above ? '>' : '>='} ${r.min}`;
+  const hi = r.max === undefined ? '' : `<= ${r.max}`;
+  return [lo, hi].filter(Boolean).join(' and ');
+}
+
+const inRange = (x: number, r: Range) =>
+  (r.min === undefined || (r.above ? x > r.min : x >= r.min)) && (r.max === undefined || x <= r.max);
+
+/** A finite number in an optional range; '' and whitespace are rejected (Number would read them as 0). */
+export function number(name: string, range: Range = {}): (value: string) => number {
   return (value) => {
     const x = Number(value);
-    if (value.trim() === '' || !Number.isFinite(x)) invalid(name, 'a number', value);
+    if (value.trim() === '' || !Number.isFinite(x) || !inRange(x, range))
+      invalid(name, ['a finite number', rangeText(range)].filter(Boolean).join(' '), value);
     return x;
   };
 }
 
-/** An integer >= min. */
-export function integer(name: string, min = 1): (value: string) => number {
+/** An integer in [min, max]. */
+export function integer(name: string, min = 1, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value) => {
     const x = Number(value);
-    if (value.trim() === '' || !Number.isInteger(x) || x < min) invalid(name, `an integer >= ${min}`, value);
+    if (value.trim() === '' || !Number.isInteger(x) || x < min || x > max)
+      invalid(name, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in ${min}..${max}`, value);
     return x;
   };
 }

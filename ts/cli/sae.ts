@@ -2,14 +2,18 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { readFloatMatrix, readLabels } from '../io/matrix.js';
 import { readNpy, readNpyRows, writeNpy } from '../io/npy.js';
-import { conceptStrengths, featureHeader, loadTrainer, nameConcepts, trainSae, type ConceptName, type SaeKind } from '../methods/sae.js';
+import { readLines } from '../io/text.js';
+import { conceptStrengths, featureHeader, loadTrainer, nameConcepts, readAtoms, trainSae, type ConceptName, type SaeKind } from '../methods/sae.js';
 import {
   accuracy, contributions, coverage, globalExplanations, predict, toSparse, trainProbe, weightSparsity, type SparseRows,
 } from '../methods/cbm.js';
 import { progressBar } from './progress.js';
-import { integer, number } from './options.js';
+import { integer, number, oneOf } from './options.js';
+import { act, aliasFlag } from './run.js';
 
 const NAMES = 'concept_names.json';
 const PROBE = 'cbm_weights.npy';
@@ -18,37 +22,23 @@ const PROBE_META = 'cbm.json';
 
 const explainItem = integer('--explain', 0);
 
-function interrupt(): AbortSignal {
-  const ac = new AbortController();
-  process.once('SIGINT', () => ac.abort());
-  return ac.signal;
-}
-
-function readLines(path: string): string[] {
-  const lines = readFileSync(path, 'utf8').split(/\r\n|\r|\n/);
-  if (lines.at(-1) === '') lines.pop();
-  return lines;
-}
-
-function readLabels(path: string, rows: number): { labels: Int32Array; classes: number } {
-  const a = readNpy(path);
-  if (a.shape.length !== 1 || a.shape[0] !== rows)
-    throw new Error(`${path}: expected ${rows} integer labels (1-D), got shape [${a.shape.join(', ')}] ${a.dtype}`);
-  const labels = Int32Array.from(Array.from(a.data as ArrayLike<number | bigint>, Number));
+/** Training labels: integers ≥ 0, one per feature row; the classes are 0..max. */
+function trainLabels(path: string, rows: number, features: string): { labels: Int32Array; classes: number } {
+  const labels = readLabels(path, { rows, rowsFrom: `one per row of ${features}` });
   return { labels, classes: labels.reduce((m, y) => Math.max(m, y), 0) + 1 };
 }
 
-async function strengths(dir: string, features: string, json: boolean): Promise<SparseRows> {
+async function strengths(dir: string, features: string, json: boolean, signal: AbortSignal): Promise<SparseRows> {
   const t = loadTrainer(dir);
   const bar = progressBar('encode', 'items', !json && process.stderr.isTTY);
-  const s = await conceptStrengths(t, features, { signal: interrupt(), onProgress: (d, n) => bar.update(d, n) });
+  const s = await conceptStrengths(t, features, { signal, onProgress: (d, n) => bar.update(d, n) });
   bar.stop();
   return toSparse(s.data, s.rows, s.m);
 }
 
 function rawFeatures(path: string): SparseRows {
   const h = featureHeader(path);
-  if (h.dtype !== 'float32') throw new Error(`${path}: the baseline probe reads float32 features, got ${h.dtype}`);
+  if (h.dtype !== 'float32') throw new ConceptLensError('ERR_DTYPE', `${path}: the baseline probe reads float32 features, got ${h.dtype}`);
   return toSparse(readNpyRows(h, 0, h.shape[0]) as Float32Array, h.shape[0], h.shape[1]);
 }
 
@@ -57,30 +47,44 @@ function conceptNames(dir: string): string[] | undefined {
   return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as ConceptName[]).map((c) => c.name) : undefined;
 }
 
+interface SaeTrainFlags {
+  features: string; out: string; expansion?: number; kind?: SaeKind; k?: number; l1?: number; lr?: number; batch?: number;
+  epochs: number; resampleEvery?: number; seed?: number; resume?: boolean; overwrite?: boolean; center?: boolean; json?: boolean;
+}
+interface CbmTrainFlags {
+  checkpoint: string; features: string; labels: string; lambda: number; lr: number; epochs: number; batch: number; seed: number;
+  baseline?: boolean; json?: boolean;
+}
+interface CbmEvalFlags {
+  checkpoint: string; features: string; labels: string; explain?: number[]; top: number; json?: boolean;
+}
+
 export function registerSae(program: Command): void {
   const sae = program.command('sae').description('Discover-then-Name sparse autoencoder: train a concept dictionary, name it');
   sae.command('train')
     .description('train (or --resume) an SAE on a features .npy (fp32/fp16); writes DIR/sae.ckpt, decoder.npy (d × m), encoder.npy (m × d)')
     .requiredOption('--features <X.npy>', 'items × d features')
     .requiredOption('--out <DIR>', 'output directory')
-    .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
-    .option('--kind <kind>', 'relu-l1 | topk | batchtopk', 'relu-l1')
-    .option('--k <n>', 'active latents per item (topk, batchtopk)', integer('--k'), 32)
-    .option('--l1 <λ>', 'L1 coefficient', number('--l1'), 3e-5)
-    .option('--lr <lr>', 'Adam learning rate', number('--lr'), 5e-4)
-    .option('--batch <n>', 'batch size', integer('--batch'), 4096)
+    .option('--expansion <n>', 'latents per input dimension (default 8)', integer('--expansion'))
+    .option('--kind <kind>', 'relu-l1 | topk | batchtopk (default relu-l1)', oneOf<SaeKind>('--kind', ['relu-l1', 'topk', 'batchtopk']))
+    .option('--k <n>', 'active latents per item (topk, batchtopk; default 32)', integer('--k'))
+    .option('--l1 <λ>', 'L1 coefficient (default 3e-5 for relu-l1, 0 for the TopK kinds)', number('--l1', { min: 0 }))
+    .option('--lr <lr>', 'Adam learning rate (default 5e-4)', number('--lr', { min: 0, above: true }))
+    .option('--batch <n>', 'batch size (default 4096)', integer('--batch'))
     .option('--epochs <n>', 'epochs over the file', integer('--epochs'), 200)
-    .option('--resample-every <n>', 'resample dead latents every n epochs (0: never)', integer('--resample-every', 0), 10)
-    .option('--seed <n>', 'seed', integer('--seed', 0), 0)
-    .option('--resume', 'continue from DIR/sae.ckpt')
-    .option('--centre', 'start the tied bias at the feature mean (input mean centring) instead of 0')
+    .option('--resample-every <n>', 'resample dead latents every n epochs (0: never; default 10)', integer('--resample-every', 0))
+    .option('--seed <n>', 'seed (default 0)', integer('--seed', 0, 2 ** 31 - 1))
+    .option('--resume', 'continue from DIR/sae.ckpt (options given must match the recorded run)')
+    .option('--overwrite', 'replace a trained SAE in DIR instead of refusing')
+    .option('--center', 'start the tied bias at the feature mean (input mean centring) instead of 0')
+    .addOption(aliasFlag('--centre', 'center'))
     .option('--json', 'print the final metadata as JSON')
-    .action(async (o) => {
+    .action(act(async (o: SaeTrainFlags, { signal }) => {
       const bar = progressBar('sae', 'items', !o.json && process.stderr.isTTY);
       const meta = await trainSae({
-        features: o.features, out: o.out, expansion: o.expansion, kind: o.kind as SaeKind, k: o.k, l1: o.l1, lr: o.lr,
-        batch: o.batch, epochs: o.epochs, resampleEvery: o.resampleEvery, seed: o.seed, resume: Boolean(o.resume), centre: Boolean(o.centre),
-        signal: interrupt(),
+        features: o.features, out: o.out, expansion: o.expansion, kind: o.kind, k: o.k, l1: o.l1, lr: o.lr,
+        batch: o.batch, epochs: o.epochs, resampleEvery: o.resampleEvery, seed: o.seed, resume: !!o.resume, overwrite: !!o.overwrite,
+        centre: o.center, signal,
         onProgress: (p) => bar.update((p.epoch - 1) * p.rowsTotal + p.rowsDone, p.epochs * p.rowsTotal),
       });
       bar.stop();
@@ -89,7 +93,7 @@ export function registerSae(program: Command): void {
         console.log(`epoch ${h.epoch}: loss ${h.loss.toPrecision(4)} mse ${h.mse.toPrecision(4)} fvu ${h.fvu.toFixed(4)} ` +
           `L0 ${h.l0.toFixed(1)} dead ${(100 * h.deadFraction).toFixed(1)}%${h.resampled ? ` resampled ${h.resampled}` : ''}`);
       console.log(`wrote ${o.out}/{sae.ckpt, decoder.npy, encoder.npy, sae.json}`);
-    });
+    }));
   sae.command('name')
     .description('name each concept: argmax over the vocabulary of cos(text embedding, decoder column)')
     .requiredOption('--checkpoint <DIR>', 'SAE training directory')
@@ -97,16 +101,17 @@ export function registerSae(program: Command): void {
     .requiredOption('--names <names.txt>', 'one name per line, in the order of --vocab')
     .option('--show <n>', 'concepts to print', integer('--show', 0), 20)
     .option('--json', 'print all names as JSON')
-    .action(async (o) => {
-      const v = readNpy(o.vocab);
-      if (v.shape.length !== 2 || (v.dtype !== 'float32' && v.dtype !== 'float16'))
-        throw new Error(`${o.vocab}: expected a 2-D float32/float16 array, got ${v.dtype} [${v.shape.join(', ')}]`);
-      const names = await nameConcepts(o.checkpoint, v.data as Float32Array | Uint16Array, readLines(o.names), { signal: interrupt() });
-      writeFileAtomic(join(o.checkpoint, NAMES), JSON.stringify(names));
-      if (o.json) return console.log(JSON.stringify(names));
-      for (const c of names.slice(0, o.show)) console.log(`${c.concept}\t${c.name}\t${c.score.toFixed(4)}`);
-      console.log(`named ${names.length} concepts (mean cosine ${(names.reduce((a, c) => a + c.score, 0) / names.length).toFixed(4)}); wrote ${join(o.checkpoint, NAMES)}`);
-    });
+    .action(act(async (o: { checkpoint: string; vocab: string; names: string; show: number; json?: boolean }, { signal }) => {
+      const { d } = readAtoms(o.checkpoint);
+      const names = readLines(o.names);
+      const v = readFloatMatrix(o.vocab, { what: 'vocabulary', dtypes: ['float32', 'float16'], cols: d, colsFrom: `the SAE's width in ${o.checkpoint}`,
+        rows: names.length, rowsFrom: `one per name of ${o.names}` });
+      const named = await nameConcepts(o.checkpoint, v.data as Float32Array | Uint16Array, names, { signal });
+      writeFileAtomic(join(o.checkpoint, NAMES), JSON.stringify(named));
+      if (o.json) return console.log(JSON.stringify(named));
+      for (const c of named.slice(0, o.show)) console.log(`${c.concept}\t${c.name}\t${c.score.toFixed(4)}`);
+      console.log(`named ${named.length} concepts (mean cosine ${(named.reduce((a, c) => a + c.score, 0) / named.length).toFixed(4)}); wrote ${join(o.checkpoint, NAMES)}`);
+    }));
 
   const cbm = program.command('cbm').description('sparse concept-bottleneck probe on SAE concept strengths');
   cbm.command('train')
@@ -121,9 +126,9 @@ export function registerSae(program: Command): void {
     .option('--seed <n>', 'seed', integer('--seed', 0), 0)
     .option('--baseline', 'also train a plain linear probe on the raw features')
     .option('--json', 'JSON output')
-    .action(async (o) => {
-      const X = await strengths(o.checkpoint, o.features, o.json);
-      const { labels, classes } = readLabels(o.labels, X.rows);
+    .action(act(async (o: CbmTrainFlags, { signal }) => {
+      const X = await strengths(o.checkpoint, o.features, !!o.json, signal);
+      const { labels, classes } = trainLabels(o.labels, X.rows, o.features);
       const opts = { lambda: o.lambda, lr: o.lr, epochs: o.epochs, batch: o.batch, seed: o.seed };
       const probe = trainProbe(X, labels, classes, opts);
       writeNpy(join(o.checkpoint, PROBE), probe.weights, [classes, X.cols]);
@@ -136,7 +141,7 @@ export function registerSae(program: Command): void {
       writeFileAtomic(join(o.checkpoint, PROBE_META), JSON.stringify(out, null, 1));
       console.log(o.json ? JSON.stringify(out) : `CBM probe: validation top-1 ${(100 * probe.valTop1).toFixed(2)}%` +
         (o.baseline ? `; plain linear probe ${(100 * (out.baselineValTop1 as number)).toFixed(2)}%` : ''));
-    });
+    }));
   cbm.command('eval')
     .description('accuracy, weight sparsity, coverage and explanations of the trained probe on a labelled set')
     .requiredOption('--checkpoint <DIR>', 'SAE training directory (with cbm_weights.npy)')
@@ -145,11 +150,14 @@ export function registerSae(program: Command): void {
     .option('--explain <i...>', 'items to explain locally', (v: string, acc: number[] = []) => [...acc, explainItem(v)])
     .option('--top <n>', 'concepts per explanation', integer('--top'), 5)
     .option('--json', 'JSON output')
-    .action(async (o) => {
-      const X = await strengths(o.checkpoint, o.features, o.json);
-      const w = readNpy(join(o.checkpoint, PROBE));
-      const W = w.data as Float32Array, classes = w.shape[0];
-      const { labels } = readLabels(o.labels, X.rows);
+    .action(act(async (o: CbmEvalFlags, { signal }) => {
+      const w = readFloatMatrix(join(o.checkpoint, PROBE), { what: 'CBM probe weights', dtypes: ['float32'] });
+      const W = w.data as Float32Array, classes = w.rows;
+      const X = await strengths(o.checkpoint, o.features, !!o.json, signal);
+      if (w.cols !== X.cols) throw new ConceptLensError('ERR_SHAPE', `${join(o.checkpoint, PROBE)}: ${w.cols} columns, the SAE has ${X.cols} concepts; retrain the probe`);
+      const labels = readLabels(o.labels, { rows: X.rows, rowsFrom: `one per row of ${o.features}`, classes });
+      for (const i of o.explain ?? [])
+        if (i >= X.rows) throw new ConceptLensError('ERR_ARG', `--explain: item ${i} is beyond the ${X.rows} rows of ${o.features}`);
       const names = conceptNames(o.checkpoint);
       const label = (j: number) => (names ? `${names[j]}#${j}` : `concept ${j}`);
       const result: Record<string, unknown> = {
@@ -175,5 +183,5 @@ export function registerSae(program: Command): void {
         console.log(`class ${c}: ${l.map((x) => `${x.name} (${x.weight.toFixed(3)})`).join(', ')}`));
       for (const l of result.local as Array<{ item: number; label: number; predicted: number; top: Array<{ name: string; contribution: number }> }>)
         console.log(`item ${l.item} (label ${l.label}, predicted ${l.predicted}): ${l.top.map((x) => `${x.name} ${x.contribution.toFixed(3)}`).join(', ')}`);
-    });
+    }));
 }

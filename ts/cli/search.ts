@@ -1,14 +1,16 @@
 // `conceptlens search`: top-k vocabulary rows for each query embedding,
 // written as PREFIX.ids.npy (int32, or int64 past 2^31 rows) and
 // PREFIX.scores.npy (float32), both Q × K, best first.
-import { Command, Option } from 'commander';
-import { readNpy, writeNpy } from '../io/npy.js';
-import { halvesToFloats } from '../io/fp16.js';
+import type { Command } from 'commander';
+import { ConceptLensError } from '../errors.js';
+import { readMatrix } from '../io/matrix.js';
+import { writeNpy } from '../io/npy.js';
 import { Vocabulary, type VocabSearchResult } from '../retrieval/vocabulary.js';
 import type { Metric } from '../retrieval/exact.js';
 import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
-import { addSourceOptions, bar, runAction, sourceOptions, type SourceFlags } from './vocab.js';
-import { integer, number } from './options.js';
+import { addSourceOptions, bar, sourceOptions, type SourceFlags } from './vocab.js';
+import { integer, number, oneOf } from './options.js';
+import { act, UsageError } from './run.js';
 
 interface SearchFlags extends SourceFlags {
   vocab: string;
@@ -21,16 +23,12 @@ interface SearchFlags extends SourceFlags {
 }
 
 function readQueries(path: string, v: Vocabulary): Float32Array {
-  const q = readNpy(path);
-  if (q.shape.length !== 2 || (q.dtype !== 'float32' && q.dtype !== 'float16'))
-    throw new Error(`${path}: expected a 2-D float32 or float16 array, got ${q.dtype} of shape [${q.shape.join(', ')}]`);
-  if (q.shape[1] !== v.dim) throw new Error(`${path}: dimension ${q.shape[1]}, the vocabulary ${v.source} has ${v.dim}`);
-  return q.data instanceof Uint16Array ? halvesToFloats(q.data) : (q.data as Float32Array);
+  return readMatrix(path, { what: 'queries', dtypes: ['float32', 'float16'], cols: v.dim, colsFrom: `the dimension of the vocabulary ${v.source}` }).data;
 }
 
 async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, signal: AbortSignal): Promise<VocabSearchResult> {
-  if (o.softmaxTemperature) throw new Error(`--softmax-temperature: needs --index exact (softmax is per shard), got --index ${o.index}`);
-  if (o.k > v.rows) throw new Error(`k: expected an integer from 1 to the vocabulary's ${v.rows} rows, got ${o.k}`);
+  if (o.softmaxTemperature) throw new UsageError(`--softmax-temperature: needs --index exact (softmax is per shard), got --index ${o.index}`);
+  if (o.k > v.rows) throw new ConceptLensError('ERR_ARG', `k: expected an integer from 1 to the vocabulary's ${v.rows} rows, got ${o.k}`);
   const index = await buildIndex(o.index as IndexKind, await v.toFloat32({ signal }), v.dim, { metric: o.metric, signal });
   const r = await index.search(queries, o.k, { signal });
   const ids = r.ids.map((id) => (id < 0n ? -1n : BigInt(v.originalId(Number(id)))));
@@ -70,10 +68,10 @@ export function registerSearch(program: Command): void {
     .requiredOption('--vocab <path>', 'a .npy, a LAION shard directory, or a store from `vocab build`')
     .requiredOption('--queries <file>', 'queries .npy, Q × D float32 or float16')
     .requiredOption('--k <k>', 'results per query', integer('--k'))
-    .addOption(new Option('--index <kind>', 'search index').choices(['exact', ...INDEX_KINDS]).default('exact'))
-    .addOption(new Option('--metric <metric>', 'similarity').choices(['ip', 'cosine']).default('ip'))
-    .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature'))
+    .option('--index <kind>', `search index: exact | ${INDEX_KINDS.join(' | ')}`, oneOf('--index', ['exact', ...INDEX_KINDS]), 'exact')
+    .option('--metric <metric>', 'similarity: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'ip')
+    .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)')
-    .action((o: SearchFlags, command: Command) => runAction(command, (signal) => search(o, signal)));
+    .action(act((o: SearchFlags, { signal }) => search(o, signal)));
 }

@@ -1,13 +1,14 @@
 /** `conceptlens splice decompose|path|images`: SpLiCE decompositions of embeddings stored as .npy, or of a folder of images. */
 import type { Command } from 'commander';
-import { readNpy, writeNpy } from '../io/npy.js';
+import { readMatrix, readVector } from '../io/matrix.js';
+import { writeNpy } from '../io/npy.js';
 import { progressBar } from './progress.js';
 import {
-  buildDictionary, floatData, normaliseRows, solveSplice, splicePath, toFloat32, SPLICE_SOLVERS,
-  type Decomposition, type SpliceSolverName,
+  buildDictionary, centreEmbeddings, quality, solveSplice, splicePath, SPLICE_SOLVERS, type Decomposition, type SpliceSolverName,
 } from '../methods/splice.js';
 import { spliceImages, type SpliceImagesOptions } from '../methods/splice-images.js';
 import { integer, number, oneOf } from './options.js';
+import { act, UsageError } from './run.js';
 
 interface CommonOptions {
   embeddings: string;
@@ -24,51 +25,24 @@ interface Prepared {
   dictionary: Float32Array;
   samples: Float32Array;
   d: number;
-  /** Unit embeddings cosines are measured against, and the mean added back (zeros when raw). */
+  /** The embeddings cosines are measured against, and the mean added back (none when raw). */
   target: Float32Array;
-  mean: Float32Array;
-}
-
-function matrix(path: string): { data: Float32Array; rows: number; d: number } {
-  const a = readNpy(path);
-  if (a.shape.length !== 2) throw new Error(`${path}: expected a 2-D array (rows × d), got shape [${a.shape.join(', ')}]`);
-  return { data: toFloat32(floatData(a, path)), rows: a.shape[0], d: a.shape[1] };
+  mean?: Float32Array;
 }
 
 function prepare(o: CommonOptions): Prepared {
-  const z = matrix(o.embeddings), c = matrix(o.concepts), d = c.d;
-  if (z.d !== d) throw new Error(`${o.embeddings}: expected d = ${d} columns (those of ${o.concepts}), got ${z.d}`);
-  const mean = new Float32Array(d);
-  if (o.imageMean) {
-    const m = toFloat32(floatData(readNpy(o.imageMean), o.imageMean));
-    if (m.length !== d) throw new Error(`${o.imageMean}: expected an image mean of ${d} values, got ${m.length}`);
-    mean.set(m);
-  }
-  if (o.raw) return { dictionary: c.data, samples: z.data, d, target: z.data, mean: new Float32Array(d) };
-  const unit = normaliseRows(z.data, d);
-  const centred = normaliseRows(unit.map((x, k) => x - mean[k % d]), d);
-  return { dictionary: buildDictionary(c.data, d), samples: centred, d, target: unit, mean };
+  const c = readMatrix(o.concepts, { what: 'concepts' }), d = c.cols;
+  const z = readMatrix(o.embeddings, { what: 'embeddings', cols: d, colsFrom: `the width of ${o.concepts}`, allowEmpty: true });
+  if (o.raw && o.imageMean) throw new UsageError('--image-mean: --raw solves on the embeddings as given, so it takes no mean');
+  if (o.raw) return { dictionary: c.data, samples: z.data, d, target: z.data };
+  const mean = o.imageMean ? readVector(o.imageMean, { what: 'image mean', length: d, lengthFrom: `the width of ${o.concepts}` }) : new Float32Array(d);
+  return { dictionary: buildDictionary(c.data, d), samples: centreEmbeddings(z.data, mean, d), d, target: z.data, mean };
 }
 
-/** Mean l0 and mean cosine between normalise(normalise(wC) + μ) (just wC when raw) and the target rows. */
-function quality(p: Prepared, dec: Decomposition, raw: boolean): { meanL0: number; meanCosine: number } {
-  const { d } = p;
-  let l0 = 0, cos = 0;
-  const mix = new Float32Array(d);
-  for (let i = 0; i < dec.n; i++) {
-    mix.fill(0);
-    for (let j = 0; j < dec.c; j++) {
-      const w = dec.weights[i * dec.c + j];
-      if (w === 0) continue;
-      l0++;
-      for (let t = 0; t < d; t++) mix[t] += w * p.dictionary[j * d + t];
-    }
-    const rec = raw ? mix : normaliseRows(normaliseRows(mix, d).map((x, t) => x + p.mean[t]), d);
-    let dot = 0, nr = 0, nz = 0;
-    for (let t = 0; t < d; t++) dot += rec[t] * p.target[i * d + t], nr += rec[t] ** 2, nz += p.target[i * d + t] ** 2;
-    cos += nr > 0 && nz > 0 ? dot / Math.sqrt(nr * nz) : 0;
-  }
-  return { meanL0: l0 / dec.n, meanCosine: cos / dec.n };
+/** Mean l0 and mean cosine between each recomposition and its embedding. */
+function summaryQuality(p: Prepared, dec: Decomposition): { meanL0: number; meanCosine: number } {
+  const q = quality(dec.weights, p.dictionary, p.d, p.target, p.mean);
+  return { meanL0: mean(Float64Array.from(q.l0)), meanCosine: mean(q.cosine) };
 }
 
 const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.length);
@@ -76,15 +50,13 @@ const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.l
 // The command's options are the method's, less what the command supplies itself.
 type ImagesOptions = Omit<SpliceImagesOptions, 'spec' | 'signal' | 'onProgress' | 'onSolveProgress'> & { json?: boolean };
 
-async function imagesAction(o: ImagesOptions): Promise<void> {
+async function imagesAction(o: ImagesOptions, signal: AbortSignal): Promise<void> {
   const show = !o.json && process.stderr.isTTY;
   const embedBar = progressBar('embed', 'images', show), solveBar = progressBar('splice', 'images', show);
-  const ac = new AbortController(), onSigint = () => ac.abort();
-  process.once('SIGINT', onSigint);
   try {
     const { json: _json, ...method } = o;
     const r = await spliceImages({
-      ...method, standin: !!o.standin, signal: ac.signal,
+      ...method, standin: !!o.standin, signal,
       onProgress: (done, total) => embedBar.update(done, total), onSolveProgress: (done, total) => solveBar.update(done, total),
     });
     embedBar.stop();
@@ -109,7 +81,6 @@ async function imagesAction(o: ImagesOptions): Promise<void> {
   } finally {
     embedBar.stop();
     solveBar.stop();
-    process.off('SIGINT', onSigint);
   }
 }
 
@@ -119,39 +90,29 @@ function common(cmd: Command): Command {
     .requiredOption('--concepts <npy>', 'c×d concept embeddings, one row per concept')
     .option('--image-mean <npy>', 'the modality mean μ (d values); without it z is only normalised')
     .option('--raw', 'solve on the embeddings and concepts exactly as given (no normalising or centring)')
-    .option('--solver <name>', `one of ${SPLICE_SOLVERS.join(', ')}`, 'auto')
-    .option('--tol <x>', 'relative duality gap (fista, ws) or residual bound (admm)', number('--tol'))
+    .option('--solver <name>', `one of ${SPLICE_SOLVERS.join(', ')}`, oneOf('--solver', SPLICE_SOLVERS), 'auto')
+    .option('--tol <x>', 'relative duality gap (fista, ws) or residual bound (admm)', number('--tol', { min: 0, above: true }))
     .option('--json', 'print a JSON summary');
-}
-
-function run(action: (o: any) => Promise<void>) {
-  return async (o: any, command: Command) => {
-    try {
-      await action(o);
-    } catch (err) {
-      command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  };
 }
 
 export function registerSplice(program: Command): void {
   const splice = program.command('splice').description('SpLiCE: sparse non-negative concept decompositions of embeddings');
 
   common(splice.command('decompose').description('weights w ≥ 0 minimising ‖Cᵀw − z‖² + λ‖w‖₁ for every embedding'))
-    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1'))
+    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1', { min: 0 }))
     .requiredOption('--out <npy>', 'where to write the n×c weights (float32)')
-    .option('--device <cpu|cuda>', "'cuda': the GPU FISTA solver (engine built with nvcc, a GPU present)", 'cpu')
-    .action(run(async (o: CommonOptions & { l1: number; out: string; device: 'cpu' | 'cuda' }) => {
+    .option('--device <cpu|cuda>', "'cuda': the GPU FISTA solver (engine built with nvcc, a GPU present)", oneOf('--device', ['cpu', 'cuda'] as const), 'cpu')
+    .action(act(async (o: CommonOptions & { l1: number; out: string; device: 'cpu' | 'cuda' }, { signal }) => {
       const p = prepare(o), bar = progressBar('splice', 'samples', !o.json && process.stderr.isTTY);
       const t0 = performance.now();
       const dec = await solveSplice(p.dictionary, p.samples, p.d, {
         l1: o.l1, solver: o.solver, tol: o.tol,
-        device: o.device, onProgress: (done, total) => bar.update(done, total),
+        device: o.device, signal, onProgress: (done, total) => bar.update(done, total),
       });
       const seconds = (performance.now() - t0) / 1000;
       bar.stop();
       writeNpy(o.out, dec.weights, [dec.n, dec.c]);
-      const q = quality(p, dec, !!o.raw);
+      const q = summaryQuality(p, dec);
       const summary = {
         n: dec.n, c: dec.c, d: p.d, l1: o.l1, solver: o.solver, mean_objective: mean(dec.objective),
         mean_gap: mean(dec.gap), mean_l0: q.meanL0, mean_cosine: q.meanCosine, samples_per_s: dec.n / seconds, seconds,
@@ -160,13 +121,13 @@ export function registerSplice(program: Command): void {
     }));
 
   common(splice.command('path').description('λ whose decompositions have a target mean l0 (warm-started bisection on log λ)'))
-    .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding', number('--target-l0'))
-    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', number('--l0-tol'), 0.5)
+    .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding', number('--target-l0', { min: 0, above: true }))
+    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', number('--l0-tol', { min: 0 }), 0.5)
     .option('--out <npy>', 'write the n×c weights at the chosen λ')
-    .action(run(async (o: CommonOptions & { targetL0: number; l0Tol: number; out?: string }) => {
+    .action(act(async (o: CommonOptions & { targetL0: number; l0Tol: number; out?: string }, { signal }) => {
       const p = prepare(o), bar = progressBar('splice path', 'samples', !o.json && process.stderr.isTTY);
       const r = await splicePath(p.dictionary, p.samples, p.d, o.targetL0, {
-        solver: o.solver, l0Tol: o.l0Tol, tol: o.tol,
+        solver: o.solver, l0Tol: o.l0Tol, tol: o.tol, signal,
         onProgress: (done, total) => bar.update(done, total),
       });
       bar.stop();
@@ -184,10 +145,10 @@ export function registerSplice(program: Command): void {
     .requiredOption('--concept-names <txt>', 'one concept per line (the first ", " part is the name)')
     .option('--vocab-last <n>', 'use the last n concepts (SpLiCE vocabularies run least to most frequent)', integer('--vocab-last'))
     .option('--image-mean <npy>', 'the modality mean μ (d values); without it the images\' own mean is used')
-    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1'))
+    .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1', { min: 0 }))
     .option('--labels-from <how>', 'class decompositions with labels from class folders (folder) or ImageNet file names (wnid)', oneOf('--labels-from', ['folder', 'wnid']))
     .option('--top <k>', 'concepts listed per image', integer('--top'), 10)
     .requiredOption('--out <dir>', 'output folder (outside --images)')
     .option('--json', 'print a JSON summary')
-    .action(run(imagesAction));
+    .action(act((o: ImagesOptions, { signal }) => imagesAction(o, signal)));
 }

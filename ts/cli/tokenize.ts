@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ClipTokenizer, CONTEXT_LENGTH } from '../encoders/clip-tokenizer.js';
+import { splitLines } from '../io/text.js';
+import { act, UsageError } from './run.js';
 
 interface TokenizeOptions {
   json?: boolean;
@@ -11,10 +13,8 @@ interface TokenizeOptions {
 /** Texts from the arguments, else one per line of standard input (handy for vocabulary files). */
 function readTexts(args: string[]): string[] {
   if (args.length > 0) return args;
-  if (process.stdin.isTTY) throw new Error('give texts as arguments or pipe them in, one per line');
-  const lines = readFileSync(0, 'utf8').split(/\r?\n/);
-  if (lines.at(-1) === '') lines.pop(); // a final newline does not start another text
-  return lines;
+  if (process.stdin.isTTY) throw new UsageError('give texts as arguments or pipe them in, one per line');
+  return splitLines(readFileSync(0, 'utf8').replace(/^\uFEFF/, ''));
 }
 
 function rows(ids: Int32Array, count: number): number[][] {
@@ -32,12 +32,8 @@ export function registerTokenize(program: Command): void {
     .description('print the 77 CLIP token ids of each text (reads stdin lines when no text is given)')
     .option('--json', 'print a JSON array with one array of 77 ids per text')
     .option('--vocab <path>', 'bpe_simple_vocab_16e6.txt.gz (default: $CONCEPTLENS_ASSETS/clip/...)')
-    .action((args: string[], opts: TokenizeOptions, command: Command) => {
-      try {
-        const out = formatIds(readTexts(args), opts);
-        if (out) process.stdout.write(`${out}\n`);
-      } catch (err) {
-        command.error(`error: ${err instanceof Error ? err.message : String(err)}`); // message, not a stack
-      }
-    });
+    .action(act((args: string[], opts: TokenizeOptions) => {
+      const out = formatIds(readTexts(args), opts);
+      if (out) process.stdout.write(`${out}\n`);
+    }));
 }

@@ -1,9 +1,10 @@
 // `conceptlens vocab build`: a vocabulary source (.npy + names, LAION shard
 // directory) -> the compact store that reopens without re-parsing; and the
 // source options that `search` shares.
-import { Command } from 'commander';
+import type { Command } from 'commander';
 import { Vocabulary, type OpenOptions } from '../retrieval/vocabulary.js';
 import { progressBar } from './progress.js';
+import { act, aliasFlag } from './run.js';
 
 export interface SourceFlags {
   names?: string;
@@ -18,6 +19,7 @@ export function addSourceOptions(cmd: Command): Command {
     .option('--names <file>', 'texts for a single .npy, one per line')
     .option('--normalize', 'L2-normalise every row')
     .option('--center', 'subtract the mean row (of the normalised rows with --normalize; rows are re-normalised after)')
+    .addOption(aliasFlag('--centre', 'center'))
     .option('--dedupe', 'keep the first row of each repeated caption (ids still refer to the original rows)');
 }
 
@@ -25,20 +27,7 @@ export function sourceOptions(f: SourceFlags): Pick<OpenOptions, 'names' | 'norm
   return { names: f.names, normalize: f.normalize, center: f.center, dedupe: f.dedupe };
 }
 
-/** Runs a CLI action with Ctrl-C wired to an AbortSignal and errors printed as messages. */
-export async function runAction(command: Command, body: (signal: AbortSignal) => Promise<void>): Promise<void> {
-  const ac = new AbortController();
-  const onInt = () => ac.abort();
-  process.once('SIGINT', onInt);
-  try {
-    await body(ac.signal);
-  } catch (err) {
-    command.error(`error: ${err instanceof Error ? err.message : String(err)}`);
-  } finally {
-    process.off('SIGINT', onInt);
-  }
-}
-
+/** A progress bar, silent under --json. */
 export const bar = (json: boolean | undefined, label: string, unit: string) =>
   json ? progressBar(label, unit, false) : progressBar(label, unit);
 
@@ -66,9 +55,9 @@ async function build(o: BuildFlags, signal: AbortSignal): Promise<void> {
 export function registerVocab(program: Command): void {
   const vocab = program.command('vocab').description('build and inspect concept vocabularies');
   addSourceOptions(vocab.command('build')
-    .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions.txt)')
+    .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions_{i}.txt | captions.txt)')
     .requiredOption('--from <src>', 'a .npy file or a LAION shard directory')
-    .requiredOption('--out <store>', 'store directory to create (an older store there is replaced)'))
+    .requiredOption('--out <store>', 'store directory to create (an older store there is replaced, only once the new one is complete)'))
     .option('--json', 'print a JSON summary')
-    .action((o: BuildFlags, command: Command) => runAction(command, (signal) => build(o, signal)));
+    .action(act((o: BuildFlags, { signal }) => build(o, signal)));
 }

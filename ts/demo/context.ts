@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assetsDir } from '../assets.js';
 import { readNpy } from '../io/npy.js';
-import { halvesToFloats } from '../io/fp16.js';
+import { halvesToFloats } from '../engine/fp16.js';
 import { gaussian, rng } from '../random.js';
 
 export interface ConceptSet {

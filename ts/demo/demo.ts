@@ -3,7 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
-import { native } from '../native.js';
+import { engineInfo } from '../engine/info.js';
 import { makeContext, type DemoContext, type DemoSection } from './context.js';
 import { retrievalSection } from './retrieval.js';
 import { spliceSection } from './splice.js';
@@ -46,7 +46,7 @@ export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?:
   const log = opts.log ?? (() => {});
   mkdirSync(outDir, { recursive: true });
   const ctx = makeContext(outDir, log, opts.synthetic);
-  const info = native().info();
+  const info = engineInfo();
   const parts = [
     '# conceptlens demo report',
     '',

@@ -4,9 +4,10 @@
 // Synthetic: units planted as linear combinations of synthetic concepts.
 import { join } from 'node:path';
 import {
-  correlationScores, explainNeurons, labelConcepts, pearson, seededSplit, summarise, type Mat, type Split,
-} from '../methods/le.js';
-import { formatExplanation, writeExplanationsCsv, type Explanation } from '../methods/le-csv.js';
+  correlationScores, explainNeurons, labelConcepts, pearson, seededSplit, summarise, type Split,
+  formatExplanation, writeExplanationsCsv, type Explanation,
+} from '../methods/le/index.js';
+import type { Mat } from '../matrix.js';
 import type { DemoContext, DemoSection } from './context.js';
 import { cifarFeatures, pick } from './data.js';
 import { gaussian as gauss, rng } from '../random.js';

@@ -17,6 +17,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { assetsDir } from '../assets.js';
+import { argError, ConceptLensError, fileError } from '../errors.js';
 
 export const VOCAB_FILE = 'bpe_simple_vocab_16e6.txt.gz';
 export const START_TOKEN = '<|startoftext|>';
@@ -245,25 +247,25 @@ function mergeWord(symbols: string[], ranks: Map<string, number>): string[] {
   return word;
 }
 
-/** `$CONCEPTLENS_ASSETS/clip/...`, else `../shared/assets/clip/...` from the working directory. */
+/** The vocabulary in the assets mirror (assets.ts: CONCEPTLENS_ASSETS, else ../shared/assets). */
 export function defaultVocabPath(): string {
-  const env = process.env.CONCEPTLENS_ASSETS;
-  const assets = env ? resolve(env) : resolve(process.cwd(), '..', 'shared', 'assets');
-  return join(assets, 'clip', VOCAB_FILE);
+  return join(assetsDir() ?? resolve(process.cwd(), '..', 'shared', 'assets'), 'clip', VOCAB_FILE);
 }
 
 function readMerges(path: string): string[][] {
   if (!existsSync(path)) {
-    throw new Error(
-      `CLIP BPE vocabulary not found at ${path}; set CONCEPTLENS_ASSETS to the assets folder ` +
-        `(expected at $CONCEPTLENS_ASSETS/clip/${VOCAB_FILE})`,
-    );
+    throw fileError(path, `CLIP BPE vocabulary not found; set CONCEPTLENS_ASSETS to the assets folder (expected at $CONCEPTLENS_ASSETS/clip/${VOCAB_FILE})`);
   }
-  const lines = gunzipSync(readFileSync(path)).toString('utf8').split('\n');
+  let lines: string[];
+  try {
+    lines = gunzipSync(readFileSync(path)).toString('utf8').split('\n');
+  } catch (e) {
+    throw fileError(path, `cannot read a gzip file (${(e as Error).message})`, e);
+  }
   // Line 0 is a version header; the reference keeps exactly MERGE_COUNT merges after it.
   const merges = lines.slice(1, MERGE_COUNT + 1).map((line) => line.trim().split(/\s+/));
   if (merges.length !== MERGE_COUNT || merges.some((m) => m.length !== 2)) {
-    throw new Error(`${path} is not a CLIP BPE merges file (need ${MERGE_COUNT} "a b" lines after the header)`);
+    throw fileError(path, `not a CLIP BPE merges file (need ${MERGE_COUNT} "a b" lines after the header)`);
   }
   return merges;
 }
@@ -323,7 +325,7 @@ export class ClipTokenizer {
       const ids = [this.startToken, ...this.encode(text), this.endToken];
       if (ids.length > contextLength) {
         if (!truncate) {
-          throw new Error(`Input "${text}" is too long for context length ${contextLength} (${ids.length} tokens)`);
+          throw new ConceptLensError('ERR_ARG', `Input "${text}" is too long for context length ${contextLength} (${ids.length} tokens)`);
         }
         ids.length = contextLength;
         ids[contextLength - 1] = this.endToken;
@@ -338,7 +340,7 @@ export class ClipTokenizer {
     const bytes: number[] = [];
     for (const id of ids) {
       const token = this.vocab[id];
-      if (token === undefined) throw new Error(`Token id ${id} is outside the vocabulary (0..${this.vocab.length - 1})`);
+      if (token === undefined) throw argError('token id', `an id in 0..${this.vocab.length - 1}`, id);
       for (const char of token) bytes.push(this.charBytes.get(char)!);
     }
     // ignoreBOM keeps a leading U+FEFF, as Python's utf-8 codec does; bad bytes become U+FFFD.

@@ -6,11 +6,13 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
-import type { ProgressOptions } from '../abort.js';
+import { throwIfAborted, type ProgressOptions } from '../abort.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, writeNpy } from '../io/npy.js';
 import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
-import { native } from '../native.js';
+import { floatsToHalves } from '../engine/fp16.js';
+import { ConceptLensError, fileError } from '../errors.js';
+import { readLines } from '../io/text.js';
 import { ImageEncoder, type EncoderOptions, type Embeddings } from './onnx.js';
 import { StandinImageTower } from './standin.js';
 
@@ -30,7 +32,7 @@ export function listFiles(root: string, exclude: readonly string[] = []): string
       if (st?.isDirectory()) return walk(p);
       return st?.isFile() && !skip.has(resolve(p)) ? [p] : [];
     });
-  if (!existsSync(root) || !statSync(root).isDirectory()) throw new Error(`--images: '${root}' is not a directory`);
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw fileError(root, 'not a directory (--images expects a folder of images)');
   return walk(root).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
@@ -46,14 +48,14 @@ export function classKeys(root: string, files: readonly string[], source: LabelS
   const bad = keys.findIndex((k) => k === undefined);
   if (bad >= 0) {
     const why = useWnid ? 'its name does not start with an ImageNet wnid (nXXXXXXXX_)' : 'it is not inside a class folder';
-    throw new Error(`labels: cannot label ${files[bad]}: ${why}`);
+    throw new ConceptLensError('ERR_ARG', `labels: cannot label ${files[bad]}: ${why}`);
   }
   return keys as string[];
 }
 
 /** Class list from a file: one class per line, a wnid line may carry a name after it. */
 export function readClassList(path: string): string[] {
-  return readFileSync(path, 'utf8').split(/\r\n|\r|\n/).map((l) => l.trim()).filter((l) => l.length > 0)
+  return readLines(path).map((l) => l.trim()).filter((l) => l.length > 0)
     .map((l) => WNID.exec(l)?.[1] ?? l);
 }
 
@@ -63,7 +65,7 @@ export function labelIds(keys: readonly string[], classes?: readonly string[], c
   const index = new Map(list.map((c, i) => [c, i]));
   return Int32Array.from(keys, (k) => {
     const i = index.get(k);
-    if (i === undefined) throw new Error(`labels: class '${k}' is not in ${classFile} (${list.length} classes)`);
+    if (i === undefined) throw new ConceptLensError('ERR_ARG', `labels: class '${k}' is not in ${classFile} (${list.length} classes)`);
     return i;
   });
 }
@@ -118,7 +120,7 @@ function loadCheckpoint(o: EmbedImagesOptions, key: string): Checkpoint | undefi
   if (!existsSync(path) || o.restart) return undefined;
   const c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
   if (c.key !== key)
-    throw new Error(`${path}: checkpoint of a different run (model, images or options changed); rerun with --restart to start over`);
+    throw fileError(path, 'checkpoint of a different run (model, images or options changed); rerun with --restart to start over');
   return c;
 }
 
@@ -165,7 +167,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
   const all = listFiles(o.images, [o.out, partialPath(o.out), checkpointPath(o.out), ...(o.labelsOut ? [o.labelsOut] : [])]);
   const files = all.filter(isImageName);
   const notImages = all.filter((f) => !isImageName(f)).map((path) => ({ path, reason: `not an image file (extension '${extname(path)}')` }));
-  if (files.length === 0) throw new Error(`--images: no image files (${IMAGE_EXTENSIONS.join(', ')}) under ${o.images}`);
+  if (files.length === 0) throw fileError(o.images, `no image files (${IMAGE_EXTENSIONS.join(', ')}) under --images`);
   const labels = o.labelsOut
     ? labelIds(classKeys(o.images, files, o.labelSource ?? 'auto'), o.classesFile ? readClassList(o.classesFile) : undefined, o.classesFile)
     : undefined;
@@ -177,7 +179,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
   const bytesPer = dtype === 'float16' ? 2 : 4;
   const B = o.batchSize ?? 32;
   const encoder = o.standin ? await StandinImageTower.load({ threads: o.encoder?.threads }) : await ImageEncoder.load(o.model, o.encoder);
-  const rows = (e: Embeddings) => (e.dtype === dtype ? e.data : native().floatsToHalves(e.data as Float32Array));
+  const rows = (e: Embeddings) => (e.dtype === dtype ? e.data : floatsToHalves(e.data as Float32Array));
   try {
     const prep = (f0: number) => preprocessBatch(files.slice(f0, f0 + B), o.spec, { concurrency: o.concurrency, signal: o.signal });
     let next: Promise<ImageBatch> | undefined = ckpt.filesDone < files.length ? prep(ckpt.filesDone) : undefined;
@@ -186,10 +188,10 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
       const batch: ImageBatch = await next;
       next = f0 + B < files.length ? prep(f0 + B) : undefined;
       next?.catch(() => {}); // an abort surfaces from the current batch; the prefetch is dropped
-      o.signal?.throwIfAborted();
+      throwIfAborted(o.signal);
       if (batch.paths.length > 0) {
         const emb = await encoder.encode(batch.data, batch.shape, { signal: o.signal });
-        if (ckpt.dim && ckpt.dim !== emb.shape[1]) throw new Error(`feature width changed from ${ckpt.dim} to ${emb.shape[1]}`);
+        if (ckpt.dim && ckpt.dim !== emb.shape[1]) throw new ConceptLensError('ERR_SHAPE', `feature width changed from ${ckpt.dim} to ${emb.shape[1]}`);
         ckpt.dim = emb.shape[1];
         const data = rows(emb);
         appendRows(partialPath(o.out), ckpt.rows * ckpt.dim * bytesPer, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
@@ -204,7 +206,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
   } finally {
     await encoder.close();
   }
-  if (ckpt.rows === 0) throw new Error(`--images: none of the ${files.length} files could be decoded (first: ${ckpt.skipped[0]?.path}: ${ckpt.skipped[0]?.reason})`);
+  if (ckpt.rows === 0) throw fileError(o.images, `none of the ${files.length} files could be decoded (first: ${ckpt.skipped[0]?.path}: ${ckpt.skipped[0]?.reason})`);
   await finishNpy(o.out, ckpt.rows, ckpt.dim, dtype);
   if (o.labelsOut) writeNpy(o.labelsOut, BigInt64Array.from(ckpt.labels, (l) => BigInt(l)), [ckpt.rows]);
   rmSync(partialPath(o.out), { force: true });

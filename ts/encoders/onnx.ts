@@ -8,7 +8,9 @@ import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import { cancelFlag, type ProgressOptions } from '../abort.js';
-import { native } from '../native.js';
+import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
+import { ConceptLensError, argError, toConceptLensError } from '../errors.js';
+import { normaliseRows } from '../matrix.js';
 import { ClipTokenizer, CONTEXT_LENGTH } from './clip-tokenizer.js';
 import type { RawTensor, ValueInfo, WorkerReply, WorkerRun } from './onnx-protocol.js';
 
@@ -24,7 +26,7 @@ function decodeModel(model: string | Uint8Array): OnnxNs.ModelProto {
   try {
     return onnx.ModelProto.decode(bytes);
   } catch (e) {
-    throw new Error(`${typeof model === 'string' ? model : 'model bytes'}: not an ONNX model (${(e as Error).message})`);
+    throw new ConceptLensError('ERR_FILE', `${typeof model === 'string' ? model : 'model bytes'}: not an ONNX model (${(e as Error).message})`);
   }
 }
 
@@ -38,7 +40,7 @@ export function tensorNames(model: string | Uint8Array): string[] {
 
 function missingTensorError(name: string, available: string[], where: string): Error {
   const shown = available.length > 300 ? [...available.slice(0, 300), `... (${available.length - 300} more)`] : available;
-  return new Error(`tensor '${name}' not found in ${where}; available tensors (${available.length}): ${shown.join(', ')}`);
+  return new ConceptLensError('ERR_ARG', `tensor '${name}' not found in ${where}; available tensors (${available.length}): ${shown.join(', ')}`);
 }
 
 /**
@@ -49,7 +51,7 @@ function missingTensorError(name: string, available: string[], where: string): E
 export function withTapOutputs(model: string | Uint8Array, names: readonly string[]): Uint8Array {
   const m = decodeModel(model);
   const g = m.graph;
-  if (!g) throw new Error('model has no graph');
+  if (!g) throw new ConceptLensError('ERR_FILE', 'model has no graph');
   const available = tensorNames(model);
   const outputs = new Set((g.output ?? []).map((o) => o.name));
   for (const name of names) {
@@ -78,7 +80,7 @@ export class OnnxModel {
   private constructor(private readonly worker: Worker, readonly inputs: ValueInfo[], readonly outputs: ValueInfo[], readonly source: string) {
     worker.on('message', (m: WorkerReply) => this.onMessage(m));
     worker.on('error', (e) => this.failAll(e));
-    worker.on('exit', (code) => this.failAll(new Error(`${source}: the onnxruntime worker exited (code ${code})`)));
+    worker.on('exit', (code) => this.failAll(new ConceptLensError('ERR_ENGINE', `${source}: the onnxruntime worker exited (code ${code})`)));
     worker.unref();
   }
 
@@ -95,7 +97,7 @@ export class OnnxModel {
       worker.once('error', reject);
       worker.once('message', (m: WorkerReply) => {
         if ('ready' in m) resolve(m.ready);
-        else if ('error' in m) reject(new Error(`${source}: onnxruntime cannot load the model: ${m.error.message}`));
+        else if ('error' in m) reject(new ConceptLensError('ERR_FILE', `${source}: onnxruntime cannot load the model: ${m.error.message}`));
       });
     }).catch(async (e) => {
       await worker.terminate();
@@ -106,7 +108,7 @@ export class OnnxModel {
 
   input(name: string): ValueInfo {
     const v = this.inputs.find((i) => i.name === name);
-    if (!v) throw new Error(`${this.source}: no input named '${name}' (inputs: ${this.inputs.map((i) => i.name).join(', ')})`);
+    if (!v) throw new ConceptLensError('ERR_ARG', `${this.source}: no input named '${name}' (inputs: ${this.inputs.map((i) => i.name).join(', ')})`);
     return v;
   }
 
@@ -116,10 +118,10 @@ export class OnnxModel {
       if (!this.outputs.some((v) => v.name === o)) throw missingTensorError(o, this.outputs.map((v) => v.name), `the outputs of ${this.source}`);
     const rows = Object.values(feeds).map((t) => t.dims[0]);
     if (rows.length === 0 || rows.some((r) => r !== rows[0] || !(r > 0)))
-      throw new Error(`${this.source}: feeds need one shared, non-zero batch size; got first dims [${rows.join(', ')}]`);
+      throw new ConceptLensError('ERR_SHAPE', `${this.source}: feeds need one shared, non-zero batch size; got first dims [${rows.join(', ')}]`);
     for (const [name, t] of Object.entries(feeds)) checkFeedShape(this.input(name), t.dims, this.source);
     const batchSize = opts.batchSize ?? 32;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw argError('batchSize', 'a positive integer', batchSize);
     const c = cancelFlag(opts.signal);
     const id = this.nextId++;
     const msg: WorkerRun = { id, feeds, outputs, batchSize, cancel: c.flag };
@@ -150,7 +152,7 @@ export class OnnxModel {
     else if ('error' in m) {
       const e = new Error(m.error.name === 'AbortError' ? m.error.message : `${this.source}: ${m.error.message}`);
       e.name = m.error.name;
-      p.reject(e);
+      p.reject(toConceptLensError(e));
     }
   }
 
@@ -164,7 +166,7 @@ export class OnnxModel {
 function checkFeedShape(info: ValueInfo, dims: number[], source: string): void {
   const fits = info.shape.length === dims.length && info.shape.every((d, i) => typeof d !== 'number' || d < 0 || d === dims[i]);
   if (!fits)
-    throw new Error(`${source}: input '${info.name}' expects shape [${info.shape.join(', ')}], got [${dims.join(', ')}]: the data does not fit the model`);
+    throw new ConceptLensError('ERR_SHAPE', `${source}: input '${info.name}' expects shape [${info.shape.join(', ')}], got [${dims.join(', ')}]: the data does not fit the model`);
 }
 
 export type Pool = 'avg' | 'max' | 'first' | 'none';
@@ -180,8 +182,8 @@ export function poolActivations(t: { dims: number[]; data: Float32Array }, pool:
   const [a, b] = t.dims;
   const rest = t.dims.slice(2).reduce((x, y) => x * y, 1);
   if (t.dims.length <= 2 || (pool === 'none' && layout !== 'tokens-first')) return { data: t.data, shape: [a, t.data.length / Math.max(1, a)] };
-  if (t.dims.length !== 3 && layout !== 'channels') throw new Error(`pool: layout '${layout}' needs a rank-3 tensor, got dims [${t.dims.join(', ')}]`);
-  if (pool === 'none') throw new Error(`pool: a [tokens, N, D] tensor needs pooling (avg, max or first), got 'none'`);
+  if (t.dims.length !== 3 && layout !== 'channels') throw new ConceptLensError('ERR_SHAPE', `pool: layout '${layout}' needs a rank-3 tensor, got dims [${t.dims.join(', ')}]`);
+  if (pool === 'none') throw argError('pool', 'avg, max or first for a [tokens, N, D] tensor', pool);
   // Element (row n, feature c, position s) sits at n*ns + c*cs + s*ps.
   const g = layout === 'channels' ? { n: a, c: b, s: rest, ns: b * rest, ps: 1, cs: rest }
     : layout === 'tokens' ? { n: a, c: rest, s: b, ns: b * rest, ps: rest, cs: 1 }
@@ -200,17 +202,6 @@ export function poolActivations(t: { dims: number[]; data: Float32Array }, pool:
     }
   }
   return { data: out, shape: [g.n, g.c] };
-}
-
-export function l2NormaliseRows(data: Float32Array, d: number): Float32Array {
-  for (let r = 0; r < data.length / d; r++) {
-    const row = data.subarray(r * d, (r + 1) * d);
-    let s = 0;
-    for (const v of row) s += v * v;
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let i = 0; i < d; i++) row[i] *= inv;
-  }
-  return data;
 }
 
 export interface EncoderOptions {
@@ -244,12 +235,12 @@ function pickInput(model: OnnxModel, wanted: string | undefined, conventions: st
   if (wanted) return model.input(wanted).name;
   const names = model.inputs.map((i) => i.name);
   const hit = conventions.find((c) => names.includes(c)) ?? (names.length === 1 ? names[0] : undefined);
-  if (!hit) throw new Error(`${model.source}: cannot tell which input takes the ${what} (inputs: ${names.join(', ')}); pass the input name`);
+  if (!hit) throw new ConceptLensError('ERR_ARG', `${model.source}: cannot tell which input takes the ${what} (inputs: ${names.join(', ')}); pass the input name`);
   return hit;
 }
 
 const toFloats = (t: RawTensor): Float32Array =>
-  t.type === 'float16' ? native().halvesToFloats(t.data as Uint16Array) : t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as Float64Array);
+  t.type === 'float16' ? halvesToFloats(t.data as Uint16Array) : t.data instanceof Float32Array ? t.data : Float32Array.from(t.data as Float64Array);
 
 /** Shared by the image and text encoders: one model, one feature (output or pooled tap). */
 abstract class Encoder {
@@ -269,8 +260,8 @@ abstract class Encoder {
     const out = (await this.model.run(feeds, [this.feature], { ...opts, batchSize: this.opts.batchSize }))[this.feature];
     const pool = this.opts.pool ?? (this.opts.layer ? 'avg' : 'none');
     const rows = poolActivations({ dims: out.dims, data: toFloats(out) }, pool, this.opts.layout);
-    if (this.opts.normalize) l2NormaliseRows(rows.data, rows.shape[1]);
-    if (this.opts.dtype === 'float16') return { data: native().floatsToHalves(rows.data), shape: rows.shape, dtype: 'float16' };
+    if (this.opts.normalize) normaliseRows(rows.data, rows.shape[1], { inPlace: true, name: `${this.model.source} output '${this.feature}'` });
+    if (this.opts.dtype === 'float16') return { data: floatsToHalves(rows.data), shape: rows.shape, dtype: 'float16' };
     return { ...rows, dtype: 'float32' };
   }
 
@@ -303,9 +294,9 @@ export class ImageEncoder extends Encoder {
   encode(pixels: Float32Array, shape: readonly number[], opts: ProgressOptions = {}): Promise<Embeddings> {
     const count = shape.reduce((a, b) => a * b, 1);
     if (shape.length !== 4 || count !== pixels.length)
-      throw new Error(`ImageEncoder.encode: shape [${shape.join(', ')}] does not describe ${pixels.length} floats as [N, C, H, W]`);
+      throw new ConceptLensError('ERR_SHAPE', `ImageEncoder.encode: shape [${shape.join(', ')}] does not describe ${pixels.length} floats as [N, C, H, W]`);
     const half = this.model.input(this.inputName).type === 'float16';
-    const data = half ? native().floatsToHalves(pixels) : pixels;
+    const data = half ? floatsToHalves(pixels) : pixels;
     return this.embed({ [this.inputName]: { type: half ? 'float16' : 'float32', dims: [...shape], data } }, opts);
   }
 }
@@ -318,7 +309,7 @@ export class TextEncoder extends Encoder {
       const ids = pickInput(model, opts.input, TEXT_INPUTS, 'token ids');
       const mask = model.inputs.find((i) => i.name === 'attention_mask')?.name;
       const unfed = model.inputs.filter((i) => i.name !== ids && i.name !== mask).map((i) => i.name);
-      if (unfed.length) throw new Error(`${model.source}: a text encoder is fed token ids and an attention mask only; the model also needs ${unfed.join(', ')}`);
+      if (unfed.length) throw new ConceptLensError('ERR_ARG', `${model.source}: a text encoder is fed token ids and an attention mask only; the model also needs ${unfed.join(', ')}`);
       return new TextEncoder(model, opts, feature, ids, mask, opts.tokenizer ?? ClipTokenizer.load());
     } catch (e) {
       await model.close();
@@ -355,6 +346,6 @@ export class TextEncoder extends Encoder {
     const type = this.model.input(name).type;
     if (type === 'int64') return { type, dims: [n, L], data: BigInt64Array.from(v, (x) => BigInt(x)) };
     if (type === 'int32') return { type, dims: [n, L], data: v };
-    throw new Error(`${this.model.source}: input '${name}' has type ${type}; expected int64 or int32 token ids`);
+    throw new ConceptLensError('ERR_DTYPE', `${this.model.source}: input '${name}' has type ${type}; expected int64 or int32 token ids`);
   }
 }

@@ -17,11 +17,14 @@
 // A real CLIP ONNX export replaces it (`openImageTower({ model })`).
 import { readFileSync } from 'node:fs';
 import { assetPath } from '../assets.js';
+import { halvesToFloats } from '../engine/fp16.js';
+import { fileError } from '../errors.js';
 import { readNpy } from '../io/npy.js';
-import { native } from '../native.js';
+import { readText } from '../io/text.js';
+import { normaliseRows } from '../matrix.js';
 import type { ProgressOptions } from '../abort.js';
 import { preprocessSpec, type PreprocessSpec } from '../images/preprocess.js';
-import { ImageEncoder, l2NormaliseRows, type Embeddings } from './onnx.js';
+import { ImageEncoder, type Embeddings } from './onnx.js';
 
 export const STANDIN_LABEL = 'STAND-IN: SqueezeNet 1.1 ImageNet probabilities mapped onto CLIP ViT-B/32 text embeddings of LVIS concepts (not a CLIP image encoder)';
 
@@ -34,11 +37,11 @@ const norm = (s: string) => s.trim().toLowerCase().replace(/[\s-]+/g, '_');
 
 /** The 1000 ImageNet classes with their WordNet synonyms (LE's label -> synset listing, a Python dict literal). */
 export function imagenetClasses(path = assetPath('vocab/le_imagenet_label_to_wordnet_synset.txt')): ImagenetClass[] {
-  const text = readFileSync(path, 'utf8');
+  const text = readText(path);
   const re = /(\d+):\s*\{'id':\s*'(\d+)-n',\s*'label':\s*(?:'([^']*)'|"([^"]*)")/g;
   const out: ImagenetClass[] = [];
   for (const m of text.matchAll(re)) out[Number(m[1])] = { wnid: `n${m[2]}`, synonyms: (m[3] ?? m[4]).split(',').map((s) => s.trim()) };
-  if (out.length !== 1000 || out.some((c) => !c)) throw new Error(`${path}: expected 1000 ImageNet classes (0..999), parsed ${out.filter(Boolean).length}`);
+  if (out.length !== 1000 || out.some((c) => !c)) throw fileError(path, `expected 1000 ImageNet classes (0..999), parsed ${out.filter(Boolean).length}`);
   return out;
 }
 
@@ -75,8 +78,8 @@ export function imagenetToLvis(): ConceptMap {
 /** Unit-norm CLIP ViT-B/32 text embeddings of the LVIS concepts, [1203, 512]. */
 export function lvisTextEmbeddings(): { data: Float32Array; rows: number; dim: number } {
   const a = readNpy(assetPath('embeddings/detic/lvis_v1_clip_a+cname.npy'));
-  const data = a.dtype === 'float16' ? native().halvesToFloats(a.data as Uint16Array) : Float32Array.from(a.data as Float32Array);
-  return { data: l2NormaliseRows(data, a.shape[1]), rows: a.shape[0], dim: a.shape[1] };
+  const data = a.dtype === 'float16' ? halvesToFloats(a.data as Uint16Array) : Float32Array.from(a.data as Float32Array);
+  return { data: normaliseRows(data, a.shape[1], { inPlace: true, zeroRows: 'error', name: 'LVIS text embeddings' }), rows: a.shape[0], dim: a.shape[1] };
 }
 
 /** Softmax(logits / T) of each row, its mass gathered per LVIS concept, mixed over their text embeddings. */
@@ -95,7 +98,7 @@ export function logitsToClipSpace(logits: Float32Array, n: number, map: Int32Arr
       for (let k = 0; k < d; k++) dst[k] += p[i] * t[k];
     }
   }
-  return l2NormaliseRows(out, d);
+  return normaliseRows(out, d, { inPlace: true });
 }
 
 /** Common face of a real CLIP image tower and the stand-in: NCHW pixels -> unit rows in CLIP space. */

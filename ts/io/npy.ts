@@ -2,6 +2,7 @@
 // row ranges for streaming, and atomic writes. fp16 is held as Uint16Array.
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.js';
+import { ConceptLensError, fileError } from '../errors.js';
 
 export type DType = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'uint16';
 export type TypedArray = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
@@ -29,33 +30,38 @@ const count = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 function parseHeader(path: string, head: Buffer, fileSize: number): NpyHeader {
   if (head.length < 10 || head.toString('latin1', 0, 6) !== '\x93NUMPY')
-    throw new Error(`${path}: not a .npy file (missing \\x93NUMPY magic)`);
+    throw fileError(path, 'not a .npy file (missing \\x93NUMPY magic)');
   const major = head[6];
   const wide = major >= 2;
   const hlen = wide ? head.readUInt32LE(8) : head.readUInt16LE(8);
   const start = wide ? 12 : 10;
-  if (head.length < start + hlen) throw new Error(`${path}: corrupt .npy header (truncated at ${head.length} bytes)`);
+  if (head.length < start + hlen) throw fileError(path, `corrupt .npy header (truncated at ${head.length} bytes)`);
   const text = head.toString(major >= 3 ? 'utf8' : 'latin1', start, start + hlen);
   const descr = /'descr'\s*:\s*'([^']+)'/.exec(text)?.[1];
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined)
-    throw new Error(`${path}: corrupt .npy header: ${JSON.stringify(text.trim())}`);
+    throw fileError(path, `corrupt .npy header: ${JSON.stringify(text.trim())}`);
   const dtype = DESCR[descr === '<f2' || descr === '=f2' ? '<f2' : descr];
-  if (!dtype) throw new Error(`${path}: unsupported dtype '${descr}' (expected one of ${Object.keys(DESCR).join(', ')}, little-endian)`);
-  if (fortran === 'True') throw new Error(`${path}: array is in Fortran order; expected C order (save with np.ascontiguousarray)`);
-  const shape = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0).map(Number);
+  if (!dtype) throw fileError(path, `unsupported dtype '${descr}' (expected one of ${Object.keys(DESCR).join(', ')}, little-endian)`);
+  if (fortran === 'True') throw fileError(path, 'array is in Fortran order; expected C order (save with np.ascontiguousarray)');
+  const dims = shapeText.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const bad = dims.find((s) => !/^\d+L?$/.test(s) || !Number.isSafeInteger(parseInt(s, 10)));
+  if (bad !== undefined) throw fileError(path, `corrupt .npy header: shape entry '${bad}' is not a non-negative integer`);
+  const shape = dims.map((s) => parseInt(s, 10));
   const dataOffset = start + hlen;
   const need = dataOffset + count(shape) * BYTES[dtype];
   if (fileSize < need)
-    throw new Error(`${path}: truncated: shape [${shape.join(', ')}] ${dtype} needs ${need} bytes, file has ${fileSize}`);
+    throw fileError(path, `truncated: shape [${shape.join(', ')}] ${dtype} needs ${need} bytes, file has ${fileSize}`);
   return { path, dtype, shape, dataOffset };
 }
 
 export function readNpyHeader(path: string): NpyHeader {
   const fd = openFile(path);
   try {
-    const size = fstatSync(fd).size;
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw fileError(path, 'is a directory; expected a .npy file');
+    const size = st.size;
     const head = Buffer.alloc(Math.min(size, 65536));
     readSync(fd, head, 0, head.length, 0);
     return parseHeader(path, head, size);
@@ -68,7 +74,7 @@ function openFile(path: string): number {
   try {
     return openSync(path, 'r');
   } catch (e) {
-    throw new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw fileError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
   }
 }
 
@@ -91,7 +97,7 @@ export function makeTyped(dtype: DType, buf: ArrayBuffer, offset: number, length
 export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, n: number, out: T): T {
   const rowElems = count(h.shape.slice(1));
   const bytes = n * rowElems * BYTES[h.dtype];
-  if (out.byteLength < bytes) throw new Error(`${h.path}: buffer of ${out.byteLength} bytes cannot hold rows ${r0}..${r0 + n} (${bytes} bytes)`);
+  if (out.byteLength < bytes) throw new ConceptLensError('ERR_SHAPE', `${h.path}: buffer of ${out.byteLength} bytes cannot hold rows ${r0}..${r0 + n} (${bytes} bytes)`);
   const target = new Uint8Array(out.buffer, out.byteOffset, bytes);
   const fd = openFile(h.path);
   try {
@@ -100,7 +106,7 @@ export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, 
     while (done < bytes) {
       const len = Math.min(bytes - done, 1 << 30);
       const got = readSync(fd, target, done, len, pos + done);
-      if (got === 0) throw new Error(`${h.path}: truncated while reading rows ${r0}..${r0 + n}`);
+      if (got === 0) throw fileError(h.path, `truncated while reading rows ${r0}..${r0 + n}`);
       done += got;
     }
   } finally {
@@ -147,7 +153,7 @@ export function npyHeader(shape: number[], dtype: DType): Buffer {
 
 export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
   if (count(shape) !== data.length)
-    throw new Error(`npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
+    throw new ConceptLensError('ERR_SHAPE', `npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
   return Buffer.concat([npyHeader(shape, dtype), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);
 }
 

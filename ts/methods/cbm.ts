@@ -5,7 +5,8 @@
 // sparse, so the probe works on their nonzeros.
 import { shuffle } from './sae.js';
 import { rng } from '../random.js';
-import { abortError } from '../abort.js';
+import { throwIfAborted } from '../abort.js';
+import { argError, ConceptLensError } from '../errors.js';
 
 export interface SparseRows {
   rows: number;
@@ -80,8 +81,12 @@ export function splitTrainVal(n: number, valFraction: number, seed: number): { t
 }
 
 export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o: ProbeOptions = {}): Probe {
-  if (labels.length !== X.rows) throw new Error(`labels: ${labels.length} for ${X.rows} feature rows; expected one label per row`);
-  for (const y of labels) if (!(y >= 0 && y < classes)) throw new Error(`labels: ${y} outside 0..${classes - 1}`);
+  if (labels.length !== X.rows) throw new ConceptLensError('ERR_SHAPE', `labels: ${labels.length} for ${X.rows} feature rows; expected one label per row`);
+  labels.forEach((y, i) => {
+    if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw argError(`labels[${i}]`, `a class in 0..${classes - 1}`, y);
+  });
+  for (const [k, v] of [['lambda', o.lambda], ['lr', o.lr]] as const)
+    if (v !== undefined && !(Number.isFinite(v) && v >= (k === 'lr' ? Number.MIN_VALUE : 0))) throw argError(k, k === 'lr' ? 'a finite number > 0' : 'a finite number ≥ 0', v);
   const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = o.seed ?? 0;
   const { train, val } = splitTrainVal(X.rows, o.valFraction ?? 0.1, seed);
   const P = classes * X.cols;
@@ -90,7 +95,7 @@ export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o
   const rand = rng(seed + 1);
   let t = 0, best = { top1: -1, epoch: 0, W: W.slice() };
   for (let epoch = 1; epoch <= epochs; epoch++) {
-    if (o.signal?.aborted) throw abortError();
+    throwIfAborted(o.signal);
     shuffle(train, rand);
     let lossSum = 0;
     for (let b0 = 0; b0 < train.length; b0 += batch) {
@@ -132,10 +137,10 @@ export function accuracy(X: SparseRows, labels: Int32Array, W: Float32Array, cla
     const i = rows ? rows[r] : r;
     logits(X, i, W, classes, z);
     const y = labels[i];
-    let above = 0;  // classes scoring strictly higher than the true one
-    for (let c = 0; c < classes; c++) if (z[c] > z[y]) above++;
-    if (above === 0) top1++;
-    if (above < 5) top5++;
+    let rivals = 0;  // other classes scoring at least as high as the true one: a tie counts against it
+    for (let c = 0; c < classes; c++) if (c !== y && z[c] >= z[y]) rivals++;
+    if (rivals === 0) top1++;
+    if (rivals < 5) top5++;
   }
   return { top1: top1 / n, top5: top5 / n };
 }

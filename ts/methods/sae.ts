@@ -2,16 +2,19 @@
 // natively over features streamed from a .npy file, concept naming against a
 // text vocabulary, and the files other tools read (decoder.npy, encoder.npy).
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../native.js';
-import { withCancel } from '../abort.js';
+import type { ProgressOptions } from '../abort.js';
+import type { SaeKind } from '../engine/addon.js';
+import { halvesToFloats } from '../engine/fp16.js';
+import { SaeEngine } from '../engine/sae.js';
+import { argError, ConceptLensError, fileError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
-import { halvesToFloats } from '../io/fp16.js';
 import { rng } from '../random.js';
 
-export type SaeKind = 'relu-l1' | 'topk' | 'batchtopk';
+export type { SaeKind };
 
 export interface SaeConfig {
   d: number;
@@ -48,46 +51,23 @@ export interface SaeStats {
   sparse: boolean;
 }
 
-type Progress = ((done: number, total: number) => void) | null;
 type Features = Float32Array | Uint16Array;
 
-export interface NativeSaeTrainer {
-  step(batch: Features, rows: number, itemIds: Float64Array | null): Promise<SaeStats>;
-  trainEpoch(data: Features, rows: number, batch: number, itemIds: Float64Array | null, onProgress: Progress,
-    cancel: Int32Array | null): Promise<SaeStats & { steps: number; last: SaeStats }>;
-  encode(data: Features, rows: number, batch: number, onProgress: Progress, cancel: Int32Array | null): Promise<Float32Array>;
-  /** Views into the engine's storage; decoder is m × d (row j = atom j). */
-  params(): { encoder: Float32Array; encoderBias: Float32Array; decoder: Float32Array; bias: Float32Array };
-  config(): Required<SaeConfig>;
-  lastStats(): SaeStats;
-  dead(): Float64Array;
-  fired(): Float64Array;
-  resampleBegin(): void;
-  resampleApply(): Float64Array;
-  save(path: string): void;
-  load(path: string): void;
-  readonly steps: number;
-}
-
-interface SaeNative {
-  SaeTrainer: new (config: SaeConfig) => NativeSaeTrainer;
-  readSaeConfig(path: string): Required<SaeConfig>;
-}
-
-const sae = () => native() as unknown as SaeNative;
+/** The native trainer: steps, epochs, encoding, parameters (engine/sae.ts). */
+export type SaeTrainer = SaeEngine;
 
 export const CHECKPOINT = 'sae.ckpt';
 export const META = 'sae.json';
 
-export function createTrainer(config: SaeConfig): NativeSaeTrainer {
-  return new (sae().SaeTrainer)(config);
+export function createTrainer(config: SaeConfig): SaeTrainer {
+  return new SaeEngine(config);
 }
 
 /** A trainer restored from DIR/sae.ckpt (its own shape and hyperparameters). */
-export function loadTrainer(dir: string): NativeSaeTrainer {
+export function loadTrainer(dir: string): SaeTrainer {
   const path = join(dir, CHECKPOINT);
-  if (!existsSync(path)) throw new Error(`${dir}: no SAE checkpoint (${CHECKPOINT}); train one with \`conceptlens sae train --out ${dir}\``);
-  const t = createTrainer(sae().readSaeConfig(path));
+  if (!existsSync(path)) throw fileError(dir, `no SAE checkpoint (${CHECKPOINT}); train one with \`conceptlens sae train --out ${dir}\``);
+  const t = createTrainer(SaeEngine.readConfig(path));
   t.load(path);
   return t;
 }
@@ -106,7 +86,7 @@ export function shuffle(a: Uint32Array, rand: () => number): Uint32Array {
 export function featureHeader(path: string): NpyHeader {
   const h = readNpyHeader(path);
   if (h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
-    throw new Error(`${path}: expected a 2-D float32 or float16 array (items × d), got ${h.dtype} of shape [${h.shape.join(', ')}]`);
+    throw new ConceptLensError('ERR_DTYPE', `${path}: expected a 2-D float32 or float16 array (items × d), got ${h.dtype} of shape [${h.shape.join(', ')}]`);
   return h;
 }
 
@@ -170,8 +150,10 @@ export interface TrainOptions {
   resampleInputs?: number;
   /** Rows held in memory at once (shuffle window). */
   chunkRows?: number;
-  /** Continue from DIR/sae.ckpt when present. */
+  /** Continue from DIR/sae.ckpt when present; options given must match the checkpoint's. */
   resume?: boolean;
+  /** Start afresh even where DIR holds a trained SAE (by default that is refused, so a run never replaces one by mistake). */
+  overwrite?: boolean;
   /**
    * Start the tied bias b at the feature mean instead of 0 (input mean
    * centring): raw features share a large mean direction that otherwise
@@ -184,9 +166,19 @@ export interface TrainOptions {
   trainer?: Partial<SaeConfig>;
 }
 
+/** The settings a run's result depends on besides the trainer's: recorded so a resume runs the same way. */
+export interface RunSettings {
+  batch: number;
+  resampleEvery: number;
+  resampleInputs: number;
+  chunkRows: number;
+  centre: boolean;
+}
+
 export interface TrainMeta {
   features: string;
   config: Required<SaeConfig>;
+  run?: RunSettings;
   epochsDone: number;
   steps: number;
   history: Array<SaeStats & { epoch: number; resampled: number }>;
@@ -194,12 +186,12 @@ export interface TrainMeta {
 
 export function readMeta(dir: string): TrainMeta {
   const p = join(dir, META);
-  if (!existsSync(p)) throw new Error(`${dir}: no ${META}; not an SAE training directory`);
+  if (!existsSync(p)) throw fileError(dir, `no ${META}; not an SAE training directory`);
   return JSON.parse(readFileSync(p, 'utf8')) as TrainMeta;
 }
 
 /** Checkpoint, dictionary files and metadata: each written atomically. */
-export function writeOutputs(t: NativeSaeTrainer, dir: string, meta: TrainMeta): void {
+export function writeOutputs(t: SaeTrainer, dir: string, meta: TrainMeta): void {
   mkdirSync(dir, { recursive: true });
   t.save(join(dir, CHECKPOINT));
   const { d, m } = t.config();
@@ -226,24 +218,79 @@ export function featureMean(h: NpyHeader, chunkRows: number): Float32Array {
   return Float32Array.from(sum, (v) => v / n);
 }
 
+/** The trainer's configuration a run asks for, with the defaults (TopK kinds default to no L1 penalty). */
+function requestedConfig(o: TrainOptions, d: number): SaeConfig {
+  const kind = o.kind ?? 'relu-l1';
+  if (!['relu-l1', 'topk', 'batchtopk'].includes(kind)) throw argError('kind', "'relu-l1', 'topk' or 'batchtopk'", kind);
+  const expansion = o.expansion ?? 8;
+  if (!(Number.isInteger(expansion) && expansion >= 1)) throw argError('expansion', 'an integer >= 1', expansion);
+  const l1 = o.l1 ?? (kind === 'relu-l1' ? 3e-5 : 0), lr = o.lr ?? 5e-4;
+  if (!(Number.isFinite(l1) && l1 >= 0)) throw argError('l1', 'a finite number >= 0', l1);
+  if (!(Number.isFinite(lr) && lr > 0)) throw argError('lr', 'a finite number > 0', lr);
+  if (o.k !== undefined && !(Number.isInteger(o.k) && o.k >= 1 && o.k <= expansion * d)) throw argError('k', `an integer in 1..${expansion * d} (the latents)`, o.k);
+  return { ...o.trainer, d, m: expansion * d, kind, k: o.k, l1, lr, seed: o.seed ?? 0 };
+}
+
+/** Bytes a trainer of this shape holds: parameters with Adam's moments and gradients, and one batch's activations. */
+export function trainerBytes(d: number, m: number, batch: number): number {
+  const params = 2 * m * d + m + d;
+  return 4 * (4 * params + batch * (3 * m + 4 * d));
+}
+
+/** Refuses a size that cannot fit, saying how much it needs (ERR_MEMORY), before anything is allocated. */
+function requireMemory(bytes: number, what: string): void {
+  if (bytes > totalmem()) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(b < 2 ** 30 ? 3 : 1)} GiB`;
+    throw new ConceptLensError('ERR_MEMORY', `${what} needs ${gib(bytes)}; this machine has ${gib(totalmem())}`);
+  }
+}
+
+/** On --resume, every option given must agree with the recorded run (else results would silently mix settings). */
+function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string): void {
+  const given: [string, unknown, unknown][] = [
+    ['kind', o.kind, meta.config.kind], ['k', o.k, meta.config.k], ['l1', o.l1, meta.config.l1], ['lr', o.lr, meta.config.lr],
+    ['seed', o.seed, meta.config.seed], ['expansion', o.expansion, meta.config.m / meta.config.d],
+    ['batch', o.batch, meta.run?.batch], ['resampleEvery', o.resampleEvery, meta.run?.resampleEvery],
+    ['resampleInputs', o.resampleInputs, meta.run?.resampleInputs], ['centre', o.centre, meta.run?.centre],
+  ];
+  for (const [name, value, recorded] of given)
+    if (value !== undefined && recorded !== undefined && Math.fround(Number(value)) !== Math.fround(Number(recorded)) && value !== recorded)
+      throw new ConceptLensError('ERR_ARG', `${name}: the run in ${dir} was trained with ${name} = ${recorded}; --resume got ${name} = ${value} (drop the option, or start a new run in another --out)`);
+}
+
 /** Trains (or resumes) an SAE over a feature file; returns the metadata written to DIR/sae.json. */
 export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
   const h = featureHeader(o.features);
   const [n, d] = h.shape;
-  const batch = o.batch ?? 4096, resampleEvery = o.resampleEvery ?? 10, resampleInputs = o.resampleInputs ?? 819_200;
-  const chunkRows = Math.max(batch, Math.floor((o.chunkRows ?? Math.floor(2 ** 29 / (d * 4))) / batch) * batch);
-  const seed = o.seed ?? 0;
-  let t: NativeSaeTrainer;
+  if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${o.features}: has 0 rows; an SAE needs features to train on`);
+  if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw argError('epochs', 'an integer >= 1', o.epochs);
+  const resuming = !!o.resume && existsSync(join(o.out, CHECKPOINT));
+  const recorded = resuming ? readMeta(o.out) : undefined;
+  const batch = o.batch ?? recorded?.run?.batch ?? 4096;
+  if (!(Number.isInteger(batch) && batch >= 1)) throw argError('batch', 'an integer >= 1', batch);
+  const run: RunSettings = {
+    batch, resampleEvery: o.resampleEvery ?? recorded?.run?.resampleEvery ?? 10,
+    resampleInputs: o.resampleInputs ?? recorded?.run?.resampleInputs ?? 819_200,
+    chunkRows: Math.max(batch, Math.floor((o.chunkRows ?? Math.floor(2 ** 29 / (d * 4))) / batch) * batch),
+    centre: o.centre ?? recorded?.run?.centre ?? false,
+  };
+  let t: SaeTrainer;
   let meta: TrainMeta;
-  if (o.resume && existsSync(join(o.out, CHECKPOINT))) {
+  if (resuming) {
+    meta = recorded!;
+    requireSameRun(o, meta, o.out);
     t = loadTrainer(o.out);
-    meta = readMeta(o.out);
-    if (t.config().d !== d) throw new Error(`${o.features}: d=${d}, but the checkpoint in ${o.out} has d=${t.config().d}`);
+    if (t.config().d !== d) throw new ConceptLensError('ERR_SHAPE', `${o.features}: d=${d}, but the checkpoint in ${o.out} has d=${t.config().d}`);
   } else {
-    t = createTrainer({ ...o.trainer, d, m: (o.expansion ?? 8) * d, kind: o.kind, k: o.k, l1: o.l1, lr: o.lr, seed });
-    meta = { features: o.features, config: t.config(), epochsDone: 0, steps: 0, history: [] };
-    if (o.centre) t.params().bias.set(featureMean(h, chunkRows));
+    if (existsSync(join(o.out, CHECKPOINT)) && !o.overwrite)
+      throw new ConceptLensError('ERR_FILE', `${o.out}: holds a trained SAE (${CHECKPOINT}); pass --resume to continue it, or --overwrite to replace it`);
+    const config = requestedConfig(o, d);
+    requireMemory(trainerBytes(d, config.m, batch), `an SAE with d = ${d}, m = ${config.m} and batch ${batch}`);
+    t = createTrainer(config);
+    meta = { features: o.features, config: t.config(), run, epochsDone: 0, steps: 0, history: [] };
+    if (run.centre) t.params().bias.set(featureMean(h, run.chunkRows));
   }
+  const { resampleEvery, resampleInputs, chunkRows } = run, seed = meta.config.seed;
   for (let epoch = meta.epochsDone + 1; epoch <= o.epochs; epoch++) {
     const resample = resampleEvery > 0 && epoch % resampleEvery === 0 && epoch < o.epochs;
     const rand = rng(seed * 1_000_003 + epoch);
@@ -263,8 +310,8 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
         const progress = o.onProgress
           ? (x: number) => o.onProgress!({ epoch, epochs: o.epochs, rowsDone: at + x, rowsTotal: n, stats: t.lastStats() })
           : null;
-        const r = await withCancel(o.signal, (flag) =>
-          t.trainEpoch(chunk.data.subarray(a * d, b * d) as Features, b - a, batch, chunk.ids.subarray(a, b), progress, flag));
+        const r = await t.trainEpoch(chunk.data.subarray(a * d, b * d) as Features, b - a, batch, chunk.ids.subarray(a, b),
+          { signal: o.signal, onProgress: progress ?? undefined });
         last = r.last;
       }
       done += rows;
@@ -282,7 +329,7 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
 export function readAtoms(dir: string): { atoms: Float32Array; m: number; d: number } {
   const a = readNpy(join(dir, 'decoder.npy'));
   if (a.shape.length !== 2 || a.dtype !== 'float32')
-    throw new Error(`${join(dir, 'decoder.npy')}: expected a 2-D float32 array (d × m), got ${a.dtype} [${a.shape.join(', ')}]`);
+    throw fileError(join(dir, 'decoder.npy'), `expected a 2-D float32 array (d × m), got ${a.dtype} [${a.shape.join(', ')}]`);
   const [d, m] = a.shape;
   const dec = a.data as Float32Array;
   const atoms = new Float32Array(m * d);
@@ -302,18 +349,18 @@ export async function nameConcepts(dir: string, vocab: Float32Array | Uint16Arra
   opts: { signal?: AbortSignal } = {}): Promise<ConceptName[]> {
   const { atoms, m, d } = readAtoms(dir);
   if (vocab.length !== names.length * d)
-    throw new Error(`vocabulary: ${vocab.length / d} embeddings of d=${d} for ${names.length} names; expected one embedding per name`);
+    throw new ConceptLensError('ERR_SHAPE', `vocabulary: ${vocab.length} values are not ${names.length} names × d = ${d} (the SAE's width); expected one embedding of width ${d} per name`);
   const r = await exactSearch(atoms, vocab, d, { k: 1, metric: 'cosine', signal: opts.signal });
   return Array.from({ length: m }, (_, j) => ({ concept: j, name: names[Number(r.ids[j])], score: r.scores[j] }));
 }
 
 /** Concept strengths f(x) (rows × m) of every row of a feature file. */
-export async function conceptStrengths(t: NativeSaeTrainer, features: string,
-  opts: { batch?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<{ data: Float32Array; rows: number; m: number }> {
+export async function conceptStrengths(t: SaeTrainer, features: string,
+  opts: ProgressOptions & { batch?: number } = {}): Promise<{ data: Float32Array; rows: number; m: number }> {
   const h = featureHeader(features);
   const { d, m } = t.config();
-  if (h.shape[1] !== d) throw new Error(`${features}: d=${h.shape[1]}, the SAE expects d=${d}`);
+  if (h.shape[1] !== d) throw new ConceptLensError('ERR_SHAPE', `${features}: d=${h.shape[1]}, the SAE expects d=${d}`);
   const x = readNpyRows(h, 0, h.shape[0]) as Features;
-  const data = await withCancel(opts.signal, (flag) => t.encode(x, h.shape[0], opts.batch ?? 4096, opts.onProgress ?? null, flag));
+  const data = await t.encode(x, h.shape[0], opts.batch ?? 4096, opts);
   return { data, rows: h.shape[0], m };
 }

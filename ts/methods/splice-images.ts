@@ -2,15 +2,19 @@
 // files skipped), build the dictionary from the concept embeddings, decompose
 // every image, and write per-image and dataset (and per-class) decompositions
 // with a bar chart of the dataset's top concepts.
+import { renameSync, rmSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
 import { embedImages, classKeys, isImageName, listFiles } from '../encoders/embed-images.js';
+import { ConceptLensError } from '../errors.js';
 import { preprocessSpec, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { formatCsv } from '../io/csv.js';
-import { readNpy, writeNpy } from '../io/npy.js';
+import { readFloatMatrix, readMatrix, readVector } from '../io/matrix.js';
+import { writeNpy } from '../io/npy.js';
+import { normaliseRows, toFloat32, type FloatData } from '../matrix.js';
 import { writeBarChart } from '../report/chart.js';
-import { floatData, normaliseRows, readVocabulary, SpliceModel, toFloat32, type ConceptWeight } from './splice.js';
+import { readVocabulary, SpliceModel, type ConceptWeight } from './splice.js';
 
 export interface SpliceImagesOptions extends ProgressOptions {
   images: string;
@@ -56,22 +60,16 @@ export interface SpliceImagesResult {
 function loadConcepts(o: SpliceImagesOptions): { names: string[]; vectors: Float32Array; d: number } {
   const all = readVocabulary(o.conceptNames);
   const names = o.vocabLast === undefined ? all : readVocabulary(o.conceptNames, o.vocabLast);
-  const a = readNpy(o.concepts);
-  if (a.shape.length !== 2 || (a.shape[0] !== all.length && a.shape[0] !== names.length))
-    throw new Error(`${o.concepts}: expected ${all.length}×d or ${names.length}×d (rows aligned with ${o.conceptNames}), got shape [${a.shape.join(', ')}]`);
-  const d = a.shape[1], vectors = toFloat32(floatData(a, o.concepts));
-  return { names, vectors: vectors.subarray((a.shape[0] - names.length) * d), d };
+  const a = readFloatMatrix(o.concepts, { what: 'concept embeddings' });
+  if (a.rows !== all.length && a.rows !== names.length)
+    throw new ConceptLensError('ERR_SHAPE', `${o.concepts}: expected ${all.length}×d or ${names.length}×d (rows aligned with ${o.conceptNames}), got shape [${a.rows}, ${a.cols}]`);
+  const d = a.cols, vectors = toFloat32(a.data as FloatData);
+  return { names, vectors: vectors.subarray((a.rows - names.length) * d), d };
 }
 
 function columnMean(w: Float32Array, c: number, rows: readonly number[]): Float64Array {
   const m = new Float64Array(c);
   for (const i of rows) for (let j = 0; j < c; j++) m[j] += w[i * c + j] / rows.length;
-  return m;
-}
-
-function loadMean(path: string, d: number): Float32Array {
-  const m = toFloat32(floatData(readNpy(path), path));
-  if (m.length !== d) throw new Error(`${path}: expected an image mean of ${d} values (the concepts' width), got ${m.length}`);
   return m;
 }
 
@@ -84,25 +82,46 @@ function rankedRows(scope: string, count: number, model: SpliceModel, m: Float64
 
 /** Embeds, decomposes and writes weights.npy, decompositions.csv, dataset.csv, dataset.svg/png under `out`. */
 export async function spliceImages(o: SpliceImagesOptions): Promise<SpliceImagesResult> {
-  if (!o.model === !o.standin) throw new Error('give either --model CLIP_IMAGE.onnx or --standin');
+  if (!o.model === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --model CLIP_IMAGE.onnx or --standin');
   const out = resolve(o.out), root = resolve(o.images);
-  if (out === root || out.startsWith(root + sep)) throw new Error(`--out: '${o.out}' is inside --images '${o.images}'; its outputs would be read as images`);
+  if (out === root || out.startsWith(root + sep)) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${o.images}'; its outputs would be read as images`);
+  // Every input is checked before any output is touched; the embeddings go to a
+  // temporary file that replaces embeddings.npy only once the whole run succeeds.
   const { names, vectors, d } = loadConcepts(o);
-  const embPath = join(out, 'embeddings.npy');
+  const givenMean = o.imageMean ? readVector(o.imageMean, { what: 'image mean', length: d, lengthFrom: `the width of ${o.concepts}` }) : undefined;
+  const embPath = join(out, 'embeddings.npy'), tmpEmb = join(out, `.embeddings-${process.pid}.npy`);
+  try {
+    return await decomposeImages(o, { names, vectors, d, givenMean, embPath, tmpEmb });
+  } finally {
+    for (const f of [tmpEmb, `${tmpEmb}.partial`, `${tmpEmb}.ckpt.json`]) rmSync(f, { force: true });
+  }
+}
+
+interface Prepared {
+  names: string[];
+  vectors: Float32Array;
+  d: number;
+  givenMean?: Float32Array;
+  embPath: string;
+  tmpEmb: string;
+}
+
+async function decomposeImages(o: SpliceImagesOptions, p: Prepared): Promise<SpliceImagesResult> {
+  const { names, vectors, d, out } = { ...p, out: resolve(o.out) };
   const t0 = performance.now();
   const r = await embedImages({
-    model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: embPath, restart: true,
+    model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: p.tmpEmb, restart: true,
     spec: o.spec ?? preprocessSpec(o.standin ? 'imagenet' : 'clip'), signal: o.signal, onProgress: o.onProgress,
   });
   const embedSeconds = (performance.now() - t0) / 1000;
-  if (r.dim !== d) throw new Error(`${o.concepts}: concepts have d = ${d} but the image embeddings have ${r.dim} (different spaces?)`);
+  if (r.dim !== d) throw new ConceptLensError('ERR_SHAPE', `${o.concepts}: concepts have d = ${d} but the image embeddings have ${r.dim} (different spaces?)`);
   const skippedPaths = new Set(r.skipped.map((s) => s.path));
-  const files = listFiles(o.images, [embPath]).filter((f) => isImageName(f) && !skippedPaths.has(f));
-  if (files.length !== r.rows) throw new Error(`internal: ${r.rows} embeddings for ${files.length} decodable files`);
-  const emb = toFloat32(floatData(readNpy(embPath), embPath));
+  const files = listFiles(o.images, [p.embPath, p.tmpEmb]).filter((f) => isImageName(f) && !skippedPaths.has(f));
+  if (files.length !== r.rows) throw new ConceptLensError('ERR_ENGINE', `internal: ${r.rows} embeddings for ${files.length} decodable files`);
+  const emb = readMatrix(p.tmpEmb, { what: 'image embeddings' }).data;
 
   // SpLiCE centres on the modality mean; with none given, the images' own mean of unit embeddings stands in.
-  const imageMean = o.imageMean ? loadMean(o.imageMean, d) : Float32Array.from(columnMean(normaliseRows(emb, d), d, files.map((_, i) => i)));
+  const imageMean = p.givenMean ?? Float32Array.from(columnMean(normaliseRows(emb, d), d, files.map((_, i) => i)));
   const model = SpliceModel.fromEmbeddings(names, vectors, d, imageMean, { l1: o.l1 });
   const t1 = performance.now();
   const enc = await model.encode(emb, { signal: o.signal, onProgress: o.onSolveProgress });
@@ -124,6 +143,8 @@ export async function spliceImages(o: SpliceImagesOptions): Promise<SpliceImages
   const best = model.topConcepts(dataset, Math.max(top, 15));
   const centred = o.imageMean ? 'the given image mean' : 'their own mean';
   const chart = await writeBarChart(join(out, 'dataset'), `SpLiCE: mean concept weights of ${files.length} images (λ = ${o.l1}, centred on ${centred})`, best);
+  renameSync(p.tmpEmb, p.embPath);
+  const embPath = p.embPath;
   return {
     images: enc.n, concepts: c, d, skipped: r.skipped, centredOn: o.imageMean ? 'file' : 'images',
     meanL0: mean(enc.l0), meanCosine: mean(enc.cosine), embedSeconds, solveSeconds, samplesPerSecond: enc.n / solveSeconds,

@@ -3,11 +3,12 @@
 // directions. The batched solvers run in the native engine; this module holds
 // the method around them (dictionary, centring, recomposition, interventions,
 // dataset and class decompositions, names).
-import { readFileSync } from 'node:fs';
-import { native } from '../native.js';
-import { withCancel, type ProgressOptions } from '../abort.js';
-import { readNpy, type NdArray } from '../io/npy.js';
-import { halvesToFloats } from '../io/fp16.js';
+import type { ProgressOptions } from '../abort.js';
+import { splicePath as nativePath, spliceDecompose, type NativeSplicePoint } from '../engine/splice.js';
+import { argError, ConceptLensError } from '../errors.js';
+import { readFloatMatrix, readVector } from '../io/matrix.js';
+import { readText, splitLines } from '../io/text.js';
+import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData } from '../matrix.js';
 
 export type SpliceSolverName = 'auto' | 'fista' | 'admm' | 'ws';
 export const SPLICE_SOLVERS: SpliceSolverName[] = ['auto', 'fista', 'admm', 'ws'];
@@ -38,11 +39,8 @@ export interface Decomposition {
   iterations: Int32Array;
 }
 
-export interface PathPoint {
-  l1: number;
-  meanL0: number;
-  meanObjective: number;
-}
+/** One λ tried by the path: its mean l0 and mean objective over the samples. */
+export type PathPoint = NativeSplicePoint;
 
 export interface PathResult extends Decomposition {
   /** The λ whose mean l0 is closest to the target (its solution is `weights`). */
@@ -51,33 +49,17 @@ export interface PathResult extends Decomposition {
 }
 
 type Matrix = Float32Array | Uint16Array;
-type NativeResult = Omit<Decomposition, 'n' | 'c'>;
-type Progress = ((done: number, total: number) => void) | null;
 
-interface SpliceNative {
-  spliceDecompose(dict: Matrix, c: number, d: number, samples: Matrix, n: number, options: object,
-    warm: Float32Array | null, onProgress: Progress, cancel: Int32Array | null): Promise<NativeResult>;
-  splicePath(dict: Matrix, c: number, d: number, samples: Matrix, n: number, options: object,
-    onProgress: Progress, cancel: Int32Array | null): Promise<NativeResult & { points: PathPoint[] }>;
-}
-
-const engine = () => native() as unknown as SpliceNative;
-
-function rowsOf(m: Matrix, d: number, name: string): number {
-  if (!Number.isInteger(d) || d < 1) throw new RangeError(`d: expected a positive integer, got ${d}`);
-  if (m.length % d !== 0) throw new RangeError(`${name}: ${m.length} values are not a whole number of rows of d = ${d}`);
-  return m.length / d;
-}
-
-function nativeOptions(o: SolveOptions): object {
+/** The engine's options (it checks them: λ, tolerances, solver names). */
+function nativeOptions(o: SolveOptions) {
   return { l1: o.l1, solver: o.solver ?? 'auto', tol: o.tol, maxIter: o.maxIter, rho: o.rho, out: o.out, device: o.device ?? 'cpu' };
 }
 
 /** Solves min_{w≥0} ‖Cᵀw − z‖² + λ‖w‖₁ for every row z of samples, exactly as given (no centring). */
 export async function solveSplice(dictionary: Matrix, samples: Matrix, d: number, options: SolveOptions): Promise<Decomposition> {
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
-  const r = await withCancel(options.signal, (flag) =>
-    engine().spliceDecompose(dictionary, c, d, samples, n, nativeOptions(options), options.warm ?? null, options.onProgress ?? null, flag));
+  if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
+  const r = await spliceDecompose(dictionary, c, d, samples, n, nativeOptions(options), options.warm ?? null, options);
   return { ...r, n, c };
 }
 
@@ -85,33 +67,16 @@ export async function solveSplice(dictionary: Matrix, samples: Matrix, d: number
 export async function splicePath(dictionary: Matrix, samples: Matrix, d: number, targetL0: number,
   options: Omit<SolveOptions, 'l1' | 'warm' | 'out'> & { l0Tol?: number; maxSteps?: number } = {}): Promise<PathResult> {
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
+  if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
+  if (n === 0) throw new ConceptLensError('ERR_SHAPE', 'samples: has 0 rows; a path needs at least one sample');
+  if (!(Number.isFinite(targetL0) && targetL0 > 0 && targetL0 <= c)) throw argError('targetL0', `a number in (0, ${c}] (the concepts)`, targetL0);
   const opts = { ...nativeOptions({ ...options, l1: 0 }), targetL0, l0Tol: options.l0Tol, maxSteps: options.maxSteps };
-  const r = await withCancel(options.signal, (flag) =>
-    engine().splicePath(dictionary, c, d, samples, n, opts, options.onProgress ?? null, flag));
+  const r = await nativePath(dictionary, c, d, samples, n, opts, options);
   const best = r.points.reduce((a, b) => (Math.abs(b.meanL0 - targetL0) < Math.abs(a.meanL0 - targetL0) ? b : a));
   return { ...r, n, c, l1: best.l1 };
 }
 
 // ---- vectors ----------------------------------------------------------------
-
-export function toFloat32(m: Matrix | Float64Array): Float32Array {
-  if (m instanceof Float32Array) return m;
-  if (m instanceof Float64Array) return Float32Array.from(m);
-  return halvesToFloats(m);
-}
-
-/** Row-wise L2 normalisation (a zero row stays zero), into a new array. */
-export function normaliseRows(x: Float32Array, d: number, name = 'embeddings'): Float32Array {
-  const n = rowsOf(x, d, name), out = new Float32Array(x.length);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let t = 0; t < d; t++) s += x[i * d + t] * x[i * d + t];
-    if (!Number.isFinite(s)) throw new RangeError(`${name}: row ${i} is not finite`);
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let t = 0; t < d; t++) out[i * d + t] = x[i * d + t] * inv;
-  }
-  return out;
-}
 
 function subtractRow(x: Float32Array, mean: ArrayLike<number>, d: number): Float32Array {
   const out = new Float32Array(x.length);
@@ -125,25 +90,73 @@ function meanRow(x: Float32Array, d: number): Float64Array {
   return m;
 }
 
+/** SpLiCE's centring of embeddings: z_c = normalise(normalise(e) − μ) per row (a zero embedding is an error). */
+export function centreEmbeddings(embeddings: FloatData, mean: ArrayLike<number>, d: number): Float32Array {
+  checkMean(mean, d, 'mean');
+  const unit = normaliseRows(toFloat32(embeddings), d, { zeroRows: 'error' });
+  return normaliseRows(subtractRow(unit, mean, d), d, { inPlace: true });
+}
+
+/** The weights' recompositions: wC, or SpLiCE's ẑ = normalise(normalise(wC) + μ) when a mean is given (n × d). */
+export function recompose(weights: Float32Array, dictionary: Float32Array, d: number, mean?: ArrayLike<number>): Float32Array {
+  const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(weights, c, 'weights'), mix = new Float32Array(n * d);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < c; j++) {
+      const w = weights[i * c + j];
+      if (w === 0) continue;
+      for (let t = 0; t < d; t++) mix[i * d + t] += w * dictionary[j * d + t];
+    }
+  if (!mean) return mix;
+  checkMean(mean, d, 'mean');
+  return normaliseRows(subtractRow(normaliseRows(mix, d, { inPlace: true }), Array.from(mean, (x) => -x), d), d, { inPlace: true });
+}
+
+export interface Quality {
+  /** n × d recompositions (see recompose). */
+  recon: Float32Array;
+  /** Non-zero weights per row. */
+  l0: Int32Array;
+  /** cosine(recomposition, target) per row. */
+  cosine: Float64Array;
+}
+
+/** How well the weights explain the targets (n × d, any scale): l0 and the cosine of each recomposition. */
+export function quality(weights: Float32Array, dictionary: Float32Array, d: number, targets: Float32Array, mean?: ArrayLike<number>): Quality {
+  const recon = recompose(weights, dictionary, d, mean), c = dictionary.length / d, n = weights.length / c;
+  const l0 = new Int32Array(n), cosine = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < c; j++) l0[i] += weights[i * c + j] > 0 ? 1 : 0;
+    let dot = 0, rr = 0, tt = 0;
+    for (let t = 0; t < d; t++) {
+      const r = recon[i * d + t], z = targets[i * d + t];
+      dot += r * z, rr += r * r, tt += z * z;
+    }
+    cosine[i] = rr > 0 && tt > 0 ? dot / Math.sqrt(rr * tt) : 0;
+  }
+  return { recon, l0, cosine };
+}
+
 /** SpLiCE's concept dictionary: L2-normalise, subtract the mean concept, normalise again. */
-export function buildDictionary(conceptEmbeddings: Matrix | Float64Array, d: number): Float32Array {
-  const unit = normaliseRows(toFloat32(conceptEmbeddings), d, 'concept embeddings');
-  return normaliseRows(subtractRow(unit, meanRow(unit, d), d), d, 'concept embeddings');
+export function buildDictionary(conceptEmbeddings: FloatData, d: number): Float32Array {
+  const name = 'concept embeddings';
+  const c = rowsOf(conceptEmbeddings, d, name);
+  if (c === 0) throw new ConceptLensError('ERR_SHAPE', `${name}: has 0 rows; expected at least one concept`);
+  const unit = normaliseRows(toFloat32(conceptEmbeddings), d, { name, zeroRows: 'error' });
+  return normaliseRows(subtractRow(unit, meanRow(unit, d), d), d, { name });
 }
 
 /** The last `size` concepts of a vocabulary file (least to most frequent), first ", " part of each line. */
 export function readVocabulary(path: string, size?: number): string[] {
-  const lines = readFileSync(path, 'utf8').split(/\r\n|\r|\n/);
-  if (lines.at(-1) === '') lines.pop(); // a final newline does not start another concept
+  const lines = splitLines(readText(path));
   const n = size ?? lines.length;
   if (!Number.isInteger(n) || n < 1 || n > lines.length)
-    throw new RangeError(`vocabulary size: expected an integer in [1, ${lines.length}] (the lines of ${path}), got ${size}`);
+    throw argError('vocabulary size', `an integer in [1, ${lines.length}] (the lines of ${path})`, size);
   const first = lines.length - n, seen = new Map<string, number>();
   return lines.slice(first).map((line, k) => {
     const name = line.trim().split(', ')[0], lineNo = first + k + 1;
-    if (name === '') throw new Error(`${path}: line ${lineNo} is empty (within the last ${n} lines); a concept needs a name`);
+    if (name === '') throw new ConceptLensError('ERR_FILE', `${path}: line ${lineNo} is empty (within the last ${n} lines); a concept needs a name`);
     const dup = seen.get(name);
-    if (dup !== undefined) throw new Error(`${path}: line ${lineNo} repeats concept '${name}' of line ${dup}`);
+    if (dup !== undefined) throw new ConceptLensError('ERR_FILE', `${path}: line ${lineNo} repeats concept '${name}' of line ${dup}`);
     seen.set(name, lineNo);
     return name;
   });
@@ -169,14 +182,14 @@ export class SpliceModel {
 
   constructor(readonly concepts: string[], readonly dictionary: Float32Array, readonly d: number,
     readonly imageMean: Float32Array, readonly solve: Omit<SolveOptions, 'warm'> = { l1: 0.25 }) {
-    this.c = rowsOf(dictionary, d, 'dictionary');
+    this.c = rowsOf(requireArray(dictionary, Float32Array, 'dictionary'), d, 'dictionary');
     if (concepts.length !== this.c)
-      throw new RangeError(`concepts: expected ${this.c} names (the dictionary's rows), got ${concepts.length}`);
+      throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${this.c} names (the dictionary's rows), got ${concepts.length}`);
     checkMean(imageMean, d, 'imageMean');
   }
 
   /** From raw concept embeddings (N×d, aligned with names) and the image mean; builds the dictionary. */
-  static fromEmbeddings(concepts: string[], conceptEmbeddings: Matrix | Float64Array, d: number, imageMean: Matrix | Float64Array,
+  static fromEmbeddings(concepts: string[], conceptEmbeddings: FloatData, d: number, imageMean: FloatData,
     solve?: Omit<SolveOptions, 'warm'>): SpliceModel {
     return new SpliceModel(concepts, buildDictionary(conceptEmbeddings, d), d, toFloat32(imageMean), solve);
   }
@@ -185,16 +198,14 @@ export class SpliceModel {
   static load(files: { vocabulary: string; size?: number; conceptEmbeddings: string; imageMean: string },
     solve?: Omit<SolveOptions, 'warm'>): SpliceModel {
     const concepts = readVocabulary(files.vocabulary, files.size);
-    const emb = readNpy(files.conceptEmbeddings), mean = readNpy(files.imageMean);
-    if (emb.shape.length !== 2 || emb.shape[0] !== concepts.length)
-      throw new RangeError(`${files.conceptEmbeddings}: expected ${concepts.length}×d (one row per concept of ${files.vocabulary}), got shape [${emb.shape.join(', ')}]`);
-    return SpliceModel.fromEmbeddings(concepts, floatData(emb, files.conceptEmbeddings), emb.shape[1], floatData(mean, files.imageMean), solve);
+    const emb = readFloatMatrix(files.conceptEmbeddings, { what: 'concept embeddings', rows: concepts.length, rowsFrom: `one per concept of ${files.vocabulary}` });
+    const mean = readVector(files.imageMean, { what: 'image mean', length: emb.cols, lengthFrom: `the width of ${files.conceptEmbeddings}` });
+    return SpliceModel.fromEmbeddings(concepts, emb.data as FloatData, emb.cols, mean, solve);
   }
 
   /** z_c = normalise(normalise(e) − μ) for each row. */
   centre(embeddings: Matrix, mean: Float32Array = this.imageMean): Float32Array {
-    checkMean(mean, this.d, 'mean');
-    return normaliseRows(subtractRow(normaliseRows(toFloat32(embeddings), this.d), mean, this.d), this.d);
+    return centreEmbeddings(embeddings, mean, this.d);
   }
 
   /** Weights of the centred embeddings. */
@@ -204,27 +215,13 @@ export class SpliceModel {
 
   /** ẑ = normalise(normalise(wC) + μ), n×d. */
   recompose(weights: Float32Array, mean: Float32Array = this.imageMean): Float32Array {
-    const n = rowsOf(weights, this.c, 'weights'), d = this.d, mix = new Float32Array(n * d);
-    for (let i = 0; i < n; i++)
-      for (let j = 0; j < this.c; j++) {
-        const w = weights[i * this.c + j];
-        if (w === 0) continue;
-        for (let t = 0; t < d; t++) mix[i * d + t] += w * this.dictionary[j * d + t];
-      }
-    return normaliseRows(subtractRow(normaliseRows(mix, d), mean.map((x) => -x), d), d);
+    return recompose(weights, this.dictionary, this.d, mean);
   }
 
   /** Decomposition, recomposition, l0 and cosine(ẑ, normalise(e)). */
   async encode(embeddings: Matrix, options: Partial<SolveOptions> = {}, mean: Float32Array = this.imageMean): Promise<Encoded> {
     const dec = await this.decompose(embeddings, options, mean);
-    const recon = this.recompose(dec.weights, mean);
-    const unit = normaliseRows(toFloat32(embeddings), this.d);
-    const l0 = new Int32Array(dec.n), cosine = new Float64Array(dec.n);
-    for (let i = 0; i < dec.n; i++) {
-      for (let j = 0; j < this.c; j++) l0[i] += dec.weights[i * this.c + j] > 0 ? 1 : 0;
-      for (let t = 0; t < this.d; t++) cosine[i] += recon[i * this.d + t] * unit[i * this.d + t];
-    }
-    return { ...dec, recon, l0, cosine };
+    return { ...dec, ...quality(dec.weights, this.dictionary, this.d, toFloat32(embeddings), mean) };
   }
 
   /** Zeroes the given concepts (indices or names) in a copy of the weights and recomposes. */
@@ -243,7 +240,9 @@ export class SpliceModel {
   /** Mean weights per class label (labels[i] is the class of image i). */
   async decomposeClasses(embeddings: Matrix, labels: ArrayLike<number>, options: Partial<SolveOptions> = {}): Promise<Map<number, Float64Array>> {
     const dec = await this.decompose(embeddings, options);
-    if (labels.length !== dec.n) throw new RangeError(`labels: expected ${dec.n} (one per image), got ${labels.length}`);
+    if (labels.length !== dec.n) throw new ConceptLensError('ERR_SHAPE', `labels: expected ${dec.n} (one per image), got ${labels.length}`);
+    for (let i = 0; i < labels.length; i++)
+      if (!Number.isInteger(labels[i])) throw argError(`labels[${i}]`, 'an integer class label', labels[i]);
     const sums = new Map<number, { w: Float64Array; count: number }>();
     for (let i = 0; i < dec.n; i++) {
       const s = sums.get(labels[i]) ?? { w: new Float64Array(this.c), count: 0 };
@@ -261,7 +260,7 @@ export class SpliceModel {
 
   /** Non-zero concepts of one weight row, heaviest first. */
   topConcepts(weights: ArrayLike<number>, k = 10): ConceptWeight[] {
-    if (weights.length !== this.c) throw new RangeError(`weights: expected one row of ${this.c}, got ${weights.length} values`);
+    if (weights.length !== this.c) throw new ConceptLensError('ERR_SHAPE', `weights: expected one row of ${this.c}, got ${weights.length} values`);
     const out: ConceptWeight[] = [];
     for (let j = 0; j < this.c; j++) if (weights[j] > 0) out.push({ concept: this.concepts[j], index: j, weight: weights[j] });
     return out.sort((a, b) => b.weight - a.weight).slice(0, k);
@@ -269,17 +268,12 @@ export class SpliceModel {
 
   indexOf(concept: number | string): number {
     const j = typeof concept === 'number' ? concept : this.concepts.indexOf(concept);
-    if (!Number.isInteger(j) || j < 0 || j >= this.c) throw new RangeError(`concept: expected a name in the vocabulary or an index in [0, ${this.c}), got ${concept}`);
+    if (!Number.isInteger(j) || j < 0 || j >= this.c) throw argError('concept', `a name in the vocabulary or an index in [0, ${this.c})`, concept);
     return j;
   }
 }
 
 function checkMean(mean: ArrayLike<number>, d: number, name: string): void {
-  if (mean.length !== d) throw new RangeError(`${name}: expected ${d} values (the embedding dimension), got ${mean.length}`);
-}
-
-/** The values of a float .npy array (fp16 as its bits); names the file and dtype otherwise. */
-export function floatData(a: NdArray, path = 'array'): Float32Array | Uint16Array | Float64Array {
-  if (a.dtype === 'float32' || a.dtype === 'float16' || a.dtype === 'float64') return a.data as Float32Array | Uint16Array | Float64Array;
-  throw new TypeError(`${path}: expected float32, float16 or float64 data, got ${a.dtype}`);
+  if (mean.length !== d) throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${d} values (the embedding dimension), got ${mean.length}`);
+  for (let i = 0; i < d; i++) if (!Number.isFinite(mean[i])) throw new ConceptLensError('ERR_NAN', `${name}: value ${i} is ${mean[i]}; expected finite values`);
 }

@@ -5,14 +5,16 @@
 // normalised). save() writes the index and a JSON sidecar `<path>.json`
 // (kind, dim, metric, build parameters) that loadIndex() reads back.
 import { existsSync, readFileSync } from 'node:fs';
-import { native } from '../native.js';
-import { withCancel, type ProgressOptions } from '../abort.js';
+import type { ProgressOptions } from '../abort.js';
+import { FaissHandle } from '../engine/faiss.js';
+import { argError, ConceptLensError, fileError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { requireArray, rowsOf } from '../matrix.js';
+import { INDEX_KINDS, type AnnBackend, type AnnMeta, type AnnMetric, type IndexKind, type SearchParams } from './ann-types.js';
 import { HnswBackend } from './hnsw.js';
 
-export type IndexKind = 'hnsw' | 'faiss-flat' | 'faiss-ivf' | 'faiss-ivfpq' | 'faiss-hnsw';
-export const INDEX_KINDS: readonly IndexKind[] = ['hnsw', 'faiss-flat', 'faiss-ivf', 'faiss-ivfpq', 'faiss-hnsw'];
-export type AnnMetric = 'ip' | 'cosine';
+export { INDEX_KINDS } from './ann-types.js';
+export type { AnnMeta, AnnMetric, IndexKind } from './ann-types.js';
 
 export interface BuildOptions extends ProgressOptions {
   metric: AnnMetric;
@@ -33,60 +35,31 @@ export interface SearchOptions extends ProgressOptions {
   nprobe?: number;
   /** HNSW search beam (hnsw, faiss-hnsw), raised to k when smaller. Default 64. */
   efSearch?: number;
+  /**
+   * An IVF probe can find fewer than k rows for a query. By default that is
+   * an error (ERR_ARG) saying how many were found; with `allowMissing` the
+   * missing places hold id -1 and score -Infinity.
+   */
+  allowMissing?: boolean;
 }
 
+/** An approximate nearest-neighbour index over fp32 rows. */
 export interface AnnIndex {
   readonly kind: IndexKind;
   readonly dim: number;
+  readonly metric: AnnMetric;
   readonly size: number;
   /** Appends rows; their ids continue from size. On abort, rows added before it stay. */
   add(vectors: Float32Array, opts?: ProgressOptions): Promise<void>;
-  /** nq × k, best first; id -1 (score -Infinity) where an IVF probe found fewer than k rows. */
+  /** nq × k similarities (inner product, or cosine), each row best first. */
   search(queries: Float32Array, k: number, opts?: SearchOptions): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
-  save(path: string): Promise<void>;
-}
-
-/** What the sidecar records: enough to reopen and to search with the same defaults. */
-export interface AnnMeta {
-  kind: IndexKind;
-  dim: number;
-  metric: AnnMetric;
-  params: { nlist?: number; m?: number; M?: number; efConstruction?: number; seed?: number };
-}
-
-export interface SearchParams {
-  nprobe: number;
-  efSearch: number;
-}
-
-/** One library's index; the AnnIndex facade validates arguments before calling it. */
-export interface AnnBackend {
-  readonly size: number;
-  train?(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void>;
-  add(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void>;
-  search(queries: Float32Array, nq: number, k: number, params: SearchParams, opts: ProgressOptions): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
+  /** Writes the index and its sidecar `<path>.json` (kind, dim, metric, parameters). */
   save(path: string): Promise<void>;
 }
 
 const SIDECAR_FORMAT = 'conceptlens-ann/1';
 const DEFAULT_EF_SEARCH = 64;
 const PQ_MIN_TRAIN = 256;  // one training row per centroid of an 8-bit codebook
-
-type Callback = ((done: number, total: number) => void) | null;
-interface NativeFaissIndex {
-  readonly dim: number;
-  readonly size: number;
-  train(vectors: Float32Array, rows: number, onProgress: Callback, cancel: Int32Array | null): Promise<void>;
-  add(vectors: Float32Array, rows: number, onProgress: Callback, cancel: Int32Array | null): Promise<void>;
-  search(queries: Float32Array, nq: number, k: number, nprobe: number, efSearch: number, onProgress: Callback,
-    cancel: Int32Array | null): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
-  save(path: string): Promise<void>;
-}
-interface NativeFaissClass {
-  new (dim: number, factory: string, metric: 'ip' | 'l2', normalize: boolean, seed: number, efConstruction: number): NativeFaissIndex;
-  load(path: string, normalize: boolean, onProgress: Callback, cancel: Int32Array | null): Promise<NativeFaissIndex>;
-}
-const faiss = () => (native() as unknown as { FaissIndex: NativeFaissClass }).FaissIndex;
 
 function factoryString(meta: AnnMeta): string {
   const p = meta.params;
@@ -95,21 +68,21 @@ function factoryString(meta: AnnMeta): string {
     case 'faiss-ivf': return `IVF${p.nlist},Flat`;
     case 'faiss-ivfpq': return `IVF${p.nlist},PQ${p.m}`;
     case 'faiss-hnsw': return `HNSW${p.M}`;
-    case 'hnsw': throw new Error('hnsw is not a FAISS kind');
+    case 'hnsw': throw argError('kind', 'a FAISS kind', 'hnsw');
   }
 }
 
 class FaissBackend implements AnnBackend {
-  constructor(private readonly index: NativeFaissIndex) {}
+  constructor(private readonly index: FaissHandle) {}
 
   static create(meta: AnnMeta): FaissBackend {
-    return new FaissBackend(new (faiss())(meta.dim, factoryString(meta), 'ip', meta.metric === 'cosine',
+    return new FaissBackend(FaissHandle.create(meta.dim, factoryString(meta), 'ip', meta.metric === 'cosine',
       meta.params.seed ?? 1234, meta.params.efConstruction ?? 0));
   }
 
   static async load(meta: AnnMeta, path: string, opts: ProgressOptions): Promise<FaissBackend> {
-    const index = await withCancel(opts.signal, (c) => faiss().load(path, meta.metric === 'cosine', opts.onProgress ?? null, c));
-    if (index.dim !== meta.dim) throw new Error(`${path}: index has dim ${index.dim}, its sidecar says ${meta.dim}`);
+    const index = await FaissHandle.load(path, meta.metric === 'cosine', opts);
+    if (index.dim !== meta.dim) throw fileError(path, `index has dim ${index.dim}, its sidecar says ${meta.dim}`);
     return new FaissBackend(index);
   }
 
@@ -118,16 +91,15 @@ class FaissBackend implements AnnBackend {
   }
 
   train(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void> {
-    return withCancel(opts.signal, (c) => this.index.train(vectors, rows, opts.onProgress ?? null, c));
+    return this.index.train(vectors, rows, opts);
   }
 
   add(vectors: Float32Array, rows: number, opts: ProgressOptions): Promise<void> {
-    return withCancel(opts.signal, (c) => this.index.add(vectors, rows, opts.onProgress ?? null, c));
+    return this.index.add(vectors, rows, opts);
   }
 
   search(queries: Float32Array, nq: number, k: number, params: SearchParams, opts: ProgressOptions) {
-    return withCancel(opts.signal, (c) =>
-      this.index.search(queries, nq, k, params.nprobe, params.efSearch, opts.onProgress ?? null, c));
+    return this.index.search(queries, nq, k, params.nprobe, params.efSearch, opts);
   }
 
   save(path: string): Promise<void> {
@@ -135,18 +107,11 @@ class FaissBackend implements AnnBackend {
   }
 }
 
-/** Rows in a flat row-major Float32Array of width dim; errors name the argument. */
-function rowsOf(v: Float32Array, dim: number, name: string): number {
-  if (!(v instanceof Float32Array))
-    throw new TypeError(`${name}: expected Float32Array, got ${(v as object)?.constructor?.name ?? typeof v}`);
-  if (v.length % dim !== 0)
-    throw new RangeError(`${name}: expected a multiple of dim (${dim}) elements, got ${v.length}`);
-  return v.length / dim;
-}
+/** Rows of a Float32Array of width dim; errors name the argument. */
+const f32Rows = (v: Float32Array, dim: number, name: string): number => rowsOf(requireArray(v, Float32Array, name), dim, name);
 
 function positiveInt(value: number, name: string, max = Infinity, why = ''): number {
-  if (!Number.isInteger(value) || value < 1 || value > max)
-    throw new RangeError(`${name}: expected an integer in 1..${max}${why}, got ${value}`);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw argError(name, `an integer in 1..${max}${why}`, value);
   return value;
 }
 
@@ -160,22 +125,31 @@ export function defaultPqM(dim: number): number {
 }
 
 function resolveMeta(kind: IndexKind, dim: number, rows: number, o: BuildOptions): AnnMeta {
-  if (!INDEX_KINDS.includes(kind)) throw new RangeError(`kind: expected one of ${INDEX_KINDS.join(', ')}, got '${kind}'`);
-  if (o.metric !== 'ip' && o.metric !== 'cosine') throw new RangeError(`metric: expected 'ip' or 'cosine', got '${o.metric}'`);
+  if (!INDEX_KINDS.includes(kind)) throw argError('kind', `one of ${INDEX_KINDS.join(', ')}`, kind);
+  if (o.metric !== 'ip' && o.metric !== 'cosine') throw argError('metric', "'ip' or 'cosine'", o.metric);
   const params: AnnMeta['params'] = { seed: o.seed ?? 1234 };
   if (kind === 'faiss-ivf' || kind === 'faiss-ivfpq')
     params.nlist = positiveInt(o.nlist ?? defaultNlist(rows), 'nlist', rows, ' (at most the number of training vectors)');
   if (kind === 'faiss-ivfpq') {
     params.m = positiveInt(o.m ?? defaultPqM(dim), 'm', dim);
-    if (dim % params.m !== 0) throw new RangeError(`m: expected a divisor of dim (${dim}), got ${params.m}`);
-    if (rows < PQ_MIN_TRAIN)
-      throw new RangeError(`faiss-ivfpq: training 8-bit PQ codebooks needs at least ${PQ_MIN_TRAIN} vectors, got ${rows}`);
+    if (dim % params.m !== 0) throw argError('m', `a divisor of dim (${dim})`, params.m);
+    if (rows < PQ_MIN_TRAIN) throw argError('vectors', `at least ${PQ_MIN_TRAIN} rows to train 8-bit PQ codebooks (faiss-ivfpq)`, rows, 'ERR_SHAPE');
   }
   if (kind === 'hnsw' || kind === 'faiss-hnsw') {
     params.M = positiveInt(o.M ?? 16, 'M');
     params.efConstruction = positiveInt(o.efConstruction ?? 200, 'efConstruction');
   }
   return { kind, dim, metric: o.metric, params };
+}
+
+/** An approximate search that returned fewer than k neighbours for some query says so. */
+function requireFound(ids: BigInt64Array, k: number, kind: IndexKind, p: SearchParams): void {
+  const at = ids.indexOf(-1n);
+  if (at < 0) return;
+  const q = Math.floor(at / k), row = ids.subarray(q * k, (q + 1) * k);
+  const found = row.filter((id) => id >= 0n).length;
+  throw new ConceptLensError('ERR_ARG', `k: the ${kind} index found only ${found} of the k = ${k} neighbours of query ${q}` +
+    (kind.includes('ivf') ? ` with nprobe ${p.nprobe}; raise nprobe or lower k` : '; lower k') + ' (or pass allowMissing to accept -1 ids)');
 }
 
 class Ann implements AnnIndex {
@@ -195,13 +169,13 @@ class Ann implements AnnIndex {
   }
 
   async add(vectors: Float32Array, opts: ProgressOptions = {}): Promise<void> {
-    const rows = rowsOf(vectors, this.dim, 'vectors');
+    const rows = f32Rows(vectors, this.dim, 'vectors');
     if (rows > 0) await this.backend.add(vectors, rows, opts);
   }
 
   async search(queries: Float32Array, k: number, opts: SearchOptions = {}) {
-    const nq = rowsOf(queries, this.dim, 'queries');
-    if (this.size === 0) throw new RangeError(`search: the ${this.kind} index is empty; add() vectors first`);
+    const nq = f32Rows(queries, this.dim, 'queries');
+    if (this.size === 0) throw new ConceptLensError('ERR_ARG', `search: the ${this.kind} index is empty; add() vectors first`);
     positiveInt(k, 'k', this.size, ' (the index size)');
     if (nq === 0) return { ids: new BigInt64Array(0), scores: new Float32Array(0) };
     const nlist = this.meta.params.nlist;
@@ -209,7 +183,9 @@ class Ann implements AnnIndex {
       nprobe: opts.nprobe === undefined ? (nlist ? Math.ceil(Math.sqrt(nlist)) : 0) : positiveInt(opts.nprobe, 'nprobe'),
       efSearch: opts.efSearch === undefined ? DEFAULT_EF_SEARCH : positiveInt(opts.efSearch, 'efSearch'),
     };
-    return this.backend.search(queries, nq, k, params, opts);
+    const r = await this.backend.search(queries, nq, k, params, opts);
+    if (!opts.allowMissing) requireFound(r.ids, k, this.kind, params);
+    return r;
   }
 
   async save(path: string): Promise<void> {
@@ -220,7 +196,7 @@ class Ann implements AnnIndex {
 
 /** Builds (trains where needed) an index over rows of width dim; their ids are 0..n-1. */
 export async function buildIndex(kind: IndexKind, vectors: Float32Array, dim: number, opts: BuildOptions): Promise<AnnIndex> {
-  const rows = rowsOf(vectors, positiveInt(dim, 'dim'), 'vectors');
+  const rows = f32Rows(vectors, positiveInt(dim, 'dim'), 'vectors');
   const meta = resolveMeta(kind, dim, rows, opts);
   const backend: AnnBackend = kind === 'hnsw' ? await HnswBackend.create(meta, rows) : FaissBackend.create(meta);
   if (backend.train) await backend.train(vectors, rows, { signal: opts.signal });
@@ -231,24 +207,24 @@ export async function buildIndex(kind: IndexKind, vectors: Float32Array, dim: nu
 
 function readMeta(path: string): AnnMeta {
   const side = `${path}.json`;
-  if (!existsSync(side)) throw new Error(`${side}: index sidecar not found (save() writes it beside the index)`);
+  if (!existsSync(side)) throw fileError(side, 'index sidecar not found (save() writes it beside the index)');
   let m: AnnMeta & { format?: string };
   try {
     m = JSON.parse(readFileSync(side, 'utf8'));
   } catch (e) {
-    throw new Error(`${side}: not valid JSON (${(e as Error).message})`);
+    throw fileError(side, `not valid JSON (${(e as Error).message})`);
   }
-  if (m.format !== SIDECAR_FORMAT) throw new Error(`${side}: expected format '${SIDECAR_FORMAT}', got '${m.format}'`);
-  if (!INDEX_KINDS.includes(m.kind)) throw new Error(`${side}: unknown kind '${m.kind}'`);
-  if (!Number.isInteger(m.dim) || m.dim < 1) throw new Error(`${side}: dim must be a positive integer, got ${m.dim}`);
-  if (m.metric !== 'ip' && m.metric !== 'cosine') throw new Error(`${side}: metric must be 'ip' or 'cosine', got '${m.metric}'`);
+  if (m.format !== SIDECAR_FORMAT) throw fileError(side, `expected format '${SIDECAR_FORMAT}', got '${m.format}'`);
+  if (!INDEX_KINDS.includes(m.kind)) throw fileError(side, `unknown kind '${m.kind}'`);
+  if (!Number.isInteger(m.dim) || m.dim < 1) throw fileError(side, `dim must be a positive integer, got ${m.dim}`);
+  if (m.metric !== 'ip' && m.metric !== 'cosine') throw fileError(side, `metric must be 'ip' or 'cosine', got '${m.metric}'`);
   return { kind: m.kind, dim: m.dim, metric: m.metric, params: m.params ?? {} };
 }
 
 /** Opens an index written by AnnIndex.save(path). */
 export async function loadIndex(path: string, opts: ProgressOptions = {}): Promise<AnnIndex> {
   const meta = readMeta(path);
-  if (!existsSync(path)) throw new Error(`${path}: index file not found (its sidecar exists)`);
+  if (!existsSync(path)) throw fileError(path, 'index file not found (its sidecar exists)');
   const backend = meta.kind === 'hnsw' ? await HnswBackend.load(meta, path) : await FaissBackend.load(meta, path, opts);
   return new Ann(meta, backend);
 }
@@ -256,7 +232,7 @@ export async function loadIndex(path: string, opts: ProgressOptions = {}): Promi
 /** Fraction of the exact neighbours (rows of k ids; -1 = none) that the approximate rows contain. */
 export function recallAtK(approxIds: BigInt64Array, exactIds: BigInt64Array, nq: number, k: number): number {
   if (approxIds.length !== nq * k || exactIds.length !== nq * k)
-    throw new RangeError(`recallAtK: expected ${nq}×${k} = ${nq * k} ids in each array, got ${approxIds.length} (approx) and ${exactIds.length} (exact)`);
+    throw new ConceptLensError('ERR_SHAPE', `recallAtK: expected ${nq}×${k} = ${nq * k} ids in each array, got ${approxIds.length} (approx) and ${exactIds.length} (exact)`);
   let hits = 0, total = 0;
   for (let q = 0; q < nq; q++) {
     const truth = new Set<bigint>();

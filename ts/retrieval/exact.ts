@@ -1,14 +1,19 @@
 // Exact top-k over a vocabulary that arrives in shards (the native scan:
 // screened low-precision scores or fused GEMM + selection tiles), with the
 // running merge across shards.
-import { native, type NativeTopK, type ScanKernel } from '../native.js';
-import { withCancel, type ProgressOptions } from '../abort.js';
+import type { ProgressOptions } from '../abort.js';
+import type { ScanKernel } from '../engine/addon.js';
+import { TopKScan } from '../engine/topk.js';
+import { argError } from '../errors.js';
+import { rowsOf } from '../matrix.js';
 
 export type { ScanKernel };
 export type Metric = 'ip' | 'cosine';
 
 export interface TopKOptions extends ProgressOptions {
+  /** Results per query, at least 1 and at most the rows scanned. */
   k: number;
+  /** 'ip' (inner product, default) or 'cosine' (rows and queries normalised by the kernel). */
   metric?: Metric;
   /** FALCON's chunk-local scoring: softmax(T·score) within each chunk (shard). */
   softmaxTemperature?: number;
@@ -25,46 +30,48 @@ export interface TopKOptions extends ProgressOptions {
 }
 
 export interface SearchResult {
-  /** nq × k, each row best first; -1 where the vocabulary had fewer than k rows. */
+  /** nq × k, each row best first; ties go to the lower id. */
   ids: BigInt64Array;
   scores: Float32Array;
   nq: number;
   k: number;
 }
 
+/** A running exact top-k: add() shards in turn (one at a time), then result(). */
 export class ExactTopK {
-  private readonly acc: NativeTopK;
+  private readonly scan: TopKScan;
   private rowsSeen = 0;
 
   constructor(queries: Float32Array, readonly nq: number, readonly dim: number, readonly options: TopKOptions) {
-    this.acc = new (native().TopK)(queries, nq, dim, options.k, options.metric ?? 'ip', options.softmaxTemperature ?? 0, options.device ?? 'cpu', options.kernel ?? 'auto');
+    this.scan = new TopKScan(queries, nq, dim, {
+      k: options.k, metric: options.metric ?? 'ip', softmaxTemperature: options.softmaxTemperature ?? 0,
+      device: options.device ?? 'cpu', kernel: options.kernel ?? 'auto',
+    });
   }
 
   /** Adds rows whose ids continue from the rows added so far (or from idOffset). */
   async add(vectors: Float32Array | Uint16Array, rows: number, opts: ProgressOptions & { idOffset?: number; invNorms?: Float32Array } = {}): Promise<void> {
     const offset = opts.idOffset ?? this.rowsSeen;
-    const onProgress = opts.onProgress ?? this.options.onProgress;
-    await withCancel(opts.signal ?? this.options.signal, (flag) =>
-      this.acc.add(vectors, rows, offset, opts.invNorms ?? null, onProgress ? (d, t) => onProgress(d, t) : null, flag));
+    await this.scan.add(vectors, rows, offset, opts.invNorms ?? null,
+      { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
     this.rowsSeen = Math.max(this.rowsSeen, offset + rows);
   }
 
   /** Closes a softmax chunk; the next add() starts a new one. */
   endChunk(): void {
-    this.acc.endChunk();
+    this.scan.endChunk();
   }
 
-  result(): SearchResult {
-    if (this.rowsSeen < this.options.k)
-      throw new RangeError(`k: expected at most ${this.rowsSeen} (the vocabulary's rows), got ${this.options.k}`);
-    const r = this.acc.result();
+  async result(): Promise<SearchResult> {
+    if (this.rowsSeen < this.options.k) throw argError('k', `at most ${this.rowsSeen} (the rows scanned)`, this.options.k);
+    const r = await this.scan.result();
     return { ids: r.ids, scores: r.scores, nq: this.nq, k: this.options.k };
   }
 }
 
-/** One-shot exact search of queries against one in-memory matrix. */
+/** One-shot exact search of queries (nq × dim) against one in-memory matrix (rows × dim, fp32 or fp16 bits). */
 export async function exactSearch(queries: Float32Array, vectors: Float32Array | Uint16Array, dim: number, options: TopKOptions): Promise<SearchResult> {
-  const nq = queries.length / dim, rows = vectors.length / dim;
+  const nq = rowsOf(queries, dim, 'queries'), rows = rowsOf(vectors, dim, 'vectors');
   const s = new ExactTopK(queries, nq, dim, options);
   await s.add(vectors, rows);
   return s.result();

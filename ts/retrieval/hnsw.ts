@@ -3,7 +3,8 @@
 // process alive; an index freed by the garbage collector is freed there too.
 import { Worker } from 'node:worker_threads';
 import { withCancel, type ProgressOptions } from '../abort.js';
-import type { AnnBackend, AnnMeta, SearchParams } from './ann.js';
+import { ConceptLensError, toConceptLensError } from '../errors.js';
+import type { AnnBackend, AnnMeta, SearchParams } from './ann-types.js';
 
 export type HnswRequest = { id: number; handle: number } & (
   | { op: 'create'; space: 'ip' | 'cosine'; dim: number; maxElements: number; M: number; efConstruction: number; seed: number }
@@ -17,7 +18,7 @@ export type HnswRequest = { id: number; handle: number } & (
 export type HnswReply =
   | { id: number; type: 'progress'; done: number; total: number }
   | { id: number; type: 'done'; value?: unknown; size: number }
-  | { id: number; type: 'error'; name: string; message: string; size: number };
+  | { id: number; type: 'error'; name: string; code?: string; message: string; size: number };
 
 interface Pending {
   resolve: (r: { value?: unknown; size: number }) => void;
@@ -52,8 +53,8 @@ class HnswHost {
     if (this.worker) return this.worker;
     const w = new Worker(new URL('./hnsw-worker.js', import.meta.url));
     w.on('message', (r: HnswReply) => this.settle(r));
-    w.on('error', (e) => this.fail(new Error(`hnsw worker failed: ${e.message}`)));
-    w.on('exit', (code) => this.fail(new Error(`hnsw worker exited (code ${code}); its indexes are lost`)));
+    w.on('error', (e) => this.fail(new ConceptLensError('ERR_ENGINE', `hnsw worker failed: ${e.message}`)));
+    w.on('exit', (code) => this.fail(new ConceptLensError('ERR_ENGINE', `hnsw worker exited (code ${code}); its indexes are lost`)));
     w.unref();
     this.worker = w;
     return w;
@@ -66,8 +67,7 @@ class HnswHost {
     this.pending.delete(r.id);
     if (this.pending.size === 0) this.worker?.unref();
     if (r.type === 'done') return p.resolve({ value: r.value, size: r.size });
-    const e = Object.assign(new Error(r.message), { name: r.name, size: r.size });
-    p.reject(e);
+    p.reject(Object.assign(toConceptLensError(Object.assign(new Error(r.message), { name: r.name, code: r.code })), { size: r.size }));
   }
 
   private fail(e: Error): void {

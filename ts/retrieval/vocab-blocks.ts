@@ -2,15 +2,19 @@
 // while the caller works on the current one), drops de-duplicated rows, and
 // applies the row transforms (L2 normalisation, mean-centring).
 import { open } from 'node:fs/promises';
+import { throwIfAborted } from '../abort.js';
+import { transformRows } from '../engine/vocab.js';
+import { ConceptLensError, fileError } from '../errors.js';
 import { makeTyped, type NpyHeader } from '../io/npy.js';
-import { native } from '../native.js';
-import { withCancel } from '../abort.js';
 
 export type Vectors = Float32Array | Uint16Array;
 
-/** One embedding file, or the part of it the vocabulary keeps. */
+/** One embedding file (or an in-memory array), or the part of it the vocabulary keeps. */
 export interface Shard {
+  /** The file's header; for an in-memory shard, its shape and dtype with a descriptive path. */
   header: NpyHeader;
+  /** The rows themselves, when the shard lives in memory rather than in the file. */
+  data?: Vectors;
   /** Kept rows of the file, ascending; absent when all are kept. */
   keep?: Int32Array;
   /** Rows the vocabulary takes from this file. */
@@ -60,20 +64,11 @@ export class Scratch {
   }
 }
 
-interface VocabNative {
-  transformRows(src: Vectors, rows: number, dim: number, out: Float32Array, normalize: boolean, center: boolean,
-    mean: Float32Array | null, rowBase: number, onProgress: null, cancel: Int32Array | null): Promise<void>;
-  firstNonFiniteRow(src: Vectors, rows: number, dim: number): number;
-}
-const engine = () => native() as unknown as VocabNative;
-
-/** Index of the first row holding NaN/Inf, or -1. */
-export const firstNonFiniteRow = (v: Vectors, dim: number): number => engine().firstNonFiniteRow(v, v.length / dim, dim);
-
 /** A native error about vocabulary row N (a block's rows are N = b.start + i), restated as its file and row. */
 export function restateRow(e: unknown, shards: Shard[], b: Block): unknown {
-  const m = e instanceof Error && e.name !== 'AbortError' ? /^vocabulary: row (\d+) (.*)$/s.exec(e.message) : null;
-  return m ? new Error(`${rowName(shards, b, Number(m[1]) - b.start)} ${m[2]}`) : e;
+  if (!(e instanceof ConceptLensError) || e.code === 'ERR_ABORTED') return e;
+  const m = /^vocabulary: row (\d+) (.*)$/s.exec(e.message);
+  return m ? new ConceptLensError(e.code, `${rowName(shards, b, Number(m[1]) - b.start)} ${m[2]}`) : e;
 }
 
 async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffer): Promise<Vectors> {
@@ -83,7 +78,7 @@ async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffe
     for (let done = 0; done < bytes;) {
       const len = Math.min(bytes - done, 1 << 30);
       const { bytesRead } = await fh.read(new Uint8Array(buf, done, len), 0, len, h.dataOffset + r0 * rowBytes + done);
-      if (bytesRead === 0) throw new Error(`${h.path}: truncated while reading rows ${r0}..${r0 + n}`);
+      if (bytesRead === 0) throw fileError(h.path, `truncated while reading rows ${r0}..${r0 + n}`);
       done += bytesRead;
     }
   } finally {
@@ -134,9 +129,18 @@ function gather(v: Vectors, dim: number, fileStart: number, local: Int32Array): 
 
 const rawBytes = (shards: Shard[], p: Planned) => p.fileRows * dimOf(shards[p.shard].header) * bytesPer(shards[p.shard].header);
 
+/** An in-memory shard's rows: a view, or a copy into buf when rows will be gathered in place. */
+function memoryRows(data: Vectors, h: NpyHeader, p: Planned, buf: ArrayBuffer): Vectors {
+  const view = data.subarray(p.fileStart * dimOf(h), (p.fileStart + p.fileRows) * dimOf(h));
+  if (!p.local) return view;
+  const copy = makeTyped(h.dtype, buf, 0, view.length) as Vectors;
+  copy.set(view);
+  return copy;
+}
+
 async function load(shards: Shard[], p: Planned, buf: ArrayBuffer): Promise<Block> {
-  const h = shards[p.shard].header;
-  const raw = await readFileRows(h, p.fileStart, p.fileRows, buf);
+  const s = shards[p.shard], h = s.header;
+  const raw = s.data ? memoryRows(s.data, h, p, buf) : await readFileRows(h, p.fileStart, p.fileRows, buf);
   const data = p.local && p.local.length !== p.fileRows ? gather(raw, dimOf(h), p.fileStart, p.local) : raw;
   return { shard: p.shard, start: p.start, rows: p.local ? p.local.length : p.fileRows, data, local: p.local, fileStart: p.fileStart };
 }
@@ -158,7 +162,7 @@ export async function* readBlocks(shards: Shard[], blockBytes = DEFAULT_BLOCK_BY
   };
   let next = items.length ? fetch(0) : undefined;
   for (let i = 0; i < items.length; i++) {
-    signal?.throwIfAborted();
+    throwIfAborted(signal);
     const cur = await next!;
     next = i + 1 < items.length ? fetch(i + 1) : undefined;
     yield cur;
@@ -172,7 +176,7 @@ export async function* readBlocks(shards: Shard[], blockBytes = DEFAULT_BLOCK_BY
  */
 export async function transformBlock(shards: Shard[], b: Block, dim: number, t: Transforms, mean: Float32Array | undefined,
   x: Float32Array, signal?: AbortSignal): Promise<Float32Array> {
-  await withCancel(signal, (flag) => engine().transformRows(b.data, b.rows, dim, x, t.normalize, t.center, mean ?? null, b.start, null, flag))
+  await transformRows(b.data, b.rows, dim, x, t.normalize, t.center, mean ?? null, b.start, { signal })
     .catch((e) => { throw restateRow(e, shards, b); });
   return x;
 }
@@ -187,6 +191,6 @@ export async function meanRow(shards: Shard[], dim: number, normalize: boolean,
     for (let i = 0; i < b.rows; i++) for (let j = 0; j < dim; j++) sum[j] += x[i * dim + j];
     opts.onProgress?.(b.start + b.rows, total);
   }
-  if (total === 0) throw new Error('center: the vocabulary has no rows to take a mean over');
+  if (total === 0) throw new ConceptLensError('ERR_SHAPE', 'center: the vocabulary has no rows to take a mean over');
   return sum.map((v) => v / total);
 }

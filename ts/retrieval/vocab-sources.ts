@@ -1,49 +1,42 @@
-// Where a vocabulary's rows and texts come from: one .npy (+ a names file),
-// or a directory of shards in the LAION layout (text_emb_{i}.npy with
-// metadata_{i}.parquet captions, or one captions.txt for all rows).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+// Where a vocabulary's rows and texts come from: one .npy (+ names), or a
+// directory of shards in the LAION layout: text_emb_{i}.npy, i = 0..n-1 with
+// no gap, with captions in metadata_{i}.parquet (column `caption`), in
+// captions_{i}.txt, or in one captions.txt for all rows. This is the one LAION
+// shard reader (search, vocab build and FALCON's captions all use it). Row
+// counts of the captions are checked at open; their texts are read on demand.
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConceptLensError, fileError } from '../errors.js';
 import { readNpyHeader, type NpyHeader } from '../io/npy.js';
-import { readParquetStrings } from '../io/parquet.js';
+import { parquetRows, readParquetStrings } from '../io/parquet.js';
+import { countLines, readLines } from '../io/text.js';
+import { ArrayTexts, PartTexts, type TextPart, type Texts } from './texts.js';
 import { dimOf, type Shard } from './vocab-blocks.js';
 
 export interface Source {
   dim: number;
   dtype: 'float32' | 'float16';
   shards: Shard[];
-  /** One per row of all shards, or absent. */
-  texts?: string[];
-}
-
-/** Lines of a text file; a final newline does not make an extra empty line. */
-export function readLines(path: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-  const lines = text.split(/\r\n|\r|\n/);
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  return lines;
+  texts?: Texts;
 }
 
 function embeddingHeader(path: string, like?: NpyHeader): NpyHeader {
   const h = readNpyHeader(path);
   if (h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
-    throw new Error(`${path}: expected a 2-D float16 or float32 array, got ${h.dtype} of shape [${h.shape.join(', ')}]`);
+    throw new ConceptLensError('ERR_DTYPE', `${path}: expected a 2-D float16 or float32 array, got ${h.dtype} of shape [${h.shape.join(', ')}]`);
+  if (h.shape[1] === 0) throw new ConceptLensError('ERR_SHAPE', `${path}: rows have 0 columns`);
   if (like && dimOf(h) !== dimOf(like))
-    throw new Error(`${path}: dimension ${dimOf(h)}, expected ${dimOf(like)} (that of ${like.path})`);
+    throw new ConceptLensError('ERR_SHAPE', `${path}: dimension ${dimOf(h)}, expected ${dimOf(like)} (that of ${like.path})`);
   if (like && h.dtype !== like.dtype)
-    throw new Error(`${path}: dtype ${h.dtype}, expected ${like.dtype} (that of ${like.path}); convert the shards to one dtype`);
+    throw new ConceptLensError('ERR_DTYPE', `${path}: dtype ${h.dtype}, expected ${like.dtype} (that of ${like.path}); convert the shards to one dtype`);
   return h;
 }
 
 function requireCount(textsPath: string, got: number, rows: number, what: string): void {
-  if (got !== rows) throw new Error(`${textsPath}: ${got} captions for ${rows} embedding rows (${what})`);
+  if (got !== rows) throw fileError(textsPath, `${got} captions for ${rows} embedding rows (${what})`);
 }
 
-function source(headers: NpyHeader[], texts?: string[]): Source {
+function source(headers: NpyHeader[], texts?: Texts): Source {
   const h0 = headers[0];
   return {
     dim: dimOf(h0),
@@ -53,42 +46,62 @@ function source(headers: NpyHeader[], texts?: string[]): Source {
   };
 }
 
-export function openNpy(path: string, namesPath?: string): Source {
+/** One .npy; names: a file (one per line) or the names themselves. */
+export function openNpy(path: string, names?: string | readonly string[]): Source {
   const h = embeddingHeader(path);
-  const texts = namesPath === undefined ? undefined : readLines(namesPath);
-  if (texts) requireCount(namesPath!, texts.length, h.shape[0], path);
-  return source([h], texts);
+  if (names === undefined) return source([h]);
+  const list = typeof names === 'string' ? readLines(names) : names;
+  requireCount(typeof names === 'string' ? names : 'names', list.length, h.shape[0], path);
+  return source([h], new ArrayTexts(list));
 }
 
 export const isLaionDir = (dir: string) => readdirSync(dir).some((f) => /^text_emb_\d+\.npy$/.test(f));
 
-export async function openLaionDir(dir: string): Promise<Source> {
-  const ids = readdirSync(dir)
-    .map((f) => /^text_emb_(\d+)\.npy$/.exec(f)?.[1])
-    .filter((s): s is string => s !== undefined)
-    .sort((a, b) => Number(a) - Number(b));
-  if (ids.length === 0) throw new Error(`${dir}: no text_emb_{i}.npy shards`);
-  const headers: NpyHeader[] = [];
-  for (const i of ids) headers.push(embeddingHeader(join(dir, `text_emb_${i}.npy`), headers[0]));
-  const rows = headers.reduce((a, h) => a + h.shape[0], 0);
-  const captionsTxt = join(dir, 'captions.txt');
-  const parquets = ids.map((i) => join(dir, `metadata_${i}.parquet`));
-  const present = parquets.filter((p) => existsSync(p));
-  if (present.length > 0) {
-    if (present.length < parquets.length)
-      throw new Error(`${parquets.find((p) => !existsSync(p))}: missing (other shards have metadata parquet files)`);
-    const texts: string[] = [];
-    for (let s = 0; s < ids.length; s++) {
-      const caps = await readParquetStrings(parquets[s], 'caption');
-      requireCount(parquets[s], caps.length, headers[s].shape[0], headers[s].path);
-      for (const c of caps) texts.push(c);
+/** Shard numbers 0..n-1 of the text_emb_{i}.npy files; a gap is an error. */
+function shardNumbers(dir: string): number[] {
+  const ids = readdirSync(dir).map((f) => /^text_emb_(\d+)\.npy$/.exec(f)?.[1]).filter((s): s is string => s !== undefined)
+    .map(Number).sort((a, b) => a - b);
+  if (ids.length === 0) throw fileError(dir, 'no text_emb_{i}.npy shards');
+  const gap = ids.findIndex((id, i) => id !== i);
+  if (gap >= 0) throw fileError(dir, `shard text_emb_${gap}.npy is missing (found text_emb_${ids[gap]}.npy next); shards are numbered 0..n-1 without gaps`);
+  return ids;
+}
+
+/** Per-shard caption files, all present or all absent. */
+function perShard(files: string[]): string[] | undefined {
+  const present = files.filter((p) => existsSync(p));
+  if (present.length === 0) return undefined;
+  const missing = files.find((p) => !existsSync(p));
+  if (missing) throw fileError(missing, 'missing (other shards have one)');
+  return files;
+}
+
+async function laionTexts(dir: string, headers: NpyHeader[]): Promise<Texts | undefined> {
+  const n = headers.length, firsts: number[] = [];
+  let rows = 0;
+  for (const h of headers) firsts.push(rows), (rows += h.shape[0]);
+  const parquets = perShard(headers.map((_, i) => join(dir, `metadata_${i}.parquet`)));
+  if (parquets) {
+    const parts: TextPart[] = [];
+    for (let i = 0; i < n; i++) {
+      requireCount(parquets[i], await parquetRows(parquets[i], 'caption'), headers[i].shape[0], headers[i].path);
+      parts.push({ first: firsts[i], rows: headers[i].shape[0], load: () => readParquetStrings(parquets[i], 'caption') });
     }
-    return source(headers, texts);
+    return new PartTexts(parts);
   }
-  if (existsSync(captionsTxt)) {
-    const texts = readLines(captionsTxt);
-    requireCount(captionsTxt, texts.length, rows, `all ${ids.length} text_emb shards`);
-    return source(headers, texts);
+  const txts = perShard(headers.map((_, i) => join(dir, `captions_${i}.txt`)));
+  if (txts) {
+    txts.forEach((t, i) => requireCount(t, countLines(t), headers[i].shape[0], headers[i].path));
+    return new PartTexts(txts.map((t, i) => ({ first: firsts[i], rows: headers[i].shape[0], load: async () => readLines(t) })));
   }
-  return source(headers);
+  const all = join(dir, 'captions.txt');
+  if (!existsSync(all)) return undefined;
+  requireCount(all, countLines(all), rows, `all ${n} text_emb shards`);
+  return new PartTexts([{ first: 0, rows, load: async () => readLines(all) }]);
+}
+
+export async function openLaionDir(dir: string): Promise<Source> {
+  const headers: NpyHeader[] = [];
+  for (const i of shardNumbers(dir)) headers.push(embeddingHeader(join(dir, `text_emb_${i}.npy`), headers[0]));
+  return source(headers, await laionTexts(dir, headers));
 }

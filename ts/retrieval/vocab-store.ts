@@ -7,16 +7,14 @@
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { firstNonFiniteRow } from '../engine/vocab.js';
+import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
-import { dimOf, firstNonFiniteRow, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
+import type { Texts } from './texts.js';
+import { dimOf, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
 
 export const MANIFEST = 'manifest.json';
 const FORMAT = 'conceptlens-vocabulary';
-
-export interface Texts {
-  readonly length: number;
-  get(i: number): string;
-}
 
 export interface VocabContent {
   dim: number;
@@ -61,20 +59,25 @@ function intNpy(values: ArrayLike<number>, maxValue: number): Buffer {
     : npyBytes(BigInt64Array.from(Array.from(values, (v) => BigInt(v))), [values.length], 'int64');
 }
 
-function textBlob(texts: Texts): { blob: Buffer; offsets: Buffer } {
-  const parts: Buffer[] = [];
+/** The texts as UTF-8 parts (written one after another) and their offsets. */
+async function textBlob(texts: Texts): Promise<{ blob: Buffer[]; offsets: Buffer }> {
+  const blob: Buffer[] = [];
   const offsets = new Float64Array(texts.length + 1);
-  for (let i = 0; i < texts.length; i++) {
-    parts.push(Buffer.from(texts.get(i), 'utf8'));
-    offsets[i + 1] = offsets[i] + parts[i].length;
-  }
-  return { blob: Buffer.concat(parts), offsets: intNpy(offsets, offsets[texts.length]) };
+  let i = 0;
+  for await (const part of texts.parts())
+    for (const t of part) {
+      const b = Buffer.from(t, 'utf8');
+      blob.push(b);
+      offsets[i + 1] = offsets[i] + b.length;
+      i++;
+    }
+  return { blob, offsets: intNpy(offsets, offsets[texts.length]) };
 }
 
 /** Moves the finished temp directory to `out`, replacing an older store there (never other data). */
 function swapInto(tmp: string, out: string): void {
   if (!existsSync(out)) return renameSync(tmp, out);
-  if (!existsSync(join(out, MANIFEST))) throw new Error(`${out}: exists and is not a vocabulary store; choose another --out`);
+  if (!existsSync(join(out, MANIFEST))) throw fileError(out, 'exists and is not a vocabulary store; choose another --out');
   const old = `${out}.old-${process.pid}-${Date.now()}`;
   renameSync(out, old);
   renameSync(tmp, out);
@@ -106,7 +109,7 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
     const shards: Manifest['shards'] = [];
     for await (const b of readBlocks(v.shards, opts.blockBytes, opts.signal)) {
       const bad = firstNonFiniteRow(b.data, v.dim);
-      if (bad >= 0) throw new Error(`${rowName(v.shards, b, bad)} holds NaN/Inf`);
+      if (bad >= 0) throw new ConceptLensError('ERR_NAN', `${rowName(v.shards, b, bad)} holds NaN/Inf`);
       const file = put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
         new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength));
       shards.push({ file, rows: b.rows, chunk: v.shards[b.shard].chunk });
@@ -119,8 +122,8 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
     if (v.mean) m.mean = put('mean.npy', npyBytes(v.mean, [v.dim], 'float64'));
     if (v.ids) m.ids = put('ids.npy', intNpy(v.ids, v.sourceRows));
     if (v.texts) {
-      const { blob, offsets } = textBlob(v.texts);
-      m.texts = { blob: put('texts.bin', blob), offsets: put('texts_offsets.npy', offsets) };
+      const { blob, offsets } = await textBlob(v.texts);
+      m.texts = { blob: put('texts.bin', ...blob), offsets: put('texts_offsets.npy', offsets) };
     }
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(m, null, 1));
     swapInto(tmp, out);
@@ -140,7 +143,17 @@ class BlobTexts implements Texts {
   get length() {
     return this.offsets.length - 1;
   }
-  get(i: number): string {
+  async lookup(ids: readonly number[]): Promise<string[]> {
+    for (const i of ids)
+      if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new ConceptLensError('ERR_ARG', `text id: expected an integer in [0, ${this.length}), got ${i}`);
+    return ids.map((i) => this.get(i));
+  }
+  async *parts(): AsyncIterable<string[]> {
+    const step = 1 << 16;
+    for (let i0 = 0; i0 < this.length; i0 += step)
+      yield Array.from({ length: Math.min(step, this.length - i0) }, (_, j) => this.get(i0 + j));
+  }
+  private get(i: number): string {
     const a = this.offsets[i], b = this.offsets[i + 1];
     if (this.offsets[this.length] <= WHOLE_BLOB_BYTES) {
       this.blob ??= readFileSync(this.path);
@@ -164,15 +177,15 @@ function readManifest(dir: string): Manifest {
   try {
     m = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`${path}: cannot read the store manifest (${(e as Error).message})`);
+    throw fileError(path, `cannot read the store manifest (${(e as Error).message})`);
   }
   if (m.format !== FORMAT || m.version !== 1)
-    throw new Error(`${path}: format ${JSON.stringify(m.format)} version ${m.version}, expected ${FORMAT} version 1`);
+    throw fileError(path, `format ${JSON.stringify(m.format)} version ${m.version}, expected ${FORMAT} version 1`);
   for (const [name, f] of Object.entries(m.files)) {
     const p = join(dir, name);
     const size = existsSync(p) ? statSync(p).size : -1;
     if (size !== f.bytes)
-      throw new Error(`${p}: ${size < 0 ? 'missing' : `${size} bytes`}, the manifest records ${f.bytes}; the store is damaged, rebuild it`);
+      throw fileError(p, `${size < 0 ? 'missing' : `${size} bytes`}, the manifest records ${f.bytes}; the store is damaged, rebuild it`);
   }
   return m;
 }
@@ -183,7 +196,7 @@ export function readStore(dir: string): VocabContent {
   const shards: Shard[] = m.shards.map((s) => {
     const header = readNpyHeader(join(dir, s.file));
     if (header.dtype !== m.dtype || header.shape.length !== 2 || header.shape[0] !== s.rows || dimOf(header) !== m.dim)
-      throw new Error(`${header.path}: ${header.dtype} [${header.shape.join(', ')}], the manifest records ${m.dtype} [${s.rows}, ${m.dim}]`);
+      throw fileError(header.path, `${header.dtype} [${header.shape.join(', ')}], the manifest records ${m.dtype} [${s.rows}, ${m.dim}]`);
     return { header, rows: s.rows, chunk: s.chunk };
   });
   const offsets = m.texts ? asNumbers(readNpy(join(dir, m.texts.offsets)).data as ArrayLike<number | bigint>) : undefined;
@@ -202,6 +215,6 @@ export async function verifyStore(dir: string): Promise<void> {
     const h = createHash('sha256');
     for await (const chunk of createReadStream(join(dir, name))) h.update(chunk as Buffer);
     const got = h.digest('hex');
-    if (got !== f.sha256) throw new Error(`${join(dir, name)}: sha256 ${got}, the manifest records ${f.sha256}; the store is damaged`);
+    if (got !== f.sha256) throw fileError(join(dir, name), `sha256 ${got}, the manifest records ${f.sha256}; the store is damaged`);
   }
 }

@@ -6,14 +6,19 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
-import { ExactTopK, type Metric } from './exact.js';
+import { argError, ConceptLensError, fileError } from '../errors.js';
+import { firstNonFiniteRow } from '../engine/vocab.js';
+import { readLines } from '../io/text.js';
+import { requireArray, rowsOf } from '../matrix.js';
+import { ExactTopK, type Metric, type ScanKernel } from './exact.js';
+import { ArrayTexts, SubsetTexts, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
-import { MANIFEST, readStore, verifyStore, writeStore, type Texts, type VocabContent } from './vocab-store.js';
+import { MANIFEST, readStore, verifyStore, writeStore, type VocabContent } from './vocab-store.js';
 
 export interface OpenOptions extends ProgressOptions {
-  /** Names file (one per line) for a single .npy. */
-  names?: string;
+  /** Names of a single .npy's rows: a file (one per line) or the names themselves. */
+  names?: string | readonly string[];
   normalize?: boolean;
   center?: boolean;
   /** Keep the first occurrence of each caption; ids still refer to the original rows. */
@@ -31,6 +36,10 @@ export interface VocabSearchOptions extends ProgressOptions {
   softmaxTemperature?: number;
   /** Return the texts of the hits (default true when the vocabulary has texts). */
   texts?: boolean;
+  /** The CPU scan's kernel (see TopKOptions.kernel). */
+  kernel?: ScanKernel;
+  /** 'cuda' scans on the GPU (engine built with nvcc, a device present). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface VocabSearchResult {
@@ -43,36 +52,26 @@ export interface VocabSearchResult {
   texts?: string[];
 }
 
-class ArrayTexts implements Texts {
-  constructor(private readonly a: string[]) {}
-  get length() {
-    return this.a.length;
-  }
-  get(i: number) {
-    return this.a[i];
-  }
-}
-
 /** First occurrence of each text wins: kept rows per shard and their original ids. */
-function dedupe(src: Source, path: string): Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'> {
-  if (!src.texts) throw new Error(`${path}: dedupe needs captions or names, and this vocabulary has none`);
-  const seen = new Set<string>();
-  const ids: number[] = [], texts: string[] = [];
+async function dedupe(src: Source, path: string): Promise<Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'>> {
+  if (!src.texts) throw new ConceptLensError('ERR_ARG', `${path}: dedupe needs captions or names, and this vocabulary has none`);
+  const seen = new Set<string>(), ids: number[] = [];
   let g = 0;
+  for await (const part of src.texts.parts())
+    for (const t of part) {
+      if (!seen.has(t)) seen.add(t), ids.push(g);
+      g++;
+    }
+  let k = 0, first = 0;
   const shards = src.shards.map((s) => {
     const keep: number[] = [];
-    for (let r = 0; r < s.rows; r++, g++) {
-      const t = src.texts![g];
-      if (seen.has(t)) continue;
-      seen.add(t);
-      keep.push(r);
-      ids.push(g);
-      texts.push(t);
-    }
+    for (; k < ids.length && ids[k] < first + s.rows; k++) keep.push(ids[k] - first);
+    first += s.rows;
     return { ...s, rows: keep.length, keep: keep.length === s.rows ? undefined : Int32Array.from(keep) };
   });
-  const dropped = ids.length !== g;
-  return { shards, rows: ids.length, ids: dropped ? Float64Array.from(ids) : undefined, texts: new ArrayTexts(texts) };
+  if (ids.length === g) return { shards, rows: g, ids: undefined, texts: src.texts };
+  const kept = Float64Array.from(ids);
+  return { shards, rows: ids.length, ids: kept, texts: new SubsetTexts(src.texts, kept) };
 }
 
 /** How a block reaches the kernel: as stored, as stored with a per-query score shift, or rewritten. */
@@ -105,17 +104,42 @@ export class Vocabulary implements VocabContent {
 
   /** Opens a .npy file, a LAION shard directory, or a store written by save(). */
   static async open(path: string, opts: OpenOptions = {}): Promise<Vocabulary> {
-    if (!existsSync(path)) throw new Error(`${path}: no such file or directory`);
-    const blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES, dir = statSync(path).isDirectory();
+    if (!existsSync(path)) throw fileError(path, 'no such file or directory');
+    const dir = statSync(path).isDirectory();
     if (dir && existsSync(join(path, MANIFEST))) {
       if (opts.verify) await verifyStore(path);
-      return new Vocabulary(path, storeWithOptions(path, opts), blockBytes);
+      return new Vocabulary(path, storeWithOptions(path, opts), opts.blockBytes ?? DEFAULT_BLOCK_BYTES);
     }
-    if (dir && opts.names !== undefined) throw new Error(`${path}: names: is for a single .npy; a shard directory has its own captions`);
-    const src = dir ? await laion(path) : openNpy(path, opts.names);
+    if (dir && opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: names: is for a single .npy; a shard directory has its own captions`);
+    return Vocabulary.fromSource(path, dir ? await laion(path) : openNpy(path, opts.names), opts);
+  }
+
+  /**
+   * A vocabulary over rows held in memory (rows × dim, fp32 or fp16 bits),
+   * with optional names; the same transforms as open(). The array is read in
+   * place: do not change it while the vocabulary is in use.
+   */
+  static async fromArray(vectors: Float32Array | Uint16Array, dim: number,
+    opts: Omit<OpenOptions, 'verify'> & { name?: string } = {}): Promise<Vocabulary> {
+    if (!(vectors instanceof Float32Array) && !(vectors instanceof Uint16Array))
+      throw argError('vectors', 'Float32Array (fp32) or Uint16Array (fp16 bits)', vectors, 'ERR_DTYPE');
+    const rows = rowsOf(vectors, dim, 'vectors'), name = opts.name ?? '<memory>';
+    if (rows === 0) throw new ConceptLensError('ERR_SHAPE', `vectors: ${name} has 0 rows; a vocabulary needs at least one`);
+    const bad = firstNonFiniteRow(vectors, dim);
+    if (bad >= 0) throw new ConceptLensError('ERR_NAN', `vectors: row ${bad} of ${name} holds NaN or Infinity`);
+    const dtype = vectors instanceof Float32Array ? 'float32' : 'float16';
+    const header = { path: name, dtype, shape: [rows, dim], dataOffset: 0 } as const;
+    const names = typeof opts.names === 'string' ? readLines(opts.names) : opts.names;
+    if (names && names.length !== rows) throw new ConceptLensError('ERR_SHAPE', `names: expected ${rows} (one per row of ${name}), got ${names.length}`);
+    const src: Source = { dim, dtype, shards: [{ header: { ...header, shape: [...header.shape] }, rows, chunk: 0, data: vectors }], texts: names && new ArrayTexts(names) };
+    return Vocabulary.fromSource(name, src, opts);
+  }
+
+  private static async fromSource(path: string, src: Source, opts: OpenOptions): Promise<Vocabulary> {
+    const blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES;
     const rows = src.shards.reduce((a, s) => a + s.rows, 0);
-    const base = { rows, ids: undefined, shards: src.shards, texts: src.texts && new ArrayTexts(src.texts) };
-    const kept = opts.dedupe ? dedupe(src, path) : base;
+    const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
+    const kept = opts.dedupe ? await dedupe(src, path) : base;
     const transforms = { normalize: !!opts.normalize, center: !!opts.center };
     const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
@@ -130,11 +154,12 @@ export class Vocabulary implements VocabContent {
   async search(queries: Float32Array, opts: VocabSearchOptions): Promise<VocabSearchResult> {
     const nq = this.queryRows(queries);
     if (!Number.isInteger(opts.k) || opts.k < 1 || opts.k > this.rows)
-      throw new Error(`k: expected an integer from 1 to the vocabulary's ${this.rows} rows, got ${opts.k}`);
+      throw argError('k', `an integer from 1 to the vocabulary's ${this.rows} rows`, opts.k);
     const metric = opts.metric ?? 'ip';
     const mode = scanMode(this.transforms, metric);
     const softmax = (opts.softmaxTemperature ?? 0) > 0;
-    const acc = new ExactTopK(queries, nq, this.dim, { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature });
+    const acc = new ExactTopK(queries, nq, this.dim,
+      { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature, kernel: opts.kernel, device: opts.device });
     let chunk: number | undefined;
     const scratch = new Scratch(), mean = this.mean32();
     for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal)) {
@@ -147,10 +172,10 @@ export class Vocabulary implements VocabContent {
         throw restateRow(e, this.shards, b);
       });
     }
-    const r = acc.result();
+    const r = await acc.result();
     if (mode === 'shift' && !softmax) this.shiftScores(queries, r.scores, opts.k);
     const ids = r.ids.map((id) => BigInt(this.originalId(Number(id))));
-    const texts = this.texts && opts.texts !== false ? Array.from(r.ids, (id) => this.texts!.get(Number(id))) : undefined;
+    const texts = this.texts && opts.texts !== false ? await this.texts.lookup(Array.from(r.ids, Number)) : undefined;
     return { nq, k: opts.k, ids, scores: r.scores, texts };
   }
 
@@ -174,8 +199,9 @@ export class Vocabulary implements VocabContent {
   }
 
   private queryRows(queries: Float32Array): number {
+    requireArray(queries, Float32Array, 'queries');
     if (queries.length === 0 || queries.length % this.dim !== 0)
-      throw new Error(`queries: ${queries.length} values are not a whole number of rows of the vocabulary's dimension ${this.dim}`);
+      throw new ConceptLensError('ERR_SHAPE', `queries: ${queries.length} values are not a whole number of rows of the vocabulary's dimension ${this.dim}`);
     return queries.length / this.dim;
   }
 
@@ -191,17 +217,17 @@ export class Vocabulary implements VocabContent {
 }
 
 async function laion(dir: string): Promise<Source> {
-  if (!isLaionDir(dir)) throw new Error(`${dir}: neither a vocabulary store (${MANIFEST}) nor a LAION shard directory (text_emb_{i}.npy)`);
+  if (!isLaionDir(dir)) throw fileError(dir, `neither a vocabulary store (${MANIFEST}) nor a LAION shard directory (text_emb_{i}.npy)`);
   return openLaionDir(dir);
 }
 
 /** A store's transforms are fixed when it is built; asking for others is an error, not a silent no-op. */
 function storeWithOptions(path: string, opts: OpenOptions): VocabContent {
   const c = readStore(path);
-  if (opts.names !== undefined) throw new Error(`${path}: a store keeps its own texts; names: is for a .npy source`);
-  if (opts.dedupe) throw new Error(`${path}: a store's de-duplication is fixed when it is built (vocab build --dedupe)`);
+  if (opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: a store keeps its own texts; names: is for a .npy source`);
+  if (opts.dedupe) throw new ConceptLensError('ERR_ARG', `${path}: a store's de-duplication is fixed when it is built (vocab build --dedupe)`);
   for (const t of ['normalize', 'center'] as const)
     if (opts[t] !== undefined && opts[t] !== c.transforms[t])
-      throw new Error(`${path}: store was built with ${t}=${c.transforms[t]}, asked for ${t}=${opts[t]}; rebuild it with vocab build`);
+      throw new ConceptLensError('ERR_ARG', `${path}: store was built with ${t}=${c.transforms[t]}, asked for ${t}=${opts[t]}; rebuild it with vocab build`);
   return c;
 }

@@ -8,6 +8,7 @@ import ort from 'onnxruntime-node';
 import { withTapOutputs } from '../../encoders/onnx.js';
 import { normaliseInto, preprocessPixels, preprocessSpec, type PreprocessSpec } from '../../images/preprocess.js';
 import { globalAveragePool, type LayerMaps, type RgbImage } from './cam.js';
+import { ConceptLensError, fileError } from '../../errors.js';
 import { openCaptions } from './captions.js';
 import { pooledLayerModel, type ImageEncoder, type ProbeImages, type RunInputs, type TargetModel } from './pipeline.js';
 
@@ -17,7 +18,7 @@ type Norm = Pick<PreprocessSpec, 'mean' | 'std'>;
 export function folderImages(dir: string, spec: PreprocessSpec = preprocessSpec('imagenet')): ProbeImages & { files: string[] } {
   const files = (readdirSync(dir, { recursive: true }) as string[])
     .filter((f) => ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(f).toLowerCase())).sort().map((f) => join(dir, f));
-  if (files.length === 0) throw new Error(`${dir}: no .jpg/.jpeg/.png/.webp images`);
+  if (files.length === 0) throw fileError(dir, 'no .jpg/.jpeg/.png/.webp images');
   return {
     files,
     count: files.length,
@@ -58,12 +59,12 @@ export async function onnxImageEncoder(path: string, probe: RgbImage): Promise<I
 
 export async function openRunInputs(o: { model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string }): Promise<RunInputs> {
   if (!o.encoder)
-    throw new Error('--encoder: FALCON embeds the GradCAM crops with an image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower as ONNX); none given');
+    throw new ConceptLensError('ERR_ARG', '--encoder: FALCON embeds the GradCAM crops with an image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower as ONNX); none given');
   const images = folderImages(o.images), probe = await images.rgb(0);
   return {
     images,
     model: await onnxTargetModel(o.model, o.layer, probe),
     encoder: await onnxImageEncoder(o.encoder, probe),
-    vocab: openCaptions(o.captions, o.captionsText),
+    vocab: await openCaptions(o.captions, o.captionsText),
   };
 }

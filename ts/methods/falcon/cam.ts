@@ -2,7 +2,8 @@
 // largest box of the map thresholded at 0.6, and the crop resized to 224.
 import sharp from 'sharp';
 import type { ProgressOptions } from '../../abort.js';
-import { nativeCams } from './kernels.js';
+import { falconCams } from '../../engine/falcon.js';
+import { ConceptLensError } from '../../errors.js';
 
 /** A layer's activations for a batch of images, [N, C, H, W] row-major. */
 export interface LayerMaps {
@@ -42,22 +43,22 @@ export interface GroupCams {
 
 function spatial(l: LayerMaps): { n: number; c: number; h: number; w: number } {
   if (l.shape.length !== 4 || l.shape[2] * l.shape[3] < 2)
-    throw new Error(`layer '${l.name}': GradCAM needs a spatial map [N, C, H, W] with H·W ≥ 2, got shape [${l.shape.join(', ')}] (a pooled or fully connected layer has no spatial dimensions)`);
+    throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': GradCAM needs a spatial map [N, C, H, W] with H·W ≥ 2, got shape [${l.shape.join(', ')}] (a pooled or fully connected layer has no spatial dimensions)`);
   const [n, c, h, w] = l.shape;
-  if (l.data.length !== n * c * h * w) throw new RangeError(`layer '${l.name}': shape [${l.shape.join(', ')}] needs ${n * c * h * w} values, got ${l.data.length}`);
-  if (l.grads && l.grads.length !== l.data.length) throw new RangeError(`layer '${l.name}': gradients have ${l.grads.length} values, expected ${l.data.length}`);
+  if (l.data.length !== n * c * h * w) throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': shape [${l.shape.join(', ')}] needs ${n * c * h * w} values, got ${l.data.length}`);
+  if (l.grads && l.grads.length !== l.data.length) throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': gradients have ${l.grads.length} values, expected ${l.data.length}`);
   return { n, c, h, w };
 }
 
 /** GradCAM of the group target Σ_{i∈group} R[x, i], averaged over the layers, with each image's box. */
 export async function groupCams(layers: LayerMaps[], group: number[], opts: CamOptions = {}): Promise<GroupCams> {
-  if (layers.length === 0) throw new Error('layers: expected at least one target layer for GradCAM, got none');
+  if (layers.length === 0) throw new ConceptLensError('ERR_ARG', 'layers: expected at least one target layer for GradCAM, got none');
   const dims = layers.map(spatial);
   const n = dims[0].n;
   const odd = dims.findIndex((d) => d.n !== n);
-  if (odd >= 0) throw new RangeError(`layer '${layers[odd].name}': ${dims[odd].n} images, expected ${n} like '${layers[0].name}'`);
+  if (odd >= 0) throw new ConceptLensError('ERR_SHAPE', `layer '${layers[odd].name}': ${dims[odd].n} images, expected ${n} like '${layers[0].name}'`);
   const width = opts.width ?? 224, height = opts.height ?? 224;
-  const r = await nativeCams(layers.map((l, i) => ({ acts: l.data, grads: l.grads ?? null, channels: dims[i].c, height: dims[i].h, width: dims[i].w })),
+  const r = await falconCams(layers.map((l, i) => ({ acts: l.data, grads: l.grads ?? null, channels: dims[i].c, height: dims[i].h, width: dims[i].w })),
     n, group, height, width, opts.threshold ?? 0.6, opts);
   const boxes: Box[] = [];
   for (let i = 0; i < n; i++) boxes.push(Array.from(r.boxes.subarray(4 * i, 4 * i + 4)) as Box);
@@ -68,7 +69,7 @@ export async function groupCams(layers: LayerMaps[], group: number[], opts: CamO
 export async function cropResize(img: RgbImage, box: Box, size = 224): Promise<RgbImage> {
   const [left, top, right, bottom] = box;
   if (!(left >= 0 && top >= 0 && right <= img.width && bottom <= img.height && right > left && bottom > top))
-    throw new RangeError(`box: expected inside ${img.width}×${img.height} and non-empty, got [${box.join(', ')}]`);
+    throw new ConceptLensError('ERR_ARG', `box: expected inside ${img.width}×${img.height} and non-empty, got [${box.join(', ')}]`);
   const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
     .extract({ left, top, width: right - left, height: bottom - top })
     .resize(size, size, { fit: 'fill', kernel: 'linear' })
@@ -79,7 +80,7 @@ export async function cropResize(img: RgbImage, box: Box, size = 224): Promise<R
 /** Global average pool of [N, C, H, W] maps (or [N, C] as is): the N × C representations. */
 export function globalAveragePool(l: LayerMaps): Float32Array {
   if (l.shape.length === 2) return l.data;
-  if (l.shape.length !== 4) throw new Error(`layer '${l.name}': expected [N, C] or [N, C, H, W], got shape [${l.shape.join(', ')}]`);
+  if (l.shape.length !== 4) throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': expected [N, C] or [N, C, H, W], got shape [${l.shape.join(', ')}]`);
   const [n, c, h, w] = l.shape, hw = h * w;
   const out = new Float32Array(n * c);
   for (let i = 0; i < n * c; i++) {

@@ -3,6 +3,7 @@
 // the contrast with the lowly activating images.
 import winkNLP, { type ItemCustomEntity, type ItemToken, type WinkMethods } from 'wink-nlp';
 import model from 'wink-eng-lite-web-model';
+import { ConceptLensError } from '../../errors.js';
 
 /** Photo-metadata words that say nothing about the content. */
 export const DISCARD_WORDS = new Set([
@@ -104,7 +105,7 @@ export interface Concepts {
 
 /** Top words and noun phrases of the highly activating images that the lowly activating ones lack. */
 export function contrastConcepts(high: ImageCaptions[], low: ImageCaptions[], opts: ConceptOptions = {}): Concepts {
-  if (high.length === 0) throw new Error('captions: expected captions of at least one highly activating image, got none');
+  if (high.length === 0) throw new ConceptLensError('ERR_ARG', 'captions: expected captions of at least one highly activating image, got none');
   const thr = opts.contrastThreshold ?? 0.1, top = opts.top ?? 8;
   const memo = new Map<string, Terms>();
   const extract = (c: string) => memo.get(c) ?? memo.set(c, extractTerms(c)).get(c)!;

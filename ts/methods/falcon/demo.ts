@@ -11,14 +11,15 @@ import { readFileSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { assetPath } from '../../assets.js';
 import { readNpy } from '../../io/npy.js';
-import { native } from '../../native.js';
+import { halvesToFloats } from '../../engine/fp16.js';
+import { normaliseRows } from '../../matrix.js';
+import { readLines } from '../../io/text.js';
 import { preprocessSpec } from '../../images/preprocess.js';
 import { folderImages, nchw, onnxTargetModel } from './adapters.js';
 import type { RgbImage } from './cam.js';
-import { normalisedRows, openNpyCaptions } from './captions.js';
+import { openCaptions } from './captions.js';
 import type { ImageEncoder, RunInputs } from './pipeline.js';
 
-const lines = (path: string) => readFileSync(path, 'utf8').split(/\r\n|\r|\n/).filter((l) => l.length > 0);
 const norm = (s: string) => s.toLowerCase().replace(/_/g, ' ').trim();
 
 /** Per class, the first concept whose name or synonym equals one of the class's comma-separated names, or -1. */
@@ -50,9 +51,9 @@ export async function squeezenetDemoInputs(): Promise<RunInputs & { matched: num
   const model = assetPath('models/squeezenet1.1/squeezenet1.1.onnx');
   const lvisNpy = assetPath('embeddings/detic/lvis_v1_clip_a+cname.npy');
   const lvis = readNpy(lvisNpy), d = lvis.shape[1];
-  const text = normalisedRows(native().halvesToFloats(lvis.data as Uint16Array), lvis.shape[0], d);
+  const text = normaliseRows(halvesToFloats(lvis.data as Uint16Array), d, { zeroRows: 'error' });
   const concepts = JSON.parse(readFileSync(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'), 'utf8')) as { name: string; synonyms: string[] }[];
-  const match = matchClasses(lines(assetPath('vocab/clipdissect_imagenet_labels.txt')), concepts);
+  const match = matchClasses(readLines(assetPath('vocab/clipdissect_imagenet_labels.txt')).filter((l) => l.length > 0), concepts);
   const mean = new Float32Array(d);
   for (let i = 0; i < concepts.length; i++) for (let j = 0; j < d; j++) mean[j] += text[i * d + j] / concepts.length;
   const classText = new Float32Array(match.length * d);
@@ -62,7 +63,7 @@ export async function squeezenetDemoInputs(): Promise<RunInputs & { matched: num
     images,
     model: await onnxTargetModel(model, 'fire22', await images.rgb(0)),
     encoder: await classifierBridgeEncoder(model, classText, match.length),
-    vocab: openNpyCaptions(lvisNpy, concepts.map((c) => `a ${norm(c.name)}`)),
+    vocab: await openCaptions(lvisNpy, concepts.map((c) => `a ${norm(c.name)}`)),
     matched: match.filter((m) => m >= 0).length,
   };
 }

@@ -3,9 +3,10 @@
 // features at or above τ, and feature groups = exact co-firing sets shared by
 // more than 10 images (a single feature is a group of one).
 import type { ProgressOptions } from '../../abort.js';
-import { readNpy } from '../../io/npy.js';
-import { native } from '../../native.js';
-import { nativeFiring } from './kernels.js';
+import { falconFiring } from '../../engine/falcon.js';
+import { halvesToFloats } from '../../engine/fp16.js';
+import { argError, ConceptLensError } from '../../errors.js';
+import { readFloatMatrix } from '../../io/matrix.js';
 
 /** N × D representations (fp32, or fp16 bits), row-major. */
 export interface Representations {
@@ -35,19 +36,19 @@ export const DEFAULT_SIGMAS = 5;
 export const DEFAULT_MORE_THAN = 10;
 
 export function readRepresentations(path: string): Representations {
-  const a = readNpy(path);
-  if (a.shape.length !== 2 || (a.dtype !== 'float32' && a.dtype !== 'float16'))
-    throw new Error(`${path}: expected a 2-D float32 or float16 array (images × features), got ${a.dtype} of shape [${a.shape.join(', ')}]`);
-  return { data: a.data as Float32Array | Uint16Array, rows: a.shape[0], cols: a.shape[1] };
+  const a = readFloatMatrix(path, { what: 'representations (images × features)', dtypes: ['float32', 'float16'] });
+  return { data: a.data as Float32Array | Uint16Array, rows: a.rows, cols: a.cols };
 }
 
 /** The representations as fp32 (converting fp16). */
 export function representationsF32(r: Representations): Float32Array {
-  return r.data instanceof Float32Array ? r.data : native().halvesToFloats(r.data);
+  return r.data instanceof Float32Array ? r.data : halvesToFloats(r.data);
 }
 
 export async function computeFiring(r: Representations, opts: ProgressOptions & { sigmas?: number } = {}): Promise<Firing> {
-  const f = await nativeFiring(r.data, r.rows, r.cols, opts.sigmas ?? DEFAULT_SIGMAS, opts);
+  const sigmas = opts.sigmas ?? DEFAULT_SIGMAS;
+  if (!Number.isFinite(sigmas)) throw argError('sigmas', 'a finite number', sigmas);
+  const f = await falconFiring(r.data, r.rows, r.cols, sigmas, opts);
   const sets: number[][] = [];
   for (let x = 0; x < r.rows; x++) sets.push(Array.from(f.features.subarray(f.offsets[x], f.offsets[x + 1])));
   return { rows: r.rows, cols: r.cols, mean: f.mean, std: f.std, tau: f.tau, invNorms: f.invNorms, sets };
@@ -61,9 +62,8 @@ export function parseGroupKey(key: string, cols?: number): number[] {
   const feats = parts.map(Number);
   const bad = parts.findIndex((s, i) => !/^\d+$/.test(s) || (cols !== undefined && feats[i] >= cols));
   if (bad >= 0)
-    throw new Error(`group: expected feature indices${cols !== undefined ? ` in [0, ${cols})` : ''} joined by commas (e.g. "3,17"), got "${key}"`);
-  if (feats.some((f, i) => i > 0 && f <= feats[i - 1]))
-    throw new Error(`group: expected distinct ascending feature indices, got "${key}"`);
+    throw argError('group', `feature indices${cols !== undefined ? ` in [0, ${cols})` : ''} joined by commas (e.g. "3,17")`, key);
+  if (feats.some((f, i) => i > 0 && f <= feats[i - 1])) throw argError('group', 'distinct ascending feature indices', key);
   return feats;
 }
 
@@ -87,7 +87,7 @@ export function groupMembers(groups: Groups, key: string): number[] {
   const images = groups[key];
   if (!images || images.length === 0) {
     const known = Object.keys(groups);
-    throw new Error(`group "${key}": no images fire exactly this feature set (known groups: ${known.length === 0 ? 'none' :
+    throw new ConceptLensError('ERR_ARG', `group "${key}": no images fire exactly this feature set (known groups: ${known.length === 0 ? 'none' :
       known.slice(0, 10).map((k) => `"${k}"`).join(', ') + (known.length > 10 ? `, … ${known.length - 10} more` : '')})`);
   }
   return images;

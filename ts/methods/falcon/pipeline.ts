@@ -7,11 +7,13 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import type { ProgressOptions } from '../../abort.js';
+import { throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { cropResize, groupCams, type LayerMaps, type RgbImage } from './cam.js';
-import { topCaptions, type CaptionOptions, type CaptionVocabulary } from './captions.js';
+import { ConceptLensError, fileError } from '../../errors.js';
+import type { Vocabulary } from '../../retrieval/vocabulary.js';
+import { topCaptions, type CaptionOptions } from './captions.js';
 import { contrastConcepts, type ConceptOptions } from './concepts.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, DEFAULT_MORE_THAN, DEFAULT_SIGMAS, type Firing, type Groups } from './groups.js';
 import { conceptsCsv, reportHtml, type GroupExplanation } from './report.js';
@@ -58,7 +60,7 @@ export interface DescribeInputs {
   /** Crop embeddings for the interpretability score, or null. */
   cropEmbeddings: Float32Array | null;
   dim: number;
-  vocab: CaptionVocabulary;
+  vocab: Vocabulary;
 }
 
 /** Captions and contrasted concepts of one group. */
@@ -80,7 +82,7 @@ export interface RunInputs {
   images: ProbeImages;
   model: TargetModel;
   encoder: ImageEncoder;
-  vocab: CaptionVocabulary;
+  vocab: Vocabulary;
 }
 
 export interface RunOptions extends ProgressOptions {
@@ -121,12 +123,12 @@ class Run {
     if (existsSync(p)) {
       const a = readNpy(p);
       if (a.shape[0] !== count || a.shape[1] !== dim)
-        throw new Error(`${p}: shape [${a.shape.join(', ')}] does not match this run (${count} images × ${dim} features); use a fresh run directory`);
+        throw fileError(p, `shape [${a.shape.join(', ')}] does not match this run (${count} images × ${dim} features); use a fresh run directory`);
       return { data: a.data as Float32Array, rows: count, cols: dim };
     }
     const out = new Float32Array(count * dim), batch = this.opts.batch ?? 32;
     for (let i0 = 0; i0 < count; i0 += batch) {
-      this.opts.signal?.throwIfAborted();
+      throwIfAborted(this.opts.signal);
       const ids = Array.from({ length: Math.min(batch, count - i0) }, (_, j) => i0 + j);
       out.set(await this.inp.model.represent(await this.rgbs(ids)), i0 * dim);
       this.opts.onStage?.('representations', i0 + ids.length, count);
@@ -136,13 +138,23 @@ class Run {
   }
 
   async groups(r: { data: Float32Array; rows: number; cols: number }): Promise<{ firing: Firing; groups: Groups }> {
-    const firing = await computeFiring(r, { sigmas: this.opts.sigmas ?? DEFAULT_SIGMAS, signal: this.opts.signal });
-    const p = this.path('groups.json');
+    const sigmas = this.opts.sigmas ?? DEFAULT_SIGMAS, moreThan = this.opts.moreThan ?? DEFAULT_MORE_THAN;
+    const p = this.path('groups.json'), f = this.path('firing.json');
+    if (existsSync(p)) this.requireSameGrouping(f, { sigmas, moreThan });
+    const firing = await computeFiring(r, { sigmas, signal: this.opts.signal });
     if (existsSync(p)) return { firing, groups: JSON.parse(readFileSync(p, 'utf8')) as Groups };
-    const groups = groupImages(firing.sets, this.opts.moreThan ?? DEFAULT_MORE_THAN);
+    const groups = groupImages(firing.sets, moreThan);
+    writeFileAtomic(f, JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau, sigmas, moreThan }) + '\n');
     writeFileAtomic(p, JSON.stringify(groups) + '\n');
-    writeFileAtomic(this.path('firing.json'), JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau }) + '\n');
     return { firing, groups };
+  }
+
+  /** A resumed run groups as it did the first time: other settings would mix two runs' outputs. */
+  private requireSameGrouping(firingPath: string, asked: { sigmas: number; moreThan: number }): void {
+    const recorded = existsSync(firingPath) ? JSON.parse(readFileSync(firingPath, 'utf8')) as Partial<typeof asked> : {};
+    for (const k of ['sigmas', 'moreThan'] as const)
+      if (recorded[k] !== undefined && recorded[k] !== asked[k])
+        throw new ConceptLensError('ERR_ARG', `${k}: the run in ${this.dir} was grouped with ${k} = ${recorded[k]}, this call asks for ${asked[k]}; use the same value or a fresh run directory`);
   }
 
   async embed(imgs: RgbImage[]): Promise<Float32Array> {
@@ -178,7 +190,7 @@ class Run {
 /** Runs (or resumes) FALCON into `dir`; returns the explained groups. */
 export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = {}): Promise<GroupExplanation[]> {
   if (inp.encoder.dim !== inp.vocab.dim)
-    throw new Error(`image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.name})`);
+    throw new ConceptLensError('ERR_SHAPE', `image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.source})`);
   for (const d of ['groups', 'crops', 'images']) mkdirSync(join(dir, d), { recursive: true });
   const run = new Run(dir, inp, opts);
   const r = await run.representations();

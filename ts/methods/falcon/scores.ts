@@ -1,30 +1,24 @@
 // FALCON steps 4, 5 and the failure analysis: the interpretability score of
 // a group's crops, its lowly activating counterfactual images, and the
 // features that drive a misclassification through a linear head.
+import { argError, ConceptLensError } from '../../errors.js';
 import type { Firing } from './groups.js';
-
-/** Rows in [0, n) of an n × d matrix, L2-normalised in float64. */
-function unitRows(emb: Float32Array, n: number, d: number): Float64Array[] {
-  const rows: Float64Array[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = Float64Array.from(emb.subarray(i * d, (i + 1) * d));
-    const norm = Math.hypot(...r);
-    if (!(norm > 0) || !Number.isFinite(norm)) throw new Error(`embeddings: row ${i} has norm ${norm}; expected a finite non-zero vector`);
-    for (let c = 0; c < d; c++) r[c] /= norm;
-    rows.push(r);
-  }
-  return rows;
-}
 
 /**
  * Mean of the cosine Gram matrix of n embeddings (diagonal included), via
  * mean_ij x̂_i·x̂_j = ‖Σ_i x̂_i‖² / n², so no n × n matrix is formed.
  */
 export function interpretabilityScore(emb: Float32Array, n: number, d: number): number {
-  if (n < 1) throw new Error('embeddings: expected at least one crop embedding to score a group, got 0');
-  if (emb.length !== n * d) throw new RangeError(`embeddings: expected ${n}×${d} = ${n * d} values, got ${emb.length}`);
+  if (n < 1) throw new ConceptLensError('ERR_SHAPE', 'embeddings: expected at least one crop embedding to score a group, got 0');
+  if (emb.length !== n * d) throw new ConceptLensError('ERR_SHAPE', `embeddings: expected ${n}×${d} = ${n * d} values, got ${emb.length}`);
+  // Σ_i x̂_i in float64: the score is a mean of n² cosines, kept exact to rounding.
   const s = new Float64Array(d);
-  for (const r of unitRows(emb, n, d)) for (let c = 0; c < d; c++) s[c] += r[c];
+  for (let i = 0; i < n; i++) {
+    let sq = 0;
+    for (let c = 0; c < d; c++) sq += emb[i * d + c] ** 2;
+    if (!(sq > 0) || !Number.isFinite(sq)) throw new ConceptLensError(Number.isFinite(sq) ? 'ERR_ARG' : 'ERR_NAN', `embeddings: row ${i} has norm ${Math.sqrt(sq)}; expected a finite non-zero vector`);
+    for (let c = 0; c < d; c++) s[c] += emb[i * d + c] / Math.sqrt(sq);
+  }
   return s.reduce((a, v) => a + v * v, 0) / (n * n);
 }
 
@@ -49,7 +43,7 @@ export interface Lowly {
  * the highly activating images' other features; those ≥ 0.3, first 10.
  */
 export function lowlyActivating(r: Float32Array, f: Firing, group: number[], high: number[], opts: LowlyOptions = {}): Lowly {
-  if (high.length === 0) throw new Error(`group ${group.join(',')}: no highly activating images to contrast with`);
+  if (high.length === 0) throw new ConceptLensError('ERR_ARG', `group ${group.join(',')}: no highly activating images to contrast with`);
   const { cols: d } = f;
   const below = opts.below ?? f.mean, minSim = opts.minSimilarity ?? 0.3, limit = opts.limit ?? 10;
   const inGroup = new Uint8Array(d);
@@ -75,8 +69,8 @@ export function lowlyActivating(r: Float32Array, f: Firing, group: number[], hig
  */
 export function failureFeatures(h: Float32Array, weights: Float32Array, classes: number, y: number, k = 1): { features: number[]; contributions: number[] } {
   const d = h.length;
-  if (weights.length !== classes * d) throw new RangeError(`weights: expected ${classes}×${d} = ${classes * d} values, got ${weights.length}`);
-  if (!Number.isInteger(y) || y < 0 || y >= classes) throw new RangeError(`class: expected an integer in [0, ${classes}), got ${y}`);
+  if (weights.length !== classes * d) throw new ConceptLensError('ERR_SHAPE', `weights: expected ${classes}×${d} = ${classes * d} values, got ${weights.length}`);
+  if (!Number.isInteger(y) || y < 0 || y >= classes) throw argError('class', `an integer in [0, ${classes})`, y);
   const contrib = Array.from(h, (v, i) => v * weights[y * d + i]);
   const order = contrib.map((_, i) => i).sort((a, b) => contrib[b] - contrib[a] || a - b).slice(0, k);
   return { features: order, contributions: order.map((i) => contrib[i]) };

@@ -3,9 +3,11 @@
 // text_emb_{i}.npy (fp16, unit rows) + metadata_{i}.parquet (`caption`).
 import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProgressOptions } from '../../abort.js';
+import { throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { native } from '../../native.js';
+import { floatsToHalves } from '../../engine/fp16.js';
+import { argError } from '../../errors.js';
+import { npyHeader } from '../../io/npy.js';
 
 export interface SyntheticOptions extends ProgressOptions {
   rows: number;
@@ -20,14 +22,6 @@ export interface SyntheticOptions extends ProgressOptions {
 const ADJ = ['red', 'small', 'wooden', 'fluffy', 'old', 'shiny', 'striped', 'green', 'wet', 'tall'];
 const NOUN = ['dog', 'cat', 'car', 'boat', 'house', 'tree', 'bird', 'chair', 'guitar', 'mountain', 'flower', 'bicycle'];
 const PLACE = ['on the beach', 'in a garden', 'at night', 'in the snow', 'on a table', 'near a river', 'in the city'];
-
-function npyHeader(rows: number, dim: number): Buffer {
-  let h = `{'descr': '<f2', 'fortran_order': False, 'shape': (${rows}, ${dim}), }`;
-  h += ' '.repeat(63 - ((10 + h.length) % 64)) + '\n';
-  const pre = Buffer.from([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0, 0, 0]);
-  pre.writeUInt16LE(h.length, 8);
-  return Buffer.concat([pre, Buffer.from(h, 'latin1')]);
-}
 
 /** Deterministic caption of global row `id`. */
 export const syntheticCaption = (id: number) =>
@@ -67,7 +61,7 @@ async function writeCaptions(dir: string, shard: number, first: number, rows: nu
 /** Writes the shards into `dir` (which must exist); returns the shard count. */
 export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Promise<number> {
   const dim = o.dim ?? 512, shardRows = o.shardRows ?? 1_000_000, block = 16384;
-  if (!(Number.isInteger(o.rows) && o.rows >= 1)) throw new RangeError(`rows: expected an integer >= 1, got ${o.rows}`);
+  if (!(Number.isInteger(o.rows) && o.rows >= 1)) throw argError('rows', 'an integer >= 1', o.rows);
   const state = { s: (o.seed ?? 1) >>> 0 || 1 };
   const buf = new Float32Array(block * dim);
   let shard = 0;
@@ -76,12 +70,12 @@ export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Pro
     const fd = openSync(tmp, 'w');
     let written = false;
     try {
-      writeSync(fd, npyHeader(rows, dim));
+      writeSync(fd, npyHeader([rows, dim], 'float16'));
       for (let r0 = 0; r0 < rows; r0 += block) {
-        o.signal?.throwIfAborted();
+        throwIfAborted(o.signal);
         const n = Math.min(block, rows - r0), part = buf.subarray(0, n * dim);
         fillUnitRows(part, dim, state);
-        const halves = native().floatsToHalves(part);
+        const halves = floatsToHalves(part);
         writeSync(fd, new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength));
         o.onProgress?.(first + r0 + n, o.rows);
       }

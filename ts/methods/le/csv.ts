@@ -2,9 +2,10 @@
 // val correlation, weight0, concept0, …, weight9, concept9, bias, then any
 // score columns (sim correlation, sim ablation(optim), sim ablation(norm)).
 // Unused slots hold 0 in both the weight and the concept column.
-import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../io/atomic.js';
-import { formatCsv, parseCsv } from '../io/csv.js';
+import { ConceptLensError, fileError } from '../../errors.js';
+import { writeFileAtomic } from '../../io/atomic.js';
+import { formatCsv, parseCsv } from '../../io/csv.js';
+import { readText } from '../../io/text.js';
 
 export interface Explanation {
   unit: number;
@@ -25,17 +26,17 @@ const CORE = new Set(['layer', 'unit', 'val correlation', 'bias']);
 function numberField(path: string, line: number, col: string, text: string | undefined): number {
   const v = Number(text);
   if (text === undefined || text.trim() === '' || !Number.isFinite(v))
-    throw new Error(`${path}:${line}: column '${col}': expected a number, got ${JSON.stringify(text ?? '')}`);
+    throw new ConceptLensError('ERR_FILE', `${path}:${line}: column '${col}': expected a number, got ${JSON.stringify(text ?? '')}`);
   return v;
 }
 
 export function readExplanationsCsv(path: string): Explanation[] {
-  const rows = parseCsv(readFileSync(path, 'utf8'));
-  if (rows.length === 0) throw new Error(`${path}: empty file; expected a header with unit, val correlation, weight0, concept0, ..., bias`);
+  const rows = parseCsv(readText(path));
+  if (rows.length === 0) throw fileError(path, 'empty file; expected a header with unit, val correlation, weight0, concept0, ..., bias');
   const header = rows[0];
   const at = new Map(header.map((h, i) => [h, i]));
   for (const need of ['unit', 'bias', 'weight0', 'concept0'])
-    if (!at.has(need)) throw new Error(`${path}: missing column '${need}' (header: ${header.join(', ')})`);
+    if (!at.has(need)) throw fileError(path, `missing column '${need}' (header: ${header.join(', ')})`);
   const terms = header.filter((h) => /^concept\d+$/.test(h)).length;
   const termCols = new Set(header.filter((h) => /^(weight|concept)\d+$/.test(h)));
   return rows.slice(1).map((r, i) => {

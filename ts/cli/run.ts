@@ -1,0 +1,64 @@
+// The one runner every command's action goes through: Ctrl-C aborts the
+// action's AbortSignal, failures print one line ("error: …", naming the
+// argument or file) without a usage dump, and the exit code says what
+// happened: 0 done, 1 failed, 2 usage error, 130 interrupted.
+import { CommanderError, Option, type Command } from 'commander';
+import { ConceptLensError, toConceptLensError } from '../errors.js';
+
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
+
+/** An error in how the command was called (exit 2), found after parsing. */
+export class UsageError extends ConceptLensError {
+  constructor(message: string) {
+    super('ERR_ARG', message);
+  }
+}
+
+/** What every action gets besides its arguments: the signal that Ctrl-C aborts. */
+export interface RunContext {
+  signal: AbortSignal;
+}
+
+/** Wraps an action body for commander: signal, error report, exit code. */
+export function act<O>(body: (o: O, ctx: RunContext) => Promise<void> | void): (o: O, command: Command) => Promise<void>;
+export function act<P, O>(body: (p: P, o: O, ctx: RunContext) => Promise<void> | void): (p: P, o: O, command: Command) => Promise<void>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- commander passes the action's arguments untyped
+export function act(body: (...args: any[]) => Promise<void> | void) {
+  return async (...args: unknown[]) => {
+    const ac = new AbortController();
+    let interrupted = false;
+    const onInt = () => {
+      interrupted = true;
+      ac.abort();
+    };
+    process.once('SIGINT', onInt);
+    try {
+      await body(...args.slice(0, -1), { signal: ac.signal });
+    } catch (e) {
+      report(e, interrupted);
+    } finally {
+      process.off('SIGINT', onInt);
+    }
+  };
+}
+
+function report(e: unknown, interrupted: boolean): void {
+  const err = toConceptLensError(e);
+  if (interrupted || err.code === 'ERR_ABORTED') {
+    console.error('interrupted: stopped before finishing; earlier outputs are unchanged (resumable commands continue with --resume or a rerun)');
+    process.exitCode = EXIT.interrupted;
+    return;
+  }
+  console.error(`error: ${err.message}`);
+  process.exitCode = e instanceof UsageError ? EXIT.usage : EXIT.failed;
+}
+
+/** Commander's own parse errors (unknown option, bad value, missing argument) exit 2; --help and --version exit 0. */
+export function exitCodeOf(e: CommanderError): number {
+  return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+}
+
+/** A hidden alternative spelling of a boolean flag (e.g. --centre for --center). */
+export function aliasFlag(flags: string, target: string): Option {
+  return new Option(flags).hideHelp().implies({ [target]: true });
+}

@@ -1,0 +1,234 @@
+// The native engine's exports as one typed interface (the mirror of
+// native/binding/*: one section per binding file), and its loader: a
+// prebuilt engine for this platform, else the local build; otherwise an error
+// that says what to install. Only ts/engine/ imports this module.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConceptLensError } from '../errors.js';
+import { packageRoot } from '../package-root.js';
+
+/** A progress callback as the engine calls it (throttled to ~10 Hz), or null. */
+export type NativeProgress = ((done: number, total: number) => void) | null;
+/** An Int32Array over a SharedArrayBuffer the kernels poll; 1 aborts. */
+export type CancelFlag = Int32Array | null;
+/** A row-major matrix: fp32, or fp16 bits. */
+export type NativeMatrix = Float32Array | Uint16Array;
+/** How the CPU exact scan computes scores (see TopKOptions.kernel). */
+export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
+export type Device = 'cpu' | 'cuda';
+
+// ---- addon.cpp
+export interface EngineInfo {
+  /** OpenBLAS kernel family in use (e.g. 'SkylakeX'). */
+  blasCore: string;
+  /** Threads of the compute pool. */
+  computeThreads: number;
+  avx512: boolean;
+  /** Screening formats this CPU runs for the exact scan. */
+  screening: ('int8' | 'bf16')[];
+  cudaCompiled: boolean;
+  cudaAvailable: boolean;
+}
+
+// ---- topk_binding.cpp
+export interface NativeTopK {
+  add(vectors: NativeMatrix, rows: number, idOffset: number, invNorms: Float32Array | null,
+    onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  endChunk(): void;
+  result(): Promise<{ scores: Float32Array; ids: BigInt64Array }>;
+}
+export type NativeTopKClass = new (queries: Float32Array, nq: number, d: number, k: number, metric: 'ip' | 'cosine',
+  softmaxTemperature: number, device: Device, kernel: ScanKernel) => NativeTopK;
+
+// ---- glm_binding.cpp
+export interface NativeGlmOptions {
+  solver?: 'cd' | 'saga';
+  lambda?: number; alpha?: number; tol?: number; maxPasses?: number;
+  batch?: number; step?: number; maxEpochs?: number; lookbehind?: number; tolPerTarget?: number; seed?: number;
+}
+export interface NativeGlmFit {
+  weights: Float32Array;
+  bias: Float32Array;
+  objective: Float64Array;
+  iterations: number;
+}
+
+// ---- faiss_binding.cpp
+export interface NativeFaissIndex {
+  readonly dim: number;
+  readonly size: number;
+  readonly isTrained: boolean;
+  readonly metric: 'ip' | 'l2';
+  readonly description: string;
+  train(vectors: NativeMatrix, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  add(vectors: NativeMatrix, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  search(queries: NativeMatrix, nq: number, k: number, nprobe: number, efSearch: number, onProgress: NativeProgress,
+    cancel: CancelFlag): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
+  save(path: string): Promise<void>;
+}
+export interface NativeFaissClass {
+  new (dim: number, factory: string, metric: 'ip' | 'l2', normalize: boolean, seed: number, efConstruction: number): NativeFaissIndex;
+  load(path: string, normalize: boolean, onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeFaissIndex>;
+}
+
+// ---- falcon_binding.cpp
+export interface NativeFiring {
+  mean: number;
+  std: number;
+  tau: number;
+  invNorms: Float32Array;
+  offsets: Float64Array;
+  features: Int32Array;
+}
+export interface NativeCamLayer {
+  acts: Float32Array;
+  grads: Float32Array | null;
+  channels: number;
+  height: number;
+  width: number;
+}
+
+// ---- splice_binding.cpp
+export interface NativeSpliceOptions {
+  l1: number;
+  solver?: 'auto' | 'fista' | 'admm' | 'ws';
+  tol?: number;
+  maxIter?: number;
+  rho?: number;
+  out?: Float32Array;
+  device?: Device;
+}
+export interface NativeSpliceResult {
+  weights: Float32Array;
+  objective: Float64Array;
+  gap: Float64Array;
+  iterations: Int32Array;
+}
+export interface NativeSplicePoint {
+  l1: number;
+  meanL0: number;
+  meanObjective: number;
+}
+
+// ---- sae_binding.cpp
+export type SaeKind = 'relu-l1' | 'topk' | 'batchtopk';
+export interface NativeSaeConfig {
+  d: number; m: number; kind?: SaeKind; k?: number; l1?: number; lr?: number; beta1?: number; beta2?: number; eps?: number;
+  auxCoef?: number; auxK?: number; deadSteps?: number; seed?: number; sparseBelow?: number;
+}
+export interface NativeSaeStats {
+  step: number; loss: number; mse: number; aux: number; l0: number; fvu: number; dead: number; deadFraction: number; sparse: boolean;
+}
+export interface NativeSaeTrainer {
+  step(batch: NativeMatrix, rows: number, itemIds: Float64Array | null): Promise<NativeSaeStats>;
+  trainEpoch(data: NativeMatrix, rows: number, batch: number, itemIds: Float64Array | null, onProgress: NativeProgress,
+    cancel: CancelFlag): Promise<NativeSaeStats & { steps: number; last: NativeSaeStats }>;
+  encode(data: NativeMatrix, rows: number, batch: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<Float32Array>;
+  /** Views into the engine's storage; decoder is m × d (row j = atom j). */
+  params(): { encoder: Float32Array; encoderBias: Float32Array; decoder: Float32Array; bias: Float32Array };
+  config(): Required<NativeSaeConfig>;
+  lastStats(): NativeSaeStats;
+  dead(): Float64Array;
+  fired(): Float64Array;
+  resampleBegin(): void;
+  resampleApply(): Float64Array;
+  save(path: string): void;
+  load(path: string): void;
+  readonly steps: number;
+}
+
+/** Every export of the addon. */
+export interface Addon {
+  info(): EngineInfo;
+  setThreads(threads: number): number;
+  // fp16_binding.cpp
+  halvesToFloats(halves: Uint16Array): Float32Array;
+  floatsToHalves(floats: Float32Array): Uint16Array;
+  // blas_binding.cpp
+  matmulNT(a: Float32Array, m: number, k: number, b: Float32Array, n: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<Float32Array>;
+  TopK: NativeTopKClass;
+  glmFit(X: Float32Array, n: number, p: number, Y: Float32Array, K: number, options: NativeGlmOptions,
+    onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeGlmFit>;
+  glmObjective(X: Float32Array, n: number, p: number, Y: Float32Array, K: number, W: Float32Array, b: Float32Array,
+    options: { lambda?: number; alpha?: number }): Float64Array;
+  FaissIndex: NativeFaissClass;
+  falconFiring(r: NativeMatrix, rows: number, cols: number, sigmas: number, onProgress: NativeProgress,
+    cancel: CancelFlag): Promise<NativeFiring>;
+  falconCams(layers: NativeCamLayer[], n: number, group: Int32Array, outHeight: number, outWidth: number,
+    threshold: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<{ cams: Float32Array; boxes: Int32Array }>;
+  spliceDecompose(dictionary: NativeMatrix, c: number, d: number, samples: NativeMatrix, n: number, options: NativeSpliceOptions,
+    warm: Float32Array | null, onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeSpliceResult>;
+  splicePath(dictionary: NativeMatrix, c: number, d: number, samples: NativeMatrix, n: number,
+    options: NativeSpliceOptions & { targetL0: number; l0Tol?: number; maxSteps?: number },
+    onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeSpliceResult & { points: NativeSplicePoint[] }>;
+  // vocab_binding.cpp
+  transformRows(src: NativeMatrix, rows: number, dim: number, out: Float32Array, normalize: boolean, center: boolean,
+    mean: Float32Array | null, rowBase: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  firstNonFiniteRow(src: NativeMatrix, rows: number, dim: number): number;
+  SaeTrainer: new (config: NativeSaeConfig) => NativeSaeTrainer;
+  readSaeConfig(path: string): Required<NativeSaeConfig>;
+}
+
+const require = createRequire(import.meta.url);
+
+/** CPU flags from /proc/cpuinfo (Linux); empty elsewhere. */
+function cpuFlags(): Set<string> {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return new Set(line ? line.split(':')[1].trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+/** Debian's OpenBLAS 0.3.21 picks Haswell kernels on AVX-512 Zen (2.7x slower sgemm); the same rule as native/core/cpu.cpp. */
+export function preferredOpenblasCoretype(): string {
+  const forced = process.env.CONCEPTLENS_OPENBLAS_CORETYPE;
+  if (forced !== undefined) return forced;
+  const f = cpuFlags();
+  return ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((x) => f.has(x)) ? 'SkylakeX' : '';
+}
+
+/** Read by OpenBLAS and libgomp when the addon loads them, so set before. */
+function configureThreads(): void {
+  const core = preferredOpenblasCoretype();
+  if (core) process.env.OPENBLAS_CORETYPE = core;
+  // libgomp (FAISS) spin-waits by default, which starves the other threads on
+  // few cores (FAISS >10x slower on 2 shared cores).
+  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+}
+
+function candidates(): string[] {
+  const forced = process.env.CONCEPTLENS_ADDON;
+  if (forced) return [forced];
+  return [
+    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'conceptlens.node'),
+    join(packageRoot, 'build', 'Release', 'conceptlens.node'),
+  ];
+}
+
+let addon: Addon | undefined;
+
+/** The loaded engine (loaded on first use). */
+export function engine(): Addon {
+  if (addon) return addon;
+  configureThreads();
+  const tried: string[] = [];
+  for (const path of candidates()) {
+    if (!existsSync(path)) {
+      tried.push(`${path} (absent)`);
+      continue;
+    }
+    try {
+      addon = require(path) as Addon;
+      return addon;
+    } catch (e) {
+      tried.push(`${path} (${(e as Error).message.split('\n')[0]})`);
+    }
+  }
+  throw new ConceptLensError('ERR_ENGINE',
+    'conceptlens: could not load the native engine. Tried:\n  ' + tried.join('\n  ') +
+    '\nBuild it: sudo apt-get install -y cmake g++ libopenblas-dev libfaiss-dev && npm rebuild conceptlens\n' +
+    '(a shared library error above names the missing package: libopenblas0 / libfaiss / libgomp1).');
+}

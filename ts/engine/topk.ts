@@ -1,0 +1,36 @@
+// topk_binding.cpp: the running exact top-k accumulator.
+import type { ProgressOptions } from '../abort.js';
+import { engine, type Device, type NativeMatrix, type NativeTopK, type ScanKernel } from './addon.js';
+import { nativeCall, nativeSync } from './call.js';
+
+export interface TopKScanOptions {
+  k: number;
+  metric: 'ip' | 'cosine';
+  softmaxTemperature: number;
+  device: Device;
+  kernel: ScanKernel;
+}
+
+/** Queries scanned against rows that arrive in blocks; one add() at a time. */
+export class TopKScan {
+  private readonly scan: NativeTopK;
+
+  constructor(queries: Float32Array, nq: number, d: number, o: TopKScanOptions) {
+    this.scan = nativeSync(() => new (engine().TopK)(queries, nq, d, o.k, o.metric, o.softmaxTemperature, o.device, o.kernel));
+  }
+
+  /** Scans `rows` rows with ids idOffset + row; invNorms (cosine) saves computing the row norms. */
+  add(vectors: NativeMatrix, rows: number, idOffset: number, invNorms: Float32Array | null, opts: ProgressOptions = {}): Promise<void> {
+    return nativeCall(opts, (onProgress, cancel) => this.scan.add(vectors, rows, idOffset, invNorms, onProgress, cancel));
+  }
+
+  /** Closes a softmax chunk (shard). */
+  endChunk(): void {
+    nativeSync(() => this.scan.endChunk());
+  }
+
+  /** nq × k scores and ids, each row best first; -Infinity / -1 where fewer than k rows were seen. */
+  result(): Promise<{ scores: Float32Array; ids: BigInt64Array }> {
+    return nativeCall({}, () => this.scan.result());
+  }
+}

@@ -1,0 +1,107 @@
+// Text inputs (names, vocabularies, captions): strict UTF-8 (undecodable
+// bytes are an error naming the file and byte offset), a leading BOM dropped,
+// lines split on \n, \r\n or a bare \r, and a final newline adding no line.
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { ConceptLensError, fileError } from '../errors.js';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/** The file as text; errors name the path (ERR_FILE). */
+export function readText(path: string): string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fileError(path, code === 'EISDIR' ? 'is a directory; expected a text file' : `cannot read (${code ?? (e as Error).message})`, e);
+  }
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw fileError(path, `not valid UTF-8 (first bad byte at offset ${firstBadByte(bytes)})`);
+  }
+}
+
+/** Byte offset of the first invalid UTF-8 sequence. */
+function firstBadByte(b: Uint8Array): number {
+  for (let lo = 0, hi = b.length; ;) {
+    if (hi - lo <= 1) return lo;
+    const mid = (lo + hi) >> 1;
+    try {
+      new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid;
+    }
+  }
+}
+
+/** Lines of a text (a final newline does not make an extra empty line). */
+export function splitLines(text: string): string[] {
+  const lines = text.split(/\r\n|\r|\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/** Lines of a text file. */
+export function readLines(path: string): string[] {
+  return splitLines(readText(path));
+}
+
+/**
+ * Names, one per line, for lookups: an empty line or a name that repeats is
+ * an error naming both lines, unless `dedupe` makes repeats unique ("name (2)").
+ */
+export function readNames(path: string, opts: { dedupe?: boolean } = {}): string[] {
+  return uniqueNames(readLines(path), path, opts);
+}
+
+export function uniqueNames(names: string[], where: string, opts: { dedupe?: boolean } = {}): string[] {
+  const seen = new Map<string, number>();
+  return names.map((raw, i) => {
+    const name = raw.trim();
+    if (name === '') throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} is empty; every line must name a concept`);
+    const first = seen.get(name);
+    if (first === undefined) {
+      seen.set(name, i);
+      return name;
+    }
+    if (!opts.dedupe)
+      throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} repeats '${name}' of line ${first + 1}; names must be unique (or make them unique on request)`);
+    let k = 2;
+    while (seen.has(`${name} (${k})`)) k++;
+    seen.set(`${name} (${k})`, i);
+    return `${name} (${k})`;
+  });
+}
+
+/** Lines of a text file as splitLines counts them, streamed (large caption files are never held whole). */
+export function countLines(path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    throw fileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+  }
+  const buf = Buffer.allocUnsafe(1 << 22);
+  let lines = 0, last = -1, prevCr = false;
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) {
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c === 10) {
+          if (!prevCr) lines++;
+          prevCr = false;
+        } else if (c === 13) {
+          lines++;
+          prevCr = true;
+        } else prevCr = false;
+      }
+      last = buf[n - 1];
+    }
+  } finally {
+    closeSync(fd);
+  }
+  // A last line without a line break still counts.
+  return last === -1 || last === 10 || last === 13 ? lines : lines + 1;
+}

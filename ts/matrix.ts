@@ -1,0 +1,73 @@
+// Row-major matrices as flat TypedArrays: the shape checks, the fp32 view,
+// and the one row normalisation every method uses.
+import { halvesToFloats } from './engine/fp16.js';
+import { argError, ConceptLensError, describe } from './errors.js';
+
+/** A row-major fp32 matrix. */
+export interface Mat {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+/** Float data as the engine reads it (fp16 as its bits in a Uint16Array), or float64. */
+export type FloatData = Float32Array | Uint16Array | Float64Array;
+
+/** Rows of a flat array of width d; errors name the argument (ERR_SHAPE, ERR_DTYPE, ERR_ARG). */
+export function rowsOf(data: ArrayLike<number> | Uint16Array, d: number, name: string): number {
+  if (!Number.isInteger(d) || d < 1) throw argError('d', 'a positive integer', d);
+  if (!ArrayBuffer.isView(data)) throw argError(name, 'a TypedArray', data, 'ERR_DTYPE');
+  if (data.length % d !== 0)
+    throw new ConceptLensError('ERR_SHAPE', `${name}: ${data.length} values are not a whole number of rows of width ${d}`);
+  return data.length / d;
+}
+
+/** Checks a TypedArray's class: `name: expected Float32Array, got Float64Array(12)` (ERR_DTYPE). */
+export function requireArray<T>(v: unknown, ctor: new (...a: never[]) => T, name: string): T {
+  if (!(v instanceof ctor)) throw argError(name, ctor.name, v, 'ERR_DTYPE');
+  return v;
+}
+
+/** The values as fp32 (fp16 decoded, fp64 rounded); a Float32Array is returned as is. */
+export function toFloat32(m: FloatData): Float32Array {
+  if (m instanceof Float32Array) return m;
+  if (m instanceof Float64Array) return Float32Array.from(m);
+  if (m instanceof Uint16Array) return halvesToFloats(m);
+  throw argError('data', 'Float32Array, Uint16Array (fp16) or Float64Array', m, 'ERR_DTYPE');
+}
+
+export interface NormaliseOptions {
+  /** Names the data in errors. */
+  name?: string;
+  /** Scale the rows of `x` itself instead of a copy. */
+  inPlace?: boolean;
+  /** A zero row stays zero ('keep', default) or is an error ('error': a direction is needed, e.g. for a cosine). */
+  zeroRows?: 'keep' | 'error';
+}
+
+/** Each row of x (width d) scaled to unit L2 norm; a non-finite row is an error (ERR_NAN). */
+export function normaliseRows(x: Float32Array, d: number, o: NormaliseOptions = {}): Float32Array {
+  const name = o.name ?? 'embeddings';
+  const n = rowsOf(x, d, name), out = o.inPlace ? x : new Float32Array(x.length);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let t = 0; t < d; t++) s += x[i * d + t] * x[i * d + t];
+    if (!Number.isFinite(s)) throw new ConceptLensError('ERR_NAN', `${name}: row ${i} is not finite (NaN or Infinity)`);
+    if (s === 0 && o.zeroRows === 'error') throw new ConceptLensError('ERR_ARG', `${name}: row ${i} is all zero; it has no direction`);
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let t = 0; t < d; t++) out[i * d + t] = x[i * d + t] * inv;
+  }
+  return out;
+}
+
+/** The first NaN/±Infinity as "row r, column c" of a width-d array, or undefined. */
+export function firstNonFinite(x: ArrayLike<number>, d: number): { row: number; col: number } | undefined {
+  for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return { row: Math.floor(i / d), col: i % d };
+  return undefined;
+}
+
+/** Throws ERR_NAN naming `name`, the row and the column of the first non-finite value. */
+export function requireFinite(x: ArrayLike<number>, d: number, name: string): void {
+  const bad = firstNonFinite(x, d);
+  if (bad) throw new ConceptLensError('ERR_NAN', `${name}: row ${bad.row}, column ${bad.col} is ${describe(x[bad.row * d + bad.col])}; expected finite values`);
+}

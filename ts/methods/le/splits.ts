@@ -1,0 +1,60 @@
+// LE's seeded 70/10/20 train/val/test splits, recorded beside the outputs.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConceptLensError, fileError } from '../../errors.js';
+import { readNpy, writeNpy } from '../../io/npy.js';
+import { readText } from '../../io/text.js';
+import { rng } from '../../random.js';
+
+export interface Split {
+  train: Int32Array;
+  val: Int32Array;
+  test: Int32Array;
+}
+const PARTS = ['train', 'val', 'test'] as const;
+const MIN_PART = 3;
+
+/** 70/10/20 train/val/test by a seeded shuffle; each part sorted, as the reference stores it. */
+export function seededSplit(n: number, seed: number): Split {
+  const nTrain = Math.floor(0.7 * n), nVal = Math.floor(0.8 * n) - nTrain;
+  if (Math.min(nTrain, nVal, n - nTrain - nVal) < MIN_PART)
+    throw new ConceptLensError('ERR_SHAPE', `activations: ${n} samples are too few for a 70/10/20 split (need at least ${10 * MIN_PART} so that validation has ${MIN_PART})`);
+  const ids = Array.from({ length: n }, (_, i) => i);
+  const r = rng(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [ids[i], ids[j]] = [ids[j], ids[i]];
+  }
+  const part = (a: number, b: number) => Int32Array.from(ids.slice(a, b)).sort();
+  return { train: part(0, nTrain), val: part(nTrain, nTrain + nVal), test: part(nTrain + nVal, n) };
+}
+
+/** Checks a split against n samples: indices in range, parts disjoint and large enough. */
+export function validateSplit(s: Split, n: number, where = 'split'): void {
+  const seen = new Uint8Array(n);
+  for (const name of PARTS) {
+    if (s[name].length < MIN_PART) throw new ConceptLensError('ERR_SHAPE', `${where}: ${name} has ${s[name].length} samples; need at least ${MIN_PART}`);
+    for (const i of s[name]) {
+      if (!(Number.isInteger(i) && i >= 0 && i < n)) throw new ConceptLensError('ERR_ARG', `${where}: ${name} index ${i} is outside [0, ${n})`);
+      if (seen[i]++) throw new ConceptLensError('ERR_ARG', `${where}: index ${i} appears twice`);
+    }
+  }
+}
+
+/** Reads DIR/{train,val,test}_ids.npy (integer arrays) or .txt (one index a line). */
+export function readSplit(dir: string, n: number): Split {
+  const read = (name: string): Int32Array => {
+    const npy = join(dir, `${name}_ids.npy`), txt = join(dir, `${name}_ids.txt`);
+    if (existsSync(npy)) return Int32Array.from(Array.from(readNpy(npy).data as ArrayLike<number | bigint>, Number));
+    if (existsSync(txt)) return Int32Array.from(readText(txt).split(/\s+/).filter(Boolean).map(Number));
+    throw fileError(dir, `missing ${name}_ids.npy (or .txt)`);
+  };
+  const s = { train: read('train'), val: read('val'), test: read('test') };
+  validateSplit(s, n, dir);
+  return s;
+}
+
+export function writeSplit(dir: string, s: Split): void {
+  mkdirSync(dir, { recursive: true });
+  for (const name of PARTS) writeNpy(join(dir, `${name}_ids.npy`), BigInt64Array.from(s[name], BigInt), [s[name].length]);
+}

@@ -1,0 +1,6 @@
+// Where the installed package lives (the folder holding package.json), from
+// this module's place in dist/ts/.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
