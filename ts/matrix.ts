@@ -1,5 +1,6 @@
 // Row-major matrices as flat TypedArrays: the shape checks, the fp32 view,
 // and the one row normalisation every method uses.
+import type { FloatRows } from './engine/addon.js';
 import { halvesToFloats } from './engine/fp16.js';
 import { argError, ConceptLensError, describe } from './errors.js';
 
@@ -10,8 +11,10 @@ export interface Mat {
   cols: number;
 }
 
+export type { FloatRows };
+
 /** Float data as the engine reads it (fp16 as its bits in a Uint16Array), or float64. */
-export type FloatData = Float32Array | Uint16Array | Float64Array;
+export type FloatData = FloatRows | Float64Array;
 
 /** Rows of a flat array of width d; errors name the argument (ERR_SHAPE, ERR_DTYPE, ERR_ARG). */
 export function rowsOf(data: ArrayLike<number> | Uint16Array, d: number, name: string): number {

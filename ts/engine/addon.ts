@@ -12,8 +12,8 @@ import { packageRoot } from '../package-root.js';
 export type NativeProgress = ((done: number, total: number) => void) | null;
 /** An Int32Array over a SharedArrayBuffer the kernels poll; 1 aborts. */
 export type CancelFlag = Int32Array | null;
-/** A row-major matrix: fp32, or fp16 bits. */
-export type NativeMatrix = Float32Array | Uint16Array;
+/** Rows as the engine reads them in place: fp32, or fp16 as its bits in a Uint16Array. */
+export type FloatRows = Float32Array | Uint16Array;
 /** How the CPU exact scan computes scores (see TopKOptions.kernel). */
 export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
 export type Device = 'cpu' | 'cuda';
@@ -33,7 +33,7 @@ export interface EngineInfo {
 
 // ---- topk_binding.cpp
 export interface NativeTopK {
-  add(vectors: NativeMatrix, rows: number, idOffset: number, invNorms: Float32Array | null,
+  add(vectors: FloatRows, rows: number, idOffset: number, invNorms: Float32Array | null,
     onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   endChunk(): void;
   result(): Promise<{ scores: Float32Array; ids: BigInt64Array }>;
@@ -61,9 +61,9 @@ export interface NativeFaissIndex {
   readonly isTrained: boolean;
   readonly metric: 'ip' | 'l2';
   readonly description: string;
-  train(vectors: NativeMatrix, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
-  add(vectors: NativeMatrix, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
-  search(queries: NativeMatrix, nq: number, k: number, nprobe: number, efSearch: number, onProgress: NativeProgress,
+  train(vectors: FloatRows, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  add(vectors: FloatRows, rows: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  search(queries: FloatRows, nq: number, k: number, nprobe: number, efSearch: number, onProgress: NativeProgress,
     cancel: CancelFlag): Promise<{ ids: BigInt64Array; scores: Float32Array }>;
   save(path: string): Promise<void>;
 }
@@ -112,23 +112,64 @@ export interface NativeSplicePoint {
 }
 
 // ---- sae_binding.cpp
+/** The SAE's activation: ReLU with an L1 penalty, per-item top-k, or batch-wide top n·k. */
 export type SaeKind = 'relu-l1' | 'topk' | 'batchtopk';
-export interface NativeSaeConfig {
-  d: number; m: number; kind?: SaeKind; k?: number; l1?: number; lr?: number; beta1?: number; beta2?: number; eps?: number;
-  auxCoef?: number; auxK?: number; deadSteps?: number; seed?: number; sparseBelow?: number;
+/** A sparse autoencoder's shape and hyperparameters (unset ones take the engine's defaults). */
+export interface SaeConfig {
+  /** Input width. */
+  d: number;
+  /** Latents (dictionary atoms). */
+  m: number;
+  kind?: SaeKind;
+  /** Active latents per item (topk, batchtopk). */
+  k?: number;
+  /** λ of the L1 penalty on the codes. */
+  l1?: number;
+  /** Adam's learning rate and moments. */
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  /** Weight of the dead-latent auxiliary loss (topk kinds). */
+  auxCoef?: number;
+  /** Dead latents each item may use in the auxiliary loss. */
+  auxK?: number;
+  /** Steps without firing after which a latent feeds the auxiliary loss. */
+  deadSteps?: number;
+  /** Seeds the initial weights and resampling. */
+  seed?: number;
+  /** ReLU-L1 uses sparse kernels while the active fraction is below this. */
+  sparseBelow?: number;
 }
-export interface NativeSaeStats {
-  step: number; loss: number; mse: number; aux: number; l0: number; fvu: number; dead: number; deadFraction: number; sparse: boolean;
+/** One training step's (or an epoch's mean) statistics. */
+export interface SaeStats {
+  /** Steps taken so far. */
+  step: number;
+  /** Total objective, including the λ and auxiliary terms. */
+  loss: number;
+  /** Mean over items of mean over d of (x − x̂)². */
+  mse: number;
+  /** Auxiliary reconstruction error (before its weight); 0 for ReLU-L1. */
+  aux: number;
+  /** Mean active latents per item. */
+  l0: number;
+  /** Fraction of variance unexplained. */
+  fvu: number;
+  /** Latents not fired since the last resample. */
+  dead: number;
+  deadFraction: number;
+  /** Whether the step took the sparse kernels. */
+  sparse: boolean;
 }
 export interface NativeSaeTrainer {
-  step(batch: NativeMatrix, rows: number, itemIds: Float64Array | null): Promise<NativeSaeStats>;
-  trainEpoch(data: NativeMatrix, rows: number, batch: number, itemIds: Float64Array | null, onProgress: NativeProgress,
-    cancel: CancelFlag): Promise<NativeSaeStats & { steps: number; last: NativeSaeStats }>;
-  encode(data: NativeMatrix, rows: number, batch: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<Float32Array>;
+  step(batch: FloatRows, rows: number, itemIds: Float64Array | null): Promise<SaeStats>;
+  trainEpoch(data: FloatRows, rows: number, batch: number, itemIds: Float64Array | null, onProgress: NativeProgress,
+    cancel: CancelFlag): Promise<SaeStats & { steps: number; last: SaeStats }>;
+  encode(data: FloatRows, rows: number, batch: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<Float32Array>;
   /** Views into the engine's storage; decoder is m × d (row j = atom j). */
   params(): { encoder: Float32Array; encoderBias: Float32Array; decoder: Float32Array; bias: Float32Array };
-  config(): Required<NativeSaeConfig>;
-  lastStats(): NativeSaeStats;
+  config(): Required<SaeConfig>;
+  lastStats(): SaeStats;
   dead(): Float64Array;
   fired(): Float64Array;
   resampleBegin(): void;
@@ -153,21 +194,21 @@ export interface Addon {
   glmObjective(X: Float32Array, n: number, p: number, Y: Float32Array, K: number, W: Float32Array, b: Float32Array,
     options: { lambda?: number; alpha?: number }): Float64Array;
   FaissIndex: NativeFaissClass;
-  falconFiring(r: NativeMatrix, rows: number, cols: number, sigmas: number, onProgress: NativeProgress,
+  falconFiring(r: FloatRows, rows: number, cols: number, sigmas: number, onProgress: NativeProgress,
     cancel: CancelFlag): Promise<NativeFiring>;
   falconCams(layers: NativeCamLayer[], n: number, group: Int32Array, outHeight: number, outWidth: number,
     threshold: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<{ cams: Float32Array; boxes: Int32Array }>;
-  spliceDecompose(dictionary: NativeMatrix, c: number, d: number, samples: NativeMatrix, n: number, options: NativeSpliceOptions,
+  spliceDecompose(dictionary: FloatRows, c: number, d: number, samples: FloatRows, n: number, options: NativeSpliceOptions,
     warm: Float32Array | null, onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeSpliceResult>;
-  splicePath(dictionary: NativeMatrix, c: number, d: number, samples: NativeMatrix, n: number,
+  splicePath(dictionary: FloatRows, c: number, d: number, samples: FloatRows, n: number,
     options: NativeSpliceOptions & { targetL0: number; l0Tol?: number; maxSteps?: number },
     onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeSpliceResult & { points: NativeSplicePoint[] }>;
   // vocab_binding.cpp
-  transformRows(src: NativeMatrix, rows: number, dim: number, out: Float32Array, normalize: boolean, center: boolean,
+  transformRows(src: FloatRows, rows: number, dim: number, out: Float32Array, normalize: boolean, center: boolean,
     mean: Float32Array | null, rowBase: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
-  firstNonFiniteRow(src: NativeMatrix, rows: number, dim: number): number;
-  SaeTrainer: new (config: NativeSaeConfig) => NativeSaeTrainer;
-  readSaeConfig(path: string): Required<NativeSaeConfig>;
+  firstNonFiniteRow(src: FloatRows, rows: number, dim: number): number;
+  SaeTrainer: new (config: SaeConfig) => NativeSaeTrainer;
+  readSaeConfig(path: string): Required<SaeConfig>;
 }
 
 const require = createRequire(import.meta.url);

@@ -1,6 +1,6 @@
 // faiss_binding.cpp: a FAISS index (any index_factory string) in the addon.
 import type { ProgressOptions } from '../abort.js';
-import { engine, type NativeFaissIndex, type NativeMatrix } from './addon.js';
+import { engine, type NativeFaissIndex, type FloatRows } from './addon.js';
 import { nativeCall, nativeSync } from './call.js';
 
 export class FaissHandle {
@@ -22,15 +22,15 @@ export class FaissHandle {
     return this.index.size;
   }
 
-  train(vectors: NativeMatrix, rows: number, opts: ProgressOptions = {}): Promise<void> {
+  train(vectors: FloatRows, rows: number, opts: ProgressOptions = {}): Promise<void> {
     return nativeCall(opts, (onProgress, cancel) => this.index.train(vectors, rows, onProgress, cancel));
   }
 
-  add(vectors: NativeMatrix, rows: number, opts: ProgressOptions = {}): Promise<void> {
+  add(vectors: FloatRows, rows: number, opts: ProgressOptions = {}): Promise<void> {
     return nativeCall(opts, (onProgress, cancel) => this.index.add(vectors, rows, onProgress, cancel));
   }
 
-  search(queries: NativeMatrix, nq: number, k: number, nprobe: number, efSearch: number, opts: ProgressOptions = {}) {
+  search(queries: FloatRows, nq: number, k: number, nprobe: number, efSearch: number, opts: ProgressOptions = {}) {
     return nativeCall(opts, (onProgress, cancel) => this.index.search(queries, nq, k, nprobe, efSearch, onProgress, cancel));
   }
 

@@ -1,12 +1,12 @@
 // falcon_binding.cpp: FALCON's firing threshold/sets and GradCAM kernels.
 import type { ProgressOptions } from '../abort.js';
-import { engine, type NativeCamLayer, type NativeFiring, type NativeMatrix } from './addon.js';
+import { engine, type NativeCamLayer, type NativeFiring, type FloatRows } from './addon.js';
 import { nativeCall } from './call.js';
 
 export type { NativeCamLayer, NativeFiring };
 
 /** τ = mean + sigmas·std of the row-normalised representations, and each image's features at or above τ. */
-export function falconFiring(r: NativeMatrix, rows: number, cols: number, sigmas: number, opts: ProgressOptions = {}): Promise<NativeFiring> {
+export function falconFiring(r: FloatRows, rows: number, cols: number, sigmas: number, opts: ProgressOptions = {}): Promise<NativeFiring> {
   return nativeCall(opts, (onProgress, cancel) => engine().falconFiring(r, rows, cols, sigmas, onProgress, cancel));
 }
 

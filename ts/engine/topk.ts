@@ -1,6 +1,6 @@
 // topk_binding.cpp: the running exact top-k accumulator.
 import type { ProgressOptions } from '../abort.js';
-import { engine, type Device, type NativeMatrix, type NativeTopK, type ScanKernel } from './addon.js';
+import { engine, type Device, type FloatRows, type NativeTopK, type ScanKernel } from './addon.js';
 import { nativeCall, nativeSync } from './call.js';
 
 export interface TopKScanOptions {
@@ -20,7 +20,7 @@ export class TopKScan {
   }
 
   /** Scans `rows` rows with ids idOffset + row; invNorms (cosine) saves computing the row norms. */
-  add(vectors: NativeMatrix, rows: number, idOffset: number, invNorms: Float32Array | null, opts: ProgressOptions = {}): Promise<void> {
+  add(vectors: FloatRows, rows: number, idOffset: number, invNorms: Float32Array | null, opts: ProgressOptions = {}): Promise<void> {
     return nativeCall(opts, (onProgress, cancel) => this.scan.add(vectors, rows, idOffset, invNorms, onProgress, cancel));
   }
 

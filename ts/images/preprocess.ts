@@ -5,7 +5,7 @@
 import sharp, { type OverlayOptions } from 'sharp';
 import { readFile } from 'node:fs/promises';
 
-export type Kernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
 export type Rgb = readonly [number, number, number];
 
 export interface PreprocessSpec {
@@ -13,7 +13,7 @@ export interface PreprocessSpec {
   resize: number;
   /** Side of the square centre crop taken after resizing. */
   crop: number;
-  kernel: Kernel;
+  kernel: ResizeKernel;
   mean: Rgb;
   std: Rgb;
   /** Let JPEG decode at 1/2..1/8 scale before resizing: faster, slightly different pixels. */
@@ -43,7 +43,7 @@ export function preprocessSpec(name: string, overrides: Partial<PreprocessSpec> 
 }
 
 /** A region of the original image, in pixels. */
-export interface Box {
+export interface CropBox {
   left: number;
   top: number;
   width: number;
@@ -63,7 +63,7 @@ function roundHalfEven(x: number): number {
 }
 
 /** torchvision CenterCrop offsets inside a width x height image. */
-export function centreCropBox(width: number, height: number, crop: number): Box {
+export function centreCropBox(width: number, height: number, crop: number): CropBox {
   return { left: roundHalfEven((width - crop) / 2), top: roundHalfEven((height - crop) / 2), width: crop, height: crop };
 }
 
@@ -73,14 +73,14 @@ function describe(input: ImageInput): string {
   return typeof input === 'string' ? input : `<buffer of ${input.length} bytes>`;
 }
 
-function checkBox(box: Box, width: number, height: number, input: ImageInput): void {
+function checkBox(box: CropBox, width: number, height: number, input: ImageInput): void {
   const ok = [box.left, box.top, box.width, box.height].every(Number.isInteger) && box.left >= 0 && box.top >= 0 &&
     box.width > 0 && box.height > 0 && box.left + box.width <= width && box.top + box.height <= height;
   if (!ok) throw new Error(`${describe(input)}: crop box ${JSON.stringify(box)} is not inside the ${width}x${height} image`);
 }
 
 /** Decoded, resized and cropped RGB bytes (HWC, crop x crop x 3). */
-export async function preprocessPixels(input: ImageInput, spec: PreprocessSpec, box?: Box): Promise<Buffer> {
+export async function preprocessPixels(input: ImageInput, spec: PreprocessSpec, box?: CropBox): Promise<Buffer> {
   const bytes = typeof input === 'string' ? await readFile(input) : input;
   const failOn = 'error' as const; // a truncated or corrupt image is an error, not a grey patch
   const meta = await sharp(bytes, { failOn }).metadata();
@@ -114,7 +114,7 @@ export function normaliseInto(rgb: Uint8Array, spec: Pick<PreprocessSpec, 'mean'
 }
 
 /** One image as a [3, crop, crop] tensor. */
-export async function preprocessImage(input: ImageInput, spec: PreprocessSpec, box?: Box): Promise<Float32Array> {
+export async function preprocessImage(input: ImageInput, spec: PreprocessSpec, box?: CropBox): Promise<Float32Array> {
   const out = new Float32Array(3 * spec.crop * spec.crop);
   normaliseInto(await preprocessPixels(input, spec, box), spec, out);
   return out;
@@ -141,7 +141,7 @@ export interface BatchOptions {
   /** Images decoded at once (sharp works on libuv's pool). */
   concurrency?: number;
   /** Crop boxes, one per input (pre-crop before resizing). */
-  boxes?: (Box | undefined)[];
+  boxes?: (CropBox | undefined)[];
   signal?: AbortSignal;
 }
 

@@ -6,7 +6,8 @@ import { firstNonFiniteRow } from '../engine/vocab.js';
 import { requireFinite, toFloat32, type Mat } from '../matrix.js';
 import { readNpy, type NdArray } from './npy.js';
 
-type FloatDType = 'float32' | 'float16' | 'float64';
+/** The float dtypes a .npy array of values may hold. */
+export type FloatDType = 'float32' | 'float16' | 'float64';
 
 export interface MatrixReadOptions {
   /** What the file holds, for messages ("activations", "concept embeddings"). */

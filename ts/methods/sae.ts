@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
-import type { SaeKind } from '../engine/addon.js';
+import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { SaeEngine } from '../engine/sae.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
@@ -14,42 +14,7 @@ import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '.
 import { exactSearch } from '../retrieval/exact.js';
 import { rng } from '../random.js';
 
-export type { SaeKind };
-
-export interface SaeConfig {
-  d: number;
-  m: number;
-  kind?: SaeKind;
-  /** Active latents per item (topk, batchtopk). */
-  k?: number;
-  l1?: number;
-  lr?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  /** Weight of the dead-latent auxiliary loss (topk kinds). */
-  auxCoef?: number;
-  auxK?: number;
-  /** Steps without firing after which a latent feeds the auxiliary loss. */
-  deadSteps?: number;
-  seed?: number;
-  /** ReLU-L1 uses sparse kernels while the active fraction is below this. */
-  sparseBelow?: number;
-}
-
-export interface SaeStats {
-  step: number;
-  loss: number;
-  mse: number;
-  aux: number;
-  l0: number;
-  /** Fraction of variance unexplained. */
-  fvu: number;
-  /** Latents not fired since the last resample. */
-  dead: number;
-  deadFraction: number;
-  sparse: boolean;
-}
+export type { SaeConfig, SaeKind, SaeStats };
 
 type Features = Float32Array | Uint16Array;
 

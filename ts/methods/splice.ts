@@ -4,11 +4,11 @@
 // the method around them (dictionary, centring, recomposition, interventions,
 // dataset and class decompositions, names).
 import type { ProgressOptions } from '../abort.js';
-import { splicePath as nativePath, spliceDecompose, type NativeSplicePoint } from '../engine/splice.js';
+import { splicePath as nativePath, spliceDecompose } from '../engine/splice.js';
 import { argError, ConceptLensError } from '../errors.js';
 import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
-import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData } from '../matrix.js';
+import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData, type FloatRows } from '../matrix.js';
 
 export type SpliceSolverName = 'auto' | 'fista' | 'admm' | 'ws';
 export const SPLICE_SOLVERS: SpliceSolverName[] = ['auto', 'fista', 'admm', 'ws'];
@@ -40,7 +40,11 @@ export interface Decomposition {
 }
 
 /** One λ tried by the path: its mean l0 and mean objective over the samples. */
-export type PathPoint = NativeSplicePoint;
+export interface PathPoint {
+  l1: number;
+  meanL0: number;
+  meanObjective: number;
+}
 
 export interface PathResult extends Decomposition {
   /** The λ whose mean l0 is closest to the target (its solution is `weights`). */
@@ -48,7 +52,6 @@ export interface PathResult extends Decomposition {
   points: PathPoint[];
 }
 
-type Matrix = Float32Array | Uint16Array;
 
 /** The engine's options (it checks them: λ, tolerances, solver names). */
 function nativeOptions(o: SolveOptions) {
@@ -56,7 +59,7 @@ function nativeOptions(o: SolveOptions) {
 }
 
 /** Solves min_{w≥0} ‖Cᵀw − z‖² + λ‖w‖₁ for every row z of samples, exactly as given (no centring). */
-export async function solveSplice(dictionary: Matrix, samples: Matrix, d: number, options: SolveOptions): Promise<Decomposition> {
+export async function solveSplice(dictionary: FloatRows, samples: FloatRows, d: number, options: SolveOptions): Promise<Decomposition> {
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
   const r = await spliceDecompose(dictionary, c, d, samples, n, nativeOptions(options), options.warm ?? null, options);
@@ -64,7 +67,7 @@ export async function solveSplice(dictionary: Matrix, samples: Matrix, d: number
 }
 
 /** λ for a target mean l0: bisection on log λ with warm-started solves. */
-export async function splicePath(dictionary: Matrix, samples: Matrix, d: number, targetL0: number,
+export async function splicePath(dictionary: FloatRows, samples: FloatRows, d: number, targetL0: number,
   options: Omit<SolveOptions, 'l1' | 'warm' | 'out'> & { l0Tol?: number; maxSteps?: number } = {}): Promise<PathResult> {
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
@@ -204,12 +207,12 @@ export class SpliceModel {
   }
 
   /** z_c = normalise(normalise(e) − μ) for each row. */
-  centre(embeddings: Matrix, mean: Float32Array = this.imageMean): Float32Array {
+  centre(embeddings: FloatRows, mean: Float32Array = this.imageMean): Float32Array {
     return centreEmbeddings(embeddings, mean, this.d);
   }
 
   /** Weights of the centred embeddings. */
-  decompose(embeddings: Matrix, options: Partial<SolveOptions> = {}, mean?: Float32Array): Promise<Decomposition> {
+  decompose(embeddings: FloatRows, options: Partial<SolveOptions> = {}, mean?: Float32Array): Promise<Decomposition> {
     return solveSplice(this.dictionary, this.centre(embeddings, mean), this.d, { ...this.solve, ...options });
   }
 
@@ -219,7 +222,7 @@ export class SpliceModel {
   }
 
   /** Decomposition, recomposition, l0 and cosine(ẑ, normalise(e)). */
-  async encode(embeddings: Matrix, options: Partial<SolveOptions> = {}, mean: Float32Array = this.imageMean): Promise<Encoded> {
+  async encode(embeddings: FloatRows, options: Partial<SolveOptions> = {}, mean: Float32Array = this.imageMean): Promise<Encoded> {
     const dec = await this.decompose(embeddings, options, mean);
     return { ...dec, ...quality(dec.weights, this.dictionary, this.d, toFloat32(embeddings), mean) };
   }
@@ -232,13 +235,13 @@ export class SpliceModel {
   }
 
   /** Mean weights over a dataset of images. */
-  async decomposeDataset(embeddings: Matrix, options: Partial<SolveOptions> = {}): Promise<Float64Array> {
+  async decomposeDataset(embeddings: FloatRows, options: Partial<SolveOptions> = {}): Promise<Float64Array> {
     const dec = await this.decompose(embeddings, options);
     return meanRow(dec.weights, this.c);
   }
 
   /** Mean weights per class label (labels[i] is the class of image i). */
-  async decomposeClasses(embeddings: Matrix, labels: ArrayLike<number>, options: Partial<SolveOptions> = {}): Promise<Map<number, Float64Array>> {
+  async decomposeClasses(embeddings: FloatRows, labels: ArrayLike<number>, options: Partial<SolveOptions> = {}): Promise<Map<number, Float64Array>> {
     const dec = await this.decompose(embeddings, options);
     if (labels.length !== dec.n) throw new ConceptLensError('ERR_SHAPE', `labels: expected ${dec.n} (one per image), got ${labels.length}`);
     for (let i = 0; i < labels.length; i++)
@@ -254,7 +257,7 @@ export class SpliceModel {
   }
 
   /** Text decomposition: text embeddings centred on the text mean instead of the image mean. */
-  decomposeText(textEmbeddings: Matrix, textMean: Float32Array, options: Partial<SolveOptions> = {}): Promise<Encoded> {
+  decomposeText(textEmbeddings: FloatRows, textMean: Float32Array, options: Partial<SolveOptions> = {}): Promise<Encoded> {
     return this.encode(textEmbeddings, options, textMean);
   }
 

@@ -3,18 +3,18 @@
 // applies the row transforms (L2 normalisation, mean-centring).
 import { open } from 'node:fs/promises';
 import { throwIfAborted } from '../abort.js';
+import type { FloatRows } from '../engine/addon.js';
 import { transformRows } from '../engine/vocab.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { makeTyped, type NpyHeader } from '../io/npy.js';
 
-export type Vectors = Float32Array | Uint16Array;
 
 /** One embedding file (or an in-memory array), or the part of it the vocabulary keeps. */
 export interface Shard {
   /** The file's header; for an in-memory shard, its shape and dtype with a descriptive path. */
   header: NpyHeader;
   /** The rows themselves, when the shard lives in memory rather than in the file. */
-  data?: Vectors;
+  data?: FloatRows;
   /** Kept rows of the file, ascending; absent when all are kept. */
   keep?: Int32Array;
   /** Rows the vocabulary takes from this file. */
@@ -33,7 +33,7 @@ export interface Block {
   /** Vocabulary index of the block's first row. */
   start: number;
   rows: number;
-  data: Vectors;
+  data: FloatRows;
   /** Row i of the block is row local[i] of the shard's file (or fileStart + i). */
   local?: Int32Array;
   fileStart: number;
@@ -71,7 +71,7 @@ export function restateRow(e: unknown, shards: Shard[], b: Block): unknown {
   return m ? new ConceptLensError(e.code, `${rowName(shards, b, Number(m[1]) - b.start)} ${m[2]}`) : e;
 }
 
-async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffer): Promise<Vectors> {
+async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffer): Promise<FloatRows> {
   const rowBytes = dimOf(h) * bytesPer(h), bytes = n * rowBytes;
   const fh = await open(h.path, 'r');
   try {
@@ -84,7 +84,7 @@ async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffe
   } finally {
     await fh.close();
   }
-  return makeTyped(h.dtype, buf, 0, n * dimOf(h)) as Vectors;
+  return makeTyped(h.dtype, buf, 0, n * dimOf(h)) as FloatRows;
 }
 
 interface Planned {
@@ -119,7 +119,7 @@ function plan(shards: Shard[], blockBytes: number): Planned[] {
 }
 
 /** Moves the kept rows (file rows `local`, relative to fileStart) to the front, in place: they only move up. */
-function gather(v: Vectors, dim: number, fileStart: number, local: Int32Array): Vectors {
+function gather(v: FloatRows, dim: number, fileStart: number, local: Int32Array): FloatRows {
   for (let i = 0; i < local.length; i++) {
     const r = local[i] - fileStart;
     if (r !== i) v.copyWithin(i * dim, r * dim, (r + 1) * dim);
@@ -130,10 +130,10 @@ function gather(v: Vectors, dim: number, fileStart: number, local: Int32Array): 
 const rawBytes = (shards: Shard[], p: Planned) => p.fileRows * dimOf(shards[p.shard].header) * bytesPer(shards[p.shard].header);
 
 /** An in-memory shard's rows: a view, or a copy into buf when rows will be gathered in place. */
-function memoryRows(data: Vectors, h: NpyHeader, p: Planned, buf: ArrayBuffer): Vectors {
+function memoryRows(data: FloatRows, h: NpyHeader, p: Planned, buf: ArrayBuffer): FloatRows {
   const view = data.subarray(p.fileStart * dimOf(h), (p.fileStart + p.fileRows) * dimOf(h));
   if (!p.local) return view;
-  const copy = makeTyped(h.dtype, buf, 0, view.length) as Vectors;
+  const copy = makeTyped(h.dtype, buf, 0, view.length) as FloatRows;
   copy.set(view);
   return copy;
 }
