@@ -1,7 +1,7 @@
 // The native engine's exports as one typed interface (the mirror of
-// native/binding/*: one section per binding file), and its loader: a
-// prebuilt engine for this platform, else the local build; otherwise an error
-// that says what to install. Only ts/engine/ imports this module.
+// native/binding/*: one section per binding file), and its loader: the local
+// build, else the prebuilt engine for this platform; otherwise an error that
+// says what to install. Only ts/engine/ imports this module.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,18 +16,26 @@ export type CancelFlag = Int32Array | null;
 export type FloatRows = Float32Array | Uint16Array;
 /** How the CPU exact scan computes scores (see TopKOptions.kernel). */
 export type ScanKernel = 'auto' | 'sgemm' | 'bf16' | 'int8';
+/** Where a kernel runs; 'cuda' needs an engine built with nvcc and a GPU present (see {@link EngineInfo}), else ERR_DEVICE. */
 export type Device = 'cpu' | 'cuda';
 
 // ---- addon.cpp
+/** What the loaded native engine was built with and found on this machine, from {@link engineInfo}. */
+/** What the loaded engine was built with and runs on. */
 export interface EngineInfo {
+  /** The engine file in use (a local build, or the prebuilt one). */
+  addon: string;
   /** OpenBLAS kernel family in use (e.g. 'SkylakeX'). */
   blasCore: string;
   /** Threads of the compute pool. */
   computeThreads: number;
+  /** Whether the CPU supports AVX-512F. */
   avx512: boolean;
   /** Screening formats this CPU runs for the exact scan. */
   screening: ('int8' | 'bf16')[];
+  /** Whether the engine was built with CUDA kernels. */
   cudaCompiled: boolean;
+  /** Whether a CUDA device is usable now (always false when not `cudaCompiled`). */
   cudaAvailable: boolean;
 }
 
@@ -181,7 +189,7 @@ export interface NativeSaeTrainer {
 
 /** Every export of the addon. */
 export interface Addon {
-  info(): EngineInfo;
+  info(): Omit<EngineInfo, "addon">;
   setThreads(threads: number): number;
   // fp16_binding.cpp
   halvesToFloats(halves: Uint16Array): Float32Array;
@@ -240,16 +248,19 @@ function configureThreads(): void {
   process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 }
 
+/** A build from source (a checkout, or an install that compiled) wins over the prebuilt engine. */
 function candidates(): string[] {
   const forced = process.env.CONCEPTLENS_ADDON;
   if (forced) return [forced];
   return [
-    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'conceptlens.node'),
     join(packageRoot, 'build', 'Release', 'conceptlens.node'),
+    join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'conceptlens.node'),
   ];
 }
 
 let addon: Addon | undefined;
+/** The file the engine was loaded from. */
+export let addonPath = '';
 
 /** The loaded engine (loaded on first use). */
 export function engine(): Addon {
@@ -263,6 +274,7 @@ export function engine(): Addon {
     }
     try {
       addon = require(path) as Addon;
+      addonPath = path;
       return addon;
     } catch (e) {
       tried.push(`${path} (${(e as Error).message.split('\n')[0]})`);

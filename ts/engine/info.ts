@@ -1,10 +1,11 @@
 // addon.cpp: engine facts and the compute pool's size.
-import { engine, type EngineInfo } from './addon.js';
+import { addonPath, engine, type EngineInfo } from './addon.js';
 import { nativeSync } from './call.js';
 
 /** Which BLAS kernels, threads, screening formats and CUDA the loaded engine has. */
 export function engineInfo(): EngineInfo {
-  return engine().info();
+  const info = engine().info();
+  return { ...info, addon: addonPath };
 }
 
 /** Threads of the compute pool for later calls (0: one per core); returns the count in effect. */
