@@ -368,11 +368,19 @@ test('falcon run: every stage through the interfaces, resumable, and the report 
   assert.ok(red && g.words.every((w) => w.score <= red.score), JSON.stringify(g.words));
   assert.ok(!g.words.some((w) => w.term === 'blue'));
   const csv = readFileSync(join(dir, 'run', 'concepts.csv'), 'utf8').split('\n');
-  assert.equal(csv[0], 'group,words,phrases,interpretability');
-  assert.match(csv[1], /^1,"?[a-z]+:[0-9.]+;.*red:0\.\d{4}.*,1\.0000$/);
+  assert.equal(csv[0], 'group,words,phrases,interpretability,random_baseline,explained');
+  assert.match(csv[1], /^1,"?[a-z]+:[0-9.]+;.*red:0\.\d{4}.*,1\.0000,0\.\d{4},yes$/);
+  // 12 random images mix red and blue ones: chance scores below the group's identical crops.
+  assert.ok(g.explained && g.baseline! < g.interpretability! - 0.05, `baseline ${g.baseline}`);
+  // Below the interpretability threshold a group is scored and reported, not captioned; explainAll lifts it.
+  const [strict] = await runFalcon(inputs, join(dir, 'strict'), { ...opts, interpretableAbove: 1.01 });
+  assert.ok(!strict.explained && strict.words.length === 0 && strict.interpretability! > 0.99);
+  const [all] = await runFalcon(inputs, join(dir, 'all'), { ...opts, interpretableAbove: 1.01, explainAll: true });
+  assert.deepEqual(all.words, g.words);
   // Resume: nothing is recomputed.
+  const before = calls.represent;
   await runFalcon(inputs, join(dir, 'run'), opts);
-  assert.equal(calls.represent, 4);
+  assert.equal(calls.represent, before);
 
   if (!existsSync('/usr/bin/chromium')) return t.skip('/usr/bin/chromium is absent: report not checked in a browser');
   const { chromium } = await import('playwright-core');

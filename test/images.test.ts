@@ -104,8 +104,8 @@ test('a batch lists corrupt and non-image files and keeps going', async () => {
 
 test('presets and overrides are validated', () => {
   assert.deepEqual(preprocessSpec('clip', { resize: 336, crop: 336 }).crop, 336);
-  assert.throws(() => preprocessSpec('vit'), /unknown preset 'vit'.*clip, imagenet/);
-  assert.throws(() => preprocessSpec('imagenet', { crop: 300 }), /crop 300 is larger than the resized shorter side 256/);
+  assert.throws(() => preprocessSpec('vit'), { code: 'ERR_ARG', message: "preprocess: expected one of clip, imagenet, got 'vit'" });
+  assert.throws(() => preprocessSpec('imagenet', { crop: 300 }), /preprocess crop: expected at most the resized shorter side 256, got 300/);
 });
 
 test('image grid places each tile in its cell', async () => {

@@ -4,6 +4,7 @@
 // threads (ONNX, HNSW) that poll it.
 import { abortError, toConceptLensError } from './errors.js';
 
+/** Options every long call takes: an AbortSignal and a progress callback. */
 export interface ProgressOptions {
   /** Aborting rejects the call with a ConceptLensError of code ERR_ABORTED (name 'AbortError'). */
   signal?: AbortSignal;

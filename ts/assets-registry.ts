@@ -10,17 +10,24 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assetsDir } from './assets.js';
 import type { ProgressOptions } from './abort.js';
+import { ConceptLensError, toConceptLensError } from './errors.js';
 
+/** A named public asset: what it is, where it lives locally and where to download it. */
 export interface AssetEntry {
+  /** Name to look it up by (e.g. 'clip-bpe'). */
   name: string;
   kind: 'model' | 'vocabulary' | 'embeddings' | 'metadata';
   /** Path inside the mirror and the cache. */
   file: string;
   /** Public download URL; absent when no single public file matches (the mirror has it). */
   url?: string;
+  /** Hex sha256 of the file; downloads and copies are checked against it. */
   sha256: string;
+  /** Size of the file in bytes. */
   bytes: number;
+  /** Where it comes from (the publishing project, or how it was assembled). */
   origin: string;
+  /** SPDX licence identifier, or 'see origin'. */
   license: string;
 }
 
@@ -28,7 +35,7 @@ const GH = 'https://github.com';
 const DETIC = `${GH}/facebookresearch/Detic/raw/main/datasets/metadata`;
 const LE = `${GH}/Trustworthy-ML-Lab/Linear-Explanations/raw/main/data/concept_sets`;
 
-// sha256 and sizes are those of the files in the assets mirror.
+/** The named public assets known to conceptlens; sha256 and sizes are those of the files in the assets mirror. */
 export const REGISTRY: readonly AssetEntry[] = [
   {
     name: 'squeezenet1.1', kind: 'model', file: 'models/squeezenet1.1/squeezenet1.1.onnx',
@@ -85,9 +92,10 @@ export const REGISTRY: readonly AssetEntry[] = [
   },
 ];
 
+/** The entry named `name` in `registry` (default {@link ASSETS}); throws an Error listing the known names when there is none. */
 export function findAsset(name: string, registry: readonly AssetEntry[] = REGISTRY): AssetEntry {
   const e = registry.find((a) => a.name === name);
-  if (!e) throw new Error(`unknown asset '${name}' (known: ${registry.map((a) => a.name).join(', ')})`);
+  if (!e) throw new ConceptLensError('ERR_ARG', `unknown asset '${name}' (known: ${registry.map((a) => a.name).join(', ')})`);
   return e;
 }
 
@@ -97,8 +105,10 @@ export function cacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ? resolve(process.env.XDG_CACHE_HOME) : join(homedir(), '.cache'), 'conceptlens');
 }
 
+/** Where a local copy of an asset is. */
 export interface Located {
   path: string;
+  /** 'mirror': the CONCEPTLENS_ASSETS offline mirror; 'cache': the download cache ({@link cacheDir}). */
   source: 'mirror' | 'cache';
 }
 
@@ -114,7 +124,7 @@ export function locateAsset(e: AssetEntry): Located | undefined {
 export function assetFile(name: string): string {
   const e = findAsset(name);
   const at = locateAsset(e);
-  if (!at) throw new Error(`asset '${name}' is neither in the mirror (CONCEPTLENS_ASSETS) nor in the cache ${cacheDir()}: run \`conceptlens assets pull ${name}\``);
+  if (!at) throw new ConceptLensError('ERR_FILE', `asset '${name}' is neither in the mirror (CONCEPTLENS_ASSETS) nor in the cache ${cacheDir()}: run \`conceptlens assets pull ${name}\``);
   return at.path;
 }
 
@@ -124,8 +134,11 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** A local copy of an asset with its hash checked. */
 export interface Verified extends Located {
+  /** Whether `sha256` matches the registry's. */
   ok: boolean;
+  /** Hex sha256 of the local file. */
   sha256: string;
 }
 
@@ -137,6 +150,7 @@ export async function verifyAsset(e: AssetEntry): Promise<Verified | undefined> 
   return { ...at, sha256, ok: sha256 === e.sha256 };
 }
 
+/** Options of {@link pullAsset}; progress is bytes downloaded of the Content-Length. */
 export interface PullOptions extends ProgressOptions {
   /** Download even when the mirror or the cache already holds a verified copy. */
   force?: boolean;
@@ -151,7 +165,7 @@ export async function pullAsset(e: AssetEntry, opts: PullOptions = {}): Promise<
     const have = await verifyAsset(e);
     if (have?.ok) return have;
   }
-  if (!e.url) throw new Error(`asset '${e.name}' has no public download (${e.origin}); get it from the assets mirror (CONCEPTLENS_ASSETS)`);
+  if (!e.url) throw new ConceptLensError('ERR_FILE', `asset '${e.name}' has no public download (${e.origin}); get it from the assets mirror (CONCEPTLENS_ASSETS)`);
   const path = join(cacheDir(), e.file);
   await download(e.url, path, e.sha256, opts);
   return { path, source: 'cache', sha256: e.sha256, ok: true };
@@ -162,8 +176,11 @@ export async function download(url: string, dest: string, sha256: string, opts: 
   mkdirSync(dirname(dest), { recursive: true });
   const tmp = `${dest}.download-${process.pid}`;
   try {
-    const res = await fetch(url, { signal: opts.signal, redirect: 'follow' });
-    if (!res.ok || !res.body) throw new Error(`download ${url}: HTTP ${res.status} ${res.statusText}`);
+    const res = await fetch(url, { signal: opts.signal, redirect: 'follow' }).catch((e: Error & { cause?: { code?: string; message?: string } }) => {
+      if (e.name === 'AbortError') throw e;
+      throw new ConceptLensError('ERR_FILE', `download ${url}: ${e.cause?.code ?? e.cause?.message ?? e.message} (no network? the assets mirror, CONCEPTLENS_ASSETS, works offline)`, { cause: e });
+    });
+    if (!res.ok || !res.body) throw new ConceptLensError('ERR_FILE', `download ${url}: HTTP ${res.status} ${res.statusText}`);
     const total = Number(res.headers.get('content-length') ?? 0);
     const hash = createHash('sha256');
     let done = 0;
@@ -175,8 +192,10 @@ export async function download(url: string, dest: string, sha256: string, opts: 
     });
     await pipeline(body, createWriteStream(tmp), { signal: opts.signal });
     const got = hash.digest('hex');
-    if (got !== sha256) throw new Error(`download ${url}: sha256 mismatch: expected ${sha256}, got ${got} (${done} bytes); the file was not kept`);
+    if (got !== sha256) throw new ConceptLensError('ERR_FILE', `download ${url}: sha256 mismatch: expected ${sha256}, got ${got} (${done} bytes); the file was not kept`);
     renameSync(tmp, dest);
+  } catch (e) {
+    throw toConceptLensError(e);
   } finally {
     rmSync(tmp, { force: true });
   }

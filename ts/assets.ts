@@ -5,6 +5,10 @@ import { join, resolve } from 'node:path';
 import { ConceptLensError } from './errors.js';
 import { packageRoot } from './package-root.js';
 
+/**
+ * The offline assets mirror: `CONCEPTLENS_ASSETS` (resolved) when set, else the first existing
+ * `../shared/assets` beside the working directory or the package; undefined when none exists.
+ */
 export function assetsDir(): string | undefined {
   const env = process.env.CONCEPTLENS_ASSETS;
   if (env) return resolve(env);

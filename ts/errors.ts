@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   ERR_ENGINE: 'engine failure',
 } as const;
 
+/** One of the stable codes of {@link ERROR_CODES}, as carried by {@link ConceptLensError.code}. */
 export type ErrorCode = keyof typeof ERROR_CODES;
 
 const isCode = (c: unknown): c is ErrorCode => typeof c === 'string' && c in ERROR_CODES;

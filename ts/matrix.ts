@@ -39,6 +39,7 @@ export function toFloat32(m: FloatData): Float32Array {
   throw argError('data', 'Float32Array, Uint16Array (fp16) or Float64Array', m, 'ERR_DTYPE');
 }
 
+/** Options of {@link normaliseRows}. */
 export interface NormaliseOptions {
   /** Names the data in errors. */
   name?: string;

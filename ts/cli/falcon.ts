@@ -2,7 +2,7 @@
 //   groups  — feature groups of precomputed representations (groups.json)
 //   explain — one group's lowly activating images, captions and concepts on precomputed embeddings
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
@@ -19,6 +19,7 @@ import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { progressBar } from './progress.js';
 import { integer, number } from './options.js';
 import { act } from './run.js';
+import { readJson } from '../io/text.js';
 
 function pickRows(m: Mat, ids: number[], what: string): Float32Array {
   const out = new Float32Array(ids.length * m.cols);
@@ -68,7 +69,7 @@ function registerExplain(falcon: Command): void {
       const rep = readRepresentations(o.representations);
       const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
       const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
-      const high0 = o.groups ? groupMembers(JSON.parse(readFileSync(o.groups, 'utf8')) as Groups, key) : undefined;
+      const high0 = o.groups ? groupMembers(readJson<Groups>(o.groups), key) : undefined;
       const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', cols: emb.cols, colsFrom: `the width of ${o.imageEmbeddings}` }) : null;
       const vocab = await openCaptions(o.captions, o.captionsText);
       const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
@@ -93,7 +94,7 @@ function registerExplain(falcon: Command): void {
 
 interface RunOpts {
   model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string; out: string;
-  batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number;
+  batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number; interpretableAbove: number; allGroups?: boolean;
 }
 
 function registerRun(falcon: Command): void {
@@ -111,11 +112,14 @@ function registerRun(falcon: Command): void {
     .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability passes this", number('--interpretable-above'), 0.8)
+    .option('--all-groups', 'caption and name every group, whatever its interpretability')
     .action(act(async (o: RunOpts, { signal }) => {
       const inputs = await openRunInputs(o);
       const bars = new Map<string, ReturnType<typeof progressBar>>();
       const out = await runFalcon(inputs, o.out, {
         batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
+        interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups,
         onStage: (stage, d, t) => {
           if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
           bars.get(stage)!.update(d, t);

@@ -1,12 +1,12 @@
 /** `conceptlens sae` (train, name) and `conceptlens cbm` (train, eval): Discover-then-Name. */
 import type { Command } from 'commander';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readFloatMatrix, readLabels } from '../io/matrix.js';
 import { readNpy, readNpyRows, writeNpy } from '../io/npy.js';
-import { readLines } from '../io/text.js';
+import { readJson, readLines } from '../io/text.js';
 import { conceptStrengths, featureHeader, loadTrainer, nameConcepts, readAtoms, trainSae, type ConceptName, type SaeKind } from '../methods/sae.js';
 import {
   accuracy, contributions, coverage, globalExplanations, predict, toSparse, trainProbe, weightSparsity, type SparseRows,
@@ -44,7 +44,7 @@ function rawFeatures(path: string): SparseRows {
 
 function conceptNames(dir: string): string[] | undefined {
   const p = join(dir, NAMES);
-  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as ConceptName[]).map((c) => c.name) : undefined;
+  return existsSync(p) ? (readJson<ConceptName[]>(p)).map((c) => c.name) : undefined;
 }
 
 interface SaeTrainFlags {

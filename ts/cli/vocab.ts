@@ -11,6 +11,7 @@ export interface SourceFlags {
   normalize?: boolean;
   center?: boolean;
   dedupe?: boolean;
+  verify?: boolean;
   json?: boolean;
 }
 
@@ -20,11 +21,13 @@ export function addSourceOptions(cmd: Command): Command {
     .option('--normalize', 'L2-normalise every row')
     .option('--center', 'subtract the mean row (of the normalised rows with --normalize; rows are re-normalised after)')
     .addOption(aliasFlag('--centre', 'center'))
-    .option('--dedupe', 'keep the first row of each repeated caption (ids still refer to the original rows)');
+    .option('--dedupe', 'keep the first row of each repeated caption (ids still refer to the original rows)')
+    .option('--verify', 'check a store against the sha256 its manifest records, whatever its size')
+    .option('--no-verify', 'skip that check (by default only stores up to 256 MiB are checked on open)');
 }
 
-export function sourceOptions(f: SourceFlags): Pick<OpenOptions, 'names' | 'normalize' | 'center' | 'dedupe'> {
-  return { names: f.names, normalize: f.normalize, center: f.center, dedupe: f.dedupe };
+export function sourceOptions(f: SourceFlags): Pick<OpenOptions, 'names' | 'normalize' | 'center' | 'dedupe' | 'verify'> {
+  return { names: f.names, normalize: f.normalize, center: f.center, dedupe: f.dedupe, verify: f.verify };
 }
 
 /** A progress bar, silent under --json. */

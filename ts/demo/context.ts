@@ -1,12 +1,13 @@
 // What every demo section receives: where to write, and the data to run on:
 // the real assets mirror when present, else a labelled synthetic set with
 // planted concepts so the demo always runs.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { assetsDir } from '../assets.js';
 import { readNpy } from '../io/npy.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { gaussian, rng } from '../random.js';
+import { readLines } from '../io/text.js';
 
 export interface ConceptSet {
   /** 'real' (CLIP ViT-B/32 text embeddings from the assets mirror) or 'synthetic'. */
@@ -51,7 +52,7 @@ export function realConcepts(assets: string): ConceptSet | undefined {
   for (const [set, file] of DETIC) {
     const emb = readNpy(join(dir, file));
     const data = emb.dtype === 'float16' ? halvesToFloats(emb.data as Uint16Array) : (emb.data as Float32Array);
-    const setNames = readFileSync(join(dir, `${set}_names.txt`), 'utf8').split('\n').filter((l) => l.length > 0);
+    const setNames = readLines(join(dir, `${set}_names.txt`)).filter((l) => l.length > 0);
     if (setNames.length !== emb.shape[0]) throw new Error(`${set}: ${setNames.length} names for ${emb.shape[0]} embeddings`);
     names.push(...setNames);
     parts.push(data);

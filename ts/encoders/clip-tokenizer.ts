@@ -23,6 +23,7 @@ import { argError, ConceptLensError, fileError } from '../errors.js';
 export const VOCAB_FILE = 'bpe_simple_vocab_16e6.txt.gz';
 export const START_TOKEN = '<|startoftext|>';
 export const END_TOKEN = '<|endoftext|>';
+/** CLIP's text context: ids per row of {@link ClipTokenizer.tokenize}, start and end tokens included. */
 export const CONTEXT_LENGTH = 77;
 /** The reference keeps 49152 - 256 - 2 merges so that the vocabulary ends at 49,408 ids. */
 const MERGE_COUNT = 49152 - 256 - 2;
@@ -270,9 +271,13 @@ function readMerges(path: string): string[][] {
   return merges;
 }
 
+/** OpenAI CLIP's byte-level BPE tokenizer (49,408 ids); create it with {@link ClipTokenizer.load}. */
 export class ClipTokenizer {
+  /** Token strings by id: 256 byte characters, the same with '</w>', the merges, then start and end tokens. */
   readonly vocab: readonly string[];
+  /** Id of `<|startoftext|>`. */
   readonly startToken: number;
+  /** Id of `<|endoftext|>`. */
   readonly endToken: number;
   private readonly encoder = new Map<string, number>();
   private readonly ranks = new Map<string, number>();
@@ -302,6 +307,7 @@ export class ClipTokenizer {
     return new ClipTokenizer(readMerges(path));
   }
 
+  /** Number of token ids (49,408 with the reference merges file). */
   get vocabSize(): number {
     return this.vocab.length;
   }

@@ -3,16 +3,16 @@
 // prefetching the next batch while the model runs, and a checkpoint after every
 // batch so an interrupted run resumes where it stopped.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { throwIfAborted, type ProgressOptions } from '../abort.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { requireFileTarget, writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, writeNpy } from '../io/npy.js';
 import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
 import { floatsToHalves } from '../engine/fp16.js';
 import { ConceptLensError, fileError } from '../errors.js';
-import { readLines } from '../io/text.js';
+import { readJson, readLines } from '../io/text.js';
 import { ImageEncoder, type EncoderOptions, type Embeddings } from './onnx.js';
 import { StandinImageTower } from './standin.js';
 
@@ -36,6 +36,10 @@ export function listFiles(root: string, exclude: readonly string[] = []): string
   return walk(root).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/**
+ * Where image labels come from: an ImageNet wnid at the start of the file name ('wnid'), the top folder under
+ * the root ('folder'), or 'auto': wnids when every file name has one, else folders.
+ */
 export type LabelSource = 'auto' | 'wnid' | 'folder';
 const WNID = /^(n\d{8})(?:[_.,\s-]|$)/;
 
@@ -70,29 +74,51 @@ export function labelIds(keys: readonly string[], classes?: readonly string[], c
   });
 }
 
+/** Options of {@link embedImages}; progress counts files done of the image files listed. */
 export interface EmbedImagesOptions extends ProgressOptions {
   /** ONNX image model; ignored with `standin`. */
   model: string;
   /** Embed with the stand-in CLIP-space tower (SqueezeNet mapped onto CLIP text embeddings; see standin.ts). */
   standin?: boolean;
+  /** Folder of images, listed recursively and sorted by path (hidden files skipped). */
   images: string;
+  /**
+   * Output .npy, rows × width in `encoder.dtype` (default float32); `<out>.partial` and `<out>.ckpt.json` hold progress
+   * until it is done.
+   */
   out: string;
+  /** Preprocessing of every image. */
   spec: PreprocessSpec;
+  /** Options of the ONNX encoder (output, layer tap, pooling, normalisation, dtype, threads). */
   encoder?: EncoderOptions;
+  /** Also write the label id of each row here, as an int64 .npy. */
   labelsOut?: string;
+  /** Where labels come from (default 'auto'). */
   labelSource?: LabelSource;
+  /**
+   * Class list (one class per line, a wnid optionally followed by a name) fixing the label ids; default: the sorted
+   * class keys present.
+   */
   classesFile?: string;
+  /** Images per batch and per checkpoint (default 32). */
   batchSize?: number;
+  /** Images decoded at once (default 4). */
   concurrency?: number;
   /** Ignore (and replace) a checkpoint left by an earlier run. */
   restart?: boolean;
 }
 
+/** What {@link embedImages} wrote. */
 export interface EmbedImagesResult {
+  /** Rows written: the images that decoded. */
   rows: number;
+  /** Width of each row. */
   dim: number;
+  /** Files listed under `images`, images or not. */
   files: number;
+  /** Files that left no row: non-image files and images that could not be decoded. */
   skipped: SkippedImage[];
+  /** Image files already done by an earlier run when this one resumed (0 for a fresh run). */
   resumedAt: number;
 }
 
@@ -118,7 +144,7 @@ function runKey(o: EmbedImagesOptions, files: string[]): string {
 function loadCheckpoint(o: EmbedImagesOptions, key: string): Checkpoint | undefined {
   const path = checkpointPath(o.out);
   if (!existsSync(path) || o.restart) return undefined;
-  const c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
+  const c = readJson<Checkpoint>(path);
   if (c.key !== key)
     throw fileError(path, 'checkpoint of a different run (model, images or options changed); rerun with --restart to start over');
   return c;
@@ -164,6 +190,8 @@ async function finishNpy(out: string, rows: number, dim: number, dtype: 'float32
 
 /** Embeds every image under `images` (sorted, recursive) into `out`; resumable. */
 export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+  requireFileTarget(o.out, '--out embeddings');
+  if (o.labelsOut) requireFileTarget(o.labelsOut, '--labels-out labels');
   const all = listFiles(o.images, [o.out, partialPath(o.out), checkpointPath(o.out), ...(o.labelsOut ? [o.labelsOut] : [])]);
   const files = all.filter(isImageName);
   const notImages = all.filter((f) => !isImageName(f)).map((path) => ({ path, reason: `not an image file (extension '${extname(path)}')` }));

@@ -1,14 +1,19 @@
 // Messages between OnnxModel (main thread) and onnx-worker.ts.
 
+/** Flat element storage of a {@link RawTensor}; float16 is held as its bits in a Uint16Array, int64 as BigInt64Array. */
 export type TensorData = Float32Array | Uint16Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Float64Array;
 
+/** A tensor as it crosses to and from the onnxruntime worker: `data` flat in C order with `dims`. */
 export interface RawTensor {
+  /** onnxruntime element type ('float32', 'float16', 'int64', ...). */
   type: string;
   dims: number[];
   data: TensorData;
 }
 
+/** A model input or output as onnxruntime reports it. */
 export interface ValueInfo {
+  /** Tensor name in the graph. */
   name: string;
   /** ort element type: float32, float16, int64, ... */
   type: string;

@@ -67,6 +67,7 @@ export function withTapOutputs(model: string | Uint8Array, names: readonly strin
   return onnx.ModelProto.encode(m).finish();
 }
 
+/** Options of {@link OnnxModel.run}; progress counts rows done of the batch axis. */
 export interface RunOptions extends ProgressOptions {
   /** Rows per `session.run` (default 32). */
   batchSize?: number;
@@ -106,6 +107,7 @@ export class OnnxModel {
     return new OnnxModel(worker, ready.inputs, ready.outputs, source);
   }
 
+  /** The model input called `name`; throws ERR_ARG listing the inputs when there is none. */
   input(name: string): ValueInfo {
     const v = this.inputs.find((i) => i.name === name);
     if (!v) throw new ConceptLensError('ERR_ARG', `${this.source}: no input named '${name}' (inputs: ${this.inputs.map((i) => i.name).join(', ')})`);
@@ -138,6 +140,7 @@ export class OnnxModel {
     }
   }
 
+  /** Releases the session and ends its worker thread; the model cannot run afterwards. */
   async close(): Promise<void> {
     this.worker.ref(); // wait for the session's release
     this.worker.postMessage('close');
@@ -169,6 +172,10 @@ function checkFeedShape(info: ValueInfo, dims: number[], source: string): void {
     throw new ConceptLensError('ERR_SHAPE', `${source}: input '${info.name}' expects shape [${info.shape.join(', ')}], got [${dims.join(', ')}]: the data does not fit the model`);
 }
 
+/**
+ * How a tapped activation becomes one row per input (see {@link poolActivations}): mean or max
+ * over positions/tokens, the first position/token, or 'none' to flatten.
+ */
 export type Pool = 'avg' | 'max' | 'first' | 'none';
 /** How a tensor's axes read: [N, C, ...spatial] | [N, tokens, D] | [tokens, N, D] (older open_clip transformers). */
 export type Layout = 'channels' | 'tokens' | 'tokens-first';
@@ -204,6 +211,7 @@ export function poolActivations(t: { dims: number[]; data: Float32Array }, pool:
   return { data: out, shape: [g.n, g.c] };
 }
 
+/** Options of {@link ImageEncoder.load} and {@link TextEncoder.load}. */
 export interface EncoderOptions {
   /** Input name (default: by convention, see IMAGE_INPUTS / TEXT_INPUTS). */
   input?: string;
@@ -211,24 +219,32 @@ export interface EncoderOptions {
   output?: string;
   /** Intermediate tensor to tap instead of an output; pooled by `pool`. */
   layer?: string;
+  /** Pooling of the tapped `layer` (default 'avg' with `layer`, else 'none'). */
   pool?: Pool;
+  /** Axis layout of the feature tensor (default 'tokens' for rank 3, else 'channels'). */
   layout?: Layout;
+  /** Rows per `session.run` (default 32). */
   batchSize?: number;
   /** L2-normalise every row. */
   normalize?: boolean;
   /** Storage of the returned rows: fp32 Float32Array or fp16 bits in a Uint16Array. */
   dtype?: 'float32' | 'float16';
+  /** Bound on onnxruntime's intra-op threads (default: onnxruntime's own choice). */
   threads?: number;
 }
 
+/** Encoder output: one row per input, n × d row-major. */
 export interface Embeddings {
+  /** The rows: fp32, or fp16 bits when `dtype` is 'float16'. */
   data: Float32Array | Uint16Array;
+  /** [rows, width]. */
   shape: [number, number];
   dtype: 'float32' | 'float16';
 }
 
 /** Input names used by open_clip, Hugging Face and torchvision exports, in preference order. */
 export const IMAGE_INPUTS = ['pixel_values', 'input', 'image', 'images', 'data', 'x', 'input.1'];
+/** Input names taken as the token ids of a text model, in preference order. */
 export const TEXT_INPUTS = ['input_ids', 'text', 'input', 'tokens', 'input.1'];
 
 function pickInput(model: OnnxModel, wanted: string | undefined, conventions: string[], what: string): string {
@@ -246,6 +262,10 @@ const toFloats = (t: RawTensor): Float32Array =>
 abstract class Encoder {
   protected constructor(readonly model: OnnxModel, protected readonly opts: EncoderOptions, readonly feature: string) {}
 
+  /**
+   * Loads the model with `opts.layer` tapped and checks that the feature (the tap, `output`, else
+   * the first output) exists; otherwise closes the model and throws ERR_ARG.
+   */
   protected static async open(path: string | Uint8Array, opts: EncoderOptions): Promise<{ model: OnnxModel; feature: string }> {
     const model = await OnnxModel.load(path, { taps: opts.layer ? [opts.layer] : [], threads: opts.threads });
     const feature = opts.layer ?? opts.output ?? model.outputs[0].name;
@@ -256,6 +276,7 @@ abstract class Encoder {
     return { model, feature };
   }
 
+  /** Runs the feeds and turns the feature into rows: pooled, normalised and stored as `opts` say. */
   protected async embed(feeds: Record<string, RawTensor>, opts: ProgressOptions): Promise<Embeddings> {
     const out = (await this.model.run(feeds, [this.feature], { ...opts, batchSize: this.opts.batchSize }))[this.feature];
     const pool = this.opts.pool ?? (this.opts.layer ? 'avg' : 'none');
@@ -265,6 +286,7 @@ abstract class Encoder {
     return { ...rows, dtype: 'float32' };
   }
 
+  /** Releases the onnxruntime session and its worker thread. */
   close(): Promise<void> {
     return this.model.close();
   }
@@ -272,6 +294,10 @@ abstract class Encoder {
 
 /** Image tower: NCHW float pixels in, one row per image out. */
 export class ImageEncoder extends Encoder {
+  /**
+   * Loads an image model from a file or bytes; the pixel input is `opts.input`, else the first of
+   * {@link IMAGE_INPUTS} present, else the only input.
+   */
   static async load(path: string | Uint8Array, opts: EncoderOptions = {}): Promise<ImageEncoder> {
     const { model, feature } = await Encoder.open(path, opts);
     try {
@@ -291,6 +317,11 @@ export class ImageEncoder extends Encoder {
     return this.model.input(this.inputName).shape.slice(1);
   }
 
+  /**
+   * Embeds a batch of preprocessed images: `pixels` N × C × H × W row-major with `shape`
+   * [N, C, H, W] (converted to fp16 when the model takes fp16).
+   * @throws ConceptLensError ERR_SHAPE when `shape` does not describe `pixels` or does not fit the model input.
+   */
   encode(pixels: Float32Array, shape: readonly number[], opts: ProgressOptions = {}): Promise<Embeddings> {
     const count = shape.reduce((a, b) => a * b, 1);
     if (shape.length !== 4 || count !== pixels.length)
@@ -303,6 +334,11 @@ export class ImageEncoder extends Encoder {
 
 /** CLIP-style text tower: texts -> CLIP BPE ids (+ attention mask) -> one row per text. */
 export class TextEncoder extends Encoder {
+  /**
+   * Loads a text model fed token ids (`opts.input`, else the first of {@link TEXT_INPUTS}) and,
+   * when it has one, `attention_mask`; `opts.tokenizer` defaults to {@link ClipTokenizer.load}().
+   * @throws ConceptLensError ERR_ARG when the model needs any other input.
+   */
   static async load(path: string | Uint8Array, opts: EncoderOptions & { tokenizer?: ClipTokenizer } = {}): Promise<TextEncoder> {
     const { model, feature } = await Encoder.open(path, opts);
     try {
@@ -328,6 +364,10 @@ export class TextEncoder extends Encoder {
     return typeof d === 'number' && d > 0 ? d : CONTEXT_LENGTH;
   }
 
+  /**
+   * Embeds texts: CLIP BPE ids padded or truncated to {@link TextEncoder.contextLength}, with an
+   * attention mask up to and including the end token.
+   */
   encode(texts: readonly string[], opts: ProgressOptions = {}): Promise<Embeddings> {
     const L = this.contextLength;
     const ids = this.tokenizer.tokenize(texts, L);

@@ -15,17 +15,17 @@
 // The result lives in CLIP's text space but only spans the matched LVIS
 // concepts: it is a stand-in for demos and tests, not a CLIP image encoder.
 // A real CLIP ONNX export replaces it (`openImageTower({ model })`).
-import { readFileSync } from 'node:fs';
 import { assetPath } from '../assets.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { fileError } from '../errors.js';
 import { readNpy } from '../io/npy.js';
-import { readText } from '../io/text.js';
+import { readJson, readText } from '../io/text.js';
 import { normaliseRows } from '../matrix.js';
 import type { ProgressOptions } from '../abort.js';
 import { preprocessSpec, type PreprocessSpec } from '../images/preprocess.js';
 import { ImageEncoder, type Embeddings } from './onnx.js';
 
+/** The {@link ImageTower.label} of the stand-in tower, for output that must say it is not CLIP. */
 export const STANDIN_LABEL = 'STAND-IN: SqueezeNet 1.1 ImageNet probabilities mapped onto CLIP ViT-B/32 text embeddings of LVIS concepts (not a CLIP image encoder)';
 
 export interface ImagenetClass {
@@ -45,21 +45,23 @@ export function imagenetClasses(path = assetPath('vocab/le_imagenet_label_to_wor
   return out;
 }
 
+/** How the 1000 ImageNet classes map onto LVIS concepts (rows of the LVIS text embeddings). */
 export interface ConceptMap {
   /** LVIS row for each ImageNet class, -1 when no name matched. */
   lvis: Int32Array;
   /** The WordNet name that matched, per class ('' when none). */
   via: string[];
+  /** Names of the LVIS concepts by row. */
   lvisNames: string[];
 }
 
 /** Matches each ImageNet class to an LVIS concept by WordNet names, most specific first. */
 export function imagenetToLvis(): ConceptMap {
   const classes = imagenetClasses();
-  const cats = JSON.parse(readFileSync(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'), 'utf8')) as { name: string; synonyms: string[]; id: number }[];
+  const cats = readJson<{ name: string; synonyms: string[]; id: number }[]>(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'));
   const byName = new Map<string, number>();
   cats.forEach((c, row) => [c.name, ...c.synonyms].forEach((s) => byName.has(norm(s)) || byName.set(norm(s), row)));
-  const supers = JSON.parse(readFileSync(assetPath('vocab/le_imagenet_superclass_to_ids.json'), 'utf8')) as Record<string, number[]>;
+  const supers = readJson<Record<string, number[]>>(assetPath('vocab/le_imagenet_superclass_to_ids.json'));
   const ancestors = Object.entries(supers).sort((a, b) => a[1].length - b[1].length); // most specific first
   const lvis = new Int32Array(1000).fill(-1);
   const via: string[] = new Array(1000).fill('');
@@ -103,14 +105,24 @@ export function logitsToClipSpace(logits: Float32Array, n: number, map: Int32Arr
 
 /** Common face of a real CLIP image tower and the stand-in: NCHW pixels -> unit rows in CLIP space. */
 export interface ImageTower {
+  /** Human-readable description of the tower, for reports. */
   readonly label: string;
+  /** True for the SqueezeNet stand-in, false for a real CLIP image encoder. */
   readonly standin: boolean;
+  /** Preprocessing the tower's pixels need. */
   readonly preprocess: PreprocessSpec;
+  /** Embedding width. */
   readonly dim: number;
+  /** Embeds preprocessed images (`pixels` N × C × H × W, `shape` [N, C, H, W]) as unit rows in CLIP space, N × dim. */
   encode(pixels: Float32Array, shape: readonly number[], opts?: ProgressOptions): Promise<Embeddings>;
+  /** Releases the underlying ONNX session. */
   close(): Promise<void>;
 }
 
+/**
+ * The offline stand-in CLIP image tower: SqueezeNet 1.1 class probabilities mixed over CLIP text embeddings of LVIS concepts.
+ * Not a CLIP image encoder; for demos and tests (see the module notes and {@link STANDIN_LABEL}).
+ */
 export class StandinImageTower implements ImageTower {
   readonly label = STANDIN_LABEL;
   readonly standin = true;
@@ -119,12 +131,18 @@ export class StandinImageTower implements ImageTower {
   private constructor(private readonly enc: ImageEncoder, readonly map: ConceptMap, private readonly text: ReturnType<typeof lvisTextEmbeddings>,
     readonly temperature: number) {}
 
+  /**
+   * Loads SqueezeNet and the LVIS map and embeddings from the assets mirror; `temperature` (default 1) divides the logits
+   * before the softmax, `threads` bounds onnxruntime's threads.
+   * @throws ConceptLensError ERR_FILE when an asset is missing.
+   */
   static async load(opts: { temperature?: number; threads?: number } = {}): Promise<StandinImageTower> {
     const map = imagenetToLvis(), text = lvisTextEmbeddings();
     const enc = await ImageEncoder.load(assetPath('models/squeezenet1.1/squeezenet1.1.onnx'), { threads: opts.threads });
     return new StandinImageTower(enc, map, text, opts.temperature ?? 1);
   }
 
+  /** Embedding width: that of the LVIS text embeddings (512). */
   get dim(): number {
     return this.text.dim;
   }
@@ -134,12 +152,17 @@ export class StandinImageTower implements ImageTower {
     return this.text.data;
   }
 
+  /**
+   * Embeds ImageNet-preprocessed images (`pixels` N × 3 × H × W, `shape` [N, 3, H, W]) as unit fp32 rows, N × {@link
+   * StandinImageTower.dim}.
+   */
   async encode(pixels: Float32Array, shape: readonly number[], opts: ProgressOptions = {}): Promise<Embeddings> {
     const logits = await this.enc.encode(pixels, shape, opts);
     const data = logitsToClipSpace(logits.data as Float32Array, shape[0], this.map.lvis, this.text, this.temperature);
     return { data, shape: [shape[0], this.dim], dtype: 'float32' };
   }
 
+  /** Releases the SqueezeNet session. */
   close(): Promise<void> {
     return this.enc.close();
   }
@@ -172,10 +195,13 @@ export async function openImageTower(opts: { model?: string; output?: string; th
   return new OnnxClipTower(enc, `CLIP image encoder ${opts.model}`, spec, probe.shape[1]);
 }
 
+/** Zero-shot accuracy from {@link zeroShotLvis}. */
 export interface ZeroShotResult {
   /** Images whose ImageNet class has an LVIS concept (the others cannot be scored). */
   scored: number;
+  /** Fraction of the scored images whose concept is the nearest (NaN when none was scored). */
   top1: number;
+  /** Fraction of the scored images whose concept is among the 5 nearest. */
   top5: number;
 }
 

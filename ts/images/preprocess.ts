@@ -4,27 +4,43 @@
 // the published CLIP / ImageNet pipelines up to the resampling kernel.
 import sharp, { type OverlayOptions } from 'sharp';
 import { readFile } from 'node:fs/promises';
+import { argError, ConceptLensError } from '../errors.js';
+import { throwIfAborted } from '../abort.js';
 
+/** sharp resampling kernel for the resize ('cubic' in the CLIP preset, 'linear' in the ImageNet one). */
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
+/** Per-channel values in R, G, B order (on the [0, 1] pixel scale for means and stds). */
 export type Rgb = readonly [number, number, number];
 
+/** How an image becomes a model input, torchvision style: Resize(resize), CenterCrop(crop), ToTensor, Normalize(mean, std). */
 export interface PreprocessSpec {
   /** Shorter side after resizing. */
   resize: number;
   /** Side of the square centre crop taken after resizing. */
   crop: number;
+  /** Resampling kernel of the resize. */
   kernel: ResizeKernel;
+  /** Per-channel mean subtracted after scaling pixels to [0, 1]. */
   mean: Rgb;
+  /** Per-channel standard deviation divided by after subtracting `mean`. */
   std: Rgb;
   /** Let JPEG decode at 1/2..1/8 scale before resizing: faster, slightly different pixels. */
   fastShrinkOnLoad?: boolean;
 }
 
+/** OpenAI CLIP's normalisation mean. */
 export const CLIP_MEAN: Rgb = [0.48145466, 0.4578275, 0.40821073];
+/** OpenAI CLIP's normalisation standard deviation. */
 export const CLIP_STD: Rgb = [0.26862954, 0.26130258, 0.27577711];
+/** torchvision's ImageNet normalisation mean. */
 export const IMAGENET_MEAN: Rgb = [0.485, 0.456, 0.406];
+/** torchvision's ImageNet normalisation standard deviation. */
 export const IMAGENET_STD: Rgb = [0.229, 0.224, 0.225];
 
+/**
+ * Named preprocessing presets: 'clip' (bicubic resize to 224, crop 224, CLIP mean/std) and 'imagenet'
+ * (bilinear resize to 256, crop 224, ImageNet mean/std). {@link preprocessSpec} picks one, with overrides.
+ */
 export const PRESETS = {
   clip: { resize: 224, crop: 224, kernel: 'cubic', mean: CLIP_MEAN, std: CLIP_STD },
   imagenet: { resize: 256, crop: 224, kernel: 'linear', mean: IMAGENET_MEAN, std: IMAGENET_STD },
@@ -34,11 +50,11 @@ export type PresetName = keyof typeof PRESETS;
 /** A preset by name, with optional overrides (e.g. other sizes). */
 export function preprocessSpec(name: string, overrides: Partial<PreprocessSpec> = {}): PreprocessSpec {
   const base = PRESETS[name as PresetName];
-  if (!base) throw new Error(`preprocess: unknown preset '${name}' (expected one of ${Object.keys(PRESETS).join(', ')})`);
+  if (!base) throw argError('preprocess', `one of ${Object.keys(PRESETS).join(', ')}`, name);
   const spec = { ...base, ...overrides };
   for (const k of ['resize', 'crop'] as const)
-    if (!Number.isInteger(spec[k]) || spec[k] <= 0) throw new Error(`preprocess: ${k} must be a positive integer, got ${spec[k]}`);
-  if (spec.crop > spec.resize) throw new Error(`preprocess: crop ${spec.crop} is larger than the resized shorter side ${spec.resize}`);
+    if (!Number.isInteger(spec[k]) || spec[k] <= 0) throw argError(`preprocess ${k}`, 'a positive integer', spec[k]);
+  if (spec.crop > spec.resize) throw argError('preprocess crop', `at most the resized shorter side ${spec.resize}`, spec.crop);
   return spec;
 }
 
@@ -67,6 +83,7 @@ export function centreCropBox(width: number, height: number, crop: number): Crop
   return { left: roundHalfEven((width - crop) / 2), top: roundHalfEven((height - crop) / 2), width: crop, height: crop };
 }
 
+/** An image given as a file path or as encoded bytes (any format sharp decodes). */
 export type ImageInput = string | Buffer;
 
 function describe(input: ImageInput): string {
@@ -76,7 +93,7 @@ function describe(input: ImageInput): string {
 function checkBox(box: CropBox, width: number, height: number, input: ImageInput): void {
   const ok = [box.left, box.top, box.width, box.height].every(Number.isInteger) && box.left >= 0 && box.top >= 0 &&
     box.width > 0 && box.height > 0 && box.left + box.width <= width && box.top + box.height <= height;
-  if (!ok) throw new Error(`${describe(input)}: crop box ${JSON.stringify(box)} is not inside the ${width}x${height} image`);
+  if (!ok) throw new ConceptLensError('ERR_ARG', `${describe(input)}: crop box ${JSON.stringify(box)} is not inside the ${width}x${height} image`);
 }
 
 /** Decoded, resized and cropped RGB bytes (HWC, crop x crop x 3). */
@@ -84,7 +101,7 @@ export async function preprocessPixels(input: ImageInput, spec: PreprocessSpec, 
   const bytes = typeof input === 'string' ? await readFile(input) : input;
   const failOn = 'error' as const; // a truncated or corrupt image is an error, not a grey patch
   const meta = await sharp(bytes, { failOn }).metadata();
-  if (!meta.width || !meta.height) throw new Error(`${describe(input)}: image has no size`);
+  if (!meta.width || !meta.height) throw new ConceptLensError('ERR_FILE', `${describe(input)}: image has no size`);
   const region = box ?? { left: 0, top: 0, width: meta.width, height: meta.height };
   if (box) checkBox(box, meta.width, meta.height, input);
   const size = resizedSize(region.width, region.height, spec.resize);
@@ -98,7 +115,7 @@ export async function preprocessPixels(input: ImageInput, spec: PreprocessSpec, 
     .raw()
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3 || info.width !== spec.crop || info.height !== spec.crop)
-    throw new Error(`${describe(input)}: expected ${spec.crop}x${spec.crop}x3 pixels after preprocessing, got ${info.width}x${info.height}x${info.channels}`);
+    throw new ConceptLensError('ERR_ENGINE', `${describe(input)}: expected ${spec.crop}x${spec.crop}x3 pixels after preprocessing, got ${info.width}x${info.height}x${info.channels}`);
   return data;
 }
 
@@ -120,11 +137,15 @@ export async function preprocessImage(input: ImageInput, spec: PreprocessSpec, b
   return out;
 }
 
+/** An input that could not be read or decoded, and why; it left no row. */
 export interface SkippedImage {
+  /** The file as given. */
   path: string;
+  /** First line of the error message. */
   reason: string;
 }
 
+/** A batch of preprocessed images from {@link preprocessBatch}. */
 export interface ImageBatch {
   /** NCHW float32, one image per entry of `paths`. */
   data: Float32Array;
@@ -132,16 +153,19 @@ export interface ImageBatch {
   paths: string[];
   /** Indices of `paths` in the input list. */
   indices: number[];
+  /** Inputs that could not be read or decoded (no row in `data`). */
   skipped: SkippedImage[];
   /** [n, 3, crop, crop]. */
   shape: [number, number, number, number];
 }
 
+/** Options of {@link preprocessBatch}. */
 export interface BatchOptions {
-  /** Images decoded at once (sharp works on libuv's pool). */
+  /** Images decoded at once (default 4; sharp works on libuv's pool). */
   concurrency?: number;
   /** Crop boxes, one per input (pre-crop before resizing). */
   boxes?: (CropBox | undefined)[];
+  /** Stops the batch between images (rejects with the signal's reason). */
   signal?: AbortSignal;
 }
 
@@ -151,7 +175,7 @@ export async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (
   let next = 0;
   const worker = async () => {
     while (next < items.length) {
-      signal?.throwIfAborted();
+      throwIfAborted(signal);
       const i = next++;
       out[i] = await fn(items[i], i);
     }
@@ -187,15 +211,19 @@ export async function preprocessBatch(paths: readonly string[], spec: Preprocess
   };
 }
 
+/** Options of {@link imageGrid}. */
 export interface GridOptions {
   /** Images per row (default: ceil(sqrt(n))). */
   columns?: number;
-  /** Side of each square cell in pixels. */
+  /** Side of each square cell in pixels (default 128; images are cover-resized to it). */
   cell?: number;
+  /** Gap between cells and around the sheet in pixels (default 4). */
   gap?: number;
   /** Captions drawn under each cell. */
   captions?: string[];
+  /** Output format (default 'png'; JPEG at quality 90). */
   format?: 'png' | 'jpeg';
+  /** Background colour (default '#ffffff'). */
   background?: string;
 }
 
@@ -203,7 +231,7 @@ const escapeXml = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(
 
 /** A contact sheet of images (files or buffers) for reports, as PNG or JPEG bytes. */
 export async function imageGrid(images: readonly ImageInput[], opts: GridOptions = {}): Promise<Buffer> {
-  if (images.length === 0) throw new Error('imageGrid: no images given');
+  if (images.length === 0) throw new ConceptLensError('ERR_ARG', 'imageGrid: no images given');
   const cell = opts.cell ?? 128, gap = opts.gap ?? 4;
   const cols = opts.columns ?? Math.ceil(Math.sqrt(images.length));
   const caption = opts.captions ? 18 : 0;

@@ -9,6 +9,7 @@ import { readNpy, type NdArray } from './npy.js';
 /** The float dtypes a .npy array of values may hold. */
 export type FloatDType = 'float32' | 'float16' | 'float64';
 
+/** Checks {@link readFloatMatrix} and {@link readMatrix} apply to the array read; each failure is an error naming the file. */
 export interface MatrixReadOptions {
   /** What the file holds, for messages ("activations", "concept embeddings"). */
   what?: string;

@@ -4,7 +4,9 @@ import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.js';
 import { ConceptLensError, fileError } from '../errors.js';
 
+/** Element types a .npy file may hold (little-endian); float16 data is held as raw bits in a Uint16Array. */
 export type DType = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'uint16';
+/** The array types .npy data is read into and written from (Uint16Array for float16 and uint16, BigInt64Array for int64). */
 export type TypedArray = Float32Array | Uint16Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array;
 
 const DESCR: Record<string, DType> = {
@@ -13,13 +15,18 @@ const DESCR: Record<string, DType> = {
 };
 const BYTES: Record<DType, number> = { float32: 4, float16: 2, float64: 8, int32: 4, int64: 8, uint8: 1, int8: 1, uint16: 2 };
 
+/** A parsed .npy header: what {@link readNpyRows} needs to read rows of the file without loading all of it. */
 export interface NpyHeader {
+  /** The file it was read from (named in errors). */
   path: string;
   dtype: DType;
+  /** Shape in C order; `[]` for a 0-d array. */
   shape: number[];
+  /** Byte offset of the first element in the file. */
   dataOffset: number;
 }
 
+/** An n-dimensional array: flat C-order (row-major) `data` of `shape`. */
 export interface NdArray<T extends TypedArray = TypedArray> {
   data: T;
   shape: number[];
@@ -56,6 +63,10 @@ function parseHeader(path: string, head: Buffer, fileSize: number): NpyHeader {
   return { path, dtype, shape, dataOffset };
 }
 
+/**
+ * Reads and checks the header of a .npy file (versions 1-3, C order, little-endian, a known dtype, data not truncated).
+ * @throws ConceptLensError ERR_FILE when the file is missing, not a .npy, unsupported or truncated.
+ */
 export function readNpyHeader(path: string): NpyHeader {
   const fd = openFile(path);
   try {
@@ -121,6 +132,10 @@ export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
   return readNpyRowsInto(h, r0, n, makeTyped(h.dtype, new ArrayBuffer(n * rowElems * BYTES[h.dtype]), 0, n * rowElems));
 }
 
+/**
+ * Reads a whole .npy file; a 0-d array comes back with `shape` `[]` and one element.
+ * @throws ConceptLensError ERR_FILE as {@link readNpyHeader}.
+ */
 export function readNpy(path: string): NdArray {
   const h = readNpyHeader(path);
   const rows = h.shape.length === 0 ? 1 : h.shape[0];
@@ -151,6 +166,10 @@ export function npyHeader(shape: number[], dtype: DType): Buffer {
   return Buffer.concat([pre, Buffer.from(header, 'latin1')]);
 }
 
+/**
+ * The bytes of a .npy file (format 1.0) holding `data` with `shape`; `dtype` defaults to the array's (a Uint16Array as float16).
+ * @throws ConceptLensError ERR_SHAPE when `shape` does not hold `data.length` elements.
+ */
 export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
   if (count(shape) !== data.length)
     throw new ConceptLensError('ERR_SHAPE', `npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);

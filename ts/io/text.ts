@@ -105,3 +105,13 @@ export function countLines(path: string): number {
   // A last line without a line break still counts.
   return last === -1 || last === 10 || last === 13 ? lines : lines + 1;
 }
+
+/** A JSON file's value; a missing file or malformed JSON is an error naming the file (ERR_FILE). */
+export function readJson<T = unknown>(path: string): T {
+  const text = readText(path);
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw fileError(path, `not valid JSON (${(e as Error).message})`, e);
+  }
+}

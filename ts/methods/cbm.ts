@@ -8,11 +8,15 @@ import { rng } from '../random.js';
 import { throwIfAborted } from '../abort.js';
 import { argError, ConceptLensError } from '../errors.js';
 
+/** A rows × cols matrix in compressed sparse row form (its nonzeros only), e.g. SAE concept strengths from {@link toSparse}. */
 export interface SparseRows {
   rows: number;
   cols: number;
-  ptr: Float64Array;  // rows + 1
+  /** Row starts into `col`/`val`, rows + 1 entries (row i is ptr[i]..ptr[i+1]). */
+  ptr: Float64Array;
+  /** Column of each nonzero. */
   col: Int32Array;
+  /** Value of each nonzero. */
   val: Float32Array;
 }
 
@@ -35,24 +39,37 @@ export function toSparse(data: Float32Array, rows: number, cols: number): Sparse
   return { rows, cols, ptr, col, val };
 }
 
+/** Options of {@link trainProbe}. */
 export interface ProbeOptions {
-  /** λ_p of the λ_p·mean|W| penalty. */
+  /** λ_p of the λ_p·mean|W| penalty (default 1e-4). */
   lambda?: number;
+  /** Adam learning rate (default 1e-3). */
   lr?: number;
+  /** Passes over the training rows (default 20). */
   epochs?: number;
+  /** Rows per Adam step (default 512). */
   batch?: number;
+  /** Seeds the train/validation split and the shuffling (default 0). */
   seed?: number;
+  /** Fraction of rows held out for validation (default 0.1). */
   valFraction?: number;
+  /** Checked between epochs; aborting throws ERR_ABORTED. */
   signal?: AbortSignal;
+  /** Called after each epoch with its mean training cross-entropy and validation top-1 accuracy. */
   onEpoch?: (e: { epoch: number; loss: number; valTop1: number }) => void;
 }
 
+/** A trained concept-bottleneck probe: a linear classifier without bias over concept strengths. */
 export interface Probe {
+  /** Number of classes. */
   classes: number;
+  /** Input width (concepts). */
   dim: number;
   /** classes × dim, row-major. */
   weights: Float32Array;
+  /** Best validation top-1 accuracy (0 without a validation set). */
   valTop1: number;
+  /** Epoch (from 1) whose weights were kept (without a validation set the last epoch's are kept regardless). */
   bestEpoch: number;
 }
 
@@ -80,6 +97,12 @@ export function splitTrainVal(n: number, valFraction: number, seed: number): { t
   return { val: perm.slice(0, nv), train: perm.slice(nv) };
 }
 
+/**
+ * Trains the probe on `X` (one row per item) and `labels` (0..classes-1): cross-entropy + λ_p·mean|W|, Adam,
+ * a seeded train/validation split; keeps the weights of the epoch with the best validation top-1 (the last
+ * epoch's when there is no validation set). Runs synchronously on the calling thread.
+ * @throws ConceptLensError ERR_SHAPE when labels and rows differ in count, ERR_ARG for a label out of range or a bad λ_p/lr.
+ */
 export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o: ProbeOptions = {}): Probe {
   if (labels.length !== X.rows) throw new ConceptLensError('ERR_SHAPE', `labels: ${labels.length} for ${X.rows} feature rows; expected one label per row`);
   labels.forEach((y, i) => {
@@ -154,8 +177,11 @@ export function weightSparsity(W: Float32Array): Record<string, number> {
   return out;
 }
 
+/** One concept's contribution W[c, j]·f_j to a class logit. */
 export interface Contribution {
+  /** Concept (column) index j. */
   concept: number;
+  /** W[c, j]·f_j. */
   contribution: number;
 }
 
@@ -166,6 +192,7 @@ export function contributions(X: SparseRows, i: number, W: Float32Array, c: numb
   return out.sort((a, b) => b.contribution - a.contribution);
 }
 
+/** Predicted class of row i: the argmax of its logits under W (classes × cols); ties go to the lower class. */
 export function predict(X: SparseRows, i: number, W: Float32Array, classes: number): number {
   const z = new Float64Array(classes);
   logits(X, i, W, classes, z);

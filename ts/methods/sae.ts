@@ -1,7 +1,7 @@
 // Discover-then-Name (Rao et al., ECCV 2024): a sparse autoencoder trained
 // natively over features streamed from a .npy file, concept naming against a
 // text vocabulary, and the files other tools read (decoder.npy, encoder.npy).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
 import { rng } from '../random.js';
+import { readJson } from '../io/text.js';
 
 export type { SaeConfig, SaeKind, SaeStats };
 
@@ -24,8 +25,14 @@ export type SaeTrainer = SaeEngine;
 export const CHECKPOINT = 'sae.ckpt';
 export const META = 'sae.json';
 
+/**
+ * A fresh native SAE trainer of this shape and hyperparameters (unset ones take the engine's defaults).
+ * @throws ConceptLensError ERR_ARG for an invalid config.
+ */
+/** A new trainer; TopK kinds default to no L1 penalty (their sparsity is the top-k), ReLU-L1 to λ = 3e-5. */
 export function createTrainer(config: SaeConfig): SaeTrainer {
-  return new SaeEngine(config);
+  const topk = config.kind === 'topk' || config.kind === 'batchtopk';
+  return new SaeEngine({ ...config, l1: config.l1 ?? (topk ? 0 : undefined) });
 }
 
 /** A trainer restored from DIR/sae.ckpt (its own shape and hyperparameters). */
@@ -90,30 +97,50 @@ export function* shuffledChunks(h: NpyHeader, chunkRows: number, rand: () => num
   }
 }
 
+/** Progress of {@link trainSae}, reported as rows are trained (at most about ten times a second). */
 export interface TrainProgress {
+  /** Current epoch, from 1. */
   epoch: number;
+  /** Epochs the run goes to. */
   epochs: number;
+  /** Rows of the feature file trained on so far in this epoch. */
   rowsDone: number;
+  /** Rows of the feature file. */
   rowsTotal: number;
+  /** Statistics of the latest step. */
   stats: SaeStats;
 }
 
+/** Options of {@link trainSae}; a resumed run takes omitted run settings from DIR/sae.json. */
 export interface TrainOptions {
+  /** Feature file: a 2-D float32 or float16 .npy, items × d, streamed in shuffled chunks. */
   features: string;
+  /** Output directory: sae.ckpt, sae.json, decoder.npy (d × m), encoder.npy (m × d), encoder_bias.npy, bias.npy. */
   out: string;
+  /** Latents per input dimension: m = expansion × d (default 8). */
   expansion?: number;
+  /** Activation (default 'relu-l1'). */
   kind?: SaeKind;
+  /** Active latents per item for the top-k kinds, 1..m (default: the engine's, 32). */
   k?: number;
+  /** λ of the L1 penalty (default 3e-5 for 'relu-l1', 0 for the top-k kinds). */
   l1?: number;
+  /** Adam learning rate (default 5e-4). */
   lr?: number;
+  /** Rows per step (default 4096). */
   batch?: number;
+  /** Epochs to have trained in all (a resumed run trains the ones still missing). */
   epochs: number;
+  /** Seeds the initial weights, resampling and shuffling (default 0). */
   seed?: number;
-  /** Dead-latent resampling after every this many epochs (0: never). */
+  /** Dead-latent resampling after every this many epochs, never after the last (default 10; 0: never). */
   resampleEvery?: number;
-  /** Inputs at the end of a resampling epoch that candidates are drawn from. */
+  /** Inputs at the end of a resampling epoch that candidates are drawn from (default 819,200). */
   resampleInputs?: number;
-  /** Rows held in memory at once (shuffle window). */
+  /**
+   * Rows held in memory at once (shuffle window); default about 512 MiB of fp32 rows, always rounded
+   * down to a multiple of `batch` and at least `batch`.
+   */
   chunkRows?: number;
   /** Continue from DIR/sae.ckpt when present; options given must match the checkpoint's. */
   resume?: boolean;
@@ -122,10 +149,12 @@ export interface TrainOptions {
   /**
    * Start the tied bias b at the feature mean instead of 0 (input mean
    * centring): raw features share a large mean direction that otherwise
-   * dominates x − b early on and every resampled atom.
+   * dominates x − b early on and every resampled atom. Default false.
    */
   centre?: boolean;
+  /** Stops training (ERR_ABORTED); outputs hold the last completed epoch. */
   signal?: AbortSignal;
+  /** Called with the epoch, rows done and latest step's statistics as training runs. */
   onProgress?: (p: TrainProgress) => void;
   /** Extra trainer settings (auxK, deadSteps, sparseBelow, ...). */
   trainer?: Partial<SaeConfig>;
@@ -140,19 +169,26 @@ export interface RunSettings {
   centre: boolean;
 }
 
+/** A training run's record, written to DIR/sae.json after every epoch. */
 export interface TrainMeta {
+  /** Feature file the run was trained on. */
   features: string;
+  /** The trainer's shape and hyperparameters. */
   config: Required<SaeConfig>;
+  /** Run settings a resume must reuse (absent in older records). */
   run?: RunSettings;
+  /** Epochs completed. */
   epochsDone: number;
+  /** Optimiser steps taken. */
   steps: number;
+  /** Per epoch: the last step's statistics, the epoch and the number of latents resampled after it. */
   history: Array<SaeStats & { epoch: number; resampled: number }>;
 }
 
 export function readMeta(dir: string): TrainMeta {
   const p = join(dir, META);
   if (!existsSync(p)) throw fileError(dir, `no ${META}; not an SAE training directory`);
-  return JSON.parse(readFileSync(p, 'utf8')) as TrainMeta;
+  return readJson<TrainMeta>(p);
 }
 
 /** Checkpoint, dictionary files and metadata: each written atomically. */
@@ -183,15 +219,15 @@ export function featureMean(h: NpyHeader, chunkRows: number): Float32Array {
   return Float32Array.from(sum, (v) => v / n);
 }
 
-/** The trainer's configuration a run asks for, with the defaults (TopK kinds default to no L1 penalty). */
+/** The trainer's configuration a run asks for, checked (unset values take createTrainer's defaults). */
 function requestedConfig(o: TrainOptions, d: number): SaeConfig {
   const kind = o.kind ?? 'relu-l1';
   if (!['relu-l1', 'topk', 'batchtopk'].includes(kind)) throw argError('kind', "'relu-l1', 'topk' or 'batchtopk'", kind);
   const expansion = o.expansion ?? 8;
   if (!(Number.isInteger(expansion) && expansion >= 1)) throw argError('expansion', 'an integer >= 1', expansion);
-  const l1 = o.l1 ?? (kind === 'relu-l1' ? 3e-5 : 0), lr = o.lr ?? 5e-4;
-  if (!(Number.isFinite(l1) && l1 >= 0)) throw argError('l1', 'a finite number >= 0', l1);
-  if (!(Number.isFinite(lr) && lr > 0)) throw argError('lr', 'a finite number > 0', lr);
+  const { l1, lr } = o;
+  if (l1 !== undefined && !(Number.isFinite(l1) && l1 >= 0)) throw argError('l1', 'a finite number >= 0', l1);
+  if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) throw argError('lr', 'a finite number > 0', lr);
   if (o.k !== undefined && !(Number.isInteger(o.k) && o.k >= 1 && o.k <= expansion * d)) throw argError('k', `an integer in 1..${expansion * d} (the latents)`, o.k);
   return { ...o.trainer, d, m: expansion * d, kind, k: o.k, l1, lr, seed: o.seed ?? 0 };
 }
@@ -302,8 +338,11 @@ export function readAtoms(dir: string): { atoms: Float32Array; m: number; d: num
   return { atoms, m, d };
 }
 
+/** The name given to one SAE concept by {@link nameConcepts}. */
 export interface ConceptName {
+  /** Latent (atom) index. */
   concept: number;
+  /** Vocabulary entry whose text embedding is nearest the atom. */
   name: string;
   /** Cosine of the atom and the name's text embedding. */
   score: number;

@@ -16,21 +16,32 @@ import { normaliseRows, toFloat32, type FloatData } from '../matrix.js';
 import { writeBarChart } from '../report/chart.js';
 import { readVocabulary, SpliceModel, type ConceptWeight } from './splice.js';
 
+/** Options of {@link spliceImages}; give exactly one of `model` and `standin`. `onProgress` reports images embedded. */
 export interface SpliceImagesOptions extends ProgressOptions {
+  /** Folder of images (recursive, sorted; undecodable files are skipped and reported). */
   images: string;
   /** CLIP image ONNX export; ignored with `standin`. */
   model?: string;
+  /** Embed with the offline stand-in tower ({@link StandinImageTower}) instead of a CLIP model. */
   standin?: boolean;
   /** c×d concept embeddings (.npy), rows aligned with the names file (or with its last `vocabLast` lines). */
   concepts: string;
+  /** Vocabulary file of concept names, one per line (first ", " part of each line). */
   conceptNames: string;
+  /** Use only the last this many vocabulary lines (the most frequent concepts); default all. */
   vocabLast?: number;
   /** The modality mean μ (.npy, d values); without it the images' own mean is used. */
   imageMean?: string;
+  /** λ of the SpLiCE objective. */
   l1: number;
+  /** Also write per-class mean weights to dataset.csv, with classes from class folders or wnid file names. */
   labelsFrom?: 'folder' | 'wnid';
+  /**
+   * Output directory (must not be inside `images`): embeddings.npy, weights.npy, decompositions.csv, dataset.csv,
+   * dataset.svg/png.
+   */
   out: string;
-  /** Concepts per image in decompositions.csv and bars in the chart. */
+  /** Concepts per image in decompositions.csv (default 10); the chart shows max(top, 15) bars. */
   top?: number;
   /** Preprocessing for a real model (the stand-in always uses ImageNet's). */
   spec?: PreprocessSpec;
@@ -38,21 +49,33 @@ export interface SpliceImagesOptions extends ProgressOptions {
   onSolveProgress?: (done: number, total: number) => void;
 }
 
+/** Summary of a {@link spliceImages} run. */
 export interface SpliceImagesResult {
+  /** Images decomposed. */
   images: number;
+  /** Concepts in the dictionary. */
   concepts: number;
+  /** Embedding width. */
   d: number;
+  /** Files that were not embedded (not images, or not decodable). */
   skipped: SkippedImage[];
   /** 'file' (the given --image-mean) or 'images' (the mean of these images' unit embeddings). */
   centredOn: 'file' | 'images';
+  /** Mean non-zero weights per image. */
   meanL0: number;
+  /** Mean cosine of each recomposition with its image embedding. */
   meanCosine: number;
+  /** Wall time of embedding, in seconds. */
   embedSeconds: number;
+  /** Wall time of the decomposition, in seconds. */
   solveSeconds: number;
   /** Decomposition throughput (images per second of solving). */
   samplesPerSecond: number;
+  /** Classes found with `labelsFrom` (0 without). */
   classes: number;
+  /** The dataset's heaviest concepts by mean weight, as charted (max(top, 15) of them). */
   top: ConceptWeight[];
+  /** Paths of the files written. */
   outputs: string[];
 }
 

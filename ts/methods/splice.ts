@@ -10,16 +10,25 @@ import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
 import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData, type FloatRows } from '../matrix.js';
 
+/**
+ * SpLiCE solver: 'ws' (working sets solved exactly, the default that 'auto' picks on the CPU), 'fista' (FISTA with
+ * adaptive restart) or 'admm' (the reference's ADMM). All report the same objective and duality gap.
+ */
 export type SpliceSolverName = 'auto' | 'fista' | 'admm' | 'ws';
+/** Every {@link SpliceSolverName}, for option parsing and help text. */
 export const SPLICE_SOLVERS: SpliceSolverName[] = ['auto', 'fista', 'admm', 'ws'];
 
+/** Options of {@link solveSplice} and the {@link SpliceModel} decompositions; the engine checks them (ERR_ARG). */
 export interface SolveOptions extends ProgressOptions {
   /** λ of ‖Cᵀw − z‖² + λ‖w‖₁ (SpLiCE's l1_penalty). */
   l1: number;
+  /** Solver (default 'auto'). */
   solver?: SpliceSolverName;
-  /** Relative duality gap (fista, ws) or residual bound (admm, as the reference). */
+  /** Relative duality gap (fista, ws) or residual bound (admm, as the reference); default 1e-6. */
   tol?: number;
+  /** Iteration cap per sample (default per solver: fista 20,000 iterations, admm 2,000, ws 200 rounds). */
   maxIter?: number;
+  /** ADMM penalty ρ (default 5, as the reference). */
   rho?: number;
   /** n×c weights to start from (e.g. the solution at a nearby λ). */
   warm?: Float32Array;
@@ -29,13 +38,19 @@ export interface SolveOptions extends ProgressOptions {
   device?: 'cpu' | 'cuda';
 }
 
+/** SpLiCE weights of n samples over c concepts, with each sample's optimality certificate. */
 export interface Decomposition {
   /** n×c non-negative weights, row-major. */
   weights: Float32Array;
+  /** Samples (rows). */
   n: number;
+  /** Concepts (columns). */
   c: number;
+  /** ‖Cᵀw − z‖² + λ‖w‖₁ per sample. */
   objective: Float64Array;
+  /** Duality gap per sample (an upper bound on objective − optimum). */
   gap: Float64Array;
+  /** Iterations (fista, admm) or working-set rounds (ws) per sample. */
   iterations: Int32Array;
 }
 
@@ -46,9 +61,11 @@ export interface PathPoint {
   meanObjective: number;
 }
 
+/** Result of {@link splicePath}: the solution at the chosen λ and every λ tried. */
 export interface PathResult extends Decomposition {
   /** The λ whose mean l0 is closest to the target (its solution is `weights`). */
   l1: number;
+  /** Every λ tried, in order. */
   points: PathPoint[];
 }
 
@@ -114,6 +131,7 @@ export function recompose(weights: Float32Array, dictionary: Float32Array, d: nu
   return normaliseRows(subtractRow(normaliseRows(mix, d, { inPlace: true }), Array.from(mean, (x) => -x), d), d, { inPlace: true });
 }
 
+/** Quality of a decomposition, from {@link quality}. */
 export interface Quality {
   /** n × d recompositions (see recompose). */
   recon: Float32Array;
@@ -165,15 +183,21 @@ export function readVocabulary(path: string, size?: number): string[] {
   });
 }
 
+/** One non-zero concept of a decomposition, from {@link SpliceModel.topConcepts}. */
 export interface ConceptWeight {
+  /** Concept name. */
   concept: string;
+  /** Row of the concept in the dictionary. */
   index: number;
+  /** Its (positive) weight. */
   weight: number;
 }
 
+/** A decomposition with its recompositions and quality, from {@link SpliceModel.encode}. */
 export interface Encoded extends Decomposition {
   /** n×d recompositions ẑ = normalise(normalise(wC) + μ). */
   recon: Float32Array;
+  /** Non-zero weights per row. */
   l0: Int32Array;
   /** cosine(ẑ, normalise(embedding)). */
   cosine: Float64Array;
@@ -269,6 +293,10 @@ export class SpliceModel {
     return out.sort((a, b) => b.weight - a.weight).slice(0, k);
   }
 
+  /**
+   * Row of a concept given by name or index.
+   * @throws ConceptLensError ERR_ARG when the name is not in the vocabulary or the index is out of range.
+   */
   indexOf(concept: number | string): number {
     const j = typeof concept === 'number' ? concept : this.concepts.indexOf(concept);
     if (!Number.isInteger(j) || j < 0 || j >= this.c) throw argError('concept', `a name in the vocabulary or an index in [0, ${this.c})`, concept);

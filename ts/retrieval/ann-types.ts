@@ -2,8 +2,11 @@
 // library's backend (FAISS in the engine, hnswlib in hnsw.ts).
 import type { ProgressOptions } from '../abort.js';
 
+/** Approximate index type: hnswlib's HNSW, or FAISS's flat (exact), IVF-flat, IVF-PQ or HNSW index. */
 export type IndexKind = 'hnsw' | 'faiss-flat' | 'faiss-ivf' | 'faiss-ivfpq' | 'faiss-hnsw';
+/** Every {@link IndexKind}. */
 export const INDEX_KINDS: readonly IndexKind[] = ['hnsw', 'faiss-flat', 'faiss-ivf', 'faiss-ivfpq', 'faiss-hnsw'];
+/** Similarity an index ranks by: inner product, or cosine. */
 export type AnnMetric = 'ip' | 'cosine';
 
 /** What the sidecar records: enough to reopen and to search with the same defaults. */

@@ -4,7 +4,7 @@
 // product, or the cosine when the metric is 'cosine' (rows and queries are
 // normalised). save() writes the index and a JSON sidecar `<path>.json`
 // (kind, dim, metric, build parameters) that loadIndex() reads back.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { ProgressOptions } from '../abort.js';
 import { FaissHandle } from '../engine/faiss.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
@@ -12,11 +12,14 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { requireArray, rowsOf } from '../matrix.js';
 import { INDEX_KINDS, type AnnBackend, type AnnMeta, type AnnMetric, type IndexKind, type SearchParams } from './ann-types.js';
 import { HnswBackend } from './hnsw.js';
+import { readJson } from '../io/text.js';
 
 export { INDEX_KINDS } from './ann-types.js';
 export type { AnnMeta, AnnMetric, IndexKind } from './ann-types.js';
 
+/** Options of {@link buildIndex}; progress counts rows added. */
 export interface BuildOptions extends ProgressOptions {
+  /** Similarity the index ranks by. */
   metric: AnnMetric;
   /** Inverted lists (faiss-ivf, faiss-ivfpq). Default 4·√n, capped at n/39 (FAISS's minimum points per centroid). */
   nlist?: number;
@@ -30,6 +33,7 @@ export interface BuildOptions extends ProgressOptions {
   seed?: number;
 }
 
+/** Options of {@link AnnIndex.search} (exported as `AnnSearchOptions`). */
 export interface SearchOptions extends ProgressOptions {
   /** IVF lists probed per query (faiss-ivf, faiss-ivfpq). Default ⌈√nlist⌉. */
   nprobe?: number;
@@ -45,9 +49,13 @@ export interface SearchOptions extends ProgressOptions {
 
 /** An approximate nearest-neighbour index over fp32 rows. */
 export interface AnnIndex {
+  /** Index type. */
   readonly kind: IndexKind;
+  /** Row width. */
   readonly dim: number;
+  /** Similarity it ranks by. */
   readonly metric: AnnMetric;
+  /** Rows indexed. */
   readonly size: number;
   /** Appends rows; their ids continue from size. On abort, rows added before it stay. */
   add(vectors: Float32Array, opts?: ProgressOptions): Promise<void>;
@@ -115,10 +123,15 @@ function positiveInt(value: number, name: string, max = Infinity, why = ''): num
   return value;
 }
 
+/**
+ * Default IVF list count for `rows` rows: 4·√rows rounded, capped at rows/39 (FAISS's minimum points per centroid), at
+ * least 1.
+ */
 export function defaultNlist(rows: number): number {
   return Math.max(1, Math.min(Math.round(4 * Math.sqrt(rows)), Math.floor(rows / 39)));
 }
 
+/** Default PQ sub-quantizer count for width `dim`: its largest divisor ≤ dim/4 (1 when there is none above 1). */
 export function defaultPqM(dim: number): number {
   for (let m = Math.max(1, Math.floor(dim / 4)); m > 1; m--) if (dim % m === 0) return m;
   return 1;
@@ -210,7 +223,7 @@ function readMeta(path: string): AnnMeta {
   if (!existsSync(side)) throw fileError(side, 'index sidecar not found (save() writes it beside the index)');
   let m: AnnMeta & { format?: string };
   try {
-    m = JSON.parse(readFileSync(side, 'utf8'));
+    m = readJson(side);
   } catch (e) {
     throw fileError(side, `not valid JSON (${(e as Error).message})`);
   }

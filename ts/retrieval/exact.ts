@@ -8,14 +8,16 @@ import { argError } from '../errors.js';
 import { rowsOf } from '../matrix.js';
 
 export type { ScanKernel };
+/** Score of a row against a query: inner product, or cosine (both normalised by the kernel). */
 export type Metric = 'ip' | 'cosine';
 
+/** Options of {@link exactSearch} and {@link ExactTopK}; progress counts rows scanned. */
 export interface TopKOptions extends ProgressOptions {
   /** Results per query, at least 1 and at most the rows scanned. */
   k: number;
   /** 'ip' (inner product, default) or 'cosine' (rows and queries normalised by the kernel). */
   metric?: Metric;
-  /** FALCON's chunk-local scoring: softmax(T·score) within each chunk (shard). */
+  /** FALCON's chunk-local scoring: softmax(T·score) within each chunk (shard) when > 0 (default 0: plain scores). */
   softmaxTemperature?: number;
   /** 'cuda' runs the GPU kernel (engine built with nvcc, a device present). */
   device?: 'cpu' | 'cuda';
@@ -29,11 +31,15 @@ export interface TopKOptions extends ProgressOptions {
   kernel?: ScanKernel;
 }
 
+/** The k best rows per query. */
 export interface SearchResult {
   /** nq × k, each row best first; ties go to the lower id. */
   ids: BigInt64Array;
+  /** nq × k scores matching `ids` (softmax probabilities with `softmaxTemperature`). */
   scores: Float32Array;
+  /** Queries. */
   nq: number;
+  /** Results per query. */
   k: number;
 }
 
@@ -62,6 +68,10 @@ export class ExactTopK {
     this.scan.endChunk();
   }
 
+  /**
+   * The top k of every row added so far, per query.
+   * @throws ConceptLensError ERR_ARG when fewer than k rows were added.
+   */
   async result(): Promise<SearchResult> {
     if (this.rowsSeen < this.options.k) throw argError('k', `at most ${this.rowsSeen} (the rows scanned)`, this.options.k);
     const r = await this.scan.result();

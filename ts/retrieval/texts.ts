@@ -4,7 +4,9 @@
 // read only when one of its rows is asked for, and none are kept.
 import { ConceptLensError } from '../errors.js';
 
+/** The texts (concept names, captions) of a vocabulary's rows, wherever they live; read on demand. */
 export interface Texts {
+  /** Number of texts (one per vocabulary row). */
   readonly length: number;
   /** Texts of the given row ids, in that order. */
   lookup(ids: readonly number[]): Promise<string[]>;

@@ -23,8 +23,14 @@ export interface Shard {
   chunk: number;
 }
 
+/**
+ * Transforms applied to a vocabulary's rows as they are read; with both on: normalise, subtract the mean, normalise
+ * again (SpLiCE's convention).
+ */
 export interface Transforms {
+  /** L2-normalise each row. */
   normalize: boolean;
+  /** Subtract the mean row (of the normalised rows when `normalize` is on). */
   center: boolean;
 }
 

@@ -12,21 +12,30 @@ import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
 import type { Texts } from './texts.js';
 import { dimOf, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
+import { readJson } from '../io/text.js';
 
 export const MANIFEST = 'manifest.json';
 const FORMAT = 'conceptlens-vocabulary';
 
+/** What a vocabulary holds: its embedding shards and how they are read, with optional texts and original ids. */
 export interface VocabContent {
+  /** Embedding width. */
   dim: number;
+  /** Storage type of the shards (fp16 as bits in a Uint16Array). */
   dtype: 'float32' | 'float16';
+  /** Rows in the vocabulary (after de-duplication). */
   rows: number;
   /** Size of the original id space (rows before de-duplication). */
   sourceRows: number;
+  /** Transforms applied to rows as they are read. */
   transforms: Transforms;
+  /** The mean row subtracted when `transforms.center` is on (dim values). */
   mean?: Float64Array;
   /** Original id of each row, when de-duplication dropped rows. */
   ids?: Float64Array;
+  /** Texts of the rows, by vocabulary row. */
   texts?: Texts;
+  /** The embedding files (or in-memory arrays) the rows come from, in row order. */
   shards: Shard[];
 }
 
@@ -175,7 +184,7 @@ function readManifest(dir: string): Manifest {
   const path = join(dir, MANIFEST);
   let m: Manifest;
   try {
-    m = JSON.parse(readFileSync(path, 'utf8'));
+    m = readJson(path);
   } catch (e) {
     throw fileError(path, `cannot read the store manifest (${(e as Error).message})`);
   }
@@ -206,6 +215,14 @@ export function readStore(dir: string): VocabContent {
     ids: m.ids ? asNumbers(readNpy(join(dir, m.ids)).data as ArrayLike<number | bigint>) : undefined,
     texts: m.texts && offsets ? new BlobTexts(join(dir, m.texts.blob), offsets) : undefined,
   };
+}
+
+/** Stores up to this size are re-hashed on every open; larger ones when asked (hashing reads every byte, ~1.5 GB/s). */
+export const VERIFY_ON_OPEN_BYTES = 256 * 2 ** 20;
+
+/** Bytes of all the store's files, from its manifest. */
+export function storeBytes(dir: string): number {
+  return Object.values(readManifest(dir).files).reduce((a, f) => a + f.bytes, 0);
 }
 
 /** Re-hashes every file of the store against its manifest. */

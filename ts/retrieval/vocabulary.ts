@@ -14,23 +14,36 @@ import { ExactTopK, type Metric, type ScanKernel } from './exact.js';
 import { ArrayTexts, SubsetTexts, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
-import { MANIFEST, readStore, verifyStore, writeStore, type VocabContent } from './vocab-store.js';
+import { MANIFEST, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writeStore, type VocabContent } from './vocab-store.js';
 
+/** Options of {@link Vocabulary.open} and {@link Vocabulary.fromArray}; progress reports the mean pass that `center` needs. */
 export interface OpenOptions extends ProgressOptions {
   /** Names of a single .npy's rows: a file (one per line) or the names themselves. */
   names?: string | readonly string[];
+  /** L2-normalise rows as they are read (default false; a store keeps the setting it was built with). */
   normalize?: boolean;
+  /**
+   * Subtract the mean row (of the normalised rows with `normalize`) as they are read; costs one pass over the data
+   * (default false).
+   */
   center?: boolean;
   /** Keep the first occurrence of each caption; ids still refer to the original rows. */
   dedupe?: boolean;
-  /** Re-hash a store's files against its manifest. */
+  /**
+   * Re-hash a store's files against the sha256 its manifest records: true
+   * always, false never; by default only stores up to 256 MiB (larger ones
+   * cost ~0.7 s per GB to hash), so damage to a store is refused, not searched.
+   */
   verify?: boolean;
   /** Upper bound on the bytes of one streamed block (default 64 MiB). */
   blockBytes?: number;
 }
 
+/** Options of {@link Vocabulary.search}; progress counts vocabulary rows scanned. */
 export interface VocabSearchOptions extends ProgressOptions {
+  /** Results per query, from 1 to the vocabulary's rows. */
   k: number;
+  /** Score of a row against a query (default 'ip'). */
   metric?: Metric;
   /** FALCON's chunk-local scoring: softmax(T·score) within each source shard. */
   softmaxTemperature?: number;
@@ -42,11 +55,15 @@ export interface VocabSearchOptions extends ProgressOptions {
   device?: 'cpu' | 'cuda';
 }
 
+/** The k best vocabulary rows per query, from {@link Vocabulary.search}. */
 export interface VocabSearchResult {
+  /** Queries. */
   nq: number;
+  /** Results per query. */
   k: number;
   /** nq × k original row ids, best first. */
   ids: BigInt64Array;
+  /** nq × k scores matching `ids`. */
   scores: Float32Array;
   /** nq × k texts of those rows, when the vocabulary has texts. */
   texts?: string[];
@@ -86,6 +103,11 @@ function scanMode(t: Transforms, metric: Metric): ScanMode {
   return 'rewrite';
 }
 
+/**
+ * A concept vocabulary: embeddings held as shards on disk (or in memory) with optional texts, searched exactly
+ * by streaming bounded blocks, so it never needs to fit in memory. Open one with {@link Vocabulary.open} or
+ * {@link Vocabulary.fromArray}.
+ */
 export class Vocabulary implements VocabContent {
   readonly dim: number;
   readonly dtype: VocabContent['dtype'];
@@ -107,7 +129,7 @@ export class Vocabulary implements VocabContent {
     if (!existsSync(path)) throw fileError(path, 'no such file or directory');
     const dir = statSync(path).isDirectory();
     if (dir && existsSync(join(path, MANIFEST))) {
-      if (opts.verify) await verifyStore(path);
+      if (opts.verify ?? storeBytes(path) <= VERIFY_ON_OPEN_BYTES) await verifyStore(path);
       return new Vocabulary(path, storeWithOptions(path, opts), opts.blockBytes ?? DEFAULT_BLOCK_BYTES);
     }
     if (dir && opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: names: is for a single .npy; a shard directory has its own captions`);

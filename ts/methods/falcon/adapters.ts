@@ -43,6 +43,11 @@ async function runLayer(s: ort.InferenceSession, name: string, images: RgbImage[
   return { name, shape: t.dims.map(Number), data: t.data as Float32Array };
 }
 
+/**
+ * The ONNX model at `path` as FALCON's target: tensor `layer` tapped (images ImageNet-normalised into the first
+ * input), represented by its global average pool, so GradCAM is analytic. `probe` is run once to learn the width.
+ * @throws ConceptLensError ERR_ARG when the model has no tensor `layer`.
+ */
 export async function onnxTargetModel(path: string, layer: string, probe: RgbImage): Promise<TargetModel> {
   const s = await ort.InferenceSession.create(withTapOutputs(path, [layer]));
   const norm = preprocessSpec('imagenet');
@@ -50,6 +55,10 @@ export async function onnxTargetModel(path: string, layer: string, probe: RgbIma
   return pooledLayerModel(first.shape[1], (imgs) => runLayer(s, layer, imgs, norm), globalAveragePool);
 }
 
+/**
+ * An ONNX image tower (e.g. CLIP's) as FALCON's encoder: images CLIP-normalised into the first input, embeddings
+ * from the first output; `probe` is run once to learn the width.
+ */
 export async function onnxImageEncoder(path: string, probe: RgbImage): Promise<ImageEncoder> {
   const s = await ort.InferenceSession.create(path);
   const out = s.outputNames[0];
@@ -57,6 +66,11 @@ export async function onnxImageEncoder(path: string, probe: RgbImage): Promise<I
   return { dim: (await embed([probe])).length, embed };
 }
 
+/**
+ * The inputs of `falcon run` from files: probe images from a folder (ImageNet preset), the target model's `layer`,
+ * the image `encoder` (required) and the caption vocabulary (`captions`, with `captionsText` for an .npy's captions).
+ * @throws ConceptLensError ERR_ARG when `encoder` is missing.
+ */
 export async function openRunInputs(o: { model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string }): Promise<RunInputs> {
   if (!o.encoder)
     throw new ConceptLensError('ERR_ARG', '--encoder: FALCON embeds the GradCAM crops with an image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower as ONNX); none given');

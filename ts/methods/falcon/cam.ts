@@ -24,20 +24,28 @@ export interface RgbImage {
   height: number;
 }
 
+/** A pixel box [left, top, right, bottom): right and bottom exclusive. */
 export type Box = [left: number, top: number, right: number, bottom: number];
 
+/** Options of {@link groupCams}. */
 export interface CamOptions extends ProgressOptions {
+  /** Width in pixels the CAMs are upsampled to (default 224; the images' pixel grid). */
   width?: number;
+  /** Height in pixels the CAMs are upsampled to (default 224). */
   height?: number;
+  /** CAM value in [0, 1] at or above which pixels count towards the box (default 0.6). */
   threshold?: number;
 }
 
+/** GradCAM maps of a feature group over a batch of images, with each image's box. */
 export interface GroupCams {
   /** n × height × width maps in [0, 1]. */
   cams: Float32Array;
   /** Per image, [left, top, right, bottom) of the largest island ≥ threshold. */
   boxes: Box[];
+  /** Map width in pixels. */
   width: number;
+  /** Map height in pixels. */
   height: number;
 }
 

@@ -24,9 +24,11 @@ export async function openCaptions(path: string, text?: string | readonly string
   return v;
 }
 
+/** Options of {@link topCaptions}; progress counts caption rows scanned. */
 export interface CaptionOptions extends ProgressOptions {
+  /** Captions per image (default 5, at most the vocabulary's rows). */
   k?: number;
-  /** > 0: scores are softmax(T·cos) within each shard (the reference uses 100); 0: plain cosine. */
+  /** > 0: scores are softmax(T·cos) within each shard (default 100, as the reference); 0: plain cosine. */
   softmaxTemperature?: number;
   /** The vocabulary's rows are unit norm (as LAION's): score by inner product with normalised queries, skipping row norms. */
   unitRows?: boolean;

@@ -18,8 +18,11 @@ export const DISCARD_WORDS = new Set([
   'selective', 'iphone',
 ]);
 
+/** The candidate concepts of one caption, from {@link extractTerms}. */
 export interface Terms {
+  /** Lemmatised nouns, verbs and adjectives (no stop words, digits or discard words; longer than 2 letters). */
   words: Set<string>;
+  /** Noun phrases of up to three modifiers and a head noun, the head lemmatised. */
   phrases: Set<string>;
 }
 
@@ -65,13 +68,17 @@ export function extractTerms(caption: string): Terms {
   return { words, phrases };
 }
 
+/** A term with its score over a set of images. */
 export interface Scored {
   term: string;
+  /** Mean over the images of the best caption score among captions containing the term (0 for an image without it). */
   score: number;
 }
 
+/** One image's top captions, best first, from {@link topCaptions}. */
 export interface ImageCaptions {
   captions: string[];
+  /** Score of each caption (softmax or cosine, as retrieved), aligned with `captions`. */
   scores: number[];
 }
 
@@ -92,12 +99,15 @@ export function scoreTerms(images: ImageCaptions[], pick: (t: Terms) => Set<stri
     .sort((a, b) => b.score - a.score || (a.term < b.term ? -1 : 1));
 }
 
+/** Options of {@link contrastConcepts}. */
 export interface ConceptOptions {
-  /** Drop a term whose score on the lowly activating images is at least this. */
+  /** Drop a term whose score on the lowly activating images is at least this (default 0.1). */
   contrastThreshold?: number;
+  /** Words and phrases kept, each (default 8). */
   top?: number;
 }
 
+/** A group's concepts: the best words and noun phrases, best first. */
 export interface Concepts {
   words: Scored[];
   phrases: Scored[];

@@ -7,13 +7,12 @@
 // embedding of its LVIS namesake (classes without one contribute nothing;
 // a tiny share of the mean concept keeps the vector non-zero). Concepts are
 // therefore only as good as that bridge.
-import { readFileSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 import { assetPath } from '../../assets.js';
 import { readNpy } from '../../io/npy.js';
 import { halvesToFloats } from '../../engine/fp16.js';
 import { normaliseRows } from '../../matrix.js';
-import { readLines } from '../../io/text.js';
+import { readJson, readLines } from '../../io/text.js';
 import { preprocessSpec } from '../../images/preprocess.js';
 import { folderImages, nchw, onnxTargetModel } from './adapters.js';
 import type { RgbImage } from './cam.js';
@@ -52,7 +51,7 @@ export async function squeezenetDemoInputs(): Promise<RunInputs & { matched: num
   const lvisNpy = assetPath('embeddings/detic/lvis_v1_clip_a+cname.npy');
   const lvis = readNpy(lvisNpy), d = lvis.shape[1];
   const text = normaliseRows(halvesToFloats(lvis.data as Uint16Array), d, { zeroRows: 'error' });
-  const concepts = JSON.parse(readFileSync(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'), 'utf8')) as { name: string; synonyms: string[] }[];
+  const concepts = readJson<{ name: string; synonyms: string[] }[]>(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'));
   const match = matchClasses(readLines(assetPath('vocab/clipdissect_imagenet_labels.txt')).filter((l) => l.length > 0), concepts);
   const mean = new Float32Array(d);
   for (let i = 0; i < concepts.length; i++) for (let j = 0; j < d; j++) mean[j] += text[i * d + j] / concepts.length;

@@ -15,12 +15,16 @@ export interface Representations {
   cols: number;
 }
 
+/** FALCON's highly-activating features per image, from {@link computeFiring}. */
 export interface Firing {
+  /** Images. */
   rows: number;
+  /** Features. */
   cols: number;
   /** Mean and (unbiased, as torch.std) standard deviation of all entries of R̂. */
   mean: number;
   std: number;
+  /** The threshold τ = mean + sigmas·std. */
   tau: number;
   /** 1/‖R[x]‖ per image (0 for a zero row): R̂[x, i] = R[x, i] · invNorms[x]. */
   invNorms: Float32Array;
@@ -31,10 +35,15 @@ export interface Firing {
 /** Group key → ascending image indices. */
 export type Groups = Record<string, number[]>;
 
+/** Standard deviations above the mean of R̂ that the threshold τ sits at (FALCON's 5). */
 export const DEFAULT_SIGMAS = 5;
 /** A group is kept when more than this many images share it. */
 export const DEFAULT_MORE_THAN = 10;
 
+/**
+ * Reads an images × features .npy (float32 or float16, kept as stored), checked for shape and finiteness.
+ * @throws ConceptLensError ERR_FILE, ERR_DTYPE, ERR_SHAPE or ERR_NAN naming the file.
+ */
 export function readRepresentations(path: string): Representations {
   const a = readFloatMatrix(path, { what: 'representations (images × features)', dtypes: ['float32', 'float16'] });
   return { data: a.data as Float32Array | Uint16Array, rows: a.rows, cols: a.cols };
@@ -45,6 +54,10 @@ export function representationsF32(r: Representations): Float32Array {
   return r.data instanceof Float32Array ? r.data : halvesToFloats(r.data);
 }
 
+/**
+ * Row-normalises the representations, sets τ = mean(R̂) + sigmas·std(R̂) over all entries (`sigmas` default
+ * {@link DEFAULT_SIGMAS}) and lists each image's features at or above τ; runs in the native engine.
+ */
 export async function computeFiring(r: Representations, opts: ProgressOptions & { sigmas?: number } = {}): Promise<Firing> {
   const sigmas = opts.sigmas ?? DEFAULT_SIGMAS;
   if (!Number.isFinite(sigmas)) throw argError('sigmas', 'a finite number', sigmas);
@@ -54,6 +67,7 @@ export async function computeFiring(r: Representations, opts: ProgressOptions & 
   return { rows: r.rows, cols: r.cols, mean: f.mean, std: f.std, tau: f.tau, invNorms: f.invNorms, sets };
 }
 
+/** The key of a feature group: its ascending feature indices joined by commas ("3,17"); {@link parseGroupKey} reverses it. */
 export const groupKey = (features: number[]) => features.join(',');
 
 /** Parses "i,j,..." into distinct ascending feature indices below `cols` (when given). */

@@ -4,7 +4,7 @@
 // activating counterfactuals → captions → contrasted concepts → report.
 // Each stage writes its output atomically into the run directory and is
 // skipped when that output is already there (a run resumes).
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { throwIfAborted, type ProgressOptions } from '../../abort.js';
@@ -17,11 +17,15 @@ import { topCaptions, type CaptionOptions } from './captions.js';
 import { contrastConcepts, type ConceptOptions } from './concepts.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, DEFAULT_MORE_THAN, DEFAULT_SIGMAS, type Firing, type Groups } from './groups.js';
 import { conceptsCsv, reportHtml, type GroupExplanation } from './report.js';
-import { interpretabilityScore, lowlyActivating, type LowlyOptions } from './scores.js';
+import { INTERPRETABLE_ABOVE, interpretabilityScore, lowlyActivating, type LowlyOptions } from './scores.js';
+import { rng } from '../../random.js';
+import { readJson } from '../../io/text.js';
 
 /** The probe images as the target model sees them (e.g. resized to 256, centre-cropped to 224). */
 export interface ProbeImages {
+  /** Number of probe images. */
   readonly count: number;
+  /** Image i (0 ≤ i < count) as the target model sees it; called repeatedly, so it should be cheap or cached. */
   rgb(i: number): Promise<RgbImage>;
 }
 
@@ -36,7 +40,9 @@ export interface TargetModel {
 
 /** The vision-language image encoder whose space the caption vocabulary shares. */
 export interface ImageEncoder {
+  /** Embedding width (must equal the caption vocabulary's). */
   readonly dim: number;
+  /** Embeddings of the images, images.length × dim row-major. */
   embed(images: RgbImage[]): Promise<Float32Array>;
 }
 
@@ -49,17 +55,25 @@ export function pooledLayerModel(dim: number, tap: (images: RgbImage[]) => Promi
   };
 }
 
+/** What {@link describeGroup} needs to caption and contrast one group. */
 export interface DescribeInputs {
+  /** The group key ("3,17"). */
   key: string;
+  /** Highly activating image indices. */
   high: number[];
+  /** Lowly activating (counterfactual) image indices. */
   low: number[];
+  /** Similarity of each lowly activating image, aligned with `low`. */
   lowSimilarities: number[];
   /** Embeddings (rows aligned with `high`) used to caption the highly activating images: their crops' where available. */
   highEmbeddings: Float32Array;
+  /** Embeddings of the lowly activating images (rows aligned with `low`). */
   lowEmbeddings: Float32Array;
   /** Crop embeddings for the interpretability score, or null. */
   cropEmbeddings: Float32Array | null;
+  /** Embedding width. */
   dim: number;
+  /** Caption vocabulary in the encoder's space. */
   vocab: Vocabulary;
 }
 
@@ -74,25 +88,49 @@ export async function describeGroup(a: DescribeInputs, opts: CaptionOptions & Co
   return {
     group: a.key, features: parseGroupKey(a.key), high: a.high, low: a.low, lowSimilarities: a.lowSimilarities,
     interpretability: a.cropEmbeddings ? interpretabilityScore(a.cropEmbeddings, a.high.length, a.dim) : null,
-    words, phrases, captions: { high, low },
+    explained: true, baseline: null, words, phrases, captions: { high, low },
   };
 }
 
+/** What {@link runFalcon} explains and with what. */
 export interface RunInputs {
+  /** The probe images. */
   images: ProbeImages;
+  /** The network and layer being explained. */
   model: TargetModel;
+  /** Vision-language encoder for crops and counterfactuals. */
   encoder: ImageEncoder;
+  /** Caption vocabulary sharing the encoder's space. */
   vocab: Vocabulary;
 }
 
+/**
+ * Options of {@link runFalcon}. `signal` stops the run between steps (finished stages stay on disk and a rerun
+ * resumes); progress goes to `onStage`, not `onProgress`.
+ */
 export interface RunOptions extends ProgressOptions {
+  /** Images per call to the target model and the encoder (default 32). */
   batch?: number;
+  /** Threshold τ in standard deviations above the mean (default {@link DEFAULT_SIGMAS}); a resumed run must use the same. */
   sigmas?: number;
+  /** Keep groups shared by more than this many images (default {@link DEFAULT_MORE_THAN}); a resumed run must use the same. */
   moreThan?: number;
   /** Explain at most this many groups, largest first. */
   maxGroups?: number;
+  /** Selection of the counterfactual images. */
   lowly?: LowlyOptions;
+  /** Captioning and concept contrast. */
   captions?: CaptionOptions & ConceptOptions;
+  /**
+   * Groups are captioned and named only when their crops' interpretability
+   * score passes this (the reference's 0.8); the others are reported with
+   * their score. Default INTERPRETABLE_ABOVE.
+   */
+  interpretableAbove?: number;
+  /** Explain every group, whatever its score (turns the threshold off). */
+  explainAll?: boolean;
+  /** Seeds the random image sets each group's score is compared with. Default 0. */
+  seed?: number;
   /** Called as each stage starts or progresses (done of total). */
   onStage?: (stage: string, done: number, total: number) => void;
 }
@@ -142,7 +180,7 @@ class Run {
     const p = this.path('groups.json'), f = this.path('firing.json');
     if (existsSync(p)) this.requireSameGrouping(f, { sigmas, moreThan });
     const firing = await computeFiring(r, { sigmas, signal: this.opts.signal });
-    if (existsSync(p)) return { firing, groups: JSON.parse(readFileSync(p, 'utf8')) as Groups };
+    if (existsSync(p)) return { firing, groups: readJson<Groups>(p) };
     const groups = groupImages(firing.sets, moreThan);
     writeFileAtomic(f, JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau, sigmas, moreThan }) + '\n');
     writeFileAtomic(p, JSON.stringify(groups) + '\n');
@@ -151,7 +189,7 @@ class Run {
 
   /** A resumed run groups as it did the first time: other settings would mix two runs' outputs. */
   private requireSameGrouping(firingPath: string, asked: { sigmas: number; moreThan: number }): void {
-    const recorded = existsSync(firingPath) ? JSON.parse(readFileSync(firingPath, 'utf8')) as Partial<typeof asked> : {};
+    const recorded = existsSync(firingPath) ? readJson<Partial<typeof asked>>(firingPath) : {};
     for (const k of ['sigmas', 'moreThan'] as const)
       if (recorded[k] !== undefined && recorded[k] !== asked[k])
         throw new ConceptLensError('ERR_ARG', `${k}: the run in ${this.dir} was grouped with ${k} = ${recorded[k]}, this call asks for ${asked[k]}; use the same value or a fresh run directory`);
@@ -165,7 +203,7 @@ class Run {
 
   async explain(key: string, high: number[], r: Float32Array, firing: Firing): Promise<GroupExplanation> {
     const p = this.path(groupFile(key));
-    if (existsSync(p)) return JSON.parse(readFileSync(p, 'utf8')) as GroupExplanation;
+    if (existsSync(p)) return readJson<GroupExplanation>(p);
     const features = parseGroupKey(key, firing.cols);
     const imgs = await this.rgbs(high);
     const cams = await groupCams(await this.inp.model.camLayers(imgs, features), features,
@@ -173,18 +211,43 @@ class Run {
     const crops = await Promise.all(imgs.map((img, j) => cropResize(img, cams.boxes[j])));
     mkdirSync(this.path(`crops/${fileKey(key)}`), { recursive: true });
     await Promise.all(crops.map((c, j) => writePng(this.path(cropPath(key, high[j])), c)));
-    const cropEmb = await this.embed(crops);
+    const cropEmb = await this.embed(crops), dim = this.inp.encoder.dim;
     const lowly = lowlyActivating(r, firing, features, high, this.opts.lowly);
     const lowImgs = await this.rgbs(lowly.images);
     await Promise.all(lowImgs.map((img, j) => writePng(this.path(imagePath(lowly.images[j])), img)));
-    const e = await describeGroup({
-      key, high, low: lowly.images, lowSimilarities: lowly.similarities, highEmbeddings: cropEmb,
-      lowEmbeddings: await this.embed(lowImgs), cropEmbeddings: cropEmb, dim: this.inp.encoder.dim, vocab: this.inp.vocab,
-    }, { ...this.opts.captions, signal: this.opts.signal });
+    const base = { key, high, low: lowly.images, lowSimilarities: lowly.similarities, highEmbeddings: cropEmb, cropEmbeddings: cropEmb, dim, vocab: this.inp.vocab };
+    const score = interpretabilityScore(cropEmb, high.length, dim);
+    const explained = this.opts.explainAll || score > (this.opts.interpretableAbove ?? INTERPRETABLE_ABOVE);
+    const e = explained
+      ? await describeGroup({ ...base, lowEmbeddings: await this.embed(lowImgs) }, { ...this.opts.captions, signal: this.opts.signal })
+      : unexplained(base, score);
     e.boxes = cams.boxes;
+    e.baseline = await this.randomBaseline(key, high.length);
     writeFileAtomic(p, JSON.stringify(e) + '\n');
     return e;
   }
+
+  /** The interpretability score of as many random images (whole, seeded by the group): what chance gives. */
+  private async randomBaseline(key: string, size: number): Promise<number> {
+    const rand = rng(hashKey(key) ^ (this.opts.seed ?? 0)), n = this.inp.images.count;
+    const picks = Array.from({ length: Math.min(size, n) }, () => Math.floor(rand() * n));
+    return interpretabilityScore(await this.embed(await this.rgbs(picks)), picks.length, this.inp.encoder.dim);
+  }
+}
+
+/** A group whose crops score below the threshold: reported with its score, not captioned. */
+function unexplained(a: Omit<DescribeInputs, 'lowEmbeddings'>, score: number): GroupExplanation {
+  return {
+    group: a.key, features: parseGroupKey(a.key), high: a.high, low: a.low, lowSimilarities: a.lowSimilarities,
+    interpretability: score, explained: false, baseline: null, words: [], phrases: [], captions: { high: [], low: [] },
+  };
+}
+
+/** A 32-bit FNV-1a hash of a group key (seeds its random baseline). */
+function hashKey(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** Runs (or resumes) FALCON into `dir`; returns the explained groups. */

@@ -22,18 +22,24 @@ export function interpretabilityScore(emb: Float32Array, n: number, d: number): 
   return s.reduce((a, v) => a + v * v, 0) / (n * n);
 }
 
+/** A group counts as interpretable when its {@link interpretabilityScore} exceeds this (FALCON's 0.8). */
 export const INTERPRETABLE_ABOVE = 0.8;
 
+/** Options of {@link lowlyActivating}. */
 export interface LowlyOptions {
   /** An image qualifies when every group feature of R̂ is below this (default: mean(R̂)). */
   below?: number;
-  /** Keep candidates whose similarity to the highly activating images is at least this. */
+  /** Keep candidates whose similarity to the highly activating images is at least this (default 0.3). */
   minSimilarity?: number;
+  /** Most images returned (default 10). */
   limit?: number;
 }
 
+/** A group's lowly activating counterfactual images, most similar first. */
 export interface Lowly {
+  /** Image indices. */
   images: number[];
+  /** Each image's similarity (dot product of non-group features of R̂) to the highly activating images' mean. */
   similarities: number[];
 }
 

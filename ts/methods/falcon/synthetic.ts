@@ -9,13 +9,23 @@ import { floatsToHalves } from '../../engine/fp16.js';
 import { argError } from '../../errors.js';
 import { npyHeader } from '../../io/npy.js';
 
+/**
+ * Options of {@link writeSyntheticLaion}: random unit fp16 embeddings (text_emb_{i}.npy) with deterministic captions,
+ * in LAION's shard layout, for tests and benchmarks. Progress counts rows written.
+ */
 export interface SyntheticOptions extends ProgressOptions {
+  /** Rows in all, at least 1. */
   rows: number;
+  /** Embedding width (default 512). */
   dim?: number;
-  /** Rows per shard (LAION's embedding shards hold about a million). */
+  /** Rows per shard (default 1,000,000; LAION's embedding shards hold about a million). */
   shardRows?: number;
+  /** Seeds the embeddings (default 1). */
   seed?: number;
-  /** Captions as metadata_{i}.parquet (the LAION layout) or captions_{i}.txt. */
+  /**
+   * Captions as metadata_{i}.parquet (the LAION layout, default; needs the hyparquet-writer dev dependency) or
+   * captions_{i}.txt.
+   */
   captions?: 'parquet' | 'txt';
 }
 

@@ -7,9 +7,11 @@ import { nameIndex, simulate, unitColumn } from './simulate.js';
 import type { Split } from './splits.js';
 import { column, mean, pearson, std } from './stats.js';
 
+/** A linear classification head over the units (e.g. a network's last layer), used by ablation scoring. */
 export interface Head {
   /** classes × units: logits = W·a + b. */
   W: Mat;
+  /** Bias, one per class. */
   b: Float32Array;
 }
 
@@ -63,13 +65,17 @@ function losses(L: Logits, A: Mat, head: Head, T: number, u: number, v: Float64A
 
 const absDiffSum = (x: Float64Array, y: Float64Array) => x.reduce((s, v, i) => s + Math.abs(v - y[i]), 0);
 
+/** Options of {@link ablationScores}. */
 export interface AblationOptions {
+  /** The head whose loss the ablation is measured on. */
   head: Head;
+  /** Class of each sample (row of the activations), in [0, classes). */
   labels: ArrayLike<number>;
+  /** Samples to fit on (val) and to score on (test). */
   split: Split;
-  /** 1.1 in the reference: logits are divided by it before the loss. */
+  /** Logits are divided by it before the loss (default 1.1, as the reference). */
   temperature?: number;
-  /** 'optim': fit c·pred + d on val by 100 Adam steps; 'norm': match val mean/std scaled by val correlation. */
+  /** 'optim' (default): fit c·pred + d on val by 100 Adam steps; 'norm': match val mean/std scaled by val correlation. */
   mode?: 'optim' | 'norm';
 }
 

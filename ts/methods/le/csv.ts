@@ -7,18 +7,25 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { formatCsv, parseCsv } from '../../io/csv.js';
 import { readText } from '../../io/text.js';
 
+/** One neuron's linear explanation, as a row of the reference's CSV: activation ≈ bias + Σ weights[t]·concept[t]. */
 export interface Explanation {
+  /** Neuron (unit) number. */
   unit: number;
+  /** Layer the unit belongs to. */
   layer?: string;
+  /** Correlation on the validation split (NaN when read from a CSV without that column). */
   valCorrelation: number;
   /** Concepts and weights in descending weight order. */
   concepts: string[];
+  /** Weight of each concept, aligned with `concepts`. */
   weights: number[];
+  /** Intercept. */
   bias: number;
   /** Other columns by header (scores such as 'sim correlation'), as text. */
   extra: Record<string, string>;
 }
 
+/** Term columns (weightN, conceptN) the CSV always has; longer explanations widen it. */
 export const MAX_TERMS = 10;
 const CORE = new Set(['layer', 'unit', 'val correlation', 'bias']);
 
@@ -30,6 +37,12 @@ function numberField(path: string, line: number, col: string, text: string | und
   return v;
 }
 
+/**
+ * Reads explanations in the reference's CSV layout; a term list ends at the first empty or '0' concept.
+ * Columns other than layer, unit, val correlation, the terms and bias go to `extra`.
+ * @throws ConceptLensError ERR_FILE when the file is empty, lacks unit, bias, weight0 or concept0, or has a
+ *   non-numeric number field.
+ */
 export function readExplanationsCsv(path: string): Explanation[] {
   const rows = parseCsv(readText(path));
   if (rows.length === 0) throw fileError(path, 'empty file; expected a header with unit, val correlation, weight0, concept0, ..., bias');
@@ -64,6 +77,10 @@ export function readExplanationsCsv(path: string): Explanation[] {
   });
 }
 
+/**
+ * Explanations as CSV text in the reference's layout (max(MAX_TERMS, longest) term columns, unused ones 0), then the
+ * `extra` columns.
+ */
 export function formatExplanationsCsv(exps: Explanation[]): string {
   const terms = Math.max(MAX_TERMS, ...exps.map((e) => e.concepts.length));
   const extraCols = [...new Set(exps.flatMap((e) => Object.keys(e.extra)))];
@@ -80,6 +97,7 @@ export function formatExplanationsCsv(exps: Explanation[]): string {
   return formatCsv(rows);
 }
 
+/** Writes {@link formatExplanationsCsv}'s text to `path` atomically. */
 export function writeExplanationsCsv(path: string, exps: Explanation[]): void {
   writeFileAtomic(path, formatExplanationsCsv(exps));
 }

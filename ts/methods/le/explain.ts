@@ -80,18 +80,25 @@ function solveSymmetric(M: number[][], r: number[]): Float64Array {
   return x;
 }
 
+/** Options of {@link greedySearch}. */
 export interface GreedyOptions {
+  /** Most concepts in an explanation (default 10). */
   maxLength?: number;
-  /** Keep a candidate only if it raises validation correlation by at least this. */
+  /** Keep a candidate only if it raises validation correlation by at least this (default 0.02). */
   tolerance?: number;
-  /** Candidates tried per round, from the top of the ranking. */
+  /** Candidates tried per round, from the top of the ranking (default 10). */
   width?: number;
 }
 
+/** One neuron's explanation: activation ≈ bias + Σ weights[t]·P[:, concepts[t]]. */
 export interface GreedyResult {
+  /** Concept columns of P, in the order chosen. */
   concepts: number[];
+  /** Least-squares weight of each concept, fitted on the train split. */
   weights: number[];
+  /** Intercept (the train mean when no concept was chosen). */
   bias: number;
+  /** Pearson correlation of the fit with the activations on the val split (0 when no concept was chosen). */
   valCorrelation: number;
 }
 
@@ -139,10 +146,16 @@ export function greedySearch(P: Mat, y: Float64Array, yVal: Float64Array, split:
   return best;
 }
 
+/**
+ * Options of {@link explainNeurons}: the elastic-net ranking's and the greedy search's, plus the split.
+ * Progress counts neurons explained.
+ */
 export interface ExplainOptions extends GlmOptions, GreedyOptions {
+  /** Train (ranking and fits), val (greedy selection) and test sample indices. */
   split: Split;
+  /** Layer name recorded in each explanation. */
   layer?: string;
-  /** Unit number of column 0 of the activations. */
+  /** Unit number of column 0 of the activations (default 0). */
   firstUnit?: number;
 }
 

@@ -5,33 +5,48 @@ import { glmFit, glmObjective } from '../../engine/glm.js';
 import { argError, ConceptLensError } from '../../errors.js';
 import type { Mat } from '../../matrix.js';
 
+/** Options of {@link fitElasticNet}; unset ones take the engine's defaults (the reference's settings). */
 export interface GlmOptions extends ProgressOptions {
   /** 'cd': exact coordinate descent (default); 'saga': GLM-SAGA as the reference runs it. */
   solver?: 'cd' | 'saga';
+  /** λ, the overall penalty weight (default {@link LE_LAMBDA}). */
   lambda?: number;
+  /** α in [0, 1], the L1 share of the penalty (default {@link LE_ALPHA}). */
   alpha?: number;
+  /** cd: converged when no coordinate would move by this much, in units of its feature's standard deviation (default 1e-9). */
   tol?: number;
+  /** cd: most passes per target (default 100,000). */
   maxPasses?: number;
+  /** saga: rows per minibatch (default 512). */
   batch?: number;
+  /** saga: step size (default 5e-4). */
   step?: number;
+  /** saga: most epochs (default 500). */
   maxEpochs?: number;
+  /** saga: stop after this many epochs without improving the best objective by `tolPerTarget`·targets (default 5). */
   lookbehind?: number;
+  /** saga: improvement per target that counts as progress (default 1e-5). */
   tolPerTarget?: number;
+  /** saga: seeds the minibatch order (default 0). */
   seed?: number;
 }
 
+/** A multi-target elastic-net fit from {@link fitElasticNet}. */
 export interface GlmFit {
   /** targets × features, row-major. */
   weights: Float32Array;
+  /** Unpenalised intercept per target. */
   bias: Float32Array;
   /** Exact float64 objective per target. */
   objective: Float64Array;
+  /** cd: most passes any target took; saga: epochs run. */
   iterations: number;
 }
 
 
 /** LE's regularisation: GLM-SAGA's λ_max 0.05 divided by α = 0.99. */
 export const LE_ALPHA = 0.99;
+/** LE's λ: GLM-SAGA's λ_max 0.05 divided by {@link LE_ALPHA} (≈ 0.0505). */
 export const LE_LAMBDA = 0.05 / 0.99;
 
 /** Per column k of Y: min (1/2n)‖y − Xw − β₀‖² + λ(α‖w‖₁ + ½(1−α)‖w‖²), off the JS thread. */
@@ -44,6 +59,10 @@ export function fitElasticNet(X: Mat, Y: Mat, opts: GlmOptions = {}): Promise<Gl
   return glmFit(X.data, X.rows, X.cols, Y.data, Y.cols, options, { signal, onProgress });
 }
 
+/**
+ * The exact float64 objective of {@link fitElasticNet} per target (column of Y) for given weights (targets × features)
+ * and bias; λ and α default to {@link LE_LAMBDA} and {@link LE_ALPHA}.
+ */
 export function elasticNetObjective(X: Mat, Y: Mat, weights: Float32Array, bias: Float32Array,
   en: { lambda?: number; alpha?: number } = {}): Float64Array {
   return glmObjective(X.data, X.rows, X.cols, Y.data, Y.cols, weights, bias, { lambda: LE_LAMBDA, alpha: LE_ALPHA, ...en });

@@ -16,6 +16,11 @@ export function simulate(e: Explanation, P: Mat, index: Map<string, number>, ids
   return pred;
 }
 
+/**
+ * Concept name → column of P, for simulating explanations by name.
+ * Names are trimmed.
+ * @throws ConceptLensError ERR_SHAPE when there is not one name per column, ERR_FILE for an empty or repeated name.
+ */
 export function nameIndex(names: string[], P: Mat): Map<string, number> {
   if (names.length !== P.cols) throw new ConceptLensError('ERR_SHAPE', `concept names: expected ${P.cols} (one per concept column), got ${names.length}`);
   return new Map(uniqueNames(names, 'concept names').map((n, i) => [n, i]));

@@ -6,6 +6,7 @@ import { readNpy, writeNpy } from '../../io/npy.js';
 import { readText } from '../../io/text.js';
 import { rng } from '../../random.js';
 
+/** Sample indices of the train, validation and test parts; each sorted ascending. */
 export interface Split {
   train: Int32Array;
   val: Int32Array;
@@ -54,6 +55,7 @@ export function readSplit(dir: string, n: number): Split {
   return s;
 }
 
+/** Writes DIR/{train,val,test}_ids.npy (int64), creating DIR; {@link readSplit} reads them back. */
 export function writeSplit(dir: string, s: Split): void {
   mkdirSync(dir, { recursive: true });
   for (const name of PARTS) writeNpy(join(dir, `${name}_ids.npy`), BigInt64Array.from(s[name], BigInt), [s[name].length]);
