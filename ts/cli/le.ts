@@ -174,7 +174,7 @@ async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> 
 
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
-    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', integer('--seed', 0), 0);
+    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', integer('--seed', 0, 2 ** 31 - 1), 0);
 
 const scoringOptions = (c: Command) =>
   splitOptions(c.requiredOption('--explanations <csv>', 'explanations in the reference CSV layout')

@@ -123,7 +123,7 @@ export function registerSae(program: Command): void {
     .option('--lr <lr>', 'Adam learning rate', number('--lr'), 1e-3)
     .option('--epochs <n>', 'epochs', integer('--epochs'), 20)
     .option('--batch <n>', 'batch size', integer('--batch'), 512)
-    .option('--seed <n>', 'seed', integer('--seed', 0), 0)
+    .option('--seed <n>', 'seed', integer('--seed', 0, 2 ** 31 - 1), 0)
     .option('--baseline', 'also train a plain linear probe on the raw features')
     .option('--json', 'JSON output')
     .action(act(async (o: CbmTrainFlags, { signal }) => {
