@@ -76,13 +76,13 @@ test('hnsw (hnswlib) returns similarities: inner product for ip, cosine for cosi
   }
 });
 
-// Measured on this data (cosine, recall@10): faiss-ivf nprobe 8 of 32 ≈ 0.95,
-// faiss-ivfpq PQ16 ≈ 0.83, faiss-hnsw and hnsw efSearch 128 ≈ 1.0. Bounds leave margin.
+// Measured on this data (cosine, recall@10, seeded, so repeatable): faiss-ivf nprobe 8 of 32 0.952,
+// faiss-ivfpq PQ16 0.795, faiss-hnsw 0.993 and hnsw 0.997 at efSearch 128. Bounds are 0.02 below.
 const BOUNDS: [IndexKind, object, object, number][] = [
-  ['faiss-ivf', { nlist: 32 }, { nprobe: 8 }, 0.9],
-  ['faiss-ivfpq', { nlist: 32, m: 16 }, { nprobe: 8 }, 0.6],
-  ['faiss-hnsw', {}, { efSearch: 128 }, 0.9],
-  ['hnsw', {}, { efSearch: 128 }, 0.9],
+  ['faiss-ivf', { nlist: 32 }, { nprobe: 8 }, 0.93],
+  ['faiss-ivfpq', { nlist: 32, m: 16 }, { nprobe: 8 }, 0.775],
+  ['faiss-hnsw', {}, { efSearch: 128 }, 0.97],
+  ['hnsw', {}, { efSearch: 128 }, 0.975],
 ];
 
 test('approximate kinds reach their recall@10 bounds on clustered data', async () => {
@@ -201,7 +201,7 @@ test('real CLIP text embeddings (Detic): exact through faiss-flat, recall of the
   for (const [i, j] of shared) assert.equal(Number(exact.ids[i * K]), j, cocoNames[i]);
 
   // Measured with the defaults: hnsw and faiss-hnsw 1.000, faiss-ivf (30 lists, nprobe 6) 0.963.
-  for (const [kind, bound] of [['hnsw', 0.95], ['faiss-hnsw', 0.95], ['faiss-ivf', 0.85]] as const) {
+  for (const [kind, bound] of [['hnsw', 0.98], ['faiss-hnsw', 0.98], ['faiss-ivf', 0.94]] as const) {
     const index = await buildIndex(kind, lvis, d, { metric: 'cosine' });
     const r = recallAtK((await index.search(coco, K)).ids, exact.ids, nc, K);
     assert.ok(r >= bound, `${kind}: recall@10 ${r.toFixed(3)} on Detic < ${bound}`);

@@ -214,14 +214,16 @@ test('SqueezeNet on the 1000 ImageNet samples: top-1 / top-5 in the expected ran
     top5 += rank < 5 ? 1 : 0;
   }
   t.diagnostic(`top-1 ${top1 / 10}% top-5 ${top5 / 10}%`);
-  assert.ok(top1 >= 500 && top1 <= 650, `top-1 ${top1 / 10}%`);
-  assert.ok(top5 >= 750 && top5 <= 870, `top-5 ${top5 / 10}%`);
+  // Measured 61.3% / 83.4% (the published SqueezeNet 1.1 reaches 58.2% / 80.6% on the full validation set).
+  assert.ok(top1 >= 603 && top1 <= 623, `top-1 ${top1 / 10}%`);
+  assert.ok(top5 >= 824 && top5 <= 844, `top-5 ${top5 / 10}%`);
 
   // The stand-in CLIP-space tower is a function of these logits: its zero-shot accuracy over all 1203 LVIS concepts.
   const map = imagenetToLvis(), text = lvisTextEmbeddings();
   const zs = zeroShotLvis(logitsToClipSpace(x, 1000, map.lvis, text), Array.from(y, Number), map.lvis, text);
   t.diagnostic(`stand-in zero-shot over LVIS: top-1 ${(100 * zs.top1).toFixed(1)}% top-5 ${(100 * zs.top5).toFixed(1)}% on ${zs.scored} mapped images`);
-  assert.ok(zs.scored > 600 && zs.top1 > 0.6 && zs.top5 > zs.top1, JSON.stringify(zs));
+  // Measured 72.6% / 81.0% on 696 mapped images.
+  assert.ok(zs.scored === 696 && zs.top1 >= 0.716 && zs.top1 <= 0.736 && zs.top5 >= 0.80 && zs.top5 <= 0.82, JSON.stringify(zs));
 });
 
 test('poolActivations handles token layouts ([N,T,D] and [T,N,D])', () => {

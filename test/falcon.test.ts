@@ -9,6 +9,8 @@ import { writeNpy, readNpyHeader, readNpyRows } from '../ts/io/npy.js';
 import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey } from '../ts/methods/falcon/groups.js';
 import { groupCams, type LayerMaps, type RgbImage } from '../ts/methods/falcon/cam.js';
+import { OnnxModel } from '../ts/encoders/onnx.js';
+import { poolingHeadsModel } from './onnx-graphs.js';
 import { interpretabilityScore, lowlyActivating, failureFeatures } from '../ts/methods/falcon/scores.js';
 import { contrastConcepts, extractTerms, scoreTerms } from '../ts/methods/falcon/concepts.js';
 import { openCaptions, topCaptions } from '../ts/methods/falcon/captions.js';
@@ -147,6 +149,52 @@ test('GradCAM of a group on a pooled map: ReLU(Σ group channels), min-max scale
     const l1 = resizeRef(minMax(gap), 3, 3, 6, 6), l2 = resizeRef(minMax(general), 2, 2, 6, 6);
     const want = minMax(l1.map((v, p) => Math.max(0, (v + l2[p]) / 2)));
     want.forEach((v, p) => assert.ok(Math.abs(got.cams[x * 36 + p] - v) < 1e-5, `image ${x} pixel ${p}: ${got.cams[x * 36 + p]} vs ${v}`));
+  }
+});
+
+/**
+ * d(Σ_{i∈group} head_i)/d(map) by central differences through the ONNX graph
+ * (every perturbed copy of the map in one batched run), in float64.
+ */
+async function finiteDifferenceGrads(model: OnnxModel, head: string, map: Float32Array, group: number[], h = 1e-2): Promise<Float64Array> {
+  const m = map.length, batch = new Float32Array(2 * m * m);
+  for (let e = 0; e < m; e++)
+    for (const [s, sign] of [[0, 1], [1, -1]] as const) {
+      const copy = batch.subarray((2 * e + s) * m, (2 * e + s + 1) * m);
+      copy.set(map);
+      copy[e] += sign * h;
+    }
+  const out = (await model.run({ map: { type: 'float32', dims: [2 * m, ...model.inputs[0].shape.slice(1) as number[]], data: batch } }, [head]))[head];
+  const c = out.dims[1], t = (row: number) => group.reduce((s, i) => s + (out.data as Float32Array)[row * c + i], 0);
+  return Float64Array.from({ length: m }, (_, e) => (t(2 * e) - t(2 * e + 1)) / (2 * h));
+}
+
+/** GradCAM of one map from its definition in float64: weights = spatial mean of the gradients, ReLU(Σ w_c A_c), min-max. */
+function gradCamReference(acts: ArrayLike<number>, grads: ArrayLike<number>, c: number, hw: number): number[] {
+  const weights = Array.from({ length: c }, (_, ch) => Array.from({ length: hw }, (_, p) => grads[ch * hw + p]).reduce((a, b) => a + b) / hw);
+  return minMax(Array.from({ length: hw }, (_, p) => Math.max(0, weights.reduce((s, wc, ch) => s + wc * acts[ch * hw + p], 0))));
+}
+
+test('GradCAM against finite differences through an ONNX graph: the analytic form is exact for channel-wise pooling (mean, max), not for mixed channels', async () => {
+  const [c, h, w] = [3, 4, 4], hw = h * w, group = [0, 2];
+  const acts = Float32Array.from(randn(c * hw, 31), (v) => v + 0.5);
+  const mix = Float32Array.from([1, -0.5, 0.2, 0.8, 1, -0.3, -0.6, 0.4, 1]);
+  const model = await OnnxModel.load(poolingHeadsModel(c, h, w, mix));
+  try {
+    const analytic = await groupCams([{ name: 'map', shape: [1, c, h, w], data: acts }], group, { width: w, height: h });
+    for (const head of ['gap', 'mixed', 'peak']) {
+      const grads = await finiteDifferenceGrads(model, head, acts, group);
+      const viaGrads = await groupCams([{ name: 'map', shape: [1, c, h, w], data: acts, grads: Float32Array.from(grads) }], group, { width: w, height: h });
+      const want = gradCamReference(acts, grads, c, hw);
+      want.forEach((v, p) => assert.ok(Math.abs(viaGrads.cams[p] - v) < 1e-4, `${head}, pixel ${p}: ${viaGrads.cams[p]} vs ${v}`));
+      if (head === 'gap') grads.forEach((g, e) => assert.ok(Math.abs(g - (group.includes(Math.floor(e / hw)) ? 1 / hw : 0)) < 1e-4, `gap gradient ${e}: ${g}`));
+      // GradCAM keeps only each channel's mean gradient: 1/(H·W) on the group channels for any pooling whose weights sum to one.
+      const channelWise = head !== 'mixed';
+      const same = Array.from(analytic.cams).every((v, p) => Math.abs(v - viaGrads.cams[p]) < 1e-4);
+      assert.equal(same, channelWise, `${head}: the analytic form ${channelWise ? 'must equal' : 'differs from'} the finite-difference GradCAM`);
+    }
+  } finally {
+    await model.close();
   }
 });
 

@@ -54,3 +54,25 @@ export function tokenTableTextModel(table: Float32Array, vocab: number, d: numbe
     output: [valueInfo('text_embeds', FLOAT, ['batch', d])],
   });
 }
+
+/**
+ * map [N,C,H,W] -> three representations of it, [N,C] each: `gap` (the
+ * spatial mean: FALCON's analytic case), `mixed` = ReLU(gap · M) (channels
+ * mixed after pooling) and `peak` (the spatial max).
+ */
+export function poolingHeadsModel(c: number, h: number, w: number, mix: Float32Array): Uint8Array {
+  const reduce = (op: string, out: string) =>
+    ({ opType: op, input: ['map'], output: [out], attribute: [{ name: 'axes', type: 7, ints: [2, 3] }, { name: 'keepdims', type: 2, i: 0 }] });
+  return model({
+    name: 'heads',
+    node: [
+      reduce('ReduceMean', 'gap'),
+      { opType: 'MatMul', input: ['gap', 'mix'], output: ['linear'] },
+      { opType: 'Relu', input: ['linear'], output: ['mixed'] },
+      reduce('ReduceMax', 'peak'),
+    ],
+    initializer: [{ name: 'mix', dims: [c, c], dataType: FLOAT, rawData: new Uint8Array(mix.buffer, mix.byteOffset, mix.byteLength) }],
+    input: [valueInfo('map', FLOAT, ['batch', c, h, w])],
+    output: [valueInfo('gap', FLOAT, ['batch', c]), valueInfo('mixed', FLOAT, ['batch', c]), valueInfo('peak', FLOAT, ['batch', c])],
+  });
+}

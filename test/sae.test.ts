@@ -159,7 +159,7 @@ test('CBM probe learns a separable task; metrics follow their definitions', () =
   const X = toSparse(x.map((v) => Math.max(0, v)), 2000, D);
   const probe = trainProbe(X, label, 4, { epochs: 15, lr: 1e-2, lambda: 1e-3, seed: 1 });
   const acc = accuracy(X, label, probe.weights, 4);
-  assert.ok(acc.top1 > 0.6, `top-1 ${acc.top1}`);  // chance is 0.25
+  assert.ok(acc.top1 >= 0.75, `top-1 ${acc.top1}`);  // measured 0.7725 (seeded); chance is 0.25
   assert.equal(acc.top5, 1);  // 4 classes
   assert.deepEqual(weightSparsity(Float32Array.from([0, 1e-10, -5e-7, 2e-4, -0.05, 1])),
     { '0': 1, '1e-9': 2, '0.000001': 3, '0.001': 4, '0.1': 5 });

@@ -11,8 +11,13 @@ export interface LayerMaps {
   shape: number[];
   data: Float32Array;
   /**
-   * The group target's gradients, same shape; absent when the target is the
-   * layer's global average pool (the gradient is then 1/(H·W) on the group channels).
+   * The group target's gradients, same shape. Absent: the analytic form, where
+   * GradCAM's channel weights are 1/(H·W) on the group channels and 0 elsewhere.
+   * That is exact whenever representation i pools channel i alone with weights
+   * summing to one over positions (global average or max pooling: GradCAM keeps
+   * only each channel's mean gradient); channels mixed or rescaled after pooling
+   * (a linear head, a nonlinearity on the pooled values) need their gradients
+   * here (test/falcon.test.ts checks both against finite differences).
    */
   grads?: Float32Array;
 }
