@@ -94,7 +94,7 @@ function registerExplain(falcon: Command): void {
 
 interface RunOpts {
   model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string; out: string;
-  batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number; interpretableAbove: number; allGroups?: boolean;
+  batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number; interpretableAbove: number; allGroups?: boolean; moreThan: number;
 }
 
 function registerRun(falcon: Command): void {
@@ -112,6 +112,7 @@ function registerRun(falcon: Command): void {
     .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability passes this", number('--interpretable-above'), 0.8)
     .option('--all-groups', 'caption and name every group, whatever its interpretability')
     .action(act(async (o: RunOpts, { signal }) => {
@@ -119,7 +120,7 @@ function registerRun(falcon: Command): void {
       const bars = new Map<string, ReturnType<typeof progressBar>>();
       const out = await runFalcon(inputs, o.out, {
         batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
-        interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups,
+        interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups, moreThan: o.moreThan,
         onStage: (stage, d, t) => {
           if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
           bars.get(stage)!.update(d, t);

@@ -191,10 +191,14 @@ export function readMeta(dir: string): TrainMeta {
   return readJson<TrainMeta>(p);
 }
 
-/** Checkpoint, dictionary files and metadata: each written atomically. */
+/**
+ * Metadata, dictionary files and checkpoint, each written atomically, the
+ * checkpoint last: a run killed between two of them resumes from the
+ * checkpoint, with the metadata rolled back to it (see resumeMeta).
+ */
 export function writeOutputs(t: SaeTrainer, dir: string, meta: TrainMeta): void {
   mkdirSync(dir, { recursive: true });
-  t.save(join(dir, CHECKPOINT));
+  writeFileAtomic(join(dir, META), JSON.stringify(meta, null, 1));
   const { d, m } = t.config();
   const p = t.params();
   const dec = new Float32Array(d * m);  // d × m: column j = atom j
@@ -203,7 +207,17 @@ export function writeOutputs(t: SaeTrainer, dir: string, meta: TrainMeta): void 
   writeNpy(join(dir, 'encoder.npy'), p.encoder.slice(), [m, d]);
   writeNpy(join(dir, 'encoder_bias.npy'), p.encoderBias.slice(), [m]);
   writeNpy(join(dir, 'bias.npy'), p.bias.slice(), [d]);
-  writeFileAtomic(join(dir, META), JSON.stringify(meta, null, 1));
+  t.save(join(dir, CHECKPOINT));
+}
+
+/** The metadata as of the checkpoint: epochs recorded after it (a kill before the checkpoint landed) are dropped. */
+function resumeMeta(meta: TrainMeta, steps: number, dir: string): TrainMeta {
+  if (meta.steps === steps) return meta;
+  const at = meta.history.findIndex((h) => h.step === steps);
+  if (steps !== 0 && at < 0)
+    throw new ConceptLensError('ERR_FILE', `${dir}: the checkpoint (${steps} steps) matches no epoch of ${META}; the run is damaged, start it again with --overwrite`);
+  const history = meta.history.slice(0, at + 1);
+  return { ...meta, history, epochsDone: history.at(-1)?.epoch ?? 0, steps };
 }
 
 /** Column means of a feature file, read in chunks. */
@@ -278,9 +292,9 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
   let t: SaeTrainer;
   let meta: TrainMeta;
   if (resuming) {
-    meta = recorded!;
-    requireSameRun(o, meta, o.out);
+    requireSameRun(o, recorded!, o.out);
     t = loadTrainer(o.out);
+    meta = resumeMeta(recorded!, t.steps, o.out);
     if (t.config().d !== d) throw new ConceptLensError('ERR_SHAPE', `${o.features}: d=${d}, but the checkpoint in ${o.out} has d=${t.config().d}`);
   } else {
     if (existsSync(join(o.out, CHECKPOINT)) && !o.overwrite)
