@@ -46,6 +46,7 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cl::init_blas_threading();
+  cl::mark_event_loop_thread();
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   for (auto init : {InitTopK, InitFp16, InitBlas, InitGlm, InitFaiss, InitFalcon, InitSplice, InitVocab, InitSae})

@@ -72,6 +72,8 @@ int parallel_workers(int64_t ntasks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ntasks, compute_threads())));
 }
 
+void mark_event_loop_thread() { t_inside = true; }
+
 CoreLease::CoreLease(int min, int max) {
   if (t_inside) return;
   std::unique_lock<std::mutex> lock(g_budget_mutex);

@@ -27,6 +27,11 @@ void parallel_for(int64_t ntasks, const std::function<void(int64_t task, int wor
 // How many distinct worker ids parallel_for(ntasks, ...) may use.
 int parallel_workers(int64_t ntasks);
 
+// Marks the calling thread (the JS event loop) as one that never waits for
+// cores: its parallel_for runs inline and it never widens BLAS, so a quick
+// synchronous check on it is never held up by other calls' regions.
+void mark_event_loop_thread();
+
 // Cores leased from the shared budget for the lifetime of the object: blocks
 // until `min` are free, then takes up to `max`. A thread already inside a
 // region or lease gets none (cores() == 0) and must not widen.
