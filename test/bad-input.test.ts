@@ -12,7 +12,7 @@ import { writeNpy } from '../ts/io/npy.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
-import { randn, runCli, tempDir, cliOk } from './helpers.js';
+import { randn, runCli, tempDir, cliOk, fileSnapshot } from './helpers.js';
 
 /** Runs the CLI, expecting it to fail with `code`, and returns stderr, which must match every pattern. */
 async function fails(args: string[], code: 1 | 2, ...patterns: RegExp[]): Promise<string> {
@@ -23,19 +23,6 @@ async function fails(args: string[], code: 1 | 2, ...patterns: RegExp[]): Promis
   return r.stderr;
 }
 
-/** Snapshot of every file under dir (path → bytes), to prove a failed run changed nothing. */
-function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(p, readFileSync(p).toString('base64'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 const D = 16;
 
@@ -169,12 +156,12 @@ test('options a mode ignores are refused: resume with other hyperparameters, --s
   writeNpy(join(dir, 'X.npy'), randn(128 * 8, 2), [128, 8]);
   const train = ['sae', 'train', '--features', join(dir, 'X.npy'), '--out', join(dir, 'sae'), '--expansion', '2', '--batch', '32'];
   await cliOk([...train, '--epochs', '1']);
-  const before = snapshot(join(dir, 'sae'));
+  const before = fileSnapshot(join(dir, 'sae'));
   for (const [flag, value] of [['--lr', '0.01'], ['--l1', '0.5'], ['--kind', 'topk'], ['--batch', '16'], ['--expansion', '4']])
     await fails([...train.filter((a, i, all) => a !== flag && all[i - 1] !== flag), flag, value, '--epochs', '2', '--resume'], 1,
       new RegExp(`${flag.slice(2)}: the run in .*sae was trained with`));
   await fails([...train, '--epochs', '2'], 1, /holds a trained SAE \(sae\.ckpt\); pass --resume to continue it, or --overwrite to replace it/);
-  assert.deepEqual(snapshot(join(dir, 'sae')), before, 'refused runs left the trained SAE untouched');
+  assert.deepEqual(fileSnapshot(join(dir, 'sae')), before, 'refused runs left the trained SAE untouched');
   await fails(['embed', '--standin', '--layer', 'fire22', '--images', dir, '--out', join(dir, 'e.npy')], 2,
     /--standin: the stand-in tower takes no --layer/);
 });
@@ -217,28 +204,28 @@ test('nothing destroyed: a failed run leaves earlier outputs byte-identical', as
   writeNpy(join(dir, 'good.npy'), good, [50, D]);
   writeNpy(join(dir, 'bad.npy'), bad, [50, D]);
   await cliOk(['vocab', 'build', '--from', join(dir, 'good.npy'), '--out', join(dir, 'store')]);
-  let before = snapshot(join(dir, 'store'));
+  let before = fileSnapshot(join(dir, 'store'));
   await fails(['vocab', 'build', '--from', join(dir, 'bad.npy'), '--out', join(dir, 'store')], 1, /bad\.npy: row 20 holds NaN\/Inf/);
-  assert.deepEqual(snapshot(join(dir, 'store')), before);
+  assert.deepEqual(fileSnapshot(join(dir, 'store')), before);
   assert.deepEqual(readdirSync(dir).sort(), ['bad.npy', 'good.npy', 'store'], 'no temp directories left');
 
   // le explain: its CSV and recorded splits stay as they were when a later run fails.
   leFiles(dir);
   await cliOk(['le', 'explain', '--activations', join(dir, 'A.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'names.txt'),
     '--out', join(dir, 'le', 'le.csv'), '--quiet']);
-  before = snapshot(join(dir, 'le'));
+  before = fileSnapshot(join(dir, 'le'));
   writeNpy(join(dir, 'A_const.npy'), new Float32Array(200 * 3).fill(1), [200, 3]);
   await fails(['le', 'explain', '--activations', join(dir, 'A_const.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'names.txt'),
     '--out', join(dir, 'le', 'le.csv'), '--seed', '4'], 1, /activations: unit 0 is constant/);
-  assert.deepEqual(snapshot(join(dir, 'le')), before);
+  assert.deepEqual(fileSnapshot(join(dir, 'le')), before);
 
   // sae train on an empty feature file next to a trained SAE.
   writeNpy(join(dir, 'X.npy'), randn(64 * 8, 2), [64, 8]);
   await cliOk(['sae', 'train', '--features', join(dir, 'X.npy'), '--out', join(dir, 'sae'), '--expansion', '2', '--epochs', '1', '--batch', '32']);
-  before = snapshot(join(dir, 'sae'));
+  before = fileSnapshot(join(dir, 'sae'));
   writeNpy(join(dir, 'X0.npy'), new Float32Array(0), [0, 8]);
   await fails(['sae', 'train', '--features', join(dir, 'X0.npy'), '--out', join(dir, 'sae'), '--epochs', '1', '--overwrite'], 1, /X0\.npy: has 0 rows/);
-  assert.deepEqual(snapshot(join(dir, 'sae')), before);
+  assert.deepEqual(fileSnapshot(join(dir, 'sae')), before);
 
   // embed --out naming a directory: refused before any work, no temp files.
   mkdirSync(join(dir, 'outdir'));

@@ -1,7 +1,7 @@
 // Shared test helpers: seeded data, a float64 brute-force top-k, temp dirs.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 
 export { rng, randn } from '../ts/random.js';
 
@@ -62,4 +62,18 @@ export async function cliOk(args: string[]): Promise<string> {
   const r = await runCli(args);
   if (r.code !== 0) throw Object.assign(new Error(r.stderr.trim() || `exit ${r.code}`), { exitCode: r.code });
   return r.stdout;
+}
+
+/** Every file under dir (path relative to dir → base64 bytes): before/after a run, proves what changed. */
+export function fileSnapshot(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out.set(relative(dir, p), readFileSync(p).toString('base64'));
+    }
+  };
+  walk(dir);
+  return out;
 }

@@ -6,29 +6,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { assetsDir } from '../ts/assets.js';
 import { writeNpy } from '../ts/io/npy.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { meanPoolImageModel } from './onnx-graphs.js';
-import { randn, rng, tempDir } from './helpers.js';
+import { randn, rng, tempDir, fileSnapshot } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
 
-/** Every file under dir, relative path → base64 bytes. */
-function files(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out.set(relative(dir, p), readFileSync(p).toString('base64'));
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 function runToEnd(args: string[]): number {
   const t0 = performance.now();
@@ -66,7 +53,7 @@ async function assertKillResumeExact(t: { diagnostic: (s: string) => void }, mak
   }
   assert.equal(interrupted, 1, 'a run was really interrupted by SIGKILL');
   runToEnd(resume(killed));
-  const a = files(clean), b = files(killed);
+  const a = fileSnapshot(clean), b = fileSnapshot(killed);
   assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort(), 'the same files, no temp files left');
   for (const [name, bytes] of a) assert.ok(b.get(name) === bytes, `${name} differs from the uninterrupted run`);
 }
