@@ -12,6 +12,10 @@ namespace cl {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// C[n×n] (upper triangle) = alpha · Aᵀ·A + beta · C for row-major A (k×n):
+// a Gram matrix for half sgemm's flops. The lower triangle is left as it was.
+void ssyrk_upper_ata(int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c, int64_t ldc);
+
 // Name of the kernel family OpenBLAS selected at load time (e.g. "SkylakeX").
 std::string blas_core_name();
 int blas_threads();

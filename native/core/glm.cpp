@@ -1,8 +1,10 @@
 #include "glm.h"
 
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -16,12 +18,19 @@ namespace cl {
 
 namespace {
 
-void validate(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en) {
+// Row blocks of the column and objective reductions: a fixed count, so sums
+// are added in the same order whatever the thread count.
+constexpr int64_t kRowBlocks = 64;
+
+void validate_arguments(int64_t n, int64_t p, int64_t K, const ElasticNet& en) {
   require(n >= 2, "X: expected at least 2 samples, got " + std::to_string(n));
   require(p >= 1, "X: expected at least 1 feature, got " + std::to_string(p));
   require(K >= 1, "Y: expected at least 1 target, got " + std::to_string(K));
   require(en.lambda > 0 && std::isfinite(en.lambda), "lambda: expected a positive number, got " + std::to_string(en.lambda));
   require(en.alpha >= 0 && en.alpha <= 1, "alpha: expected a number in [0, 1], got " + std::to_string(en.alpha));
+}
+
+void require_finite_data(const float* X, int64_t n, int64_t p, const float* Y, int64_t K) {
   require_finite(MatrixView{X, DType::F32, n, p}, "X");
   require_finite(MatrixView{Y, DType::F32, n, K}, "Y");
 }
@@ -34,112 +43,311 @@ double penalty(const float* w, int64_t p, const ElasticNet& en) {
   return en.lambda * (en.alpha * l1 + 0.5 * (1 - en.alpha) * l2);
 }
 
-std::vector<double> column_means(const float* A, int64_t n, int64_t c) {
-  std::vector<double> mu(c, 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < c; ++j) mu[j] += A[i * c + j];
-  for (auto& m : mu) m /= double(n);
-  return mu;
+// Column means of A (n×c) in float64, and whether some column's mean exceeds
+// its standard deviation: fp32 products of such raw columns lose their digits
+// to cancellation.
+struct ColumnStats {
+  std::vector<double> mean;
+  bool offset = false;
+  bool finite = true;  // false when A holds a NaN or Inf (squares of finite floats cannot overflow a double)
+};
+
+ColumnStats column_stats(const float* A, int64_t n, int64_t c) {
+  const int64_t blocks = std::min(n, kRowBlocks);
+  std::vector<double> sum(size_t(blocks) * c, 0.0), sq(size_t(blocks) * c, 0.0);
+  parallel_for(blocks, [&](int64_t b, int) {
+    double *s = &sum[b * c], *q = &sq[b * c];
+    for (int64_t i = b * n / blocks; i < (b + 1) * n / blocks; ++i)
+      for (int64_t j = 0; j < c; ++j) {
+        const double x = A[i * c + j];
+        s[j] += x, q[j] += x * x;
+      }
+  });
+  ColumnStats st;
+  st.mean.assign(c, 0.0);
+  for (int64_t j = 0; j < c; ++j) {
+    double s = 0, q = 0;
+    for (int64_t b = 0; b < blocks; ++b) s += sum[b * c + j], q += sq[b * c + j];
+    st.mean[j] = s / double(n);
+    st.offset |= 2 * st.mean[j] * st.mean[j] > q / double(n);  // mean² > E[x²] − mean²
+    st.finite &= std::isfinite(q);
+  }
+  return st;
 }
 
-// The shared statistics of the covariance-update solver: G = XcᵀXc/n and
-// C = XcᵀY/n for column-centred Xc (centring first keeps fp32 GEMMs accurate
-// for any column offset), computed once for all targets by wide BLAS.
+// What the covariance-update solver needs, computed once for all targets by
+// wide BLAS: G = XcᵀXc/n (p×p, both triangles) and Ct = YcᵀXc/n (K×p, a row per
+// target) for column-centred Xc, Yc. A near-centred matrix goes into the GEMMs
+// as it is, centred afterwards by rank-one corrections in float64 (subtracting
+// its `shift`, the column means); one with a column far from centred is
+// centred first (its shift is then 0).
 struct Moments {
-  std::vector<double> G, C, mu_x, mu_y;
+  int64_t p = 0;
+  std::unique_ptr<float[]> G, Ct;  // uninitialised until the GEMMs write them
+  std::vector<double> mu_x, mu_y, shift_x, shift_y;
+
+  double c(int64_t k, int64_t j) const { return Ct[k * p + j] - shift_y[k] * shift_x[j]; }
 };
+
+// A (n×c) as the GEMMs take it: itself, or centred into `copy` when some column
+// sits far from centred. Sets the shift its products still need subtracted.
+const float* gemm_operand(const float* A, int64_t n, int64_t c, const ColumnStats& st, std::vector<float>& copy,
+                          std::vector<double>& shift) {
+  shift = st.offset ? std::vector<double>(c, 0.0) : st.mean;
+  if (!st.offset) return A;
+  copy.resize(size_t(n) * c);
+  parallel_for(n, [&](int64_t i, int) {
+    for (int64_t j = 0; j < c; ++j) copy[i * c + j] = float(A[i * c + j] - st.mean[j]);
+  });
+  return copy.data();
+}
+
+// Completes the upper triangle that ssyrk wrote into a symmetric matrix,
+// subtracting shift·shiftᵀ, tile by tile so both accesses stay in cache.
+void symmetrise(float* G, int64_t p, const std::vector<double>& shift) {
+  constexpr int64_t T = 64;
+  parallel_for((p + T - 1) / T, [&](int64_t bi, int) {
+    for (int64_t j0 = bi * T; j0 < p; j0 += T)
+      for (int64_t i = bi * T; i < std::min(p, (bi + 1) * T); ++i)
+        for (int64_t j = std::max(i, j0); j < std::min(p, j0 + T); ++j)
+          G[j * p + i] = G[i * p + j] = float(G[i * p + j] - shift[i] * shift[j]);
+  });
+}
 
 Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K) {
   Moments m;
-  m.mu_x = column_means(X, n, p);
-  m.mu_y = column_means(Y, n, K);
-  std::vector<float> Xc(size_t(n) * p);
-  parallel_for(n, [&](int64_t i, int) {
-    for (int64_t j = 0; j < p; ++j) Xc[i * p + j] = float(X[i * p + j] - m.mu_x[j]);
-  });
-  std::vector<float> Gf(size_t(p) * p), Cf(size_t(p) * K);
+  m.p = p;
+  const ColumnStats sx = column_stats(X, n, p);
+  const ColumnStats sy = column_stats(Y, n, K);
+  // The sums double as the finite check; the full scan runs only to name the bad entry.
+  if (!sx.finite || !sy.finite) require_finite_data(X, n, p, Y, K);
+  m.mu_x = sx.mean;
+  m.mu_y = sy.mean;
+  std::vector<float> Xc, Yc;
+  const float* A = gemm_operand(X, n, p, sx, Xc, m.shift_x);
+  const float* B = gemm_operand(Y, n, K, sy, Yc, m.shift_y);
+  m.G.reset(new float[size_t(p) * p]);
+  m.Ct.reset(new float[size_t(K) * p]);
   {
     WideBlas guard(compute_threads());
-    sgemm(true, false, p, p, n, 1.0f / float(n), Xc.data(), p, Xc.data(), p, 0.0f, Gf.data(), p);
-    sgemm(true, false, p, K, n, 1.0f / float(n), Xc.data(), p, Y, K, 0.0f, Cf.data(), K);
+    ssyrk_upper_ata(p, n, 1.0f / float(n), A, p, 0.0f, m.G.get(), p);
+    sgemm(true, false, K, p, n, 1.0f / float(n), B, K, A, p, 0.0f, m.Ct.get(), p);
   }
-  m.G.assign(Gf.begin(), Gf.end());
-  m.C.assign(Cf.begin(), Cf.end());
+  symmetrise(m.G.get(), p, m.shift_x);
   return m;
 }
 
-// Per-worker scratch of one coordinate-descent solve.
-struct CdScratch {
-  std::vector<double> c, w, q, GA, qA, wA;
-  std::vector<int64_t> A;
-  std::vector<char> in_A;
-};
+// The penalty and the per-feature quantities every target's solve shares.
+struct Problem {
+  const Moments& m;
+  int64_t p;
+  double l1, l2, tol;
+  // sqrt(G_jj)/(G_jj + l2): how far, in units of the feature's standard
+  // deviation, a coordinate step moves w_j per unit of KKT violation.
+  std::vector<double> reach;
 
-// Cycles the active set A to convergence on the dense block G[A,A]; returns passes.
-int64_t cycle_active(const Moments& m, int64_t p, double l1, double l2, const CdOptions& opt, CdScratch& s) {
-  const size_t a = s.A.size();
-  s.GA.resize(a * a);
-  s.qA.resize(a);
-  s.wA.resize(a);
-  for (size_t t = 0; t < a; ++t) {
-    for (size_t u = 0; u < a; ++u) s.GA[t * a + u] = m.G[s.A[t] * p + s.A[u]];
-    s.wA[t] = s.w[s.A[t]];
-  }
-  for (size_t t = 0; t < a; ++t) {
-    double q = s.c[s.A[t]];
-    for (size_t u = 0; u < a; ++u) q -= s.GA[t * a + u] * s.wA[u];
-    s.qA[t] = q;
-  }
-  int64_t passes = 0;
-  for (double maxd = 1; maxd >= opt.tol && passes < opt.max_passes; ++passes) {
-    maxd = 0;
-    for (size_t t = 0; t < a; ++t) {
-      const double gjj = s.GA[t * a + t];
-      const double wn = soft(s.qA[t] + gjj * s.wA[t], l1) / (gjj + l2);
-      const double d = wn - s.wA[t];
-      if (d == 0) continue;
-      const double* row = &s.GA[t * a];
-      for (size_t u = 0; u < a; ++u) s.qA[u] -= d * row[u];
-      s.wA[t] = wn;
-      maxd = std::max(maxd, std::fabs(d) * std::sqrt(gjj));
+  Problem(const Moments& m_, const ElasticNet& en, double tol_)
+      : m(m_), p(m_.p), l1(en.lambda * en.alpha), l2(en.lambda * (1 - en.alpha)), tol(tol_), reach(m_.p) {
+    for (int64_t j = 0; j < p; ++j) {
+      const double g = m.G[j * p + j];
+      reach[j] = g > 0 ? std::sqrt(g) / (g + l2) : 0.0;
     }
   }
-  for (size_t t = 0; t < a; ++t) s.w[s.A[t]] = s.wA[t];
+};
+
+// Per-worker state of one target's solve: over all p features the weights w
+// and q = c − Gw (the negative gradient of the smooth part, c = Ct's row); the
+// working set ws, its dense float64 copies of G, q, w, and how many of its
+// weights are nonzero; scratch for picking and for Newton steps.
+struct CdScratch {
+  std::vector<double> q, w, Gws, qws, wws, H, delta;
+  std::vector<int64_t> ws;
+  std::vector<size_t> on;
+  std::vector<std::pair<double, int64_t>> best;
+  size_t support = 0;
+};
+
+// The working set: the support plus the excluded features whose coordinate
+// step from zero would exceed tol (in standard deviations), largest first, up
+// to `size` in all. False when there are none: w is then optimal to tolerance.
+bool pick_working_set(const Problem& P, size_t size, CdScratch& s) {
+  const size_t take = size > s.support ? size - s.support : 1;
+  auto larger = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) { return a > b; };
+  s.ws.clear();
+  s.best.clear();  // a min-heap of the `take` largest steps
+  for (int64_t j = 0; j < P.p; ++j) {
+    if (s.w[j] != 0) {
+      s.ws.push_back(j);
+      continue;
+    }
+    const double step = (std::fabs(s.q[j]) - P.l1) * P.reach[j];
+    if (step <= P.tol || (s.best.size() == take && step <= s.best.front().first)) continue;
+    if (s.best.size() == take) std::pop_heap(s.best.begin(), s.best.end(), larger), s.best.pop_back();
+    s.best.emplace_back(step, j);
+    std::push_heap(s.best.begin(), s.best.end(), larger);
+  }
+  for (const auto& b : s.best) s.ws.push_back(b.second);
+  return !s.best.empty();
+}
+
+// Coordinate t's step on the working set, given its gradient entry q.
+double cd_step(const Problem& P, const CdScratch& s, size_t t, double q) {
+  const double gtt = s.Gws[t * s.ws.size() + t];
+  return soft(q + gtt * s.wws[t], P.l1) / (gtt + P.l2) - s.wws[t];
+}
+
+// One cyclic pass with covariance updates; returns the largest move in
+// standard deviations and sets `flipped` when a weight left, entered or
+// changed sign.
+double cd_pass(const Problem& P, CdScratch& s, bool& flipped) {
+  const size_t a = s.ws.size();
+  double maxd = 0;
+  flipped = false;
+  for (size_t t = 0; t < a; ++t) {
+    const double d = cd_step(P, s, t, s.qws[t]), w = s.wws[t];
+    if (d == 0) continue;
+    const double* row = &s.Gws[t * a];
+    for (size_t u = 0; u < a; ++u) s.qws[u] -= d * row[u];
+    s.wws[t] += d;
+    flipped |= (w > 0) != (s.wws[t] > 0) || (w < 0) != (s.wws[t] < 0);
+    maxd = std::max(maxd, std::fabs(d) * std::sqrt(row[t]));
+  }
+  return maxd;
+}
+
+// Solves H·x = b in place for symmetric positive definite H (m×m, lower
+// triangle read) by Cholesky; false when H is not numerically so.
+bool cholesky_solve(std::vector<double>& H, size_t m, std::vector<double>& b) {
+  for (size_t j = 0; j < m; ++j) {
+    double d = H[j * m + j];
+    for (size_t k = 0; k < j; ++k) d -= H[j * m + k] * H[j * m + k];
+    if (!(d > 1e-12 * H[j * m + j])) return false;
+    H[j * m + j] = d = std::sqrt(d);
+    for (size_t i = j + 1; i < m; ++i) {
+      double v = H[i * m + j];
+      for (size_t k = 0; k < j; ++k) v -= H[i * m + k] * H[j * m + k];
+      H[i * m + j] = v / d;
+    }
+  }
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t k = 0; k < i; ++k) b[i] -= H[i * m + k] * b[k];
+    b[i] /= H[i * m + i];
+  }
+  for (size_t i = m; i-- > 0;) {
+    for (size_t k = i + 1; k < m; ++k) b[i] -= H[k * m + i] * b[k];
+    b[i] /= H[i * m + i];
+  }
+  return true;
+}
+
+// Newton's step for the working set's problem with the support S and signs σ
+// held: (G_SS + l2·I)·Δ = q_S − l2·w_S − l1·σ, the minimiser of the objective
+// on σ's orthant face. Taken up to where a weight first reaches zero (the
+// objective falls all along the segment); when it is taken whole and no zero
+// coordinate of the set would then move by tol, the subproblem is solved.
+// This replaces coordinate descent's slow linear tail on correlated features.
+// Returns whether the subproblem is solved.
+bool newton_step(const Problem& P, CdScratch& s) {
+  const size_t a = s.ws.size();
+  s.on.clear();
+  for (size_t t = 0; t < a; ++t)
+    if (s.wws[t] != 0) s.on.push_back(t);
+  const size_t m = s.on.size();
+  s.H.resize(m * m);
+  s.delta.resize(m);
+  for (size_t i = 0; i < m; ++i) {
+    const size_t t = s.on[i];
+    for (size_t j = 0; j <= i; ++j) s.H[i * m + j] = s.Gws[t * a + s.on[j]] + (i == j ? P.l2 : 0.0);
+    s.delta[i] = s.qws[t] - P.l2 * s.wws[t] - P.l1 * (s.wws[t] > 0 ? 1 : -1);
+  }
+  if (!cholesky_solve(s.H, m, s.delta)) return false;
+  double theta = 1;
+  for (size_t i = 0; i < m; ++i) {
+    const double w = s.wws[s.on[i]], d = s.delta[i];
+    if ((w + d) * w <= 0) theta = std::min(theta, -w / d);
+  }
+  for (size_t i = 0; i < m; ++i) {
+    const size_t t = s.on[i];
+    const double d = theta * s.delta[i];
+    const double* row = &s.Gws[t * a];
+    for (size_t u = 0; u < a; ++u) s.qws[u] -= d * row[u];
+    // A weight the step takes to zero lands on it exactly.
+    s.wws[t] = (s.wws[t] + d) * s.wws[t] <= 0 ? 0.0 : s.wws[t] + d;
+  }
+  if (theta < 1) return false;
+  for (size_t t = 0; t < a; ++t)
+    if (s.wws[t] == 0 && std::fabs(cd_step(P, s, t, s.qws[t])) * std::sqrt(s.Gws[t * a + t]) >= P.tol) return false;
+  return true;
+}
+
+// Copies G, q and w on the working set into dense float64 scratch.
+void load_working_set(const Problem& P, CdScratch& s) {
+  const size_t a = s.ws.size();
+  s.Gws.resize(a * a);
+  s.qws.resize(a);
+  s.wws.resize(a);
+  for (size_t t = 0; t < a; ++t) {
+    const float* row = &P.m.G[s.ws[t] * P.p];
+    for (size_t u = 0; u < a; ++u) s.Gws[t * a + u] = row[s.ws[u]];
+    s.qws[t] = s.q[s.ws[t]];
+    s.wws[t] = s.w[s.ws[t]];
+  }
+}
+
+// Writes the working set's weights back and carries their changes into q
+// over all features; counts the support.
+void store_working_set(const Problem& P, CdScratch& s) {
+  s.support = 0;
+  for (size_t t = 0; t < s.ws.size(); ++t) {
+    const int64_t j = s.ws[t];
+    const double d = s.wws[t] - s.w[j];
+    s.support += s.wws[t] != 0;
+    if (d == 0) continue;
+    const float* row = &P.m.G[j * P.p];
+    for (int64_t i = 0; i < P.p; ++i) s.q[i] -= d * row[i];
+    s.w[j] = s.wws[t];
+  }
+}
+
+// Solves the problem on the working set: coordinate descent with covariance
+// updates on the dense block G[ws, ws] until a pass moves no coordinate by tol
+// (standard deviations) or the pass budget is spent, with Newton steps after
+// passes that change no sign. A Newton step costs about m³/3 flops for m
+// weights in the support, a pass a² for a features in the set: a step waits
+// until that many passes' worth of work has passed since the last. Returns
+// the passes.
+int64_t descend(const Problem& P, int64_t budget, CdScratch& s) {
+  load_working_set(P, s);
+  const double a = double(s.ws.size());
+  int64_t passes = 0;
+  double work = 0;  // pass flops since the last Newton step
+  bool flipped = false;
+  for (double maxd = P.tol; maxd >= P.tol && passes < budget; ++passes) {
+    maxd = cd_pass(P, s, flipped);
+    work += a * a;
+    const double m = double(std::count_if(s.wws.begin(), s.wws.end(), [](double w) { return w != 0; }));
+    if (flipped || maxd < P.tol || work < m * m * m / 3) continue;
+    work = 0;
+    if (newton_step(P, s)) maxd = 0;
+  }
+  store_working_set(P, s);
   return passes;
 }
 
-// Adds every inactive feature that violates the KKT condition |q_j| <= λα at
-// w_j = 0 (q = c − Gw is the negative gradient of the smooth part); returns how many.
-int64_t add_kkt_violators(const Moments& m, int64_t p, double l1, CdScratch& s) {
-  s.q = s.c;
-  for (int64_t j : s.A) {
-    if (s.w[j] == 0) continue;
-    const double* row = &m.G[j * p];
-    for (int64_t i = 0; i < p; ++i) s.q[i] -= s.w[j] * row[i];
-  }
-  int64_t added = 0;
-  for (int64_t j = 0; j < p; ++j)
-    if (!s.in_A[j] && std::fabs(s.q[j]) > l1 * (1 + 1e-12)) s.A.push_back(j), s.in_A[j] = 1, ++added;
-  std::sort(s.A.begin(), s.A.end());
-  return added;
-}
-
-// One target: strong-rule screening from w = 0, then active-set cycling
-// until no excluded feature violates KKT. Returns the passes taken.
-int64_t solve_target(const Moments& m, int64_t p, const ElasticNet& en, const CdOptions& opt, CdScratch& s) {
-  const double l1 = en.lambda * en.alpha, l2 = en.lambda * (1 - en.alpha);
-  s.w.assign(p, 0.0);
-  s.in_A.assign(p, 0);
-  s.A.clear();
-  double cmax = 0;
-  for (int64_t j = 0; j < p; ++j) cmax = std::max(cmax, std::fabs(s.c[j]));
-  // Sequential strong rule from λ_max (where w = 0) to λ, on the |∇| scale.
-  const double strong = 2 * l1 - cmax;
-  for (int64_t j = 0; j < p; ++j)
-    if (std::fabs(s.c[j]) >= strong) s.A.push_back(j), s.in_A[j] = 1;
+// One target, as glmnet, celer and skglm do it: from w = 0, solve on a small
+// working set, then regrow it from the support and the worst KKT violators
+// until no excluded feature would move. Working sets hold twice the support
+// (skglm's sizing), at least kFirstSize. Returns the passes taken.
+int64_t solve_target(const Problem& P, int64_t k, const CdOptions& opt, CdScratch& s) {
+  constexpr size_t kFirstSize = 16;
+  s.w.assign(P.p, 0.0);
+  s.q.resize(P.p);
+  s.support = 0;
+  for (int64_t j = 0; j < P.p; ++j) s.q[j] = P.m.c(k, j);
   int64_t passes = 0;
-  do passes += cycle_active(m, p, l1, l2, opt, s);
-  while (add_kkt_violators(m, p, l1, s) > 0 && passes < opt.max_passes);
+  for (size_t size = kFirstSize; passes < opt.max_passes && pick_working_set(P, size, s);
+       size = std::max(kFirstSize, 2 * s.support))
+    passes += descend(P, opt.max_passes - passes, s);
   return passes;
 }
 
@@ -147,28 +355,58 @@ int64_t solve_target(const Moments& m, int64_t p, const ElasticNet& en, const Cd
 
 std::vector<double> elastic_net_objective(const float* X, int64_t n, int64_t p, const float* Y, int64_t K,
                                           const float* W, const float* b, const ElasticNet& en) {
-  std::vector<double> obj(K);
-  parallel_for(K, [&](int64_t k, int) {
-    const float* w = W + k * p;
-    std::vector<int64_t> nz;
+  // Each target's nonzero weights (as positions among the features any target
+  // uses, and values); residuals then go a tile of rows at a time over those
+  // features' columns, transposed into float64, so each weight updates a
+  // tile's residuals as one vector operation.
+  constexpr int64_t T = 16;
+  std::vector<char> nonzero(p, 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < p; ++j) nonzero[j] |= W[k * p + j] != 0;
+  std::vector<int64_t> pos(p), used, start{0}, at;
+  std::vector<double> weight;
+  for (int64_t j = 0; j < p; ++j)
+    if (nonzero[j]) pos[j] = int64_t(used.size()), used.push_back(j);
+  for (int64_t k = 0; k < K; ++k) {
     for (int64_t j = 0; j < p; ++j)
-      if (w[j] != 0) nz.push_back(j);
-    double rss = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      double r = double(Y[i * K + k]) - b[k];
-      for (int64_t j : nz) r -= double(X[i * p + j]) * w[j];
-      rss += r * r;
+      if (W[k * p + j] != 0) at.push_back(pos[j]), weight.push_back(W[k * p + j]);
+    start.push_back(int64_t(at.size()));
+  }
+  const int64_t blocks = std::min(n, kRowBlocks), u = int64_t(used.size());
+  std::vector<double> rss(size_t(blocks) * K, 0.0);
+  parallel_for(blocks, [&](int64_t blk, int) {
+    std::vector<double> xt(u * T), r(T);
+    for (int64_t i0 = blk * n / blocks, end = (blk + 1) * n / blocks; i0 < end; i0 += T) {
+      const int64_t rows = std::min(T, end - i0);
+      for (int64_t c = 0; c < u; ++c)
+        for (int64_t t = 0; t < rows; ++t) xt[c * T + t] = X[(i0 + t) * p + used[c]];
+      for (int64_t k = 0; k < K; ++k) {
+        for (int64_t t = 0; t < T; ++t) r[t] = t < rows ? double(Y[(i0 + t) * K + k]) - b[k] : 0.0;
+        for (int64_t e = start[k]; e < start[k + 1]; ++e) {
+          const double w = weight[e], *x = &xt[at[e] * T];
+          for (int64_t t = 0; t < T; ++t) r[t] -= w * x[t];
+        }
+        double s = 0;
+        for (int64_t t = 0; t < rows; ++t) s += r[t] * r[t];
+        rss[blk * K + k] += s;
+      }
     }
-    obj[k] = 0.5 * rss / double(n) + penalty(w, p, en);
   });
+  std::vector<double> obj(K);
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0;
+    for (int64_t blk = 0; blk < blocks; ++blk) s += rss[blk * K + k];
+    obj[k] = 0.5 * s / double(n) + penalty(W + k * p, p, en);
+  }
   return obj;
 }
 
 GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en,
                       const CdOptions& opt, Progress& progress) {
-  validate(X, n, p, Y, K, en);
+  validate_arguments(n, p, K, en);
   progress.set_total(K);
   const Moments m = moments(X, n, p, Y, K);
+  const Problem P(m, en, opt.tol);
   GlmFit fit;
   fit.weights.assign(size_t(K) * p, 0.0f);
   fit.bias.assign(K, 0.0f);
@@ -177,11 +415,10 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
   parallel_for(K, [&](int64_t k, int worker) {
     progress.check();
     CdScratch& s = scratch[worker];
-    s.c.resize(p);
-    for (int64_t j = 0; j < p; ++j) s.c[j] = m.C[j * K + k];
-    passes[k] = solve_target(m, p, en, opt, s);
+    passes[k] = solve_target(P, k, opt, s);
+    // The intercept that is optimal for the weights as stored.
     double b = m.mu_y[k];
-    for (int64_t j = 0; j < p; ++j) fit.weights[k * p + j] = float(s.w[j]), b -= m.mu_x[j] * s.w[j];
+    for (int64_t j : s.ws) fit.weights[k * p + j] = float(s.w[j]), b -= m.mu_x[j] * fit.weights[k * p + j];
     fit.bias[k] = float(b);
     progress.advance(1);
   });
@@ -259,7 +496,8 @@ struct Saga {
 
 GlmFit elastic_net_saga(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en,
                         const SagaOptions& opt, Progress& progress) {
-  validate(X, n, p, Y, K, en);
+  validate_arguments(n, p, K, en);
+  require_finite_data(X, n, p, Y, K);
   require(opt.batch >= 1, "batch: expected >= 1, got " + std::to_string(opt.batch));
   require(opt.step > 0, "step: expected a positive number, got " + std::to_string(opt.step));
   progress.set_total(opt.max_epochs);

@@ -2,8 +2,9 @@
 // Explanations ranks concepts. Per target k the objective is
 //   (1/2n)‖y_k − X w_k − β₀k‖² + λ(α‖w_k‖₁ + ½(1−α)‖w_k‖²),
 // with an unpenalised intercept. Two solvers:
-//  - elastic_net_cd: exact coordinate descent with covariance updates
-//    (the default; fast),
+//  - elastic_net_cd: exact coordinate descent with covariance updates on one
+//    Gram XᵀX shared by all targets (fp32 GEMMs, float64 solves), each target
+//    on a small working set regrown from its KKT violators (the default; fast),
 //  - elastic_net_saga: minibatch SAGA with a proximal step, loss summed over
 //    targets and early stopping on the epoch objective, as GLM-SAGA does it
 //    (for parity with the published method).
@@ -21,8 +22,9 @@ struct ElasticNet {
 };
 
 struct CdOptions {
-  // Converged when every coordinate moves less than tol (in units of the
-  // feature's standard deviation) over one pass of the active set.
+  // Converged when no coordinate would move by tol or more (in units of the
+  // feature's standard deviation): a pass over the working set moves none,
+  // and no feature outside it would leave zero by that much.
   double tol = 1e-9;
   int64_t max_passes = 100000;
 };

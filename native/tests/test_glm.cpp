@@ -1,5 +1,7 @@
 // Both elastic-net solvers against a plain float64 coordinate descent written
-// from the objective (naive residual updates, intercept re-centred each pass).
+// from the objective (naive residual updates, intercept re-centred each pass),
+// and the coordinate descent's weights against the optimality (KKT) conditions
+// evaluated in float64 on the data.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -47,8 +49,13 @@ Data make_data(int64_t n, int64_t p, int64_t K, uint32_t seed) {
 
 double soft(double z, double t) { return z > t ? z - t : z < -t ? z + t : 0.0; }
 
-// Minimum of (1/2n)‖y − Xw − b‖² + λ(α‖w‖₁ + ½(1−α)‖w‖²) for target k, in float64.
-double reference_objective(const Data& d, int64_t k, double lam, double alpha) {
+struct Reference {
+  std::vector<double> w;
+  double b, objective;
+};
+
+// Minimiser of (1/2n)‖y − Xw − b‖² + λ(α‖w‖₁ + ½(1−α)‖w‖²) for target k, in float64.
+Reference reference_fit(const Data& d, int64_t k, double lam, double alpha) {
   const int64_t n = d.n, p = d.p;
   std::vector<double> w(p, 0), r(n), sq(p, 0);
   double b = 0;
@@ -76,7 +83,11 @@ double reference_objective(const Data& d, int64_t k, double lam, double alpha) {
   double rss = 0, l1 = 0, l2 = 0;
   for (double x : r) rss += x * x;
   for (double x : w) l1 += std::fabs(x), l2 += x * x;
-  return 0.5 * rss / n + lam * (alpha * l1 + 0.5 * (1 - alpha) * l2);
+  return {w, b, 0.5 * rss / n + lam * (alpha * l1 + 0.5 * (1 - alpha) * l2)};
+}
+
+double reference_objective(const Data& d, int64_t k, double lam, double alpha) {
+  return reference_fit(d, k, lam, alpha).objective;
 }
 
 void expect_reference_objective(const Data& d, const cl::GlmFit& fit, const cl::ElasticNet& en, double rel) {
@@ -85,6 +96,45 @@ void expect_reference_objective(const Data& d, const cl::GlmFit& fit, const cl::
     CHECK_NEAR(fit.objective[k], ref, rel * ref);
     CHECK(fit.objective[k] >= ref * (1 - 1e-9));  // nobody beats the minimum
   }
+}
+
+double column_sd(const std::vector<float>& A, int64_t n, int64_t c, int64_t j) {
+  double m = 0, v = 0;
+  for (int64_t i = 0; i < n; ++i) m += A[i * c + j] / double(n);
+  for (int64_t i = 0; i < n; ++i) v += (A[i * c + j] - m) * (A[i * c + j] - m) / double(n);
+  return std::sqrt(v);
+}
+
+// Largest violation, over targets and features, of the optimality conditions
+// of the returned (fp32) weights, with the gradient g = Xᵀ(y − Xw − b)/n in
+// float64: g_j = λα·sign(w_j) + λ(1−α)·w_j where w_j ≠ 0, |g_j| ≤ λα where
+// w_j = 0. In units of sd(x_j)·sd(y), the scale of g_j: fp32 products resolve
+// g to ~1e-7 of it. b is the intercept optimal for the weights (mean residual
+// 0), which the returned one must equal to fp32 resolution.
+double kkt_violation(const Data& d, const cl::GlmFit& fit, const cl::ElasticNet& en) {
+  const double l1 = en.lambda * en.alpha, l2 = en.lambda * (1 - en.alpha);
+  double worst = 0;
+  for (int64_t k = 0; k < d.K; ++k) {
+    const float* w = &fit.weights[k * d.p];
+    std::vector<double> r(d.n), g(d.p, 0.0);
+    double b = 0;
+    for (int64_t i = 0; i < d.n; ++i) {
+      r[i] = d.Y[i * d.K + k];
+      for (int64_t j = 0; j < d.p; ++j) r[i] -= double(d.X[i * d.p + j]) * w[j];
+      b += r[i] / d.n;
+    }
+    for (int64_t i = 0; i < d.n; ++i)
+      for (int64_t j = 0; j < d.p; ++j) g[j] += d.X[i * d.p + j] * (r[i] - b) / d.n;
+    const double sy = column_sd(d.Y, d.n, d.K, k);
+    CHECK_NEAR(fit.bias[k], b, 1e-6 * (sy + std::fabs(b)));
+    for (int64_t j = 0; j < d.p; ++j) {
+      const double sx = column_sd(d.X, d.n, d.p, j);
+      if (sx == 0) continue;  // a constant column has no gradient
+      const double v = w[j] != 0 ? std::fabs(g[j] - l1 * (w[j] > 0 ? 1 : -1) - l2 * w[j]) : std::fabs(g[j]) - l1;
+      worst = std::max(worst, v / (sx * sy));
+    }
+  }
+  return worst;
 }
 
 }  // namespace
@@ -99,13 +149,20 @@ TEST(cd_reaches_the_reference_minimum) {
   }
 }
 
-TEST(cd_with_ridge_heavy_mix_and_uncentred_features) {
-  Data d = make_data(300, 40, 3, 2);
-  for (auto& x : d.X) x = x * 3.0f + 5.0f;  // the solver must centre internally
+// Features scaled and shifted (x·scale + shift), targets shifted: the solver's
+// own centring must give the reference minimum and satisfy the KKT conditions.
+void expect_solves_shifted(uint32_t seed, float scale, float shift, float y_shift, cl::ElasticNet en, double rel) {
+  Data d = make_data(300, 40, 3, seed);
+  for (auto& x : d.X) x = x * scale + shift;
+  for (auto& y : d.Y) y += y_shift;
   cl::Progress p;
-  cl::ElasticNet en{0.1, 0.3};
   cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
-  expect_reference_objective(d, fit, en, 1e-6);
+  expect_reference_objective(d, fit, en, rel);
+  CHECK(kkt_violation(d, fit, en) < 2e-6);
+}
+
+TEST(cd_with_ridge_heavy_mix_and_uncentred_features) {
+  expect_solves_shifted(2, 3.0f, 5.0f, 50.0f, {0.1, 0.3}, 1e-6);  // far from centred: centred copies
 }
 
 TEST(cd_above_lambda_max_gives_zero_weights_and_mean_bias) {
@@ -114,6 +171,82 @@ TEST(cd_above_lambda_max_gives_zero_weights_and_mean_bias) {
   cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {100.0, 0.99}, {}, p);
   for (float w : fit.weights) CHECK(w == 0.0f);
   for (int64_t k = 0; k < d.K; ++k) CHECK_NEAR(fit.bias[k], 0.0, 1e-6);  // targets are centred
+}
+
+TEST(cd_meets_the_optimality_conditions_in_float64) {
+  // ~29 features per target in 200 correlated ones: the working set must regrow several times.
+  Data d = make_data(600, 200, 3, 9);
+  cl::Progress p;
+  for (double alpha : {0.99, 0.5}) {
+    cl::ElasticNet en{0.05, alpha};
+    cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+    CHECK(kkt_violation(d, fit, en) < 2e-6);
+    expect_reference_objective(d, fit, en, 1e-9);
+  }
+}
+
+TEST(cd_keeps_every_feature_the_optimum_uses) {
+  Data d = make_data(500, 150, 3, 10);
+  cl::Progress p;
+  cl::ElasticNet en{0.03, 0.99};
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  for (int64_t k = 0; k < d.K; ++k) {
+    Reference ref = reference_fit(d, k, en.lambda, en.alpha);
+    int64_t used = 0;
+    for (int64_t j = 0; j < d.p; ++j) {
+      const double w = fit.weights[k * d.p + j];
+      CHECK_NEAR(w, ref.w[j], 1e-4 * (1 + std::fabs(ref.w[j])));
+      if (std::fabs(ref.w[j]) <= 1e-6) continue;
+      CHECK(w * ref.w[j] > 0);  // same support and signs
+      ++used;
+    }
+    CHECK(used > 16);  // more than the first working set holds
+    CHECK_NEAR(fit.bias[k], ref.b, 1e-4);
+  }
+}
+
+TEST(cd_solves_dense_problems_where_newton_steps_finish) {
+  Data d = make_data(400, 80, 2, 16);
+  cl::Progress p;
+  cl::ElasticNet en{1e-3, 0.5};  // nearly every feature in the support
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  expect_reference_objective(d, fit, en, 1e-9);
+  CHECK(kkt_violation(d, fit, en) < 2e-6);
+  int64_t nonzero = 0;
+  for (float w : fit.weights) nonzero += w != 0;
+  CHECK(nonzero > d.K * d.p / 2);
+}
+
+TEST(cd_corrects_near_centred_features_after_the_gram) {
+  expect_solves_shifted(11, 1.0f, 0.4f, -0.3f, {0.05, 0.9}, 1e-9);  // within a standard deviation: no copies
+}
+
+TEST(cd_solves_pure_ridge_and_ignores_constant_columns) {
+  Data d = make_data(300, 30, 2, 12);
+  for (int64_t i = 0; i < d.n; ++i) d.X[i * d.p + 4] = 2.0f, d.X[i * d.p + 7] = 0.0f;
+  cl::Progress p;
+  cl::ElasticNet en{0.1, 0.0};  // no L1: every feature enters the working set
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  expect_reference_objective(d, fit, en, 1e-9);
+  for (int64_t k = 0; k < d.K; ++k) CHECK(fit.weights[k * d.p + 4] == 0.0f && fit.weights[k * d.p + 7] == 0.0f);
+}
+
+TEST(objective_matches_a_direct_float64_sum) {
+  Data d = make_data(37, 9, 5, 13);  // rows not a multiple of the solver's row tiles
+  std::vector<float> W = check::randn(d.K * d.p, 14), b = check::randn(d.K, 15);
+  for (size_t i = 0; i < W.size(); i += 3) W[i] = 0.0f;
+  cl::ElasticNet en{0.2, 0.7};
+  std::vector<double> obj = cl::elastic_net_objective(d.X.data(), d.n, d.p, d.Y.data(), d.K, W.data(), b.data(), en);
+  for (int64_t k = 0; k < d.K; ++k) {
+    double rss = 0, l1 = 0, l2 = 0;
+    for (int64_t i = 0; i < d.n; ++i) {
+      double r = double(d.Y[i * d.K + k]) - b[k];
+      for (int64_t j = 0; j < d.p; ++j) r -= double(d.X[i * d.p + j]) * W[k * d.p + j];
+      rss += r * r;
+    }
+    for (int64_t j = 0; j < d.p; ++j) l1 += std::fabs(W[k * d.p + j]), l2 += double(W[k * d.p + j]) * W[k * d.p + j];
+    CHECK_NEAR(obj[k], 0.5 * rss / d.n + en.lambda * (en.alpha * l1 + 0.5 * (1 - en.alpha) * l2), 1e-12 * obj[k]);
+  }
 }
 
 TEST(saga_converges_to_the_reference_minimum_with_enough_epochs) {
