@@ -1,87 +1,170 @@
 // bench glm: LE's elastic-net ranking problem (standardised concepts X, n×p;
-// standardised neurons Y, n×K) solved by exact coordinate descent and by the
-// reference's GLM-SAGA, on the same synthetic data in one run. Reports
-// neurons/s and each solver's mean objective and its gap to the best found.
+// standardised neurons Y, n×K) for every contender on the same data, with the
+// same warm-up and repeats: conceptlens's coordinate descent, GLM-SAGA as the
+// reference runs it (re-implemented in the engine: labelled so), and with
+// --peers sklearn scikit-learn's ElasticNet on a precomputed Gram (float64,
+// as the issue measured it, and float32), Gram time included on both sides.
+// Every contender's objective is recomputed from its weights by one float64
+// yardstick, and compared with the best any contender reached per neuron.
 import type { Command } from 'commander';
-import { fitElasticNet, standardisedRows, type GlmFit } from '../ts/methods/le/index.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { elasticNetObjective, fitElasticNet, LE_ALPHA, LE_LAMBDA, standardisedRows, type GlmFit } from '../ts/methods/le/index.js';
+import { readMatrix } from '../ts/io/matrix.js';
+import { readNpy, writeNpy } from '../ts/io/npy.js';
 import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
+import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { conceptMixtures, deticConcepts } from './clip-data.js';
+import { addRatios, runPeer } from './peers.js';
+import { writeBenchPlot } from './plot.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
-import { integer, listOption } from '../ts/cli/options.js';
 
 export interface GlmBenchParams {
+  data: 'planted' | 'clip-mix';
+  x?: string;
+  y?: string;
   n: number;
   p: number;
   neurons: number;
+  warmup: number;
   repeats: number;
   solvers: string[];
+  peers: string[];
+  plot?: string;
 }
 
 const everyRow = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
+const standardise = (m: Mat) => standardisedRows(m, everyRow(m.rows));
 
-/** Concepts sharing 8 latent factors (as related concepts do); each neuron a noisy mix of 6 concepts. */
-export function glmProblem(n: number, p: number, K: number): { X: Mat; Y: Mat } {
+/** Each neuron a noisy mix of 6 of the concept columns (seeded). */
+function mixNeurons(X: Mat, K: number): Mat {
+  const { rows: n, cols: p } = X, Y = randn(n * K, 4), pick = randn(K * 6, 5);
+  for (let k = 0; k < K; k++)
+    for (let t = 0; t < 6; t++) {
+      const j = Math.floor(Math.abs(pick[k * 6 + t] * 7919)) % p, w = (t % 2 ? -0.5 : 1) * (1 + 0.1 * t);
+      for (let i = 0; i < n; i++) Y[i * K + k] += w * X.data[i * p + j];
+    }
+  return standardise({ data: Y, rows: n, cols: K });
+}
+
+/** 'planted': concepts sharing 8 latent factors (as related concepts do). */
+function plantedConcepts(n: number, p: number): Mat {
   const r = 8, Z = randn(n * r, 1), M = randn(r * p, 2), X = randn(n * p, 3);
   for (let i = 0; i < n; i++)
     for (let f = 0; f < r; f++) {
       const z = 0.4 * Z[i * r + f];
       for (let j = 0; j < p; j++) X[i * p + j] += z * M[f * p + j];
     }
-  const Y = randn(n * K, 4), pick = randn(K * 6, 5);
-  for (let k = 0; k < K; k++)
-    for (let t = 0; t < 6; t++) {
-      const j = Math.floor(Math.abs(pick[k * 6 + t] * 7919)) % p, w = (t % 2 ? -0.5 : 1) * (1 + 0.1 * t);
-      for (let i = 0; i < n; i++) Y[i * K + k] += w * X[i * p + j];
+  return standardise({ data: X, rows: n, cols: p });
+}
+
+/** 'clip-mix': cosines of n images (mixtures of two real CLIP concept embeddings) with p real concepts. */
+function clipConcepts(n: number, p: number): Mat {
+  const c = deticConcepts(), d = c.d;
+  if (p > c.rows) throw new Error(`--p: clip-mix has ${c.rows} concepts, asked for ${p}`);
+  const images = conceptMixtures(c, n, 11, 0.02), X = new Float32Array(n * p);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < p; j++) {
+      let s = 0;
+      for (let k = 0; k < d; k++) s += images[i * d + k] * c.data[j * d + k];
+      X[i * p + j] = s;
     }
-  return { X: standardisedRows({ data: X, rows: n, cols: p }, everyRow(n)), Y: standardisedRows({ data: Y, rows: n, cols: K }, everyRow(n)) };
+  return standardise({ data: X, rows: n, cols: p });
+}
+
+/** The problem: the user's X and Y (standardised here), or a generator's. */
+export function glmProblem(p: Pick<GlmBenchParams, 'data' | 'x' | 'y' | 'n' | 'p' | 'neurons'>): { X: Mat; Y: Mat; source: string } {
+  if (p.x || p.y) {
+    if (!p.x || !p.y) throw new Error('--x and --y go together: concepts X (n × p) and neurons Y (n × K)');
+    const X = readMatrix(p.x, { what: 'concepts' }), Y = readMatrix(p.y, { what: 'neurons', rows: X.rows, rowsFrom: `one per row of ${p.x}` });
+    return { X: standardise(X), Y: standardise(Y), source: `${p.x}, ${p.y}` };
+  }
+  const X = p.data === 'clip-mix' ? clipConcepts(p.n, p.p) : plantedConcepts(p.n, p.p);
+  return { X, Y: mixNeurons(X, p.neurons), source: p.data };
 }
 
 const meanOf = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => a + b, 0) / x.length;
 
+const LABELS: Record<string, string> = {
+  cd: 'conceptlens coordinate descent (working sets, shared Gram)',
+  saga: 'GLM-SAGA as the LE reference runs it (re-implemented in the conceptlens engine)',
+};
+
 export async function benchGlm(p: GlmBenchParams) {
-  const { X, Y } = glmProblem(p.n, p.p, p.neurons);
-  const fits = new Map<string, { seconds: number; cpuSeconds: number; fit: GlmFit }>();
+  const { X, Y, source } = glmProblem(p);
+  const rows: BenchRow[] = [], objectives = new Map<string, Float64Array>();
   for (const solver of p.solvers) {
     let fit: GlmFit | undefined;
-    // Process CPU time (all threads) beside wall time: steadier than wall time on a shared machine.
     const cpu0 = process.cpuUsage();
-    const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver: solver as 'cd' | 'saga' })), p.repeats, 0);
+    const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver: solver as 'cd' | 'saga' })), p.repeats, p.warmup);
     const cpu = process.cpuUsage(cpu0);
-    fits.set(solver, { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 / p.repeats, fit: fit! });
+    const name = solver === 'cd' ? 'conceptlens-cd' : 'glm-saga';
+    objectives.set(name, elasticNetObjective(X, Y, fit!.weights, fit!.bias));
+    rows.push({ name, label: LABELS[solver], seconds,
+      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: p.neurons / seconds,
+      nonzeros_per_neuron: fit!.weights.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
   }
-  // The best objective any solver reached per neuron: the yardstick for relative accuracy.
-  const best = new Float64Array(p.neurons).fill(Infinity);
-  for (const { fit } of fits.values()) fit.objective.forEach((o, k) => (best[k] = Math.min(best[k], o)));
-  const results: BenchRow[] = [...fits].map(([solver, { seconds, cpuSeconds, fit }]) => {
-    const gaps = Array.from(fit.objective, (o, k) => (o - best[k]) / best[k]);
-    return {
-      name: solver === 'cd' ? 'conceptlens-cd' : 'glm-saga',
-      seconds,
-      cpu_seconds: cpuSeconds,
-      neurons_per_s: p.neurons / seconds,
-      mean_objective: meanOf(fit.objective),
-      max_rel_gap_to_best: Math.max(...gaps),
-      iterations: fit.iterations,
-      nonzeros_per_neuron: fit.weights.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / p.neurons,
-    };
-  });
-  if (fits.has('cd') && fits.has('saga')) {
-    const cd = results.find((r) => r.name === 'conceptlens-cd')!, saga = results.find((r) => r.name === 'glm-saga')!;
-    cd.speedup_vs_saga = saga.seconds / cd.seconds;
-    cd.cpu_speedup_vs_saga = (saga.cpu_seconds as number) / (cd.cpu_seconds as number);
+  const skipped = p.peers.includes('sklearn') ? sklearnPeers(X, Y, p, rows, objectives) : [];
+  // The yardstick: the best objective any contender reached, per neuron.
+  const best = new Float64Array(Y.cols).fill(Infinity);
+  for (const o of objectives.values()) o.forEach((v, k) => (best[k] = Math.min(best[k], v)));
+  for (const r of rows) {
+    const o = objectives.get(r.name)!;
+    r.mean_objective = meanOf(o);
+    r.max_rel_gap_to_best = Math.max(...Array.from(o, (v, k) => (v - best[k]) / best[k]));
   }
-  return { suite: 'glm', params: { ...p }, machine: machine(), results };
+  addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name));
+  const report = { suite: 'glm', params: { ...p, source, lambda: LE_LAMBDA, alpha: LE_ALPHA, skipped }, machine: machine(), results: rows };
+  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'neurons_per_s', quality: 'max_rel_gap_to_best' });
+  return report;
+}
+
+/** scikit-learn's ElasticNet (Gram precomputed, tol 1e-6) in float64 and float32, on the same X and Y files. */
+function sklearnPeers(X: Mat, Y: Mat, p: GlmBenchParams, rows: BenchRow[], objectives: Map<string, Float64Array>): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'conceptlens-glm-'));
+  const skipped: string[] = [];
+  try {
+    writeNpy(join(dir, 'X.npy'), X.data, [X.rows, X.cols]);
+    writeNpy(join(dir, 'Y.npy'), Y.data, [Y.rows, Y.cols]);
+    for (const dtype of ['float64', 'float32']) {
+      const out = join(dir, `W-${dtype}.npy`), name = `sklearn-elasticnet-${dtype === 'float64' ? 'f64' : 'f32'}`;
+      const r = runPeer('sklearn_enet.py', {
+        x: join(dir, 'X.npy'), y: join(dir, 'Y.npy'), lambda: LE_LAMBDA, alpha: LE_ALPHA, tol: 1e-6,
+        warmup: p.warmup, repeats: p.repeats, dtype, out,
+      });
+      if ('skipped' in r) {
+        skipped.push(r.skipped);
+        continue;
+      }
+      const W = readNpy(out).data as Float32Array;
+      objectives.set(name, elasticNetObjective(X, Y, W, new Float32Array(Y.cols)));
+      rows.push({ name, label: r.row.label, seconds: r.row.seconds, cpu_seconds: r.row.cpu_seconds, neurons_per_s: Y.cols / r.row.seconds,
+        nonzeros_per_neuron: W.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return skipped;
 }
 
 export function registerBenchGlm(bench: Command): void {
   bench
     .command('glm')
-    .description("elastic net for LE's concept ranking: coordinate descent vs GLM-SAGA (neurons/s, objective)")
+    .description("elastic net for LE's concept ranking: conceptlens coordinate descent vs GLM-SAGA and scikit-learn (neurons/s, objective)")
+    .option('--data <kind>', 'planted (8 shared factors) | clip-mix (cosines with real CLIP concepts; needs the assets mirror)',
+      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .option('--x <npy>', 'your concepts, n × p (standardised here); with --y instead of a generator')
+    .option('--y <npy>', 'your neurons, n × K (standardised here)')
     .option('--n <n>', 'samples', integer('--n'), 10000)
     .option('--p <p>', 'concepts', integer('--p'), 2000)
     .option('--neurons <k>', 'neurons solved as one batch', integer('--neurons'), 512)
-    .option('--repeats <r>', 'timed runs per solver (median)', integer('--repeats'), 1)
-    .addOption(listOption('--solvers <list>', 'comma-separated: cd,saga', 'cd,saga'))
+    .option('--warmup <w>', 'untimed runs per contender first', integer('--warmup', 0), 1)
+    .option('--repeats <r>', 'timed runs per contender (median)', integer('--repeats'), 3)
+    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd'))
+    .addOption(listOption('--peers <list>', 'peers from other languages on the same data: sklearn', ''))
+    .option('--plot <svg>', 'draw neurons/s bars and each contender\'s objective gap against its time')
     .option('--json', 'print one JSON object')
     .action(async ({ json, ...p }: GlmBenchParams & { json?: boolean }) => printReport(await benchGlm(p), !!json));
 }

@@ -59,7 +59,7 @@ def main():
     penalty = args.lam * (args.alpha * np.abs(W).sum(1) + 0.5 * (1 - args.alpha) * (W * W).sum(1))
     objective = 0.5 * (R * R).sum(0) / X.shape[0] + penalty
     if args.out:
-        np.save(args.out, W.astype(np.float32))
+        np.save(args.out, np.ascontiguousarray(W, dtype=np.float32))
     print(json.dumps({
         "name": "sklearn-elasticnet",
         "label": f"scikit-learn {sklearn.__version__} ElasticNet, Gram precomputed",
