@@ -16,6 +16,7 @@ import { readNpy, writeNpy } from '../ts/io/npy.js';
 import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { act } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
@@ -166,5 +167,5 @@ export function registerBenchGlm(bench: Command): void {
     .addOption(listOption('--peers <list>', 'peers from other languages on the same data: sklearn', ''))
     .option('--plot <svg>', 'draw neurons/s bars and each contender\'s objective gap against its time')
     .option('--json', 'print one JSON object')
-    .action(async ({ json, ...p }: GlmBenchParams & { json?: boolean }) => printReport(await benchGlm(p), !!json));
+    .action(act(async ({ json, ...p }: GlmBenchParams & { json?: boolean }) => printReport(await benchGlm(p), !!json)));
 }
