@@ -265,3 +265,24 @@ test('clear errors: a directory for a file, malformed JSON, an unknown option: o
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown option '--bogus'/);
 });
+
+test('Ctrl-C stops a long command with exit code 130, one line on stderr, and no half-written output', async () => {
+  const dir = tempDir(), features = join(dir, 'x.npy');
+  writeNpy(features, randn(8192 * 32, 3), [8192, 32]);
+  const { spawn } = await import('node:child_process');
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js'), 'sae', 'train', '--features', features,
+    '--out', join(dir, 'sae'), '--epochs', '100000', '--batch', '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  // Interrupt once training has started (the first checkpoint is written after an epoch).
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (existsSync(join(dir, 'sae', 'sae.ckpt'))) clearInterval(poll), child.kill('SIGINT'), resolve();
+    }, 20);
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /^interrupted: stopped before finishing/m);
+  assert.doesNotMatch(stderr, /Usage:|    at /);
+  assert.ok(readdirSync(join(dir, 'sae')).every((f) => !f.includes('.tmp')), 'no temp files');
+});
