@@ -46,7 +46,10 @@ void Task::Execute(const ExecutionProgress& progress) {
     SetError("The operation was aborted");
   } catch (const std::exception& e) {
     code_ = exception_code(e);
-    SetError(e.what());
+    SetError(std::string(code_) == "ERR_MEMORY"
+                 ? std::string("the engine could not allocate the memory this call needs (") + e.what() +
+                       "); use fewer rows, queries or concepts per call"
+                 : e.what());
   }
 }
 

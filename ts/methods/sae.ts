@@ -2,7 +2,6 @@
 // natively over features streamed from a .npy file, concept naming against a
 // text vocabulary, and the files other tools read (decoder.npy, encoder.npy).
 import { existsSync, mkdirSync } from 'node:fs';
-import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
 import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
@@ -12,6 +11,7 @@ import { argError, ConceptLensError, fileError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
+import { requireMemory } from '../memory.js';
 import { rng } from '../random.js';
 import { readJson } from '../io/text.js';
 
@@ -250,14 +250,6 @@ function requestedConfig(o: TrainOptions, d: number): SaeConfig {
 export function trainerBytes(d: number, m: number, batch: number): number {
   const params = 2 * m * d + m + d;
   return 4 * (4 * params + batch * (3 * m + 4 * d));
-}
-
-/** Refuses a size that cannot fit, saying how much it needs (ERR_MEMORY), before anything is allocated. */
-function requireMemory(bytes: number, what: string): void {
-  if (bytes > totalmem()) {
-    const gib = (b: number) => `${(b / 2 ** 30).toFixed(b < 2 ** 30 ? 3 : 1)} GiB`;
-    throw new ConceptLensError('ERR_MEMORY', `${what} needs ${gib(bytes)}; this machine has ${gib(totalmem())}`);
-  }
 }
 
 /** On --resume, every option given must agree with the recorded run (else results would silently mix settings). */

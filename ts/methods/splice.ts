@@ -8,6 +8,7 @@ import { splicePath as nativePath, spliceDecompose } from '../engine/splice.js';
 import { argError, ConceptLensError } from '../errors.js';
 import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
+import { requireMemory } from '../memory.js';
 import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData, type FloatRows } from '../matrix.js';
 
 /**
@@ -79,6 +80,7 @@ function nativeOptions(o: SolveOptions) {
 export async function solveSplice(dictionary: FloatRows, samples: FloatRows, d: number, options: SolveOptions): Promise<Decomposition> {
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
+  if (!options.out) requireMemory(4 * n * c, `the ${n} × ${c} weights of this decomposition`);
   const r = await spliceDecompose(dictionary, c, d, samples, n, nativeOptions(options), options.warm ?? null, options);
   return { ...r, n, c };
 }
