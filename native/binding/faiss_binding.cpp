@@ -71,22 +71,22 @@ class FaissIndex : public Napi::ObjectWrap<FaissIndex> {
         info[2], info[3], {});
   }
 
-  // train(vectors, rows, onProgress|null, cancel|null): Promise<void>
-  Napi::Value Train(const Napi::CallbackInfo& info) {
-    cl::MatrixView m = matrix_arg(info[0], int_arg(info[1], "rows", 1), core_->dim(), "vectors");
+  // (vectors, rows, onProgress|null, cancel|null): Promise<void>, running op(core, rows, progress).
+  template <class Op>
+  Napi::Value RowsTask(const Napi::CallbackInfo& info, int64_t min_rows, Op op) {
+    cl::MatrixView m = matrix_arg(info[0], int_arg(info[1], "rows", min_rows), core_->dim(), "vectors");
     Core core = core_;
     return Task::Start(
-        info.Env(), [core, m](cl::Progress& p) { core->train(m, p); },
+        info.Env(), [core, m, op](cl::Progress& p) { op(*core, m, p); },
         [](Napi::Env env) { return env.Undefined(); }, info[2], info[3], {info[0]});
   }
 
-  // add(vectors, rows, onProgress|null, cancel|null): Promise<void>
+  Napi::Value Train(const Napi::CallbackInfo& info) {
+    return RowsTask(info, 1, [](cl::FaissIndex& c, const cl::MatrixView& m, cl::Progress& p) { c.train(m, p); });
+  }
+
   Napi::Value Add(const Napi::CallbackInfo& info) {
-    cl::MatrixView m = matrix_arg(info[0], int_arg(info[1], "rows", 0), core_->dim(), "vectors");
-    Core core = core_;
-    return Task::Start(
-        info.Env(), [core, m](cl::Progress& p) { core->add(m, p); },
-        [](Napi::Env env) { return env.Undefined(); }, info[2], info[3], {info[0]});
+    return RowsTask(info, 0, [](cl::FaissIndex& c, const cl::MatrixView& m, cl::Progress& p) { c.add(m, p); });
   }
 
   // search(queries, nq, k, nprobe, efSearch, onProgress|null, cancel|null):

@@ -138,6 +138,19 @@ void FaissIndex::prepare_rows(const MatrixView& m, int64_t r0, int64_t n, float*
   if (normalize_) faiss::fvec_renorm_L2(static_cast<size_t>(dim_), static_cast<size_t>(n), dst);
 }
 
+template <class F>
+void FaissIndex::for_chunks(const MatrixView& m, int64_t chunk, Progress& p, F&& f) const {
+  p.set_total(m.rows);
+  std::vector<float> buf(static_cast<size_t>(std::min(m.rows, chunk) * dim_));
+  for (int64_t r = 0; r < m.rows; r += chunk) {
+    p.check();
+    const int64_t n = std::min(chunk, m.rows - r);
+    prepare_rows(m, r, n, buf.data());
+    f(r, n, buf.data());
+    p.advance(n);
+  }
+}
+
 void FaissIndex::train(const MatrixView& x, Progress& p) {
   std::lock_guard<std::mutex> lock(mu_);
   require_dim(x, "train vectors");
@@ -162,16 +175,10 @@ void FaissIndex::add(const MatrixView& x, Progress& p) {
   std::lock_guard<std::mutex> lock(mu_);
   require_dim(x, "add vectors");
   require(index_->is_trained, "add: index " + factory_ + " is not trained; train it first");
-  p.set_total(x.rows);
-  std::vector<float> buf(static_cast<size_t>(std::min(x.rows, kAddChunk) * dim_));
-  for (int64_t r = 0; r < x.rows; r += kAddChunk) {
-    p.check();
-    int64_t n = std::min(kAddChunk, x.rows - r);
-    prepare_rows(x, r, n, buf.data());
-    faiss_call("add to " + factory_, [&] { index_->add(n, buf.data()); });
+  for_chunks(x, kAddChunk, p, [&](int64_t, int64_t n, const float* rows) {
+    faiss_call("add to " + factory_, [&] { index_->add(n, rows); });
     size_ = index_->ntotal;
-    p.advance(n);
-  }
+  });
 }
 
 void FaissIndex::search(const MatrixView& q, int64_t k, const FaissSearchParams& sp, float* scores, int64_t* ids,
@@ -198,16 +205,10 @@ void FaissIndex::search(const MatrixView& q, int64_t k, const FaissSearchParams&
     }
   } restore{hnsw, saved_ef};
   if (hnsw && sp.ef_search > 0) hnsw->hnsw.efSearch = static_cast<int>(sp.ef_search);
-  p.set_total(q.rows);
-  std::vector<float> buf(static_cast<size_t>(std::min(q.rows, kSearchChunk) * dim_));
-  for (int64_t r = 0; r < q.rows; r += kSearchChunk) {
-    p.check();
-    int64_t n = std::min(kSearchChunk, q.rows - r);
-    prepare_rows(q, r, n, buf.data());
+  for_chunks(q, kSearchChunk, p, [&](int64_t r, int64_t n, const float* rows) {
     faiss_call("search " + factory_,
-               [&] { index_->search(n, buf.data(), k, scores + r * k, reinterpret_cast<faiss::Index::idx_t*>(ids + r * k), params); });
-    p.advance(n);
-  }
+               [&] { index_->search(n, rows, k, scores + r * k, reinterpret_cast<faiss::Index::idx_t*>(ids + r * k), params); });
+  });
   // FAISS marks unfilled slots with ±FLT_MAX; infinities say "no result" plainly.
   float none = metric() == AnnMetric::L2 ? std::numeric_limits<float>::infinity()
                                          : -std::numeric_limits<float>::infinity();

@@ -71,6 +71,9 @@ class FaissIndex {
   FaissIndex(std::unique_ptr<faiss::Index> index, const std::string& factory, bool normalize);
   // Rows [r0, r0+n) of m as fp32, normalised when the index is cosine.
   void prepare_rows(const MatrixView& m, int64_t r0, int64_t n, float* dst) const;
+  // Calls f(r0, n, rows) for consecutive chunks of m prepared as fp32, with progress and cancellation.
+  template <class F>
+  void for_chunks(const MatrixView& m, int64_t chunk, Progress& p, F&& f) const;
   void require_dim(const MatrixView& m, const char* what) const;
 
   std::unique_ptr<faiss::Index> index_;
