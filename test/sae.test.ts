@@ -6,32 +6,15 @@ import { join } from 'node:path';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { floatsToHalves } from '../ts/engine/fp16.js';
 import { createTrainer, loadTrainer, nameConcepts, readAtoms, trainSae, conceptStrengths } from '../ts/methods/sae.js';
-import { rng, gaussian } from '../ts/random.js';
+import { gaussian, plantedMixtures, rng } from '../ts/random.js';
 import { accuracy, coveragePosition, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';
 
 const D = 24, ATOMS = 16;
 
 /** Items = 1-2 planted unit atoms with positive weights + small noise. */
 function planted(rows: number, seed: number) {
-  const rand = rng(seed);
-  const dict = new Float32Array(ATOMS * D);
-  for (let j = 0; j < ATOMS; j++) {
-    let nn = 0;
-    for (let c = 0; c < D; c++) nn += (dict[j * D + c] = gaussian(rand)) ** 2;
-    for (let c = 0; c < D; c++) dict[j * D + c] /= Math.sqrt(nn);
-  }
-  const x = new Float32Array(rows * D);
-  const label = new Int32Array(rows);
-  for (let i = 0; i < rows; i++) {
-    const k = 1 + Math.floor(rand() * 2);
-    for (let a = 0; a < k; a++) {
-      const j = Math.floor(rand() * ATOMS), w = 1 + rand();
-      if (a === 0) label[i] = j % 4;
-      for (let c = 0; c < D; c++) x[i * D + c] += w * dict[j * D + c];
-    }
-    for (let c = 0; c < D; c++) x[i * D + c] += 0.01 * gaussian(rand);
-  }
-  return { dict, x, label };
+  const { dict, x, labels } = plantedMixtures(rows, D, ATOMS, seed);
+  return { dict, x, label: labels };
 }
 
 function withDir(fn: (dir: string) => Promise<void>) {

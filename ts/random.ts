@@ -24,3 +24,27 @@ export function randn(n: number, seed: number, scale = 1): Float32Array {
   for (let i = 0; i < n; i++) out[i] = scale * gaussian(rand);
   return out;
 }
+
+/**
+ * Planted sparse data: `atoms` random unit directions of width d; each item
+ * sums 1–2 of them with weights in [1, 2) plus Gaussian noise; its label is
+ * its first atom's id mod `classes`. Seeded: the same call gives the same data.
+ */
+export function plantedMixtures(rows: number, d: number, atoms: number, seed: number, noise = 0.01, classes = 4) {
+  const rand = rng(seed), dict = new Float32Array(atoms * d), x = new Float32Array(rows * d), labels = new Int32Array(rows);
+  for (let j = 0; j < atoms; j++) {
+    let nn = 0;
+    for (let c = 0; c < d; c++) nn += (dict[j * d + c] = gaussian(rand)) ** 2;
+    for (let c = 0; c < d; c++) dict[j * d + c] /= Math.sqrt(nn);
+  }
+  for (let i = 0; i < rows; i++) {
+    const k = 1 + Math.floor(rand() * 2);
+    for (let a = 0; a < k; a++) {
+      const j = Math.floor(rand() * atoms), w = 1 + rand();
+      if (a === 0) labels[i] = j % classes;
+      for (let c = 0; c < d; c++) x[i * d + c] += w * dict[j * d + c];
+    }
+    for (let c = 0; c < d; c++) x[i * d + c] += noise * gaussian(rand);
+  }
+  return { dict, x, labels };
+}
