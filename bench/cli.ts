@@ -7,9 +7,10 @@ import { registerBenchEmbed } from './embed.js';
 import { registerBenchFalcon } from './falcon.js';
 import { registerBenchSplice } from './splice.js';
 import { registerBenchSae } from './sae.js';
+import { registerBenchServe } from './serve.js';
 
 type Register = (bench: Command) => void;
-const suites: Register[] = [registerBenchTopk, registerBenchGlm, registerBenchEmbed, registerBenchFalcon, registerBenchSplice, registerBenchSae];
+const suites: Register[] = [registerBenchTopk, registerBenchGlm, registerBenchEmbed, registerBenchFalcon, registerBenchSplice, registerBenchSae, registerBenchServe];
 
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('Measure speed against peers in the same run (median seconds; --json for machines)');

@@ -125,3 +125,5 @@ export {
   type PreprocessSpec, type ImageBatch, type SkippedImage, type BatchOptions, type CropBox, type GridOptions, type ImageInput,
   type ResizeKernel, type Rgb,
 } from './images/preprocess.js';
+
+export * from './serve/index.js'; // the HTTP service: createServer, the Fastify plugin conceptlensPlugin, their options
