@@ -111,6 +111,8 @@ export {
 // ---- Linear Explanations
 export * from './methods/le/index.js';
 
+export * from './atlas/index.js'; // the atlas of a layer (runAtlas), SpLiCE shift and spurious-correlation analyses
+
 // ---- encoders and images
 export {
   OnnxModel, ImageEncoder, TextEncoder, withTapOutputs, tensorNames, poolActivations, IMAGE_INPUTS, TEXT_INPUTS,

@@ -9,6 +9,7 @@ import {
 import { spliceImages, type SpliceImagesOptions } from '../methods/splice-images.js';
 import { integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
+import { registerSpliceCompare } from './splice-compare.js';
 
 interface CommonOptions {
   embeddings: string;
@@ -151,4 +152,5 @@ export function registerSplice(program: Command): void {
     .requiredOption('--out <dir>', 'output folder (outside --images)')
     .option('--json', 'print a JSON summary')
     .action(act((o: ImagesOptions, { signal }) => imagesAction(o, signal)));
+  registerSpliceCompare(splice);
 }

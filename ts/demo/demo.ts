@@ -10,6 +10,7 @@ import { spliceSection } from './splice.js';
 import { leSection } from './le.js';
 import { falconSection } from './falcon.js';
 import { dncbmSection } from './dncbm.js';
+import { atlasSection } from './atlas.js';
 
 /** `title` heads the section when run() fails before giving its own. */
 interface Section {
@@ -23,6 +24,7 @@ const SECTIONS: Section[] = [
   { title: 'Linear Explanations', run: leSection },
   { title: 'FALCON', run: falconSection },
   { title: 'Discover-then-Name (DN-CBM)', run: dncbmSection },
+  { title: 'Atlas', run: atlasSection },
 ];
 
 /** A failing section is reported in its place; the rest of the demo still runs. */

@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { writeNpy } from '../io/npy.js';
 import { conceptStrengths, loadTrainer, nameConcepts, readAtoms, trainSae, type ConceptName, type TrainMeta } from '../methods/sae.js';
 import { accuracy, globalExplanations, splitTrainVal, toSparse, trainProbe } from '../methods/cbm.js';
+import { bridgeDirections } from '../methods/sae-bridge.js';
 import type { DemoContext, DemoSection } from './context.js';
 import { cifarFeatures } from './data.js';
-import { gaussian as gauss, rng } from '../random.js';
+import { plantedMixtures } from '../random.js';
 
 interface Probed {
   cbm: number;
@@ -65,19 +66,6 @@ function trainingLines(meta: TrainMeta, probed: Probed, nTrain: number, nTest: n
   ];
 }
 
-/** Concept j's direction in the stand-in CLIP space: Σ_i strength_ij (clip_i − mean clip). */
-function clipDirections(s: { data: Float32Array; rows: number; m: number }, clip: Float32Array, d: number): Float32Array {
-  const mean = new Float64Array(d);
-  for (let i = 0; i < s.rows; i++) for (let t = 0; t < d; t++) mean[t] += clip[i * d + t] / s.rows;
-  const dirs = new Float32Array(d * s.m); // d × m, the decoder.npy layout
-  for (let i = 0; i < s.rows; i++)
-    for (let j = 0; j < s.m; j++) {
-      const w = s.data[i * s.m + j];
-      if (w !== 0) for (let t = 0; t < d; t++) dirs[t * s.m + j] += w * (clip[i * d + t] - mean[t]);
-    }
-  return dirs;
-}
-
 async function realSection(ctx: DemoContext): Promise<DemoSection> {
   const f = await cifarFeatures(ctx);
   const dir = join(ctx.outDir, 'dncbm');
@@ -85,7 +73,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
     { expansion: 4, l1: 1e-2, lr: 1e-3, epochs: 40, batch: 64 });
   const named = join(dir, 'clip-standin');
   mkdirSync(named, { recursive: true });
-  writeNpy(join(named, 'decoder.npy'), clipDirections(strengths, f.clip, ctx.concepts.dim), [ctx.concepts.dim, strengths.m]);
+  writeNpy(join(named, 'decoder.npy'), bridgeDirections(strengths, f.clip, ctx.concepts.dim), [ctx.concepts.dim, strengths.m]);
   const names = await nameConcepts(named, ctx.concepts.vectors, ctx.concepts.names);
   const top = globalExplanations(probed.W, f.classes.length, strengths.m, 3);
   const lines = [
@@ -105,24 +93,7 @@ const nameOf = (n: ConceptName) => `${n.name} (${n.score.toFixed(3)})`;
 const SYN_D = 32, SYN_ATOMS = 16;
 
 /** Items = 1-2 planted unit atoms with positive weights + noise; the label is the first atom's id mod 4. */
-function plantedItems(rows: number, seed: number) {
-  const rand = rng(seed), dict = new Float32Array(SYN_ATOMS * SYN_D), x = new Float32Array(rows * SYN_D), labels = new Int32Array(rows);
-  for (let j = 0; j < SYN_ATOMS; j++) {
-    let nn = 0;
-    for (let c = 0; c < SYN_D; c++) nn += (dict[j * SYN_D + c] = gauss(rand)) ** 2;
-    for (let c = 0; c < SYN_D; c++) dict[j * SYN_D + c] /= Math.sqrt(nn);
-  }
-  for (let i = 0; i < rows; i++) {
-    const k = 1 + Math.floor(rand() * 2);
-    for (let a = 0; a < k; a++) {
-      const j = Math.floor(rand() * SYN_ATOMS), w = 1 + rand();
-      if (a === 0) labels[i] = j % 4;
-      for (let c = 0; c < SYN_D; c++) x[i * SYN_D + c] += w * dict[j * SYN_D + c];
-    }
-    for (let c = 0; c < SYN_D; c++) x[i * SYN_D + c] += 0.01 * gauss(rand);
-  }
-  return { dict, x, labels };
-}
+const plantedItems = (rows: number, seed: number) => plantedMixtures(rows, SYN_D, SYN_ATOMS, seed);
 
 async function syntheticSection(ctx: DemoContext): Promise<DemoSection> {
   const rows = 4096, { dict, x, labels } = plantedItems(rows, 1);

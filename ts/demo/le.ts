@@ -4,10 +4,11 @@
 // Synthetic: units planted as linear combinations of synthetic concepts.
 import { join } from 'node:path';
 import {
-  correlationScores, explainNeurons, labelConcepts, pearson, seededSplit, summarise, type Split,
+  correlationScores, explainNeurons, labelConcepts, seededSplit, summarise, type Split,
   formatExplanation, writeExplanationsCsv, type Explanation,
 } from '../methods/le/index.js';
 import type { Mat } from '../matrix.js';
+import { singleBestScores } from '../methods/le/baseline.js';
 import type { DemoContext, DemoSection } from './context.js';
 import { cifarFeatures, pick } from './data.js';
 import { gaussian as gauss, rng } from '../random.js';
@@ -20,20 +21,6 @@ const CIFAR_SUPERCLASSES = {
 
 const column = (M: Mat, j: number, ids: ArrayLike<number>) => Float64Array.from(ids, (i) => M.data[i * M.cols + j]);
 const pm = (s: { mean: number; sem: number }) => `${s.mean.toFixed(3)} ± ${s.sem.toFixed(3)}`;
-
-/** Baseline: per unit the concept most correlated (|r|) on train+val; its test correlation, signed as chosen. */
-function singleBestScores(A: Mat, P: Mat, split: Split): Float64Array {
-  const fitIds = Int32Array.from([...split.train, ...split.val]);
-  return Float64Array.from({ length: A.cols }, (_, u) => {
-    const a = column(A, u, fitIds);
-    let best = 0, arg = 0;
-    for (let k = 0; k < P.cols; k++) {
-      const r = pearson(column(P, k, fitIds), a);
-      if (Math.abs(r) > Math.abs(best)) best = r, arg = k;
-    }
-    return Math.sign(best) * pearson(column(P, arg, split.test), column(A, u, split.test));
-  });
-}
 
 /** Explanations with their test correlations, and the baseline's. */
 async function explainAndScore(ctx: DemoContext, A: Mat, P: Mat, names: string[], split: Split) {

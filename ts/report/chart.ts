@@ -2,13 +2,12 @@
 // SVG, and a PNG rendered from that SVG by sharp.
 import sharp from 'sharp';
 import { writeFileAtomic } from '../io/atomic.js';
+import { escapeHtml as esc } from './html.js';
 
 export interface Bar {
   concept: string;
   weight: number;
 }
-
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** Horizontal bar chart of concept weights, as a standalone SVG. */
 export function barChartSvg(title: string, bars: readonly Bar[]): string {

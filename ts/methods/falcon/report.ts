@@ -2,6 +2,7 @@
 // references crops and images by paths relative to the run directory.
 import type { Box } from './cam.js';
 import type { ImageCaptions, Scored } from './concepts.js';
+import { escapeHtml as esc } from '../../report/html.js';
 
 /** FALCON's explanation of one feature group, as stored in DIR/groups/*.json. */
 export interface GroupExplanation {
@@ -50,8 +51,6 @@ export function conceptsCsv(groups: GroupExplanation[]): string {
   const rows = groups.map((g) => [g.group, scored(g.words), scored(g.phrases), num(g.interpretability), num(g.baseline), g.explained ? 'yes' : 'no']);
   return [['group', 'words', 'phrases', 'interpretability', 'random_baseline', 'explained'], ...rows].map((r) => r.map(csvField).join(',')).join('\n') + '\n';
 }
-
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 function termTable(title: string, xs: Scored[]): string {
   const rows = xs.map((s) => `<tr><td>${esc(s.term)}</td><td>${s.score.toFixed(3)}</td></tr>`).join('');
