@@ -7,10 +7,11 @@ import { registerBenchEmbed } from './embed.js';
 import { registerBenchFalcon } from './falcon.js';
 import { registerBenchSplice } from './splice.js';
 import { registerBenchSae } from './sae.js';
+import { registerBenchDistributed } from './distributed.js';
 import { registerBenchServe } from './serve.js';
 
 type Register = (bench: Command) => void;
-const suites: Register[] = [registerBenchTopk, registerBenchGlm, registerBenchEmbed, registerBenchFalcon, registerBenchSplice, registerBenchSae, registerBenchServe];
+const suites: Register[] = [registerBenchTopk, registerBenchGlm, registerBenchEmbed, registerBenchFalcon, registerBenchSplice, registerBenchSae, registerBenchServe, registerBenchDistributed];
 
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('Measure speed against peers in the same run (median seconds; --json for machines)');

@@ -26,6 +26,8 @@ export const ERROR_CODES = {
   ERR_MEMORY: 'out of memory',
   /** The native engine cannot load, or failed in an unexpected way. */
   ERR_ENGINE: 'engine failure',
+  /** The job queue failed a sharded run: Redis unreachable or lost, a worker refused a job, or a shard failed on every try. */
+  ERR_QUEUE: 'job queue failure',
 } as const;
 
 /** One of the stable codes of {@link ERROR_CODES}, as carried by {@link ConceptLensError.code}. */

@@ -129,3 +129,6 @@ export {
 } from './images/preprocess.js';
 
 export * from './serve/index.js'; // the HTTP service: createServer, the Fastify plugin conceptlensPlugin, their options
+
+// ---- sharded jobs on BullMQ + Redis (`conceptlens worker`, `--queue`)
+export * from './distributed/index.js';

@@ -14,6 +14,7 @@ import { registerLe } from './le.js';
 import { registerSae } from './sae.js';
 import { registerServe } from './serve.js';
 import { registerAtlas } from './atlas.js';
+import { registerWorker } from './worker.js';
 import { exitCodeOf } from './run.js';
 
 export type Register = (program: Command) => void;
@@ -24,7 +25,7 @@ export async function main(argv: string[], extra: Register[] = []): Promise<void
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   for (const register of [registerDemo, registerTokenize, ...extra, registerSearch, registerVocab, registerEmbed, registerAssets,
-    registerFalcon, registerLe, registerSplice, registerSae, registerAtlas, registerServe]) register(program);
+    registerFalcon, registerLe, registerSplice, registerSae, registerWorker, registerAtlas, registerServe]) register(program);
   try {
     await program.parseAsync(argv);
   } catch (e) {

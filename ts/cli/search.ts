@@ -11,6 +11,8 @@ import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
 import { addSourceOptions, bar, sourceOptions, type SourceFlags } from './vocab.js';
 import { integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
+import { distributedSearch } from '../distributed/search.js';
+import { statusBar } from '../distributed/progress.js';
 
 interface SearchFlags extends SourceFlags {
   vocab: string;
@@ -20,6 +22,8 @@ interface SearchFlags extends SourceFlags {
   metric: Metric;
   softmaxTemperature?: number;
   out: string;
+  queue?: string;
+  workDir?: string;
 }
 
 function readQueries(path: string, v: Vocabulary): Float32Array {
@@ -35,6 +39,18 @@ async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, s
   return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores };
 }
 
+/** --queue: one job per shard on the queue's workers, merged into the same result as the local exact search. */
+async function queueSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags & { queue: string }, signal: AbortSignal): Promise<VocabSearchResult> {
+  if (o.index !== 'exact') throw new UsageError(`--queue: shards the exact search, got --index ${o.index}`);
+  const status = statusBar('search', !o.json && process.stderr.isTTY && !process.env.CI);
+  try {
+    return await distributedSearch(v, queries, { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false, signal,
+      queue: o.queue, workDir: o.workDir ?? `${o.out}.runs`, onStatus: status.update });
+  } finally {
+    status.stop();
+  }
+}
+
 function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): void {
   const ids = v.sourceRows < 2 ** 31 ? Int32Array.from(r.ids, Number) : r.ids;
   writeNpy(`${prefix}.ids.npy`, ids, [r.nq, r.k]);
@@ -48,7 +64,7 @@ async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
   const t0 = performance.now();
   let r: VocabSearchResult;
   try {
-    r = o.index === 'exact'
+    r = o.queue ? await queueSearch(v, queries, { ...o, queue: o.queue }, signal) : o.index === 'exact'
       ? await v.search(queries, { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false, signal, onProgress: p.update })
       : await annSearch(v, queries, o, signal);
   } finally {
@@ -73,5 +89,7 @@ export function registerSearch(program: Command): void {
     .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)')
+    .option('--queue <url>', 'fan out one job per shard to `conceptlens worker`s on this Redis (redis://HOST:PORT); same result')
+    .option('--work-dir <dir>', 'with --queue: shared directory every worker sees, for the run\'s files (default PREFIX.runs)')
     .action(act((o: SearchFlags, { signal }) => search(o, signal)));
 }

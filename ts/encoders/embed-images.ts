@@ -106,6 +106,11 @@ export interface EmbedImagesOptions extends ProgressOptions {
   concurrency?: number;
   /** Ignore (and replace) a checkpoint left by an earlier run. */
   restart?: boolean;
+  /**
+   * Embed these files (under `images`, in this order) instead of the folder's listing: one part of a sharded
+   * embed, so a part none of whose files decode is not an error (it writes 0 rows).
+   */
+  files?: readonly string[];
 }
 
 /** What {@link embedImages} wrote. */
@@ -188,17 +193,26 @@ async function finishNpy(out: string, rows: number, dim: number, dtype: 'float32
   await rename(tmp, out);
 }
 
-/** Embeds every image under `images` (sorted, recursive) into `out`; resumable. */
-export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
-  requireFileTarget(o.out, '--out embeddings');
-  if (o.labelsOut) requireFileTarget(o.labelsOut, '--labels-out labels');
+/** The files an embed of `images` takes (sorted; its own outputs left out): all, the images, and the others as skipped. */
+export function imageFiles(o: Pick<EmbedImagesOptions, 'images' | 'out' | 'labelsOut'>): { all: string[]; files: string[]; notImages: SkippedImage[] } {
   const all = listFiles(o.images, [o.out, partialPath(o.out), checkpointPath(o.out), ...(o.labelsOut ? [o.labelsOut] : [])]);
   const files = all.filter(isImageName);
   const notImages = all.filter((f) => !isImageName(f)).map((path) => ({ path, reason: `not an image file (extension '${extname(path)}')` }));
   if (files.length === 0) throw fileError(o.images, `no image files (${IMAGE_EXTENSIONS.join(', ')}) under --images`);
-  const labels = o.labelsOut
-    ? labelIds(classKeys(o.images, files, o.labelSource ?? 'auto'), o.classesFile ? readClassList(o.classesFile) : undefined, o.classesFile)
-    : undefined;
+  return { all, files, notImages };
+}
+
+/** The label id of each file, as `labelSource` and `classesFile` say. */
+export function imageLabels(o: Pick<EmbedImagesOptions, 'images' | 'labelSource' | 'classesFile'>, files: readonly string[]): Int32Array {
+  return labelIds(classKeys(o.images, files, o.labelSource ?? 'auto'), o.classesFile ? readClassList(o.classesFile) : undefined, o.classesFile);
+}
+
+/** Embeds every image under `images` (sorted, recursive) into `out`; resumable. */
+export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesResult> {
+  requireFileTarget(o.out, '--out embeddings');
+  if (o.labelsOut) requireFileTarget(o.labelsOut, '--labels-out labels');
+  const { all, files, notImages } = o.files ? { all: [...o.files], files: [...o.files], notImages: [] } : imageFiles(o);
+  const labels = o.labelsOut ? imageLabels(o, files) : undefined;
   const key = runKey(o, files);
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
   const ckpt = loadCheckpoint(o, key) ?? { key, filesDone: 0, rows: 0, dim: 0, skipped: [], labels: [] };
@@ -234,7 +248,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
   } finally {
     await encoder.close();
   }
-  if (ckpt.rows === 0) throw fileError(o.images, `none of the ${files.length} files could be decoded (first: ${ckpt.skipped[0]?.path}: ${ckpt.skipped[0]?.reason})`);
+  if (ckpt.rows === 0 && !o.files) throw fileError(o.images, `none of the ${files.length} files could be decoded (first: ${ckpt.skipped[0]?.path}: ${ckpt.skipped[0]?.reason})`);
   await finishNpy(o.out, ckpt.rows, ckpt.dim, dtype);
   if (o.labelsOut) writeNpy(o.labelsOut, BigInt64Array.from(ckpt.labels, (l) => BigInt(l)), [ckpt.rows]);
   rmSync(partialPath(o.out), { force: true });

@@ -101,10 +101,12 @@ interface Planned {
   local?: Int32Array;
 }
 
-function plan(shards: Shard[], blockBytes: number): Planned[] {
+function plan(shards: Shard[], blockBytes: number, only?: (s: Shard) => boolean): Planned[] {
   const out: Planned[] = [];
   let start = 0;
   shards.forEach((s, shard) => {
+    // A skipped shard still advances `start`: block rows keep their vocabulary indices.
+    if (only && !only(s)) return void (start += s.rows);
     const h = s.header, fileRowsTotal = h.shape[0];
     const step = Math.max(1, Math.floor(blockBytes / (dimOf(h) * bytesPer(h))));
     let k = 0;
@@ -152,12 +154,13 @@ async function load(shards: Shard[], p: Planned, buf: ArrayBuffer): Promise<Bloc
 }
 
 /**
- * The vocabulary's rows in order, at most ~blockBytes per block; block i+1
- * is read while i is in use. Two buffers alternate, so a block's data is
- * valid only until the next block is requested.
+ * The vocabulary's rows in order (of the shards `only` accepts, when given), at most ~blockBytes per block; block
+ * i+1 is read while i is in use. Two buffers alternate, so a block's data is valid only until the next block is
+ * requested.
  */
-export async function* readBlocks(shards: Shard[], blockBytes = DEFAULT_BLOCK_BYTES, signal?: AbortSignal): AsyncGenerator<Block> {
-  const items = plan(shards, blockBytes);
+export async function* readBlocks(shards: Shard[], blockBytes = DEFAULT_BLOCK_BYTES, signal?: AbortSignal,
+  only?: (s: Shard) => boolean): AsyncGenerator<Block> {
+  const items = plan(shards, blockBytes, only);
   const size = Math.max(0, ...items.map((p) => rawBytes(shards, p)));
   const buffers: ArrayBuffer[] = [];
   const fetch = (i: number) => {

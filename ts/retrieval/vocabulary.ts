@@ -10,7 +10,7 @@ import { argError, ConceptLensError, fileError } from '../errors.js';
 import { firstNonFiniteRow } from '../engine/vocab.js';
 import { readLines } from '../io/text.js';
 import { requireArray, rowsOf } from '../matrix.js';
-import { ExactTopK, type Metric, type ScanKernel } from './exact.js';
+import { ExactTopK, type Metric, type ScanKernel, type SearchResult } from './exact.js';
 import { ArrayTexts, SubsetTexts, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
@@ -29,6 +29,11 @@ export interface OpenOptions extends ProgressOptions {
   center?: boolean;
   /** Keep the first occurrence of each caption; ids still refer to the original rows. */
   dedupe?: boolean;
+  /**
+   * Keep only these original rows (ascending): a de-duplication computed elsewhere, such as the sharded one of
+   * `distributedDedupe`; ids still refer to the original rows. Not with `dedupe`, nor for a store.
+   */
+  keepRows?: Float64Array;
   /**
    * Re-hash a store's files against the sha256 its manifest records: true
    * always, false never; by default only stores up to 256 MiB (larger ones
@@ -55,6 +60,12 @@ export interface VocabSearchOptions extends ProgressOptions {
   device?: 'cpu' | 'cuda';
 }
 
+/** Options of {@link Vocabulary.scan}: a search's, less texts, with the source shards to scan. */
+export interface VocabScanOptions extends Omit<VocabSearchOptions, 'texts'> {
+  /** Scan only the rows of these source shards (the `chunk` of each {@link Shard}); ids stay vocabulary rows. */
+  chunks?: readonly number[];
+}
+
 /** The k best vocabulary rows per query, from {@link Vocabulary.search}. */
 export interface VocabSearchResult {
   /** Queries. */
@@ -69,8 +80,10 @@ export interface VocabSearchResult {
   texts?: string[];
 }
 
+type Kept = Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'>;
+
 /** First occurrence of each text wins: kept rows per shard and their original ids. */
-async function dedupe(src: Source, path: string): Promise<Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'>> {
+async function dedupe(src: Source, path: string): Promise<Kept> {
   if (!src.texts) throw new ConceptLensError('ERR_ARG', `${path}: dedupe needs captions or names, and this vocabulary has none`);
   const seen = new Set<string>(), ids: number[] = [];
   let g = 0;
@@ -79,6 +92,11 @@ async function dedupe(src: Source, path: string): Promise<Pick<VocabContent, 'sh
       if (!seen.has(t)) seen.add(t), ids.push(g);
       g++;
     }
+  return keepRows(src, ids, g);
+}
+
+/** The source with only the original rows `ids` (ascending) of its `total` rows kept. */
+function keepRows(src: Source, ids: ArrayLike<number>, total: number): Kept {
   let k = 0, first = 0;
   const shards = src.shards.map((s) => {
     const keep: number[] = [];
@@ -86,9 +104,17 @@ async function dedupe(src: Source, path: string): Promise<Pick<VocabContent, 'sh
     first += s.rows;
     return { ...s, rows: keep.length, keep: keep.length === s.rows ? undefined : Int32Array.from(keep) };
   });
-  if (ids.length === g) return { shards, rows: g, ids: undefined, texts: src.texts };
+  if (ids.length === total) return { shards, rows: total, ids: undefined, texts: src.texts };
   const kept = Float64Array.from(ids);
-  return { shards, rows: ids.length, ids: kept, texts: new SubsetTexts(src.texts, kept) };
+  return { shards, rows: ids.length, ids: kept, texts: src.texts && new SubsetTexts(src.texts, kept) };
+}
+
+/** Checks a keepRows option against the source's rows (ascending, in range) before it shapes the vocabulary. */
+function requireKeepRows(ids: Float64Array, total: number, path: string): Float64Array {
+  for (let i = 0; i < ids.length; i++)
+    if (!Number.isInteger(ids[i]) || ids[i] < 0 || ids[i] >= total || (i > 0 && ids[i] <= ids[i - 1]))
+      throw argError(`${path}: keepRows[${i}]`, `ascending row ids in [0, ${total})`, ids[i]);
+  return ids;
 }
 
 /** How a block reaches the kernel: as stored, as stored with a per-query score shift, or rewritten. */
@@ -161,7 +187,8 @@ export class Vocabulary implements VocabContent {
     const blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES;
     const rows = src.shards.reduce((a, s) => a + s.rows, 0);
     const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
-    const kept = opts.dedupe ? await dedupe(src, path) : base;
+    if (opts.dedupe && opts.keepRows) throw new ConceptLensError('ERR_ARG', `${path}: dedupe and keepRows both choose the rows kept; give one`);
+    const kept = opts.dedupe ? await dedupe(src, path) : opts.keepRows ? keepRows(src, requireKeepRows(opts.keepRows, rows, path), rows) : base;
     const transforms = { normalize: !!opts.normalize, center: !!opts.center };
     const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
@@ -174,31 +201,49 @@ export class Vocabulary implements VocabContent {
 
   /** Exact top-k of each query row (nq × dim fp32) over the whole vocabulary. */
   async search(queries: Float32Array, opts: VocabSearchOptions): Promise<VocabSearchResult> {
-    const nq = this.queryRows(queries);
-    if (!Number.isInteger(opts.k) || opts.k < 1 || opts.k > this.rows)
-      throw argError('k', `an integer from 1 to the vocabulary's ${this.rows} rows`, opts.k);
+    return this.finish(queries, await this.scan(queries, opts), opts);
+  }
+
+  /**
+   * The scan half of {@link Vocabulary.search}: the engine's top-k over the rows of the chosen source shards (all by
+   * default), as vocabulary row ids and scores before centring's score shift. Because scores are per row (and the
+   * softmax per source shard), the top-k lists of disjoint shard sets, merged by score and then lower id, are the
+   * scan of their union: a sharded search scans shards apart and merges, then calls finish().
+   */
+  async scan(queries: Float32Array, opts: VocabScanOptions): Promise<SearchResult> {
+    const nq = this.queryRows(queries), chosen = opts.chunks && new Set(opts.chunks);
+    const inScan = chosen && ((s: Shard) => chosen.has(s.chunk));
+    const rows = inScan ? this.shards.reduce((a, s) => a + (inScan(s) ? s.rows : 0), 0) : this.rows;
+    if (!Number.isInteger(opts.k) || opts.k < 1 || opts.k > rows)
+      throw argError('k', `an integer from 1 to the ${inScan ? 'scanned shards\'' : 'vocabulary\'s'} ${rows} rows`, opts.k);
     const metric = opts.metric ?? 'ip';
     const mode = scanMode(this.transforms, metric);
     const softmax = (opts.softmaxTemperature ?? 0) > 0;
     const acc = new ExactTopK(queries, nq, this.dim,
       { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature, kernel: opts.kernel, device: opts.device });
-    let chunk: number | undefined;
+    let chunk: number | undefined, scanned = 0;
     const scratch = new Scratch(), mean = this.mean32();
-    for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal)) {
+    for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal, inScan)) {
       const c = this.shards[b.shard].chunk;
       if (softmax && chunk !== undefined && c !== chunk) acc.endChunk();
       chunk = c;
       const data = mode === 'rewrite' ? await transformBlock(this.shards, b, this.dim, this.transforms, mean, scratch.take(b.data.length), opts.signal) : b.data;
-      const onProgress = opts.onProgress && ((d: number) => opts.onProgress!(b.start + d, this.rows));
+      const before = scanned, onProgress = opts.onProgress && ((d: number) => opts.onProgress!(before + d, rows));
       await acc.add(data, b.rows, { idOffset: b.start, signal: opts.signal, onProgress }).catch((e) => {
         throw restateRow(e, this.shards, b);
       });
+      scanned += b.rows;
     }
-    const r = await acc.result();
-    if (mode === 'shift' && !softmax) this.shiftScores(queries, r.scores, opts.k);
+    return acc.result();
+  }
+
+  /** The finishing half of {@link Vocabulary.search}: a scan's result with centring's score shift, original ids and texts. */
+  async finish(queries: Float32Array, r: SearchResult, opts: Pick<VocabSearchOptions, 'metric' | 'softmaxTemperature' | 'texts'>): Promise<VocabSearchResult> {
+    const softmax = (opts.softmaxTemperature ?? 0) > 0;
+    if (scanMode(this.transforms, opts.metric ?? 'ip') === 'shift' && !softmax) this.shiftScores(queries, r.scores, r.k);
     const ids = r.ids.map((id) => BigInt(this.originalId(Number(id))));
     const texts = this.texts && opts.texts !== false ? await this.texts.lookup(Array.from(r.ids, Number)) : undefined;
-    return { nq, k: opts.k, ids, scores: r.scores, texts };
+    return { nq: r.nq, k: r.k, ids, scores: r.scores, texts };
   }
 
   /** All rows, transformed, as one fp32 matrix (for the approximate indexes, which hold vectors in memory). */
@@ -247,7 +292,7 @@ async function laion(dir: string): Promise<Source> {
 function storeWithOptions(path: string, opts: OpenOptions): VocabContent {
   const c = readStore(path);
   if (opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: a store keeps its own texts; names: is for a .npy source`);
-  if (opts.dedupe) throw new ConceptLensError('ERR_ARG', `${path}: a store's de-duplication is fixed when it is built (vocab build --dedupe)`);
+  if (opts.dedupe || opts.keepRows) throw new ConceptLensError('ERR_ARG', `${path}: a store's de-duplication is fixed when it is built (vocab build --dedupe)`);
   for (const t of ['normalize', 'center'] as const)
     if (opts[t] !== undefined && opts[t] !== c.transforms[t])
       throw new ConceptLensError('ERR_ARG', `${path}: store was built with ${t}=${c.transforms[t]}, asked for ${t}=${opts[t]}; rebuild it with vocab build`);

@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { ProgressOptions } from '../../abort.js';
 import { ConceptLensError, fileError } from '../../errors.js';
 import { normaliseRows, rowsOf } from '../../matrix.js';
-import { Vocabulary } from '../../retrieval/vocabulary.js';
+import { Vocabulary, type VocabSearchOptions, type VocabSearchResult } from '../../retrieval/vocabulary.js';
 import type { ImageCaptions } from './concepts.js';
 
 /**
@@ -32,7 +32,12 @@ export interface CaptionOptions extends ProgressOptions {
   softmaxTemperature?: number;
   /** The vocabulary's rows are unit norm (as LAION's): score by inner product with normalised queries, skipping row norms. */
   unitRows?: boolean;
+  /** Runs the search (default: the vocabulary's own; `queueSearcher` fans it out over a job queue's workers). */
+  search?: VocabSearcher;
 }
+
+/** A search of a vocabulary, as {@link Vocabulary.search} does it or spread over workers. */
+export type VocabSearcher = (vocab: Vocabulary, queries: Float32Array, opts: VocabSearchOptions) => Promise<VocabSearchResult>;
 
 /** The top-k captions (best first) of each of n image embeddings (n × dim). */
 export async function topCaptions(images: Float32Array, n: number, vocab: Vocabulary, opts: CaptionOptions = {}): Promise<ImageCaptions[]> {
@@ -41,7 +46,7 @@ export async function topCaptions(images: Float32Array, n: number, vocab: Vocabu
   if (n === 0) return [];
   const k = Math.min(opts.k ?? 5, vocab.rows);
   const queries = opts.unitRows ? normaliseRows(images, vocab.dim, { name: 'image embeddings', zeroRows: 'error' }) : images;
-  const r = await vocab.search(queries, {
+  const r = await (opts.search ?? ((v, q, o) => v.search(q, o)))(vocab, queries, {
     k, metric: opts.unitRows ? 'ip' : 'cosine', softmaxTemperature: opts.softmaxTemperature ?? 100, texts: true,
     signal: opts.signal, onProgress: opts.onProgress,
   });
