@@ -1,6 +1,7 @@
 #include "splice.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <numeric>
+#include <utility>
 
 #include "blas.h"
 #include "error.h"
@@ -41,8 +43,190 @@ void cholesky_solve(const double* L, int64_t ld, int64_t n, double* x) {
   }
 }
 
-constexpr int64_t kBlockRows = 512;  // samples per block: one GEMM of block × c × d
-constexpr int kInitialSet = 40;      // working set seeded with the largest similarities
+// ---- vector kernels ------------------------------------------------------------
+// AVX-512 when the CPU has it (the build targets baseline x86-64), else plain
+// loops. The exact arithmetic is float64 on fp32 dictionary rows: a product
+// of two fp32 values is exact in float64, so such a dot product is exact up
+// to its float64 sum.
+
+#define CL_AVX512 __attribute__((target("avx512f")))
+const bool kAvx512 = __builtin_cpu_supports("avx512f");
+
+// Asks for a row (d floats) in cache ahead of its use: the rows of a working
+// set are scattered over the dictionary, and fetching one costs more than
+// its dot product.
+void prefetch(const float* x, int64_t d) {
+  for (int64_t t = 0; t < d; t += 16) _mm_prefetch(reinterpret_cast<const char*>(x + t), _MM_HINT_T0);
+}
+
+// The dot products below take rows four at a time, so that four accumulator
+// chains overlap and x is loaded once for them, while the next four rows are
+// prefetched. A last partial group repeats its last row.
+template <typename Group>
+void in_groups_of_four(const float* const* rows, int64_t n, int64_t d, Group&& group) {
+  for (int64_t k = 0; k < n; k += 4) {
+    const float* r[4];
+    for (int q = 0; q < 4; ++q) r[q] = rows[std::min(k + q, n - 1)];
+    for (int64_t q = k + 4; q < std::min(n, k + 8); ++q) prefetch(rows[q], d);
+    group(k, r);
+  }
+}
+
+// out[k] = rows[k]·x in float64 (x float64, rows fp32).
+CL_AVX512 void dots_avx512(const double* x, const float* const* rows, int64_t n, int64_t d, double* out) {
+  in_groups_of_four(rows, n, d, [&](int64_t k, const float* const* r) CL_AVX512 {
+    __m512d s[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    int64_t t = 0;
+    for (; t + 8 <= d; t += 8) {
+      const __m512d xv = _mm512_loadu_pd(x + t);
+      for (int q = 0; q < 4; ++q) s[q] = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(r[q] + t)), xv, s[q]);
+    }
+    for (int q = 0; q < 4 && k + q < n; ++q) {
+      double v = _mm512_reduce_add_pd(s[q]);
+      for (int64_t u = t; u < d; ++u) v += double(r[q][u]) * x[u];
+      out[k + q] = v;
+    }
+  });
+}
+
+void dots(const double* x, const float* const* rows, int64_t n, int64_t d, double* out) {
+  if (kAvx512) return dots_avx512(x, rows, n, d, out);
+  for (int64_t k = 0; k < n; ++k) {
+    double v = 0;
+    for (int64_t t = 0; t < d; ++t) v += double(rows[k][t]) * x[t];
+    out[k] = v;
+  }
+}
+
+double dot(const float* row, const double* x, int64_t d) {
+  double v;
+  dots(x, &row, 1, d, &v);
+  return v;
+}
+
+// out[k] = rows[k]·x in fp32 arithmetic: within d·ε·‖rows[k]‖‖x‖ of the exact value.
+CL_AVX512 void dots32_avx512(const float* x, const float* const* rows, int64_t n, int64_t d, float* out) {
+  in_groups_of_four(rows, n, d, [&](int64_t k, const float* const* r) CL_AVX512 {
+    __m512 s[4], u[4];
+    for (int q = 0; q < 4; ++q) s[q] = u[q] = _mm512_setzero_ps();
+    int64_t t = 0;
+    for (; t + 32 <= d; t += 32) {
+      const __m512 xa = _mm512_loadu_ps(x + t), xb = _mm512_loadu_ps(x + t + 16);
+      for (int q = 0; q < 4; ++q) {
+        s[q] = _mm512_fmadd_ps(_mm512_loadu_ps(r[q] + t), xa, s[q]);
+        u[q] = _mm512_fmadd_ps(_mm512_loadu_ps(r[q] + t + 16), xb, u[q]);
+      }
+    }
+    for (int q = 0; q < 4 && k + q < n; ++q) {
+      float v = _mm512_reduce_add_ps(_mm512_add_ps(s[q], u[q]));
+      for (int64_t e = t; e < d; ++e) v += r[q][e] * x[e];
+      out[k + q] = v;
+    }
+  });
+}
+
+void dots32(const float* x, const float* const* rows, int64_t n, int64_t d, float* out) {
+  if (kAvx512) return dots32_avx512(x, rows, n, d, out);
+  for (int64_t k = 0; k < n; ++k) {
+    float v = 0;
+    for (int64_t t = 0; t < d; ++t) v += rows[k][t] * x[t];
+    out[k] = v;
+  }
+}
+
+CL_AVX512 void axpy_avx512(double a, const float* x, double* y, int64_t d) {
+  const __m512d va = _mm512_set1_pd(a);
+  int64_t t = 0;
+  for (; t + 8 <= d; t += 8)
+    _mm512_storeu_pd(y + t, _mm512_fmadd_pd(va, _mm512_cvtps_pd(_mm256_loadu_ps(x + t)), _mm512_loadu_pd(y + t)));
+  for (; t < d; ++t) y[t] += a * x[t];
+}
+
+// y += a·x for an fp32 row x and a float64 vector y.
+void axpy(double a, const float* x, double* y, int64_t d) {
+  if (kAvx512) return axpy_avx512(a, x, y, d);
+  for (int64_t t = 0; t < d; ++t) y[t] += a * x[t];
+}
+
+CL_AVX512 float row_max_avx512(const float* x, int64_t n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + j));
+  float best = _mm512_reduce_max_ps(m);
+  for (; j < n; ++j) best = std::max(best, x[j]);
+  return best;
+}
+
+float row_max(const float* x, int64_t n) {
+  if (kAvx512) return row_max_avx512(x, n);
+  float best = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) best = std::max(best, x[j]);
+  return best;
+}
+
+CL_AVX512 bool at_least_avx512(const float* x, int64_t n, float thr, int32_t offset, size_t cap, std::vector<int32_t>& out) {
+  const __m512 v = _mm512_set1_ps(thr);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    for (__mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), v, _CMP_GE_OQ); m; m &= m - 1)
+      out.push_back(offset + int32_t(j + __builtin_ctz(m)));
+    if (out.size() > cap) return false;
+  }
+  for (; j < n; ++j)
+    if (x[j] >= thr) out.push_back(offset + int32_t(j));
+  return out.size() <= cap;
+}
+
+// Appends offset + j for the x[j] ≥ thr to out; false (out partial) once it holds more than cap.
+bool at_least(const float* x, int64_t n, float thr, int32_t offset, size_t cap, std::vector<int32_t>& out) {
+  if (kAvx512) return at_least_avx512(x, n, thr, offset, cap, out);
+  for (int64_t j = 0; j < n; ++j)
+    if (x[j] >= thr) {
+      out.push_back(offset + int32_t(j));
+      if (out.size() > cap) return false;
+    }
+  return true;
+}
+
+// Rows of similarities (one entry per atom) are searched through the maxima
+// of their chunks of kChunk entries: only the chunks whose maximum reaches a
+// threshold hold entries above it.
+constexpr int64_t kChunk = 64;
+
+void chunk_maxima(const float* x, int64_t n, std::vector<float>& maxes) {
+  maxes.resize((n + kChunk - 1) / kChunk);
+  for (size_t b = 0; b < maxes.size(); ++b) maxes[b] = row_max(x + b * kChunk, std::min(kChunk, n - int64_t(b) * kChunk));
+}
+
+// The j with x[j] ≥ thr, into out; false (out partial) when there are more than cap.
+bool entries_at_least(const float* x, int64_t n, const std::vector<float>& maxes, float thr, size_t cap,
+                      std::vector<int32_t>& out) {
+  out.clear();
+  for (size_t b = 0; b < maxes.size(); ++b) {
+    const int64_t j0 = int64_t(b) * kChunk;
+    if (maxes[b] >= thr && !at_least(x + j0, std::min(kChunk, n - j0), thr, int32_t(j0), cap, out)) return false;
+  }
+  return true;
+}
+
+// The (at most) k largest entries above floor, unordered, into out. A
+// chunk's maximum is one of its entries, so at least k entries reach the
+// k-th largest chunk maximum.
+void top_above(const float* x, int64_t n, const std::vector<float>& maxes, float floor, size_t k, std::vector<float>& tmp,
+               std::vector<int32_t>& out) {
+  float thr = floor;
+  if (k > 0 && maxes.size() > k) {
+    tmp.assign(maxes.begin(), maxes.end());
+    std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end(), std::greater<float>());
+    thr = std::max(thr, tmp[k - 1]);
+  }
+  entries_at_least(x, n, maxes, thr, size_t(n), out);
+  if (out.size() <= k) return;
+  std::nth_element(out.begin(), out.begin() + k, out.end(), [&](int32_t a, int32_t b) { return x[a] > x[b]; });
+  out.resize(k);
+}
+
+// ---- problem, certificate ----------------------------------------------------------
 
 // The dictionary as fp32 rows (fp16 converted once), with the samples and λ.
 struct Problem {
@@ -68,6 +252,13 @@ struct Problem {
       max_norm = std::max(max_norm, std::sqrt(n2));
     }
   }
+
+  const float* row(int64_t j) const { return C + j * d; }
+
+  // Bound on how far an fp32 dot product of length d (a GEMM entry c_j·r̃,
+  // r̃ = fp32(r), or c_j·c_k) is from the exact one, per unit of the other
+  // vector's norm: d·ε·‖c_j‖, doubled to cover the rounding of r.
+  double fp32_slack(double other_norm) const { return 2.0 * double(d) * 6e-8 * max_norm * other_norm; }
 };
 
 void validate(const MatrixView& dict, const MatrixView& samples, double l1) {
@@ -79,18 +270,6 @@ void validate(const MatrixView& dict, const MatrixView& samples, double l1) {
   require_finite(dict, "dictionary");
   require_finite(samples, "samples");
 }
-
-// Per-worker buffers, sized for one block. sim holds Cz for the block, and
-// later C·r of the rows being certified.
-struct Scratch {
-  std::vector<float> Z, sim, R;
-  std::vector<char> mark;
-  std::vector<int32_t> idx;
-  void size(int64_t m, int64_t c, int64_t d) {
-    Z.resize(m * d), sim.resize(m * c), R.resize(m * d);
-    mark.assign(c, 0), idx.reserve(c);
-  }
-};
 
 // One row of weights as its non-zeros (float64).
 struct SparseRow {
@@ -105,6 +284,340 @@ SparseRow sparse_row(const T* w, int64_t c) {
     if (w[j] != 0) r.idx.push_back(int32_t(j)), r.val.push_back(double(w[j]));
   return r;
 }
+
+// The sums of a residual r = z − Cᵀw that its certificate needs.
+struct Residual {
+  double rr = 0, rz = 0, l1w = 0;  // ‖r‖², r·z, ‖w‖₁
+};
+
+// r = z − Cᵀw in float64 (w's zeros skipped).
+Residual residual(const Problem& pb, const float* z, const SparseRow& w, double* r) {
+  Residual out;
+  std::copy(z, z + pb.d, r);
+  for (size_t e = 0; e < w.idx.size(); ++e)
+    if (w.val[e] != 0) axpy(-w.val[e], pb.row(w.idx[e]), r, pb.d), out.l1w += w.val[e];
+  for (int64_t t = 0; t < pb.d; ++t) out.rr += r[t] * r[t], out.rz += r[t] * z[t];
+  return out;
+}
+
+struct Certificate {
+  double objective, gap;
+};
+
+// Objective and duality gap, given an upper bound max_cr ≥ max_j (C r)_j. The
+// dual point is the residual 2r scaled into {ν : Cν ≤ λ} and then to its best
+// multiple.
+Certificate certificate(const Problem& pb, const Residual& rs, double max_cr) {
+  const double xi = 2.0 * max_cr;
+  double scale = rs.rr > 0 ? std::max(0.0, rs.rz / rs.rr) : 0.0;
+  if (xi > 0) scale = std::min(scale, pb.l1 / xi);
+  const double primal = rs.rr + pb.l1 * rs.l1w, dual = 2 * scale * rs.rz - scale * scale * rs.rr;
+  return {primal, std::max(0.0, primal - dual)};
+}
+
+bool converged(const Certificate& ct, double tol) { return ct.gap <= tol * std::max(ct.objective, 1e-30); }
+
+// max_j (C·r)_j from an fp32 GEMM row cr (chunk maxima `maxes`) whose entries
+// are within slack of c_j·r: the entries near the top are recomputed in
+// float64 (the gap needs the maximum to better than fp32's d·ε relative
+// error on a dot product).
+double max_similarity(const Problem& pb, const float* cr, const std::vector<float>& maxes, const double* r, double slack,
+                      std::vector<int32_t>& idx) {
+  const float top = *std::max_element(maxes.begin(), maxes.end());
+  entries_at_least(cr, pb.c, maxes, float(top - 2 * slack), size_t(pb.c), idx);
+  double best = -INFINITY;
+  for (int32_t j : idx) best = std::max(best, dot(pb.row(j), r, pb.d));  // a handful: the ties at the top
+  return best;
+}
+
+// out[m×c] = A[m×d] · Cᵀ (similarities of m vectors with every concept).
+void times_ct(const Problem& pb, const float* A, int64_t m, float* out) {
+  sgemm(false, true, m, pb.c, pb.d, 1.0f, A, pb.d, pb.C, pb.d, 0.0f, out, pb.c);
+}
+
+// ---- the working-set solver ----------------------------------------------------
+
+constexpr int64_t kBlockRows = 512;   // samples per block: one GEMM of block × c × d
+constexpr size_t kInitialSet = 40;    // working set seeded with the largest similarities
+constexpr size_t kMinGrowth = 16;     // a round adds max(kMinGrowth, set size) violators
+constexpr size_t kRowCandidates = 512;  // a check from an older GEMM row recomputes at most this many atoms
+constexpr size_t kMaxColumnBytes = 256 << 10;  // a sample's Gram columns beyond this are formed again each round
+
+// One sample's working set: atoms x.idx with weights x.val, h_a = c_a·z − λ/2.
+// Its Gram is kept for the atoms that have been free (a "column" each, formed
+// when the atom is first freed and extended as the set grows): approx, their
+// fp32 dot products with every atom of the set (stride size()), prices the
+// fixed atoms; exact, the float64 ones among those atoms (stride ncols),
+// builds the Cholesky factor. r is the residual at x; gemm_r the residual at
+// which the sample's latest full-dictionary GEMM row (Scratch::sim, chunk
+// maxima row_max) was exact up to gemm_err per entry.
+struct WorkingSet {
+  SparseRow x;
+  std::vector<double> h, exact, r, gemm_r;
+  std::vector<float> approx, row_max;
+  std::vector<int32_t> slot, owner;  // slot[a]: column of atom a, or -1; owner[s]: atom of column s
+  int ncols = 0;
+  double gemm_err = 0;
+  Residual res;
+  std::vector<std::pair<double, int32_t>> violators;  // from the latest check: c_j·r, atom j
+  int size() const { return static_cast<int>(x.idx.size()); }
+  void clear() {
+    x.idx.clear(), x.val.clear(), h.clear();
+    clear_columns();
+  }
+  void clear_columns() {
+    exact.clear(), approx.clear(), owner.clear(), slot.assign(x.idx.size(), -1);
+    ncols = 0;
+  }
+  // Large sets (small λ: hundreds of atoms in the support) would keep
+  // megabytes per sample across a whole block; theirs are dropped instead.
+  void limit_columns() {
+    if (approx.size() * sizeof(float) + exact.size() * sizeof(double) <= kMaxColumnBytes) return;
+    std::vector<float>().swap(approx);
+    std::vector<double>().swap(exact);
+    clear_columns();
+  }
+};
+
+// Buffers of the per-sample solves, kept by each worker.
+struct SetBuffers {
+  std::vector<double> L, x, y, u, g, zd, row, exact, dots;
+  std::vector<float> approx;
+  std::vector<const float*> rows;
+  std::vector<int> free, keep;
+  std::vector<char> blocked;
+};
+
+// The problem restricted to one working set: min wᵀGw − 2hᵀw over w ≥ 0,
+// G = A Aᵀ for the set's rows A, solved exactly by a primal active-set method
+// (Lawson–Hanson) on a Cholesky factor of the free block, grown one row per
+// freed atom and downdated for each atom a step fixes at zero. The factor is
+// built from exact entries; fixed atoms are priced from the fp32 columns, and
+// only those whose price is within the fp32 error of zero are priced
+// exactly, from the residual.
+class SetProblem {
+ public:
+  SetProblem(const Problem& pb, WorkingSet& ws, const float* z, SetBuffers& b) : pb_(pb), ws_(ws), z_(z), b_(b) {}
+
+  // Appends atoms at weight 0: their h, and their entries in the columns formed so far.
+  void extend(const std::vector<int32_t>& add) {
+    const int p = ws_.size(), q = p + static_cast<int>(add.size());
+    ws_.x.idx.insert(ws_.x.idx.end(), add.begin(), add.end());
+    ws_.x.val.resize(q, 0.0), ws_.slot.resize(q, -1), ws_.h.resize(q);
+    b_.approx.resize(size_t(ws_.ncols) * q);
+    for (int s = 0; s < ws_.ncols; ++s) std::copy_n(ws_.approx.data() + size_t(s) * p, p, b_.approx.data() + size_t(s) * q);
+    b_.zd.assign(z_, z_ + pb_.d);
+    rows_of(p, q);
+    dots(b_.zd.data(), b_.rows.data(), q - p, pb_.d, ws_.h.data() + p);
+    for (int a = p; a < q; ++a) ws_.h[a] -= pb_.l1 / 2;
+    for (int s = 0; s < ws_.ncols; ++s)
+      dots32(atom(ws_.owner[s]), b_.rows.data(), q - p, pb_.d, b_.approx.data() + size_t(s) * q + p);
+    ws_.approx.swap(b_.approx);
+  }
+
+  // Minimises over the set from the weights in ws.x (feasible), leaving the
+  // residual at the solution in ws.r, ws.res.
+  void solve() {
+    const int p = ws_.size();
+    b_.L.resize(size_t(p) * p), b_.x.resize(p), b_.y.resize(p), b_.g.resize(p), b_.blocked.assign(p, 0);
+    double scale = 1;
+    for (double h : ws_.h) scale = std::max(scale, std::fabs(h));
+    kkt_eps_ = 1e-13 * scale;
+    b_.free.clear();
+    for (int a = 0; a < p; ++a)
+      if (w(a) > 0) b_.free.push_back(a);
+    refactor();
+    int just_added = -1;
+    for (int iter = 0; iter < 10 * p + 50; ++iter) {
+      solve_free();
+      if (step_blocked(just_added)) {
+        just_added = -1;
+        continue;
+      }
+      for (size_t f = 0; f < b_.free.size(); ++f) w(b_.free[f]) = b_.x[f];
+      const int j = most_violating();
+      if (j < 0) return;
+      if (!add(j)) b_.blocked[j] = 1;
+      just_added = j;
+    }
+    ws_.res = residual(pb_, z_, ws_.x, ws_.r.data());  // the iteration limit: where it stopped
+  }
+
+ private:
+  const float* atom(int a) const { return pb_.row(ws_.x.idx[a]); }
+  double& w(int a) { return ws_.x.val[a]; }
+  double exact(int a, int b) const { return ws_.exact[size_t(ws_.slot[a]) * ws_.ncols + ws_.slot[b]]; }
+
+  // b_.rows: the rows of atoms [a0, a1) of the set.
+  void rows_of(int a0, int a1) {
+    b_.rows.clear();
+    for (int a = a0; a < a1; ++a) b_.rows.push_back(atom(a));
+  }
+
+  // Atom a's column: fp32 entries with the whole set, float64 ones with the
+  // atoms that have columns.
+  void form_column(int a) {
+    if (ws_.slot[a] >= 0) return;
+    const int p = ws_.size(), s = ws_.ncols, n = s + 1;
+    ws_.slot[a] = s, ws_.owner.push_back(a), ws_.ncols = n;
+    ws_.approx.resize(size_t(n) * p);
+    rows_of(0, p);
+    dots32(atom(a), b_.rows.data(), p, pb_.d, ws_.approx.data() + size_t(s) * p);
+    b_.exact.resize(size_t(n) * n);
+    for (int t = 0; t < s; ++t) std::copy_n(ws_.exact.data() + size_t(t) * s, s, b_.exact.data() + size_t(t) * n);
+    b_.row.assign(atom(a), atom(a) + pb_.d);
+    b_.rows.clear();
+    for (int t = 0; t < n; ++t) b_.rows.push_back(atom(ws_.owner[t]));
+    b_.dots.resize(n);
+    dots(b_.row.data(), b_.rows.data(), n, pb_.d, b_.dots.data());
+    for (int t = 0; t < n; ++t) b_.exact[size_t(t) * n + s] = b_.exact[size_t(s) * n + t] = b_.dots[t];
+    ws_.exact.swap(b_.exact);
+  }
+
+  // Row free.size() of L for atom j; false when G_jj is (numerically) dependent.
+  bool add(int j) {
+    form_column(j);
+    const int f = static_cast<int>(b_.free.size()), p = ws_.size();
+    double dd = exact(j, j);
+    for (int a = 0; a < f; ++a) {
+      double v = exact(j, b_.free[a]);
+      const double* la = b_.L.data() + size_t(a) * p;
+      for (int c = 0; c < a; ++c) v -= la[c] * b_.y[c];
+      b_.y[a] = v / la[a];
+      dd -= b_.y[a] * b_.y[a];
+    }
+    if (!(dd > 1e-10 * exact(j, j))) return false;
+    std::copy_n(b_.y.data(), f, b_.L.data() + size_t(f) * p);
+    b_.L[size_t(f) * p + f] = std::sqrt(dd);
+    b_.free.push_back(j);
+    return true;
+  }
+
+  void refactor() {
+    b_.keep.swap(b_.free);
+    b_.free.clear();
+    for (int j : b_.keep)
+      if (!add(j)) w(j) = 0, b_.blocked[j] = 1;
+  }
+
+  // x = G_FF⁻¹ h_F by the two triangular solves.
+  void solve_free() {
+    const int f = static_cast<int>(b_.free.size());
+    for (int a = 0; a < f; ++a) b_.x[a] = ws_.h[b_.free[a]];
+    cholesky_solve(b_.L.data(), ws_.size(), f, b_.x.data());
+  }
+
+  // When the unconstrained solution leaves the orthant, moves w towards it as
+  // far as feasibility allows and fixes the atoms that reach zero.
+  bool step_blocked(int just_added) {
+    const auto& free = b_.free;
+    auto ratio = [&](size_t a) {
+      const double wa = w(free[a]);
+      return wa <= 0 ? 0.0 : wa / (wa - b_.x[a]);
+    };
+    double alpha = 1;
+    bool blocked = false;
+    for (size_t a = 0; a < free.size(); ++a)
+      if (b_.x[a] <= 0) blocked = true, alpha = std::min(alpha, ratio(a));
+    if (!blocked) return false;
+    for (size_t a = free.size(); a-- > 0;) {  // from the back: removing shifts the later positions
+      const int j = free[a];
+      const bool limiting = b_.x[a] <= 0 && ratio(a) <= alpha;  // exactly zero, not a rounding residue
+      w(j) = limiting ? 0.0 : std::max(0.0, w(j) + alpha * (b_.x[a] - w(j)));
+      if (w(j) > 0) continue;
+      remove(a);
+      if (j == just_added) b_.blocked[j] = 1;  // added, yet not wanted: numerically tied
+    }
+    return true;
+  }
+
+  // Drops position k of the free set from the factor in O(f²): the rows
+  // below k lose their k-th entry, and the block they form takes back, as a
+  // rank-one update, what that entry carried.
+  void remove(size_t k) {
+    auto& free = b_.free;
+    const size_t f = free.size(), p = ws_.size();
+    double* L = b_.L.data();
+    auto& u = b_.u;
+    u.resize(f);
+    for (size_t j = k + 1; j < f; ++j) {
+      double* row = L + j * p;
+      u[j - 1] = row[k];
+      std::copy(row, row + k, L + (j - 1) * p);
+      std::copy(row + k + 1, row + j + 1, L + (j - 1) * p + k);
+    }
+    free.erase(free.begin() + k);
+    for (size_t i = k; i + 1 < f; ++i) {
+      double& lii = L[i * p + i];
+      const double r = std::hypot(lii, u[i]), c = r / lii, s = u[i] / lii;
+      lii = r;
+      for (size_t j = i + 1; j + 1 < f; ++j) {
+        double& lji = L[j * p + i];
+        lji = (lji + s * u[j]) / c;
+        u[j] = c * u[j] - s * lji;
+      }
+    }
+  }
+
+  // The fixed atom with the most negative gradient (Gw − h)_a, or -1 at a KKT
+  // point. Prices from the fp32 columns are within tau of the exact ones, so
+  // one below −tau is violating; when none is, the prices that cannot settle
+  // the sign are recomputed exactly from the residual: g_a = λ/2 − c_a·r.
+  int most_violating() {
+    const int p = ws_.size();
+    double l1w = 0;
+    for (int a = 0; a < p; ++a) b_.g[a] = -ws_.h[a];
+    for (int k : b_.free) {
+      const float* col = ws_.approx.data() + size_t(ws_.slot[k]) * p;
+      l1w += w(k);
+      for (int a = 0; a < p; ++a) b_.g[a] += w(k) * col[a];
+    }
+    const double tau = pb_.fp32_slack(pb_.max_norm) * l1w;
+    int best = -1;
+    for (int a = 0; a < p; ++a)
+      if (w(a) <= 0 && !b_.blocked[a] && (best < 0 || b_.g[a] < b_.g[best])) best = a;
+    if (best >= 0 && b_.g[best] < -tau) return best;
+    ws_.res = residual(pb_, z_, ws_.x, ws_.r.data());
+    best = -1;
+    double best_g = -kkt_eps_;
+    for (int a = 0; a < p; ++a) {
+      if (w(a) > 0 || b_.blocked[a] || b_.g[a] >= tau) continue;
+      const double g = pb_.l1 / 2 - dot(atom(a), ws_.r.data(), pb_.d);
+      if (g < best_g) best_g = g, best = a;
+    }
+    return best;
+  }
+
+  const Problem& pb_;
+  WorkingSet& ws_;
+  const float* z_;
+  SetBuffers& b_;
+  double kkt_eps_ = 0;
+};
+
+// Grows v to at least n elements, never shrinking it: growing again within
+// the capacity would zero the tail each time.
+template <typename T>
+void at_least_size(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+// Per-worker buffers, sized for one block, kept across blocks and calls. sim
+// holds Cz for the block, then each sample's latest GEMM row; CR takes a
+// GEMM's rows; the rest serve the working-set solver.
+struct Scratch {
+  std::vector<float> Z, sim, R, CR, maxes, tmp;
+  std::vector<double> rd, vals;
+  std::vector<const float*> rows;
+  std::vector<char> mark;
+  std::vector<int32_t> idx, add;
+  std::vector<WorkingSet> ws;
+  SetBuffers set;
+  void size(int64_t m, int64_t c, int64_t d) {
+    at_least_size(Z, m * d), at_least_size(sim, m * c), at_least_size(R, m * d);
+    mark.assign(c, 0), idx.reserve(c);
+  }
+};
 
 // Workers' buffers (tens of MB each) outlive a call: first touches of fresh
 // pages cost more than the solve itself on VMs with slow page faults.
@@ -151,197 +664,33 @@ void for_blocks(const Problem& pb, Progress& progress, const std::function<void(
   for (auto& s : scratch) scratch_pool().give(std::move(s));
 }
 
-// out[m×c] = A[m×d] · Cᵀ (similarities of m vectors with every concept).
-void times_ct(const Problem& pb, const float* A, int64_t m, float* out) {
-  sgemm(false, true, m, pb.c, pb.d, 1.0f, A, pb.d, pb.C, pb.d, 0.0f, out, pb.c);
-}
-
-// max_j (C·r)_j: the fp32 GEMM row cr locates the candidates, which are
-// recomputed in float64 (the gap needs this maximum to better than fp32's
-// d·ε relative error on a dot product).
-double max_similarity(const Problem& pb, const float* cr, const double* r, double r_norm) {
-  const float top = *std::max_element(cr, cr + pb.c);
-  const double slack = 2.0 * double(pb.d) * 6e-8 * pb.max_norm * r_norm;
-  double best = -INFINITY;
-  for (int64_t j = 0; j < pb.c; ++j) {
-    if (cr[j] < top - slack) continue;
-    const float* cj = pb.C + j * pb.d;
-    double v = 0;
-    for (int64_t t = 0; t < pb.d; ++t) v += cj[t] * r[t];
-    best = std::max(best, v);
-  }
-  return best;
-}
-
-struct Certificate {
-  double objective, gap;
-};
-
-// Objective (exact, in float64 over the support) and duality gap of the
-// weights w[a] of block rows rows[a]. The dual point is the residual 2r scaled
-// into {ν : Cν ≤ λ} and then to its best multiple; s.sim keeps C·r, one row per
-// entry of `rows`.
+// Objective and duality gap of the weights w[a] of block rows rows[a], on the
+// full dictionary (one GEMM for all of them).
 void certify(const Problem& pb, const float* Zb, const std::vector<int32_t>& rows,
              const std::vector<const SparseRow*>& w, Scratch& s, Certificate* out) {
-  const int64_t c = pb.c, d = pb.d;
-  const int64_t k = static_cast<int64_t>(rows.size());
-  std::vector<double> rd(k * d), rr(k), rz(k), l1w(k);
+  const int64_t c = pb.c, d = pb.d, k = static_cast<int64_t>(rows.size());
+  at_least_size(s.rd, k * d);
+  std::vector<Residual> rs(k);
   for (int64_t a = 0; a < k; ++a) {
-    const float* z = Zb + rows[a] * d;
-    double* r = rd.data() + a * d;
-    for (int64_t t = 0; t < d; ++t) r[t] = z[t];
-    double sum = 0;
-    for (size_t e = 0; e < w[a]->idx.size(); ++e) {
-      const double wj = w[a]->val[e];
-      const float* cj = pb.C + int64_t(w[a]->idx[e]) * d;
-      sum += wj;
-      for (int64_t t = 0; t < d; ++t) r[t] -= wj * cj[t];
-    }
-    double n2 = 0, dz = 0;
-    for (int64_t t = 0; t < d; ++t) n2 += r[t] * r[t], dz += r[t] * z[t], s.R[a * d + t] = float(r[t]);
-    rr[a] = n2, rz[a] = dz, l1w[a] = sum;
+    rs[a] = residual(pb, Zb + rows[a] * d, *w[a], s.rd.data() + a * d);
+    std::copy_n(s.rd.data() + a * d, d, s.R.data() + a * d);
   }
   times_ct(pb, s.R.data(), k, s.sim.data());
   for (int64_t a = 0; a < k; ++a) {
     const float* cr = s.sim.data() + a * c;
-    double xi = 2.0 * max_similarity(pb, cr, rd.data() + a * d, std::sqrt(rr[a]));
-    double scale = rr[a] > 0 ? std::max(0.0, rz[a] / rr[a]) : 0.0;
-    if (xi > 0) scale = std::min(scale, pb.l1 / xi);
-    double primal = rr[a] + pb.l1 * l1w[a];
-    double dual = 2 * scale * rz[a] - scale * scale * rr[a];
-    out[a] = {primal, std::max(0.0, primal - dual)};
+    chunk_maxima(cr, c, s.maxes);
+    const double slack = pb.fp32_slack(std::sqrt(rs[a].rr));
+    out[a] = certificate(pb, rs[a], max_similarity(pb, cr, s.maxes, s.rd.data() + a * d, slack, s.idx));
   }
 }
 
-bool converged(const Certificate& ct, double tol) { return ct.gap <= tol * std::max(ct.objective, 1e-30); }
-
-// ---- the working-set solver ------------------------------------------------
-
-// Minimises wᵀGw − 2hᵀw over w ≥ 0 exactly, G = AAᵀ (A: p×d rows), by a
-// primal active-set method (Lawson–Hanson) with a Cholesky factor of the free
-// block grown one row per added variable. Only the Gram columns of variables
-// that become free are formed (p·d each), not all p². w holds a feasible warm
-// start on entry.
-class ActiveSetQP {
- public:
-  void solve(const double* A, int64_t d, const double* h, int p, double* w) {
-    A_ = A, d_ = d, h_ = h, p_ = p, w_ = w;
-    L_.assign(size_t(p) * p, 0), x_.resize(p), y_.resize(p), blocked_.assign(p, 0);
-    cols_.resize(size_t(p) * p), have_.assign(p, 0);
-    double scale = 1;
-    for (int j = 0; j < p; ++j) scale = std::max(scale, std::fabs(h[j]));
-    const double kkt_eps = 1e-13 * scale;
-    free_.clear();
-    for (int j = 0; j < p; ++j)
-      if (w[j] > 0) free_.push_back(j);
-    refactor();
-    int just_added = -1;
-    for (int iter = 0; iter < 10 * p + 50; ++iter) {
-      solve_free();
-      if (!step_blocked(just_added)) {
-        for (size_t a = 0; a < free_.size(); ++a) w_[free_[a]] = x_[a];
-        int j = most_violating(kkt_eps);
-        if (j < 0) return;
-        if (!add(j)) blocked_[j] = 1;
-        just_added = j;
-      } else {
-        just_added = -1;
-      }
-    }
-  }
-
- private:
-  // Row free_.size() of L for variable j; false when G_jj is (numerically) dependent.
-  bool add(int j) {
-    const int f = static_cast<int>(free_.size());
-    const double* gj = column(j);
-    double dd = gj[j];
-    for (int a = 0; a < f; ++a) {
-      double v = gj[free_[a]];
-      for (int b = 0; b < a; ++b) v -= L_[a * p_ + b] * y_[b];
-      y_[a] = v / L_[a * p_ + a];
-      dd -= y_[a] * y_[a];
-    }
-    if (!(dd > 1e-10 * gj[j])) return false;
-    for (int b = 0; b < f; ++b) L_[f * p_ + b] = y_[b];
-    L_[f * p_ + f] = std::sqrt(dd);
-    free_.push_back(j);
-    return true;
-  }
-
-  void refactor() {
-    std::vector<int> old;
-    old.swap(free_);
-    for (int j : old)
-      if (!add(j)) w_[j] = 0, blocked_[j] = 1;
-  }
-
-  // x = G_FF⁻¹ h_F by the two triangular solves.
-  void solve_free() {
-    const int f = static_cast<int>(free_.size());
-    for (int a = 0; a < f; ++a) x_[a] = h_[free_[a]];
-    cholesky_solve(L_.data(), p_, f, x_.data());
-  }
-
-  // When the unconstrained solution leaves the orthant, moves w towards it as
-  // far as feasibility allows and frees the variables that reach zero.
-  bool step_blocked(int just_added) {
-    auto ratio = [&](size_t a) {
-      double wa = w_[free_[a]];
-      return wa <= 0 ? 0.0 : wa / (wa - x_[a]);
-    };
-    double alpha = 1;
-    bool blocked = false;
-    for (size_t a = 0; a < free_.size(); ++a)
-      if (x_[a] <= 0) blocked = true, alpha = std::min(alpha, ratio(a));
-    if (!blocked) return false;
-    std::vector<int> keep;
-    for (size_t a = 0; a < free_.size(); ++a) {
-      int j = free_[a];
-      bool limiting = x_[a] <= 0 && ratio(a) <= alpha;  // exactly zero, not a rounding residue
-      w_[j] = limiting ? 0.0 : std::max(0.0, w_[j] + alpha * (x_[a] - w_[j]));
-      if (w_[j] > 0) keep.push_back(j);
-      else if (j == just_added) blocked_[j] = 1;  // added, yet not wanted: numerically tied
-    }
-    free_.swap(keep);
-    refactor();
-    return true;
-  }
-
-  // The bound variable with the most negative gradient (Gw − h)_j, or -1 at a KKT point.
-  int most_violating(double eps) const {
-    int best = -1;
-    double best_g = -eps;
-    for (int j = 0; j < p_; ++j) {
-      if (w_[j] > 0 || blocked_[j]) continue;
-      double g = -h_[j];
-      for (int k : free_) g += cols_[size_t(k) * p_ + j] * w_[k];
-      if (g < best_g) best_g = g, best = j;
-    }
-    return best;
-  }
-
-  // Column j of G (= row j, G being symmetric), formed on first use.
-  const double* column(int j) {
-    double* g = cols_.data() + size_t(j) * p_;
-    if (!have_[j]) cblas_dgemv(CblasRowMajor, CblasNoTrans, p_, d_, 1.0, A_, d_, A_ + j * d_, 1, 0.0, g, 1), have_[j] = 1;
-    return g;
-  }
-
-  const double* A_ = nullptr;
-  int64_t d_ = 0;
-  const double* h_ = nullptr;
-  double* w_ = nullptr;
-  int p_ = 0;
-  std::vector<double> L_, x_, y_, cols_;
-  std::vector<char> have_;
-  std::vector<int> free_;
-  std::vector<char> blocked_;
-};
-
-// A sample's working set: dictionary rows (idx) and their weights (val).
-using WorkingSet = SparseRow;
-
+// Per block: screening from Cz seeds each sample's working set; then rounds
+// of (exact solve on the set, full-dictionary check, growth by the most
+// violating atoms) until the relative duality gap is below tol. A sample's
+// check reuses its latest GEMM row while its residual has moved little
+// since: |c_j·r − row_j| ≤ gemm_err + ‖c_j‖·‖r − gemm_r‖, so only the atoms
+// whose row entry is within that of λ/2 are recomputed (exactly, in
+// float64); the samples with too many of them join one GEMM.
 class WorkingSetSolver {
  public:
   WorkingSetSolver(const Problem& pb, const SpliceOptions& opt, Scratch& s) : pb_(pb), opt_(opt), s_(s) {}
@@ -349,84 +698,161 @@ class WorkingSetSolver {
   void run(int64_t m, const float* warm, float* W, Certificate* cert, int32_t* rounds, Progress& progress) {
     const int64_t c = pb_.c;
     times_ct(pb_, s_.Z.data(), m, s_.sim.data());
-    std::vector<WorkingSet> ws(m);
-    std::vector<int32_t> active(m);
-    for (int64_t i = 0; i < m; ++i) seed(ws[i], warm ? warm + i * c : nullptr, s_.sim.data() + i * c), active[i] = int32_t(i);
+    if (s_.ws.size() < size_t(m)) s_.ws.resize(m);
     const int max_rounds = opt_.max_iter > 0 ? opt_.max_iter : 200;
-    std::vector<Certificate> ct;
-    std::vector<const SparseRow*> rows;
-    for (int round = 1; round <= max_rounds && !active.empty(); ++round) {
+    std::vector<int32_t> pending, checked, next_pending, next_checked;  // awaiting a GEMM row, or checked
+    for (int64_t i = 0; i < m; ++i) start(i, warm ? warm + i * c : nullptr), step(i, cert[i], pending, checked);
+    // A sample goes from its check straight to its next solve and check,
+    // while its rows are in cache.
+    for (int round = 1; !pending.empty() || !checked.empty(); ++round) {
       progress.check();
-      rows.clear();
-      for (int32_t i : active) solve(ws[i], s_.Z.data() + i * pb_.d), rows.push_back(&ws[i]);
-      ct.resize(active.size());
-      certify(pb_, s_.Z.data(), active, rows, s_, ct.data());
-      std::vector<int32_t> next;
-      for (size_t a = 0; a < active.size(); ++a) {
-        int32_t i = active[a];
-        cert[i] = ct[a], rounds[i] = round;
-        if (!converged(ct[a], opt_.tol) && grow(ws[i], s_.sim.data() + a * c)) next.push_back(i);
+      next_pending.clear(), next_checked.clear();
+      auto advance = [&](int32_t i, const float* gemm_row) {
+        rounds[i] = round;
+        if (converged(cert[i], opt_.tol) || round == max_rounds) return;
+        if (gemm_row) adopt(i, gemm_row);
+        if (grow(i)) step(i, cert[i], next_pending, next_checked);
+      };
+      gemm_rows(pending);
+      for (size_t a = 0; a < pending.size(); ++a) {
+        const float* row = s_.CR.data() + a * c;
+        cert[pending[a]] = check_fresh(pending[a], row);
+        advance(pending[a], row);
       }
-      active.swap(next);
+      for (int32_t i : checked) advance(i, nullptr);
+      pending.swap(next_pending), checked.swap(next_checked);
     }
     for (int64_t i = 0; i < m; ++i) {  // each output row written once
+      const SparseRow& x = s_.ws[i].x;
       float* row = W + i * c;
       std::memset(row, 0, sizeof(float) * c);
-      for (size_t k = 0; k < ws[i].idx.size(); ++k) row[ws[i].idx[k]] = float(ws[i].val[k]);
+      for (size_t k = 0; k < x.idx.size(); ++k) row[x.idx[k]] = float(x.val[k]);
     }
   }
 
  private:
-  // Warm-start support, then the concepts most similar to z among those
-  // within a factor 2 of violating KKT at w = 0 (2(Cz)_j > λ/2).
-  void seed(WorkingSet& ws, const float* warm, const float* sim) {
-    const int64_t c = pb_.c;
-    if (warm)
-      for (int64_t j = 0; j < c; ++j)
-        if (warm[j] > 0) ws.idx.push_back(int32_t(j)), ws.val.push_back(warm[j]), s_.mark[j] = 1;
-    const float floor = float(pb_.l1 / 4);
+  const float* z(int64_t i) const { return s_.Z.data() + i * pb_.d; }
+  float* sim(int64_t i) { return s_.sim.data() + i * pb_.c; }
+  SetProblem set(int64_t i) { return SetProblem(pb_, s_.ws[i], z(i), s_.set); }
+
+  // The concepts most similar to z among those within a factor 2 of
+  // violating KKT at w = 0 (2(Cz)_j > λ/2), and the warm start's support.
+  // The screening row is the sample's first GEMM row, at r = z.
+  void start(int64_t i, const float* warm) {
+    WorkingSet& ws = s_.ws[i];
+    ws.clear();
+    chunk_maxima(sim(i), pb_.c, ws.row_max);
+    auto& add = s_.add;
+    top_above(sim(i), pb_.c, ws.row_max, std::nextafter(float(pb_.l1 / 4), INFINITY), kInitialSet, s_.tmp, add);
+    if (warm) {
+      const size_t seeds = add.size();
+      for (int32_t j : add) s_.mark[j] = 1;
+      for (int64_t j = 0; j < pb_.c; ++j)
+        if (warm[j] > 0 && !s_.mark[j]) add.push_back(int32_t(j));
+      for (size_t t = 0; t < seeds; ++t) s_.mark[add[t]] = 0;
+    }
+    set(i).extend(add);
+    for (int a = 0; warm && a < ws.size(); ++a) ws.x.val[a] = warm[ws.x.idx[a]];
+    ws.r.resize(pb_.d);
+    ws.gemm_r.assign(z(i), z(i) + pb_.d);
+    ws.gemm_err = pb_.fp32_slack(std::sqrt(std::inner_product(ws.gemm_r.begin(), ws.gemm_r.end(), ws.gemm_r.begin(), 0.0)));
+  }
+
+  // Solves sample i on its set, then checks it from its GEMM row if it can,
+  // else queues it for the next GEMM.
+  void step(int64_t i, Certificate& cert, std::vector<int32_t>& pending, std::vector<int32_t>& checked) {
+    set(i).solve();
+    s_.ws[i].limit_columns();
+    (check_from_row(i, cert) ? checked : pending).push_back(int32_t(i));
+  }
+
+  // The check from the sample's latest GEMM row, when at most kRowCandidates
+  // atoms could reach λ/2: their c_j·r in float64 give the maximum (λ/2
+  // bounds every other atom) and the violators. False when more could.
+  bool check_from_row(int64_t i, Certificate& cert) {
+    WorkingSet& ws = s_.ws[i];
+    double moved = 0;
+    for (int64_t t = 0; t < pb_.d; ++t) moved += (ws.r[t] - ws.gemm_r[t]) * (ws.r[t] - ws.gemm_r[t]);
+    const double half = pb_.l1 / 2, err = ws.gemm_err + pb_.max_norm * std::sqrt(moved);
     auto& idx = s_.idx;
-    idx.clear();
-    for (int64_t j = 0; j < c; ++j)
-      if (sim[j] > floor && sim[j] > 0 && !s_.mark[j]) idx.push_back(int32_t(j));
-    auto k = std::min<size_t>(kInitialSet, idx.size());
-    if (k > 0)
-      std::nth_element(idx.begin(), idx.begin() + (k - 1), idx.end(), [&](int32_t a, int32_t b) { return sim[a] > sim[b]; });
-    for (size_t t = 0; t < k; ++t) ws.idx.push_back(idx[t]), ws.val.push_back(0);
-    for (int32_t j : ws.idx) s_.mark[j] = 0;
+    if (!entries_at_least(sim(i), pb_.c, ws.row_max, std::nextafter(float(half - err), -INFINITY), kRowCandidates, idx))
+      return false;
+    s_.rows.clear();
+    for (int32_t j : idx) s_.rows.push_back(pb_.row(j));
+    at_least_size(s_.vals, idx.size());
+    dots(ws.r.data(), s_.rows.data(), int64_t(idx.size()), pb_.d, s_.vals.data());
+    double best = half;
+    ws.violators.clear();
+    mark(ws, 1);
+    for (size_t e = 0; e < idx.size(); ++e) {
+      best = std::max(best, s_.vals[e]);
+      if (s_.vals[e] > half && !s_.mark[idx[e]]) ws.violators.push_back({s_.vals[e], idx[e]});
+    }
+    mark(ws, 0);
+    cert = certificate(pb_, ws.res, best);
+    return true;
   }
 
-  // Exact solution on the working set (float64 Gram), written into the weights row.
-  void solve(WorkingSet& ws, const float* z) {
-    const int p = static_cast<int>(ws.idx.size());
-    const int64_t d = pb_.d;
-    if (p == 0) return;
-    A_.resize(size_t(p) * d), h_.resize(p), zd_.assign(z, z + d);
-    for (int k = 0; k < p; ++k) std::copy_n(pb_.C + int64_t(ws.idx[k]) * d, d, A_.data() + int64_t(k) * d);
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, p, d, 1.0, A_.data(), d, zd_.data(), 1, 0.0, h_.data(), 1);
-    for (int k = 0; k < p; ++k) h_[k] -= pb_.l1 / 2;
-    qp_.solve(A_.data(), d, h_.data(), p, ws.val.data());
+  // Flags (1) or unflags (0) the set's atoms in Scratch::mark.
+  void mark(const WorkingSet& ws, char v) {
+    for (int32_t j : ws.x.idx) s_.mark[j] = v;
   }
 
-  // Adds the concepts outside the set that violate KKT (2(Cr)_j > λ), most
-  // violating first, at most doubling the set. False when there are none.
-  bool grow(WorkingSet& ws, const float* cr) {
-    for (int32_t j : ws.idx) s_.mark[j] = 1;
-    std::vector<int32_t> v;
-    for (int64_t j = 0; j < pb_.c; ++j)
-      if (!s_.mark[j] && 2.0 * cr[j] > pb_.l1) v.push_back(int32_t(j));
-    for (int32_t j : ws.idx) s_.mark[j] = 0;
-    size_t k = std::min(v.size(), std::max<size_t>(16, ws.idx.size()));
-    std::partial_sort(v.begin(), v.begin() + k, v.end(), [&](int32_t a, int32_t b) { return cr[a] > cr[b]; });
-    for (size_t t = 0; t < k; ++t) ws.idx.push_back(v[t]), ws.val.push_back(0);
-    return k > 0;
+  // GEMM rows of the samples `rows`, into Scratch::CR.
+  void gemm_rows(const std::vector<int32_t>& rows) {
+    const int64_t k = static_cast<int64_t>(rows.size()), d = pb_.d;
+    if (k == 0) return;
+    at_least_size(s_.CR, k * pb_.c);
+    for (int64_t a = 0; a < k; ++a) std::copy_n(s_.ws[rows[a]].r.data(), d, s_.R.data() + a * d);
+    times_ct(pb_, s_.R.data(), k, s_.CR.data());
+  }
+
+  // The check from a fresh GEMM row: its maximum refined in float64; as
+  // violators, its largest entries above λ/2 (less their error) outside the
+  // set, as many as grow() may add. Leaves the row's chunk maxima in s_.maxes.
+  Certificate check_fresh(int64_t i, const float* row) {
+    WorkingSet& ws = s_.ws[i];
+    const double err = pb_.fp32_slack(std::sqrt(ws.res.rr));
+    chunk_maxima(row, pb_.c, s_.maxes);
+    const double best = max_similarity(pb_, row, s_.maxes, ws.r.data(), err, s_.idx);
+    auto& idx = s_.idx;
+    top_above(row, pb_.c, s_.maxes, std::nextafter(float(pb_.l1 / 2 - err), -INFINITY), growth(ws) + ws.size(), s_.tmp, idx);
+    ws.violators.clear();
+    mark(ws, 1);
+    for (int32_t j : idx)
+      if (!s_.mark[j]) ws.violators.push_back({row[j], j});
+    mark(ws, 0);
+    return certificate(pb_, ws.res, best);
+  }
+
+  // Makes the fresh GEMM row just checked sample i's row for later checks.
+  void adopt(int64_t i, const float* row) {
+    WorkingSet& ws = s_.ws[i];
+    std::copy_n(row, pb_.c, sim(i));
+    ws.row_max = s_.maxes;
+    ws.gemm_r = ws.r;
+    ws.gemm_err = pb_.fp32_slack(std::sqrt(ws.res.rr));
+  }
+
+  static size_t growth(const WorkingSet& ws) { return std::max(kMinGrowth, ws.x.idx.size()); }
+
+  // Adds the most violating atoms, at most doubling the set. False when there are none.
+  bool grow(int64_t i) {
+    WorkingSet& ws = s_.ws[i];
+    auto& v = ws.violators;
+    if (v.empty()) return false;
+    const size_t k = std::min(v.size(), growth(ws));
+    std::partial_sort(v.begin(), v.begin() + k, v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    auto& add = s_.add;
+    add.clear();
+    for (size_t t = 0; t < k; ++t) add.push_back(v[t].second);
+    set(i).extend(add);
+    return true;
   }
 
   const Problem& pb_;
   const SpliceOptions& opt_;
   Scratch& s_;
-  std::vector<double> A_, h_, zd_;
-  ActiveSetQP qp_;
 };
 
 // ---- full-dictionary first-order solvers ------------------------------------

@@ -4,7 +4,9 @@
 // dictionary): FISTA with adaptive restart, the reference's ADMM (ρ = 5), and
 // the default "ws": screening from Cz, working sets solved exactly by an
 // active-set QP on their Gram, grown by KKT violators until the relative
-// duality gap is below tol.
+// duality gap is below tol. Its checks of the full dictionary are batched
+// GEMMs, or, once a sample's residual has moved little since its last GEMM,
+// exact dot products with the few atoms that row leaves in doubt.
 #pragma once
 #include <cstdint>
 #include <string>
