@@ -16,24 +16,19 @@ import { readNpy, writeNpy } from '../ts/io/npy.js';
 import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
-import { act } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
-export interface GlmBenchParams {
+export interface GlmBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
   x?: string;
   y?: string;
   n: number;
   p: number;
   neurons: number;
-  warmup: number;
-  repeats: number;
   solvers: string[];
-  peers: string[];
-  plot?: string;
 }
 
 const everyRow = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -116,7 +111,7 @@ export async function benchGlm(p: GlmBenchParams) {
     r.mean_objective = meanOf(o);
     r.max_rel_gap_to_best = Math.max(...Array.from(o, (v, k) => (v - best[k]) / best[k]));
   }
-  addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name));
+  addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name), 'neurons_per_s');
   const report = { suite: 'glm', params: { ...p, source, lambda: LE_LAMBDA, alpha: LE_ALPHA, skipped }, machine: machine(), results: rows };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'neurons_per_s', quality: 'max_rel_gap_to_best' });
   return report;
@@ -151,7 +146,7 @@ function sklearnPeers(X: Mat, Y: Mat, p: GlmBenchParams, rows: BenchRow[], objec
 }
 
 export function registerBenchGlm(bench: Command): void {
-  bench
+  const cmd = bench
     .command('glm')
     .description("elastic net for LE's concept ranking: conceptlens coordinate descent vs GLM-SAGA and scikit-learn (neurons/s, objective)")
     .option('--data <kind>', 'planted (8 shared factors) | clip-mix (cosines with real CLIP concepts; needs the assets mirror)',
@@ -161,11 +156,7 @@ export function registerBenchGlm(bench: Command): void {
     .option('--n <n>', 'samples', integer('--n'), 10000)
     .option('--p <p>', 'concepts', integer('--p'), 2000)
     .option('--neurons <k>', 'neurons solved as one batch', integer('--neurons'), 512)
-    .option('--warmup <w>', 'untimed runs per contender first', integer('--warmup', 0), 1)
-    .option('--repeats <r>', 'timed runs per contender (median)', integer('--repeats'), 3)
-    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd'))
-    .addOption(listOption('--peers <list>', 'peers from other languages on the same data: sklearn', ''))
-    .option('--plot <svg>', 'draw neurons/s bars and each contender\'s objective gap against its time')
-    .option('--json', 'print one JSON object')
-    .action(act(async ({ json, ...p }: GlmBenchParams & { json?: boolean }) => printReport(await benchGlm(p), !!json)));
+    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd'));
+  addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw neurons/s bars and each contender's objective gap against its time" })
+    .action(reportAction(benchGlm));
 }

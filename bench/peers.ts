@@ -35,8 +35,12 @@ export function runPeer(script: string, args: Record<string, string | number>): 
   return { row: out as BenchRow & { label: string } };
 }
 
-/** Adds `<name>_vs_<peer>` speed ratios (peer seconds / contender seconds) to every non-peer row. */
-export function addRatios(rows: BenchRow[], peers: string[]): void {
+/**
+ * Adds `speedup_vs_<peer>` to every non-peer row: its `throughput` over the peer's, so contenders that solved
+ * different numbers of items (a slow peer on a subset) still compare per item.
+ */
+export function addRatios(rows: BenchRow[], peers: string[], throughput: string): void {
   for (const peer of rows.filter((r) => peers.includes(r.name)))
-    for (const r of rows) if (!peers.includes(r.name)) r[`speedup_vs_${peer.name}`] = peer.seconds / r.seconds;
+    for (const r of rows)
+      if (!peers.includes(r.name)) r[`speedup_vs_${peer.name}`] = (r[throughput] as number) / (peer[throughput] as number);
 }

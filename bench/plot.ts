@@ -3,6 +3,7 @@
 // its time (log scales), as one standalone SVG.
 import { writeFileAtomic } from '../ts/io/atomic.js';
 import { barChartSvg } from '../ts/report/chart.js';
+import { escapeHtml as esc } from '../ts/report/html.js';
 import type { BenchReport, BenchRow } from './report.js';
 
 export interface PlotSpec {
@@ -11,8 +12,6 @@ export interface PlotSpec {
   /** Row field drawn against seconds (lower is better), e.g. a relative objective or duality gap. */
   quality?: string;
 }
-
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** Quality against time: one labelled point per contender, both axes log10. */
 function qualityPanel(rows: BenchRow[], field: string, width: number): string {

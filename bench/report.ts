@@ -1,7 +1,10 @@
 // The one JSON shape every `conceptlens bench` suite prints:
 // { suite, params, machine, results: [{ name, seconds (median), ... }] }.
+import type { Command } from 'commander';
 import { cpus, totalmem } from 'node:os';
 import { engineInfo } from '../ts/engine/info.js';
+import { integer, listOption } from '../ts/cli/options.js';
+import { act } from '../ts/cli/run.js';
 
 export interface BenchRow {
   name: string;
@@ -53,4 +56,29 @@ export function printReport(r: BenchReport, json: boolean): void {
   }
   console.log(`${r.suite}: ${JSON.stringify(r.params)}`);
   console.table(r.results);
+}
+
+/** What a suite's shared options add to its parameters. */
+export interface RunOptions {
+  warmup: number;
+  repeats: number;
+  peers: string[];
+  plot?: string;
+}
+
+/**
+ * The options every suite shares, after its own: --warmup and --repeats (the same for every contender), --peers
+ * when the suite has peers in other languages, --plot when it draws, --json.
+ */
+export function addRunOptions(cmd: Command, o: { warmup?: number; repeats: number; peers?: string[]; plot?: string }): Command {
+  cmd.option('--warmup <w>', 'untimed runs per contender first', integer('--warmup', 0), o.warmup ?? 1)
+    .option('--repeats <r>', 'timed runs per contender (median)', integer('--repeats'), o.repeats);
+  if (o.peers) cmd.addOption(listOption('--peers <list>', `peers from other languages on the same data: ${o.peers.join(', ')}`, ''));
+  if (o.plot) cmd.option('--plot <svg>', o.plot);
+  return cmd.option('--json', 'print one JSON object');
+}
+
+/** A suite's action: run it through the CLI runner (clear errors, exit codes), then print its report. */
+export function reportAction<P>(run: (p: P) => Promise<BenchReport>) {
+  return act(async ({ json, ...p }: P & { json?: boolean }) => printReport(await run(p as P), !!json));
 }

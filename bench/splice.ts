@@ -1,17 +1,33 @@
-// bench splice: every SpLiCE solver on the same planted data (sparse
-// non-negative mixtures of random unit concepts plus noise, normalised), in
-// one run. The full-dictionary baselines (fista, admm) solve the first
-// `baselineN` samples only; each row says how many it solved, and
-// rel_objective_vs_ws compares its mean objective with ws's on those samples.
-// Timed solves write into one preallocated weights buffer.
+// bench splice: every SpLiCE solver, and with --peers sklearn scikit-learn's
+// sparse_encode, on the same problem in one run, with the same warm-up and
+// repeats. The problem is the user's (--concepts/--embeddings, centred as
+// `splice decompose` does) or generated: 'planted' (sparse non-negative
+// mixtures of random unit concepts) or 'clip-mix' (a 10,000-concept
+// dictionary of the real Detic CLIP text embeddings and their mixtures, as
+// correlated as CLIP's; samples mix 5-15 of them). The full-dictionary
+// solvers and the peer solve the first `baselineN` samples only; every
+// contender's objective is recomputed from its weights in float64 and
+// compared, per sample, with the best any contender reached.
 import type { Command } from 'commander';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readMatrix } from '../ts/io/matrix.js';
+import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { normaliseRows } from '../ts/matrix.js';
-import { solveSplice, type Decomposition, type SpliceSolverName } from '../ts/methods/splice.js';
+import { buildDictionary, centreEmbeddings, solveSplice, spliceProblem, type SpliceSolverName } from '../ts/methods/splice.js';
 import { gaussian, randn, rng } from '../ts/random.js';
-import { machine, median, printReport, timeMedian, type BenchRow } from './report.js';
-import { integer, listOption, number } from '../ts/cli/options.js';
+import { integer, listOption, number, oneOf } from '../ts/cli/options.js';
+import { deticConcepts } from './clip-data.js';
+import { addRatios, runPeer } from './peers.js';
+import { writeBenchPlot } from './plot.js';
+import { addRunOptions, machine, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
-export interface SpliceBenchParams {
+export interface SpliceBenchParams extends RunOptions {
+  data: 'planted' | 'clip-mix';
+  concepts?: string;
+  embeddings?: string;
+  imageMean?: string;
   n: number;
   c: number;
   d: number;
@@ -19,11 +35,20 @@ export interface SpliceBenchParams {
   k: number;
   noise: number;
   baselineN: number;
-  repeats: number;
   solvers: SpliceSolverName[];
 }
 
-/** c random unit concepts and n samples, each k concepts with weights in [0.2, 1] plus Gaussian noise. */
+/** A SpLiCE problem as the solvers take it: dictionary (c × d) and samples (n × d), both already centred. */
+export interface SpliceBenchProblem {
+  dictionary: Float32Array;
+  samples: Float32Array;
+  n: number;
+  c: number;
+  d: number;
+  source: string;
+}
+
+/** 'planted': c random unit concepts; n samples of k concepts with weights in [0.2, 1] plus Gaussian noise. */
 export function plantedSplice(n: number, c: number, d: number, k: number, noise: number, seed = 1) {
   const rand = rng(seed), dictionary = normaliseRows(randn(c * d, seed + 1), d), samples = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
@@ -36,53 +61,154 @@ export function plantedSplice(n: number, c: number, d: number, k: number, noise:
   return { dictionary, samples: normaliseRows(samples, d) };
 }
 
-const mean = (x: ArrayLike<number>, m = x.length) => Array.from(x).slice(0, m).reduce((a, b) => a + b, 0) / m;
+/**
+ * 'clip-mix': the 2,148 unit Detic CLIP text embeddings, then mixtures t·a + (1 − t)·b of two distinct ones
+ * (t in [0.2, 0.8]) up to c concepts, SpLiCE-centred (buildDictionary). Each sample sums 5-15 of the normalised
+ * concepts with weights in [0.2, 1] plus noise per coordinate, and is centred on the samples' own mean (the image
+ * mean's stand-in) as SpLiCE centres images.
+ */
+export function clipMixSplice(n: number, c: number, noise: number): SpliceBenchProblem {
+  const real = deticConcepts(), d = real.d, m = real.rows;
+  if (c < m) throw new Error(`--c: clip-mix starts from the ${m} real concepts, so at least ${m}, got ${c}`);
+  const raw = new Float32Array(c * d), U = real.data, pick = rng(1);
+  raw.set(U);
+  for (let j = m; j < c; j++) {
+    const a = Math.floor(pick() * m), b = (a + 1 + Math.floor(pick() * (m - 1))) % m, t = 0.2 + 0.6 * pick();
+    for (let x = 0; x < d; x++) raw[j * d + x] = t * U[a * d + x] + (1 - t) * U[b * d + x];
+  }
+  const V = normaliseRows(raw, d), rand = rng(2), X = new Float64Array(n * d);
+  for (let i = 0; i < n; i++) {
+    const k = 5 + Math.floor(rand() * 11);
+    for (let a = 0; a < k; a++) {
+      const j = Math.floor(rand() * c), w = 0.2 + 0.8 * rand();
+      for (let x = 0; x < d; x++) X[i * d + x] += w * V[j * d + x];
+    }
+    for (let x = 0; x < d; x++) X[i * d + x] += noise * gaussian(rand);
+  }
+  const x32 = Float32Array.from(X), unit = normaliseRows(x32, d), mean = new Float64Array(d);
+  for (let t = 0; t < unit.length; t++) mean[t % d] += unit[t] / n;
+  return { dictionary: buildDictionary(raw, d), samples: centreEmbeddings(x32, mean, d), n, c, d, source: 'clip-mix' };
+}
+
+/** The problem: the user's embeddings over their concepts (centred as `splice decompose` does), or a generator's. */
+export function spliceBenchProblem(p: Pick<SpliceBenchParams, 'data' | 'concepts' | 'embeddings' | 'imageMean' | 'n' | 'c' | 'd' | 'k' | 'noise'>): SpliceBenchProblem {
+  if (p.concepts || p.embeddings) {
+    if (!p.concepts || !p.embeddings) throw new Error('--concepts and --embeddings go together: concept embeddings (c × d) and image embeddings (n × d)');
+    const concepts = readMatrix(p.concepts, { what: 'concept embeddings' });
+    const z = readMatrix(p.embeddings, { what: 'image embeddings', cols: concepts.cols, colsFrom: `the width of ${p.concepts}` });
+    const mean = p.imageMean ? readMatrix(p.imageMean, { what: 'image mean' }).data as Float32Array : undefined;
+    const s = spliceProblem(concepts, Float32Array.from(z.data), { mean });
+    return { dictionary: s.dictionary, samples: s.samples, n: z.rows, c: concepts.rows, d: s.d, source: `${p.embeddings} over ${p.concepts}` };
+  }
+  if (p.data === 'clip-mix') return clipMixSplice(p.n, p.c, p.noise);
+  return { ...plantedSplice(p.n, p.c, p.d, p.k, p.noise), n: p.n, c: p.c, d: p.d, source: 'planted' };
+}
+
+/** Per sample ‖z − Cᵀw‖² + λ‖w‖₁ in float64: the one yardstick for every contender's weights. */
+export function spliceObjectives(pr: SpliceBenchProblem, weights: Float32Array, m: number, l1: number): Float64Array {
+  const { dictionary: C, samples: Z, c, d } = pr, out = new Float64Array(m), r = new Float64Array(d);
+  for (let i = 0; i < m; i++) {
+    for (let t = 0; t < d; t++) r[t] = Z[i * d + t];
+    let l1sum = 0;
+    for (let j = 0; j < c; j++) {
+      const w = weights[i * c + j];
+      if (w === 0) continue;
+      l1sum += w;
+      for (let t = 0; t < d; t++) r[t] -= w * C[j * d + t];
+    }
+    let rr = 0;
+    for (let t = 0; t < d; t++) rr += r[t] * r[t];
+    out[i] = rr + l1 * l1sum;
+  }
+  return out;
+}
+
+const LABELS: Record<string, string> = {
+  auto: 'conceptlens auto (picks the working-set solver on CPU)',
+  ws: 'conceptlens working set (active-set Cholesky, certified duality gap)',
+  fista: 'FISTA on the full dictionary (conceptlens engine)',
+  admm: "ADMM on the full dictionary, as SpLiCE's reference solves it (conceptlens engine)",
+};
+
+interface Solved {
+  row: BenchRow;
+  objectives: Float64Array;
+}
+
+async function solveOne(pr: SpliceBenchProblem, p: SpliceBenchParams, solver: SpliceSolverName): Promise<Solved> {
+  const full = solver === 'auto' || solver === 'ws', m = full ? pr.n : Math.min(pr.n, p.baselineN);
+  const part = pr.samples.subarray(0, m * pr.d), out = new Float32Array(m * pr.c); // reused, as a long-running caller would
+  const cpu: number[] = []; // CPU seconds of the whole process per timed run: robust to other load on the machine
+  const seconds = await timeMedian(async () => {
+    const c0 = process.cpuUsage();
+    await solveSplice(pr.dictionary, part, pr.d, { l1: p.l1, solver, out });
+    const c1 = process.cpuUsage(c0);
+    cpu.push((c1.user + c1.system) / 1e6);
+  }, p.repeats, p.warmup);
+  const cpuSeconds = median(cpu.slice(p.warmup));
+  return {
+    row: { name: solver, label: LABELS[solver], seconds, samples: m, samples_per_s: m / seconds, cpu_seconds: cpuSeconds,
+      samples_per_cpu_s: m / cpuSeconds, mean_l0: out.reduce((a, w) => a + (w > 0 ? 1 : 0), 0) / m },
+    objectives: spliceObjectives(pr, out, m, p.l1),
+  };
+}
+
+/** scikit-learn's sparse_encode (lasso_cd, positive, Gram precomputed and timed) on the first baselineN samples. */
+function sklearnPeer(pr: SpliceBenchProblem, p: SpliceBenchParams): Solved | string {
+  const dir = mkdtempSync(join(tmpdir(), 'conceptlens-splice-')), m = Math.min(pr.n, p.baselineN);
+  try {
+    const C = join(dir, 'C.npy'), Z = join(dir, 'Z.npy'), W = join(dir, 'W.npy');
+    writeNpy(C, pr.dictionary, [pr.c, pr.d]);
+    writeNpy(Z, pr.samples.subarray(0, m * pr.d), [m, pr.d]);
+    const r = runPeer('sklearn_sparse_encode.py', { dictionary: C, samples: Z, l1: p.l1, warmup: p.warmup, repeats: p.repeats, out: W });
+    if ('skipped' in r) return r.skipped;
+    const weights = readNpy(W).data as Float32Array;
+    return {
+      row: { name: 'sklearn-sparse-encode', label: r.row.label, seconds: r.row.seconds, samples: m, samples_per_s: m / r.row.seconds,
+        mean_l0: weights.reduce((a, w) => a + (w > 0 ? 1 : 0), 0) / m },
+      objectives: spliceObjectives(pr, weights, m, p.l1),
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 export async function benchSplice(p: SpliceBenchParams) {
-  const { dictionary, samples } = plantedSplice(p.n, p.c, p.d, p.k, p.noise);
-  const results: BenchRow[] = [];
-  let ws: Decomposition | undefined;
-  for (const solver of p.solvers) {
-    const full = solver === 'auto' || solver === 'ws', m = full ? p.n : Math.min(p.n, p.baselineN);
-    const part = samples.subarray(0, m * p.d);
-    let dec: Decomposition | undefined;
-    const out = new Float32Array(m * p.c); // reused across repeats, as a long-running caller would
-    const cpu: number[] = []; // CPU seconds of every process thread per run: robust to other load on the machine
-    const seconds = await timeMedian(async () => {
-      const c0 = process.cpuUsage();
-      dec = await solveSplice(dictionary, part, p.d, { l1: p.l1, solver, out });
-      const c1 = process.cpuUsage(c0);
-      cpu.push((c1.user + c1.system) / 1e6);
-    }, full ? p.repeats : 1, full ? 1 : 0);
-    const cpuSeconds = median(cpu.slice(full ? 1 : 0));
-    if (solver === 'ws') ws = dec;
-    let l0 = 0;
-    for (const w of dec!.weights) l0 += w > 0 ? 1 : 0;
-    results.push({
-      name: solver, seconds, samples: m, samples_per_s: m / seconds, cpu_seconds: cpuSeconds,
-      samples_per_cpu_s: m / cpuSeconds, mean_objective: mean(dec!.objective),
-      mean_l0: l0 / m, mean_rel_gap: mean(dec!.objective.map((o, i) => dec!.gap[i] / o)),
-      max_iterations: Math.max(...dec!.iterations),
-    });
-  }
-  if (ws)
-    for (const r of results) r.rel_objective_vs_ws = (r.mean_objective as number) / mean(ws.objective, r.samples as number) - 1;
-  return { suite: 'splice', params: { ...p }, machine: machine(), results };
+  const pr = spliceBenchProblem(p), solved: Solved[] = [];
+  for (const solver of p.solvers) solved.push(await solveOne(pr, p, solver));
+  const peer = p.peers.includes('sklearn') ? sklearnPeer(pr, p) : undefined;
+  if (peer && typeof peer !== 'string') solved.push(peer);
+  // The yardstick: per sample, the best objective any contender that solved it reached.
+  const best = new Float64Array(pr.n).fill(Infinity);
+  for (const s of solved) s.objectives.forEach((v, i) => (best[i] = Math.min(best[i], v)));
+  const rows = solved.map(({ row, objectives: o }) => ({
+    ...row, mean_objective: o.reduce((a, v) => a + v, 0) / o.length,
+    max_rel_gap_to_best: Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i])),
+  }));
+  addRatios(rows, ['sklearn-sparse-encode'], 'samples_per_s');
+  const params = { ...p, n: pr.n, c: pr.c, d: pr.d, source: pr.source, skipped: typeof peer === 'string' ? [peer] : [] };
+  const report = { suite: 'splice', params, machine: machine(), results: rows };
+  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s', quality: 'max_rel_gap_to_best' });
+  return report;
 }
 
 export function registerBenchSplice(bench: Command): void {
-  bench
+  const cmd = bench
     .command('splice')
-    .description('SpLiCE solvers (auto, fista, admm, ws) on the same planted data')
+    .description('SpLiCE solvers (auto, ws, fista, admm) and scikit-learn on the same problem (samples/s, objective)')
+    .option('--data <kind>', 'planted (random unit concepts) | clip-mix (real CLIP concept embeddings and their mixtures; needs the assets mirror)',
+      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .option('--concepts <npy>', 'your concept embeddings (c × d); with --embeddings instead of a generator')
+    .option('--embeddings <npy>', 'your image embeddings (n × d), centred on --image-mean as splice decompose does')
+    .option('--image-mean <npy>', 'the image mean for --embeddings (default: none, only normalised)')
     .option('--n <samples>', 'samples', integer('--n'), 5000)
     .option('--c <concepts>', 'dictionary size', integer('--c'), 10000)
-    .option('--d <dim>', 'dimension', integer('--d'), 512)
-    .option('--l1 <lambda>', 'λ', number('--l1'), 0.25)
+    .option('--d <dim>', 'dimension (planted; clip-mix is 512)', integer('--d'), 512)
+    .option('--l1 <lambda>', 'λ', number('--l1', { min: 0 }), 0.25)
     .option('--k <k>', 'planted concepts per sample', integer('--k'), 10)
-    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', number('--noise'), 0.02)
-    .option('--baseline-n <m>', 'samples the full-dictionary baselines (fista, admm) solve', integer('--baseline-n'), 16)
-    .option('--repeats <n>', 'timed repeats for auto/ws (median)', integer('--repeats'), 3)
-    .addOption(listOption('--solvers <list>', 'comma list of auto,fista,admm,ws', 'auto,fista,admm,ws'))
-    .option('--json', 'print one JSON object')
-    .action(async ({ json, ...p }: SpliceBenchParams & { json?: boolean }) => printReport(await benchSplice(p), !!json));
+    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', number('--noise', { min: 0 }), 0.02)
+    .option('--baseline-n <m>', 'samples the full-dictionary solvers (fista, admm) and the peers solve', integer('--baseline-n'), 32)
+    .addOption(listOption('--solvers <list>', 'comma list of auto,ws,fista,admm (the full-dictionary fista and admm take minutes per sample on clip-mix)', 'ws'));
+  addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw samples/s bars and each contender's objective gap against its time" })
+    .action(reportAction(benchSplice));
 }

@@ -75,7 +75,7 @@ def main():
     R = Z.astype(np.float64) - W64 @ C64
     objective = (R * R).sum(axis=1) + a.l1 * W64.sum(axis=1)
     if a.out:
-        np.save(a.out, W.astype(np.float32))
+        np.save(a.out, np.ascontiguousarray(W, dtype=np.float32))
     seconds = statistics.median(times)
     print(json.dumps({
         "name": "sklearn-sparse-encode",
