@@ -21,7 +21,7 @@ import { readDone, type PartDone } from '../ts/distributed/store.js';
 import { progressBar } from '../ts/cli/progress.js';
 import { integer, listOption } from '../ts/cli/options.js';
 import { freePort, RedisServer, WorkerProc } from './cluster.js';
-import { machine, median, printReport, type BenchRow } from './report.js';
+import { machine, median, reportAction, type BenchRow } from './report.js';
 
 export interface DistributedParams {
   shards: number;
@@ -144,12 +144,12 @@ export function registerBenchDistributed(bench: Command): void {
     .addOption(listOption('--workers <list>', 'worker counts to run', '1,2,3'))
     .option('--dir <path>', 'where the shards go (generated when missing; kept); default a temporary directory, removed after')
     .option('--json', 'print one JSON object')
-    .action(async ({ dir: given, json, ...p }: DistributedParams & { dir?: string; json?: boolean }) => {
+    .action(reportAction(async ({ dir: given, ...p }: DistributedParams & { dir?: string }) => {
       const dir = given ?? mkdtempSync(join(tmpdir(), 'conceptlens-bench-distributed-'));
       try {
-        printReport(await benchDistributed(p, dir), !!json);
+        return await benchDistributed(p, dir);
       } finally {
         if (!given) rmSync(dir, { recursive: true, force: true });
       }
-    });
+    }));
 }

@@ -13,7 +13,7 @@ import { assetPath } from '../ts/assets.js';
 import { embedImages } from '../ts/encoders/embed-images.js';
 import { ImageEncoder } from '../ts/encoders/onnx.js';
 import { mapBounded, normaliseInto, preprocessPixels, preprocessSpec } from '../ts/images/preprocess.js';
-import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { machine, reportAction, timeMedian, type BenchRow } from './report.js';
 import { integer } from '../ts/cli/options.js';
 
 export interface EmbedBenchParams {
@@ -80,11 +80,6 @@ export function registerBenchEmbed(bench: Command): void {
     .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
     .option('--fast-decode', 'JPEG shrink-on-load before resizing (as `embed --fast-decode`)')
     .option('--json', 'print one JSON object')
-    .action(async (o: { images: number; batch: number; concurrency: number; threads?: number; repeats: number; fastDecode?: boolean; json?: boolean }) => {
-      const p: EmbedBenchParams = {
-        images: o.images, batch: o.batch, concurrency: o.concurrency, threads: o.threads ?? null, repeats: o.repeats,
-        fastDecode: !!o.fastDecode,
-      };
-      printReport(await benchEmbed(p), !!o.json);
-    });
+    .action(reportAction((o: Omit<EmbedBenchParams, 'threads' | 'fastDecode'> & { threads?: number; fastDecode?: boolean }) =>
+      benchEmbed({ ...o, threads: o.threads ?? null, fastDecode: !!o.fastDecode })));
 }

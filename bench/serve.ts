@@ -17,7 +17,7 @@ import { packageRoot } from '../ts/package-root.js';
 import { rng } from '../ts/random.js';
 import { exactSearch, type SearchResult } from '../ts/retrieval/exact.js';
 import { integer, list, number, oneOf } from '../ts/cli/options.js';
-import { machine, printReport, type BenchReport, type BenchRow } from './report.js';
+import { machine, reportAction, type BenchReport, type BenchRow } from './report.js';
 import { randomMatrix } from './topk.js';
 
 /** What `bench serve` measures on. */
@@ -209,5 +209,5 @@ export function registerBenchServe(bench: Command): void {
     .option('--max-delay-ms <ms>', "how long a batch's oldest request waits for more", number('--max-delay-ms', { min: 0 }), 2)
     .option('--pool <n>', 'distinct queries drawn from', integer('--pool'), 256)
     .option('--json', 'print one JSON object')
-    .action(async ({ json, ...p }: ServeBenchParams & { json?: boolean }) => printReport(await benchServe(p), !!json));
+    .action(reportAction(benchServe));
 }
