@@ -1,6 +1,12 @@
 #include "sae.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -8,6 +14,7 @@
 #include <functional>
 #include <immintrin.h>
 #include <limits>
+#include <sstream>
 
 #include "blas.h"
 #include "error.h"
@@ -15,49 +22,99 @@
 
 namespace cl {
 
-// Active entries of a batch's codes: CSR by item, plus a by-latent index
-// (CSC) so per-latent reductions run in parallel without atomics.
+namespace {
+
+// Items per task in per-item passes; codes are collected per block of items.
+constexpr int64_t kRowBlock = 64;
+// Items per encoder GEMM task (a multiple of kRowBlock): large enough that
+// repacking W_e per task costs little, small enough to balance two workers.
+constexpr int64_t kGemmRows = 1024;
+// Latents per task in the per-latent pass.
+constexpr int64_t kLatentBlock = 64;
+// Codes at least this dense (ReLU-L1 once trained) are walked in tiles of
+// kTile items × kTile latents, so each gathered row serves several codes
+// from L2; sparser ones (TopK) in one sweep.
+constexpr int64_t kTile = 64;
+constexpr double kTiledDensity = 1.0 / 32;
+// The per-latent pass visits the codes of this many items at a time, all
+// latents in parallel, so their rows of ∂loss/∂x̂ and x̄ (8 MiB at d = 512)
+// stay in the last-level cache while the latents stream past.
+constexpr int64_t kItemSpan = 2048;
+// Codes per register-blocked group in the sparse kernels.
+constexpr int kGroup = 8;
+
+int64_t blocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
+
+// fn(i0, i1, blk) over the blocks of kRowBlock items of [0, n), in parallel.
+template <class F>
+void row_blocks(int64_t n, F&& fn) {
+  parallel_for(blocks(n, kRowBlock), [&](int64_t blk, int) { fn(blk * kRowBlock, std::min(n, (blk + 1) * kRowBlock), blk); });
+}
+
+}  // namespace
+
+// A batch's active codes by item (CSR, latents ascending) and by latent (CSC,
+// items ascending): per-item and per-latent passes run in parallel without
+// atomics, each output summed in one fixed order.
 struct SaeCodes {
-  std::vector<int64_t> ptr;   // n + 1
-  std::vector<int32_t> col;   // latent of each entry
-  std::vector<int32_t> item;  // item of each entry
-  std::vector<float> val;     // activation
-  std::vector<float> grad;    // ∂loss/∂pre at the entry
-  std::vector<int64_t> cptr;  // m + 1
-  std::vector<int64_t> cent;  // entries grouped by latent
-  // Per-item lists the codes are flattened from (kept for their capacity).
-  std::vector<std::vector<int32_t>> rcols;
-  std::vector<std::vector<float>> rvals;
+  std::vector<int64_t> ptr;    // n + 1
+  std::vector<int32_t> col;    // latent of each entry
+  std::vector<float> val;      // activation
+  std::vector<int64_t> cptr;   // m + 1
+  std::vector<int32_t> citem;  // item of each by-latent entry
+  std::vector<float> cval;
+  // The selection appends each item's entries to its row block's lists.
+  std::vector<std::vector<int32_t>> bcol;
+  std::vector<std::vector<float>> bval;
+  std::vector<int64_t> count;   // entries per item
+  std::vector<int64_t> at;      // row blocks × m: latent counts, then write cursors
+  std::vector<int64_t> cursor;  // per latent: its first entry the per-latent pass has not visited
 
   void start(int64_t n) {
-    rcols.resize(n);
-    rvals.resize(n);
-    for (int64_t i = 0; i < n; ++i) {
-      rcols[i].clear();
-      rvals[i].clear();
+    bcol.resize(blocks(n, kRowBlock));
+    bval.resize(bcol.size());
+    for (size_t b = 0; b < bcol.size(); ++b) {
+      bcol[b].clear();
+      bval[b].clear();
     }
+    count.assign(n, 0);
     ptr.assign(1, 0);
   }
   int64_t nnz() const { return ptr.empty() ? 0 : ptr.back(); }
 };
 
+// Per-batch scratch, kept between steps for its capacity.
+struct SaeWork {
+  const float* x = nullptr;    // n × d inputs: the caller's fp32 rows, or f16 converted into x16
+  std::vector<float> x16, xc;  // n × d: fp16 inputs as fp32, x − b
+  std::vector<float> pre;      // n × m: pre-activations (thresholded in place on the dense path)
+  std::vector<float> gbuf;     // n × m: ∂loss/∂pre (dense path)
+  std::vector<float> r, h;     // n × d: ∂loss/∂x̂, ∂aux/∂ê
+  SaeCodes main, aux;
+  std::vector<int32_t> dead;   // latents in the aux loss this step
+  std::vector<double> l1, sq, asq;
+  std::vector<int64_t> active;  // per item
+  std::vector<int64_t> fired;   // per latent (dense path)
+  std::vector<double> colsum;   // row blocks × d: Σ x (for fvu)
+  std::vector<double> dev;      // per row block: Σ ‖x − the block's mean‖²
+  // Partial sums of ∂loss/∂b per row block (Σ g) and per latent block
+  // (−Σ ∂b_e W_e), added in one order whatever thread ran which block.
+  std::vector<float> gb_items, gb_latents;
+  std::vector<double> item_loss;
+};
+
+// Adam's constants for step t.
+struct Sae::AdamStep {
+  float b1, b2, step, inv_sqrt_bc2, eps;
+};
+
 namespace {
 
-constexpr char kMagic[8] = {'C', 'L', 'S', 'A', 'E', '0', '0', '1'};
-constexpr int64_t kRowBlock = 64;
+constexpr char kMagic[8] = {'C', 'L', 'S', 'A', 'E', '0', '0', '2'};
+constexpr char kMagicV1[8] = {'C', 'L', 'S', 'A', 'E', '0', '0', '1'};
 
-int64_t blocks(int64_t n, int64_t b) { return (n + b - 1) / b; }
-
-// fn(i) over [0, n) in parallel blocks of rows.
-template <class F>
-void rows_parallel(int64_t n, F&& fn) {
-  parallel_for(blocks(n, kRowBlock), [&](int64_t blk, int) {
-    for (int64_t i = blk * kRowBlock, e = std::min(n, i + kRowBlock); i < e; ++i) fn(i);
-  });
-}
-
-// dot and axpy run per active code on d-long rows: AVX-512 when the CPU has
-// it (the build targets baseline x86-64), else scalar.
+// Kernels on d-long rows: AVX-512 when the CPU has it (the build targets
+// baseline x86-64), else scalar.
 const bool kAvx512 = __builtin_cpu_supports("avx512f");
 
 __attribute__((target("avx512f"))) float dot_avx512(const float* a, const float* b, int64_t d) {
@@ -91,23 +148,326 @@ void axpy(float a, const float* x, float* y, int64_t d) {
   for (int64_t c = 0; c < d; ++c) y[c] += a * x[c];
 }
 
-void wide_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
-                int64_t ldb, float beta, float* c, int64_t ldc) {
-  WideBlas guard(compute_threads());
-  sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+// y += Σ_e v[e]·rows[e] over Q rows: per element the same fused multiply-adds
+// in the same order as Q axpy calls, with y held in registers meanwhile. Eight
+// vectors at a time, so eight chains of dependent multiply-adds overlap.
+template <int Q>
+__attribute__((target("avx512f"))) void axpy_rows_avx512(const float* v, const float* const* rows, float* y, int64_t d) {
+  const float* r[Q];
+  __m512 vv[Q];
+  for (int e = 0; e < Q; ++e) {
+    r[e] = rows[e];
+    vv[e] = _mm512_set1_ps(v[e]);
+  }
+  int64_t c = 0;
+  for (; c + 128 <= d; c += 128) {
+    __m512 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = _mm512_loadu_ps(y + c + 16 * u);
+    for (int e = 0; e < Q; ++e)
+      for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_ps(vv[e], _mm512_loadu_ps(r[e] + c + 16 * u), acc[u]);
+    for (int u = 0; u < 8; ++u) _mm512_storeu_ps(y + c + 16 * u, acc[u]);
+  }
+  for (; c + 16 <= d; c += 16) {
+    __m512 acc = _mm512_loadu_ps(y + c);
+    for (int e = 0; e < Q; ++e) acc = _mm512_fmadd_ps(vv[e], _mm512_loadu_ps(r[e] + c), acc);
+    _mm512_storeu_ps(y + c, acc);
+  }
+  for (; c < d; ++c)
+    for (int e = 0; e < Q; ++e) y[c] += v[e] * r[e][c];
 }
 
-// The k-th largest of row[0..m): a size-k min-heap, so most values cost one compare.
-float kth_largest(const float* row, int64_t m, int k) {
-  std::vector<float> h(row, row + k);
-  std::make_heap(h.begin(), h.end(), std::greater<float>());
-  for (int64_t j = k; j < m; ++j)
-    if (row[j] > h.front()) {
-      std::pop_heap(h.begin(), h.end(), std::greater<float>());
-      h.back() = row[j];
-      std::push_heap(h.begin(), h.end(), std::greater<float>());
+// One latent's gradient terms from Q codes (∂loss/∂x̂ rows g[e], inputs
+// xc[e], values v[e]) with atom a: ge[e] = g[e]·a + lam (summed as dot()
+// sums: even 16-blocks in one lane vector, odd in another), gD += v[e]·g[e],
+// then gWe += ge[e]·xc[e]; the same sums in the same order as dot, axpy,
+// axpy per code, each pass over d loading gD or gWe once.
+template <int Q>
+__attribute__((target("avx512f"))) void latent_rows_avx512(const float* const* g, const float* const* xc, const float* v,
+                                                           const float* a, float lam, int64_t d, float* gD, float* gWe,
+                                                           float* ge) {
+  const float* gr[Q];
+  __m512 s0[Q], s1[Q], vv[Q];
+  for (int e = 0; e < Q; ++e) {
+    gr[e] = g[e];
+    vv[e] = _mm512_set1_ps(v[e]);
+    s0[e] = s1[e] = _mm512_setzero_ps();
+  }
+  int64_t c = 0;
+  for (; c + 64 <= d; c += 64) {
+    __m512 av[4], y[4];
+    for (int u = 0; u < 4; ++u) {
+      av[u] = _mm512_loadu_ps(a + c + 16 * u);
+      y[u] = _mm512_loadu_ps(gD + c + 16 * u);
     }
-  return h.front();
+    for (int e = 0; e < Q; ++e)
+      for (int u = 0; u < 4; ++u) {
+        const __m512 gv = _mm512_loadu_ps(gr[e] + c + 16 * u);
+        if (u % 2 == 0)
+          s0[e] = _mm512_fmadd_ps(gv, av[u], s0[e]);
+        else
+          s1[e] = _mm512_fmadd_ps(gv, av[u], s1[e]);
+        y[u] = _mm512_fmadd_ps(vv[e], gv, y[u]);
+      }
+    for (int u = 0; u < 4; ++u) _mm512_storeu_ps(gD + c + 16 * u, y[u]);
+  }
+  for (; c + 32 <= d; c += 32)
+    for (int e = 0; e < Q; ++e) {
+      const __m512 g0 = _mm512_loadu_ps(gr[e] + c), g1 = _mm512_loadu_ps(gr[e] + c + 16);
+      s0[e] = _mm512_fmadd_ps(g0, _mm512_loadu_ps(a + c), s0[e]);
+      s1[e] = _mm512_fmadd_ps(g1, _mm512_loadu_ps(a + c + 16), s1[e]);
+      _mm512_storeu_ps(gD + c, _mm512_fmadd_ps(vv[e], g0, _mm512_loadu_ps(gD + c)));
+      _mm512_storeu_ps(gD + c + 16, _mm512_fmadd_ps(vv[e], g1, _mm512_loadu_ps(gD + c + 16)));
+    }
+  for (int e = 0; e < Q; ++e) ge[e] = _mm512_reduce_add_ps(_mm512_add_ps(s0[e], s1[e]));
+  for (; c < d; ++c)
+    for (int e = 0; e < Q; ++e) {
+      ge[e] += gr[e][c] * a[c];
+      gD[c] += v[e] * gr[e][c];
+    }
+  for (int e = 0; e < Q; ++e) ge[e] += lam;
+  axpy_rows_avx512<Q>(ge, xc, gWe, d);
+}
+
+// Runs F<Q> for the group size q in [1, kGroup] (templates unroll the codes).
+template <template <int> class F, class... A>
+void by_group(int q, A&&... args) {
+  switch (q) {
+    case 1: return F<1>::run(args...);
+    case 2: return F<2>::run(args...);
+    case 3: return F<3>::run(args...);
+    case 4: return F<4>::run(args...);
+    case 5: return F<5>::run(args...);
+    case 6: return F<6>::run(args...);
+    case 7: return F<7>::run(args...);
+    default: return F<8>::run(args...);
+  }
+}
+static_assert(kGroup == 8, "by_group covers group sizes 1..8");
+
+template <int Q>
+struct AxpyRows {
+  static void run(const float* v, const float* const* rows, float* y, int64_t d) { axpy_rows_avx512<Q>(v, rows, y, d); }
+};
+template <int Q>
+struct LatentRows {
+  static void run(const float* const* g, const float* const* xc, const float* v, const float* a, float lam, int64_t d,
+                  float* gD, float* gWe, float* ge) {
+    latent_rows_avx512<Q>(g, xc, v, a, lam, d, gD, gWe, ge);
+  }
+};
+
+void axpy_rows(int q, const float* v, const float* const* rows, float* y, int64_t d) {
+  if (kAvx512) return by_group<AxpyRows>(q, v, rows, y, d);
+  for (int e = 0; e < q; ++e) axpy(v[e], rows[e], y, d);
+}
+
+void latent_rows(int q, const float* const* g, const float* const* xc, const float* v, const float* a, float lam,
+                 int64_t d, float* gD, float* gWe, float* ge) {
+  if (kAvx512) return by_group<LatentRows>(q, g, xc, v, a, lam, d, gD, gWe, ge);
+  for (int e = 0; e < q; ++e) {
+    ge[e] = dot(g[e], a, d) + lam;
+    axpy(v[e], g[e], gD, d);
+  }
+  for (int e = 0; e < q; ++e) axpy(ge[e], xc[e], gWe, d);
+}
+
+// Adam on n parameters p with moments m1, m2 and gradient g.
+template <class A>
+void adam_scalar(float* p, float* m1, float* m2, const float* g, int64_t n, const A& a) {
+  for (int64_t q = 0; q < n; ++q) {
+    m1[q] = a.b1 * m1[q] + (1 - a.b1) * g[q];
+    m2[q] = a.b2 * m2[q] + (1 - a.b2) * g[q] * g[q];
+    p[q] -= a.step * m1[q] / (std::sqrt(m2[q]) * a.inv_sqrt_bc2 + a.eps);
+  }
+}
+
+template <class A>
+__attribute__((target("avx512f"))) void adam_avx512(float* p, float* m1, float* m2, const float* g, int64_t n, const A& a) {
+  const __m512 b1 = _mm512_set1_ps(a.b1), c1 = _mm512_set1_ps(1 - a.b1), b2 = _mm512_set1_ps(a.b2),
+               c2 = _mm512_set1_ps(1 - a.b2), step = _mm512_set1_ps(a.step), ib = _mm512_set1_ps(a.inv_sqrt_bc2),
+               eps = _mm512_set1_ps(a.eps);
+  int64_t q = 0;
+  for (; q + 16 <= n; q += 16) {
+    const __m512 gq = _mm512_loadu_ps(g + q);
+    const __m512 u = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(m1 + q)), _mm512_mul_ps(c1, gq));
+    const __m512 v = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(m2 + q)), _mm512_mul_ps(_mm512_mul_ps(c2, gq), gq));
+    const __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(v), ib), eps);
+    _mm512_storeu_ps(m1 + q, u);
+    _mm512_storeu_ps(m2 + q, v);
+    _mm512_storeu_ps(p + q, _mm512_sub_ps(_mm512_loadu_ps(p + q), _mm512_div_ps(_mm512_mul_ps(step, u), den)));
+  }
+  adam_scalar(p + q, m1 + q, m2 + q, g + q, n - q, a);
+}
+
+template <class A>
+void adam(float* p, float* m1, float* m2, const float* g, int64_t n, const A& a) {
+  if (kAvx512) return adam_avx512(p, m1, m2, g, n, a);
+  adam_scalar(p, m1, m2, g, n, a);
+}
+
+// Writes the (latent, value) of the entries of row[0..m) with v >= lo, in
+// latent order, to cols and vals; returns how many. They need m + 16 entries
+// of room: a register compress and a full-width store, since the
+// memory-destination compress is slow on some cores.
+__attribute__((target("avx512f"))) int64_t select_ge_avx512(const float* row, int64_t m, float lo, int32_t* cols,
+                                                             float* vals) {
+  const __m512 t = _mm512_set1_ps(lo);
+  __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  int64_t kept = 0, j = 0;
+  for (; j + 16 <= m; j += 16, idx = _mm512_add_epi32(idx, step)) {
+    const __m512 v = _mm512_loadu_ps(row + j);
+    const __mmask16 k = _mm512_cmp_ps_mask(v, t, _CMP_GE_OQ);
+    if (!k) continue;
+    _mm512_storeu_si512(cols + kept, _mm512_maskz_compress_epi32(k, idx));
+    _mm512_storeu_ps(vals + kept, _mm512_maskz_compress_ps(k, v));
+    kept += __builtin_popcount(k);
+  }
+  for (; j < m; ++j)
+    if (row[j] >= lo) {
+      cols[kept] = static_cast<int32_t>(j);
+      vals[kept++] = row[j];
+    }
+  return kept;
+}
+
+int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* vals) {
+  if (kAvx512) return select_ge_avx512(row, m, lo, cols, vals);
+  int64_t kept = 0;
+  for (int64_t j = 0; j < m; ++j)
+    if (row[j] >= lo) {
+      cols[kept] = static_cast<int32_t>(j);
+      vals[kept++] = row[j];
+    }
+  return kept;
+}
+
+// A lower bound on the k-th largest of row[0..m): the least of the maxima of
+// 16·⌈k/16⌉ disjoint subsets (lane l of each of ⌈k/16⌉ contiguous runs of
+// 16-wide vectors), since each subset holds a value that large. On spread
+// values only a few k entries reach it. -inf when the row is too short.
+__attribute__((target("avx512f"))) float topk_bound_avx512(const float* row, int64_t m, int k) {
+  const int64_t runs = (k + 15) / 16, vecs = m / 16;
+  if (vecs < runs) return -std::numeric_limits<float>::infinity();
+  __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (int64_t r = 0; r < runs; ++r) {
+    const int64_t v0 = r * vecs / runs, v1 = (r + 1) * vecs / runs;
+    __m512 mx = _mm512_loadu_ps(row + 16 * v0);
+    for (int64_t v = v0 + 1; v < v1; ++v) mx = _mm512_max_ps(mx, _mm512_loadu_ps(row + 16 * v));
+    lo = _mm512_min_ps(lo, mx);
+  }
+  return _mm512_reduce_min_ps(lo);
+}
+
+// The scalar bound: the least of the maxima of k contiguous slices.
+float topk_bound(const float* row, int64_t m, int k) {
+  if (kAvx512) return topk_bound_avx512(row, m, k);
+  float lo = std::numeric_limits<float>::infinity();
+  for (int64_t g = 0; g < k; ++g) lo = std::min(lo, *std::max_element(row + g * m / k, row + (g + 1) * m / k));
+  return lo;
+}
+
+// Entries of row[0..m) that may be among its k largest (all those at least
+// topk_bound, *lo) into cols and vals (m + 16 of room); returns how many: at
+// least k unless the row holds NaNs.
+int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo) {
+  *lo = topk_bound(row, m, k);
+  const int64_t n = select_ge(row, m, *lo, cols, vals);
+  if (n >= k) return n;
+  *lo = -std::numeric_limits<float>::infinity();
+  return select_ge(row, m, *lo, cols, vals);
+}
+
+// Order-preserving map of floats to unsigned keys (and back), for a binary
+// search over values.
+uint32_t float_key(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+float key_float(uint32_t k) {
+  const uint32_t u = k & 0x80000000u ? k & 0x7fffffffu : ~k;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+__attribute__((target("avx512f"))) int64_t count_ge_avx512(const float* v, int64_t n, float t) {
+  const __m512 tv = _mm512_set1_ps(t);
+  int64_t count = 0, e = 0;
+  for (; e + 16 <= n; e += 16) count += __builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(v + e), tv, _CMP_GE_OQ));
+  for (; e < n; ++e) count += v[e] >= t;
+  return count;
+}
+
+int64_t count_ge(const float* v, int64_t n, float t) {
+  if (kAvx512) return count_ge_avx512(v, n, t);
+  return std::count_if(v, v + n, [t](float x) { return x >= t; });
+}
+
+// The k-th largest of v[0..n) (k <= n, all values >= lo, no NaNs): the
+// largest t with at least k values >= t, by binary search over float keys;
+// each probe is one vector count, cheaper than a selection on short lists.
+float kth_value(const float* v, int64_t n, int k, float lo) {
+  uint32_t below = float_key(lo), above = float_key(*std::max_element(v, v + n)) + 1;  // count(lo) >= k > count(above)
+  while (above - below > 1) {
+    const uint32_t mid = below + (above - below) / 2;
+    (count_ge(v, n, key_float(mid)) >= k ? below : above) = mid;
+  }
+  return key_float(below);
+}
+
+// Per-thread scratch rows for the selections (m + 16 entries).
+struct RowScratch {
+  std::vector<int32_t> cols;
+  std::vector<float> vals;
+  static RowScratch& get(int64_t m) {
+    thread_local RowScratch s;
+    if (static_cast<int64_t>(s.cols.size()) < m + 16) {
+      s.cols.resize(m + 16);
+      s.vals.resize(m + 16);
+    }
+    return s;
+  }
+};
+
+// The k-th largest of row[0..m) (-inf when NaNs leave fewer than k).
+float kth_largest(const float* row, int64_t m, int k) {
+  RowScratch& s = RowScratch::get(m);
+  float lo;
+  const int64_t n = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo);
+  return n < k ? -std::numeric_limits<float>::infinity() : kth_value(s.vals.data(), n, k, lo);
+}
+
+// Appends the row's codes to cols and vals in latent order: its entries with
+// v > 0 and v >= thr; returns how many.
+int64_t keep_row(const float* row, int64_t m, float thr, std::vector<int32_t>& cols, std::vector<float>& vals) {
+  RowScratch& s = RowScratch::get(m);
+  const int64_t n = select_ge(row, m, std::max(thr, std::numeric_limits<float>::denorm_min()), s.cols.data(), s.vals.data());
+  cols.insert(cols.end(), s.cols.begin(), s.cols.begin() + n);
+  vals.insert(vals.end(), s.vals.begin(), s.vals.begin() + n);
+  return n;
+}
+
+// Appends the row's TopK codes in latent order: of its k largest entries
+// (ties at the k-th value to the lower latents), the positive ones. Returns
+// how many.
+int64_t topk_row(const float* row, int64_t m, int k, std::vector<int32_t>& cols, std::vector<float>& vals) {
+  RowScratch& s = RowScratch::get(m);
+  float lo;
+  const int64_t n = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo);
+  if (n < k) return 0;  // NaNs only
+  const float kth = kth_value(s.vals.data(), n, k, lo);
+  // Entries equal to the k-th value that are among the k largest.
+  int64_t ties = k - count_ge(s.vals.data(), n, std::nextafter(kth, std::numeric_limits<float>::infinity()));
+  const size_t base = cols.size();
+  for (int64_t e = 0; e < n; ++e) {
+    const float v = s.vals[e];
+    if (!(v > kth || (v == kth && ties-- > 0)) || !(v > 0)) continue;
+    cols.push_back(s.cols[e]);
+    vals.push_back(v);
+  }
+  return static_cast<int64_t>(cols.size() - base);
 }
 
 // The rank-th largest positive value of a[0..count), or 0 when there are
@@ -199,80 +559,272 @@ void mask_grad(const float* f, float* g, int64_t m, float lam) {
   for (int64_t j = 0; j < m; ++j) g[j] = f[j] > 0 ? g[j] + lam : 0.0f;
 }
 
-// Appends the (latent, value) of a thresholded row's nonzero entries.
-void row_codes(const float* row, int64_t m, int64_t count, std::vector<int32_t>& cols, std::vector<float>& vals) {
-  cols.reserve(count);
-  vals.reserve(count);
-  for (int64_t j = 0; j < m; ++j)
-    if (row[j] > 0) {
-      cols.push_back(static_cast<int32_t>(j));
-      vals.push_back(row[j]);
-    }
+void wide_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                int64_t ldb, float beta, float* c, int64_t ldc) {
+  WideBlas guard(compute_threads());
+  sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
-template <class T>
-void put(std::ofstream& f, const T& v) {
-  f.write(reinterpret_cast<const char*>(&v), sizeof(T));
+// pre[i] = b_e + W_e x̄_i for n items, in tasks of kGemmRows items with
+// single-threaded BLAS (no BLAS threads spinning beside the pool, and the
+// result does not depend on the thread count); then each(i0, i1) on each
+// row block of the task while its rows are fresh.
+void encoder_gemm(const float* xc, const float* We, const float* be, int64_t n, int64_t m, int64_t d, float* pre,
+                  const std::function<void(int64_t, int64_t)>& each) {
+  parallel_for(blocks(n, kGemmRows), [&](int64_t t, int) {
+    const int64_t i0 = t * kGemmRows, i1 = std::min(n, i0 + kGemmRows);
+    for (int64_t i = i0; i < i1; ++i) std::copy(be, be + m, pre + i * m);
+    sgemm(false, true, i1 - i0, m, d, 1.0f, xc + i0 * d, d, We, d, 1.0f, pre + i0 * m, m);
+    if (each)
+      for (int64_t b = i0; b < i1; b += kRowBlock) each(b, std::min(i1, b + kRowBlock));
+  });
 }
-template <class T>
-void get(std::ifstream& f, T& v) {
-  f.read(reinterpret_cast<char*>(&v), sizeof(T));
+
+// The aux codes of one item: its dead latents with positive pre-activation,
+// the aux_k largest (ties to the lower latent), in latent order.
+void aux_row(const float* row, const std::vector<int32_t>& dead, int64_t aux_k, std::vector<int32_t>& cols,
+             std::vector<float>& vals) {
+  const size_t base = cols.size();
+  for (int32_t j : dead)
+    if (row[j] > 0) cols.push_back(j);
+  auto by_value = [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+  if (static_cast<int64_t>(cols.size() - base) > aux_k) {
+    std::nth_element(cols.begin() + base, cols.begin() + base + aux_k, cols.end(), by_value);
+    cols.resize(base + aux_k);
+  }
+  std::sort(cols.begin() + base, cols.end());
+  for (size_t e = base; e < cols.size(); ++e) vals.push_back(row[cols[e]]);
+}
+
+// Flattens the row blocks' lists into CSR, then transposes to CSC by a
+// counting sort over row blocks (in parallel, items ascending per latent).
+void codes_finish(int64_t n, int64_t m, SaeCodes& c) {
+  const int64_t nb = blocks(n, kRowBlock);
+  c.ptr.assign(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) c.ptr[i + 1] = c.ptr[i] + c.count[i];
+  c.col.resize(c.nnz());
+  c.val.resize(c.nnz());
+  c.cptr.assign(m + 1, 0);
+  c.citem.resize(c.nnz());
+  c.cval.resize(c.nnz());
+  if (c.nnz() == 0) return;
+  c.at.assign(nb * m, 0);
+  row_blocks(n, [&](int64_t i0, int64_t, int64_t b) {
+    std::copy(c.bcol[b].begin(), c.bcol[b].end(), c.col.begin() + c.ptr[i0]);
+    std::copy(c.bval[b].begin(), c.bval[b].end(), c.val.begin() + c.ptr[i0]);
+    for (int32_t j : c.bcol[b]) ++c.at[b * m + j];
+  });
+  std::vector<int64_t> total(m, 0);
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t k = c.at[b * m + j];
+      c.at[b * m + j] = total[j];
+      total[j] += k;
+    }
+  for (int64_t j = 0; j < m; ++j) c.cptr[j + 1] = c.cptr[j] + total[j];
+  row_blocks(n, [&](int64_t i0, int64_t i1, int64_t b) {
+    int64_t* at = c.at.data() + b * m;
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t e = c.ptr[i]; e < c.ptr[i + 1]; ++e) {
+        const int64_t q = c.cptr[c.col[e]] + at[c.col[e]]++;
+        c.citem[q] = static_cast<int32_t>(i);
+        c.cval[q] = c.val[e];
+      }
+  });
+}
+
+static_assert(kRowBlock <= kTile && kLatentBlock <= kTile, "tiled_runs walks at most kTile rows");
+
+// Runs fn(r, e0, e1) over the entries of rows r in [r0, r1) with keys in
+// [k0, k1) (keys ascending within a row), a tile of keys at a time and row
+// by row within a tile: each row's entries in key order. at[r - r0] holds
+// each row's first entry not yet visited, at or past k0, and is advanced.
+template <class F>
+void tiled_runs(const std::vector<int64_t>& ptr, const std::vector<int32_t>& key, int64_t r0, int64_t r1, int64_t k0,
+                int64_t k1, int64_t tile, int64_t* at, F&& fn) {
+  for (int64_t t1 = std::min(k1, k0 + tile);; t1 = std::min(k1, t1 + tile)) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t e = at[r - r0];
+      while (e < ptr[r + 1] && key[e] < t1) ++e;
+      if (e > at[r - r0]) fn(r, at[r - r0], e);
+      at[r - r0] = e;
+    }
+    if (t1 == k1) return;
+  }
+}
+
+// Rows out[i - i0] += Σ val · D[col] over the codes of items [i0, i1)
+// (at most kTile), each item's codes in latent order.
+void decode_block(const SaeCodes& c, int64_t i0, int64_t i1, const float* D, int64_t d, int64_t m, int64_t tile, float* out) {
+  const float* rows[kGroup];
+  int64_t at[kTile];
+  std::copy(c.ptr.begin() + i0, c.ptr.begin() + i1, at);
+  tiled_runs(c.ptr, c.col, i0, i1, 0, m, tile, at, [&](int64_t i, int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; e += kGroup) {
+      const int q = static_cast<int>(std::min<int64_t>(kGroup, e1 - e));
+      for (int k = 0; k < q; ++k) rows[k] = D + int64_t(c.col[e + k]) * d;
+      axpy_rows(q, c.val.data() + e, rows, out + (i - i0) * d, d);
+    }
+  });
+}
+
+// Adds to the gradient rows of latents [j0, j1) (at most kTile) the terms
+// of their codes c on items [i0, i1), whose ∂loss/∂x̂ rows are g:
+// ∂pre = g_i·D_j (+ lam), ∂D_j += val·g_i, ∂W_e row += ∂pre·x̄_i,
+// ∂b_e += ∂pre, each latent's codes in item order. at: as in tiled_runs.
+void latent_block(const SaeCodes& c, int64_t j0, int64_t j1, int64_t i0, int64_t i1, const float* g, const float* xc,
+                  const float* D, float lam, int64_t d, int64_t tile, int64_t* at, float* gWe, float* gbe, float* gD) {
+  const float *grow[kGroup], *xrow[kGroup];
+  float ge[kGroup];
+  tiled_runs(c.cptr, c.citem, j0, j1, i0, i1, tile, at, [&](int64_t j, int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; q += kGroup) {
+      const int k = static_cast<int>(std::min<int64_t>(kGroup, q1 - q));
+      for (int e = 0; e < k; ++e) {
+        grow[e] = g + int64_t(c.citem[q + e]) * d;
+        xrow[e] = xc + int64_t(c.citem[q + e]) * d;
+      }
+      latent_rows(k, grow, xrow, c.cval.data() + q, D + j * d, lam, d, gD + j * d, gWe + j * d, ge);
+      for (int e = 0; e < k; ++e) gbe[j] += ge[e];
+    }
+  });
+}
+
+// The tile for codes of this density: kTile when dense enough to reuse rows.
+int64_t tile_for(const SaeCodes& c, int64_t n, int64_t m) {
+  return double(c.nnz()) >= kTiledDensity * double(n) * double(m) ? kTile : std::max(n, m);
 }
 
 const char* kind_name(SaeKind k) {
   return k == SaeKind::ReluL1 ? "relu-l1" : k == SaeKind::TopK ? "topk" : "batchtopk";
 }
 
-// Flattens the per-item (latent, value) lists into codes with a by-latent index.
-void codes_from_rows(int64_t n, int64_t m, SaeCodes& c) {
-  const auto& cols = c.rcols;
-  const auto& vals = c.rvals;
-  c.ptr.assign(n + 1, 0);
-  for (int64_t i = 0; i < n; ++i) c.ptr[i + 1] = c.ptr[i] + static_cast<int64_t>(cols[i].size());
-  c.col.resize(c.nnz());
-  c.item.resize(c.nnz());
-  c.val.resize(c.nnz());
-  c.grad.assign(c.nnz(), 0.0f);
-  rows_parallel(n, [&](int64_t i) {
-    std::copy(cols[i].begin(), cols[i].end(), c.col.begin() + c.ptr[i]);
-    std::copy(vals[i].begin(), vals[i].end(), c.val.begin() + c.ptr[i]);
-    std::fill(c.item.begin() + c.ptr[i], c.item.begin() + c.ptr[i + 1], static_cast<int32_t>(i));
-  });
-  c.cptr.assign(m + 1, 0);
-  for (int32_t j : c.col) ++c.cptr[j + 1];
-  for (int64_t j = 0; j < m; ++j) c.cptr[j + 1] += c.cptr[j];
-  c.cent.resize(c.nnz());
-  std::vector<int64_t> at(c.cptr.begin(), c.cptr.end() - 1);
-  for (int64_t e = 0; e < c.nnz(); ++e) c.cent[at[c.col[e]]++] = e;
+// The temporary file of an atomic save: written through, synced, then renamed
+// over the target (a crash leaves the old checkpoint or the new one, whole).
+class AtomicFile {
+ public:
+  explicit AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    require(fd_ >= 0, ErrorCode::File, "sae save: cannot write " + tmp_ + ": " + std::strerror(errno));
+  }
+  ~AtomicFile() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(tmp_.c_str());
+    }
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void bytes(const void* p, size_t n) {
+    const char* s = static_cast<const char*>(p);
+    while (n > 0) {
+      const ssize_t w = ::write(fd_, s, std::min<size_t>(n, size_t(1) << 30));
+      if (w < 0 && errno == EINTR) continue;
+      require(w > 0, ErrorCode::File, "sae save: writing " + tmp_ + " failed: " + std::strerror(errno));
+      s += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+  template <class T>
+  void put(const T& v) {
+    bytes(&v, sizeof(T));
+  }
+  template <class T>
+  void put_vector(const std::vector<T>& v) {
+    put(static_cast<int64_t>(v.size()));
+    bytes(v.data(), sizeof(T) * v.size());
+  }
+
+  void commit() {
+    require(::fsync(fd_) == 0, ErrorCode::File, "sae save: syncing " + tmp_ + " failed: " + std::strerror(errno));
+    ::close(fd_);
+    fd_ = -1;
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
+      ::unlink(tmp_.c_str());
+      fail(ErrorCode::File, "sae save: cannot rename " + tmp_ + " to " + path_ + ": " + why);
+    }
+  }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// Reads a checkpoint's fields in order; any short read names the file.
+class CheckpointIn {
+ public:
+  explicit CheckpointIn(const std::string& path) : path_(path), f_(path, std::ios::binary) {
+    require(bool(f_), ErrorCode::File, "sae checkpoint " + path + ": cannot open");
+  }
+  void bytes(void* p, size_t n) {
+    f_.read(static_cast<char*>(p), static_cast<std::streamsize>(n));
+    require(bool(f_), ErrorCode::File, "sae checkpoint " + path_ + ": truncated");
+  }
+  template <class T>
+  T get() {
+    T v;
+    bytes(&v, sizeof(T));
+    return v;
+  }
+  // A length-prefixed vector of at most `max` elements.
+  template <class T>
+  std::vector<T> get_vector(int64_t max, const char* what) {
+    const int64_t n = get<int64_t>();
+    require(n >= 0 && n <= max, ErrorCode::File, "sae checkpoint " + path_ + ": " + what + " has " + std::to_string(n) +
+                                                     " elements, expected at most " + std::to_string(max));
+    std::vector<T> v(n);
+    bytes(v.data(), sizeof(T) * v.size());
+    return v;
+  }
+  void expect_end() {
+    require(f_.peek() == std::char_traits<char>::eof(), ErrorCode::File,
+            "sae checkpoint " + path_ + ": unexpected bytes after the training state");
+  }
+
+ private:
+  std::string path_;
+  std::ifstream f_;
+};
+
+// The config as stored: its fields at their offsets, padding zeroed, so a
+// checkpoint's bytes depend on the training state alone.
+std::array<char, sizeof(SaeConfig)> config_bytes(const SaeConfig& c) {
+  static_assert(sizeof(SaeConfig) == 80, "config_bytes stores every field of SaeConfig");
+  std::array<char, sizeof(SaeConfig)> raw{};
+  auto put = [&](size_t at, const auto& v) { std::memcpy(raw.data() + at, &v, sizeof v); };
+  put(offsetof(SaeConfig, d), c.d);
+  put(offsetof(SaeConfig, m), c.m);
+  put(offsetof(SaeConfig, kind), c.kind);
+  put(offsetof(SaeConfig, k), c.k);
+  put(offsetof(SaeConfig, l1), c.l1);
+  put(offsetof(SaeConfig, lr), c.lr);
+  put(offsetof(SaeConfig, beta1), c.beta1);
+  put(offsetof(SaeConfig, beta2), c.beta2);
+  put(offsetof(SaeConfig, eps), c.eps);
+  put(offsetof(SaeConfig, aux_coef), c.aux_coef);
+  put(offsetof(SaeConfig, aux_k), c.aux_k);
+  put(offsetof(SaeConfig, dead_steps), c.dead_steps);
+  put(offsetof(SaeConfig, seed), c.seed);
+  put(offsetof(SaeConfig, sparse_below), c.sparse_below);
+  return raw;
 }
 
-// out[i] += Σ_e val[e] · D[col[e]]  (decode the codes)
-void codes_decode(const SaeCodes& c, const float* D, int64_t d, float* out) {
-  rows_parallel(static_cast<int64_t>(c.ptr.size()) - 1, [&](int64_t i) {
-    for (int64_t e = c.ptr[i]; e < c.ptr[i + 1]; ++e) axpy(c.val[e], D + c.col[e] * d, out + i * d, d);
-  });
-}
-
-// out[j] += Σ_{e in latent j} w[e] · rows[item(e)], over latents in parallel.
-void codes_scatter(const SaeCodes& c, const std::vector<float>& w, const float* rows, int64_t d, float* out) {
-  const int64_t m = static_cast<int64_t>(c.cptr.size()) - 1;
-  parallel_for(blocks(m, 16), [&](int64_t blk, int) {
-    for (int64_t j = blk * 16, je = std::min(m, j + 16); j < je; ++j)
-      for (int64_t q = c.cptr[j]; q < c.cptr[j + 1]; ++q) {
-        int64_t e = c.cent[q];
-        axpy(w[e], rows + int64_t(c.item[e]) * d, out + j * d, d);
-      }
-  });
+// The format version of a checkpoint's magic (1 or 2), or 0.
+int checkpoint_version(const char* magic) {
+  if (std::memcmp(magic, kMagic, 8) == 0) return 2;
+  if (std::memcmp(magic, kMagicV1, 8) == 0) return 1;
+  return 0;
 }
 
 }  // namespace
 
 Sae::~Sae() = default;
 
-Sae::Sae(const SaeConfig& cfg, float* storage)
-    : cfg_(cfg), lay_(cfg.d, cfg.m), main_(new SaeCodes), aux_(new SaeCodes), rng_(cfg.seed) {
+Sae::Sae(const SaeConfig& cfg, float* storage) : cfg_(cfg), lay_(cfg.d, cfg.m), rng_(cfg.seed), w_(new SaeWork) {
   require(cfg.d >= 1 && cfg.m >= 1, "sae: d and m must be >= 1, got d=" + std::to_string(cfg.d) +
                                         ", m=" + std::to_string(cfg.m));
+  require(cfg.m <= std::numeric_limits<int32_t>::max(), "sae: m must fit in 31 bits, got " + std::to_string(cfg.m));
   require(cfg.kind == SaeKind::ReluL1 || (cfg.k >= 1 && cfg.k <= cfg.m),
           "sae: k must be in [1, m=" + std::to_string(cfg.m) + "], got " + std::to_string(cfg.k));
   require(cfg.lr > 0 && cfg.l1 >= 0, "sae: lr must be > 0 and l1 >= 0");
@@ -304,296 +856,336 @@ void Sae::init_params() {
 
 void Sae::centre(const MatrixView& x, int64_t r0, int64_t n, const int64_t* ids) {
   const int64_t d = cfg_.d;
-  require(x.cols == d, "sae step: features have " + std::to_string(x.cols) + " columns, expected d=" + std::to_string(d));
-  require(r0 >= 0 && n >= 1 && r0 + n <= x.rows, "sae step: rows [" + std::to_string(r0) + ", " +
-                                                     std::to_string(r0 + n) + ") outside 0.." + std::to_string(x.rows));
-  x_.resize(n * d);
-  xc_.resize(n * d);
+  require(x.cols == d, ErrorCode::Shape,
+          "sae step: features have " + std::to_string(x.cols) + " columns, expected d=" + std::to_string(d));
+  require(r0 >= 0 && n >= 1 && r0 + n <= x.rows, ErrorCode::Shape,
+          "sae step: rows [" + std::to_string(r0) + ", " + std::to_string(r0 + n) + ") outside 0.." +
+              std::to_string(x.rows));
+  SaeWork& w = *w_;
+  if (x.dtype == DType::F32) {
+    w.x = x.f32() + r0 * d;
+  } else {
+    w.x16.resize(n * d);
+    w.x = w.x16.data();
+  }
+  w.xc.resize(n * d);
   std::vector<int64_t> bad(n, -1);
   const float* b = p_ + lay_.b;
-  rows_parallel(n, [&](int64_t i) {
-    float* xi = x_.data() + i * d;
-    rows_to_f32(x, r0 + i, 1, xi);
-    for (int64_t c = 0; c < d; ++c) {
-      if (!std::isfinite(xi[c]) && bad[i] < 0) bad[i] = c;
-      xc_[i * d + c] = xi[c] - b[c];
+  row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const float* xi = w.x + i * d;
+      if (x.dtype != DType::F32) rows_to_f32(x, r0 + i, 1, w.x16.data() + i * d);
+      for (int64_t c = 0; c < d; ++c) {
+        if (!std::isfinite(xi[c]) && bad[i] < 0) bad[i] = c;
+        w.xc[i * d + c] = xi[c] - b[c];
+      }
     }
   });
   for (int64_t i = 0; i < n; ++i)
     if (bad[i] >= 0)
-      fail("sae step " + std::to_string(t_ + 1) + ": feature item " + std::to_string(ids ? ids[i] : r0 + i) +
-           " column " + std::to_string(bad[i]) + " is " + (std::isnan(x_[i * d + bad[i]]) ? "NaN" : "Inf"));
+      fail(ErrorCode::NaN, "sae step " + std::to_string(t_ + 1) + ": feature item " +
+                               std::to_string(ids ? ids[i] : r0 + i) + " column " + std::to_string(bad[i]) + " is " +
+                               (std::isnan(w.x[i * d + bad[i]]) ? "NaN" : "Inf"));
 }
 
-// pre_ (n × m) becomes the codes f in place, in one pass per item that also
-// sums l1 and counts active latents; fills `main` when sparse, and `aux` (the
-// dead-latent codes of the TopK kinds, taken before selection).
-void Sae::activate(int64_t n, bool sparse, SaeCodes& main, SaeCodes& aux, std::vector<double>& l1,
-                   std::vector<int64_t>& active) {
-  const int64_t m = cfg_.m;
-  float* F = pre_.data();
-  aux.start(n);
-  main.start(n);
-  if (cfg_.kind != SaeKind::ReluL1 && cfg_.aux_coef > 0) {
-    std::vector<int32_t> dead;
-    for (int64_t j = 0; j < m; ++j)
-      if (t_ - last_fired_[j] >= cfg_.dead_steps) dead.push_back(static_cast<int32_t>(j));
-    if (!dead.empty()) {
-      rows_parallel(n, [&](int64_t i) {
-        const float* row = F + i * m;
-        auto& cs = aux.rcols[i];
-        for (int32_t j : dead)
-          if (row[j] > 0) cs.push_back(j);
-        auto by_value = [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
-        if (static_cast<int64_t>(cs.size()) > cfg_.aux_k) {
-          std::nth_element(cs.begin(), cs.begin() + cfg_.aux_k, cs.end(), by_value);
-          cs.resize(cfg_.aux_k);
-        }
-        std::sort(cs.begin(), cs.end());
-        for (int32_t j : cs) aux.rvals[i].push_back(row[j]);
-      });
-      codes_from_rows(n, m, aux);
+// Codes of items [i0, i1) from their pre-activations: per item the l1 sum
+// and active count; on the sparse path the main codes (pre untouched) and the
+// aux codes, on the dense path pre thresholded in place.
+void Sae::select_rows(int64_t i0, int64_t i1, float batch_thr, bool sparse) {
+  SaeWork& w = *w_;
+  const int64_t m = cfg_.m, blk = i0 / kRowBlock;
+  for (int64_t i = i0; i < i1; ++i) {
+    float* row = w.pre.data() + i * m;
+    if (!sparse) {
+      double s = 0;
+      w.active[i] = threshold_row(row, m, batch_thr, &s);
+      w.l1[i] = s;
+      continue;
+    }
+    auto& cols = w.main.bcol[blk];
+    auto& vals = w.main.bval[blk];
+    const size_t base = cols.size();
+    const int64_t kept = cfg_.kind == SaeKind::TopK ? topk_row(row, m, cfg_.k, cols, vals) : keep_row(row, m, batch_thr, cols, vals);
+    double s = 0;
+    for (size_t e = base; e < cols.size(); ++e) s += vals[e];
+    w.l1[i] = s;
+    w.active[i] = w.main.count[i] = kept;
+    if (!w.dead.empty()) {
+      const size_t abase = w.aux.bcol[blk].size();
+      aux_row(row, w.dead, cfg_.aux_k, w.aux.bcol[blk], w.aux.bval[blk]);
+      w.aux.count[i] = static_cast<int64_t>(w.aux.bcol[blk].size() - abase);
     }
   }
-  const float batch_thr = cfg_.kind == SaeKind::BatchTopK ? kth_largest_positive(F, n * m, n * int64_t(cfg_.k)) : 0.0f;
-  rows_parallel(n, [&](int64_t i) {
-    float* row = F + i * m;
-    const float thr = cfg_.kind == SaeKind::TopK ? kth_largest(row, m, cfg_.k) : batch_thr;
-    double s = 0;
-    int64_t a = threshold_row(row, m, thr, &s);
-    for (int64_t j = m - 1; cfg_.kind == SaeKind::TopK && a > cfg_.k && j >= 0; --j)
-      if (row[j] > 0 && row[j] == thr) {  // ties at the k-th value: keep the first k
-        row[j] = 0;
-        s -= thr;
-        --a;
-      }
-    if (sparse) row_codes(row, m, a, main.rcols[i], main.rvals[i]);
-    l1[i] = s;
-    active[i] = a;
-  });
-  if (sparse) codes_from_rows(n, m, main);
 }
 
-void Sae::forward_backward(int64_t n, SaeStats& st) {
-  std::fill(grad_.begin(), grad_.end(), 0.0f);
-  std::vector<double> l1(n), sq(n), item_loss(n);
-  std::vector<int64_t> active(n);
-  const int64_t nnz = encode_batch(n, st, l1, active);
-  residual(n, st.sparse, sq);
-  statistics(n, nnz, l1, sq, item_loss, st);
-  decoder_backward(n, st.sparse);
-  if (aux_->nnz() > 0) aux_backward(n, st);
-  encoder_backward(n, st.sparse);
-  count_fired(n, st.sparse, active);
-  if (collecting_) collect(n, item_loss);
-}
-
-// pre = x̄ W_eᵀ + b_e, then the activation; ReLU-L1 takes the sparse path
-// when the previous batch was sparse enough. Returns the active count.
-int64_t Sae::encode_batch(int64_t n, SaeStats& st, std::vector<double>& l1, std::vector<int64_t>& active) {
+// pre = x̄ W_eᵀ + b_e and the activation, fused per GEMM task except for
+// BatchTopK, whose threshold needs the whole batch first.
+void Sae::encode_batch(int64_t n, bool sparse) {
+  SaeWork& w = *w_;
   const int64_t d = cfg_.d, m = cfg_.m;
+  w.pre.resize(n * m);
+  w.l1.assign(n, 0.0);
+  w.active.assign(n, 0);
+  w.dead.clear();
+  if (cfg_.kind != SaeKind::ReluL1 && cfg_.aux_coef > 0)
+    for (int64_t j = 0; j < m; ++j)
+      if (t_ - last_fired_[j] >= cfg_.dead_steps) w.dead.push_back(static_cast<int32_t>(j));
+  w.main.start(n);
+  w.aux.start(n);
+  const float* We = p_ + lay_.we;
   const float* be = p_ + lay_.be;
-  pre_.resize(n * m);
-  rows_parallel(n, [&](int64_t i) { std::copy(be, be + m, pre_.data() + i * m); });
-  wide_sgemm(false, true, n, m, d, xc_.data(), d, p_ + lay_.we, d, 1.0f, pre_.data(), m);
-  st.sparse = cfg_.kind != SaeKind::ReluL1 || density_ < cfg_.sparse_below;
-  activate(n, st.sparse, *main_, *aux_, l1, active);
-  int64_t nnz = 0;
-  for (int64_t a : active) nnz += a;
-  density_ = double(nnz) / double(n * m);
-  return nnz;
+  if (cfg_.kind == SaeKind::BatchTopK) {
+    encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(), nullptr);
+    const float thr = kth_largest_positive(w.pre.data(), n * m, n * int64_t(cfg_.k));
+    row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) { select_rows(i0, i1, thr, sparse); });
+  } else {
+    encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(),
+                 [&](int64_t i0, int64_t i1) { select_rows(i0, i1, 0.0f, sparse); });
+  }
+  if (sparse) {
+    codes_finish(n, m, w.main);
+    codes_finish(n, m, w.aux);
+  }
 }
 
-// r_ = x̂ − x with x̂ = f D + b; sq[i] = ‖r_i‖².
-void Sae::residual(int64_t n, bool sparse, std::vector<double>& sq) {
-  const int64_t d = cfg_.d, m = cfg_.m;
+// r becomes g = ∂loss/∂x̂ = 2 (x̂ − x) / (n d), x̂ = f D + b (decoded from the
+// codes, or by GEMM on the dense path); h the aux loss's gradient, through
+// the dead latents' reconstruction ê of the detached residual x − x̂. Per item
+// ‖x̂ − x‖² and ‖x − x̂ − ê‖²; per row block Σ x and Σ g (the direct part of ∂b).
+void Sae::reconstruct(int64_t n, bool sparse) {
+  SaeWork& w = *w_;
+  const int64_t d = cfg_.d, m = cfg_.m, nb = blocks(n, kRowBlock);
+  const float* D = p_ + lay_.dec;
   const float* b = p_ + lay_.b;
-  r_.resize(n * d);
-  rows_parallel(n, [&](int64_t i) { std::copy(b, b + d, r_.data() + i * d); });
-  if (sparse)
-    codes_decode(*main_, p_ + lay_.dec, d, r_.data());
-  else
-    wide_sgemm(false, false, n, d, m, pre_.data(), m, p_ + lay_.dec, d, 1.0f, r_.data(), d);
-  rows_parallel(n, [&](int64_t i) {
-    double s = 0;
-    for (int64_t c = 0; c < d; ++c) {
-      float rc = r_[i * d + c] - x_[i * d + c];
-      r_[i * d + c] = rc;
-      s += double(rc) * rc;
+  const bool aux = w.aux.nnz() > 0;
+  const float gscale = 2.0f / float(n * d), hscale = 2.0f * cfg_.aux_coef / float(n * d);
+  w.r.resize(n * d);
+  if (aux) w.h.resize(n * d);
+  w.sq.assign(n, 0.0);
+  w.asq.assign(n, 0.0);
+  w.colsum.assign(nb * d, 0.0);
+  w.dev.assign(nb, 0.0);
+  w.gb_items.assign(nb * d, 0.0f);
+  if (!sparse) {
+    row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) {
+      for (int64_t i = i0; i < i1; ++i) std::copy(b, b + d, w.r.data() + i * d);
+    });
+    wide_sgemm(false, false, n, d, m, w.pre.data(), m, D, d, 1.0f, w.r.data(), d);
+  }
+  const int64_t tile = tile_for(w.main, n, m);
+  row_blocks(n, [&](int64_t i0, int64_t i1, int64_t blk) {
+    double* cs = w.colsum.data() + blk * d;
+    float* gb = w.gb_items.data() + blk * d;
+    if (sparse) {
+      for (int64_t i = i0; i < i1; ++i) std::copy(b, b + d, w.r.data() + i * d);
+      decode_block(w.main, i0, i1, D, d, m, tile, w.r.data() + i0 * d);
     }
-    sq[i] = s;
+    if (aux) {
+      std::fill(w.h.data() + i0 * d, w.h.data() + i1 * d, 0.0f);
+      decode_block(w.aux, i0, i1, D, d, m, m, w.h.data() + i0 * d);
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      float* r = w.r.data() + i * d;
+      const float* x = w.x + i * d;
+      double s = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        r[c] -= x[c];
+        s += double(r[c]) * r[c];
+        cs[c] += x[c];
+      }
+      w.sq[i] = s;
+      if (aux) {
+        float* h = w.h.data() + i * d;  // ê, becoming the aux gradient
+        double a = 0;
+        for (int64_t c = 0; c < d; ++c) {
+          const float diff = -r[c] - h[c];
+          a += double(diff) * diff;
+          h[c] = -hscale * diff;
+        }
+        w.asq[i] = a;
+      }
+      for (int64_t c = 0; c < d; ++c) r[c] *= gscale;
+      axpy(1.0f, r, gb, d);
+    }
+    double dev = 0;  // about the block's own mean, while its rows are in cache
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t c = 0; c < d; ++c) {
+        const double e = w.x[i * d + c] - cs[c] / double(i1 - i0);
+        dev += e * e;
+      }
+    w.dev[blk] = dev;
   });
 }
 
-void Sae::statistics(int64_t n, int64_t nnz, const std::vector<double>& l1, const std::vector<double>& sq,
-                     std::vector<double>& item_loss, SaeStats& st) const {
-  const int64_t d = cfg_.d;
+// Loss terms and statistics of the batch, and each item's loss (the
+// resampling weight).
+void Sae::statistics(int64_t n, SaeStats& st) {
+  SaeWork& w = *w_;
+  const int64_t d = cfg_.d, nb = blocks(n, kRowBlock);
   std::vector<double> mean(d, 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t c = 0; c < d; ++c) mean[c] += x_[i * d + c];
-  double var = 0, sse = 0, l1sum = 0;
+  for (int64_t b = 0; b < nb; ++b)
+    for (int64_t c = 0; c < d; ++c) mean[c] += w.colsum[b * d + c];
   for (int64_t c = 0; c < d; ++c) mean[c] /= double(n);
+  // Σ‖x − mean‖² from the blocks' (Chan et al.): each block's spread about
+  // its own mean, plus its size times its mean's distance from the mean.
+  double var = 0, sse = 0, asse = 0, l1sum = 0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const double rows = double(std::min(n, (b + 1) * kRowBlock) - b * kRowBlock);
+    var += w.dev[b];
+    for (int64_t c = 0; c < d; ++c) var += rows * std::pow(w.colsum[b * d + c] / rows - mean[c], 2);
+  }
+  int64_t nnz = 0;
+  w.item_loss.resize(n);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t c = 0; c < d; ++c) var += (x_[i * d + c] - mean[c]) * (x_[i * d + c] - mean[c]);
-    sse += sq[i];
-    l1sum += l1[i];
-    item_loss[i] = sq[i] / double(d) + cfg_.l1 * l1[i];
+    sse += w.sq[i];
+    asse += w.asq[i];
+    l1sum += w.l1[i];
+    nnz += w.active[i];
+    w.item_loss[i] = w.sq[i] / double(d) + cfg_.l1 * w.l1[i];
   }
   st.mse = sse / double(n * d);
   st.l0 = double(nnz) / double(n);
   st.fvu = var > 0 ? sse / var : 0;
-  st.loss = st.mse + cfg_.l1 * l1sum / double(n);
+  st.aux = asse / double(n * d);
+  st.loss = st.mse + cfg_.l1 * l1sum / double(n) + cfg_.aux_coef * st.aux;
 }
 
-// r_ becomes g = ∂loss/∂x̂ = 2 r / (n d); gradients of b (direct), D, and
-// ∂loss/∂pre of the main codes (in the codes, or gbuf_ on the dense path).
-void Sae::decoder_backward(int64_t n, bool sparse) {
+// Dense path: ∂D = fᵀ g, ∂pre = (g Dᵀ + λ/n) where f > 0, ∂W_e = ∂preᵀ x̄,
+// ∂b_e = Σ ∂pre, firing counts per latent.
+void Sae::dense_backward(int64_t n) {
+  SaeWork& w = *w_;
   const int64_t d = cfg_.d, m = cfg_.m;
-  const float* D = p_ + lay_.dec;
-  float* gD = grad_.data() + lay_.dec;
-  float* g = r_.data();
-  const float gscale = 2.0f / float(n * d), lam = cfg_.l1 / float(n);
-  for (int64_t i = 0; i < n * d; ++i) g[i] *= gscale;
-  for (int64_t i = 0; i < n; ++i) axpy(1.0f, g + i * d, grad_.data() + lay_.b, d);
-  if (sparse) {
-    SaeCodes& c = *main_;
-    codes_scatter(c, c.val, g, d, gD);
-    rows_parallel(n, [&](int64_t i) {
-      for (int64_t e = c.ptr[i]; e < c.ptr[i + 1]; ++e) c.grad[e] = dot(g + i * d, D + c.col[e] * d, d) + lam;
-    });
-  } else {
-    const float* F = pre_.data();
-    wide_sgemm(true, false, m, d, n, F, m, g, d, 0.0f, gD, d);
-    gbuf_.resize(n * m);
-    wide_sgemm(false, true, n, m, d, g, d, D, d, 0.0f, gbuf_.data(), m);
-    rows_parallel(n, [&](int64_t i) { mask_grad(F + i * m, gbuf_.data() + i * m, m, lam); });
-  }
-}
-
-// Aux loss α·mean (e − ê)²: the dead latents' codes reconstruct the detached
-// residual e = x − x̂ (= −g / gscale).
-void Sae::aux_backward(int64_t n, SaeStats& st) {
-  const int64_t d = cfg_.d;
-  const float* D = p_ + lay_.dec;
-  const float* g = r_.data();
-  SaeCodes& c = *aux_;
-  std::vector<float> h(n * d, 0.0f);
-  codes_decode(c, D, d, h.data());  // ê
-  double asq = 0;
-  const float gscale = 2.0f / float(n * d), hscale = 2.0f * cfg_.aux_coef / float(n * d);
-  for (int64_t i = 0; i < n * d; ++i) {
-    float diff = -g[i] / gscale - h[i];
-    asq += double(diff) * diff;
-    h[i] = -hscale * diff;
-  }
-  st.aux = asq / double(n * d);
-  st.loss += cfg_.aux_coef * st.aux;
-  codes_scatter(c, c.val, h.data(), d, grad_.data() + lay_.dec);
-  rows_parallel(n, [&](int64_t i) {
-    for (int64_t e = c.ptr[i]; e < c.ptr[i + 1]; ++e) c.grad[e] = dot(h.data() + i * d, D + c.col[e] * d, d);
+  const float* F = w.pre.data();
+  const float lam = cfg_.l1 / float(n);
+  wide_sgemm(true, false, m, d, n, F, m, w.r.data(), d, 0.0f, grad_.data() + lay_.dec, d);
+  w.gbuf.resize(n * m);
+  wide_sgemm(false, true, n, m, d, w.r.data(), d, p_ + lay_.dec, d, 0.0f, w.gbuf.data(), m);
+  row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) {
+    for (int64_t i = i0; i < i1; ++i) mask_grad(F + i * m, w.gbuf.data() + i * m, m, lam);
   });
-}
-
-// Encoder gradients from ∂loss/∂pre; b also feeds x̄ = x − b. Then each
-// atom's gradient loses its component along the (unit) atom.
-void Sae::encoder_backward(int64_t n, bool sparse) {
-  const int64_t d = cfg_.d, m = cfg_.m;
-  const float* We = p_ + lay_.we;
-  float* gWe = grad_.data() + lay_.we;
+  wide_sgemm(true, false, m, d, n, w.gbuf.data(), m, w.xc.data(), d, 0.0f, grad_.data() + lay_.we, d);
   float* gbe = grad_.data() + lay_.be;
-  if (sparse) {
-    for (const SaeCodes* c : {main_.get(), aux_.get()}) {
-      if (c->nnz() == 0) continue;
-      codes_scatter(*c, c->grad, xc_.data(), d, gWe);
-      for (int64_t e = 0; e < c->nnz(); ++e) gbe[c->col[e]] += c->grad[e];
-    }
-  } else {
-    wide_sgemm(true, false, m, d, n, gbuf_.data(), m, xc_.data(), d, 0.0f, gWe, d);
-    parallel_for(blocks(m, 256), [&](int64_t blk, int) {
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = blk * 256, je = std::min(m, j + 256); j < je; ++j) gbe[j] += gbuf_[i * m + j];
-    });
-  }
-  for (int64_t j = 0; j < m; ++j) axpy(-gbe[j], We + j * d, grad_.data() + lay_.b, d);
-  const float* D = p_ + lay_.dec;
-  float* gD = grad_.data() + lay_.dec;
-  parallel_for(blocks(m, 64), [&](int64_t blk, int) {
-    for (int64_t j = blk * 64, je = std::min(m, j + 64); j < je; ++j)
-      axpy(-dot(gD + j * d, D + j * d, d) / dot(D + j * d, D + j * d, d), D + j * d, gD + j * d, d);
-  });
-}
-
-// Firing counts: from the by-latent index, else by latent blocks of F.
-void Sae::count_fired(int64_t n, bool sparse, const std::vector<int64_t>& active) {
-  const int64_t m = cfg_.m;
-  const float* F = pre_.data();
-  const SaeCodes& c = *main_;
+  w.fired.assign(m, 0);
   parallel_for(blocks(m, 256), [&](int64_t blk, int) {
     const int64_t j0 = blk * 256, je = std::min(m, j0 + 256);
-    int64_t count[256] = {0};
-    if (sparse) {
-      for (int64_t j = j0; j < je; ++j) count[j - j0] = c.cptr[j + 1] - c.cptr[j];
-    } else {
-      for (int64_t i = 0; i < n; ++i)
-        if (active[i] > 0)
-          for (int64_t j = j0; j < je; ++j) count[j - j0] += F[i * m + j] > 0;
-    }
-    for (int64_t j = j0; j < je; ++j) {
-      fired_[j] += count[j - j0];
-      if (count[j - j0] > 0) last_fired_[j] = t_ + 1;
-    }
+    std::fill(gbe + j0, gbe + je, 0.0f);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = j0; j < je; ++j) {
+        gbe[j] += w.gbuf[i * m + j];
+        w.fired[j] += F[i * m + j] > 0;
+      }
   });
 }
 
-void Sae::adam() {
-  ++t_;
-  const float b1 = cfg_.beta1, b2 = cfg_.beta2;
-  const double bc1 = 1 - std::pow(double(b1), double(t_)), bc2 = 1 - std::pow(double(b2), double(t_));
-  const float step = float(cfg_.lr / bc1), inv_sqrt_bc2 = float(1 / std::sqrt(bc2));
-  const int64_t P = lay_.params, chunk = 1 << 14;
-  float* m1 = p_ + P;
-  float* m2 = p_ + 2 * P;
-  parallel_for(blocks(P, chunk), [&](int64_t blk, int) {
-    for (int64_t q = blk * chunk, e = std::min(P, q + chunk); q < e; ++q) {
-      float gq = grad_[q];
-      m1[q] = b1 * m1[q] + (1 - b1) * gq;
-      m2[q] = b2 * m2[q] + (1 - b2) * gq * gq;
-      p_[q] -= step * m1[q] / (std::sqrt(m2[q]) * inv_sqrt_bc2 + cfg_.eps);
-    }
-  });
-  const int64_t d = cfg_.d;
-  float* D = p_ + lay_.dec;
-  parallel_for(blocks(cfg_.m, 64), [&](int64_t blk, int) {
-    for (int64_t j = blk * 64, je = std::min(cfg_.m, j + 64); j < je; ++j) {
-      float* a = D + j * d;
-      float s = 1.0f / std::sqrt(dot(a, a, d));
-      for (int64_t c = 0; c < d; ++c) a[c] *= s;
-    }
-  });
+// Gradients of latents [j0, j1) (a latent block) from their codes on items
+// [i0, i1): the sparse path's gradients, span by span (the dense path's
+// GEMMs write them whole).
+void Sae::latent_grads(int64_t n, int64_t j0, int64_t j1, int64_t i0, int64_t i1) {
+  SaeWork& w = *w_;
+  const int64_t d = cfg_.d, m = cfg_.m;
+  float* gWe = grad_.data() + lay_.we;
+  float* gD = grad_.data() + lay_.dec;
+  float* gbe = grad_.data() + lay_.be;
+  if (i0 == 0) {
+    std::fill(gWe + j0 * d, gWe + j1 * d, 0.0f);
+    std::fill(gD + j0 * d, gD + j1 * d, 0.0f);
+    std::fill(gbe + j0, gbe + j1, 0.0f);
+    std::copy(w.main.cptr.begin() + j0, w.main.cptr.begin() + j1, w.main.cursor.begin() + j0);
+    std::copy(w.aux.cptr.begin() + j0, w.aux.cptr.begin() + j1, w.aux.cursor.begin() + j0);
+  }
+  const float* D = p_ + lay_.dec;
+  latent_block(w.main, j0, j1, i0, i1, w.r.data(), w.xc.data(), D, cfg_.l1 / float(n), d, tile_for(w.main, n, m),
+               w.main.cursor.data() + j0, gWe, gbe, gD);
+  if (w.aux.nnz() > 0)
+    latent_block(w.aux, j0, j1, i0, i1, w.h.data(), w.xc.data(), D, 0.0f, d, n, w.aux.cursor.data() + j0, gWe, gbe, gD);
+}
+
+// Latent j, its gradients complete: firing counts, its share of ∂b (through
+// x̄ = x − b, with W_e before the update) into gb, the decoder gradient's
+// projection onto the unit sphere's tangent, Adam on its encoder row,
+// encoder bias and atom, and the atom's renormalisation.
+void Sae::update_latent(int64_t j, int64_t count, const AdamStep& a, float* gb) {
+  const int64_t d = cfg_.d, P = lay_.params;
+  float* We = p_ + lay_.we + j * d;
+  float* Dj = p_ + lay_.dec + j * d;
+  float* gWe = grad_.data() + lay_.we + j * d;
+  float* gD = grad_.data() + lay_.dec + j * d;
+  float* gbe = grad_.data() + lay_.be + j;
+  fired_[j] += count;
+  if (count > 0) last_fired_[j] = t_;
+  axpy(-*gbe, We, gb, d);
+  axpy(-dot(gD, Dj, d) / dot(Dj, Dj, d), Dj, gD, d);
+  adam(We, We + P, We + 2 * P, gWe, d, a);
+  adam(p_ + lay_.be + j, p_ + P + lay_.be + j, p_ + 2 * P + lay_.be + j, gbe, 1, a);
+  adam(Dj, Dj + P, Dj + 2 * P, gD, d, a);
+  const float s = 1.0f / std::sqrt(dot(Dj, Dj, d));
+  for (int64_t c = 0; c < d; ++c) Dj[c] *= s;
+}
+
+void Sae::update_latents(int64_t n, bool sparse) {
+  SaeWork& w = *w_;
+  const int64_t d = cfg_.d, m = cfg_.m;
+  const double bc1 = 1 - std::pow(double(cfg_.beta1), double(t_)), bc2 = 1 - std::pow(double(cfg_.beta2), double(t_));
+  const AdamStep a{cfg_.beta1, cfg_.beta2, float(cfg_.lr / bc1), float(1 / std::sqrt(bc2)), cfg_.eps};
+  const int64_t nl = blocks(m, kLatentBlock);
+  w.gb_latents.assign(nl * d, 0.0f);
+  w.main.cursor.resize(m);
+  w.aux.cursor.resize(m);
+  // Span by span on the sparse path; each latent block is updated in the
+  // last span's task, its gradients still in cache.
+  const int64_t span = sparse ? kItemSpan : n;
+  for (int64_t i0 = 0; i0 < n; i0 += span)
+    parallel_for(nl, [&](int64_t blk, int) {
+      const int64_t j0 = blk * kLatentBlock, j1 = std::min(m, j0 + kLatentBlock), i1 = std::min(n, i0 + span);
+      if (sparse) latent_grads(n, j0, j1, i0, i1);
+      if (i1 < n) return;
+      for (int64_t j = j0; j < j1; ++j)
+        update_latent(j, sparse ? w.main.cptr[j + 1] - w.main.cptr[j] : w.fired[j], a, w.gb_latents.data() + blk * d);
+    });
+  float* gb = grad_.data() + lay_.b;
+  std::fill(gb, gb + d, 0.0f);
+  for (const auto* part : {&w.gb_items, &w.gb_latents})
+    for (size_t q = 0; q < part->size(); q += d) axpy(1.0f, part->data() + q, gb, d);
+  adam(p_ + lay_.b, p_ + lay_.params + lay_.b, p_ + 2 * lay_.params + lay_.b, gb, d, a);
 }
 
 void Sae::encode(const MatrixView& x, int64_t r0, int64_t n, float* out) {
   const int64_t m = cfg_.m, d = cfg_.d;
   centre(x, r0, n, nullptr);
-  const float* be = p_ + lay_.be;
-  rows_parallel(n, [&](int64_t i) { std::copy(be, be + m, out + i * m); });
-  wide_sgemm(false, true, n, m, d, xc_.data(), d, p_ + lay_.we, d, 1.0f, out, m);
-  const float batch_thr = cfg_.kind == SaeKind::BatchTopK ? kth_largest_positive(out, n * m, n * int64_t(cfg_.k)) : 0.0f;
-  rows_parallel(n, [&](int64_t i) {
-    float* row = out + i * m;
-    double s = 0;
-    threshold_row(row, m, cfg_.kind == SaeKind::TopK ? kth_largest(row, m, cfg_.k) : batch_thr, &s);
-  });
+  float batch_thr = 0;
+  auto threshold = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* row = out + i * m;
+      double s = 0;
+      threshold_row(row, m, cfg_.kind == SaeKind::TopK ? kth_largest(row, m, cfg_.k) : batch_thr, &s);
+    }
+  };
+  const bool batch = cfg_.kind == SaeKind::BatchTopK;  // its threshold needs the whole batch first
+  encoder_gemm(w_->xc.data(), p_ + lay_.we, p_ + lay_.be, n, m, d, out,
+               batch ? std::function<void(int64_t, int64_t)>() : threshold);
+  if (!batch) return;
+  batch_thr = kth_largest_positive(out, n * m, n * int64_t(cfg_.k));
+  row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) { threshold(i0, i1); });
 }
 
+// One step: forward and loss first, so a diverged loss throws before any
+// parameter changes; then ∂ on the dense path's GEMMs, and one pass over the
+// latents that finishes their gradients and applies Adam.
 SaeStats Sae::step(const MatrixView& x, int64_t r0, int64_t n, const int64_t* item_ids) {
   centre(x, r0, n, item_ids);
   SaeStats st;
-  forward_backward(n, st);
+  st.sparse = cfg_.kind != SaeKind::ReluL1 || density_ < cfg_.sparse_below;
+  encode_batch(n, st.sparse);
+  reconstruct(n, st.sparse);
+  statistics(n, st);
   if (!std::isfinite(st.loss))
-    fail("sae step " + std::to_string(t_ + 1) + ": loss is " + std::to_string(st.loss) +
-         " (diverged; lower --lr)");
-  adam();
+    fail(ErrorCode::NaN, "sae step " + std::to_string(t_ + 1) + ": loss is " + std::to_string(st.loss) +
+                             " (diverged; lower --lr)");
+  density_ = st.l0 / double(cfg_.m);
+  if (!st.sparse) dense_backward(n);
+  ++t_;
+  update_latents(n, st.sparse);
+  if (collecting_) collect(n);
   st.step = t_;
   st.dead = static_cast<int64_t>(dead().size());
   return st;
@@ -616,7 +1208,9 @@ void Sae::resample_begin() {
 // Efraimidis–Spirakis: keep the slots_ largest keys log(u)/w, w = loss².
 // Candidates are the encoder's inputs x̄ = x − b: raw features share a large
 // common direction, and atoms seeded from it would all fire on every item.
-void Sae::collect(int64_t n, const std::vector<double>& item_loss) {
+void Sae::collect(int64_t n) {
+  const std::vector<double>& item_loss = w_->item_loss;
+  const std::vector<float>& xc = w_->xc;
   std::uniform_real_distribution<double> ud(std::numeric_limits<double>::min(), 1.0);
   auto greater = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) { return a.first > b.first; };
   for (int64_t i = 0; i < n && slots_ > 0; ++i) {
@@ -635,7 +1229,7 @@ void Sae::collect(int64_t n, const std::vector<double>& item_loss) {
     } else {
       continue;
     }
-    std::copy(xc_.begin() + i * cfg_.d, xc_.begin() + (i + 1) * cfg_.d, pool_.begin() + slot * cfg_.d);
+    std::copy(xc.begin() + i * cfg_.d, xc.begin() + (i + 1) * cfg_.d, pool_.begin() + slot * cfg_.d);
   }
 }
 
@@ -680,63 +1274,103 @@ std::vector<int64_t> Sae::resample_apply() {
   return picked;
 }
 
+// Format 2: magic, config, step, density, parameters and moments, firing
+// counts, the RNG (text, as the standard library streams it), then the
+// resampling reservoir (flag, slots, heap, pool).
 void Sae::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    require(bool(f), "sae save: cannot write " + tmp);
-    f.write(kMagic, 8);
-    put(f, cfg_);
-    put(f, t_);
-    f.write(reinterpret_cast<const char*>(p_), sizeof(float) * lay_.total());
-    f.write(reinterpret_cast<const char*>(fired_.data()), sizeof(int64_t) * cfg_.m);
-    f.write(reinterpret_cast<const char*>(last_fired_.data()), sizeof(int64_t) * cfg_.m);
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      fail("sae save: writing " + tmp + " failed (disk full?)");
-    }
+  AtomicFile f(path);
+  f.bytes(kMagic, 8);
+  f.put(config_bytes(cfg_));
+  f.put(t_);
+  f.put(density_);
+  f.bytes(p_, sizeof(float) * lay_.total());
+  f.bytes(fired_.data(), sizeof(int64_t) * cfg_.m);
+  f.bytes(last_fired_.data(), sizeof(int64_t) * cfg_.m);
+  std::ostringstream rng;
+  rng << rng_;
+  const std::string r = rng.str();
+  f.put_vector(std::vector<char>(r.begin(), r.end()));
+  f.put(int64_t(collecting_));
+  f.put(slots_);
+  std::vector<double> keys;
+  std::vector<int64_t> at;
+  for (const auto& e : heap_) {
+    keys.push_back(e.first);
+    at.push_back(e.second);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail("sae save: cannot rename " + tmp + " to " + path);
-  }
+  f.put_vector(keys);
+  f.put_vector(at);
+  f.put_vector(pool_);
+  f.commit();
 }
 
 SaeConfig Sae::read_config(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  require(bool(f), "sae checkpoint " + path + ": cannot open");
+  CheckpointIn f(path);
   char magic[8];
-  f.read(magic, 8);
-  require(f && std::memcmp(magic, kMagic, 8) == 0, "sae checkpoint " + path + ": not a conceptlens SAE checkpoint");
-  SaeConfig c;
-  get(f, c);
-  require(bool(f), "sae checkpoint " + path + ": truncated header");
-  return c;
+  f.bytes(magic, 8);
+  require(checkpoint_version(magic) > 0, ErrorCode::File, "sae checkpoint " + path + ": not a conceptlens SAE checkpoint");
+  return f.get<SaeConfig>();
 }
 
+// Version 1 files (parameters, moments, counts) load too, without the
+// resampling state and the RNG (both as they are in this object).
 void Sae::load(const std::string& path) {
-  SaeConfig c = read_config(path);
+  CheckpointIn f(path);
+  char magic[8];
+  f.bytes(magic, 8);
+  const int version = checkpoint_version(magic);
+  require(version > 0, ErrorCode::File, "sae checkpoint " + path + ": not a conceptlens SAE checkpoint");
+  const SaeConfig c = f.get<SaeConfig>();
   if (c.d != cfg_.d || c.m != cfg_.m || c.kind != cfg_.kind || (c.kind != SaeKind::ReluL1 && c.k != cfg_.k))
-    fail("sae checkpoint " + path + ": shape d=" + std::to_string(c.d) + ", m=" + std::to_string(c.m) + " (" +
-         kind_name(c.kind) + ", k=" + std::to_string(c.k) + ") differs from the trainer's d=" + std::to_string(cfg_.d) +
-         ", m=" + std::to_string(cfg_.m) + " (" + kind_name(cfg_.kind) + ", k=" + std::to_string(cfg_.k) + ")");
-  std::ifstream f(path, std::ios::binary);
-  f.seekg(8 + sizeof(SaeConfig));
-  int64_t t = 0;
-  get(f, t);
+    fail(ErrorCode::Shape, "sae checkpoint " + path + ": shape d=" + std::to_string(c.d) + ", m=" + std::to_string(c.m) +
+                               " (" + kind_name(c.kind) + ", k=" + std::to_string(c.k) + ") differs from the trainer's d=" +
+                               std::to_string(cfg_.d) + ", m=" + std::to_string(cfg_.m) + " (" + kind_name(cfg_.kind) +
+                               ", k=" + std::to_string(cfg_.k) + ")");
+  const int64_t t = f.get<int64_t>();
+  const double density = version >= 2 ? f.get<double>() : 1.0;
   std::vector<float> p(lay_.total());
   std::vector<int64_t> fired(cfg_.m), last(cfg_.m);
-  f.read(reinterpret_cast<char*>(p.data()), sizeof(float) * p.size());
-  f.read(reinterpret_cast<char*>(fired.data()), sizeof(int64_t) * cfg_.m);
-  f.read(reinterpret_cast<char*>(last.data()), sizeof(int64_t) * cfg_.m);
-  require(bool(f), "sae checkpoint " + path + ": truncated (expected " +
-                       std::to_string(8 + sizeof(SaeConfig) + 8 + 4 * p.size() + 16 * cfg_.m) + " bytes)");
+  f.bytes(p.data(), sizeof(float) * p.size());
+  f.bytes(fired.data(), sizeof(int64_t) * cfg_.m);
+  f.bytes(last.data(), sizeof(int64_t) * cfg_.m);
+  std::mt19937_64 rng = rng_;
+  bool collecting = false;
+  int64_t slots = 0;
+  std::vector<std::pair<double, int64_t>> heap;
+  std::vector<float> pool;
+  if (version >= 2) {
+    const std::vector<char> r = f.get_vector<char>(1 << 16, "the RNG state");
+    std::istringstream in(std::string(r.begin(), r.end()));
+    in >> rng;
+    require(!in.fail(), ErrorCode::File, "sae checkpoint " + path + ": unreadable RNG state");
+    collecting = f.get<int64_t>() != 0;
+    slots = f.get<int64_t>();
+    require(slots >= 0 && slots <= cfg_.m, ErrorCode::File,
+            "sae checkpoint " + path + ": " + std::to_string(slots) + " resampling slots, expected 0.." + std::to_string(cfg_.m));
+    const std::vector<double> keys = f.get_vector<double>(slots, "the resampling heap");
+    const std::vector<int64_t> at = f.get_vector<int64_t>(slots, "the resampling heap");
+    pool = f.get_vector<float>(slots * cfg_.d, "the resampling pool");
+    require(at.size() == keys.size() && int64_t(pool.size()) == (collecting ? slots * cfg_.d : 0), ErrorCode::File,
+            "sae checkpoint " + path + ": resampling state of " + std::to_string(keys.size()) + " keys, " +
+                std::to_string(at.size()) + " slots and " + std::to_string(pool.size()) + " pool values for " +
+                std::to_string(slots) + " slots");
+    for (size_t q = 0; q < keys.size(); ++q) {
+      require(at[q] >= 0 && at[q] < slots, ErrorCode::File,
+              "sae checkpoint " + path + ": resampling heap names slot " + std::to_string(at[q]) + " of " + std::to_string(slots));
+      heap.push_back({keys[q], at[q]});
+    }
+  }
+  f.expect_end();
   std::copy(p.begin(), p.end(), p_);
+  t_ = t;
+  density_ = density;
   fired_ = std::move(fired);
   last_fired_ = std::move(last);
-  t_ = t;
-  collecting_ = false;
+  rng_ = rng;
+  collecting_ = collecting;
+  slots_ = slots;
+  heap_ = std::move(heap);
+  pool_ = std::move(pool);
 }
 
 }  // namespace cl

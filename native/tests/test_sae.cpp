@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <unistd.h>
 #include <string>
 #include <vector>
 
+#include "../core/fp16.h"
 #include "../core/sae.h"
+#include "../core/threads.h"
 #include "check.h"
 
 namespace {
@@ -186,8 +190,7 @@ void perturb(Sae& s) {
   std::copy(b.begin(), b.end(), s.params() + s.layout().b);
 }
 
-void compare_steps(SaeConfig cfg, bool expect_sparse) {
-  const int64_t n = 32;
+void compare_steps(SaeConfig cfg, bool expect_sparse, int64_t n = 32) {
   Sae s(cfg, nullptr);
   perturb(s);
   Ref ref(cfg, s.params());
@@ -201,6 +204,13 @@ void compare_steps(SaeConfig cfg, bool expect_sparse) {
     ref.step(x, n);
     CHECK(st.sparse == expect_sparse);
     CHECK_NEAR(st.loss, ref.loss, 1e-5 * ref.loss);
+    double var = 0;  // Σ‖x − mean‖², the fvu's denominator
+    for (int64_t q = 0; q < cfg.d; ++q) {
+      double mean = 0;
+      for (int64_t i = 0; i < n; ++i) mean += x[i * cfg.d + q] / double(n);
+      for (int64_t i = 0; i < n; ++i) var += std::pow(x[i * cfg.d + q] - mean, 2);
+    }
+    CHECK_NEAR(st.fvu, st.mse * double(n * cfg.d) / var, 1e-9 * st.fvu);
     check_rel(s.grads(), ref.grad, 0, L.params, 1e-5, "gradients");
     check_rel(s.params(), ref.p, 0, L.params, 1e-5, "parameters");
     // The update itself (params move by ~lr), not only the parameters.
@@ -240,6 +250,57 @@ TEST(relu_l1_sparse_step_matches_float64_reference) {
 TEST(topk_step_with_aux_loss_matches_float64_reference) { compare_steps(small(SaeKind::TopK), true); }
 
 TEST(batchtopk_step_with_aux_loss_matches_float64_reference) { compare_steps(small(SaeKind::BatchTopK), true); }
+
+// Sizes past the sparse kernels' blocks: more items than one span of the
+// per-latent pass, latents and items in partial tiles; ReLU-L1's codes dense
+// enough to be walked in tiles, TopK's and BatchTopK's in one sweep. With
+// thousands of items some gradients come near Adam's eps, where g / (|g| +
+// eps) turns rounding into visible update differences (the float64 and any
+// float32 trainer part there); a larger eps keeps the parameter check sharp.
+SaeConfig wide(SaeKind kind) {
+  auto c = small(kind);
+  c.d = 8;
+  c.m = 160;
+  c.eps = 1e-4f;
+  return c;
+}
+
+TEST(relu_l1_tiled_sparse_step_matches_float64_reference) {
+  auto c = wide(SaeKind::ReluL1);
+  c.sparse_below = 2;
+  compare_steps(c, true, 2100);
+}
+
+TEST(topk_and_batchtopk_steps_over_several_spans_match_float64_reference) {
+  compare_steps(wide(SaeKind::TopK), true, 2100);
+  compare_steps(wide(SaeKind::BatchTopK), true, 2100);
+}
+
+// Every reduction runs in fixed blocks summed in a fixed order, so the
+// thread count (or scheduling) cannot change a bit of the result.
+TEST(steps_are_bit_identical_across_thread_counts) {
+  for (SaeKind kind : {SaeKind::ReluL1, SaeKind::TopK, SaeKind::BatchTopK})
+    for (float sparse_below : {0.0f, 2.0f}) {
+      auto c = wide(kind);
+      c.m = 200;
+      c.d = 40;
+      c.sparse_below = sparse_below;
+      c.dead_steps = 1;
+      std::vector<std::vector<float>> got;
+      for (int threads : {1, 2, 1}) {
+        cl::set_compute_threads(threads);
+        Sae s(c, nullptr);
+        for (int step = 0; step < 3; ++step) {
+          auto x = randn(300 * c.d, 40 + step, 1.0f, 0.2f);
+          s.step({x.data(), cl::DType::F32, 300, c.d}, 0, 300);
+        }
+        got.emplace_back(s.params(), s.params() + s.layout().total());
+      }
+      cl::set_compute_threads(0);
+      CHECK(got[0] == got[1]);
+      CHECK(got[0] == got[2]);
+    }
+}
 
 TEST(batchtopk_keeps_n_times_k_codes) {
   auto c = small(SaeKind::BatchTopK);
@@ -309,6 +370,20 @@ TEST(resampling_reinitialises_exactly_the_dead_latents) {
   CHECK(s.dead().size() == static_cast<size_t>(c.m));  // counts restart
 }
 
+TEST(fp16_features_train_as_their_fp32_values) {
+  auto c = small(SaeKind::TopK);
+  auto x = randn(40 * c.d, 9);
+  std::vector<uint16_t> h(x.size());
+  cl::floats_to_halves(x.data(), h.data(), int64_t(x.size()));
+  cl::halves_to_floats(h.data(), x.data(), int64_t(x.size()));
+  Sae a(c, nullptr), b(c, nullptr);
+  for (int step = 0; step < 2; ++step) {
+    a.step({x.data(), cl::DType::F32, 40, c.d}, 8, 32);
+    b.step({h.data(), cl::DType::F16, 40, c.d}, 8, 32);
+  }
+  CHECK(std::equal(a.params(), a.params() + a.layout().total(), b.params()));
+}
+
 TEST(nan_feature_names_step_and_item) {
   auto c = small(SaeKind::ReluL1);
   Sae s(c, nullptr);
@@ -342,6 +417,164 @@ TEST(checkpoint_round_trip_and_shape_refusal) {
   CHECK_THROWS_WITH(wrong.load(path), "shape d=16, m=64");
   CHECK(Sae::read_config(path).m == 64);
   std::remove(path.c_str());
+}
+
+// A training schedule with dead-latent resampling in the middle: step t
+// trains on batch t % 5; collecting starts before step 6, resampling after
+// step 11. Latents 3 and 9 can never fire, so they are resampled.
+struct Schedule {
+  static constexpr int kSteps = 16, kBegin = 6, kApply = 11;
+  SaeConfig cfg;
+  std::vector<float> x;
+  const int64_t n = 24;
+
+  explicit Schedule(SaeKind kind) : cfg(small(kind)), x(randn(5 * 24 * 16, 77, 1.0f, 0.3f)) {
+    cfg.dead_steps = 2;      // the TopK kinds' aux loss starts on the way
+    cfg.sparse_below = 0.42f;  // ReLU-L1's codes thin out past it by step 8: both paths run
+  }
+  void start(Sae& s) const {
+    for (int64_t j : {3, 9}) s.params()[s.layout().be + j] = -1e6f;
+  }
+  // Steps [from, to) with the resampling calls due.
+  void run(Sae& s, int from, int to) const {
+    for (int t = from; t < to; ++t) {
+      if (t == kBegin) s.resample_begin();
+      s.step({x.data(), cl::DType::F32, 5 * n, cfg.d}, (t % 5) * n, n);
+      if (t + 1 == kApply) CHECK(s.resample_apply().size() >= 2);
+    }
+  }
+};
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(resume_from_any_checkpoint_continues_bit_for_bit) {
+  const std::string path = "/tmp/test_sae_resume_" + std::to_string(::getpid()) + ".bin";
+  const std::string whole_path = path + ".whole";
+  for (SaeKind kind : {SaeKind::ReluL1, SaeKind::TopK, SaeKind::BatchTopK}) {
+    Schedule plan(kind);
+    Sae whole(plan.cfg, nullptr);
+    plan.start(whole);
+    plan.run(whole, 0, Schedule::kSteps);
+    whole.save(whole_path);
+    // Before and while collecting (heap and pool filled), right after the
+    // resample, and past it.
+    for (int at : {3, Schedule::kBegin, Schedule::kBegin + 2, Schedule::kApply, 14}) {
+      Sae first(plan.cfg, nullptr);
+      plan.start(first);
+      plan.run(first, 0, at);
+      first.save(path);
+      auto other = plan.cfg;
+      other.seed = 1234;  // a different initial state and RNG, all replaced by the checkpoint
+      Sae resumed(other, nullptr);
+      resumed.load(path);
+      CHECK(resumed.collecting() == (at > Schedule::kBegin && at < Schedule::kApply));
+      plan.run(resumed, at, Schedule::kSteps);
+      CHECK(resumed.steps() == whole.steps());
+      CHECK(std::equal(whole.params(), whole.params() + whole.layout().total(), resumed.params()));
+      CHECK(std::equal(whole.fired(), whole.fired() + plan.cfg.m, resumed.fired()));
+      // As the trainer resumes, with the checkpoint's own config: the final
+      // checkpoint equals the uninterrupted run's byte for byte.
+      Sae again(Sae::read_config(path), nullptr);
+      again.load(path);
+      plan.run(again, at, Schedule::kSteps);
+      again.save(path);
+      CHECK(file_bytes(path) == file_bytes(whole_path));
+    }
+  }
+  std::remove(path.c_str());
+  std::remove(whole_path.c_str());
+}
+
+TEST(checkpoint_refuses_truncation_and_loads_version_1) {
+  auto c = small(SaeKind::TopK);
+  Sae a(c, nullptr);
+  auto x = randn(16 * c.d, 4);
+  a.step({x.data(), cl::DType::F32, 16, c.d}, 0, 16);
+  const std::string path = "/tmp/test_sae_v1_" + std::to_string(::getpid()) + ".bin";
+  a.save(path);
+  std::string bytes;
+  {
+    std::ifstream f(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 5));
+  }
+  Sae b(c, nullptr);
+  CHECK_THROWS_WITH(b.load(path), "truncated");
+  // Version 1: magic, config, step, parameters and moments, firing counts.
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    const int64_t t = a.steps();
+    f.write("CLSAE001", 8);
+    f.write(reinterpret_cast<const char*>(&c), sizeof c);
+    f.write(reinterpret_cast<const char*>(&t), 8);
+    f.write(reinterpret_cast<const char*>(a.params()), 4 * a.layout().total());
+    std::vector<int64_t> last(c.m, 1);
+    f.write(reinterpret_cast<const char*>(a.fired()), 8 * c.m);
+    f.write(reinterpret_cast<const char*>(last.data()), 8 * c.m);
+  }
+  b.load(path);
+  CHECK(b.steps() == 1 && !b.collecting());
+  CHECK(std::equal(a.params(), a.params() + a.layout().total(), b.params()));
+  std::remove(path.c_str());
+}
+
+// Latents with identical encoder rows tie on every item: TopK keeps the
+// lower ones, exactly k codes per item.
+TEST(topk_ties_go_to_the_lower_latents) {
+  auto c = small(SaeKind::TopK);
+  c.aux_coef = 0;
+  Sae s(c, nullptr);
+  const auto& L = s.layout();
+  for (int64_t j = 1; j < 8; ++j) std::copy(s.params() + L.we, s.params() + L.we + c.d, s.params() + L.we + j * c.d);
+  for (int64_t j = 0; j < 8; ++j) s.params()[L.be + j] = 100;  // the eight lead every item
+  auto x = randn(20 * c.d, 8);
+  cl::SaeStats st = s.step({x.data(), cl::DType::F32, 20, c.d}, 0, 20);
+  CHECK(st.l0 == c.k);
+  for (int64_t j = 0; j < c.m; ++j) CHECK(s.fired()[j] == (j < c.k ? 20 : 0));
+}
+
+// encode's codes against a selection written from the definition in double:
+// each item keeps k entries (TopK) or its entries above the batch's n·k-th
+// (BatchTopK), and none left out is larger than one kept.
+TEST(encode_keeps_the_largest_preactivations) {
+  for (SaeKind kind : {SaeKind::TopK, SaeKind::BatchTopK}) {
+    auto c = wide(kind);
+    c.k = 5;
+    Sae s(c, nullptr);
+    perturb(s);
+    const int64_t n = 90;
+    auto x = randn(n * c.d, 31, 1.0f, 0.1f);
+    std::vector<float> f(n * c.m);
+    s.encode({x.data(), cl::DType::F32, n, c.d}, 0, n, f.data());
+    const auto& L = s.layout();
+    double worst_kept = 1e300, best_dropped = -1e300;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double row_kept = 1e300, row_dropped = -1e300;
+      for (int64_t j = 0; j < c.m; ++j) {
+        double pre = s.params()[L.be + j];
+        for (int64_t q = 0; q < c.d; ++q) pre += double(s.params()[L.we + j * c.d + q]) * (x[i * c.d + q] - s.params()[L.b + q]);
+        if (f[i * c.m + j] > 0) {
+          CHECK_NEAR(f[i * c.m + j], pre, 1e-5);
+          row_kept = std::min(row_kept, pre);
+          ++kept;
+        } else {
+          row_dropped = std::max(row_dropped, pre);
+        }
+      }
+      if (kind == SaeKind::TopK) CHECK(row_kept >= row_dropped - 1e-5);
+      worst_kept = std::min(worst_kept, row_kept);
+      best_dropped = std::max(best_dropped, row_dropped);
+    }
+    CHECK(kept == n * c.k);
+    if (kind == SaeKind::BatchTopK) CHECK(worst_kept >= best_dropped - 1e-5);
+  }
 }
 
 }  // namespace
