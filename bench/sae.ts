@@ -1,63 +1,101 @@
-// bench sae: samples/s of one native SAE training step (forward, backward,
-// Adam, decoder constraint, statistics) per variant, on planted sparse data:
-// items are sums of a few random unit atoms with positive weights, plus noise.
+// bench sae: samples/s of one SAE training step (forward, backward, Adam,
+// decoder constraint, statistics) per variant, on the same batch for every
+// contender: the user's features (--features, first --batch rows) or planted
+// sparse data (items sum 16 random unit atoms with positive weights, plus
+// noise). Two conceptlens rows per variant, each the median of --repeats
+// steps: phase 'init', after --warmup steps from random initialisation, and
+// phase 'trained', after --train more steps, when ReLU-L1's codes have thinned
+// out enough for its sparse path (l0 and sparse_path say what the step did).
+// With --peers torch, PyTorch runs the same SAE (bench/peers/torch_sae.py) on
+// the same batch with the same warm-up and repeats: its row is phase 'init'.
 import type { Command } from 'commander';
-import { rng } from '../ts/random.js';
-import { createTrainer, type SaeKind, type SaeTrainer } from '../ts/methods/sae.js';
-import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { engineInfo } from '../ts/engine/info.js';
+import { readMatrix } from '../ts/io/matrix.js';
+import { writeNpy } from '../ts/io/npy.js';
+import { createTrainer, type SaeKind } from '../ts/methods/sae.js';
+import { plantedMixtures } from '../ts/random.js';
 import { integer, listOption } from '../ts/cli/options.js';
+import { runPeer } from './peers.js';
+import { writeBenchPlot } from './plot.js';
+import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
-export interface SaeBenchParams {
+export interface SaeBenchParams extends RunOptions {
+  features?: string;
   d: number;
   expansion: number;
   batch: number;
   k: number;
-  repeats: number;
+  train: number;
   variants: SaeKind[];
 }
 
-export function plantedData(rows: number, d: number, atoms: number, active: number, seed: number): Float32Array {
-  const rand = rng(seed);
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-  const dict = new Float32Array(atoms * d);
-  for (let j = 0; j < atoms; j++) {
-    let nn = 0;
-    for (let c = 0; c < d; c++) nn += (dict[j * d + c] = gauss()) ** 2;
-    for (let c = 0; c < d; c++) dict[j * d + c] /= Math.sqrt(nn);
+/** The batch every contender steps on: the user's first `batch` rows, or planted data. */
+function saeBatch(p: SaeBenchParams): { x: Float32Array; d: number; source: string } {
+  if (p.features) {
+    const f = readMatrix(p.features, { what: 'features' });
+    if (f.rows < p.batch) throw new Error(`--features: ${p.features} has ${f.rows} rows, fewer than --batch ${p.batch}`);
+    return { x: Float32Array.from(f.data.subarray(0, p.batch * f.cols)), d: f.cols, source: p.features };
   }
-  const x = new Float32Array(rows * d);
-  for (let i = 0; i < rows; i++) {
-    for (let a = 0; a < active; a++) {
-      const j = Math.floor(rand() * atoms), w = 0.5 + rand();
-      for (let c = 0; c < d; c++) x[i * d + c] += w * dict[j * d + c];
+  const { x } = plantedMixtures(p.batch, p.d, p.expansion * p.d, 1, { active: [16, 16], weight: [0.5, 1.5] });
+  return { x, d: p.d, source: 'planted' };
+}
+
+async function conceptlensRows(kind: SaeKind, x: Float32Array, d: number, p: SaeBenchParams): Promise<BenchRow[]> {
+  const t = createTrainer({ d, m: p.expansion * d, kind, k: p.k });
+  let last = await t.step(x, p.batch, null);
+  const step = async () => (last = await t.step(x, p.batch, null));
+  const row = (phase: string, seconds: number): BenchRow =>
+    ({ name: `conceptlens-${kind}${phase === 'init' ? '' : `-${phase}`}`, kind, phase, seconds, samples_per_s: p.batch / seconds, l0: last.l0, sparse_path: last.sparse });
+  const init = row('init', await timeMedian(step, p.repeats, Math.max(0, p.warmup - 1)));
+  for (let s = 0; s < p.train; s++) await step();
+  return [init, row('trained', await timeMedian(step, p.repeats, 0))];
+}
+
+/** PyTorch's step of the same SAE per variant, on the same batch (written once to an .npy). */
+function torchRows(x: Float32Array, d: number, p: SaeBenchParams): { rows: BenchRow[]; skipped: string[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'conceptlens-sae-')), rows: BenchRow[] = [], skipped: string[] = [];
+  try {
+    const features = join(dir, 'X.npy');
+    writeNpy(features, x, [p.batch, d]);
+    for (const kind of p.variants) {
+      const r = runPeer('torch_sae.py', { features, m: p.expansion * d, kind, k: p.k, batch: p.batch, warmup: p.warmup,
+        repeats: p.repeats, threads: engineInfo().computeThreads });
+      if ('skipped' in r) skipped.push(r.skipped);
+      else rows.push({ name: `torch-${kind}`, label: r.row.label, kind, phase: 'init', seconds: r.row.seconds, samples_per_s: r.row.samples_per_s });
     }
-    for (let c = 0; c < d; c++) x[i * d + c] += 0.01 * gauss();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  return x;
+  return { rows, skipped };
 }
 
 export async function benchSae(p: SaeBenchParams) {
-  const m = p.expansion * p.d;
-  const x = plantedData(p.batch, p.d, m, 16, 1);
-  const results: BenchRow[] = [];
-  for (const kind of p.variants) {
-    const t: SaeTrainer = createTrainer({ d: p.d, m, kind, k: p.k });
-    let last = await t.step(x, p.batch, null);
-    const seconds = await timeMedian(async () => (last = await t.step(x, p.batch, null)), p.repeats, 1);
-    results.push({ name: kind, seconds, samples_per_s: p.batch / seconds, l0: last.l0, sparse_path: last.sparse });
+  const { x, d, source } = saeBatch(p), results: BenchRow[] = [];
+  for (const kind of p.variants) results.push(...(await conceptlensRows(kind, x, d, p)));
+  const torch = p.peers.includes('torch') ? torchRows(x, d, p) : { rows: [], skipped: [] };
+  for (const r of results) {
+    const peer = torch.rows.find((t) => t.kind === r.kind);
+    if (peer && r.phase === 'init') r.speedup_vs_torch = (r.samples_per_s as number) / (peer.samples_per_s as number);
   }
-  return { suite: 'sae', params: { ...p, m }, machine: machine(), results };
+  results.push(...torch.rows);
+  const report = { suite: 'sae', params: { ...p, d, m: p.expansion * d, source, skipped: torch.skipped }, machine: machine(), results };
+  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s' });
+  return report;
 }
 
 export function registerBenchSae(bench: Command): void {
-  bench.command('sae')
-    .description('SAE training step throughput (samples/s) for relu-l1, topk and batchtopk')
-    .option('--d <n>', 'input dimension', integer('--d'), 512)
+  const cmd = bench.command('sae')
+    .description('SAE training step throughput (samples/s) for relu-l1, topk and batchtopk, against PyTorch on the same batch')
+    .option('--features <npy>', 'your features (rows × d): the first --batch rows are the batch (default: planted data)')
+    .option('--d <n>', 'input dimension of the planted data', integer('--d'), 512)
     .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
     .option('--batch <n>', 'batch size', integer('--batch'), 4096)
     .option('--k <n>', 'active latents (topk, batchtopk)', integer('--k'), 32)
-    .option('--repeats <n>', 'timed steps (median)', integer('--repeats'), 5)
-    .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk'))
-    .option('--json', 'one JSON line')
-    .action(async ({ json, ...p }: SaeBenchParams & { json?: boolean }) => printReport(await benchSae(p), !!json));
+    .option('--train <n>', "training steps before the 'trained' timing", integer('--train', 0), 100)
+    .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk'));
+  addRunOptions(cmd, { repeats: 5, peers: ['torch'], plot: 'draw samples/s bars per contender and phase' })
+    .action(reportAction(benchSae));
 }

@@ -25,12 +25,24 @@ export function randn(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
+/** How {@link plantedMixtures} draws an item. */
+export interface PlantedOptions {
+  /** Gaussian noise per coordinate (default 0.01). */
+  noise?: number;
+  /** Labels are the first atom's id mod `classes` (default 4). */
+  classes?: number;
+  /** Atoms per item, uniform in [lo, hi] (default [1, 2]). */
+  active?: [number, number];
+  /** Each atom's weight, uniform in [lo, hi) (default [1, 2)). */
+  weight?: [number, number];
+}
+
 /**
- * Planted sparse data: `atoms` random unit directions of width d; each item
- * sums 1–2 of them with weights in [1, 2) plus Gaussian noise; its label is
- * its first atom's id mod `classes`. Seeded: the same call gives the same data.
+ * Planted sparse data: `atoms` random unit directions of width d; each item sums a few of them with positive
+ * weights plus Gaussian noise (see {@link PlantedOptions}). Seeded: the same call gives the same data.
  */
-export function plantedMixtures(rows: number, d: number, atoms: number, seed: number, noise = 0.01, classes = 4) {
+export function plantedMixtures(rows: number, d: number, atoms: number, seed: number, o: PlantedOptions = {}) {
+  const { noise = 0.01, classes = 4, active: [lo, hi] = [1, 2], weight: [w0, w1] = [1, 2] } = o;
   const rand = rng(seed), dict = new Float32Array(atoms * d), x = new Float32Array(rows * d), labels = new Int32Array(rows);
   for (let j = 0; j < atoms; j++) {
     let nn = 0;
@@ -38,9 +50,9 @@ export function plantedMixtures(rows: number, d: number, atoms: number, seed: nu
     for (let c = 0; c < d; c++) dict[j * d + c] /= Math.sqrt(nn);
   }
   for (let i = 0; i < rows; i++) {
-    const k = 1 + Math.floor(rand() * 2);
+    const k = lo + Math.floor(rand() * (hi - lo + 1));
     for (let a = 0; a < k; a++) {
-      const j = Math.floor(rand() * atoms), w = 1 + rand();
+      const j = Math.floor(rand() * atoms), w = w0 + (w1 - w0) * rand();
       if (a === 0) labels[i] = j % classes;
       for (let c = 0; c < d; c++) x[i * d + c] += w * dict[j * d + c];
     }
