@@ -13,10 +13,9 @@ as sklearn keeps it; --dtype float64 converts first, outside the timing).
 Exit status 3 with {"skipped": why} when numpy or scikit-learn is missing.
 """
 import argparse
-import json
 import os
-import sys
-import time
+
+from peer import emit, need, timed
 
 
 def main():
@@ -31,28 +30,16 @@ def main():
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--out", help="write the K x p weights here as float32 .npy")
     args = ap.parse_args()
-    try:
-        import numpy as np
-        import sklearn
-        from sklearn.linear_model import ElasticNet
-    except ImportError as e:
-        print(json.dumps({"skipped": f"{e} (for {sys.executable})"}))
-        sys.exit(3)
+    np, sklearn, linear_model = need("numpy", "sklearn", "sklearn.linear_model")
 
     X = np.load(args.x).astype(args.dtype, copy=False)
     Y = np.load(args.y).astype(args.dtype, copy=False)
 
     def fit():
         G = X.T @ X
-        return ElasticNet(alpha=args.lam, l1_ratio=args.alpha, precompute=G, tol=args.tol, fit_intercept=False).fit(X, Y)
+        return linear_model.ElasticNet(alpha=args.lam, l1_ratio=args.alpha, precompute=G, tol=args.tol, fit_intercept=False).fit(X, Y)
 
-    times, cpu = [], []
-    for r in range(args.warmup + args.repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        model = fit()
-        if r >= args.warmup:
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+    model, timing = timed(fit, args.warmup, args.repeats)
 
     W = np.atleast_2d(model.coef_).astype(np.float64)
     R = Y.astype(np.float64) - X.astype(np.float64) @ W.T - model.intercept_
@@ -60,18 +47,14 @@ def main():
     objective = 0.5 * (R * R).sum(0) / X.shape[0] + penalty
     if args.out:
         np.save(args.out, np.ascontiguousarray(W, dtype=np.float32))
-    print(json.dumps({
+    emit({
         "name": "sklearn-elasticnet",
         "label": f"scikit-learn {sklearn.__version__} ElasticNet, Gram precomputed",
-        "seconds": float(np.median(times)),
-        "times": times,
-        "cpu_seconds": float(np.median(cpu)),
-        "warmup": args.warmup,
-        "repeats": args.repeats,
+        **timing,
         "dtype": args.dtype,
         "objective": objective.tolist(),
         "threads": blas_threads(),
-    }))
+    })
 
 
 def blas_threads():

@@ -15,11 +15,9 @@ is (1/(2d))‖z − Cᵀw‖² + (alpha/d)‖w‖₁ = (1/(2d))·(‖z − Cᵀw
 the same minimiser when alpha = λ/2.
 """
 import argparse
-import json
-import statistics
-import sys
-import time
 import warnings
+
+from peer import emit, need, timed
 
 
 def parse():
@@ -43,13 +41,7 @@ def parse():
 
 def main():
     a = parse()
-    try:
-        import numpy as np
-        import sklearn
-        from sklearn.decomposition import sparse_encode
-    except ImportError as e:
-        print(json.dumps({"skipped": f"scikit-learn is not importable by {sys.executable}: {e}"}))
-        sys.exit(3)
+    np, sklearn, decomposition = need("numpy", "sklearn", "sklearn.decomposition")
 
     C = np.load(a.dictionary).astype(np.float32, copy=False)
     Z = np.load(a.samples).astype(np.float32, copy=False)
@@ -61,33 +53,23 @@ def main():
         gram = C @ C.T
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ConvergenceWarning: its objective below says how far it got
-            return sparse_encode(Z, C, gram=gram, algorithm="lasso_cd", alpha=a.l1 / 2, positive=True)
+            return decomposition.sparse_encode(Z, C, gram=gram, algorithm="lasso_cd", alpha=a.l1 / 2, positive=True)
 
-    for _ in range(a.warmup):
-        solve()
-    times = []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        W = solve()
-        times.append(time.perf_counter() - t0)
+    W, timing = timed(solve, a.warmup, a.repeats)
 
     W64, C64 = W.astype(np.float64), C.astype(np.float64)
     R = Z.astype(np.float64) - W64 @ C64
     objective = (R * R).sum(axis=1) + a.l1 * W64.sum(axis=1)
     if a.out:
         np.save(a.out, np.ascontiguousarray(W, dtype=np.float32))
-    seconds = statistics.median(times)
-    print(json.dumps({
+    emit({
         "name": "sklearn-sparse-encode",
         "label": f"scikit-learn {sklearn.__version__} sparse_encode lasso_cd, Gram precomputed",
-        "seconds": seconds,
-        "times": times,
+        **timing,
         "samples": int(Z.shape[0]),
-        "samples_per_s": Z.shape[0] / seconds,
+        "samples_per_s": Z.shape[0] / timing["seconds"],
         "objective": objective.tolist(),
-        "warmup": a.warmup,
-        "repeats": a.repeats,
-    }))
+    })
 
 
 if __name__ == "__main__":

@@ -17,9 +17,8 @@ Steps the first --batch rows of --features --warmup times, then times
 line with the median. Exit status 3 with {"skipped": why} when PyTorch is missing.
 """
 import argparse
-import json
-import sys
-import time
+
+from peer import emit, need, timed
 
 
 def main():
@@ -38,12 +37,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    try:
-        import numpy as np
-        import torch
-    except ImportError as e:
-        print(json.dumps({"skipped": f"{e} (for {sys.executable})"}))
-        sys.exit(3)
+    np, torch = need("numpy", "torch")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -83,23 +77,15 @@ def main():
             opt.step()
             D.div_(D.norm(dim=1, keepdim=True))
 
-    times = []
-    for t in range(args.warmup + args.repeats):
-        t0 = time.perf_counter()
-        step(t)
-        if t >= args.warmup:
-            times.append(time.perf_counter() - t0)
-    seconds = float(np.median(times))
-    print(json.dumps({
+    steps = iter(range(args.warmup + args.repeats))
+    _, timing = timed(lambda: step(next(steps)), args.warmup, args.repeats)
+    emit({
         "name": "torch-sae",
         "label": f"PyTorch {torch.__version__} CPU, {args.threads} threads",
-        "seconds": seconds,
-        "times": times,
-        "samples_per_s": n / seconds,
+        **timing,
+        "samples_per_s": n / timing["seconds"],
         "kind": args.kind,
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-    }))
+    })
 
 
 if __name__ == "__main__":

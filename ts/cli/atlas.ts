@@ -9,33 +9,20 @@ import { integer, number, oneOf } from './options.js';
 import { progressBar, type Bar } from './progress.js';
 import { act, UsageError } from './run.js';
 
-interface AtlasCliOptions {
-  model: string;
-  layer: string;
-  images: string[];
-  labelsFrom: AtlasLabels;
-  perClass?: number;
-  vocab?: string;
-  vocabNames?: string;
-  clipImage?: string;
-  standin?: boolean;
-  imageMean?: string;
-  l1: number;
-  units: UnitSelection;
-  top: number;
-  low: number;
-  minClassImages: number;
-  saeExpansion: number;
-  saeL1: number;
-  saeLr: number;
-  saeEpochs: number;
-  saeBatch: number;
-  falconMoreThan: number;
-  falconMaxGroups: number;
-  falconAllGroups?: boolean;
-  out: string;
-  json?: boolean;
-}
+/** The flags: runAtlas's options as given on the command line, the SAE and FALCON settings flattened. */
+type AtlasCliOptions = Required<Pick<AtlasOptions, 'model' | 'layer' | 'out' | 'labelsFrom' | 'l1' | 'units' | 'top' | 'low' | 'minClassImages'>>
+  & Pick<AtlasOptions, 'perClass' | 'vocab' | 'vocabNames' | 'clipImage' | 'standin' | 'imageMean'> & {
+    images: string[];
+    saeExpansion: number;
+    saeL1: number;
+    saeLr: number;
+    saeEpochs: number;
+    saeBatch: number;
+    falconMoreThan: number;
+    falconMaxGroups: number;
+    falconAllGroups?: boolean;
+    json?: boolean;
+  };
 
 /** 'all', a count (the most varying units) or a comma-separated list of unit numbers. */
 function unitSelection(value: string): UnitSelection {
