@@ -76,3 +76,24 @@ export function poolingHeadsModel(c: number, h: number, w: number, mix: Float32A
     output: [valueInfo('gap', FLOAT, ['batch', c]), valueInfo('mixed', FLOAT, ['batch', c]), valueInfo('peak', FLOAT, ['batch', c])],
   });
 }
+
+/**
+ * pixel_values [N,3,224,224] -> `map` [N,C,7,7] = ReLU(W · cells + b), the cells being 32×32 average pools of the
+ * pixels, and `pooled` [N,C], its spatial mean: a FALCON target (tap `map`) that is also an image encoder into C
+ * dimensions (the first output). W is C × 3 (row-major), b has C values.
+ */
+export function colourMapModel(w: Float32Array, b: Float32Array): Uint8Array {
+  const c = b.length, raw = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return model({
+    name: 'colours',
+    node: [
+      { opType: 'AveragePool', input: ['pixel_values'], output: ['cells'], attribute: [{ name: 'kernel_shape', type: 7, ints: [32, 32] }, { name: 'strides', type: 7, ints: [32, 32] }] },
+      { opType: 'Conv', input: ['cells', 'w', 'b'], output: ['linear'] },
+      { opType: 'Relu', input: ['linear'], output: ['map'] },
+      { opType: 'ReduceMean', input: ['map'], output: ['pooled'], attribute: [{ name: 'axes', type: 7, ints: [2, 3] }, { name: 'keepdims', type: 2, i: 0 }] },
+    ],
+    initializer: [{ name: 'w', dims: [c, 3, 1, 1], dataType: FLOAT, rawData: raw(w) }, { name: 'b', dims: [c], dataType: FLOAT, rawData: raw(b) }],
+    input: [valueInfo('pixel_values', FLOAT, ['batch', 3, 224, 224])],
+    output: [valueInfo('pooled', FLOAT, ['batch', c])],
+  });
+}

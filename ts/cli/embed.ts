@@ -2,13 +2,15 @@
 // image model's output or a pooled intermediate tensor; resumable.
 import type { Command } from 'commander';
 import { preprocessSpec } from '../images/preprocess.js';
-import { embedImages, type LabelSource } from '../encoders/embed-images.js';
+import { embedImages, type EmbedImagesOptions, type LabelSource } from '../encoders/embed-images.js';
+import { distributedEmbed } from '../distributed/embed.js';
 import type { Pool } from '../encoders/onnx.js';
 import { progressBar } from './progress.js';
 import { integer, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
+import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 
-interface EmbedCliOptions {
+interface EmbedCliOptions extends QueueFlags {
   model?: string;
   standin?: boolean;
   images: string;
@@ -29,7 +31,7 @@ interface EmbedCliOptions {
   fp16?: boolean;
   restart?: boolean;
   fastDecode?: boolean;
-  json?: boolean;
+  partImages?: number;
 }
 
 /** Options the stand-in tower does not take (it is SqueezeNet's logits mapped into CLIP space, ImageNet preprocessing). */
@@ -45,22 +47,25 @@ async function run(o: EmbedCliOptions, signal: AbortSignal): Promise<void> {
     fastShrinkOnLoad: !!o.fastDecode,
   });
   const bar = progressBar('embed', 'images', !o.json && process.stderr.isTTY && !process.env.CI);
+  const options: EmbedImagesOptions = {
+    model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: o.out, spec,
+    encoder: {
+      layer: o.layer, output: o.output, input: o.input,
+      pool: o.pool,
+      normalize: !!o.normalize, dtype: o.fp16 ? 'float16' : 'float32',
+      threads: o.threads, batchSize: o.batch,
+    },
+    labelsOut: o.labelsOut,
+    labelSource: o.labelSource,
+    classesFile: o.classes,
+    batchSize: o.batch,
+    restart: o.restart,
+    signal, // stops after the current batch; the checkpoint lets a rerun resume
+    onProgress: (done, total) => bar.update(done, total),
+  };
   try {
-    const r = await embedImages({
-      model: o.model ?? 'standin', standin: !!o.standin, images: o.images, out: o.out, spec,
-      encoder: {
-        layer: o.layer, output: o.output, input: o.input,
-        pool: o.pool,
-        normalize: !!o.normalize, dtype: o.fp16 ? 'float16' : 'float32',
-        threads: o.threads, batchSize: o.batch,
-      },
-      labelsOut: o.labelsOut,
-      labelSource: o.labelSource,
-      classesFile: o.classes,
-      batchSize: o.batch,
-      signal, // stops after the current batch; the checkpoint lets a rerun resume
-      onProgress: (done, total) => bar.update(done, total),
-    });
+    const r = await withQueueStatus('embed', o, { workDir: `${o.out}.runs`, signal }, (q) =>
+      q ? distributedEmbed({ ...options, ...q, partImages: o.partImages }) : embedImages(options));
     bar.stop();
     if (o.json) console.log(JSON.stringify({ out: o.out, labelsOut: o.labelsOut ?? null, ...r }));
     else {
@@ -77,7 +82,7 @@ async function run(o: EmbedCliOptions, signal: AbortSignal): Promise<void> {
 }
 
 export function registerEmbed(program: Command): void {
-  program
+  addQueueOptions(program
     .command('embed')
     .description('embed every image under a folder (sorted, recursive) with an ONNX model; one row per image')
     .option('--model <path>', 'ONNX image model (a CLIP image export for CLIP-space rows)')
@@ -100,6 +105,7 @@ export function registerEmbed(program: Command): void {
     .option('--fp16', 'store rows as float16')
     .option('--fast-decode', 'let JPEGs decode at a reduced scale before resizing (faster, pixels differ slightly)')
     .option('--restart', 'ignore a checkpoint from an earlier, interrupted run')
-    .option('--json', 'print a JSON summary on stdout')
+    .option('--json', 'print a JSON summary on stdout'), 'parts of whole batches of the sorted images', 'OUT.runs')
+    .option('--part-images <n>', 'with --queue: images per job, rounded up to whole batches (default 8 batches)', integer('--part-images'))
     .action(act((o: EmbedCliOptions, { signal }) => run(o, signal)));
 }

@@ -2,14 +2,14 @@
 //   groups  — feature groups of precomputed representations (groups.json)
 //   explain — one group's lowly activating images, captions and concepts on precomputed embeddings
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readMatrix } from '../io/matrix.js';
 import type { Mat } from '../matrix.js';
-import { openCaptions } from '../methods/falcon/captions.js';
+import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, readRepresentations, representationsF32, type Groups } from '../methods/falcon/groups.js';
 import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
 import { conceptsCsv } from '../methods/falcon/report.js';
@@ -18,7 +18,9 @@ import { openRunInputs } from '../methods/falcon/adapters.js';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { progressBar } from './progress.js';
 import { integer, number } from './options.js';
-import { act } from './run.js';
+import { act, UsageError } from './run.js';
+import { queueSearcher } from '../distributed/search.js';
+import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 import { readJson } from '../io/text.js';
 
 function pickRows(m: Mat, ids: number[], what: string): Float32Array {
@@ -29,6 +31,21 @@ function pickRows(m: Mat, ids: number[], what: string): Float32Array {
   });
   return out;
 }
+
+/**
+ * The action of a command whose caption search (--captions) runs on the queue's workers with --queue. Checked
+ * before the inputs load: the workers reopen the vocabulary, so it must be a shard directory or a store.
+ */
+function captionAction<O extends QueueFlags & { captions: string; out?: string }>(body: (o: O, signal: AbortSignal, search?: VocabSearcher) => Promise<void>) {
+  return act(async (o: O, { signal }) => {
+    if (o.queue && !statSync(o.captions, { throwIfNoEntry: false })?.isDirectory())
+      throw new UsageError(`--captions: with --queue, the caption vocabulary must be a LAION shard directory or a store from \`vocab build\`, got ${o.captions}`);
+    await withQueueStatus('captions', o, { workDir: o.out && join(o.out, 'queue'), signal }, (q) => body(o, signal, q && queueSearcher(q)));
+  });
+}
+
+/** The --queue options of falcon explain and run. */
+const addCaptionQueue = (cmd: Command) => addQueueOptions(cmd, 'the caption search (one job per shard of --captions)', 'OUT/queue');
 
 function registerGroups(falcon: Command): void {
   falcon.command('groups')
@@ -45,13 +62,13 @@ function registerGroups(falcon: Command): void {
     }));
 }
 
-interface ExplainOpts {
+interface ExplainOpts extends QueueFlags {
   group: string; representations: string; groups?: string; imageEmbeddings: string; cropEmbeddings?: string;
   captions: string; captionsText?: string; temperature: number; unitRows?: boolean; out?: string; sigmas: number; moreThan: number;
 }
 
 function registerExplain(falcon: Command): void {
-  falcon.command('explain')
+  addCaptionQueue(falcon.command('explain')
     .description('Concepts of one feature group on precomputed inputs: lowly activating images, top captions, contrasted words and phrases')
     .requiredOption('--group <key>', 'feature indices joined by commas, e.g. "3,17"')
     .requiredOption('--representations <npy>', 'N × D representations')
@@ -64,41 +81,43 @@ function registerExplain(falcon: Command): void {
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
-    .option('--out <dir>', 'write groups/<key>.json and concepts.csv here')
-    .action(act(async (o: ExplainOpts, { signal }) => {
-      const rep = readRepresentations(o.representations);
-      const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
-      const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
-      const high0 = o.groups ? groupMembers(readJson<Groups>(o.groups), key) : undefined;
-      const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', cols: emb.cols, colsFrom: `the width of ${o.imageEmbeddings}` }) : null;
-      const vocab = await openCaptions(o.captions, o.captionsText);
-      const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
-      const high = high0 ?? groupMembers(groupImages(firing.sets, o.moreThan), key);
-      if (crops && crops.rows !== high.length) throw new ConceptLensError('ERR_SHAPE', `${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
-      const lowly = lowlyActivating(representationsF32(rep), firing, features, high);
-      const bar = progressBar('captions', 'rows');
-      const e = await describeGroup({
-        key, high, low: lowly.images, lowSimilarities: lowly.similarities,
-        highEmbeddings: crops ? crops.data : pickRows(emb, high, o.imageEmbeddings), lowEmbeddings: pickRows(emb, lowly.images, o.imageEmbeddings),
-        cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab,
-      }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, signal, onProgress: (d, t) => bar.update(d, t) });
-      bar.stop();
-      if (o.out) {
-        mkdirSync(join(o.out, 'groups'), { recursive: true });
-        writeFileAtomic(join(o.out, groupFile(key)), JSON.stringify(e) + '\n');
-        writeFileAtomic(join(o.out, 'concepts.csv'), conceptsCsv([e]));
-      }
-      console.log(JSON.stringify({ group: e.group, high: e.high.length, low: e.low, interpretability: e.interpretability, words: e.words, phrases: e.phrases }, null, 2));
-    }));
+    .option('--out <dir>', 'write groups/<key>.json and concepts.csv here'))
+    .action(captionAction(explain));
 }
 
-interface RunOpts {
+async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearcher): Promise<void> {
+  const rep = readRepresentations(o.representations);
+  const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
+  const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
+  const high0 = o.groups ? groupMembers(readJson<Groups>(o.groups), key) : undefined;
+  const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', cols: emb.cols, colsFrom: `the width of ${o.imageEmbeddings}` }) : null;
+  const vocab = await openCaptions(o.captions, o.captionsText);
+  const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
+  const high = high0 ?? groupMembers(groupImages(firing.sets, o.moreThan), key);
+  if (crops && crops.rows !== high.length) throw new ConceptLensError('ERR_SHAPE', `${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
+  const lowly = lowlyActivating(representationsF32(rep), firing, features, high);
+  const bar = progressBar('captions', 'rows');
+  const e = await describeGroup({
+    key, high, low: lowly.images, lowSimilarities: lowly.similarities,
+    highEmbeddings: crops ? crops.data : pickRows(emb, high, o.imageEmbeddings), lowEmbeddings: pickRows(emb, lowly.images, o.imageEmbeddings),
+    cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab,
+  }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, signal, onProgress: (d, t) => bar.update(d, t), search });
+  bar.stop();
+  if (o.out) {
+    mkdirSync(join(o.out, 'groups'), { recursive: true });
+    writeFileAtomic(join(o.out, groupFile(key)), JSON.stringify(e) + '\n');
+    writeFileAtomic(join(o.out, 'concepts.csv'), conceptsCsv([e]));
+  }
+  console.log(JSON.stringify({ group: e.group, high: e.high.length, low: e.low, interpretability: e.interpretability, words: e.words, phrases: e.phrases }, null, 2));
+}
+
+interface RunOpts extends QueueFlags {
   model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string; out: string;
   batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number; interpretableAbove: number; allGroups?: boolean; moreThan: number;
 }
 
 function registerRun(falcon: Command): void {
-  falcon.command('run')
+  addCaptionQueue(falcon.command('run')
     .description('FALCON end to end: representations, groups, GradCAM crops, interpretability, counterfactuals, captions, concepts, report.html (resumable)')
     .requiredOption('--model <onnx>', 'the network to explain (ONNX)')
     .requiredOption('--layer <name>', 'target layer: a spatial map whose global average pool is the representation (e.g. fire22)')
@@ -114,21 +133,23 @@ function registerRun(falcon: Command): void {
     .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability passes this", number('--interpretable-above'), 0.8)
-    .option('--all-groups', 'caption and name every group, whatever its interpretability')
-    .action(act(async (o: RunOpts, { signal }) => {
-      const inputs = await openRunInputs(o);
-      const bars = new Map<string, ReturnType<typeof progressBar>>();
-      const out = await runFalcon(inputs, o.out, {
-        batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows },
-        interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups, moreThan: o.moreThan,
-        onStage: (stage, d, t) => {
-          if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
-          bars.get(stage)!.update(d, t);
-        },
-      });
-      for (const b of bars.values()) b.stop();
-      console.error(`${out.length} groups explained → ${join(o.out, 'report.html')}, ${join(o.out, 'concepts.csv')}`);
-    }));
+    .option('--all-groups', 'caption and name every group, whatever its interpretability'))
+    .action(captionAction(run));
+}
+
+async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Promise<void> {
+  const inputs = await openRunInputs(o);
+  const bars = new Map<string, ReturnType<typeof progressBar>>();
+  const out = await runFalcon(inputs, o.out, {
+    batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows, search },
+    interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups, moreThan: o.moreThan,
+    onStage: (stage, d, t) => {
+      if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
+      bars.get(stage)!.update(d, t);
+    },
+  });
+  for (const b of bars.values()) b.stop();
+  console.error(`${out.length} groups explained → ${join(o.out, 'report.html')}, ${join(o.out, 'concepts.csv')}`);
 }
 
 function registerDemo(falcon: Command): void {

@@ -12,9 +12,9 @@ import { addSourceOptions, bar, sourceOptions, type SourceFlags } from './vocab.
 import { integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
 import { distributedSearch } from '../distributed/search.js';
-import { statusBar } from '../distributed/progress.js';
+import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 
-interface SearchFlags extends SourceFlags {
+interface SearchFlags extends SourceFlags, QueueFlags {
   vocab: string;
   queries: string;
   k: number;
@@ -22,8 +22,6 @@ interface SearchFlags extends SourceFlags {
   metric: Metric;
   softmaxTemperature?: number;
   out: string;
-  queue?: string;
-  workDir?: string;
 }
 
 function readQueries(path: string, v: Vocabulary): Float32Array {
@@ -39,18 +37,6 @@ async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, s
   return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores };
 }
 
-/** --queue: one job per shard on the queue's workers, merged into the same result as the local exact search. */
-async function queueSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags & { queue: string }, signal: AbortSignal): Promise<VocabSearchResult> {
-  if (o.index !== 'exact') throw new UsageError(`--queue: shards the exact search, got --index ${o.index}`);
-  const status = statusBar('search', !o.json && process.stderr.isTTY && !process.env.CI);
-  try {
-    return await distributedSearch(v, queries, { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false, signal,
-      queue: o.queue, workDir: o.workDir ?? `${o.out}.runs`, onStatus: status.update });
-  } finally {
-    status.stop();
-  }
-}
-
 function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): void {
   const ids = v.sourceRows < 2 ** 31 ? Int32Array.from(r.ids, Number) : r.ids;
   writeNpy(`${prefix}.ids.npy`, ids, [r.nq, r.k]);
@@ -58,15 +44,16 @@ function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): void 
 }
 
 async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
+  if (o.queue && o.index !== 'exact') throw new UsageError(`--queue: shards the exact search, got --index ${o.index}`);
   const v = await Vocabulary.open(o.vocab, { ...sourceOptions(o), signal });
   const queries = readQueries(o.queries, v);
+  const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false };
   const p = bar(o.json, 'search', 'rows');
   const t0 = performance.now();
   let r: VocabSearchResult;
   try {
-    r = o.queue ? await queueSearch(v, queries, { ...o, queue: o.queue }, signal) : o.index === 'exact'
-      ? await v.search(queries, { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false, signal, onProgress: p.update })
-      : await annSearch(v, queries, o, signal);
+    r = await withQueueStatus('search', o, { workDir: `${o.out}.runs`, signal }, (q) => q ? distributedSearch(v, queries, { ...exact, ...q })
+      : o.index === 'exact' ? v.search(queries, { ...exact, signal, onProgress: p.update }) : annSearch(v, queries, o, signal));
   } finally {
     p.stop();
   }
@@ -79,7 +66,7 @@ async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
 }
 
 export function registerSearch(program: Command): void {
-  addSourceOptions(program.command('search')
+  addQueueOptions(addSourceOptions(program.command('search')
     .description('top-k vocabulary rows for each query embedding')
     .requiredOption('--vocab <path>', 'a .npy, a LAION shard directory, or a store from `vocab build`')
     .requiredOption('--queries <file>', 'queries .npy, Q × D float32 or float16')
@@ -88,8 +75,6 @@ export function registerSearch(program: Command): void {
     .option('--metric <metric>', 'similarity: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'ip')
     .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
-    .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)')
-    .option('--queue <url>', 'fan out one job per shard to `conceptlens worker`s on this Redis (redis://HOST:PORT); same result')
-    .option('--work-dir <dir>', 'with --queue: shared directory every worker sees, for the run\'s files (default PREFIX.runs)')
+    .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)'), 'one job per shard of the exact search', 'PREFIX.runs')
     .action(act((o: SearchFlags, { signal }) => search(o, signal)));
 }

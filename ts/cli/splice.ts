@@ -1,15 +1,17 @@
 /** `conceptlens splice decompose|path|images`: SpLiCE decompositions of embeddings stored as .npy, or of a folder of images. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { readMatrix, readVector } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
 import { progressBar } from './progress.js';
 import {
-  buildDictionary, centreEmbeddings, quality, solveSplice, splicePath, SPLICE_SOLVERS, type Decomposition, type SpliceSolverName,
+  meanStats, sampleStats, solveSplice, spliceProblem, splicePath, SPLICE_SOLVERS, type SpliceProblem, type SpliceSolverName,
 } from '../methods/splice.js';
+import { distributedSplice, type SpliceRunResult } from '../distributed/splice.js';
 import { spliceImages, type SpliceImagesOptions } from '../methods/splice-images.js';
 import { integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
 import { registerSpliceCompare } from './splice-compare.js';
+import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 
 interface CommonOptions {
   embeddings: string;
@@ -21,32 +23,52 @@ interface CommonOptions {
   json?: boolean;
 }
 
-/** The problem to solve: raw (as given) or SpLiCE's (centred dictionary, centred samples). */
-interface Prepared {
-  dictionary: Float32Array;
-  samples: Float32Array;
-  d: number;
-  /** The embeddings cosines are measured against, and the mean added back (none when raw). */
-  target: Float32Array;
-  mean?: Float32Array;
+/** The problem the command solves, from its files. */
+function prepare(o: CommonOptions): SpliceProblem {
+  const c = readMatrix(o.concepts, { what: 'concepts' });
+  const z = readMatrix(o.embeddings, { what: 'embeddings', cols: c.cols, colsFrom: `the width of ${o.concepts}`, allowEmpty: true });
+  const mean = o.imageMean ? readVector(o.imageMean, { what: 'image mean', length: c.cols, lengthFrom: `the width of ${o.concepts}` }) : undefined;
+  return spliceProblem(c, z.data, { raw: o.raw, mean });
 }
 
-function prepare(o: CommonOptions): Prepared {
-  const c = readMatrix(o.concepts, { what: 'concepts' }), d = c.cols;
-  const z = readMatrix(o.embeddings, { what: 'embeddings', cols: d, colsFrom: `the width of ${o.concepts}`, allowEmpty: true });
-  if (o.raw && o.imageMean) throw new UsageError('--image-mean: --raw solves on the embeddings as given, so it takes no mean');
-  if (o.raw) return { dictionary: c.data, samples: z.data, d, target: z.data };
-  const mean = o.imageMean ? readVector(o.imageMean, { what: 'image mean', length: d, lengthFrom: `the width of ${o.concepts}` }) : new Float32Array(d);
-  return { dictionary: buildDictionary(c.data, d), samples: centreEmbeddings(z.data, mean, d), d, target: z.data, mean };
+interface DecomposeOptions extends CommonOptions, QueueFlags {
+  l1: number;
+  out: string;
+  device: 'cpu' | 'cuda';
+  partRows?: number;
 }
 
-/** Mean l0 and mean cosine between each recomposition and its embedding. */
-function summaryQuality(p: Prepared, dec: Decomposition): { meanL0: number; meanCosine: number } {
-  const q = quality(dec.weights, p.dictionary, p.d, p.target, p.mean);
-  return { meanL0: mean(Float64Array.from(q.l0)), meanCosine: mean(q.cosine) };
+/** The local decomposition: weights written to --out, the run's shape and means returned. */
+async function decomposeHere(o: DecomposeOptions, signal: AbortSignal): Promise<Omit<SpliceRunResult, 'out'>> {
+  const p = prepare(o), bar = progressBar('splice', 'samples', !o.json && process.stderr.isTTY);
+  try {
+    const dec = await solveSplice(p.dictionary, p.samples, p.d, {
+      l1: o.l1, solver: o.solver, tol: o.tol,
+      device: o.device, signal, onProgress: (done, total) => bar.update(done, total),
+    });
+    bar.stop();
+    writeNpy(o.out, dec.weights, [dec.n, dec.c]);
+    return { n: dec.n, c: dec.c, d: p.d, ...meanStats([sampleStats(p, dec)], dec.n) };
+  } finally {
+    bar.stop();
+  }
 }
 
-const mean = (x: Float64Array) => x.reduce((a, b) => a + b, 0) / Math.max(1, x.length);
+/** Solves here or (--queue) in parts of rows on the workers; one summary either way (seconds: the whole run). */
+async function decompose(o: DecomposeOptions, signal: AbortSignal): Promise<void> {
+  if (o.queue && o.device !== 'cpu') throw new UsageError('--device cuda: a --queue run solves on the workers\' CPUs; drop one of the two');
+  const t0 = performance.now();
+  const r = await withQueueStatus('splice', o, { workDir: `${o.out}.runs`, signal }, (q) => q
+    ? distributedSplice({ ...q, embeddings: o.embeddings, concepts: o.concepts, imageMean: o.imageMean, raw: o.raw,
+      l1: o.l1, solver: o.solver, tol: o.tol, out: o.out, partRows: o.partRows })
+    : decomposeHere(o, signal));
+  const seconds = (performance.now() - t0) / 1000;
+  const summary = {
+    n: r.n, c: r.c, d: r.d, l1: o.l1, solver: o.solver, mean_objective: r.meanObjective,
+    mean_gap: r.meanGap, mean_l0: r.meanL0, mean_cosine: r.meanCosine, samples_per_s: r.n / seconds, seconds,
+  };
+  console.log(o.json ? JSON.stringify(summary) : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join('\n'));
+}
 
 // The command's options are the method's, less what the command supplies itself.
 type ImagesOptions = Omit<SpliceImagesOptions, 'spec' | 'signal' | 'onProgress' | 'onSolveProgress'> & { json?: boolean };
@@ -89,7 +111,7 @@ function common(cmd: Command): Command {
   return cmd
     .requiredOption('--embeddings <npy>', 'n×d embeddings to decompose (fp32/fp16)')
     .requiredOption('--concepts <npy>', 'c×d concept embeddings, one row per concept')
-    .option('--image-mean <npy>', 'the modality mean μ (d values); without it z is only normalised')
+    .addOption(new Option('--image-mean <npy>', 'the modality mean μ (d values); without it z is only normalised').conflicts('raw'))
     .option('--raw', 'solve on the embeddings and concepts exactly as given (no normalising or centring)')
     .option('--solver <name>', `one of ${SPLICE_SOLVERS.join(', ')}`, oneOf('--solver', SPLICE_SOLVERS), 'auto')
     .option('--tol <x>', 'relative duality gap (fista, ws) or residual bound (admm)', number('--tol', { min: 0, above: true }))
@@ -99,27 +121,13 @@ function common(cmd: Command): Command {
 export function registerSplice(program: Command): void {
   const splice = program.command('splice').description('SpLiCE: sparse non-negative concept decompositions of embeddings');
 
-  common(splice.command('decompose').description('weights w ≥ 0 minimising ‖Cᵀw − z‖² + λ‖w‖₁ for every embedding'))
+  addQueueOptions(common(splice.command('decompose').description('weights w ≥ 0 minimising ‖Cᵀw − z‖² + λ‖w‖₁ for every embedding')),
+    'parts of rows of the embeddings', 'OUT.runs')
     .requiredOption('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1', { min: 0 }))
     .requiredOption('--out <npy>', 'where to write the n×c weights (float32)')
     .option('--device <cpu|cuda>', "'cuda': the GPU FISTA solver (engine built with nvcc, a GPU present)", oneOf('--device', ['cpu', 'cuda'] as const), 'cpu')
-    .action(act(async (o: CommonOptions & { l1: number; out: string; device: 'cpu' | 'cuda' }, { signal }) => {
-      const p = prepare(o), bar = progressBar('splice', 'samples', !o.json && process.stderr.isTTY);
-      const t0 = performance.now();
-      const dec = await solveSplice(p.dictionary, p.samples, p.d, {
-        l1: o.l1, solver: o.solver, tol: o.tol,
-        device: o.device, signal, onProgress: (done, total) => bar.update(done, total),
-      });
-      const seconds = (performance.now() - t0) / 1000;
-      bar.stop();
-      writeNpy(o.out, dec.weights, [dec.n, dec.c]);
-      const q = summaryQuality(p, dec);
-      const summary = {
-        n: dec.n, c: dec.c, d: p.d, l1: o.l1, solver: o.solver, mean_objective: mean(dec.objective),
-        mean_gap: mean(dec.gap), mean_l0: q.meanL0, mean_cosine: q.meanCosine, samples_per_s: dec.n / seconds, seconds,
-      };
-      console.log(o.json ? JSON.stringify(summary) : Object.entries(summary).map(([k, v]) => `${k}: ${v}`).join('\n'));
-    }));
+    .option('--part-rows <n>', 'with --queue: embeddings per job (default 4096)', integer('--part-rows'))
+    .action(act((o: DecomposeOptions, { signal }) => decompose(o, signal)));
 
   common(splice.command('path').description('λ whose decompositions have a target mean l0 (warm-started bisection on log λ)'))
     .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding', number('--target-l0', { min: 0, above: true }))

@@ -4,7 +4,9 @@
 import type { Command } from 'commander';
 import { Vocabulary, type OpenOptions } from '../retrieval/vocabulary.js';
 import { progressBar } from './progress.js';
-import { act, aliasFlag } from './run.js';
+import { act, aliasFlag, UsageError } from './run.js';
+import { distributedVocabBuild } from '../distributed/dedupe.js';
+import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 
 export interface SourceFlags {
   names?: string;
@@ -34,17 +36,27 @@ export function sourceOptions(f: SourceFlags): Pick<OpenOptions, 'names' | 'norm
 export const bar = (json: boolean | undefined, label: string, unit: string) =>
   json ? progressBar(label, unit, false) : progressBar(label, unit);
 
-interface BuildFlags extends SourceFlags {
+interface BuildFlags extends SourceFlags, QueueFlags {
   from: string;
   out: string;
+}
+
+/** The store of `o.from` written to `o.out`; with --queue (and --dedupe, the one pass there is to shard) de-duplicated on the workers. */
+async function writeStore(o: BuildFlags, signal: AbortSignal, onProgress: (done: number, total: number) => void): Promise<Vocabulary> {
+  if (o.queue && !o.dedupe) throw new UsageError('--queue: only the --dedupe pass is sharded; without --dedupe there is nothing to shard (drop --queue)');
+  return withQueueStatus('dedupe', o, { workDir: `${o.out}.runs`, signal }, async (q) => {
+    if (q) return distributedVocabBuild(o.from, o.out, { normalize: o.normalize, center: o.center, ...q, onProgress });
+    const v = await Vocabulary.open(o.from, { ...sourceOptions(o), signal, onProgress });
+    await v.save(o.out, { signal, onProgress });
+    return v;
+  });
 }
 
 async function build(o: BuildFlags, signal: AbortSignal): Promise<void> {
   const t0 = performance.now();
   const p = bar(o.json, 'vocab', 'rows');
   try {
-    const v = await Vocabulary.open(o.from, { ...sourceOptions(o), signal, onProgress: p.update });
-    await v.save(o.out, { signal, onProgress: p.update });
+    const v = await writeStore(o, signal, p.update);
     const summary = { store: o.out, rows: v.rows, sourceRows: v.sourceRows, dim: v.dim, dtype: v.dtype,
       transforms: v.transforms, texts: !!v.texts, seconds: (performance.now() - t0) / 1000 };
     p.stop();
@@ -57,10 +69,11 @@ async function build(o: BuildFlags, signal: AbortSignal): Promise<void> {
 
 export function registerVocab(program: Command): void {
   const vocab = program.command('vocab').description('build and inspect concept vocabularies');
-  addSourceOptions(vocab.command('build')
+  addQueueOptions(addSourceOptions(vocab.command('build')
     .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions_{i}.txt | captions.txt)')
     .requiredOption('--from <src>', 'a .npy file or a LAION shard directory')
     .requiredOption('--out <store>', 'store directory to create (an older store there is replaced, only once the new one is complete)'))
-    .option('--json', 'print a JSON summary')
+    .option('--json', 'print a JSON summary'),
+  'the --dedupe pass (needs --dedupe: without it there is nothing to shard)', 'OUT.runs')
     .action(act((o: BuildFlags, { signal }) => build(o, signal)));
 }

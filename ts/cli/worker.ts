@@ -8,6 +8,7 @@ import { describeStamp } from '../distributed/stamp.js';
 import { startWorker, type WorkerEvent } from '../distributed/worker.js';
 import { integer } from './options.js';
 import { act } from './run.js';
+import { queueUrl } from './queue.js';
 
 interface WorkerFlags {
   queue: string;
@@ -46,7 +47,7 @@ async function work(o: WorkerFlags, signal: AbortSignal): Promise<void> {
 export function registerWorker(program: Command): void {
   program.command('worker')
     .description('take sharded jobs from a BullMQ queue on Redis until stopped (SIGTERM or Ctrl-C: finish the running jobs, then exit)')
-    .requiredOption('--queue <url>', 'the queue\'s Redis: redis://HOST:PORT[/DB]')
+    .requiredOption('--queue <url>', 'the queue\'s Redis: redis://HOST:PORT[/DB]', queueUrl)
     .option('--concurrency <n>', 'jobs at once (they share the engine\'s compute threads)', integer('--concurrency', 1, 256), 1)
     .option('--lock-duration <ms>', 'a job\'s lock: a worker silent this long is taken for dead and its job given to another', integer('--lock-duration', 1000), 30000)
     .option('--stalled-interval <ms>', 'how often to look for jobs of dead workers', integer('--stalled-interval', 100), 30000)

@@ -4,7 +4,8 @@ export type { QueueOptions, RunStatus } from './coordinator.js';
 export { startWorker, type WorkerOptions, type WorkerEvent, type QueueWorker } from './worker.js';
 export { distributedSearch, distributedTopCaptions, queueSearcher, mergeTopK, type DistributedSearchOptions } from './search.js';
 export { distributedEmbed, type DistributedEmbedOptions } from './embed.js';
-export { distributedSplice, spliceProblem, type DistributedSpliceOptions, type SpliceRunResult, type SpliceProblem } from './splice.js';
+export { distributedSplice, type DistributedSpliceOptions, type SpliceRunResult } from './splice.js';
+export { spliceProblem, type SpliceProblem, type SpliceMeans } from '../methods/splice.js';  // what every part solves, as `splice decompose` does
 export { distributedDedupe, distributedVocabBuild, type DistributedDedupeOptions } from './dedupe.js';
 export { statusBar, type StatusBar } from './progress.js';
 export type { Stamp } from './stamp.js';

@@ -1,41 +1,19 @@
 // Sharded SpLiCE decomposition: the embeddings' rows in parts, each solved
 // on a worker (every sample's problem is its own, so a part's weights are
 // the rows the whole solve would give), joined in order into the n × c
-// weights. The summary means come from per-part sums.
+// weights. The summary means add every sample's figures in row order, as
+// the local run does, so they are its means bit for bit.
 import { resolve } from 'node:path';
-import { readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
+import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { readMatrix, readVector } from '../io/matrix.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { requireFinite, toFloat32, type FloatData, type Mat } from '../matrix.js';
-import { buildDictionary, centreEmbeddings, quality, solveSplice, type SolveOptions } from '../methods/splice.js';
+import { meanStats, requireNoMeanWhenRaw, sampleStats, solveSplice, spliceProblem, type SolveOptions, type SpliceMeans } from '../methods/splice.js';
 import { Recent } from './cache.js';
 import { fanOut, type QueueOptions } from './coordinator.js';
 import type { JobKind, PartContext } from './jobs.js';
 import { localStamp } from './stamp.js';
 import { concatNpy, filesFingerprint, partPath, runDirFor } from './store.js';
-
-/** The problem SpLiCE solves for some embeddings: as given (raw), or its centred dictionary and samples. */
-export interface SpliceProblem {
-  dictionary: Float32Array;
-  samples: Float32Array;
-  d: number;
-  /** The embeddings the cosines are measured against. */
-  target: Float32Array;
-  /** The modality mean added back in recompositions (none when raw). */
-  mean?: Float32Array;
-}
-
-/**
- * SpLiCE's problem for embeddings z (n × d) over concept embeddings: raw solves on both as given; otherwise the
- * centred dictionary and samples, centred on `mean` (default zero: only normalised), as the `splice decompose` command does.
- */
-export function spliceProblem(concepts: Mat, z: Float32Array, o: { raw?: boolean; mean?: Float32Array }): SpliceProblem {
-  const d = concepts.cols;
-  if (o.raw && o.mean) throw new ConceptLensError('ERR_ARG', 'image mean: a raw decomposition solves on the embeddings as given, so it takes no mean');
-  if (o.raw) return { dictionary: concepts.data, samples: z, d, target: z };
-  const mean = o.mean ?? new Float32Array(d);
-  return { dictionary: buildDictionary(concepts.data, d), samples: centreEmbeddings(z, mean, d), d, target: z, mean };
-}
 
 type SolveParams = Pick<SolveOptions, 'l1' | 'solver' | 'tol' | 'maxIter' | 'rho'>;
 
@@ -47,15 +25,6 @@ interface SplicePayload extends SolveParams {
   /** Rows [r0, r1) of the embeddings. */
   r0: number;
   r1: number;
-}
-
-interface SpliceSums {
-  n: number;
-  objective: number;
-  gap: number;
-  l0: number;
-  cosine: number;
-  [k: string]: unknown;
 }
 
 const KIND = 'splice';
@@ -72,14 +41,15 @@ function embeddingRows(h: NpyHeader, r0: number, r1: number): Float32Array {
   return z;
 }
 
-async function splicePart(p: SplicePayload, ctx: PartContext): Promise<SpliceSums> {
+async function splicePart(p: SplicePayload, ctx: PartContext): Promise<{ n: number }> {
   const c = conceptsRead.get(p.concepts, () => readMatrix(p.concepts, { what: 'concepts' }));
   const mean = p.imageMean ? readVector(p.imageMean, { what: 'image mean', length: c.cols }) : undefined;
   const prob = spliceProblem(c, embeddingRows(readNpyHeader(p.embeddings), p.r0, p.r1), { raw: p.raw, mean });
   const dec = await solveSplice(prob.dictionary, prob.samples, prob.d, { l1: p.l1, solver: p.solver, tol: p.tol, maxIter: p.maxIter, rho: p.rho, signal: ctx.signal });
   writeNpy(ctx.file('.npy'), dec.weights, [dec.n, dec.c]);
-  const q = quality(dec.weights, prob.dictionary, prob.d, prob.target, prob.mean), sum = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => a + b, 0);
-  return { n: dec.n, objective: sum(dec.objective), gap: sum(dec.gap), l0: sum(q.l0), cosine: sum(q.cosine) };
+  const stats = sampleStats(prob, dec);
+  writeNpy(ctx.file('.stats.npy'), stats, [stats.length]);
+  return { n: dec.n };
 }
 
 /** The splice job kind. */
@@ -102,15 +72,11 @@ export interface DistributedSpliceOptions extends SolveParams, QueueOptions {
 }
 
 /** What {@link distributedSplice} wrote: the shape, and means over all samples. */
-export interface SpliceRunResult {
+export interface SpliceRunResult extends SpliceMeans {
   n: number;
   c: number;
   d: number;
   out: string;
-  meanObjective: number;
-  meanGap: number;
-  meanL0: number;
-  meanCosine: number;
 }
 
 function header2d(path: string, what: string, cols?: number): NpyHeader {
@@ -127,15 +93,16 @@ function header2d(path: string, what: string, cols?: number): NpyHeader {
  */
 export async function distributedSplice(o: DistributedSpliceOptions): Promise<SpliceRunResult> {
   const c = header2d(o.concepts, 'concepts'), z = header2d(o.embeddings, 'embeddings', c.shape[1]), n = z.shape[0];
-  if (o.raw && o.imageMean) throw new ConceptLensError('ERR_ARG', 'image mean: a raw decomposition solves on the embeddings as given, so it takes no mean');
+  requireNoMeanWhenRaw({ raw: o.raw, mean: o.imageMean });
   if (o.imageMean) readVector(o.imageMean, { what: 'image mean', length: c.shape[1], lengthFrom: `the width of ${o.concepts}` });
   const inputs = { embeddings: resolve(o.embeddings), concepts: resolve(o.concepts), imageMean: o.imageMean && resolve(o.imageMean), raw: o.raw };
   const solve = { l1: o.l1, solver: o.solver, tol: o.tol, maxIter: o.maxIter, rho: o.rho }, per = o.partRows ?? 4096;
   const files = [inputs.embeddings, inputs.concepts, ...(inputs.imageMean ? [inputs.imageMean] : [])];
   const runDir = runDirFor(o.workDir, KIND, { ...inputs, ...solve, per, files: filesFingerprint(files), stamp: localStamp() });
   const payloads = Array.from({ length: Math.ceil(n / per) }, (_, i) => ({ ...inputs, ...solve, r0: i * per, r1: Math.min(n, (i + 1) * per) }));
-  const done = await fanOut({ kind: KIND, runDir, payloads, label: (i) => `rows ${payloads[i].r0}..${payloads[i].r1 - 1} of ${o.embeddings}` }, o);
-  concatNpy(o.out, payloads.map((_, i) => partPath(runDir, KIND, i, '.npy')), 'float32', c.shape[0]);
-  const sums = done.map((d) => d.summary as SpliceSums), total = (k: 'objective' | 'gap' | 'l0' | 'cosine') => sums.reduce((a, s) => a + s[k], 0) / Math.max(1, n);
-  return { n, c: c.shape[0], d: c.shape[1], out: o.out, meanObjective: total('objective'), meanGap: total('gap'), meanL0: total('l0'), meanCosine: total('cosine') };
+  await fanOut({ kind: KIND, runDir, payloads, label: (i) => `rows ${payloads[i].r0}..${payloads[i].r1 - 1} of ${o.embeddings}` }, o);
+  const parts = (suffix: string) => payloads.map((_, i) => partPath(runDir, KIND, i, suffix));
+  concatNpy(o.out, parts('.npy'), 'float32', c.shape[0]);
+  const stats = function* () { for (const p of parts('.stats.npy')) yield readNpy(p).data as Float64Array; };
+  return { n, c: c.shape[0], d: c.shape[1], out: o.out, ...meanStats(stats(), n) };
 }

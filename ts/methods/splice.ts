@@ -9,7 +9,7 @@ import { argError, ConceptLensError } from '../errors.js';
 import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
 import { requireMemory } from '../memory.js';
-import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData, type FloatRows } from '../matrix.js';
+import { normaliseRows, requireArray, rowsOf, toFloat32, type FloatData, type FloatRows, type Mat } from '../matrix.js';
 
 /**
  * SpLiCE solver: 'ws' (working sets solved exactly, the default that 'auto' picks on the CPU), 'fista' (FISTA with
@@ -166,6 +166,63 @@ export function buildDictionary(conceptEmbeddings: FloatData, d: number): Float3
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', `${name}: has 0 rows; expected at least one concept`);
   const unit = normaliseRows(toFloat32(conceptEmbeddings), d, { name, zeroRows: 'error' });
   return normaliseRows(subtractRow(unit, meanRow(unit, d), d), d, { name });
+}
+
+/** The problem SpLiCE solves for some embeddings: as given (raw), or its centred dictionary and samples. */
+export interface SpliceProblem {
+  dictionary: Float32Array;
+  samples: Float32Array;
+  d: number;
+  /** The embeddings the cosines are measured against. */
+  target: Float32Array;
+  /** The modality mean added back in recompositions (none when raw). */
+  mean?: Float32Array;
+}
+
+/** A raw decomposition solves on the embeddings as given: a mean would be silently unused, so it is refused. */
+export function requireNoMeanWhenRaw(o: { raw?: boolean; mean?: unknown }): void {
+  if (o.raw && o.mean) throw new ConceptLensError('ERR_ARG', 'image mean: a raw decomposition solves on the embeddings as given, so it takes no mean');
+}
+
+/**
+ * SpLiCE's problem for embeddings z (n × d) over concept embeddings: raw solves on both as given; otherwise the
+ * centred dictionary and samples, centred on `mean` (default zero: only normalised), as `splice decompose` does.
+ */
+export function spliceProblem(concepts: Mat, z: Float32Array, o: { raw?: boolean; mean?: Float32Array }): SpliceProblem {
+  const d = concepts.cols;
+  requireNoMeanWhenRaw(o);
+  if (o.raw) return { dictionary: concepts.data, samples: z, d, target: z };
+  const mean = o.mean ?? new Float32Array(d);
+  return { dictionary: buildDictionary(concepts.data, d), samples: centreEmbeddings(z, mean, d), d, target: z, mean };
+}
+
+/** Columns of {@link sampleStats}. */
+const STATS = 4;
+
+/** Each sample's objective, duality gap, l0 and cosine(recomposition, embedding): n rows of 4 float64s. */
+export function sampleStats(p: SpliceProblem, dec: Decomposition): Float64Array {
+  const q = quality(dec.weights, p.dictionary, p.d, p.target, p.mean), out = new Float64Array(dec.n * STATS);
+  for (let i = 0, j = 0; i < dec.n; i++, j += STATS) out[j] = dec.objective[i], out[j + 1] = dec.gap[i], out[j + 2] = q.l0[i], out[j + 3] = q.cosine[i];
+  return out;
+}
+
+/** Means over all samples of a decomposition run. */
+export interface SpliceMeans {
+  meanObjective: number;
+  meanGap: number;
+  meanL0: number;
+  meanCosine: number;
+}
+
+/**
+ * Means of n samples' {@link sampleStats}, given in row order in one or more parts: summed in that order, so
+ * a run solved in parts reports the whole run's means bit for bit.
+ */
+export function meanStats(parts: Iterable<Float64Array>, n: number): SpliceMeans {
+  const sums = new Float64Array(STATS);
+  for (const s of parts) for (let i = 0; i < s.length; i++) sums[i % STATS] += s[i];
+  const m = (k: number) => sums[k] / Math.max(1, n);
+  return { meanObjective: m(0), meanGap: m(1), meanL0: m(2), meanCosine: m(3) };
 }
 
 /** The last `size` concepts of a vocabulary file (least to most frequent), first ", " part of each line. */
