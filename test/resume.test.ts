@@ -9,13 +9,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { assetsDir } from '../ts/assets.js';
+import { tempPath, writeFileAtomic } from '../ts/io/atomic.js';
 import { writeNpy } from '../ts/io/npy.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { meanPoolImageModel } from './onnx-graphs.js';
 import { randn, rng, tempDir, fileSnapshot } from './helpers.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
-
 
 function runToEnd(args: string[]): number {
   const t0 = performance.now();
@@ -96,4 +96,17 @@ test('falcon run killed at a random point and rerun writes the same groups, crop
   const args = (out: string) => ['falcon', 'run', '--model', squeezenet, '--layer', 'fire22', '--images', images, '--captions', laion,
     '--encoder', squeezenet, '--out', out, '--more-than', '2', '--max-groups', '4', '--batch', '8', '--all-groups'];
   await assertKillResumeExact(t, args, args, join(dir, 'clean'), join(dir, 'killed'), 3);
+});
+
+test('an atomic write removes the temp files of dead processes, and only those', () => {
+  const dir = tempDir(), target = join(dir, 'out.json');
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // exited: its pid is free
+  const ofPid = (pid: number) => tempPath(target).replace(`-${process.pid}-`, `-${pid}-`);
+  writeFileSync(ofPid(dead), 'abandoned by a killed writer');
+  const live = ofPid(process.ppid);
+  writeFileSync(live, 'a live writer still at work');
+  writeFileSync(join(dir, 'other.json.tmp-x-1-1'), 'another target');
+  writeFileAtomic(target, '{"ok": true}');
+  assert.deepEqual(readdirSync(dir).sort(), ['other.json.tmp-x-1-1', 'out.json', live.slice(dir.length + 1)].sort());
+  assert.equal(readFileSync(target, 'utf8'), '{"ok": true}');
 });

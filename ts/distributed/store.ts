@@ -6,9 +6,9 @@
 // a part counts as done exactly when its marker exists, so a job that runs
 // twice, or a worker killed mid-write, changes nothing.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { commitTemp, tempPath, writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, readNpyHeader, type DType, type TypedArray } from '../io/npy.js';
 import { readJson } from '../io/text.js';
 import { fileError } from '../errors.js';
@@ -80,7 +80,7 @@ export function concatNpy(out: string, parts: readonly string[], dtype: DType, c
     if (h.shape[0] > 0 && (h.dtype !== dtype || h.shape.length !== 2 || h.shape[1] !== cols))
       throw fileError(h.path, `${h.dtype} [${h.shape.join(', ')}], expected ${dtype} rows of width ${cols} like the other parts`);
   const rows = headers.reduce((a, h) => a + h.shape[0], 0);
-  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`, buf = Buffer.alloc(1 << 24);
+  const tmp = tempPath(out), buf = Buffer.alloc(1 << 24);
   const fd = openSync(tmp, 'w');
   try {
     writeSync(fd, npyHeader([rows, cols], dtype));
@@ -91,7 +91,7 @@ export function concatNpy(out: string, parts: readonly string[], dtype: DType, c
     throw e;
   }
   closeSync(fd);
-  renameSync(tmp, out);
+  commitTemp(tmp, out);
   return rows;
 }
 

@@ -4,10 +4,10 @@
 // batch so an interrupted run resumes where it stopped.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
 import { throwIfAborted, type ProgressOptions } from '../abort.js';
-import { requireFileTarget, writeFileAtomic } from '../io/atomic.js';
+import { commitTemp, requireFileTarget, tempPath, writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, writeNpy } from '../io/npy.js';
 import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
 import { floatsToHalves } from '../engine/fp16.js';
@@ -15,6 +15,7 @@ import { ConceptLensError, fileError } from '../errors.js';
 import { readJson, readLines } from '../io/text.js';
 import { ImageEncoder, type EncoderOptions, type Embeddings } from './onnx.js';
 import { StandinImageTower } from './standin.js';
+
 
 /** Extensions sharp decodes; other files are listed as skipped without a decode attempt. */
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.heic', '.heif'];
@@ -170,7 +171,7 @@ function appendRows(path: string, validBytes: number, rows: Uint8Array): void {
 /** Header + partial rows -> temp file -> rename: the output appears whole or not at all. */
 async function finishNpy(out: string, rows: number, dim: number, dtype: 'float32' | 'float16'): Promise<void> {
   const fixed = npyHeader([rows, dim], dtype);
-  const tmp = `${out}.tmp-${process.pid}`;
+  const tmp = tempPath(out);
   const dst = await open(tmp, 'w');
   try {
     await dst.write(fixed);
@@ -190,7 +191,7 @@ async function finishNpy(out: string, rows: number, dim: number, dtype: 'float32
   } finally {
     await dst.close();
   }
-  await rename(tmp, out);
+  commitTemp(tmp, out);
 }
 
 /** The files an embed of `images` takes (sorted; its own outputs left out): all, the images, and the others as skipped. */

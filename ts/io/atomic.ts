@@ -1,16 +1,53 @@
 // Outputs are written to a temp file beside the target and renamed into
-// place, so a crash or abort never leaves a half-written result.
-import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+// place, so a crash or abort never leaves a half-written result. A process
+// killed between the two leaves its temp file; the next write of the same
+// target removes it.
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { fileError } from '../errors.js';
+
+// Temp names carry host and pid: on storage shared by several machines, only
+// this host's temps of dead processes are known to be abandoned.
+const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes temp files of `path` left by processes of this host that died between writing and renaming. */
+function sweepAbandoned(path: string): void {
+  const prefix = `${basename(path)}.tmp-${HOST}-`;
+  for (const name of readdirSync(dirname(path))) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length).split('-')[0]);
+    if (Number.isInteger(pid) && pid !== process.pid && !alive(pid)) rmSync(join(dirname(path), name), { recursive: true, force: true });
+  }
+}
+
+/** A fresh temp path beside `path`, to write it whole and then {@link commitTemp}. */
+export function tempPath(path: string): string {
+  return `${path}.tmp-${HOST}-${process.pid}-${Date.now()}`;
+}
+
+/** Renames the finished temp file (or folder) `tmp` over `path`, then removes temps of `path` that dead processes left. */
+export function commitTemp(tmp: string, path: string): void {
+  renameSync(tmp, path);
+  sweepAbandoned(path);
+}
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   requireFileTarget(path);
   mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = tempPath(path);
   try {
     writeFileSync(tmp, data);
-    renameSync(tmp, path);
+    commitTemp(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
     throw fileError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);

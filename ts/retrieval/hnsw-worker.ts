@@ -2,10 +2,10 @@
 // per vector, so every HNSW index of the process lives here (by handle) and
 // requests run one at a time, off the main event loop.
 import { parentPort } from 'node:worker_threads';
-import { renameSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import hnswlib from 'hnswlib-node';
 import type { HnswReply, HnswRequest } from './hnsw.js';
-
+import { commitTemp, tempPath } from '../io/atomic.js';
 type Hnsw = InstanceType<typeof hnswlib.HierarchicalNSW>;
 
 const port = parentPort!;
@@ -78,10 +78,10 @@ function run(req: HnswRequest): { value?: unknown; transfer?: ArrayBuffer[] } {
       return { value: { ids, scores }, transfer: [ids.buffer, scores.buffer] };
     }
     case 'save': {
-      const tmp = `${req.path}.tmp-${process.pid}-${Date.now()}`;
+      const tmp = tempPath(req.path);
       try {
         get(req.handle).writeIndexSync(tmp);
-        renameSync(tmp, req.path);
+        commitTemp(tmp, req.path);
       } catch (e) {
         rmSync(tmp, { force: true });
         throw e;

@@ -1,13 +1,14 @@
 // A synthetic caption vocabulary in the LAION shard layout, written
 // streaming (memory stays at one block, whatever the row count):
 // text_emb_{i}.npy (fp16, unit rows) + metadata_{i}.parquet (`caption`).
-import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { throwIfAborted, type ProgressOptions } from '../../abort.js';
-import { writeFileAtomic } from '../../io/atomic.js';
+import { commitTemp, tempPath, writeFileAtomic } from '../../io/atomic.js';
 import { floatsToHalves } from '../../engine/fp16.js';
 import { argError } from '../../errors.js';
 import { npyHeader } from '../../io/npy.js';
+
 
 /**
  * Options of {@link writeSyntheticLaion}: random unit fp16 embeddings (text_emb_{i}.npy) with deterministic captions,
@@ -76,7 +77,7 @@ export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Pro
   const buf = new Float32Array(block * dim);
   let shard = 0;
   for (let first = 0; first < o.rows; first += shardRows, shard++) {
-    const rows = Math.min(shardRows, o.rows - first), path = join(dir, `text_emb_${shard}.npy`), tmp = `${path}.tmp-${process.pid}`;
+    const rows = Math.min(shardRows, o.rows - first), path = join(dir, `text_emb_${shard}.npy`), tmp = tempPath(path);
     const fd = openSync(tmp, 'w');
     let written = false;
     try {
@@ -94,7 +95,7 @@ export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Pro
       closeSync(fd);
       if (!written) rmSync(tmp, { force: true });
     }
-    renameSync(tmp, path);
+    commitTemp(tmp, path);
     await writeCaptions(dir, shard, first, rows, o.captions ?? 'parquet');
   }
   return shard;
