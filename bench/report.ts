@@ -2,6 +2,7 @@
 // { suite, params, machine, results: [{ name, seconds (median), ... }] }.
 import type { Command } from 'commander';
 import { cpus, totalmem } from 'node:os';
+import { Bench } from 'tinybench';
 import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption } from '../ts/cli/options.js';
 import { act } from '../ts/cli/run.js';
@@ -37,16 +38,17 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Runs fn `repeats` times (after `warmup` runs) and returns the median seconds. */
+/**
+ * Runs fn `warmup` times untimed, then `repeats` times, and returns the median seconds: tinybench's scheduler with
+ * iteration counts only (no time budget), so every contender of a suite gets exactly the same protocol.
+ */
 export async function timeMedian(fn: () => Promise<unknown> | unknown, repeats = 3, warmup = 1): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn();
-  const t: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    await fn();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
+  const bench = new Bench({ iterations: repeats, time: 0, warmup: warmup > 0, warmupIterations: warmup, warmupTime: 0, throws: true });
+  bench.add('run', async () => void (await fn()));
+  await bench.run();
+  const r = bench.tasks[0].result;
+  if (r.state !== 'completed') throw new Error(`timing did not complete (${r.state})`);
+  return r.latency.p50 / 1000;
 }
 
 export function printReport(r: BenchReport, json: boolean): void {
