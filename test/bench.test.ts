@@ -1,0 +1,80 @@
+// Every bench suite, run through the CLI at toy sizes: it must finish, print
+// the one report shape, and its correctness columns must hold (objectives at
+// the best any contender reached, answers exact). Speed is never asserted
+// here: figures come from `conceptlens bench` at full size.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './helpers.js';
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
+
+interface Report {
+  suite: string;
+  params: Record<string, unknown>;
+  machine: Record<string, unknown>;
+  results: ({ name: string; seconds: number } & Record<string, unknown>)[];
+}
+
+function bench(args: string[]): Promise<Report> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'bench', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`bench ${args.join(' ')} exited ${code}: ${err}`));
+      const report = JSON.parse(out.trim().split('\n').at(-1)!) as Report;
+      assert.equal(report.suite, args[0]);
+      assert.ok(report.results.length > 0 && report.results.every((r) => typeof r.name === 'string' && Number.isFinite(r.seconds) && r.seconds >= 0), JSON.stringify(report.results));
+      resolve(report);
+    });
+  });
+}
+
+const row = (r: Report, name: string) => {
+  const found = r.results.find((x) => x.name === name);
+  assert.ok(found, `${r.suite}: no row ${name} in ${r.results.map((x) => x.name).join(', ')}`);
+  return found;
+};
+
+test('bench glm: coordinate descent reaches the best objective, GLM-SAGA (a fixed epoch budget) none better; --plot draws', async () => {
+  const plot = join(tempDir(), 'glm.svg');
+  const r = await bench(['glm', '--n', '300', '--p', '40', '--neurons', '6', '--solvers', 'cd,saga', '--repeats', '1', '--warmup', '0', '--plot', plot]);
+  assert.ok((row(r, 'conceptlens-cd').max_rel_gap_to_best as number) < 1e-6);
+  assert.ok((row(r, 'glm-saga').mean_objective as number) >= (row(r, 'conceptlens-cd').mean_objective as number) * (1 - 1e-9));
+  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*conceptlens-cd/s);
+});
+
+test('bench splice: every solver reaches the best objective on planted data', async () => {
+  const r = await bench(['splice', '--n', '40', '--c', '200', '--d', '32', '--k', '4', '--baseline-n', '6', '--solvers', 'ws,fista,admm', '--repeats', '1']);
+  for (const name of ['ws', 'fista', 'admm']) assert.ok((row(r, name).max_rel_gap_to_best as number) < 1e-4, name);
+  assert.equal(row(r, 'ws').samples, 40);
+  assert.equal(row(r, 'fista').samples, 6);
+});
+
+test('bench sae: every variant steps, at its l0', async () => {
+  const r = await bench(['sae', '--d', '16', '--expansion', '4', '--batch', '128', '--k', '4', '--train', '2', '--repeats', '1']);
+  for (const kind of ['topk', 'batchtopk']) assert.equal(row(r, `conceptlens-${kind}`).l0, 4, kind);
+  assert.ok((row(r, 'conceptlens-relu-l1-trained').l0 as number) > 0);
+});
+
+test('bench serve: every answer under load is exact, batched and not', async () => {
+  const r = await bench(['serve', '--n', '2000', '--d', '16', '--concurrency', '4', '--duration', '1', '--pool', '16']);
+  const runs = r.results.filter((x) => typeof x.checked === 'number');
+  assert.ok(runs.length >= 2, JSON.stringify(r.results));
+  for (const x of runs) {
+    assert.ok((x.checked as number) > 0, x.name);
+    assert.equal(x.not_exact, 0, x.name);
+    assert.equal(x.errors, 0, x.name);
+  }
+});
+
+test('bench embed: the stages of the SqueezeNet pipeline on the assets mirror', async (t) => {
+  const assets = process.env.CONCEPTLENS_ASSETS ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'assets');
+  if (!existsSync(join(assets, 'models'))) return t.skip(`no assets mirror at ${assets} (set CONCEPTLENS_ASSETS)`);
+  const r = await bench(['embed', '--images', '8', '--batch', '4', '--repeats', '1']);
+  assert.ok((row(r, 'staged_total').images_per_s as number) > 0);
+});
