@@ -1,8 +1,18 @@
 // bench topk: exact top-k of conceptlens (fp32 and fp16 storage) against
 // FAISS IndexFlatIP (same OpenBLAS, through our addon) and hnswlib-node, on
-// the same random data in one run. Seconds are medians of the search alone.
+// the same random data in one run; or, with --vocab, a search of the user's
+// vocabulary (a .npy, a LAION shard directory or a store, streamed from
+// disk) with the user's queries, beside the machine's sequential read rate
+// on the same files. Seconds are medians of the search alone.
+import { statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import type { Command } from 'commander';
-import { exactSearch, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
+import { exactSearch, type Metric, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
+import { Vocabulary } from '../ts/retrieval/vocabulary.js';
+import { readMatrix } from '../ts/io/matrix.js';
+import { normaliseRows } from '../ts/matrix.js';
+import { unitRows } from '../ts/methods/falcon/synthetic.js';
+import { sequentialReadRate, withPeakRss } from './measure.js';
 import { buildIndex, recallAtK, type IndexKind } from '../ts/retrieval/ann.js';
 import { floatsToHalves, halvesToFloats } from '../ts/engine/fp16.js';
 import { gaussian, rng } from '../ts/random.js';
@@ -13,6 +23,12 @@ import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { machine, printReport, timeMedian, type BenchRow } from './report.js';
 
 export interface TopkBenchParams {
+  /** A vocabulary to search instead of generated data: a .npy, a LAION shard directory or a store. */
+  vocab?: string;
+  /** Queries for --vocab (a .npy of rows of its dimension); default --q seeded random unit rows. */
+  queries?: string;
+  /** Score for --vocab (default cosine). */
+  metric: Metric;
   /** 'uniform': seeded uniform(-0.5, 0.5); 'clip-mix': real CLIP text embeddings (see clipMix). */
   data: 'uniform' | 'clip-mix';
   n: number;
@@ -74,7 +90,44 @@ function row(name: string, seconds: number, p: TopkBenchParams, recall: number, 
   };
 }
 
+/**
+ * The user's vocabulary, streamed from disk: each search's seconds and GB/s (the bytes of its shard files over the
+ * seconds) beside the machine's sequential read rate on the same files, and recall against the fp32 tiles.
+ */
+async function benchVocab(p: TopkBenchParams & { vocab: string }) {
+  const v = await Vocabulary.open(p.vocab);
+  const queries = p.queries ? readMatrix(p.queries, { what: 'queries', cols: v.dim }).data : unitRows(p.q, v.dim, 2);
+  const nq = queries.length / v.dim, files = [...new Set(v.shards.map((s) => s.header.path))];
+  const bytes = files.reduce((a, f) => a + statSync(f).size, 0);
+  const read = sequentialReadRate(files);
+  const results: BenchRow[] = [{ name: 'sequential-read-of-the-shards', seconds: read.seconds, gbps: read.gbps }];
+  const exact = await v.scan(queries, { k: p.k, metric: p.metric, kernel: 'sgemm' });
+  const kernels: [string, ScanKernel][] = [['conceptlens', 'auto'], ['conceptlens-sgemm', 'sgemm'], ...engineInfo().screening.slice(1).map((f): [string, ScanKernel] => [`conceptlens-${f}`, f])];
+  for (const [contender, kernel] of kernels) {
+    if (!p.contenders.includes(contender)) continue;
+    let r: SearchResult | undefined;
+    const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats));
+    results.push({ name: `${contender}-${kernel}`, seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
+      gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30 });
+  }
+  const faissBytes = 2 * v.rows * v.dim * 4;  // our fp32 copy and FAISS's
+  if (p.contenders.includes('faiss') && faissBytes > totalmem() / 2)
+    results.push({ name: `faiss-IndexFlatIP (skipped: needs ${(faissBytes / 2 ** 30).toFixed(1)} GiB in memory)`, seconds: NaN });
+  else if (p.contenders.includes('faiss')) {
+    const all = await v.toFloat32(), data = p.metric === 'cosine' ? normaliseRows(all, v.dim, { name: 'vocabulary' }) : all;
+    const q = p.metric === 'cosine' ? normaliseRows(queries, v.dim, { name: 'queries' }) : queries;
+    const index = await buildIndex('faiss-flat', data, v.dim, { metric: 'ip' });
+    let r: { ids: BigInt64Array } | undefined;
+    const seconds = await timeMedian(async () => (r = await index.search(q, p.k)), p.repeats);
+    results.push({ name: 'faiss-IndexFlatIP (in memory, fp32)', seconds, queries_per_s: nq / seconds, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k) });
+  }
+  const base = results.find((r) => r.name.startsWith('faiss') && r.seconds > 0);
+  if (base) for (const r of results) if (r.name.startsWith('conceptlens')) r.ratio_vs_faiss = r.seconds / base.seconds;
+  return { suite: 'topk', params: { ...p, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes }, machine: machine(), results };
+}
+
 export async function benchTopk(p: TopkBenchParams) {
+  if (p.vocab) return benchVocab({ ...p, vocab: p.vocab });
   const { vocab, queries, d } = p.data === 'clip-mix' ? clipMix(p.n, p.q) : { vocab: randomMatrix(p.n, p.d, 1), queries: randomMatrix(p.q, p.d, 2), d: p.d };
   p = { ...p, d };
   const results: BenchRow[] = [];
@@ -114,7 +167,7 @@ export async function benchTopk(p: TopkBenchParams) {
 export function registerBenchTopk(bench: Command): void {
   bench
     .command('topk')
-    .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node')
+    .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node; or a search of --vocab from disk beside its read rate')
     .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", oneOf('--data', ['uniform', 'clip-mix']), 'uniform')
     .option('--n <rows>', 'vocabulary rows', integer('--n'), 1000000)
     .option('--q <queries>', 'queries', integer('--q'), 1000)
@@ -122,6 +175,9 @@ export function registerBenchTopk(bench: Command): void {
     .option('--k <k>', 'neighbours', integer('--k'), 10)
     .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', oneOf('--dtype', ['fp32', 'fp16']), 'fp32')
     .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
+    .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
+    .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
+    .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
     .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
     .option('--json', 'print one JSON object')
     .action(async ({ json, ...p }: TopkBenchParams & { json?: boolean }) => printReport(await benchTopk(p), !!json));

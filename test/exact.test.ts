@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExactTopK, exactSearch } from '../ts/retrieval/exact.js';
+import { ExactTopK, exactSearch, type ScanKernel } from '../ts/retrieval/exact.js';
 import { engineInfo } from '../ts/engine/info.js';
 import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
-import { bruteTopK, randn } from './helpers.js';
+import { join } from 'node:path';
+import type { ConceptLensError } from '../ts/errors.js';
+import { readNpyHeader, writeNpy } from '../ts/io/npy.js';
+import { bruteTopK, randn, tempDir } from './helpers.js';
 
 function assertMatches(r: { ids: BigInt64Array; scores: Float32Array }, ref: { ids: number[][]; scores: number[][] }, k: number, tol: number) {
   ref.ids.forEach((ids, q) => {
@@ -83,4 +86,25 @@ test('fp16 storage gives the brute-force answer on the rounded values', async ()
   const rounded = nativeHalvesToFloats(h);
   assert.ok(rounded.some((x, i) => x !== v[i]), 'fp16 storage really rounds');
   assertMatches(await exactSearch(q, h, d, { k }), bruteTopK(q, rounded, d, k), k, 1e-5);
+});
+
+test('rows the engine reads from a file (an .npy) give what the same rows give from memory', async () => {
+  const d = 24, n = 1200, nq = 19, dir = tempDir('exact-file-');
+  const v = randn(n * d, 5), q = randn(nq * d, 6, 3);
+  for (const [dtype, data] of [['float32', v], ['float16', nativeFloatsToHalves(v)]] as const) {
+    const path = join(dir, `${dtype}.npy`);
+    writeNpy(path, data, [n, d], dtype);
+    const h = readNpyHeader(path);
+    const runs: [ScanKernel, number][] = [['sgemm', 0], ['sgemm', 30], ...engineInfo().screening.map((s): [ScanKernel, number] => [s, 0])];
+    for (const [kernel, softmaxTemperature] of runs) {
+      const fromFile = new ExactTopK(q, nq, d, { k: 8, metric: 'cosine', kernel, softmaxTemperature });
+      await fromFile.addFile({ path, dataOffset: h.dataOffset, dtype, cols: d, first: 100, rows: 1000 }, { idOffset: 100 });
+      const fromMemory = new ExactTopK(q, nq, d, { k: 8, metric: 'cosine', kernel, softmaxTemperature });
+      await fromMemory.add(data.subarray(100 * d, 1100 * d), 1000, { idOffset: 100 });
+      assert.deepEqual(await fromFile.result(), await fromMemory.result(), `${dtype} ${kernel} T=${softmaxTemperature}`);
+    }
+  }
+  const s = new ExactTopK(q, nq, d, { k: 3 });
+  await assert.rejects(s.addFile({ path: join(dir, 'float32.npy'), dataOffset: 128, dtype: 'float32', cols: d, first: 0, rows: n + 5 }),
+    (e: ConceptLensError) => e.code === 'ERR_FILE' && /float32\.npy: ends at byte \d+, expected \d+ \(truncated\?\)/.test(e.message));
 });

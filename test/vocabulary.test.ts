@@ -2,8 +2,20 @@ import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { asyncBufferFromFile, parquetRead, type FileMetaData, type PageHeader } from 'hyparquet';
 import { parquetWriteFile } from 'hyparquet-writer';
+import { ByteWriter } from 'hyparquet-writer/src/bytewriter.js';
+import { writePageHeader } from 'hyparquet-writer/src/datapage.js';
+import { writeRleBitPackedHybrid } from 'hyparquet-writer/src/encoding.js';
+import { writeMetadata } from 'hyparquet-writer/src/metadata.js';
+import { writePlain } from 'hyparquet-writer/src/plain.js';
+import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
+import type { ConceptLensError } from '../ts/errors.js';
+import { ParquetColumn, runText } from '../ts/io/parquet.js';
 import { npyBytes, readNpy, writeNpy } from '../ts/io/npy.js';
+import { readLines } from '../ts/io/text.js';
+import { LineFile } from '../ts/retrieval/texts.js';
 import { Vocabulary, type VocabSearchResult } from '../ts/retrieval/vocabulary.js';
 import { rng, tempDir as newTempDir, cliOk } from './helpers.js';
 
@@ -373,4 +385,158 @@ test('real CLIP text embeddings (Detic LVIS fp16 + names): cosine search equals 
   const r = await v.search(Float32Array.from(qs.flat()), { k: 5, metric: 'cosine' });
   assertTopK(r, scoreTable(qs, rows, 'cosine', rows.map(() => 0)), 5);
   assert.deepEqual([r.texts![0], r.texts![5], r.texts![10]], ['bicycle', 'car_(automobile)', 'airplane']);
+});
+
+/**
+ * A Parquet file with one optional `caption` column written with DATA_PAGE (v1) pages, as pyarrow writes LAION's
+ * metadata: `pageRows` rows a page, PLAIN or dictionary-encoded values, Snappy or no compression. Returns the byte
+ * offset of each data page's body (to damage one in a test).
+ */
+function writeV1Parquet(path: string, captions: (string | null)[], o: { pageRows: number; dictionary?: boolean; codec: 'SNAPPY' | 'UNCOMPRESSED' }): number[] {
+  const w = new ByteWriter(), enc = new TextEncoder(), bodies: number[] = [];
+  const pack = (b: Uint8Array) => (o.codec === 'SNAPPY' ? snappyCompress(b) : b);
+  const page = (header: object, body: Uint8Array) => {
+    const z = pack(body);
+    writePageHeader(w, { ...header, uncompressed_page_size: body.length, compressed_page_size: z.length } as PageHeader);
+    bodies.push(w.offset);
+    w.appendBytes(z);
+  };
+  w.appendBytes(enc.encode('PAR1'));
+  const start = w.offset, dict = [...new Set(captions.filter((c): c is string => c !== null))];
+  if (o.dictionary) {
+    const b = new ByteWriter();
+    writePlain(b, dict.map((t) => enc.encode(t)), 'BYTE_ARRAY', undefined);
+    page({ type: 'DICTIONARY_PAGE', dictionary_page_header: { num_values: dict.length, encoding: 'PLAIN' } }, b.getBytes());
+  }
+  const dataStart = w.offset;
+  for (let r0 = 0; r0 < captions.length; r0 += o.pageRows) {
+    const rows = captions.slice(r0, r0 + o.pageRows), values = rows.filter((c): c is string => c !== null);
+    const levels = new ByteWriter(), body = new ByteWriter();
+    writeRleBitPackedHybrid(levels, rows.map((c) => (c === null ? 0 : 1)), 1);
+    body.appendUint32(levels.offset);
+    body.appendBytes(levels.getBytes());
+    if (o.dictionary) {
+      const width = Math.max(1, Math.ceil(Math.log2(dict.length)));
+      body.appendUint8(width);
+      writeRleBitPackedHybrid(body, values.map((t) => dict.indexOf(t)), width);
+    } else writePlain(body, values.map((t) => enc.encode(t)), 'BYTE_ARRAY', undefined);
+    page({ type: 'DATA_PAGE', data_page_header: { num_values: rows.length, encoding: o.dictionary ? 'RLE_DICTIONARY' : 'PLAIN',
+      definition_level_encoding: 'RLE', repetition_level_encoding: 'RLE' } }, body.getBytes());
+  }
+  const size = BigInt(w.offset - start), metaStart = w.offset;
+  writeMetadata(w, {
+    version: 1, num_rows: BigInt(captions.length), created_by: 'conceptlens test',
+    schema: [{ name: 'root', num_children: 1 }, { name: 'caption', type: 'BYTE_ARRAY', repetition_type: 'OPTIONAL', converted_type: 'UTF8' }],
+    row_groups: [{ num_rows: BigInt(captions.length), total_byte_size: size, columns: [{ file_offset: BigInt(start), meta_data: {
+      type: 'BYTE_ARRAY', encodings: o.dictionary ? ['PLAIN', 'RLE', 'RLE_DICTIONARY'] : ['PLAIN', 'RLE'], path_in_schema: ['caption'],
+      codec: o.codec, num_values: BigInt(captions.length), total_uncompressed_size: size, total_compressed_size: size,
+      data_page_offset: BigInt(dataStart), dictionary_page_offset: o.dictionary ? BigInt(start) : undefined } }] }],
+  } as FileMetaData);
+  w.appendUint32(w.offset - metaStart);
+  w.appendBytes(enc.encode('PAR1'));
+  writeFileSync(path, w.getBytes());
+  return bodies;
+}
+
+/** Every value of the column through hyparquet's own reader (null as ''). */
+async function hyparquetColumn(path: string): Promise<string[]> {
+  let rows: unknown[][] = [];
+  await parquetRead({ file: await asyncBufferFromFile(path), columns: ['caption'], compressors: { GZIP: (b: Uint8Array) => new Uint8Array(gunzipSync(b)) },
+    onComplete: (r: unknown[][]) => { rows = r; } });
+  return rows.map((r) => (r[0] == null ? '' : String(r[0])));
+}
+
+test('Parquet captions are read a page at a time: v1 and v2 pages, PLAIN and dictionary values, nulls and codecs equal hyparquet', async () => {
+  const dir = tempDir('parquet-pages-');
+  const texts = Array.from({ length: 2300 }, (_, i) => (i % 11 === 3 ? null : i % 5 === 0 ? `répété ${i % 7}` : `caption ${i} ${'x'.repeat(i % 23)}`));
+  const files: string[] = [];
+  for (const [codec, compressors] of [['SNAPPY', undefined], ['UNCOMPRESSED', undefined], ['GZIP', { GZIP: (b: Uint8Array) => new Uint8Array(gzipSync(b)) }]] as const) {
+    const path = join(dir, `v2-${codec}.parquet`);
+    parquetWriteFile({ filename: path, codec, compressors, rowGroupSize: [700, 900], pageSize: 4000, columnData: [{ name: 'caption', data: texts, type: 'STRING' }] });
+    files.push(path);
+  }
+  const repeats = Array.from({ length: 2300 }, (_, i) => `rep ${i % 40}`);
+  const dictPath = join(dir, 'v2-dict.parquet');
+  parquetWriteFile({ filename: dictPath, pageSize: 2000, columnData: [{ name: 'caption', data: repeats, type: 'STRING' }] });
+  files.push(dictPath);
+  for (const dictionary of [false, true])
+    for (const codec of ['SNAPPY', 'UNCOMPRESSED'] as const) {
+      const path = join(dir, `v1-${dictionary}-${codec}.parquet`);
+      writeV1Parquet(path, texts, { pageRows: 300, dictionary, codec });
+      files.push(path);
+    }
+  const some = [0, 3, 299, 300, 301, 1111, 1400, 2299];
+  for (const path of files) {
+    const all = await hyparquetColumn(path), column = await ParquetColumn.open(path, 'caption');
+    assert.equal(column.rows, 2300, path);
+    assert.deepEqual(await column.strings(all.map((_, i) => i)), all, path);
+    assert.deepEqual(await column.strings(some), some.map((i) => all[i]), path);
+    const streamed: string[] = [];
+    for await (const run of column.runs()) for (let i = 0; i < run.start.length; i++) streamed.push(runText(run, i));
+    assert.deepEqual(streamed, all, path);
+  }
+  // Only the pages holding the rows asked for are decoded: damage to another page goes unnoticed until its rows are asked for.
+  const damaged = join(dir, 'damaged.parquet');
+  const bodies = writeV1Parquet(damaged, texts, { pageRows: 300, codec: 'SNAPPY' });
+  const bytes = readFileSync(damaged);
+  bytes[bodies[0]] ^= 0xff;  // the first page's Snappy length header
+  writeFileSync(damaged, bytes);
+  const column = await ParquetColumn.open(damaged, 'caption'), expected = await hyparquetColumn(files[0]);
+  assert.deepEqual(await column.strings([1500, 2299]), [expected[1500], expected[2299]]);
+  await assert.rejects(column.strings([5]), (e: ConceptLensError) => e.code === 'ERR_FILE' && /damaged\.parquet: column 'caption': damaged Snappy data/.test(e.message));
+});
+
+test('text-file captions: lines as readLines splits them (BOM, CRLF, bare CR, no final newline), any line read without the rest', async () => {
+  const dir = tempDir('line-file-');
+  const lines = Array.from({ length: 3000 }, (_, i) => (i % 97 === 0 ? '' : `line ${i} ${'é'.repeat(i % 5)}`));
+  const breaks = ['\n', '\r\n', '\r'];
+  const path = join(dir, 'captions.txt');
+  // (A \r before an empty line would read as \r\n, one break: that empty line gets a \n before it.)
+  writeFileSync(path, '\ufeff' + lines.map((l, i) => l + (i === lines.length - 1 ? '' : lines[i + 1] === '' ? '\n' : breaks[i % 3])).join(''));
+  assert.deepEqual(readLines(path), lines);
+  const file = LineFile.index(path);
+  assert.equal(file.lines, 3000);
+  assert.deepEqual(await file.read(lines.map((_, i) => i)), lines);
+  const some = [0, 1, 1023, 1024, 1025, 2047, 2048, 2999];
+  assert.deepEqual(await file.read(some), some.map((i) => lines[i]));
+  const streamed: string[] = [];
+  for await (const run of file.runs()) for (let i = 0; i < run.start.length; i++) streamed.push(runText(run, i));
+  assert.deepEqual(streamed, lines);
+  // A bad byte on line 2500 stops reads of that line and bulk reads, not lookups elsewhere.
+  const bad = Buffer.from(readFileSync(path));
+  const at = bad.indexOf(Buffer.from('line 2500 '));
+  bad[at + 2] = 0xff;
+  writeFileSync(path, bad);
+  const damaged = LineFile.index(path);
+  assert.deepEqual(await damaged.read([5, 1500]), [lines[5], lines[1500]]);
+  await assert.rejects(damaged.read([2500]), /captions\.txt: not valid UTF-8 \(the line at byte \d+\)/);
+  await assert.rejects(async () => { for await (const _ of damaged.runs()); }, /captions\.txt: not valid UTF-8/);
+});
+
+test('dedupe by 128-bit caption hashes keeps the first occurrence across shards, pages and nulls, as a Set of strings would', async () => {
+  const total = SIZES.reduce((a, b) => a + b, 0);
+  const captions = Array.from({ length: total }, (_, i) => (i % 13 === 0 ? '' : `c ${(i * 37) % 500} ${i % 4 === 0 ? 'ü' : ''}`));
+  const f = laionDir({ captions });
+  const seen = new Set<string>(), firsts: number[] = [];
+  captions.forEach((c, i) => seen.has(c) || (seen.add(c), firsts.push(i)));
+  const v = await Vocabulary.open(f.dir, { dedupe: true });
+  assert.deepEqual(Array.from(v.ids!), firsts);
+  const r = await v.search(Q.flat, { k: 10, metric: 'cosine' });
+  assertTopK(r, scoreTable(Q.rows, firsts.map((i) => f.rows[i]), 'cosine', firsts.map((i) => f.shardOf[i])), 10, firsts);
+  assert.deepEqual(r.texts, Array.from(r.ids, (id) => captions[Number(id)]));
+});
+
+test('many queries in one pass over the shards (odd and even query blocks), read by the engine or streamed in blocks, equal brute force', async () => {
+  const f = laionDir({ sizes: [900, 650] });
+  for (const nq of [37, 131]) {
+    const q = queries(nq, 1000 + nq);
+    const direct = await Vocabulary.open(f.dir);
+    const streamed = await Vocabulary.open(f.dir, { keepRows: Float64Array.from({ length: 1550 }, (_, i) => i), blockBytes: SMALL_BLOCKS });
+    for (const [metric, T] of [['cosine', 0], ['ip', 0], ['cosine', 40]] as const) {
+      const table = scoreTable(q.rows, f.rows, metric, f.shardOf, T);
+      const a = await direct.search(q.flat, { k: 6, metric, softmaxTemperature: T });
+      assertTopK(a, table, 6);
+      assertTopK(await streamed.search(q.flat, { k: 6, metric, softmaxTemperature: T }), table, 6);
+    }
+  }
 });

@@ -30,7 +30,9 @@
  * every core only for whole-matrix products and FAISS calls, which take all
  * of the pool's cores while they run. A second call on an object that is
  * still busy (an {@link ExactTopK} add, an SAE step) is refused with
- * `ERR_BUSY`: await the first.
+ * `ERR_BUSY`: await the first. A service that must keep its event loop
+ * answering while the engine is saturated lowers the compute threads'
+ * priority with {@link setComputeNice} (`conceptlens serve` does).
  *
  * @packageDocumentation
  */
@@ -38,7 +40,7 @@
 // ---- errors, engine, common types
 export { ConceptLensError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { ProgressOptions } from './abort.js';
-export { engineInfo, setComputeThreads } from './engine/info.js';
+export { engineInfo, setComputeNice, setComputeThreads } from './engine/info.js';
 export type { EngineInfo, ScanKernel, Device } from './engine/addon.js';
 export { normaliseRows, toFloat32, rowsOf, type Mat, type FloatData, type FloatRows, type NormaliseOptions } from './matrix.js';
 

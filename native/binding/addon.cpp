@@ -20,6 +20,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("blasCore", cl::blas_core_name());
   o.Set("computeThreads", cl::compute_threads());
+  o.Set("computeNice", cl::compute_nice());
   o.Set("avx512", bool(__builtin_cpu_supports("avx512f")));
   Napi::Array screening = Napi::Array::New(env);
   for (cl::ScreenFormat f : {cl::ScreenFormat::Int8, cl::ScreenFormat::Bf16})
@@ -42,6 +43,14 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   cl::set_compute_threads(static_cast<int>(n));
   return Napi::Number::New(info.Env(), cl::compute_threads());
 }
+
+// setNice(n): niceness of the compute threads (0..19); returns the value in effect.
+Napi::Value SetNice(const Napi::CallbackInfo& info) {
+  const int64_t n = int_arg(info[0], "nice", 0);
+  if (n > 19) throw_coded(info.Env(), cl::ErrorCode::Arg, "nice: expected an integer in 0..19, got " + std::to_string(n));
+  cl::set_compute_nice(static_cast<int>(n));
+  return Napi::Number::New(info.Env(), cl::compute_nice());
+}
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -49,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   cl::mark_event_loop_thread();
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setNice", Napi::Function::New(env, SetNice, "setNice"));
   for (auto init : {InitTopK, InitFp16, InitBlas, InitGlm, InitFaiss, InitFalcon, InitSplice, InitVocab, InitSae})
     init(env, exports);
   return exports;

@@ -55,6 +55,10 @@ struct Scan {
 #endif
     cpu->add(m, offset, inv, p);
   }
+  void add_file(const cl::FileRows& f, int64_t offset, cl::Progress& p) {
+    start();
+    cpu->add_file(f, offset, p);
+  }
   void end_chunk() {
     if (cpu) cpu->end_chunk();
   }
@@ -78,7 +82,8 @@ class TopK : public Napi::ObjectWrap<TopK> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     exports.Set("TopK", DefineClass(env, "TopK",
-                                    {InstanceMethod("add", &TopK::Add), InstanceMethod("endChunk", &TopK::EndChunk),
+                                    {InstanceMethod("add", &TopK::Add), InstanceMethod("addFile", &TopK::AddFile),
+                                     InstanceMethod("endChunk", &TopK::EndChunk),
                                      InstanceMethod("result", &TopK::Result)}));
   }
 
@@ -117,6 +122,29 @@ class TopK : public Napi::ObjectWrap<TopK> {
     return Task::Start(
         info.Env(), [scan, m, offset, inv, guard](cl::Progress& p) { scan->add(m, offset, inv, p); },
         [](Napi::Env env) { return env.Undefined(); }, info[4], info[5], {info[0], info[3], queries_.Value()});
+  }
+
+  // addFile(path, dataOffset, dtype: 'float32'|'float16', cols, first, rows, idOffset, onProgress|null, cancel|null):
+  // Promise<void>. The CPU scan reads rows [first, first + rows) of the file itself.
+  Napi::Value AddFile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    cl::FileRows f;
+    f.path = string_arg(info[0], "path");
+    f.data_offset = int_arg(info[1], "dataOffset", 0);
+    const std::string dtype = string_arg(info[2], "dtype");
+    if (dtype != "float32" && dtype != "float16")
+      throw_coded(env, cl::ErrorCode::Dtype, "dtype: expected 'float32' or 'float16', got '" + dtype + "'");
+    f.dtype = dtype == "float32" ? cl::DType::F32 : cl::DType::F16;
+    f.cols = int_arg(info[3], "cols", 1);
+    f.first = int_arg(info[4], "first", 0);
+    f.rows = int_arg(info[5], "rows", 0);
+    const int64_t offset = int_arg(info[6], "idOffset", 0);
+    if (scan_->device != Device::Cpu) throw_coded(env, cl::ErrorCode::Device, "addFile: the CPU scan reads files; add rows for 'cuda'");
+    auto guard = busy_.claim(env);
+    auto scan = scan_;
+    return Task::Start(
+        env, [scan, f, offset, guard](cl::Progress& p) { scan->add_file(f, offset, p); },
+        [](Napi::Env e) { return e.Undefined(); }, info[7], info[8], {queries_.Value()});
   }
 
   Napi::Value EndChunk(const Napi::CallbackInfo& info) {

@@ -1,6 +1,9 @@
 #include "threads.h"
 
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +23,15 @@ int available_cores() {
 }
 
 std::atomic<int> g_threads{0};
+std::atomic<int> g_nice{0};
+thread_local int t_nice = 0;
+
+// On Linux, PRIO_PROCESS with a thread id sets that thread's niceness alone.
+void apply_nice() {
+  const int want = g_nice.load(std::memory_order_relaxed);
+  if (want <= t_nice) return;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), want) == 0) t_nice = want;
+}
 
 // The shared core budget: cores leased by regions in flight.
 std::mutex g_budget_mutex;
@@ -68,6 +80,10 @@ int compute_threads() {
 
 void set_compute_threads(int n) { g_threads.store(std::max(0, n)); }
 
+int compute_nice() { return g_nice.load(); }
+
+void set_compute_nice(int n) { g_nice.store(std::clamp(n, 0, 19)); }
+
 int parallel_workers(int64_t ntasks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ntasks, compute_threads())));
 }
@@ -99,6 +115,7 @@ void parallel_for(int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
     for (int64_t t = 0; t < ntasks; ++t) fn(t, 0);
     return;
   }
+  apply_nice();
   CoreLease lease(1, parallel_workers(ntasks));
   Inside inside;
   const int workers = lease.cores();
@@ -111,6 +128,7 @@ void parallel_for(int64_t ntasks, const std::function<void(int64_t, int)>& fn) {
   helpers.reserve(workers - 1);
   for (int w = 1; w < workers; ++w)
     helpers.emplace_back([&job, w] {
+      apply_nice();
       Inside in;
       job.run(w);
     });

@@ -18,6 +18,14 @@ namespace cl {
 int compute_threads();
 void set_compute_threads(int n);
 
+// Niceness of the threads that run kernels (0: as the process; 1..19: lower
+// priority). A service sets it so that its event loop, which parses requests
+// and answers health checks, preempts a saturated engine at once. Applied to
+// each thread as it enters a region; raising a thread's niceness is one-way
+// for unprivileged processes, so a thread keeps the highest value it saw.
+int compute_nice();
+void set_compute_nice(int n);
+
 // Runs fn(task, worker) for task in [0, ntasks) on up to compute_threads()
 // workers (the caller is one of them). worker is in [0, workers) and lets a
 // kernel keep per-thread scratch. Exceptions stop the loop and the first one

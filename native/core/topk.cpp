@@ -2,21 +2,33 @@
 
 #include <immintrin.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
 #include "blas.h"
 #include "error.h"
 #include "threads.h"
+#include "topk_lanes.h"
 
 namespace cl {
 namespace {
 
-// Tile shape: a 256 × 512 score tile (512 KiB) plus the vocabulary tile stay
-// in a Zen/Skylake L2, so selection reads scores while they are hot.
+// Tile shape: a tile's fp32 rows (256 KiB to 1 MiB at d = 512) stay in a
+// Zen/Skylake L2 while every query block passes over them; on the BLAS path
+// a 256 × 512 score tile (512 KiB) joins them, so selection reads scores
+// while they are hot.
 constexpr int64_t kTileRows = 512;
+constexpr int64_t kDenseTileRows = 128;
 constexpr int64_t kQueryBlock = 256;
+// Rows a task scans in order: the softmax sums are folded task by task in
+// row order, so they do not depend on which worker took which task.
+constexpr int64_t kTaskRows = 2048;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
@@ -29,13 +41,53 @@ void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   }
 }
 
+float inverse_norm(double ss, int64_t row) {
+  if (!(ss > 0)) fail("vocabulary: row " + std::to_string(row) + " has zero norm, cosine is undefined");
+  return static_cast<float>(1.0 / std::sqrt(ss));
+}
+
 // 1/‖row‖ for n rows.
 void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv) {
+  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), id0 + i);
+}
+
+#define CL_TILE __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// Rows [r0, r0 + n) of m as fp32 (fp16 decoded into dst, fp32 read in
+// place) and, when inv is given, 1/‖row‖ of each from the same pass.
+CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0) {
+  const int64_t d = m.cols;
+  const bool half = m.dtype == DType::F16;
   for (int64_t i = 0; i < n; ++i) {
-    double ss = sum_squares(v + i * d, d);
-    require(ss > 0, "vocabulary: row " + std::to_string(id0 + i) + " has zero norm, cosine is undefined");
-    inv[i] = static_cast<float>(1.0 / std::sqrt(ss));
+    const int64_t at = (r0 + i) * d;
+    __m512 ss = _mm512_setzero_ps();
+    // k is a constant full mask in the main loop, so its loads and stores
+    // compile unmasked (AMD's masked ones are slow).
+    auto step = [&](int64_t j, __mmask16 k) CL_TILE {
+      const bool full = k == 0xffff;
+      __m512 x;
+      if (half) {
+        const __m256i h = full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m.f16() + at + j))
+                               : _mm256_maskz_loadu_epi16(k, m.f16() + at + j);
+        x = _mm512_cvtph_ps(h);
+        if (full) _mm512_storeu_ps(dst + i * d + j, x);
+        else _mm512_mask_storeu_ps(dst + i * d + j, k, x);
+      } else {
+        x = full ? _mm512_loadu_ps(m.f32() + at + j) : _mm512_maskz_loadu_ps(k, m.f32() + at + j);
+      }
+      ss = _mm512_fmadd_ps(x, x, ss);
+    };
+    int64_t j = 0;
+    for (; j + 16 <= d; j += 16) step(j, 0xffff);
+    if (j < d) step(j, static_cast<__mmask16>((1u << (d - j)) - 1));
+    if (!inv) continue;
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, ss);
+    double sum = 0;
+    for (float l : lanes) sum += l;
+    inv[i] = inverse_norm(sum, id0 + i);
   }
+  return half ? dst : m.f32() + r0 * d;
 }
 
 // Pushes every score of `row` (times inv[j] when given) that beats the heap.
@@ -54,48 +106,21 @@ bool select_row_scalar(const float* row, const float* inv, int64_t n, int64_t id
   return finite;
 }
 
-__attribute__((target("avx512f"))) bool select_row_avx512(const float* row, const float* inv, int64_t n, int64_t id0,
-                                                          HeapView heap) {
-  float t = heap.threshold();
-  const __m512 inf = _mm512_set1_ps(kInf);
-  __mmask16 bad = 0;
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    __m512 v = _mm512_loadu_ps(row + j);
-    if (inv) v = _mm512_mul_ps(v, _mm512_loadu_ps(inv + j));
-    bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(v), inf, _CMP_NLT_UQ);
-    __mmask16 hit = _mm512_cmp_ps_mask(v, _mm512_set1_ps(t), _CMP_GT_OQ);
-    if (!hit) continue;
-    alignas(64) float vals[16];
-    _mm512_store_ps(vals, v);
-    for (unsigned m = hit; m; m &= m - 1) {
-      int b = __builtin_ctz(m);
-      if (vals[b] > t) {
-        heap.push({vals[b], id0 + j + b});
-        t = heap.threshold();
-      }
-    }
-  }
-  bool finite = bad == 0;
-  if (j < n) finite &= select_row_scalar(row + j, inv ? inv + j : nullptr, n - j, id0 + j, heap);
-  return finite;
-}
-
-bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
-  return yes;
-}
+}  // namespace
 
 // Per-worker scratch, sized on first use.
-struct Scratch {
-  std::vector<float> rows, scores, inv;
+struct TopKAccumulator::Scratch {
+  std::vector<char> raw;  // a tile read from a file
+  std::vector<float> rows, scores, inv, thr;
   ScreenScratch screen;
   HeapSet heaps;
-  std::vector<float> lse_max;
-  std::vector<double> lse_sum;
+  RunningLse lse;
 };
 
-// Adds T·score terms of one row to a running (max, sum of exp) pair.
+namespace {
+
+// The BLAS path (CPUs without AVX-512): adds T·score terms of one row of a
+// score tile to a running (max, sum of exp) pair.
 void accumulate_lse(const float* row, const float* inv, int64_t n, float T, float& mx, double& sum) {
   float m = mx;
   for (int64_t j = 0; j < n; ++j) m = std::max(m, inv ? row[j] * inv[j] : row[j]);
@@ -108,14 +133,86 @@ void accumulate_lse(const float* row, const float* inv, int64_t n, float T, floa
   sum += acc;
 }
 
-void merge_lse(float& mx, double& sum, float omx, double osum, float T) {
-  if (osum == 0) return;
-  float m = std::max(mx, omx);
-  sum = (sum == 0 ? 0 : sum * std::exp(double(T) * (mx - m))) + osum * std::exp(double(T) * (omx - m));
-  mx = m;
+// CPUs without AVX-512: a BLAS score tile per block of the nq × d queries
+// `q`, then selection (and, when T > 0, the softmax terms) row by row.
+void blas_tile(const float* q, int64_t nq, int64_t d, float T, const float* v, int64_t nb, const float* inv, int64_t id0,
+               std::vector<float>& scores, HeapSet& heaps, RunningLse& lse) {
+  scores.resize(kQueryBlock * kTileRows);
+  for (int64_t qb = 0; qb < nq; qb += kQueryBlock) {
+    const int64_t nqb = std::min(kQueryBlock, nq - qb);
+    sgemm(false, true, nqb, nb, d, 1.0f, q + qb * d, d, v, d, 0.0f, scores.data(), nb);
+    for (int64_t i = 0; i < nqb; ++i) {
+      const float* row = scores.data() + i * nb;
+      if (!select_row_scalar(row, inv, nb, id0, heaps.at(qb + i))) {
+        int64_t j = 0;
+        while (j < nb && std::isfinite(inv ? row[j] * inv[j] : row[j])) ++j;
+        fail("vocabulary: row " + std::to_string(id0 + j) +
+             " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+      }
+      if (T > 0) accumulate_lse(row, inv, nb, T, lse.max[qb + i], lse.sum[qb + i]);
+    }
+  }
 }
 
-// The screening format a kernel choice asks for; none for sgemm tiles.
+// Rows [r0, r0 + n) of m as fp32 (fp16 decoded into dst, fp32 read in
+// place) and, when inv is given, 1/‖row‖ of each.
+const float* tile_rows_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (avx512) return tile_avx512(m, r0, n, dst, inv, id0);
+  const float* v = m.f32() + r0 * m.cols;
+  if (m.dtype == DType::F16) rows_to_f32(m, r0, n, dst), v = dst;
+  if (inv) inverse_norms(v, n, m.cols, id0, inv);
+  return v;
+}
+
+// The source bytes of the tile from row r0 (empty at the shard's end).
+Bytes tile_bytes(const MatrixView& m, int64_t r0, int64_t tile_rows) {
+  const int64_t n = std::min(tile_rows, m.rows - r0);
+  const size_t row = m.cols * m.element_size();
+  return {static_cast<const char*>(m.data) + r0 * row, static_cast<size_t>(n) * row};
+}
+
+// A file read at offsets from several threads at once (pread).
+class ReadOnlyFile {
+ public:
+  explicit ReadOnlyFile(const std::string& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ < 0) fail(ErrorCode::File, path + ": cannot open (" + std::strerror(errno) + ")");
+  }
+  ~ReadOnlyFile() { ::close(fd_); }
+  ReadOnlyFile(const ReadOnlyFile&) = delete;
+  ReadOnlyFile& operator=(const ReadOnlyFile&) = delete;
+
+  // Starts the kernel reading [at, at + n) ahead of the scan (a file not in the page cache).
+  void will_need(int64_t at, int64_t n) const { ::posix_fadvise(fd_, at, n, POSIX_FADV_WILLNEED); }
+
+  void read(int64_t at, size_t n, char* dst) const {
+    for (size_t done = 0; done < n;) {
+      const ssize_t got = ::pread(fd_, dst + done, n - done, at + static_cast<int64_t>(done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) fail(ErrorCode::File, path_ + ": cannot read (" + std::strerror(errno) + ")");
+      if (got == 0)
+        fail(ErrorCode::File, path_ + ": ends at byte " + std::to_string(at + static_cast<int64_t>(done)) + ", expected " +
+                                  std::to_string(at + static_cast<int64_t>(n)) + " (truncated?)");
+      done += static_cast<size_t>(got);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
+// The rows fit_screen_frame samples from `rows` rows (every max(1, rows/1024)-th), read from a file.
+std::vector<char> frame_sample(const ReadOnlyFile& file, const FileRows& f, int64_t& n) {
+  const int64_t stride = std::max<int64_t>(1, f.rows / 1024);
+  const size_t row = static_cast<size_t>(f.cols) * (f.dtype == DType::F16 ? 2 : 4);
+  n = (f.rows + stride - 1) / stride;
+  std::vector<char> out(static_cast<size_t>(n) * row);
+  for (int64_t i = 0; i < n; ++i) file.read(f.data_offset + (f.first + i * stride) * static_cast<int64_t>(row), row, out.data() + i * row);
+  return out;
+}
+
+// The screening format a kernel choice asks for; none for fp32 tiles.
 std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax) {
   if (kernel == ScanKernel::Sgemm) return std::nullopt;
   if (kernel == ScanKernel::Auto) {
@@ -145,104 +242,108 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
   require_finite(MatrixView{q_.data(), DType::F32, nq, d}, "queries");
   if (opt.metric == Metric::Cosine) normalise_rows(q_.data(), nq, d, "queries");
   screen_ = screen_format(opt.kernel, softmax());
+  if (!screened() && dense_available()) dq_ = pack_dense_queries(q_.data(), nq, d);
   if (softmax()) {
     chunk_ = HeapSet(nq, opt.k);
-    chunk_max_.assign(nq, -kInf);
-    chunk_sum_.assign(nq, 0.0);
+    chunk_lse_.reset(nq);
   }
+}
+
+int64_t TopKAccumulator::tile_rows() const { return dq_.nq > 0 ? kDenseTileRows : kTileRows; }
+
+void TopKAccumulator::scan_tile(const MatrixView& src, int64_t r0, int64_t nb, int64_t id0, const float* inv_norms,
+                                Scratch& s, Bytes next) {
+  const bool cosine = opt_.metric == Metric::Cosine, dense = dq_.nq > 0;
+  const float T = softmax() ? opt_.softmax_temperature : 0;
+  if (s.heaps.count() == 0) s.heaps = HeapSet(nq_, opt_.k);
+  // fp16 rows are decoded here, a tile at a time, into memory that stays in cache.
+  s.rows.resize(src.dtype == DType::F16 ? tile_rows() * d_ : 0);
+  s.inv.resize(tile_rows());
+  const bool norms = cosine && !inv_norms;
+  const float* v = tile_rows_f32(src, r0, nb, s.rows.data(), norms ? s.inv.data() : nullptr, id0);
+  const float* inv = !cosine ? nullptr : inv_norms ? inv_norms : s.inv.data();
+  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen);
+  else if (dense) scan_tile_dense(dq_, DenseTile{v, nb, inv, id0}, s.heaps, s.thr, T, s.lse, next);
+  else blas_tile(q_.data(), nq_, d_, T, v, nb, inv, id0, s.scores, s.heaps, s.lse);
+}
+
+void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
+                                const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile) {
+  const int64_t tr = tile_rows(), per_task = std::max<int64_t>(1, kTaskRows / tr);
+  const int64_t ntasks = (rows + per_task * tr - 1) / (per_task * tr);
+  const int64_t lanes = dq_.nq > 0 ? dq_.blocks * kLanes : nq_;
+  std::vector<Scratch> scratch(parallel_workers(ntasks));
+  std::vector<RunningLse> sums(softmax() ? ntasks : 0);
+  progress.set_total(rows);
+  parallel_for(ntasks, [&](int64_t task, int w) {
+    Scratch& s = scratch[w];
+    if (softmax()) s.lse.reset(lanes);
+    const int64_t end = std::min(rows, (task + 1) * per_task * tr);
+    for (int64_t r0 = task * per_task * tr; r0 < end; r0 += tr) {
+      progress.check();
+      const int64_t nb = std::min(tr, end - r0);
+      tile(r0, nb, r0 + nb < end ? r0 + nb : rows, s);
+      progress.advance(nb);
+    }
+    if (softmax()) sums[task] = std::move(s.lse);
+  });
+  HeapSet& dst = target();
+  const float T = opt_.softmax_temperature;
+  const int64_t qchunk = 64;
+  parallel_for((nq_ + qchunk - 1) / qchunk, [&](int64_t c, int) {
+    for (int64_t q = c * qchunk; q < std::min(nq_, (c + 1) * qchunk); ++q) {
+      HeapView out = dst.at(q);
+      for (Scratch& s : scratch)
+        if (s.heaps.count() > 0)
+          for (const Scored& e : s.heaps.at(q)) out.push(e);
+      for (const RunningLse& part : sums) chunk_lse_.merge(q, part.max[q], part.sum[q], T);
+    }
+  });
+  rows_seen_ += rows;
+  chunk_open_ = softmax();
 }
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
   require(shard.cols == d_, "vocabulary: expected dimension " + std::to_string(d_) + " (the queries'), got " +
                                 std::to_string(shard.cols));
-  const bool cosine = opt_.metric == Metric::Cosine;
-  const int64_t ntiles = (shard.rows + kTileRows - 1) / kTileRows;
-  const int workers = parallel_workers(ntiles);
-  std::vector<Scratch> scratch(workers);
-  progress.set_total(shard.rows);
   // The screening frame comes from the first shard and serves the rest.
   if (screened() && qs_.nq == 0) qs_ = pack_screen_queries(*screen_, fit_screen_frame(shard), q_.data(), nq_, d_);
-
-  parallel_for(ntiles, [&](int64_t tile, int w) {
-    progress.check();
-    Scratch& s = scratch[w];
-    if (s.heaps.count() == 0) {
-      s.scores.resize(screened() ? 0 : kQueryBlock * kTileRows);
-      s.heaps = HeapSet(nq_, opt_.k);
-      if (softmax()) {
-        s.lse_max.assign(nq_, -kInf);
-        s.lse_sum.assign(nq_, 0.0);
-      }
-    }
-    const int64_t r0 = tile * kTileRows, nb = std::min(kTileRows, shard.rows - r0);
-    const float* v = shard.f32() + r0 * d_;
-    if (shard.dtype != DType::F32) {
-      s.rows.resize(kTileRows * d_);
-      rows_to_f32(shard, r0, nb, s.rows.data());
-      v = s.rows.data();
-    }
-    const float* inv = nullptr;
-    if (cosine) {
-      if (inv_norms) {
-        inv = inv_norms + r0;
-      } else {
-        s.inv.resize(kTileRows);
-        inverse_norms(v, nb, d_, id_offset + r0, s.inv.data());
-        inv = s.inv.data();
-      }
-    }
-    if (screened()) {
-      scan_tile_screened(qs_, ScreenTile{v, nb, inv, id_offset + r0}, s.heaps, s.screen);
-      progress.advance(nb);
-      return;
-    }
-    for (int64_t qb = 0; qb < nq_; qb += kQueryBlock) {
-      const int64_t nqb = std::min(kQueryBlock, nq_ - qb);
-      sgemm(false, true, nqb, nb, d_, 1.0f, q_.data() + qb * d_, d_, v, d_, 0.0f, s.scores.data(), nb);
-      for (int64_t i = 0; i < nqb; ++i) {
-        const float* row = s.scores.data() + i * nb;
-        const int64_t q = qb + i;
-        bool finite = has_avx512() ? select_row_avx512(row, inv, nb, id_offset + r0, s.heaps.at(q))
-                                   : select_row_scalar(row, inv, nb, id_offset + r0, s.heaps.at(q));
-        if (!finite) {
-          int64_t j = 0;
-          while (j < nb && std::isfinite(inv ? row[j] * inv[j] : row[j])) ++j;
-          fail("vocabulary: row " + std::to_string(id_offset + r0 + j) +
-               " gives a non-finite score (its vector holds NaN/Inf or overflows)");
-        }
-        if (softmax()) accumulate_lse(row, inv, nb, opt_.softmax_temperature, s.lse_max[q], s.lse_sum[q]);
-      }
-    }
-    progress.advance(nb);
+  scan_rows(shard.rows, progress, [&](int64_t r0, int64_t nb, int64_t next_r0, Scratch& s) {
+    // The task's next tile comes out of DRAM while this one is scanned.
+    scan_tile(shard, r0, nb, id_offset + r0, inv_norms ? inv_norms + r0 : nullptr, s,
+              tile_bytes(shard, next_r0, tile_rows()));
   });
+}
 
-  HeapSet& dst = target();
-  const int64_t qchunk = 64;
-  parallel_for((nq_ + qchunk - 1) / qchunk, [&](int64_t c, int) {
-    for (int64_t q = c * qchunk; q < std::min(nq_, (c + 1) * qchunk); ++q) {
-      HeapView out = dst.at(q);
-      for (Scratch& s : scratch) {
-        if (s.heaps.count() == 0) continue;
-        for (const Scored& e : s.heaps.at(q)) out.push(e);
-        if (softmax()) merge_lse(chunk_max_[q], chunk_sum_[q], s.lse_max[q], s.lse_sum[q], opt_.softmax_temperature);
-      }
-    }
+void TopKAccumulator::add_file(const FileRows& f, int64_t id_offset, Progress& progress) {
+  require(f.cols == d_, f.path + ": rows of dimension " + std::to_string(f.cols) + ", expected " + std::to_string(d_) +
+                            " (the queries')");
+  const ReadOnlyFile file(f.path);
+  const int64_t row = f.cols * (f.dtype == DType::F16 ? 2 : 4);
+  file.will_need(f.data_offset + f.first * row, f.rows * row);
+  if (screened() && qs_.nq == 0) {
+    int64_t n = 0;
+    const std::vector<char> sample = frame_sample(file, f, n);
+    qs_ = pack_screen_queries(*screen_, fit_screen_frame(MatrixView{sample.data(), f.dtype, n, f.cols}), q_.data(), nq_, d_);
+  }
+  scan_rows(f.rows, progress, [&](int64_t r0, int64_t nb, int64_t, Scratch& s) {
+    // Read into a tile-sized buffer that stays in cache for the decode and the scan.
+    s.raw.resize(static_cast<size_t>(tile_rows() * row));
+    file.read(f.data_offset + (f.first + r0) * row, static_cast<size_t>(nb * row), s.raw.data());
+    scan_tile(MatrixView{s.raw.data(), f.dtype, nb, f.cols}, 0, nb, id_offset + r0, nullptr, s, Bytes{});
   });
-  rows_seen_ += shard.rows;
-  chunk_open_ = softmax();
 }
 
 void TopKAccumulator::end_chunk() {
   if (!softmax() || !chunk_open_) return;
   const float T = opt_.softmax_temperature;
   for (int64_t q = 0; q < nq_; ++q) {
-    const double lse = double(T) * chunk_max_[q] + std::log(chunk_sum_[q]);
+    const double lse = chunk_lse_.lse(q, T);
     HeapView src = chunk_.at(q), out = final_.at(q);
     for (const Scored& e : src) out.push({static_cast<float>(std::exp(double(T) * e.score - lse)), e.id});
     src.clear();
-    chunk_max_[q] = -kInf;
-    chunk_sum_[q] = 0.0;
   }
+  chunk_lse_.reset(nq_);
   chunk_open_ = false;
 }
 

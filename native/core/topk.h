@@ -1,22 +1,26 @@
 // Exact top-k retrieval: queries against a vocabulary that arrives in shards.
-// Each shard is scanned in tiles: a GEMM tile of scores that stays in cache,
-// then a per-row selection against the running k-th best, so no similarity
-// matrix is ever materialised. Shards merge into a running top-k.
+// Each shard is scanned in tiles that stay in cache: fp32 scores held in
+// registers (topk_dense.h) or screened in int8/bf16 (topk_screen.h), each
+// offered to its query's running k-th best as it is computed, so no
+// similarity matrix is ever materialised. Shards merge into a running top-k.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "matrix.h"
 #include "progress.h"
-#include "topk_screen.h"
+#include "topk_dense.h"
 #include "topk_heap.h"
+#include "topk_screen.h"
 
 namespace cl {
 
 enum class Metric { InnerProduct, Cosine };
 
-// How scores are computed: fp32 GEMM tiles, or screening in bf16 or int8
+// How scores are computed: fp32 tiles, or screening in bf16 or int8
 // with a certified error bound and fp32 re-scoring (same results; two or four
 // times the multiply rate; AVX512-BF16 / AVX512-VNNI). Auto takes int8, then
 // bf16, where the CPU has them, except for softmax scoring, which needs every
@@ -32,6 +36,17 @@ struct TopKOptions {
   ScanKernel kernel = ScanKernel::Auto;
 };
 
+// Rows of a row-major array in a file (an .npy's data) that the scan reads
+// itself, a tile at a time into buffers that stay in cache: the rows never
+// make a trip through a large block in memory.
+struct FileRows {
+  std::string path;
+  int64_t data_offset = 0;  // byte offset of row 0
+  DType dtype = DType::F32;
+  int64_t cols = 0;
+  int64_t first = 0, rows = 0;  // the rows to scan: [first, first + rows)
+};
+
 class TopKAccumulator {
  public:
   // queries: nq × d fp32 (copied; normalised under cosine).
@@ -40,6 +55,8 @@ class TopKAccumulator {
   // Scans rows of `shard` with ids id_offset + row. inv_norms (optional,
   // cosine only) holds 1/‖row‖ for the shard's rows; otherwise computed.
   void add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress);
+  // The same for rows read from a file, with ids id_offset + (row - first).
+  void add_file(const FileRows& f, int64_t id_offset, Progress& progress);
   // Softmax mode: closes the current chunk. A no-op otherwise.
   void end_chunk();
   // nq × k, each row best first; missing entries are -inf / -1.
@@ -51,19 +68,27 @@ class TopKAccumulator {
   int64_t rows_seen() const { return rows_seen_; }
 
  private:
+  struct Scratch;  // per worker
   bool softmax() const { return opt_.softmax_temperature > 0; }
+  int64_t tile_rows() const;
+  // Scores rows [r0, r0 + n) of src (ids from id0; inv: their 1/‖row‖ or null) into s.
+  void scan_tile(const MatrixView& src, int64_t r0, int64_t n, int64_t id0, const float* inv, Scratch& s, Bytes next);
+  // Runs tile(t, r0, n, next_r0, s) over the tiles of `rows` rows in tasks of consecutive tiles, then folds
+  // the workers' heaps and the tasks' softmax sums (in task order, so the sums never depend on which worker
+  // took which task) into the running top-k.
+  void scan_rows(int64_t rows, Progress& progress,
+                 const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile);
   bool screened() const { return screen_.has_value(); }
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
   TopKOptions opt_;
   std::vector<float> q_;
-  std::optional<ScreenFormat> screen_;  // chosen at construction; none for sgemm tiles
+  std::optional<ScreenFormat> screen_;  // chosen at construction; none for fp32 tiles
   ScreenQueries qs_;                    // packed at the first shard, whose sample fits the frame
+  DenseQueries dq_;                     // fp32 tiles on AVX-512 CPUs
   HeapSet final_, chunk_;
-  // Softmax mode: running log-sum-exp of T·score per query over the chunk.
-  std::vector<float> chunk_max_;
-  std::vector<double> chunk_sum_;
+  RunningLse chunk_lse_;                // softmax mode: per query, over the chunk
   int64_t rows_seen_ = 0;
   bool chunk_open_ = false;
 };

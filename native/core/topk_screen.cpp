@@ -8,11 +8,10 @@
 #include <utility>
 
 #include "error.h"
+#include "topk_lanes.h"
 
 namespace cl {
 namespace {
-
-constexpr int kLanes = 16;  // queries per register
 
 // Both formats' instructions in one target; neither format's code uses the
 // other's, so the int8 path runs on VNNI CPUs without BF16 too.
@@ -208,36 +207,16 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const ScreenTile& t, i
   }
 }
 
-using Kernel = void (*)(const ScreenQueries&, int64_t, const ScreenTile&, int64_t, HeapSet&, ScreenScratch&);
-template <ScreenFormat F, int QB, int... R>
-constexpr Kernel kernel_for(int r, std::integer_sequence<int, R...>) {
-  constexpr Kernel table[] = {kernel<F, R + 1, QB>...};
-  return table[r - 1];
-}
-
-// All tile rows against query blocks b0 .. b0 + QB, in groups of rows that
-// keep R·QB accumulators in registers.
-template <ScreenFormat F, int QB>
-void sweep(const ScreenQueries& q, int64_t b0, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
-  constexpr int G = QB == 3 ? 8 : 12;
-  for (int64_t r0 = 0; r0 < t.rows; r0 += G) {
-    const int r = static_cast<int>(std::min<int64_t>(G, t.rows - r0));
-    kernel_for<F, QB>(r, std::make_integer_sequence<int, G>{})(q, b0, t, r0, heaps, s);
-  }
-}
-
-// Query blocks outermost: a group of two (three or one where the count is
-// odd; ≤ 48 KiB at d = 512) stays in L1 while the tile's rows stream past.
+// Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
+// stay in L1 while the tile's rows stream past.
 template <ScreenFormat F>
 void scan(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
-  const int first = q.blocks % 2 == 0 ? 2 : q.blocks == 1 ? 1 : 3;
-  for (int64_t b0 = 0; b0 < q.blocks;) {
-    const int qb = b0 == 0 ? first : 2;
-    if (qb == 1) sweep<F, 1>(q, b0, t, heaps, s);
-    else if (qb == 2) sweep<F, 2>(q, b0, t, heaps, s);
-    else sweep<F, 3>(q, b0, t, heaps, s);
-    b0 += qb;
-  }
+  for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
+    constexpr int QB = decltype(qb)::value;
+    for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
+      kernel<F, decltype(r)::value, QB>(q, b0, t, r0, heaps, s);
+    });
+  });
 }
 
 }  // namespace

@@ -1,8 +1,14 @@
 // Exact top-k against a float64 brute force, written from the definition.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../core/blas.h"
@@ -84,8 +90,6 @@ void expect_match(const Run& r, const std::vector<int64_t>& ids, const std::vect
   }
 }
 
-}  // namespace
-
 TEST(exact_ip_matches_brute_force_across_k_and_shards) {
   const int64_t n = 3000, d = 40, nq = 37;
   auto v = randn(n * d, 1), q = randn(nq * d, 2, 3.0f);  // queries not normalised
@@ -140,34 +144,139 @@ TEST(ties_resolve_to_the_lower_id) {
   }
 }
 
+// FALCON's definition in double: p_j = softmax over j's chunk of T·score
+// (cosine or inner product), for one query.
+std::vector<double> chunk_softmax(const float* qi, const std::vector<float>& v, int64_t n, int64_t d, int64_t chunk, double T,
+                                  bool cosine) {
+  std::vector<double> sc(n), p(n);
+  double qn = 0;
+  for (int64_t c = 0; c < d; ++c) qn += double(qi[c]) * qi[c];
+  for (int64_t j = 0; j < n; ++j) {
+    double dot = 0, vn = 0;
+    for (int64_t c = 0; c < d; ++c) dot += double(qi[c]) * v[j * d + c], vn += double(v[j * d + c]) * v[j * d + c];
+    sc[j] = cosine ? dot / std::sqrt(qn * vn) : dot;
+  }
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    const int64_t c1 = std::min(n, c0 + chunk);
+    double mx = *std::max_element(sc.begin() + c0, sc.begin() + c1), z = 0;
+    for (int64_t j = c0; j < c1; ++j) z += std::exp(T * (sc[j] - mx));
+    for (int64_t j = c0; j < c1; ++j) p[j] = std::exp(T * (sc[j] - mx)) / z;
+  }
+  return p;
+}
+
+// Each returned probability is the definition's k-th best, and its id has that probability.
+void expect_softmax(const Run& r, const std::vector<float>& q, const std::vector<float>& v, int64_t nq, int64_t n, int64_t d,
+                    int k, int64_t chunk, double T, bool cosine, double tol) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const std::vector<double> p = chunk_softmax(q.data() + i * d, v, n, d, chunk, T, cosine);
+    std::vector<double> best = p;
+    std::partial_sort(best.begin(), best.begin() + k, best.end(), std::greater<double>());
+    for (int j = 0; j < k; ++j) {
+      const double got = r.scores[i * k + j];
+      CHECK_NEAR(got, best[j], tol * std::max(1e-3, best[j]));
+      CHECK(r.ids[i * k + j] >= 0 && std::fabs(p[r.ids[i * k + j]] - got) <= tol * std::max(1e-3, got));
+    }
+  }
+}
+
+}  // namespace
+
 TEST(chunk_local_softmax_matches_definition) {
   const int64_t n = 1200, d = 16, nq = 3, chunk = 500;
   const float T = 100;
   auto v = randn(n * d, 7), q = randn(nq * d, 8);
   Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, nq, 5, cl::Metric::Cosine, chunk, T);
-  for (int64_t i = 0; i < nq; ++i) {
-    // Definition: p_j = softmax over j's chunk of T·cos; top-5 of p over all j.
-    std::vector<double> cosv(n), p(n);
-    double qn = 0;
-    for (int64_t c = 0; c < d; ++c) qn += double(q[i * d + c]) * q[i * d + c];
-    for (int64_t j = 0; j < n; ++j) {
-      double dot = 0, vn = 0;
-      for (int64_t c = 0; c < d; ++c) dot += double(q[i * d + c]) * v[j * d + c], vn += double(v[j * d + c]) * v[j * d + c];
-      cosv[j] = dot / std::sqrt(qn * vn);
-    }
-    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
-      int64_t c1 = std::min(n, c0 + chunk);
-      double mx = *std::max_element(cosv.begin() + c0, cosv.begin() + c1), z = 0;
-      for (int64_t j = c0; j < c1; ++j) z += std::exp(T * (cosv[j] - mx));
-      for (int64_t j = c0; j < c1; ++j) p[j] = std::exp(T * (cosv[j] - mx)) / z;
-    }
-    std::vector<int64_t> order(n);
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-    for (int k = 0; k < 5; ++k) {
-      CHECK_NEAR(r.scores[i * 5 + k], p[order[k]], 1e-4 * std::max(1.0, p[order[k]]));
-      CHECK(r.ids[i * 5 + k] == order[k] || std::fabs(p[order[k]] - r.scores[i * 5 + k]) < 1e-4);
-    }
+  expect_softmax(r, q, v, nq, n, d, 5, chunk, T, true, 1e-4);
+}
+
+// The one-pass softmax of the fp32 register tiles (running max and sum of
+// exp per query lane, folded across tiles, workers and adds): odd and even
+// query-block counts, a dimension that leaves a partial 16-lane chunk,
+// fp32 and fp16 rows, cosine and inner product, a chunk spanning adds.
+TEST(one_pass_softmax_matches_definition_across_blocks_adds_and_storage) {
+  const int64_t n = 3000, d = 40, chunk = 1300, add_rows = 450;
+  auto v = randn(n * d, 51, 0.2f);
+  std::vector<uint16_t> h(n * d);
+  cl::floats_to_halves(v.data(), h.data(), n * d);
+  std::vector<float> vh(n * d);
+  cl::halves_to_floats(h.data(), vh.data(), n * d);
+  for (int64_t nq : {int64_t(5), int64_t(37), int64_t(131)})
+    for (bool cosine : {true, false})
+      for (bool half : {false, true}) {
+        auto q = randn(nq * d, 52 + nq, cosine ? 2.0f : 0.3f);
+        const double T = cosine ? 100 : 20;
+        cl::TopKOptions opt;
+        opt.k = 7;
+        opt.metric = cosine ? cl::Metric::Cosine : cl::Metric::InnerProduct;
+        opt.softmax_temperature = static_cast<float>(T);
+        opt.kernel = cl::ScanKernel::Sgemm;
+        cl::TopKAccumulator acc(q.data(), nq, d, opt);
+        for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+          for (int64_t r0 = c0; r0 < std::min(n, c0 + chunk); r0 += add_rows) {
+            const int64_t rows = std::min({add_rows, n - r0, c0 + chunk - r0});
+            const void* data = half ? static_cast<const void*>(h.data() + r0 * d) : v.data() + r0 * d;
+            cl::Progress p;
+            acc.add(cl::MatrixView{data, half ? cl::DType::F16 : cl::DType::F32, rows, d}, r0, nullptr, p);
+          }
+          acc.end_chunk();
+        }
+        Run r{std::vector<float>(nq * 7), std::vector<int64_t>(nq * 7)};
+        acc.result(r.scores.data(), r.ids.data());
+        expect_softmax(r, q, half ? vh : v, nq, n, d, 7, chunk, T, cosine, 1e-4);  // fp32 scores, times T
+      }
+}
+
+namespace {
+
+// An .npy-like file: a header of `offset` bytes, then the rows.
+std::string write_rows_file(const void* rows, size_t bytes, int64_t offset) {
+  char path[] = "/tmp/cl_test_rows_XXXXXX";
+  const int fd = mkstemp(path);
+  std::vector<char> head(static_cast<size_t>(offset), 'h');
+  CHECK(write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size()));
+  CHECK(write(fd, rows, bytes) == static_cast<ssize_t>(bytes));
+  close(fd);
+  return path;
+}
+
+}  // namespace
+
+// Rows the scan reads from a file itself (a sub-range, after a header) give
+// what the same rows give from memory, for every kernel and both storages.
+TEST(add_file_equals_add_in_memory) {
+  const int64_t n = 2600, d = 40, nq = 21, first = 300, rows = 2000, offset = 128;
+  auto v = randn(n * d, 61), q = randn(nq * d, 62);
+  std::vector<uint16_t> h(n * d);
+  cl::floats_to_halves(v.data(), h.data(), n * d);
+  for (bool half : {false, true}) {
+    const void* base = half ? static_cast<const void*>(h.data()) : v.data();
+    const size_t elem = half ? 2 : 4;
+    const std::string path = write_rows_file(base, n * d * elem, offset);
+    for (auto kern : kernels())
+      for (float T : {0.0f, 50.0f}) {
+        if (T > 0 && kern != cl::ScanKernel::Sgemm) continue;
+        cl::TopKOptions opt;
+        opt.k = 9;
+        opt.metric = cl::Metric::Cosine;
+        opt.softmax_temperature = T;
+        opt.kernel = kern;
+        cl::TopKAccumulator from_file(q.data(), nq, d, opt), from_memory(q.data(), nq, d, opt);
+        cl::Progress p1, p2;
+        from_file.add_file(cl::FileRows{path, offset, half ? cl::DType::F16 : cl::DType::F32, d, first, rows}, 7, p1);
+        from_memory.add(cl::MatrixView{static_cast<const char*>(base) + first * d * elem, half ? cl::DType::F16 : cl::DType::F32, rows, d},
+                        7, nullptr, p2);
+        Run a{std::vector<float>(nq * 9), std::vector<int64_t>(nq * 9)}, b = a;
+        from_file.result(a.scores.data(), a.ids.data());
+        from_memory.result(b.scores.data(), b.ids.data());
+        CHECK(a.ids == b.ids);
+        for (size_t i = 0; i < a.scores.size(); ++i) CHECK_NEAR(a.scores[i], b.scores[i], 1e-6 * std::max(1.0f, std::fabs(b.scores[i])));
+      }
+    cl::TopKAccumulator acc(q.data(), nq, d, cl::TopKOptions{});
+    cl::Progress p;
+    CHECK_THROWS_WITH(acc.add_file(cl::FileRows{path, offset, half ? cl::DType::F16 : cl::DType::F32, d, first, n}, 0, p), "(truncated?)");
+    CHECK_THROWS_WITH(acc.add_file(cl::FileRows{path + ".missing", 0, cl::DType::F32, d, 0, 1}, 0, p), ".missing: cannot open");
+    std::remove(path.c_str());
   }
 }
 

@@ -1,9 +1,12 @@
 #include <cmath>
 #include <limits>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "../core/fp16.h"
 #include "../core/vocab_rows.h"
+#include "../core/vocab_texts.h"
 #include "check.h"
 
 namespace {
@@ -80,4 +83,59 @@ TEST(transform_rows_names_the_row_with_nan_or_zero_norm) {
   cl::Progress p3;
   cl::transform_rows(m, out.data(), t, 0, p3);  // centring alone allows a zero row
   for (int64_t j = 0; j < d; ++j) CHECK(out[7 * d + j] == 0.f);
+}
+
+// A Snappy block built by hand: a literal, a copy that overlaps itself
+// (repeating a pattern), a one-byte run, and a literal whose length takes
+// an extra byte; then damage: a copy reaching before the start, a length
+// header that disagrees with the page, a literal cut off.
+TEST(snappy_decodes_literals_and_overlapping_copies_and_names_damage) {
+  std::vector<uint8_t> in = {30, 0x0c, 'a', 'b', 'c', 'd', 0x11, 4, 0x1e, 1, 0};  // 30 bytes: "abcd" + 8 copied + 8 × 'd'
+  std::vector<uint8_t> tail(10);
+  for (int i = 0; i < 10; ++i) tail[i] = uint8_t('0' + i);
+  in.push_back(0xf0);  // literal, length in one more byte (9 + 1)
+  in.push_back(9);
+  in.insert(in.end(), tail.begin(), tail.end());
+  std::vector<uint8_t> out(30);
+  cl::snappy_uncompress(in.data(), in.size(), out.data(), out.size(), "p.parquet");
+  CHECK(std::string(out.begin(), out.end()) == "abcdabcdabcddddddddd0123456789");
+  std::vector<uint8_t> bad = {8, 0x0c, 'a', 'b', 'c', 'd', 0x01, 9};  // copy from 9 bytes back, 4 written
+  std::vector<uint8_t> o8(8);
+  CHECK_THROWS_WITH(cl::snappy_uncompress(bad.data(), bad.size(), o8.data(), 8, "p.parquet"), "p.parquet: damaged Snappy data (copy out of range)");
+  CHECK_THROWS_WITH(cl::snappy_uncompress(in.data(), in.size(), out.data(), 29, "p.parquet"), "the page header says 29");
+  std::vector<uint8_t> cut(in.begin(), in.end() - 3);
+  CHECK_THROWS_WITH(cl::snappy_uncompress(cut.data(), cut.size(), out.data(), 30, "p.parquet"), "literal past the end");
+}
+
+TEST(plain_spans_walk_length_prefixed_values_and_reject_overruns) {
+  std::vector<uint8_t> page = {3, 0, 0, 0, 'c', 'a', 't', 0, 0, 0, 0, 2, 0, 0, 0, 'o', 'k'};
+  int32_t start[3], length[3];
+  CHECK(cl::plain_spans(page.data(), page.size(), 3, start, length, "m.parquet") == page.size());
+  CHECK(start[0] == 4 && length[0] == 3 && length[1] == 0 && start[2] == 15 && length[2] == 2);
+  page[11] = 9;
+  CHECK_THROWS_WITH(cl::plain_spans(page.data(), page.size(), 3, start, length, "m.parquet"), "m.parquet: value 2 of 3 claims 9 bytes, 2 remain");
+}
+
+// First occurrences against std::set over the strings, with far more texts
+// than the table was sized for (it doubles) and texts of every length class
+// the hash reads in blocks and tails.
+TEST(text_hash_set_marks_first_occurrences_like_a_set_of_strings) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 20000; ++i) texts.push_back(std::string(size_t(i % 37), 'x') + std::to_string((i * 7919) % 6000));
+  texts.push_back("");
+  texts.push_back("");
+  std::string bytes;
+  std::vector<int32_t> start, length;
+  for (const std::string& t : texts) start.push_back(int32_t(bytes.size())), length.push_back(int32_t(t.size())), bytes += t;
+  cl::TextHashSet set(100);
+  std::vector<uint8_t> first(texts.size());
+  // Two calls: the set carries over between them.
+  const int64_t half = int64_t(texts.size() / 2);
+  const auto* b = reinterpret_cast<const uint8_t*>(bytes.data());
+  set.add(b, start.data(), length.data(), half, first.data());
+  set.add(b, start.data() + half, length.data() + half, int64_t(texts.size()) - half, first.data() + half);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < texts.size(); ++i) CHECK(first[i] == (seen.insert(texts[i]).second ? 1 : 0));
+  CHECK(set.size() == int64_t(seen.size()));
+  CHECK(set.memory_bytes() >= seen.size() * 16 * 4 / 3);
 }

@@ -27,6 +27,7 @@ interface ServeFlags extends SourceFlags {
   maxQueue?: number;
   token?: string;
   log?: boolean;
+  computeNice?: number;
 }
 
 /** The flags' vocabulary, served first (the default), before those of the configuration file. */
@@ -49,7 +50,7 @@ export function serveOptions(o: ServeFlags): ServerOptions {
   const defined = <T extends object>(x: T) => Object.fromEntries(Object.entries(x).filter(([, v]) => v !== undefined)) as Partial<T>;
   return {
     ...file,
-    ...defined({ host: o.host, port: o.port, logger: o.log, token: o.token ?? process.env.CONCEPTLENS_TOKEN }),
+    ...defined({ host: o.host, port: o.port, logger: o.log, computeNice: o.computeNice, token: o.token ?? process.env.CONCEPTLENS_TOKEN }),
     vocabularies: [...(vocab ? [vocab] : []), ...(file.vocabularies ?? [])],
     splice: splice ?? (file.splice && o.l1 !== undefined ? { ...file.splice, l1: o.l1 } : file.splice),
     model: o.model ? { path: o.model, output: o.modelOutput } : file.model,
@@ -114,5 +115,6 @@ export function registerServe(program: Command): void {
     .option('--max-queue <rows>', 'rows that may wait per queue before requests get 503 (default 1024)', integer('--max-queue'))
     .option('--token <token>', 'require Authorization: Bearer <token> on every route but /health (default $CONCEPTLENS_TOKEN, which ps does not show)')
     .option('--log', 'log every request (JSON lines on stdout)')
+    .option('--compute-nice <n>', 'niceness of the engine threads, so the event loop preempts them (default 10; 0: none)', integer('--compute-nice', 0, 19))
     .action(act((o: ServeFlags, { signal }) => serve(o, signal)));
 }

@@ -29,6 +29,8 @@ export interface EngineInfo {
   blasCore: string;
   /** Threads of the compute pool. */
   computeThreads: number;
+  /** Niceness of the compute threads (0: as the process; see {@link setComputeNice}). */
+  computeNice: number;
   /** Whether the CPU supports AVX-512F. */
   avx512: boolean;
   /** Screening formats this CPU runs for the exact scan. */
@@ -43,11 +45,20 @@ export interface EngineInfo {
 export interface NativeTopK {
   add(vectors: FloatRows, rows: number, idOffset: number, invNorms: Float32Array | null,
     onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  addFile(path: string, dataOffset: number, dtype: 'float32' | 'float16', cols: number, first: number, rows: number,
+    idOffset: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   endChunk(): void;
   result(): Promise<{ scores: Float32Array; ids: BigInt64Array }>;
 }
 export type NativeTopKClass = new (queries: Float32Array, nq: number, d: number, k: number, metric: 'ip' | 'cosine',
   softmaxTemperature: number, device: Device, kernel: ScanKernel) => NativeTopK;
+
+// ---- vocab_binding.cpp
+export interface NativeTextHashSet {
+  add(bytes: Uint8Array, start: Int32Array, length: Int32Array, n: number): Uint8Array;
+  readonly size: number;
+  readonly memoryBytes: number;
+}
 
 // ---- glm_binding.cpp
 export interface NativeGlmOptions {
@@ -191,6 +202,7 @@ export interface NativeSaeTrainer {
 export interface Addon {
   info(): Omit<EngineInfo, "addon">;
   setThreads(threads: number): number;
+  setNice(nice: number): number;
   // fp16_binding.cpp
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;
@@ -215,6 +227,9 @@ export interface Addon {
   transformRows(src: FloatRows, rows: number, dim: number, out: Float32Array, normalize: boolean, center: boolean,
     mean: Float32Array | null, rowBase: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   firstNonFiniteRow(src: FloatRows, rows: number, dim: number): number;
+  snappyUncompress(src: Uint8Array, dst: Uint8Array, what: string): Promise<void>;
+  plainSpans(data: Uint8Array, n: number, start: Int32Array, length: Int32Array, what: string): number;
+  TextHashSet: new (expected: number) => NativeTextHashSet;
   SaeTrainer: new (config: SaeConfig) => NativeSaeTrainer;
   readSaeConfig(path: string): Required<SaeConfig>;
 }

@@ -12,3 +12,12 @@ export function engineInfo(): EngineInfo {
 export function setComputeThreads(threads: number): number {
   return nativeSync(() => engine().setThreads(threads));
 }
+
+/**
+ * Niceness of the threads that run kernels, for later calls: 0 (default) as the process, up to 19 for the lowest
+ * priority. A service raises it so its event loop (parsing requests, health checks) preempts a saturated engine;
+ * on Linux a thread's niceness only rises, so lowering it again affects new threads alone. Returns the value in effect.
+ */
+export function setComputeNice(nice: number): number {
+  return nativeSync(() => engine().setNice(nice));
+}

@@ -11,6 +11,16 @@ export interface TopKScanOptions {
   kernel: ScanKernel;
 }
 
+/** Rows [first, first + rows) of a row-major array stored in a file from byte dataOffset. */
+export interface FileRowsRef {
+  path: string;
+  dataOffset: number;
+  dtype: 'float32' | 'float16';
+  cols: number;
+  first: number;
+  rows: number;
+}
+
 /** Queries scanned against rows that arrive in blocks; one add() at a time. */
 export class TopKScan {
   private readonly scan: NativeTopK;
@@ -22,6 +32,12 @@ export class TopKScan {
   /** Scans `rows` rows with ids idOffset + row; invNorms (cosine) saves computing the row norms. */
   add(vectors: FloatRows, rows: number, idOffset: number, invNorms: Float32Array | null, opts: ProgressOptions = {}): Promise<void> {
     return nativeCall(opts, (onProgress, cancel) => this.scan.add(vectors, rows, idOffset, invNorms, onProgress, cancel));
+  }
+
+  /** Scans rows [first, first + rows) of a row-major file (an .npy's data from dataOffset), read by the engine itself; ids idOffset + i. */
+  addFile(f: FileRowsRef, idOffset: number, opts: ProgressOptions = {}): Promise<void> {
+    return nativeCall(opts, (onProgress, cancel) =>
+      this.scan.addFile(f.path, f.dataOffset, f.dtype, f.cols, f.first, f.rows, idOffset, onProgress, cancel));
   }
 
   /** Closes a softmax chunk (shard). */

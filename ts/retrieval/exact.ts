@@ -3,11 +3,11 @@
 // running merge across shards.
 import type { ProgressOptions } from '../abort.js';
 import type { ScanKernel } from '../engine/addon.js';
-import { TopKScan } from '../engine/topk.js';
+import { TopKScan, type FileRowsRef } from '../engine/topk.js';
 import { argError } from '../errors.js';
 import { rowsOf } from '../matrix.js';
 
-export type { ScanKernel };
+export type { ScanKernel, FileRowsRef };
 /** Score of a row against a query: inner product, or cosine (both normalised by the kernel). */
 export type Metric = 'ip' | 'cosine';
 
@@ -61,6 +61,16 @@ export class ExactTopK {
     await this.scan.add(vectors, rows, offset, opts.invNorms ?? null,
       { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
     this.rowsSeen = Math.max(this.rowsSeen, offset + rows);
+  }
+
+  /**
+   * Adds rows [first, first + rows) of a row-major array stored in a file (an .npy's data from `dataOffset`), read by
+   * the engine a tile at a time into cache-sized buffers; ids continue as for add(). CPU only.
+   */
+  async addFile(file: FileRowsRef, opts: ProgressOptions & { idOffset?: number } = {}): Promise<void> {
+    const offset = opts.idOffset ?? this.rowsSeen;
+    await this.scan.addFile(file, offset, { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
+    this.rowsSeen = Math.max(this.rowsSeen, offset + file.rows);
   }
 
   /** Closes a softmax chunk; the next add() starts a new one. */

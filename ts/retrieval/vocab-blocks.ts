@@ -53,8 +53,11 @@ export const DEFAULT_BLOCK_BYTES = 64 * 2 ** 20;
 const bytesPer = (h: NpyHeader) => (h.dtype === 'float16' ? 2 : 4);
 export const dimOf = (h: NpyHeader) => h.shape[1];
 
+/** Where a block's rows come from: enough to name a row's file and its own row number. */
+export type BlockPlace = Pick<Block, 'shard' | 'start' | 'local' | 'fileStart'>;
+
 /** "file: row r" for row i of a block: errors name the file and its own row number. */
-export function rowName(shards: Shard[], b: Block, i: number): string {
+export function rowName(shards: Shard[], b: BlockPlace, i: number): string {
   return `${shards[b.shard].header.path}: row ${b.local ? b.local[i] : b.fileStart + i}`;
 }
 
@@ -71,7 +74,7 @@ export class Scratch {
 }
 
 /** A native error about vocabulary row N (a block's rows are N = b.start + i), restated as its file and row. */
-export function restateRow(e: unknown, shards: Shard[], b: Block): unknown {
+export function restateRow(e: unknown, shards: Shard[], b: BlockPlace): unknown {
   if (!(e instanceof ConceptLensError) || e.code === 'ERR_ABORTED') return e;
   const m = /^vocabulary: row (\d+) (.*)$/s.exec(e.message);
   return m ? new ConceptLensError(e.code, `${rowName(shards, b, Number(m[1]) - b.start)} ${m[2]}`) : e;

@@ -3,14 +3,16 @@
 // no gap, with captions in metadata_{i}.parquet (column `caption`), in
 // captions_{i}.txt, or in one captions.txt for all rows. This is the one LAION
 // shard reader (search, vocab build and FALCON's captions all use it). Row
-// counts of the captions are checked at open; their texts are read on demand.
+// counts of the captions are checked at open (a Parquet footer, or one pass
+// that indexes a text file's lines); their texts are read on demand, only
+// the pages or lines that hold the rows asked for.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConceptLensError, fileError } from '../errors.js';
 import { readNpyHeader, type NpyHeader } from '../io/npy.js';
-import { parquetRows, readParquetStrings } from '../io/parquet.js';
-import { countLines, readLines } from '../io/text.js';
-import { ArrayTexts, PartTexts, type TextPart, type Texts } from './texts.js';
+import { ParquetColumn } from '../io/parquet.js';
+import { readLines } from '../io/text.js';
+import { ArrayTexts, LineFile, PartTexts, parquetPart, type TextPart, type Texts } from './texts.js';
 import { dimOf, type Shard } from './vocab-blocks.js';
 
 export interface Source {
@@ -76,6 +78,13 @@ function perShard(files: string[]): string[] | undefined {
   return files;
 }
 
+/** A text file's lines as the texts of `rows` rows from `first`. */
+function linePart(path: string, first: number, rows: number, what: string): TextPart {
+  const lines = LineFile.index(path);
+  requireCount(path, lines.lines, rows, what);
+  return { first, rows, read: (local) => lines.read(local), runs: () => lines.runs() };
+}
+
 async function laionTexts(dir: string, headers: NpyHeader[]): Promise<Texts | undefined> {
   const n = headers.length, firsts: number[] = [];
   let rows = 0;
@@ -84,20 +93,17 @@ async function laionTexts(dir: string, headers: NpyHeader[]): Promise<Texts | un
   if (parquets) {
     const parts: TextPart[] = [];
     for (let i = 0; i < n; i++) {
-      requireCount(parquets[i], await parquetRows(parquets[i], 'caption'), headers[i].shape[0], headers[i].path);
-      parts.push({ first: firsts[i], rows: headers[i].shape[0], load: () => readParquetStrings(parquets[i], 'caption') });
+      const column = await ParquetColumn.open(parquets[i], 'caption');
+      requireCount(parquets[i], column.rows, headers[i].shape[0], headers[i].path);
+      parts.push(parquetPart(firsts[i], column));
     }
     return new PartTexts(parts);
   }
   const txts = perShard(headers.map((_, i) => join(dir, `captions_${i}.txt`)));
-  if (txts) {
-    txts.forEach((t, i) => requireCount(t, countLines(t), headers[i].shape[0], headers[i].path));
-    return new PartTexts(txts.map((t, i) => ({ first: firsts[i], rows: headers[i].shape[0], load: async () => readLines(t) })));
-  }
+  if (txts) return new PartTexts(txts.map((t, i) => linePart(t, firsts[i], headers[i].shape[0], headers[i].path)));
   const all = join(dir, 'captions.txt');
   if (!existsSync(all)) return undefined;
-  requireCount(all, countLines(all), rows, `all ${n} text_emb shards`);
-  return new PartTexts([{ first: 0, rows, load: async () => readLines(all) }]);
+  return new PartTexts([linePart(all, 0, rows, `all ${n} text_emb shards`)]);
 }
 
 export async function openLaionDir(dir: string): Promise<Source> {

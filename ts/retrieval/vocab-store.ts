@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { firstNonFiniteRow } from '../engine/vocab.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
-import type { Texts } from './texts.js';
+import { textRuns, type ByteRun, type Texts } from './texts.js';
 import { dimOf, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
 import { readJson } from '../io/text.js';
+
 
 export const MANIFEST = 'manifest.json';
 const FORMAT = 'conceptlens-vocabulary';
@@ -68,19 +69,28 @@ function intNpy(values: ArrayLike<number>, maxValue: number): Buffer {
     : npyBytes(BigInt64Array.from(Array.from(values, (v) => BigInt(v))), [values.length], 'int64');
 }
 
-/** The texts as UTF-8 parts (written one after another) and their offsets. */
-async function textBlob(texts: Texts): Promise<{ blob: Buffer[]; offsets: Buffer }> {
-  const blob: Buffer[] = [];
-  const offsets = new Float64Array(texts.length + 1);
-  let i = 0;
-  for await (const part of texts.parts())
-    for (const t of part) {
-      const b = Buffer.from(t, 'utf8');
-      blob.push(b);
-      offsets[i + 1] = offsets[i] + b.length;
-      i++;
+/**
+ * Writes the texts one after another as UTF-8, run by run through a 4 MiB buffer (never all of them in memory), and
+ * returns their offsets.
+ */
+async function writeTexts(texts: Texts, out: FileSink): Promise<Buffer> {
+  const offsets = new Float64Array(texts.length + 1), buf = Buffer.allocUnsafe(1 << 22);
+  let i = 0, used = 0;
+  for await (const r of textRuns(texts))
+    for (let j = 0; j < r.start.length; j++, i++) {
+      const n = r.length[j];
+      if (used + n > buf.length) out.write(buf.subarray(0, used)), (used = 0);
+      if (n > buf.length) out.write(r.bytes.subarray(r.start[j], r.start[j] + n));
+      else buf.set(r.bytes.subarray(r.start[j], r.start[j] + n), used), (used += n);
+      offsets[i + 1] = offsets[i] + n;
     }
-  return { blob, offsets: intNpy(offsets, offsets[texts.length]) };
+  out.write(buf.subarray(0, used));
+  return intNpy(offsets, offsets[texts.length]);
+}
+
+/** A file being written, with its size and sha256 kept as it grows. */
+interface FileSink {
+  write(part: Uint8Array): void;
 }
 
 /** Moves the finished temp directory to `out`, replacing an older store there (never other data). */
@@ -98,28 +108,31 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
   mkdirSync(tmp, { recursive: true });
   const files: Manifest['files'] = {};
   // Parts are written one after another, so large blocks are never copied.
-  const put = (name: string, ...parts: Uint8Array[]) => {
+  const stream = async (name: string, fill: (out: FileSink) => Promise<void> | void) => {
     const fd = openSync(join(tmp, name), 'w');
     const hash = createHash('sha256');
     let bytes = 0;
     try {
-      for (const p of parts) {
-        writeSync(fd, p);
-        hash.update(p);
-        bytes += p.length;
-      }
+      await fill({
+        write: (p) => {
+          writeSync(fd, p);
+          hash.update(p);
+          bytes += p.length;
+        },
+      });
     } finally {
       closeSync(fd);
     }
     files[name] = { bytes, sha256: hash.digest('hex') };
     return name;
   };
+  const put = (name: string, ...parts: Uint8Array[]) => stream(name, (out) => parts.forEach((p) => out.write(p)));
   try {
     const shards: Manifest['shards'] = [];
     for await (const b of readBlocks(v.shards, opts.blockBytes, opts.signal)) {
       const bad = firstNonFiniteRow(b.data, v.dim);
       if (bad >= 0) throw new ConceptLensError('ERR_NAN', `${rowName(v.shards, b, bad)} holds NaN/Inf`);
-      const file = put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
+      const file = await put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
         new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength));
       shards.push({ file, rows: b.rows, chunk: v.shards[b.shard].chunk });
       opts.onProgress?.(b.start + b.rows, v.rows);
@@ -128,11 +141,13 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
       format: FORMAT, version: 1, dim: v.dim, dtype: v.dtype, rows: v.rows, sourceRows: v.sourceRows,
       transforms: v.transforms, shards, files,
     };
-    if (v.mean) m.mean = put('mean.npy', npyBytes(v.mean, [v.dim], 'float64'));
-    if (v.ids) m.ids = put('ids.npy', intNpy(v.ids, v.sourceRows));
+    if (v.mean) m.mean = await put('mean.npy', npyBytes(v.mean, [v.dim], 'float64'));
+    if (v.ids) m.ids = await put('ids.npy', intNpy(v.ids, v.sourceRows));
     if (v.texts) {
-      const { blob, offsets } = await textBlob(v.texts);
-      m.texts = { blob: put('texts.bin', ...blob), offsets: put('texts_offsets.npy', offsets) };
+      const texts = v.texts;
+      let offsets: Buffer = Buffer.alloc(0);
+      const blob = await stream('texts.bin', async (out) => void (offsets = await writeTexts(texts, out)));
+      m.texts = { blob, offsets: await put('texts_offsets.npy', offsets) };
     }
     writeFileSync(join(tmp, MANIFEST), JSON.stringify(m, null, 1));
     swapInto(tmp, out);
@@ -162,11 +177,23 @@ class BlobTexts implements Texts {
     for (let i0 = 0; i0 < this.length; i0 += step)
       yield Array.from({ length: Math.min(step, this.length - i0) }, (_, j) => this.get(i0 + j));
   }
+  async *runs(): AsyncIterable<ByteRun> {
+    const step = 1 << 16;
+    for (let i0 = 0; i0 < this.length; i0 += step) {
+      const i1 = Math.min(this.length, i0 + step), from = this.offsets[i0];
+      const bytes = this.range(from, this.offsets[i1]), start = new Int32Array(i1 - i0), length = new Int32Array(i1 - i0);
+      for (let i = i0; i < i1; i++) (start[i - i0] = this.offsets[i] - from), (length[i - i0] = this.offsets[i + 1] - this.offsets[i]);
+      yield { bytes, start, length };
+    }
+  }
   private get(i: number): string {
-    const a = this.offsets[i], b = this.offsets[i + 1];
+    return this.range(this.offsets[i], this.offsets[i + 1]).toString('utf8');
+  }
+  /** Bytes [a, b) of the blob. */
+  private range(a: number, b: number): Buffer {
     if (this.offsets[this.length] <= WHOLE_BLOB_BYTES) {
       this.blob ??= readFileSync(this.path);
-      return this.blob.toString('utf8', a, b);
+      return this.blob.subarray(a, b);
     }
     const buf = Buffer.alloc(b - a), fd = openSync(this.path, 'r');
     try {
@@ -174,7 +201,7 @@ class BlobTexts implements Texts {
     } finally {
       closeSync(fd);
     }
-    return buf.toString('utf8');
+    return buf;
   }
 }
 

@@ -1,17 +1,18 @@
 // A concept vocabulary: texts (optional) plus an embedding matrix held as
 // shards on disk (fp16 or fp32), with optional L2 normalisation,
-// mean-centring and caption de-duplication. Searches stream the shards in
-// bounded blocks through the exact top-k kernel, so a vocabulary larger than
-// memory is never loaded whole.
+// mean-centring and caption de-duplication. Searches hand whole shard files
+// to the exact top-k kernel, which reads them a cache-sized tile at a time
+// (or stream bounded blocks through it when rows are dropped or rewritten),
+// so a vocabulary larger than memory is never loaded whole.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProgressOptions } from '../abort.js';
+import { throwIfAborted, type ProgressOptions } from '../abort.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
-import { firstNonFiniteRow } from '../engine/vocab.js';
+import { firstNonFiniteRow, TextHashSet } from '../engine/vocab.js';
 import { readLines } from '../io/text.js';
 import { requireArray, rowsOf } from '../matrix.js';
-import { ExactTopK, type Metric, type ScanKernel, type SearchResult } from './exact.js';
-import { ArrayTexts, SubsetTexts, type Texts } from './texts.js';
+import { ExactTopK, type FileRowsRef, type Metric, type ScanKernel, type SearchResult } from './exact.js';
+import { ArrayTexts, SubsetTexts, textRuns, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
 import { MANIFEST, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writeStore, type VocabContent } from './vocab-store.js';
@@ -82,21 +83,33 @@ export interface VocabSearchResult {
 
 type Kept = Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'>;
 
-/** First occurrence of each text wins: kept rows per shard and their original ids. */
-async function dedupe(src: Source, path: string): Promise<Kept> {
+/**
+ * First occurrence of each text wins: kept rows per shard and their original ids. The texts are compared by 128-bit
+ * hashes of their UTF-8 bytes, read a page at a time: memory is under 43 bytes per distinct text for the hashes (8 GiB
+ * for 400M distinct captions) plus 12 bytes per kept row for the ids, never the texts themselves.
+ */
+async function dedupe(src: Source, path: string, signal?: AbortSignal): Promise<Kept> {
   if (!src.texts) throw new ConceptLensError('ERR_ARG', `${path}: dedupe needs captions or names, and this vocabulary has none`);
-  const seen = new Set<string>(), ids: number[] = [];
-  let g = 0;
-  for await (const part of src.texts.parts())
-    for (const t of part) {
-      if (!seen.has(t)) seen.add(t), ids.push(g);
-      g++;
-    }
-  return keepRows(src, ids, g);
+  const seen = new TextHashSet(src.texts.length);
+  let ids: Float64Array = new Float64Array(1 << 16), kept = 0, g = 0;
+  for await (const r of textRuns(src.texts)) {
+    throwIfAborted(signal);
+    const first = seen.add(r.bytes, r.start, r.length, r.start.length);
+    if (kept + first.length > ids.length) ids = grown(ids, kept + first.length);
+    for (let i = 0; i < first.length; i++, g++) if (first[i]) ids[kept++] = g;
+  }
+  return keepRows(src, ids.subarray(0, kept), g);
+}
+
+/** A copy of a with room for at least n values (doubling, so appends stay linear). */
+function grown(a: Float64Array, n: number): Float64Array {
+  const out = new Float64Array(Math.max(n, 2 * a.length));
+  out.set(a);
+  return out;
 }
 
 /** The source with only the original rows `ids` (ascending) of its `total` rows kept. */
-function keepRows(src: Source, ids: ArrayLike<number>, total: number): Kept {
+function keepRows(src: Source, ids: Float64Array, total: number): Kept {
   let k = 0, first = 0;
   const shards = src.shards.map((s) => {
     const keep: number[] = [];
@@ -105,8 +118,7 @@ function keepRows(src: Source, ids: ArrayLike<number>, total: number): Kept {
     return { ...s, rows: keep.length, keep: keep.length === s.rows ? undefined : Int32Array.from(keep) };
   });
   if (ids.length === total) return { shards, rows: total, ids: undefined, texts: src.texts };
-  const kept = Float64Array.from(ids);
-  return { shards, rows: ids.length, ids: kept, texts: src.texts && new SubsetTexts(src.texts, kept) };
+  return { shards, rows: ids.length, ids, texts: src.texts && new SubsetTexts(src.texts, ids) };
 }
 
 /** Checks a keepRows option against the source's rows (ascending, in range) before it shapes the vocabulary. */
@@ -188,7 +200,7 @@ export class Vocabulary implements VocabContent {
     const rows = src.shards.reduce((a, s) => a + s.rows, 0);
     const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
     if (opts.dedupe && opts.keepRows) throw new ConceptLensError('ERR_ARG', `${path}: dedupe and keepRows both choose the rows kept; give one`);
-    const kept = opts.dedupe ? await dedupe(src, path) : opts.keepRows ? keepRows(src, requireKeepRows(opts.keepRows, rows, path), rows) : base;
+    const kept = opts.dedupe ? await dedupe(src, path, opts.signal) : opts.keepRows ? keepRows(src, requireKeepRows(opts.keepRows, rows, path), rows) : base;
     const transforms = { normalize: !!opts.normalize, center: !!opts.center };
     const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
@@ -221,18 +233,32 @@ export class Vocabulary implements VocabContent {
     const softmax = (opts.softmaxTemperature ?? 0) > 0;
     const acc = new ExactTopK(queries, nq, this.dim,
       { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature, kernel: opts.kernel, device: opts.device });
-    let chunk: number | undefined, scanned = 0;
+    // Whole files the engine reads itself (no rows dropped, none rewritten): a tile at a time into cache-sized buffers.
+    const direct = (s: Shard) => !s.data && !s.keep && mode !== 'rewrite' && (opts.device ?? 'cpu') === 'cpu';
+    let chunk: number | undefined, scanned = 0, start = 0;
     const scratch = new Scratch(), mean = this.mean32();
-    for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal, inScan)) {
-      const c = this.shards[b.shard].chunk;
-      if (softmax && chunk !== undefined && c !== chunk) acc.endChunk();
-      chunk = c;
-      const data = mode === 'rewrite' ? await transformBlock(this.shards, b, this.dim, this.transforms, mean, scratch.take(b.data.length), opts.signal) : b.data;
-      const before = scanned, onProgress = opts.onProgress && ((d: number) => opts.onProgress!(before + d, rows));
-      await acc.add(data, b.rows, { idOffset: b.start, signal: opts.signal, onProgress }).catch((e) => {
-        throw restateRow(e, this.shards, b);
-      });
-      scanned += b.rows;
+    const progress = (before: number) => opts.onProgress && ((d: number) => opts.onProgress!(before + d, rows));
+    for (const [i, s] of this.shards.entries()) {
+      const first = start;
+      start += s.rows;
+      if (inScan && !inScan(s)) continue;
+      if (softmax && chunk !== undefined && s.chunk !== chunk) acc.endChunk();
+      chunk = s.chunk;
+      if (direct(s)) {
+        const h = s.header, file = { path: h.path, dataOffset: h.dataOffset, dtype: h.dtype as FileRowsRef['dtype'], cols: this.dim, first: 0, rows: s.rows };
+        await acc.addFile(file, { idOffset: first, signal: opts.signal, onProgress: progress(scanned) }).catch((e) => {
+          throw restateRow(e, this.shards, { shard: i, start: first, fileStart: 0 });
+        });
+        scanned += s.rows;
+        continue;
+      }
+      for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal, (x) => x === s)) {
+        const data = mode === 'rewrite' ? await transformBlock(this.shards, b, this.dim, this.transforms, mean, scratch.take(b.data.length), opts.signal) : b.data;
+        await acc.add(data, b.rows, { idOffset: b.start, signal: opts.signal, onProgress: progress(scanned) }).catch((e) => {
+          throw restateRow(e, this.shards, b);
+        });
+        scanned += b.rows;
+      }
     }
     return acc.result();
   }

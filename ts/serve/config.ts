@@ -94,6 +94,11 @@ export interface ServerOptions extends ServiceOptions {
   port?: number;
   /** Fastify's request log (pino) on stderr (default off). */
   logger?: boolean;
+  /**
+   * Niceness of the engine's compute threads, process-wide (default 10; 0 leaves them at the process's priority):
+   * the event loop then preempts a saturated engine, so parsing and `/health` stay prompt. See `setComputeNice`.
+   */
+  computeNice?: number;
 }
 
 const name = { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' };
@@ -115,6 +120,7 @@ const CONFIG_SCHEMA = {
   type: 'object', additionalProperties: false,
   properties: {
     host: text, port: { type: 'integer', minimum: 0, maximum: 65535 }, token: text, logger: flag,
+    computeNice: { type: 'integer', minimum: 0, maximum: 19 },
     vocabularies: {
       type: 'array', items: {
         type: 'object', additionalProperties: false, required: ['name', 'path'],

@@ -5,6 +5,7 @@ import { getHeapStatistics } from 'node:v8';
 import type { AddressInfo } from 'node:net';
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { setComputeNice } from '../engine/info.js';
 import { overloaded } from './errors.js';
 import type { ServerOptions } from './config.js';
 import { conceptlensPlugin, type ConceptLensPluginOptions } from './plugin.js';
@@ -43,8 +44,10 @@ function baseUrl(a: AddressInfo): string {
 /**
  * A conceptlens server: loads the vocabularies and models the options name (they stay resident), sets up the
  * dynamic batcher and the routes, and returns it ready to listen. Rejects, naming the option, when one is wrong.
+ * Lowers the engine's compute threads to `computeNice` (default 10) for the whole process.
  */
 export async function createServer(o: CreateServerOptions = {}): Promise<ConceptLensServer> {
+  setComputeNice(o.computeNice ?? 10);
   // requestTimeout bounds how long a client may take to send its request (slow uploads hold memory); loading a
   // large vocabulary may take longer than Fastify's default 10 s plugin timeout, so there is none.
   const app = Fastify({ logger: o.logger ?? false, requestTimeout: 30_000, return503OnClosing: true, pluginTimeout: 0 });
