@@ -6,6 +6,6 @@
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
     "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fopenmp"],
-    "libraries": ["-lfaiss", "-lopenblas", "-fopenmp"]
+    "libraries": ["-lfaiss", "-lopenblas", "-lsnappy", "-fopenmp"]
   }]
 }

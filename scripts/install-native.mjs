@@ -15,6 +15,6 @@ if (existsSync(prebuilt)) {
 const r = spawnSync('cmake-js', ['compile', '--CDCMAKE_BUILD_TYPE=Release'], { cwd: root, stdio: 'inherit', shell: true });
 if (r.status !== 0) {
   console.error('\nconceptlens: building the native engine failed. It needs CMake, a C++17 compiler, OpenBLAS and FAISS:\n' +
-    '  sudo apt-get install -y cmake g++ libopenblas-dev libfaiss-dev\nthen run `npm rebuild conceptlens` (or `npm run build:native` in a checkout).');
+    '  sudo apt-get install -y cmake g++ libopenblas-dev libfaiss-dev libsnappy-dev libxxhash-dev\nthen run `npm rebuild conceptlens` (or `npm run build:native` in a checkout).');
   process.exit(r.status ?? 1);
 }

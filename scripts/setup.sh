@@ -5,7 +5,7 @@
 # build (npm ci runs the install hook, cmake-js, then `prepare`, tsc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake g++ make libopenblas-dev libfaiss-dev chromium patchelf redis-server)
+pkgs=(cmake g++ make libopenblas-dev libfaiss-dev libsnappy-dev libxxhash-dev chromium patchelf redis-server)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -78,3 +78,25 @@ test('bench embed: the stages of the SqueezeNet pipeline on the assets mirror', 
   const r = await bench(['embed', '--images', '8', '--batch', '4', '--repeats', '1']);
   assert.ok((row(r, 'staged_total').images_per_s as number) > 0);
 });
+
+test('bench topk: every exact contender finds the fp32 top-k, FAISS Flat too; --vocab searches a shard directory from disk', async () => {
+  const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--contenders', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss']);
+  const exact = r.results.filter((x) => x.name.startsWith('conceptlens-exact-fp32') || x.name === 'faiss-IndexFlatIP');
+  assert.ok(exact.length >= 3, JSON.stringify(r.results));
+  for (const x of exact) assert.equal(x.recall_at_5, 1, x.name);
+  const dir = tempDir();
+  await bench(['falcon-captions', '--rows', '2000', '--shard-rows', '1000', '--dim', '16', '--images', '3', '--variants', 'cosine', '--dir', dir]);
+  const v = await bench(['topk', '--vocab', dir, '--q', '7', '--k', '4', '--repeats', '1', '--contenders', 'conceptlens,conceptlens-sgemm,faiss']);
+  assert.equal(v.params.rows, 2000);
+  for (const x of v.results.filter((x) => x.name !== 'sequential-read-of-the-shards')) assert.equal(x.recall_at_4, 1, x.name);
+  assert.ok((row(v, 'sequential-read-of-the-shards').gbps as number) > 0);
+});
+
+test('bench falcon-captions: each variant scans every row, and dedupe keeps every (distinct) synthetic caption', async () => {
+  const r = await bench(['falcon-captions', '--rows', '3000', '--shard-rows', '1000', '--dim', '16', '--images', '2,5', '--repeats', '1',
+    '--variants', 'per-shard-softmax-100,cosine,dedupe-build']);
+  for (const name of ['per-shard-softmax-100 (2 images)', 'per-shard-softmax-100 (5 images)', 'cosine (5 images)'])
+    assert.ok((row(r, name).captions_per_s as number) > 0 && (row(r, name).peak_rss_gib as number) > 0, name);
+  const dedupe = row(r, 'vocab-build-dedupe');
+  assert.equal(dedupe.kept_rows, 3000);  // each synthetic caption ends with its row id
+});

@@ -1,5 +1,5 @@
 // Caption work at the byte level, so vocabularies of hundreds of millions of
-// texts never become JS strings in bulk: Snappy decompression of Parquet
+// texts never become JS strings in bulk: Snappy decompression (libsnappy) of Parquet
 // pages, the value spans of a Parquet PLAIN byte-array run, and a set of
 // 128-bit caption hashes for de-duplication that never holds the texts.
 #pragma once
@@ -19,7 +19,7 @@ void snappy_uncompress(const uint8_t* in, size_t in_size, uint8_t* out, size_t o
 // Returns the bytes they take. Fails naming `what` when a value runs past size.
 size_t plain_spans(const uint8_t* data, size_t size, int64_t n, int32_t* start, int32_t* length, const std::string& what);
 
-// The texts seen so far, as MurmurHash3 x64 128-bit hashes of their UTF-8
+// The texts seen so far, as XXH3 128-bit hashes (libxxhash) of their UTF-8
 // bytes. Memory: 16 bytes a slot, the slots a power of two at most 3/4 full
 // (sized up front for `expected` texts; it doubles past that), so under
 // 43 bytes per distinct text, whatever the texts' length. Two distinct texts

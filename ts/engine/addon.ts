@@ -297,6 +297,6 @@ export function engine(): Addon {
   }
   throw new ConceptLensError('ERR_ENGINE',
     'conceptlens: could not load the native engine. Tried:\n  ' + tried.join('\n  ') +
-    '\nBuild it: sudo apt-get install -y cmake g++ libopenblas-dev libfaiss-dev && npm rebuild conceptlens\n' +
+    '\nBuild it: sudo apt-get install -y cmake g++ libopenblas-dev libfaiss-dev libsnappy-dev libxxhash-dev && npm rebuild conceptlens\n' +
     '(a shared library error above names the missing package: libopenblas0 / libfaiss / libgomp1).');
 }
