@@ -25,6 +25,17 @@ export function rowsOf(data: ArrayLike<number> | Uint16Array, d: number, name: s
   return data.length / d;
 }
 
+/** Rows `ids` of m, in that order, as a new matrix's data; an id past m's rows is an error naming `what` (ERR_SHAPE). */
+export function gatherRows(m: Mat, ids: ArrayLike<number>, what: string): Float32Array {
+  const out = new Float32Array(ids.length * m.cols);
+  for (let r = 0; r < ids.length; r++) {
+    const id = ids[r];
+    if (!(id >= 0 && id < m.rows)) throw new ConceptLensError('ERR_SHAPE', `${what}: row ${id} is beyond its ${m.rows} rows`);
+    out.set(m.data.subarray(id * m.cols, (id + 1) * m.cols), r * m.cols);
+  }
+  return out;
+}
+
 /** Checks a TypedArray's class: `name: expected Float32Array, got Float64Array(12)` (ERR_DTYPE). */
 export function requireArray<T>(v: unknown, ctor: new (...a: never[]) => T, name: string): T {
   if (!(v instanceof ctor)) throw argError(name, ctor.name, v, 'ERR_DTYPE');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { readMatrix } from '../io/matrix.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import { readJson } from '../io/text.js';
-import type { Mat } from '../matrix.js';
+import { gatherRows, type Mat } from '../matrix.js';
 import { accuracy, splitTrainVal, toSparse, trainProbe } from '../methods/cbm.js';
 import { conceptStrengths, loadTrainer, nameConcepts, trainSae, type ConceptName } from '../methods/sae.js';
 import { bridgeDirections } from '../methods/sae-bridge.js';
@@ -57,15 +57,9 @@ interface Saved {
   probe?: Omit<CbmProbe, 'weights'>;
 }
 
-function gatherRows(x: Float32Array, d: number, ids: readonly number[]): Float32Array {
-  const out = new Float32Array(ids.length * d);
-  ids.forEach((id, r) => out.set(x.subarray(id * d, (id + 1) * d), r * d));
-  return out;
-}
-
 /** A probe trained on the `train` rows of x (rows × d), its top-1 on the `test` rows. */
 function probeOn(x: Float32Array, d: number, labels: Int32Array, classes: number, train: number[], test: number[]) {
-  const probe = trainProbe(toSparse(gatherRows(x, d, train), train.length, d), Int32Array.from(train, (i) => labels[i]), classes, { epochs: 60, lr: 1e-2, batch: 64, seed: 1 });
+  const probe = trainProbe(toSparse(gatherRows({ data: x, rows: labels.length, cols: d }, train, 'features'), train.length, d), Int32Array.from(train, (i) => labels[i]), classes, { epochs: 60, lr: 1e-2, batch: 64, seed: 1 });
   return { weights: probe.weights, top1: accuracy(toSparse(x, labels.length, d), labels, probe.weights, classes, test).top1 };
 }
 
@@ -84,7 +78,7 @@ function cbmProbe(strengths: Mat, acts: Mat, probe: ProbeSet, split: { train: Ui
 export async function computeDncbm(dir: string, f: { acts: Mat; actsPath: string; clip: Mat }, vocab: ConceptVocab, probe: ProbeSet,
   o: SaeSettings & { minClassImages: number }, report: (d: number, t: number) => void, signal?: AbortSignal): Promise<void> {
   const split = splitTrainVal(f.acts.rows, 0.2, 0), trainPath = join(dir, 'train_features.npy'), train = Array.from(split.train);
-  writeNpy(trainPath, gatherRows(f.acts.data, f.acts.cols, train), [train.length, f.acts.cols]);
+  writeNpy(trainPath, gatherRows(f.acts, train, 'activations'), [train.length, f.acts.cols]);
   const meta = await trainSae({
     features: trainPath, out: join(dir, 'sae'), expansion: o.expansion, l1: o.l1, lr: o.lr, epochs: o.epochs, batch: o.batch,
     centre: true, resampleEvery: 5, resampleInputs: train.length, seed: 0, resume: true, signal,

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readMatrix } from '../io/matrix.js';
-import type { Mat } from '../matrix.js';
+import { gatherRows } from '../matrix.js';
 import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, readRepresentations, representationsF32, type Groups } from '../methods/falcon/groups.js';
 import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
@@ -22,15 +22,6 @@ import { act, UsageError } from './run.js';
 import { queueSearcher } from '../distributed/search.js';
 import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 import { readJson } from '../io/text.js';
-
-function pickRows(m: Mat, ids: number[], what: string): Float32Array {
-  const out = new Float32Array(ids.length * m.cols);
-  ids.forEach((id, j) => {
-    if (id >= m.rows) throw new ConceptLensError('ERR_SHAPE', `${what}: image ${id} is beyond its ${m.rows} rows`);
-    out.set(m.data.subarray(id * m.cols, (id + 1) * m.cols), j * m.cols);
-  });
-  return out;
-}
 
 /**
  * The action of a command whose caption search (--captions) runs on the queue's workers with --queue. Checked
@@ -99,7 +90,7 @@ async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearch
   const bar = progressBar('captions', 'rows');
   const e = await describeGroup({
     key, high, low: lowly.images, lowSimilarities: lowly.similarities,
-    highEmbeddings: crops ? crops.data : pickRows(emb, high, o.imageEmbeddings), lowEmbeddings: pickRows(emb, lowly.images, o.imageEmbeddings),
+    highEmbeddings: crops ? crops.data : gatherRows(emb, high, o.imageEmbeddings), lowEmbeddings: gatherRows(emb, lowly.images, o.imageEmbeddings),
     cropEmbeddings: crops?.data ?? null, dim: emb.cols, vocab,
   }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, signal, onProgress: (d, t) => bar.update(d, t), search });
   bar.stop();

@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeNpy } from '../io/npy.js';
+import { gatherRows } from '../matrix.js';
 import { conceptStrengths, loadTrainer, nameConcepts, readAtoms, trainSae, type ConceptName, type TrainMeta } from '../methods/sae.js';
 import { accuracy, globalExplanations, splitTrainVal, toSparse, trainProbe } from '../methods/cbm.js';
 import { bridgeDirections } from '../methods/sae-bridge.js';
@@ -21,15 +22,9 @@ interface Probed {
   W: Float32Array;
 }
 
-function rowsOf(x: Float32Array, d: number, ids: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(ids.length * d);
-  for (let r = 0; r < ids.length; r++) out.set(x.subarray(ids[r] * d, (ids[r] + 1) * d), r * d);
-  return out;
-}
-
 /** Test top-1 of a probe trained on the train rows of x (n × d). */
 function probeAccuracy(x: Float32Array, d: number, labels: Int32Array, classes: number, split: { train: Uint32Array; val: Uint32Array }) {
-  const Xtrain = toSparse(rowsOf(x, d, split.train), split.train.length, d);
+  const Xtrain = toSparse(gatherRows({ data: x, rows: x.length / d, cols: d }, split.train, 'features'), split.train.length, d);
   const probe = trainProbe(Xtrain, Int32Array.from(split.train, (i) => labels[i]), classes, { epochs: 60, lr: 1e-2, batch: 64, seed: 1 });
   return { top1: accuracy(toSparse(x, labels.length, d), labels, probe.weights, classes, split.val).top1, W: probe.weights };
 }
@@ -40,7 +35,7 @@ async function trainAndProbe(ctx: DemoContext, dir: string, x: Float32Array, d: 
   const n = labels.length, split = splitTrainVal(n, 0.2, 0);
   mkdirSync(dir, { recursive: true });
   const trainPath = join(dir, 'train_features.npy'), allPath = join(dir, 'features.npy');
-  writeNpy(trainPath, rowsOf(x, d, split.train), [split.train.length, d]);
+  writeNpy(trainPath, gatherRows({ data: x, rows: x.length / d, cols: d }, split.train, 'features'), [split.train.length, d]);
   writeNpy(allPath, x, [n, d]);
   const meta = await trainSae({
     features: trainPath, out: join(dir, 'sae'), ...sae, centre: true, overwrite: true, resampleEvery: 5, resampleInputs: split.train.length, seed: 0,

@@ -64,7 +64,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
 }
 
 /** Planted: each sample a positive mixture of 3-6 dictionary atoms plus a little noise. */
-function plantedMixtures(model: SpliceModel, n: number, seed: number): { x: Float32Array; support: number[][] } {
+function mixturesOfConcepts(model: SpliceModel, n: number, seed: number): { x: Float32Array; support: number[][] } {
   const rand = rng(seed), d = model.d, x = new Float32Array(n * d), support: number[][] = [];
   for (let i = 0; i < n; i++) {
     const s = pick(model.c, 3 + Math.floor(rand() * 4), rand);
@@ -81,7 +81,7 @@ function plantedMixtures(model: SpliceModel, n: number, seed: number): { x: Floa
 async function syntheticSection(ctx: DemoContext): Promise<DemoSection> {
   const { names, vectors, dim } = ctx.concepts;
   const model = SpliceModel.fromEmbeddings(names, vectors, dim, new Float32Array(dim), { l1: 0.05 });
-  const { x, support } = plantedMixtures(model, IMAGES, 11);
+  const { x, support } = mixturesOfConcepts(model, IMAGES, 11);
   const t0 = performance.now();
   const enc = await model.encode(x);
   const sec = (performance.now() - t0) / 1000;

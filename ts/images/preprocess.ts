@@ -6,6 +6,7 @@ import sharp, { type OverlayOptions } from 'sharp';
 import { readFile } from 'node:fs/promises';
 import { argError, ConceptLensError } from '../errors.js';
 import { throwIfAborted } from '../abort.js';
+import { escapeHtml } from '../report/html.js';
 
 /** sharp resampling kernel for the resize ('cubic' in the CLIP preset, 'linear' in the ImageNet one). */
 export type ResizeKernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
@@ -227,8 +228,6 @@ export interface GridOptions {
   background?: string;
 }
 
-const escapeXml = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
-
 /** A contact sheet of images (files or buffers) for reports, as PNG or JPEG bytes. */
 export async function imageGrid(images: readonly ImageInput[], opts: GridOptions = {}): Promise<Buffer> {
   if (images.length === 0) throw new ConceptLensError('ERR_ARG', 'imageGrid: no images given');
@@ -242,7 +241,7 @@ export async function imageGrid(images: readonly ImageInput[], opts: GridOptions
     const parts: OverlayOptions[] = [{ input: tile, left, top }];
     const text = opts.captions?.[i];
     if (text) {
-      const svg = `<svg width="${cell}" height="${caption}"><text x="2" y="${caption - 5}" font-family="sans-serif" font-size="12">${escapeXml(text)}</text></svg>`;
+      const svg = `<svg width="${cell}" height="${caption}"><text x="2" y="${caption - 5}" font-family="sans-serif" font-size="12">${escapeHtml(text)}</text></svg>`;
       parts.push({ input: Buffer.from(svg), left, top: top + cell });
     }
     return parts;
