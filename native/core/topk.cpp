@@ -262,13 +262,14 @@ void TopKAccumulator::scan_tile(const MatrixView& src, int64_t r0, int64_t nb, i
   const bool norms = cosine && !inv_norms;
   const float* v = tile_rows_f32(src, r0, nb, s.rows.data(), norms ? s.inv.data() : nullptr, id0);
   const float* inv = !cosine ? nullptr : inv_norms ? inv_norms : s.inv.data();
-  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen);
+  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen, floor_.data());
   else if (dense) scan_tile_dense(dq_, DenseTile{v, nb, inv, id0}, s.heaps, s.thr, T, s.lse, next);
   else blas_tile(q_.data(), nq_, d_, T, v, nb, inv, id0, s.scores, s.heaps, s.lse);
 }
 
 void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
                                 const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile) {
+  take_floor();
   const int64_t tr = tile_rows(), per_task = std::max<int64_t>(1, kTaskRows / tr);
   const int64_t ntasks = (rows + per_task * tr - 1) / (per_task * tr);
   const int64_t lanes = dq_.nq > 0 ? dq_.blocks * kLanes : nq_;
@@ -301,6 +302,11 @@ void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
   });
   rows_seen_ += rows;
   chunk_open_ = softmax();
+}
+
+void TopKAccumulator::take_floor() {
+  floor_.resize(static_cast<size_t>(nq_));
+  for (int64_t q = 0; q < nq_; ++q) floor_[q] = target().at(q).threshold();
 }
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
@@ -355,7 +361,7 @@ void TopKAccumulator::add_prepared(const PreparedVocab& p, const MatrixView& row
     const ScreenTile t{tile_bytes(rows, r0, nb).data, nb, inv ? inv + r0 : nullptr, id_offset + r0, rows.dtype};
     // The task's next tile comes out of DRAM while this one is scanned.
     const int64_t next_end = next_r0 < rows.rows ? first + std::min(rows.rows, next_r0 + tile_rows()) : 0;
-    scan_screened(qs_, p.screen, first + r0, t, s.heaps, s.screen, next_end);
+    scan_screened(qs_, p.screen, first + r0, t, s.heaps, s.screen, floor_.data(), next_end);
   });
 }
 

@@ -86,6 +86,8 @@ class TopKAccumulator {
   void scan_rows(int64_t rows, Progress& progress,
                  const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile);
   bool screened() const { return screen_.has_value(); }
+  // Per query, the k-th best score merged so far: rows below it cannot rank, so the screen starts from it.
+  void take_floor();
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
@@ -93,6 +95,7 @@ class TopKAccumulator {
   std::vector<float> q_;
   std::optional<ScreenFormat> screen_;  // chosen at construction; none for fp32 tiles
   ScreenQueries qs_;                    // packed at the first shard, whose sample fits the frame
+  std::vector<float> floor_;            // take_floor()'s thresholds for the add in progress
   DenseQueries dq_;                     // fp32 tiles on AVX-512 CPUs
   HeapSet final_, chunk_;
   RunningLse chunk_lse_;                // softmax mode: per query, over the chunk

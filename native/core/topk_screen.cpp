@@ -160,9 +160,6 @@ CL_SCREEN float exact_dot(const float* a, const float* b, int64_t d) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// Scores of R rows against QB blocks of 16 queries in the format, then
-// screening: a row reaches fp32 re-scoring for a query only when its score
-// plus the bound could reach that query's current threshold.
 // The rounded rows of a tile: ScreenRows from the tile's first row.
 struct RowTerms {
   const uint32_t* packed;
@@ -182,24 +179,31 @@ CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, st
   return buf.data();
 }
 
-template <ScreenFormat F, int R, int QB>
+// Scores of R rows against QB blocks of 16 queries in the format, then
+// screening: a row reaches fp32 re-scoring for a query only when its score
+// plus the bound could reach that query's current threshold.
+// S: the steps per row when known at compile time (0: q.steps), so the R
+// rows' values sit at constant offsets from one register instead of R
+// pointers that spill.
+template <ScreenFormat F, int R, int QB, int S>
 CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
                       HeapSet& heaps, ScreenScratch& s) {
+  const int64_t steps = S ? S : q.steps;
   using D = Dot<F>;
   typename D::Acc acc[R][QB];
   for (int r = 0; r < R; ++r)
     for (int b = 0; b < QB; ++b) acc[r][b] = D::zero();
-  const uint32_t* qp = q.packed.data() + b0 * q.steps * kLanes;
-  const uint32_t* vb = rt.packed + r0 * q.steps;
-  for (int64_t p = 0; p < q.steps; ++p) {
+  const uint32_t* qp = q.packed.data() + b0 * steps * kLanes;
+  const uint32_t* vb = rt.packed + r0 * steps;
+  for (int64_t p = 0; p < steps; ++p) {
     if ((p & 1) == 0 && s.next < s.next_end) {
       _mm_prefetch(s.next, _MM_HINT_T1);
       s.next += 64;
     }
     __m512i qa[QB];
-    for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * q.steps + p) * kLanes);
+    for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * steps + p) * kLanes);
     for (int r = 0; r < R; ++r) {
-      const __m512i x = _mm512_set1_epi32(static_cast<int>(vb[r * q.steps + p]));
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(vb[r * steps + p]));
       for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
     }
   }
@@ -232,14 +236,22 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
 
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
 // stay in L1 while the tile's rows stream past.
-template <ScreenFormat F>
+template <ScreenFormat F, int S>
 void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
   for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
     for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
-      kernel<F, decltype(r)::value, QB>(q, b0, rt, t, r0, heaps, s);
+      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, heaps, s);
     });
   });
+}
+
+// d = 512 (CLIP's width) compiled with its step count; other widths at run time.
+template <ScreenFormat F>
+void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  constexpr int S512 = F == ScreenFormat::Int8 ? 128 : 256;
+  if (q.steps == S512) scan<F, S512>(q, rt, t, heaps, s);
+  else scan<F, 0>(q, rt, t, heaps, s);
 }
 
 }  // namespace
@@ -370,23 +382,23 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 }
 
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, int64_t next_end) {
+                   ScreenScratch& s, const float* floor, int64_t next_end) {
   const char* packed = reinterpret_cast<const char*>(rounded.packed.data());
   s.next = packed + (r0 + t.rows) * rounded.steps * 4;
   s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
   const RowTerms rt{rounded.packed.data() + r0 * rounded.steps, rounded.scale.data() + r0, rounded.err.data() + r0,
                     rounded.norm.data() + r0, rounded.vnorm.data() + r0};
   s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
-  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(heaps.at(i).threshold());
+  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i] : -INFINITY));
   if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
   else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
 }
 
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, const float* floor) {
   // Sized once per worker; the rounding never writes the (zeroed) padding.
   if (s.tile.steps != q.steps || s.tile.rows() < t.rows) s.tile.resize(std::max<int64_t>(t.rows, s.tile.rows()), q.steps);
   round_screen_rows(q.format, q.frame, static_cast<const float*>(t.v), t.rows, q.d, t.id0, s.tile, 0);
-  scan_screened(q, s.tile, 0, t, heaps, s);
+  scan_screened(q, s.tile, 0, t, heaps, s, floor);
 }
 
 }  // namespace cl

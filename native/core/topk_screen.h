@@ -106,11 +106,14 @@ struct ScreenTile {
 // rounded rows are rows [r0, r0 + t.rows) of `rounded`, in q's frame.
 // Meanwhile prefetches rounded rows [r0 + t.rows, next_end) into L2: rows
 // only 8 lines long, read 12 at a time, are streams too short for the
-// hardware prefetcher, and the scan would wait on DRAM.
+// hardware prefetcher, and the scan would wait on DRAM. `floor` (optional,
+// per query): a score a row must reach to matter at all (the k-th best of
+// the shards merged so far), which screens rows before `heaps` fill.
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, int64_t next_end = 0);
+                   ScreenScratch& s, const float* floor = nullptr, int64_t next_end = 0);
 
 // The on-the-fly path: rounds the tile (fp32 rows) into s.tile, then scan_screened.
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s);
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
+                        const float* floor = nullptr);
 
 }  // namespace cl

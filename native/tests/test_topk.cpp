@@ -587,3 +587,21 @@ TEST(prepare_is_cancelled_by_the_flag) {
   }
   CHECK(cancelled);
 }
+
+// d = 512 runs the kernels compiled for its step count (int8 and bf16).
+TEST(clip_width_scans_match_brute_force_prepared_or_not) {
+  const int64_t n = 2500, d = 512, nq = 20;
+  auto v = randn(n * d, 91, 1.0f, 0.5f), q = randn(nq * d, 92);
+  const cl::MatrixView m{v.data(), cl::DType::F32, n, d};
+  const cl::PreparedVocab pv = prepare(m);
+  for (auto metric : {cl::Metric::InnerProduct, cl::Metric::Cosine}) {
+    std::vector<int64_t> ids;
+    std::vector<double> s;
+    brute(q, v, nq, n, d, 10, metric == cl::Metric::Cosine, ids, s);
+    for (auto kern : screened_kernels()) {
+      Run r = run(q, m, nq, 10, metric, 1000, 0, kern);
+      expect_match(r, ids, s, 1e-3);
+      expect_same(run_prepared(pv, q, m, nq, 10, metric, 1000, kern), r);
+    }
+  }
+}
