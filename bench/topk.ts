@@ -7,7 +7,7 @@
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import type { Command } from 'commander';
-import { exactSearch, type Metric, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
+import { exactSearch, PreparedRows, type Metric, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
 import { Vocabulary } from '../ts/retrieval/vocabulary.js';
 import { readMatrix } from '../ts/io/matrix.js';
 import { normaliseRows } from '../ts/matrix.js';
@@ -126,6 +126,23 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
   return { suite: 'topk', params: { ...p, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes }, machine: machine(), results };
 }
 
+/**
+ * The vocabulary prepared once (its screening copy rounded, frame and bounds computed): the preparation's seconds
+ * apart, the search's median alone, and whether its results equal the unprepared scan's bit for bit.
+ */
+async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: Float32Array, exact: SearchResult, unprepared?: SearchResult): Promise<BenchRow> {
+  const t0 = performance.now();
+  const prepared = await PreparedRows.prepare(vocab, p.d);
+  const prepareSeconds = (performance.now() - t0) / 1000;
+  let r: SearchResult | undefined;
+  const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats);
+  const same = unprepared && r!.ids.every((id, i) => id === unprepared.ids[i]) && r!.scores.every((x, i) => Object.is(x, unprepared.scores[i]));
+  return row(`conceptlens-exact-fp32-prepared-${prepared.format ?? 'none'}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), {
+    prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.rows * Math.ceil(p.d / (prepared.format === 'bf16' ? 2 : 4)) * 4,
+    ...(unprepared ? { same_as_unprepared: same } : {}),
+  });
+}
+
 export async function benchTopk(p: TopkBenchParams) {
   if (p.vocab) return benchVocab({ ...p, vocab: p.vocab });
   const { vocab, queries, d } = p.data === 'clip-mix' ? clipMix(p.n, p.q) : { vocab: randomMatrix(p.n, p.d, 1), queries: randomMatrix(p.q, p.d, 2), d: p.d };
@@ -143,12 +160,15 @@ export async function benchTopk(p: TopkBenchParams) {
   ];
   for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, `conceptlens-exact-fp32-${f}screen`, vocab, f]);
   if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${auto}`, floatsToHalves(vocab), 'auto']);
+  let unprepared: SearchResult | undefined;
   for (const [contender, name, data, kernel] of variants) {
     if (!want(contender)) continue;
     let r: SearchResult | undefined;
     const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats);
+    if (contender === 'conceptlens') unprepared = r;
     results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { vocab_bytes: data.byteLength }));
   }
+  if (want('conceptlens-prepared')) results.push(await benchPrepared(p, vocab, queries, exact, unprepared));
   for (const [contender, kind] of [['faiss', 'faiss-flat'], ['hnsw', 'hnsw']] as [string, IndexKind][]) {
     if (!want(contender)) continue;
     const t0 = performance.now();
@@ -178,7 +198,7 @@ export function registerBenchTopk(bench: Command): void {
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
     .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
-    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
+    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
     .option('--json', 'print one JSON object')
     .action(async ({ json, ...p }: TopkBenchParams & { json?: boolean }) => printReport(await benchTopk(p), !!json));
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExactTopK, exactSearch, type ScanKernel } from '../ts/retrieval/exact.js';
+import { ExactTopK, exactSearch, PreparedRows, type ScanKernel } from '../ts/retrieval/exact.js';
 import { engineInfo } from '../ts/engine/info.js';
 import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { join } from 'node:path';
@@ -107,4 +107,57 @@ test('rows the engine reads from a file (an .npy) give what the same rows give f
   const s = new ExactTopK(q, nq, d, { k: 3 });
   await assert.rejects(s.addFile({ path: join(dir, 'float32.npy'), dataOffset: 128, dtype: 'float32', cols: d, first: 0, rows: n + 5 }),
     (e: ConceptLensError) => e.code === 'ERR_FILE' && /float32\.npy: ends at byte \d+, expected \d+ \(truncated\?\)/.test(e.message));
+});
+
+test('a prepared copy gives the unprepared scan\'s ids and scores bit for bit: ip and cosine, fp32 and fp16, shards, ties, k = rows', async () => {
+  const d = 40, n = 1300, nq = 21;
+  const v = randn(n * d, 21, 1);
+  for (let j = 0; j < n; j++) v[j * d + 5] = v[j * d + 5] * 6 + 2;  // a shifted outlier dimension: a fitted frame
+  v.copyWithin(700 * d, 100 * d, 160 * d);  // 60 duplicated rows: exact ties, lower id first
+  const q = randn(nq * d, 22, 3);
+  q.set(v.subarray(100 * d, 101 * d), 0);  // a query that hits the duplicates hardest
+  for (const data of [v, nativeFloatsToHalves(v)]) {
+    const prepared = await PreparedRows.prepare(data, d);
+    assert.deepEqual([prepared.rows, prepared.dim, prepared.format], [n, d, engineInfo().screening[0] ?? null]);
+    for (const metric of ['ip', 'cosine'] as const)
+      for (const k of [1, 10, n]) {
+        for (const kernel of ['auto', 'sgemm', ...engineInfo().screening] as ScanKernel[]) {
+          const want = await exactSearch(q, data, d, { k, metric, kernel });
+          assert.deepEqual(await exactSearch(q, data, d, { k, metric, kernel, prepared }), want, `${data.constructor.name} ${metric} k=${k} ${kernel}`);
+        }
+        // In shards, each its rows [first, first + rows) of the copy.
+        const shards = new ExactTopK(q, nq, d, { k, metric }), whole = new ExactTopK(q, nq, d, { k, metric });
+        for (const [a, b] of [[0, 333], [333, 1000], [1000, n]])
+          await shards.addPrepared(prepared, data.subarray(a * d, b * d), { first: a, idOffset: a });
+        await whole.add(data, n);
+        assert.deepEqual(await shards.result(), await whole.result(), `${data.constructor.name} ${metric} k=${k} in shards`);
+      }
+  }
+});
+
+test('a prepared copy rebuilt from its arrays scans the same; arrays that do not fit are refused, naming them', async () => {
+  const d = 24, n = 500;
+  const v = randn(n * d, 31), q = randn(4 * d, 32);
+  const prepared = await PreparedRows.prepare(v, d);
+  const a = await prepared.arrays();
+  const again = await PreparedRows.fromArrays(a);
+  assert.deepEqual(await again.arrays(), a);
+  assert.deepEqual(await exactSearch(q, v, d, { k: 9, metric: 'cosine', prepared: again }), await exactSearch(q, v, d, { k: 9, metric: 'cosine' }));
+  await assert.rejects(PreparedRows.fromArrays({ ...a, inv: new Float64Array(n) as unknown as Float32Array }),
+    { code: 'ERR_DTYPE', message: /prepared\.inv: expected Float32Array, got Float64Array/ });
+  await assert.rejects(PreparedRows.fromArrays({ ...a, inv: a.inv.subarray(1) }), { code: 'ERR_SHAPE', message: /prepared\.inv: expected 500 values, got 499/ });
+  if (a.format) {
+    const err = a.err.slice();
+    err[3] = NaN;
+    await assert.rejects(PreparedRows.fromArrays({ ...a, err }), /prepared vocabulary: expected 500 finite terms >= 0 per row/);
+    await assert.rejects(PreparedRows.fromArrays({ ...a, packed: a.packed.subarray(4) }), { code: 'ERR_SHAPE', message: /prepared\.packed: expected \d+ values/ });
+  }
+  const s = new ExactTopK(q, 4, d, { k: 3 });
+  await assert.rejects(s.addPrepared({ screen: { native: {} } } as unknown as PreparedRows, v), { code: 'ERR_DTYPE', message: /prepared: expected a PreparedVocab/ });
+  await assert.rejects(s.addPrepared(prepared, v.subarray(0, 10 * d), { first: n - 5 }), /rows \[495, 505\) are not all in the 500 prepared rows/);
+  const z = v.slice();
+  z.fill(0, 7 * d, 8 * d);
+  const zp = await PreparedRows.prepare(z, d);  // a zero row: fine for ip, named under cosine
+  assert.deepEqual(await exactSearch(q, z, d, { k: 5, prepared: zp }), await exactSearch(q, z, d, { k: 5 }));
+  await assert.rejects(exactSearch(q, z, d, { k: 5, metric: 'cosine', prepared: zp }), /vocabulary: row 7 has zero norm, cosine is undefined/);
 });

@@ -246,6 +246,65 @@ test('a damaged store is refused, naming the file', async () => {
   await assert.rejects((await Vocabulary.open(f.dir)).save(f.dir), /exists and is not a vocabulary store/);
 });
 
+test('prepare(): searches give the unprepared ids and scores; a store keeps the prepared copy and reopening reuses it', async () => {
+  const f = laionDir();
+  const v = await Vocabulary.open(f.dir, { blockBytes: SMALL_BLOCKS });
+  const asks = [{ k: 7 }, { k: 25, metric: 'cosine' as const }, { k: 1000 }, { k: 5, metric: 'cosine' as const, softmaxTemperature: 5 }];
+  const before = await Promise.all(asks.map((a) => v.search(Q.flat, a)));
+  const shard2 = await v.scan(Q.flat, { k: 9, chunks: [2] });
+  assert.equal(v.prepared === undefined, true, 'not prepared before prepare()');
+  const prepared = await v.prepare();
+  assert.equal(await v.prepare(), prepared, 'prepared once');
+  assert.deepEqual([v.prepared?.source, prepared.rows, prepared.dim], ['computed', v.rows, D]);
+  for (const [i, a] of asks.entries()) assert.deepEqual(await v.search(Q.flat, a), before[i], JSON.stringify(a));
+  assert.deepEqual(await v.scan(Q.flat, { k: 9, chunks: [2] }), shard2);
+  const store = join(tempDir('vocab-store-'), 'store');
+  await v.save(store);
+  const manifest = JSON.parse(readFileSync(join(store, 'manifest.json'), 'utf8'));
+  for (const file of ['prepared_packed.npy', 'prepared_terms.npy']) assert.ok(manifest.files[file] && existsSync(join(store, file)), file);
+  rmSync(f.dir, { recursive: true });
+  const s = await Vocabulary.open(store, { verify: false });
+  const again = await s.prepare();
+  assert.equal(s.prepared?.source, 'store', 'the stored copy is reloaded, not recomputed');
+  assert.deepEqual(await again.arrays(), await prepared.arrays());
+  for (const [i, a] of asks.entries()) assert.deepEqual(await s.search(Q.flat, a), before[i], JSON.stringify(a));
+  // A store written without the copy still opens; prepare() then computes it, and save({ prepare }) writes it.
+  const plain = join(tempDir('vocab-store-'), 'store');
+  await (await Vocabulary.open(store)).save(plain);
+  assert.ok(!existsSync(join(plain, 'prepared_terms.npy')));
+  const p = await Vocabulary.open(plain);
+  assert.deepEqual(await p.search(Q.flat, asks[0]), before[0]);
+  await p.prepare();
+  assert.equal(p.prepared?.source, 'computed');
+  assert.deepEqual(await p.search(Q.flat, asks[1]), before[1]);
+});
+
+test('prepare() of de-duplicated and transformed vocabularies: the same results as the streamed scan', async () => {
+  const total = SIZES.reduce((a, b) => a + b, 0);
+  const captions = Array.from({ length: total }, (_, i) => (i % 3 === 0 ? `dup ${i % 30}` : `ünïque ${i}`));
+  const f = laionDir({ captions, dtype: 'float32' });
+  for (const o of [{ dedupe: true }, { dedupe: true, center: true }, { normalize: true }]) {
+    const v = await Vocabulary.open(f.dir, { ...o, blockBytes: SMALL_BLOCKS });
+    const asks = [{ k: 11 }, { k: 30, metric: 'cosine' as const }];
+    const before = await Promise.all(asks.map((a) => v.search(Q.flat, a)));
+    await v.prepare();
+    for (const [i, a] of asks.entries()) assert.deepEqual(await v.search(Q.flat, a), before[i], `${JSON.stringify(o)} ${JSON.stringify(a)}`);
+  }
+});
+
+test('a damaged prepared copy is refused, naming the file', async () => {
+  const f = laionDir({ sizes: [40] });
+  const store = join(tempDir('vocab-store-'), 'store');
+  await (await Vocabulary.open(f.dir)).save(store, { prepare: true });
+  const terms = join(store, 'prepared_terms.npy');
+  const bytes = readFileSync(terms);
+  bytes[bytes.length - 1] ^= 1;
+  writeFileSync(terms, bytes);
+  await assert.rejects(Vocabulary.open(store, { verify: true }), /prepared_terms\.npy: sha256 [0-9a-f]+, the manifest records/);
+  const s = await Vocabulary.open(store, { verify: false });
+  await assert.rejects(s.prepare(), { code: 'ERR_FILE', message: /prepared_terms\.npy: sha256 [0-9a-f]+, the manifest records [0-9a-f]+; the store is damaged/ });
+});
+
 test('bad inputs fail with errors that name the file', async (t: TestContext) => {
   await t.test('dimension mismatch between shards', async () => {
     const f = laionDir({ sizes: [10, 10], layout: 'none' });

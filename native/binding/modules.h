@@ -4,7 +4,7 @@
 
 namespace clb {
 
-void InitTopK(Napi::Env env, Napi::Object exports);      // TopK (topk_binding.cpp)
+void InitTopK(Napi::Env env, Napi::Object exports);      // TopK, PreparedVocab (topk_binding.cpp)
 void InitFp16(Napi::Env env, Napi::Object exports);      // halvesToFloats, floatsToHalves
 void InitBlas(Napi::Env env, Napi::Object exports);      // matmulNT
 void InitGlm(Napi::Env env, Napi::Object exports);       // glmFit, glmObjective

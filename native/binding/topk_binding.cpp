@@ -2,12 +2,17 @@
 // only checks its arguments: the accumulator (query copy, normalisation,
 // screening state) is built by the first add() on the libuv pool, so the JS
 // thread never waits on it; result() settles off the JS thread too.
+// JS class PreparedVocab: a vocabulary's screening copy (topk_prepared.h),
+// built from rows or from its arrays on the pool; TopK.addPrepared scans it.
 #include <napi.h>
 
+#include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 
 #include "../core/topk.h"
+#include "../core/topk_prepared.h"
 #ifdef CONCEPTLENS_CUDA
 #include "../cuda/topk_cuda.h"
 #endif
@@ -59,6 +64,10 @@ struct Scan {
     start();
     cpu->add_file(f, offset, p);
   }
+  void add_prepared(const cl::PreparedVocab& pv, const cl::MatrixView& m, int64_t first, int64_t offset, cl::Progress& p) {
+    start();
+    cpu->add_prepared(pv, m, first, offset, p);
+  }
   void end_chunk() {
     if (cpu) cpu->end_chunk();
   }
@@ -78,11 +87,187 @@ Array hand_over(Napi::Env env, std::unique_ptr<T[]>& data, size_t n) {
   return Array::New(env, n, buf, 0);
 }
 
+// A copy of a vector as a new JS array of its element type.
+template <typename Array, typename T>
+Array copy_out(Napi::Env env, const std::vector<T>& v) {
+  std::unique_ptr<T[]> data(new T[v.size()]);
+  std::copy(v.begin(), v.end(), data.get());
+  return hand_over<T, Array>(env, data, v.size());
+}
+
+// A TypedArray argument of exactly `type` and `length` elements, read in place.
+template <typename T>
+const T* typed_at(const Napi::Value& v, napi_typedarray_type type, const char* type_name, size_t length,
+                  const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected " + type_name + ", got " + typed_array_name(v));
+  auto a = v.As<Napi::TypedArray>();
+  if (a.ElementLength() != length)
+    throw_coded(v.Env(), cl::ErrorCode::Shape, name + ": expected " + std::to_string(length) + " values, got " + std::to_string(a.ElementLength()));
+  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+}
+
+// The arrays of a persisted prepared copy, checked on the JS thread and
+// copied into the core on the pool (the JS values are kept alive meanwhile).
+struct PreparedArrays {
+  std::vector<Napi::Value> keep;
+  std::vector<std::function<void(cl::PreparedVocab&)>> fill;
+
+  // o[key]: a Float32Array of `length` values, copied into the vector `field` selects.
+  void f32(const Napi::Object& o, const char* key, size_t length, std::vector<float>& (*field)(cl::PreparedVocab&)) {
+    const Napi::Value v = o.Get(key);
+    const float* p = typed_at<float>(v, napi_float32_array, "Float32Array", length, std::string("prepared.") + key);
+    keep.push_back(v);
+    fill.push_back([p, length, field](cl::PreparedVocab& out) { field(out).assign(p, p + length); });
+  }
+};
+
+// Marks PreparedVocab objects, so TopK.addPrepared never unwraps anything else.
+constexpr napi_type_tag kPreparedTag = {0x6c5e1a7b3f2d4c91ULL, 0x9a8b7c6d5e4f3a21ULL};
+
+class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
+ public:
+  using Core = std::shared_ptr<const cl::PreparedVocab>;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    exports.Set("PreparedVocab",
+                DefineClass(env, "PreparedVocab",
+                            {StaticMethod("prepare", &PreparedVocab::Prepare), StaticMethod("fromArrays", &PreparedVocab::FromArrays),
+                             InstanceMethod("arrays", &PreparedVocab::Arrays),
+                             InstanceAccessor("format", &PreparedVocab::Format, nullptr),
+                             InstanceAccessor("rows", &PreparedVocab::Rows, nullptr),
+                             InstanceAccessor("dim", &PreparedVocab::Dim, nullptr)}));
+  }
+
+  // Only through prepare() / fromArrays(), which pass an External holding the core.
+  explicit PreparedVocab(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PreparedVocab>(info) {
+    if (!info[0].IsExternal())
+      throw_coded(info.Env(), cl::ErrorCode::Arg, "PreparedVocab: build one with PreparedVocab.prepare or PreparedVocab.fromArrays");
+    std::unique_ptr<Core> core(info[0].As<Napi::External<Core>>().Data());
+    core_ = *core;
+    info.This().As<Napi::Object>().TypeTag(&kPreparedTag);
+  }
+
+  // The prepared copy behind a JS value, or an ERR_DTYPE naming the argument.
+  static Core of(const Napi::Value& v, const std::string& name) {
+    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kPreparedTag))
+      throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected a PreparedVocab");
+    return Unwrap(v.As<Napi::Object>())->core_;
+  }
+
+ private:
+  // A Promise of a new PreparedVocab around the core `slot` holds once `work` has filled it.
+  static Napi::Value Build(const Napi::CallbackInfo& info, std::function<void(cl::Progress&, cl::PreparedVocab&)> work,
+                           const Napi::Value& on_progress, const Napi::Value& cancel, const std::vector<Napi::Value>& keep) {
+    if (!info.This().IsFunction()) throw_coded(info.Env(), cl::ErrorCode::Arg, "PreparedVocab: call it on the class");
+    auto ctor = std::make_shared<Napi::FunctionReference>(Napi::Persistent(info.This().As<Napi::Function>()));
+    auto slot = std::make_shared<cl::PreparedVocab>();
+    return Task::Start(
+        info.Env(), [work, slot](cl::Progress& p) { work(p, *slot); },
+        [ctor, slot](Napi::Env env) -> Napi::Value {
+          return ctor->New({Napi::External<Core>::New(env, new Core(std::make_shared<const cl::PreparedVocab>(std::move(*slot))))});
+        },
+        on_progress, cancel, keep);
+  }
+
+  // PreparedVocab.prepare(vectors, rows, d, invNorms|null, onProgress|null, cancel|null): Promise<PreparedVocab>
+  static Napi::Value Prepare(const Napi::CallbackInfo& info) {
+    const int64_t rows = int_arg(info[1], "rows", 1), d = int_arg(info[2], "d", 1);
+    const cl::MatrixView m = matrix_arg(info[0], rows, d, "vectors");
+    const float* inv = info[3].IsNull() || info[3].IsUndefined() ? nullptr : f32_arg(info[3], rows, "invNorms");
+    return Build(
+        info, [m, inv](cl::Progress& p, cl::PreparedVocab& out) { out = cl::prepare_vocab(m, inv, p); }, info[4], info[5],
+        {info[0], info[3]});
+  }
+
+  // PreparedVocab.fromArrays({ format: 'int8'|'bf16'|null, rows, dim, mu, invC (Float32Array dim, or null: the
+  // identity frame), packed (Uint8Array rows × steps × 4), scale, err, norm, vnorm, inv (Float32Array rows) }):
+  // Promise<PreparedVocab>, the arrays copied and checked off the JS thread.
+  static Napi::Value FromArrays(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_coded(env, cl::ErrorCode::Arg, "prepared: expected an object of arrays");
+    const Napi::Object o = info[0].As<Napi::Object>();
+    auto p = std::make_shared<cl::PreparedVocab>();
+    p->rows = int_arg(o.Get("rows"), "prepared.rows", 1);
+    p->d = int_arg(o.Get("dim"), "prepared.dim", 1);
+    const size_t n = static_cast<size_t>(p->rows), d = static_cast<size_t>(p->d);
+    PreparedArrays a;
+    a.f32(o, "inv", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.inv; });
+    const Napi::Value format = o.Get("format");
+    if (!format.IsNull()) {
+      const std::string f = string_arg(format, "prepared.format");
+      if (f != "int8" && f != "bf16") throw_coded(env, cl::ErrorCode::Arg, "prepared.format: expected 'int8', 'bf16' or null, got '" + f + "'");
+      p->format = f == "int8" ? cl::ScreenFormat::Int8 : cl::ScreenFormat::Bf16;
+      const int64_t steps = cl::screen_steps(*p->format, p->d);
+      const Napi::Value packed = o.Get("packed");
+      const uint8_t* bytes = typed_at<uint8_t>(packed, napi_uint8_array, "Uint8Array", n * steps * 4, "prepared.packed");
+      a.keep.push_back(packed);
+      a.fill.push_back([bytes, n, steps](cl::PreparedVocab& x) {
+        x.screen.steps = steps;
+        x.screen.packed.resize(n * steps);
+        std::memcpy(x.screen.packed.data(), bytes, n * steps * 4);
+      });
+      a.f32(o, "scale", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.scale; });
+      a.f32(o, "err", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.err; });
+      a.f32(o, "norm", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.norm; });
+      a.f32(o, "vnorm", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.vnorm; });
+      if (!o.Get("mu").IsNull()) {
+        a.f32(o, "mu", d, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.frame.mu; });
+        a.f32(o, "invC", d, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.frame.inv_c; });
+      }
+    }
+    auto fill = std::make_shared<std::vector<std::function<void(cl::PreparedVocab&)>>>(std::move(a.fill));
+    return Build(
+        info,
+        [p, fill](cl::Progress&, cl::PreparedVocab& out) {
+          for (auto& f : *fill) f(*p);
+          cl::check_prepared(*p);
+          out = std::move(*p);
+        },
+        env.Null(), env.Null(), a.keep);
+  }
+
+  // arrays(): Promise of the object fromArrays takes, copied off the JS thread.
+  Napi::Value Arrays(const Napi::CallbackInfo& info) {
+    Core c = core_;
+    return Task::Start(
+        info.Env(), [](cl::Progress&) {},
+        [c](Napi::Env env) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("format", c->format ? Napi::Value(Napi::String::New(env, cl::screen_format_name(*c->format))) : env.Null());
+          o.Set("rows", Napi::Number::New(env, double(c->rows)));
+          o.Set("dim", Napi::Number::New(env, double(c->d)));
+          const bool framed = !c->frame.identity();
+          o.Set("mu", framed ? Napi::Value(copy_out<Napi::Float32Array>(env, c->frame.mu)) : env.Null());
+          o.Set("invC", framed ? Napi::Value(copy_out<Napi::Float32Array>(env, c->frame.inv_c)) : env.Null());
+          const auto& packed = c->screen.packed;
+          std::vector<uint8_t> bytes(reinterpret_cast<const uint8_t*>(packed.data()), reinterpret_cast<const uint8_t*>(packed.data() + packed.size()));
+          o.Set("packed", copy_out<Napi::Uint8Array>(env, bytes));
+          o.Set("scale", copy_out<Napi::Float32Array>(env, c->screen.scale));
+          o.Set("err", copy_out<Napi::Float32Array>(env, c->screen.err));
+          o.Set("norm", copy_out<Napi::Float32Array>(env, c->screen.norm));
+          o.Set("vnorm", copy_out<Napi::Float32Array>(env, c->screen.vnorm));
+          o.Set("inv", copy_out<Napi::Float32Array>(env, c->inv));
+          return o;
+        },
+        info.Env().Null(), info.Env().Null(), {});
+  }
+
+  Napi::Value Format(const Napi::CallbackInfo& info) {
+    return core_->format ? Napi::Value(Napi::String::New(info.Env(), cl::screen_format_name(*core_->format))) : info.Env().Null();
+  }
+  Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(core_->rows)); }
+  Napi::Value Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(core_->d)); }
+
+  Core core_;
+};
+
 class TopK : public Napi::ObjectWrap<TopK> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
     exports.Set("TopK", DefineClass(env, "TopK",
                                     {InstanceMethod("add", &TopK::Add), InstanceMethod("addFile", &TopK::AddFile),
+                                     InstanceMethod("addPrepared", &TopK::AddPrepared),
                                      InstanceMethod("endChunk", &TopK::EndChunk),
                                      InstanceMethod("result", &TopK::Result)}));
   }
@@ -147,6 +332,21 @@ class TopK : public Napi::ObjectWrap<TopK> {
         [](Napi::Env e) { return e.Undefined(); }, info[7], info[8], {queries_.Value()});
   }
 
+  // addPrepared(prepared, vectors, rows, first, idOffset, onProgress|null, cancel|null): Promise<void>. vectors: the
+  // exact rows [first, first + rows) of the prepared vocabulary, read only to re-score candidates. CPU only.
+  Napi::Value AddPrepared(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto pv = PreparedVocab::of(info[0], "prepared");
+    const int64_t rows = int_arg(info[2], "rows", 0), first = int_arg(info[3], "first", 0), offset = int_arg(info[4], "idOffset", 0);
+    const cl::MatrixView m = matrix_arg(info[1], rows, scan_->d, "vectors");
+    if (scan_->device != Device::Cpu) throw_coded(env, cl::ErrorCode::Device, "addPrepared: the prepared scan runs on the CPU; add rows for 'cuda'");
+    auto guard = busy_.claim(env);
+    auto scan = scan_;
+    return Task::Start(
+        env, [scan, pv, m, first, offset, guard](cl::Progress& p) { scan->add_prepared(*pv, m, first, offset, p); },
+        [](Napi::Env e) { return e.Undefined(); }, info[5], info[6], {info[0], info[1], queries_.Value()});
+  }
+
   Napi::Value EndChunk(const Napi::CallbackInfo& info) {
     busy_.require_idle(info.Env());
     scan_->end_chunk();
@@ -178,6 +378,9 @@ class TopK : public Napi::ObjectWrap<TopK> {
 
 }  // namespace
 
-void InitTopK(Napi::Env env, Napi::Object exports) { TopK::Init(env, exports); }
+void InitTopK(Napi::Env env, Napi::Object exports) {
+  TopK::Init(env, exports);
+  PreparedVocab::Init(env, exports);
+}
 
 }  // namespace clb

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "threads.h"
 #include "topk_lanes.h"
+#include "topk_prepared.h"
 
 namespace cl {
 namespace {
@@ -41,21 +42,22 @@ void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   }
 }
 
-float inverse_norm(double ss, int64_t row) {
+float inverse_norm(double ss, int64_t row, bool lenient = false) {
+  if (lenient && ss == 0) return 0.0f;
   if (!(ss > 0)) fail("vocabulary: row " + std::to_string(row) + " has zero norm, cosine is undefined");
   return static_cast<float>(1.0 / std::sqrt(ss));
 }
 
 // 1/‖row‖ for n rows.
-void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv) {
-  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), id0 + i);
+void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv, bool lenient) {
+  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), id0 + i, lenient);
 }
 
 #define CL_TILE __attribute__((target("avx512f,avx512bw,avx512vl")))
 
 // Rows [r0, r0 + n) of m as fp32 (fp16 decoded into dst, fp32 read in
 // place) and, when inv is given, 1/‖row‖ of each from the same pass.
-CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0) {
+CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0, bool lenient) {
   const int64_t d = m.cols;
   const bool half = m.dtype == DType::F16;
   for (int64_t i = 0; i < n; ++i) {
@@ -85,7 +87,7 @@ CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, flo
     _mm512_store_ps(lanes, ss);
     double sum = 0;
     for (float l : lanes) sum += l;
-    inv[i] = inverse_norm(sum, id0 + i);
+    inv[i] = inverse_norm(sum, id0 + i, lenient);
   }
   return half ? dst : m.f32() + r0 * d;
 }
@@ -152,17 +154,6 @@ void blas_tile(const float* q, int64_t nq, int64_t d, float T, const float* v, i
       if (T > 0) accumulate_lse(row, inv, nb, T, lse.max[qb + i], lse.sum[qb + i]);
     }
   }
-}
-
-// Rows [r0, r0 + n) of m as fp32 (fp16 decoded into dst, fp32 read in
-// place) and, when inv is given, 1/‖row‖ of each.
-const float* tile_rows_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0) {
-  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-  if (avx512) return tile_avx512(m, r0, n, dst, inv, id0);
-  const float* v = m.f32() + r0 * m.cols;
-  if (m.dtype == DType::F16) rows_to_f32(m, r0, n, dst), v = dst;
-  if (inv) inverse_norms(v, n, m.cols, id0, inv);
-  return v;
 }
 
 // The source bytes of the tile from row r0 (empty at the shard's end).
@@ -232,6 +223,15 @@ std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax) {
 
 }  // namespace
 
+const float* tile_rows_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0, bool lenient) {
+  static const bool avx512 = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  if (avx512) return tile_avx512(m, r0, n, dst, inv, id0, lenient);
+  const float* v = m.f32() + r0 * m.cols;
+  if (m.dtype == DType::F16) rows_to_f32(m, r0, n, dst), v = dst;
+  if (inv) inverse_norms(v, n, m.cols, id0, inv, lenient);
+  return v;
+}
+
 TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, const TopKOptions& opt)
     : nq_(nq), d_(d), opt_(opt), q_(queries, queries + nq * d), final_(nq, opt.k) {
   require(nq > 0, "queries: expected at least one query, got 0");
@@ -262,13 +262,14 @@ void TopKAccumulator::scan_tile(const MatrixView& src, int64_t r0, int64_t nb, i
   const bool norms = cosine && !inv_norms;
   const float* v = tile_rows_f32(src, r0, nb, s.rows.data(), norms ? s.inv.data() : nullptr, id0);
   const float* inv = !cosine ? nullptr : inv_norms ? inv_norms : s.inv.data();
-  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen);
+  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen, floor_.data());
   else if (dense) scan_tile_dense(dq_, DenseTile{v, nb, inv, id0}, s.heaps, s.thr, T, s.lse, next);
   else blas_tile(q_.data(), nq_, d_, T, v, nb, inv, id0, s.scores, s.heaps, s.lse);
 }
 
 void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
                                 const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile) {
+  take_floor();
   const int64_t tr = tile_rows(), per_task = std::max<int64_t>(1, kTaskRows / tr);
   const int64_t ntasks = (rows + per_task * tr - 1) / (per_task * tr);
   const int64_t lanes = dq_.nq > 0 ? dq_.blocks * kLanes : nq_;
@@ -303,6 +304,11 @@ void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
   chunk_open_ = softmax();
 }
 
+void TopKAccumulator::take_floor() {
+  floor_.resize(static_cast<size_t>(nq_));
+  for (int64_t q = 0; q < nq_; ++q) floor_[q] = target().at(q).threshold();
+}
+
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
   require(shard.cols == d_, "vocabulary: expected dimension " + std::to_string(d_) + " (the queries'), got " +
                                 std::to_string(shard.cols));
@@ -331,6 +337,31 @@ void TopKAccumulator::add_file(const FileRows& f, int64_t id_offset, Progress& p
     s.raw.resize(static_cast<size_t>(tile_rows() * row));
     file.read(f.data_offset + (f.first + r0) * row, static_cast<size_t>(nb * row), s.raw.data());
     scan_tile(MatrixView{s.raw.data(), f.dtype, nb, f.cols}, 0, nb, id_offset + r0, nullptr, s, Bytes{});
+  });
+}
+
+void TopKAccumulator::add_prepared(const PreparedVocab& p, const MatrixView& rows, int64_t first, int64_t id_offset,
+                                   Progress& progress) {
+  require(p.d == d_ && rows.cols == d_, "vocabulary: expected dimension " + std::to_string(d_) + " (the queries'), got " +
+                                            std::to_string(rows.cols) + " rows prepared at " + std::to_string(p.d));
+  require(first >= 0 && first + rows.rows <= p.rows, "vocabulary: rows [" + std::to_string(first) + ", " +
+                                                         std::to_string(first + rows.rows) + ") are not all in the " +
+                                                         std::to_string(p.rows) + " prepared rows");
+  const float* inv = opt_.metric == Metric::Cosine ? p.inv.data() + first : nullptr;
+  // A zero row is kept as inverse norm 0, fine for 'ip'; cosine is undefined there, as in add().
+  if (inv)
+    for (int64_t i = 0; i < rows.rows; ++i)
+      if (inv[i] == 0) fail("vocabulary: row " + std::to_string(id_offset + i) + " has zero norm, cosine is undefined");
+  if (!screened() || p.format != screen_) return add(rows, id_offset, inv, progress);
+  // Any frame is exact; the rows' own keeps the bound as tight as their rounding.
+  if (qs_.nq == 0 || qs_.frame.mu != p.frame.mu || qs_.frame.inv_c != p.frame.inv_c)
+    qs_ = pack_screen_queries(*screen_, p.frame, q_.data(), nq_, d_);
+  scan_rows(rows.rows, progress, [&](int64_t r0, int64_t nb, int64_t next_r0, Scratch& s) {
+    if (s.heaps.count() == 0) s.heaps = HeapSet(nq_, opt_.k);
+    const ScreenTile t{tile_bytes(rows, r0, nb).data, nb, inv ? inv + r0 : nullptr, id_offset + r0, rows.dtype};
+    // The task's next tile comes out of DRAM while this one is scanned.
+    const int64_t next_end = next_r0 < rows.rows ? first + std::min(rows.rows, next_r0 + tile_rows()) : 0;
+    scan_screened(qs_, p.screen, first + r0, t, s.heaps, s.screen, floor_.data(), next_end);
   });
 }
 

@@ -18,6 +18,8 @@
 
 namespace cl {
 
+struct PreparedVocab;  // topk_prepared.h
+
 enum class Metric { InnerProduct, Cosine };
 
 // How scores are computed: fp32 tiles, or screening in bf16 or int8
@@ -57,6 +59,11 @@ class TopKAccumulator {
   void add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress);
   // The same for rows read from a file, with ids id_offset + (row - first).
   void add_file(const FileRows& f, int64_t id_offset, Progress& progress);
+  // Scans rows [first, first + rows.rows) of a prepared vocabulary, whose
+  // exact rows there are `rows` (read only to re-score candidates); ids
+  // id_offset + row. Rounds nothing; the same results as add(rows). Where
+  // this scan does not screen in p's format it is add(rows) with p's norms.
+  void add_prepared(const PreparedVocab& p, const MatrixView& rows, int64_t first, int64_t id_offset, Progress& progress);
   // Softmax mode: closes the current chunk. A no-op otherwise.
   void end_chunk();
   // nq × k, each row best first; missing entries are -inf / -1.
@@ -79,6 +86,8 @@ class TopKAccumulator {
   void scan_rows(int64_t rows, Progress& progress,
                  const std::function<void(int64_t r0, int64_t n, int64_t next_r0, Scratch& s)>& tile);
   bool screened() const { return screen_.has_value(); }
+  // Per query, the k-th best score merged so far: rows below it cannot rank, so the screen starts from it.
+  void take_floor();
   HeapSet& target() { return softmax() ? chunk_ : final_; }
 
   int64_t nq_, d_;
@@ -86,11 +95,17 @@ class TopKAccumulator {
   std::vector<float> q_;
   std::optional<ScreenFormat> screen_;  // chosen at construction; none for fp32 tiles
   ScreenQueries qs_;                    // packed at the first shard, whose sample fits the frame
+  std::vector<float> floor_;            // take_floor()'s thresholds for the add in progress
   DenseQueries dq_;                     // fp32 tiles on AVX-512 CPUs
   HeapSet final_, chunk_;
   RunningLse chunk_lse_;                // softmax mode: per query, over the chunk
   int64_t rows_seen_ = 0;
   bool chunk_open_ = false;
 };
+
+// Rows [r0, r0 + n) of m as fp32 (fp16 decoded into dst, fp32 read in place)
+// and, when inv is given, 1/‖row‖ of each as the scan computes them (a zero
+// row is an error, or 0 when lenient). Shared with prepare_vocab.
+const float* tile_rows_f32(const MatrixView& m, int64_t r0, int64_t n, float* dst, float* inv, int64_t id0, bool lenient = false);
 
 }  // namespace cl

@@ -160,23 +160,50 @@ CL_SCREEN float exact_dot(const float* a, const float* b, int64_t d) {
   return _mm512_reduce_add_ps(acc);
 }
 
+// The rounded rows of a tile: ScreenRows from the tile's first row.
+struct RowTerms {
+  const uint32_t* packed;
+  const float *scale, *err, *norm, *vnorm;
+};
+
+// Row `row` of the tile as fp32: in place, or fp16 decoded (exactly) into buf.
+CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, std::vector<float>& buf) {
+  if (t.dtype == DType::F32) return static_cast<const float*>(t.v) + row * d;
+  buf.resize(static_cast<size_t>(d));
+  const uint16_t* h = static_cast<const uint16_t*>(t.v) + row * d;
+  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+    const __m256i x = k == 0xffff ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j)) : _mm256_maskz_loadu_epi16(k, h + j);
+    if (k == 0xffff) _mm512_storeu_ps(buf.data() + j, _mm512_cvtph_ps(x));
+    else _mm512_mask_storeu_ps(buf.data() + j, k, _mm512_cvtph_ps(x));
+  });
+  return buf.data();
+}
+
 // Scores of R rows against QB blocks of 16 queries in the format, then
 // screening: a row reaches fp32 re-scoring for a query only when its score
 // plus the bound could reach that query's current threshold.
-template <ScreenFormat F, int R, int QB>
-CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const ScreenTile& t, int64_t r0, HeapSet& heaps,
-                      ScreenScratch& s) {
+// S: the steps per row when known at compile time (0: q.steps), so the R
+// rows' values sit at constant offsets from one register instead of R
+// pointers that spill.
+template <ScreenFormat F, int R, int QB, int S>
+CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
+                      HeapSet& heaps, ScreenScratch& s) {
+  const int64_t steps = S ? S : q.steps;
   using D = Dot<F>;
   typename D::Acc acc[R][QB];
   for (int r = 0; r < R; ++r)
     for (int b = 0; b < QB; ++b) acc[r][b] = D::zero();
-  const uint32_t* qp = q.packed.data() + b0 * q.steps * kLanes;
-  const uint32_t* vb = s.rows.data() + r0 * q.steps;
-  for (int64_t p = 0; p < q.steps; ++p) {
+  const uint32_t* qp = q.packed.data() + b0 * steps * kLanes;
+  const uint32_t* vb = rt.packed + r0 * steps;
+  for (int64_t p = 0; p < steps; ++p) {
+    if ((p & 1) == 0 && s.next < s.next_end) {
+      _mm_prefetch(s.next, _MM_HINT_T1);
+      s.next += 64;
+    }
     __m512i qa[QB];
-    for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * q.steps + p) * kLanes);
+    for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * steps + p) * kLanes);
     for (int r = 0; r < R; ++r) {
-      const __m512i x = _mm512_set1_epi32(static_cast<int>(vb[r * q.steps + p]));
+      const __m512i x = _mm512_set1_epi32(static_cast<int>(vb[r * steps + p]));
       for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
     }
   }
@@ -184,18 +211,18 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const ScreenTile& t, i
     const int64_t row = r0 + r;
     for (int b = 0; b < QB; ++b) {
       const int64_t lane = (b0 + b) * kLanes;
-      const __m512 est = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), _mm512_set1_ps(s.scale[row]),
+      const __m512 est = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), _mm512_set1_ps(rt.scale[row]),
                                          _mm512_loadu_ps(q.base.data() + lane));
-      __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(s.err[row]), _mm512_loadu_ps(q.norm.data() + lane), est);
-      upper = _mm512_fmadd_ps(_mm512_set1_ps(s.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
-      upper = _mm512_fmadd_ps(_mm512_set1_ps(s.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
+      __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.err[row]), _mm512_loadu_ps(q.norm.data() + lane), est);
+      upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
+      upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
       if (t.inv) upper = _mm512_mul_ps(upper, _mm512_set1_ps(t.inv[row]));
       // ≥ so that ties are re-scored too.
       __mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ);
       for (; m; m &= m - 1) {
         const int64_t qi = lane + __builtin_ctz(m);
         if (qi >= q.nq) break;
-        float exact = exact_dot(q.f32.data() + qi * q.d, t.v + row * q.d, q.d);
+        float exact = exact_dot(q.f32.data() + qi * q.d, exact_row(t, row, q.d, s.row), q.d);
         if (t.inv) exact *= t.inv[row];
         HeapView heap = heaps.at(qi);
         if (exact > heap.threshold()) {
@@ -209,14 +236,22 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const ScreenTile& t, i
 
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
 // stay in L1 while the tile's rows stream past.
-template <ScreenFormat F>
-void scan(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+template <ScreenFormat F, int S>
+void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
   for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
     for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
-      kernel<F, decltype(r)::value, QB>(q, b0, t, r0, heaps, s);
+      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, heaps, s);
     });
   });
+}
+
+// d = 512 (CLIP's width) compiled with its step count; other widths at run time.
+template <ScreenFormat F>
+void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  constexpr int S512 = F == ScreenFormat::Int8 ? 128 : 256;
+  if (q.steps == S512) scan<F, S512>(q, rt, t, heaps, s);
+  else scan<F, 0>(q, rt, t, heaps, s);
 }
 
 }  // namespace
@@ -320,30 +355,50 @@ ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float
   return out;
 }
 
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
-  const int64_t d = q.d, nb = t.rows;
-  const size_t cells = static_cast<size_t>(nb * q.steps);
-  if (d % per_step(q.format)) s.rows.assign(cells, 0);  // bf16 padding must be finite
-  else s.rows.resize(cells);
-  for (auto* v : {&s.scale, &s.err, &s.norm, &s.vnorm}) v->resize(static_cast<size_t>(nb));
-  const RoundFn round = rounder(q.format, !q.frame.identity());
-  const Map map{q.frame.mu.data(), q.frame.inv_c.data()};
-  for (int64_t j = 0; j < nb; ++j) {
-    const Rounded r = round(t.v + j * d, map, d, s.rows.data() + j * q.steps, true);
+void ScreenRows::resize(int64_t n, int64_t steps_per_row) {
+  steps = steps_per_row;
+  packed.assign(static_cast<size_t>(n * steps), 0u);
+  for (auto* v : {&scale, &err, &norm, &vnorm}) v->resize(static_cast<size_t>(n));
+}
+
+int64_t screen_steps(ScreenFormat f, int64_t d) { return (d + per_step(f) - 1) / per_step(f); }
+
+void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v, int64_t n, int64_t d, int64_t id0,
+                       ScreenRows& out, int64_t at) {
+  const RoundFn round = rounder(f, !frame.identity());
+  const Map map{frame.mu.data(), frame.inv_c.data()};
+  for (int64_t j = 0; j < n; ++j) {
+    const Rounded r = round(v + j * d, map, d, out.packed.data() + (at + j) * out.steps, true);
     // A NaN/Inf would make every screened score unordered and silently skipped.
     if (!std::isfinite(r.x) || !std::isfinite(r.err))
-      fail("vocabulary: row " + std::to_string(t.id0 + j) + " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+      fail("vocabulary: row " + std::to_string(id0 + j) + " gives a non-finite score (its vector holds NaN/Inf or overflows)");
     // The subtraction in y rounds: ‖b − y‖ ≤ 2⁻²⁴‖y‖ joins the measured error.
     const double err = r.err + r.y * 0x1p-23;
-    s.scale[j] = r.scale;
-    s.err[j] = up(err);
-    s.norm[j] = up(r.y + err);
-    s.vnorm[j] = up(r.x);
+    out.scale[at + j] = r.scale;
+    out.err[at + j] = up(err);
+    out.norm[at + j] = up(r.y + err);
+    out.vnorm[at + j] = up(r.x);
   }
+}
+
+void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
+                   ScreenScratch& s, const float* floor, int64_t next_end) {
+  const char* packed = reinterpret_cast<const char*>(rounded.packed.data());
+  s.next = packed + (r0 + t.rows) * rounded.steps * 4;
+  s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
+  const RowTerms rt{rounded.packed.data() + r0 * rounded.steps, rounded.scale.data() + r0, rounded.err.data() + r0,
+                    rounded.norm.data() + r0, rounded.vnorm.data() + r0};
   s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
-  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(heaps.at(i).threshold());
-  if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, t, heaps, s);
-  else scan<ScreenFormat::Bf16>(q, t, heaps, s);
+  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i] : -INFINITY));
+  if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
+  else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
+}
+
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, const float* floor) {
+  // Sized once per worker; the rounding never writes the (zeroed) padding.
+  if (s.tile.steps != q.steps || s.tile.rows() < t.rows) s.tile.resize(std::max<int64_t>(t.rows, s.tile.rows()), q.steps);
+  round_screen_rows(q.format, q.frame, static_cast<const float*>(t.v), t.rows, q.d, t.id0, s.tile, 0);
+  scan_screened(q, s.tile, 0, t, heaps, s, floor);
 }
 
 }  // namespace cl

@@ -60,26 +60,60 @@ struct ScreenQueries {
 
 ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d);
 
-// Per-thread scratch for scan_tile_screened.
-struct ScreenScratch {
-  std::vector<uint32_t> rows;  // the tile rounded, rows × steps
-  std::vector<float> scale;    // per row: b̂ = scale·(rounded values)
-  std::vector<float> err;      // per row: ‖b − b̂‖ rounded up
-  std::vector<float> norm;     // per row: ‖b̂‖ rounded up
-  std::vector<float> vnorm;    // per row: ‖v‖ rounded up
-  std::vector<float> thr;      // per query: the heap's threshold, lowered by its rounding
+// Rows rounded to a format in a frame: everything screening reads of a row.
+// Held per tile by the on-the-fly scan, or once for a whole vocabulary by a
+// prepared copy (topk_prepared.h); both go through the same scan.
+struct ScreenRows {
+  int64_t steps = 0;
+  std::vector<uint32_t> packed;  // rows × steps (bf16 padding zero)
+  std::vector<float> scale;      // per row: b̂ = scale·(rounded values)
+  std::vector<float> err;        // per row: ‖b − b̂‖ rounded up
+  std::vector<float> norm;       // per row: ‖b̂‖ rounded up
+  std::vector<float> vnorm;      // per row: ‖v‖ rounded up
+
+  int64_t rows() const { return static_cast<int64_t>(scale.size()); }
+  // Room for n rows of `steps` 32-bit steps (zeroed: padding must be finite).
+  void resize(int64_t n, int64_t steps);
 };
 
-// One vocabulary tile to scan.
+// 32-bit steps per row of dimension d in the format.
+int64_t screen_steps(ScreenFormat f, int64_t d);
+
+// Rounds n fp32 rows v (ids from id0, for errors) in `frame` into rows
+// [at, at + n) of `out`. Fails naming the row when one is not finite.
+void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v, int64_t n, int64_t d, int64_t id0,
+                       ScreenRows& out, int64_t at);
+
+// Per-thread scratch of the screened scan.
+struct ScreenScratch {
+  ScreenRows tile;         // the on-the-fly path's rounded tile
+  std::vector<float> thr;  // per query: the heap's threshold, lowered by its rounding
+  std::vector<float> row;  // one fp16 row decoded for re-scoring
+  const char *next = nullptr, *next_end = nullptr;  // bytes still to prefetch
+};
+
+// One vocabulary tile to scan: its exact rows, for re-scoring.
 struct ScreenTile {
-  const float* v;    // rows × d, fp32
+  const void* v;     // rows × d, fp32 (or fp16 bits with `dtype`)
   int64_t rows;
   const float* inv;  // cosine with normalised queries: 1/‖row‖ per row; else null
   int64_t id0;       // id of row 0
+  DType dtype = DType::F32;
 };
 
 // Offers every row of the tile that could rank in a query's top-k to
-// `heaps`, with its exact fp32 score (times inv[row] under cosine).
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s);
+// `heaps`, with its exact fp32 score (times inv[row] under cosine). The
+// rounded rows are rows [r0, r0 + t.rows) of `rounded`, in q's frame.
+// Meanwhile prefetches rounded rows [r0 + t.rows, next_end) into L2: rows
+// only 8 lines long, read 12 at a time, are streams too short for the
+// hardware prefetcher, and the scan would wait on DRAM. `floor` (optional,
+// per query): a score a row must reach to matter at all (the k-th best of
+// the shards merged so far), which screens rows before `heaps` fill.
+void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
+                   ScreenScratch& s, const float* floor = nullptr, int64_t next_end = 0);
+
+// The on-the-fly path: rounds the tile (fp32 rows) into s.tile, then scan_screened.
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
+                        const float* floor = nullptr);
 
 }  // namespace cl

@@ -14,6 +14,7 @@
 #include "../core/blas.h"
 #include "../core/fp16.h"
 #include "../core/topk.h"
+#include "../core/topk_prepared.h"
 #include "check.h"
 
 namespace {
@@ -429,4 +430,178 @@ TEST(cancel_flag_stops_the_scan) {
     cancelled = true;
   }
   CHECK(cancelled);
+}
+
+namespace {
+
+// The vocabulary prepared once, then scanned in shards through add_prepared.
+Run run_prepared(const cl::PreparedVocab& pv, const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, int k,
+                 cl::Metric metric, int64_t shard_rows, cl::ScanKernel kernel = cl::ScanKernel::Auto) {
+  cl::TopKOptions opt;
+  opt.k = k;
+  opt.metric = metric;
+  opt.kernel = kernel;
+  cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
+  for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
+    cl::MatrixView s = v;
+    s.rows = std::min(shard_rows, v.rows - r0);
+    s.data = static_cast<const char*>(v.data) + r0 * v.cols * v.element_size();
+    cl::Progress p;
+    acc.add_prepared(pv, s, r0, r0, p);
+  }
+  Run r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};
+  acc.result(r.scores.data(), r.ids.data());
+  return r;
+}
+
+cl::PreparedVocab prepare(const cl::MatrixView& v) {
+  cl::Progress p;
+  return cl::prepare_vocab(v, nullptr, p);
+}
+
+// Bitwise the same ids and scores.
+void expect_same(const Run& a, const Run& b) {
+  CHECK(a.ids == b.ids);
+  CHECK(a.scores == b.scores);
+}
+
+std::vector<cl::ScanKernel> screened_kernels() {
+  std::vector<cl::ScanKernel> k = {cl::ScanKernel::Auto};
+  for (auto kern : kernels())
+    if (kern != cl::ScanKernel::Sgemm) k.push_back(kern);
+  return k;
+}
+
+}  // namespace
+
+// Rows rounded once give what rows rounded per tile give: the brute force's
+// answer, and bitwise the unprepared scan's (ip and cosine, fp32 and fp16,
+// one shard or several, k up to the rows).
+TEST(prepared_scan_matches_brute_force_and_the_unprepared_scan) {
+  const int64_t n = 3000, d = 40, nq = 37;
+  auto v = randn(n * d, 61, 1.0f, 0.3f), q = randn(nq * d, 62, 3.0f);
+  for (int64_t j = 0; j < n; ++j) v[j * d + 3] *= 8.0f;  // an outlier dimension, so the frame is not the identity
+  std::vector<uint16_t> h(n * d);
+  cl::floats_to_halves(v.data(), h.data(), n * d);
+  std::vector<float> vr(n * d);
+  cl::halves_to_floats(h.data(), vr.data(), n * d);
+  for (bool half : {false, true}) {
+    const cl::MatrixView m = half ? cl::MatrixView{h.data(), cl::DType::F16, n, d} : cl::MatrixView{v.data(), cl::DType::F32, n, d};
+    const cl::PreparedVocab pv = prepare(m);
+    CHECK(pv.format.has_value() == (cl::screening_available(cl::ScreenFormat::Bf16) || cl::screening_available(cl::ScreenFormat::Int8)));
+    CHECK(!pv.format || !pv.frame.identity());
+    for (auto metric : {cl::Metric::InnerProduct, cl::Metric::Cosine})
+      for (int k : {1, 10, 100, int(n)}) {
+        std::vector<int64_t> ids;
+        std::vector<double> s;
+        brute(q, half ? vr : v, nq, n, d, k, metric == cl::Metric::Cosine, ids, s);
+        for (int64_t shard : {n, int64_t(777)})
+          for (auto kern : screened_kernels()) {
+            Run r = run_prepared(pv, q, m, nq, k, metric, shard, kern);
+            expect_match(r, ids, s, 1e-3);
+            expect_same(r, run(q, m, nq, k, metric, shard, 0, kern));
+          }
+      }
+  }
+}
+
+TEST(prepared_scan_keeps_near_ties_and_ties_exact) {
+  const int64_t d = 63, n = 4000;
+  auto base = randn(d, 31);
+  std::vector<float> v(n * d);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
+  auto q = randn(3 * d, 32);
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, 3, n, d, 20, false, ids, s);
+  const cl::MatrixView m{v.data(), cl::DType::F32, n, d};
+  const cl::PreparedVocab pv = prepare(m);
+  for (auto kern : screened_kernels()) {
+    Run r = run_prepared(pv, q, m, 3, 20, cl::Metric::InnerProduct, 1000, kern);
+    expect_match(r, ids, s, 2e-5);
+    expect_same(r, run(q, m, 3, 20, cl::Metric::InnerProduct, 1000, 0, kern));
+  }
+  std::vector<float> same(1500 * 4, 1.0f), q1(4, 1.0f);
+  const cl::MatrixView t{same.data(), cl::DType::F32, 1500, 4};
+  Run r = run_prepared(prepare(t), q1, t, 1, 5, cl::Metric::InnerProduct, 300);
+  for (int i = 0; i < 5; ++i) CHECK(r.ids[i] == i);
+}
+
+TEST(prepared_k_larger_than_vocabulary_pads_with_minus_one) {
+  std::vector<float> v = randn(3 * 4, 9), q = randn(4, 10);
+  const cl::MatrixView m{v.data(), cl::DType::F32, 3, 4};
+  Run r = run_prepared(prepare(m), q, m, 1, 5, cl::Metric::InnerProduct, 3);
+  CHECK(r.ids[2] >= 0 && r.ids[3] == -1 && r.ids[4] == -1);
+  expect_same(r, run(q, m, 1, 5, cl::Metric::InnerProduct, 3));
+}
+
+// A copy rebuilt from its arrays (as a store reloads it) scans the same;
+// arrays that do not fit together are refused.
+TEST(prepared_copy_from_its_arrays_and_damage_refused) {
+  const int64_t n = 1200, d = 24, nq = 5;
+  auto v = randn(n * d, 71, 1.0f, 2.0f), q = randn(nq * d, 72);
+  const cl::MatrixView m{v.data(), cl::DType::F32, n, d};
+  const cl::PreparedVocab pv = prepare(m);
+  cl::PreparedVocab copy;
+  copy.format = pv.format;
+  copy.rows = pv.rows;
+  copy.d = pv.d;
+  copy.frame = pv.frame;
+  copy.screen = pv.screen;
+  copy.inv = pv.inv;
+  cl::check_prepared(copy);
+  expect_same(run_prepared(copy, q, m, nq, 7, cl::Metric::Cosine, n), run(q, m, nq, 7, cl::Metric::Cosine, n));
+  if (!copy.format) return;
+  cl::PreparedVocab bad = copy;
+  bad.screen.err[17] = -1;
+  CHECK_THROWS_WITH(cl::check_prepared(bad), "finite terms");
+  bad = copy;
+  bad.screen.packed.pop_back();
+  CHECK_THROWS_WITH(cl::check_prepared(bad), "packed steps");
+  if (copy.frame.identity()) return;
+  bad = copy;
+  bad.frame.inv_c[2] = 0.3f;
+  CHECK_THROWS_WITH(cl::check_prepared(bad), "power of two");
+}
+
+TEST(prepared_zero_row_serves_ip_and_is_named_under_cosine) {
+  std::vector<float> v = randn(50 * 8, 81), q = randn(8, 82);
+  std::fill(v.begin() + 20 * 8, v.begin() + 21 * 8, 0.0f);
+  const cl::MatrixView m{v.data(), cl::DType::F32, 50, 8};
+  const cl::PreparedVocab pv = prepare(m);
+  CHECK(pv.inv[20] == 0.0f);
+  expect_same(run_prepared(pv, q, m, 1, 4, cl::Metric::InnerProduct, 50), run(q, m, 1, 4, cl::Metric::InnerProduct, 50));
+  CHECK_THROWS_WITH(run_prepared(pv, q, m, 1, 4, cl::Metric::Cosine, 50), "row 20 has zero norm");
+}
+
+TEST(prepare_is_cancelled_by_the_flag) {
+  auto v = randn(5000 * 8, 11);
+  std::atomic<int32_t> flag{1};
+  cl::Progress p(nullptr, &flag);
+  bool cancelled = false;
+  try {
+    cl::prepare_vocab(cl::MatrixView{v.data(), cl::DType::F32, 5000, 8}, nullptr, p);
+  } catch (const cl::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled);
+}
+
+// d = 512 runs the kernels compiled for its step count (int8 and bf16).
+TEST(clip_width_scans_match_brute_force_prepared_or_not) {
+  const int64_t n = 2500, d = 512, nq = 20;
+  auto v = randn(n * d, 91, 1.0f, 0.5f), q = randn(nq * d, 92);
+  const cl::MatrixView m{v.data(), cl::DType::F32, n, d};
+  const cl::PreparedVocab pv = prepare(m);
+  for (auto metric : {cl::Metric::InnerProduct, cl::Metric::Cosine}) {
+    std::vector<int64_t> ids;
+    std::vector<double> s;
+    brute(q, v, nq, n, d, 10, metric == cl::Metric::Cosine, ids, s);
+    for (auto kern : screened_kernels()) {
+      Run r = run(q, m, nq, 10, metric, 1000, 0, kern);
+      expect_match(r, ids, s, 1e-3);
+      expect_same(run_prepared(pv, q, m, nq, 10, metric, 1000, kern), r);
+    }
+  }
 }

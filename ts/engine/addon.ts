@@ -47,8 +47,41 @@ export interface NativeTopK {
     onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   addFile(path: string, dataOffset: number, dtype: 'float32' | 'float16', cols: number, first: number, rows: number,
     idOffset: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
+  addPrepared(prepared: NativePreparedVocab, vectors: FloatRows, rows: number, first: number, idOffset: number,
+    onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   endChunk(): void;
   result(): Promise<{ scores: Float32Array; ids: BigInt64Array }>;
+}
+/**
+ * A prepared screening copy as arrays (what a store persists): the rows rounded once in one frame, their per-row
+ * terms, and 1/‖row‖. `format` null: the CPU screens in neither format, only `inv` is meaningful.
+ */
+export interface PreparedArrays {
+  format: 'int8' | 'bf16' | null;
+  rows: number;
+  dim: number;
+  /** The frame's shift and power-of-two scales (dim each), or null for the identity frame. */
+  mu: Float32Array | null;
+  invC: Float32Array | null;
+  /** rows × steps × 4 bytes: the rounded values, four int8 or two bf16 per 32-bit step. */
+  packed: Uint8Array;
+  /** Per row: the rounded values' scale, their error and norm bounds, ‖row‖ rounded up, and 1/‖row‖ (0 for a zero row). */
+  scale: Float32Array;
+  err: Float32Array;
+  norm: Float32Array;
+  vnorm: Float32Array;
+  inv: Float32Array;
+}
+export interface NativePreparedVocab {
+  readonly format: 'int8' | 'bf16' | null;
+  readonly rows: number;
+  readonly dim: number;
+  arrays(): Promise<PreparedArrays>;
+}
+export interface NativePreparedVocabClass {
+  prepare(vectors: FloatRows, rows: number, d: number, invNorms: Float32Array | null, onProgress: NativeProgress,
+    cancel: CancelFlag): Promise<NativePreparedVocab>;
+  fromArrays(arrays: PreparedArrays): Promise<NativePreparedVocab>;
 }
 export type NativeTopKClass = new (queries: Float32Array, nq: number, d: number, k: number, metric: 'ip' | 'cosine',
   softmaxTemperature: number, device: Device, kernel: ScanKernel) => NativeTopK;
@@ -209,6 +242,7 @@ export interface Addon {
   // blas_binding.cpp
   matmulNT(a: Float32Array, m: number, k: number, b: Float32Array, n: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<Float32Array>;
   TopK: NativeTopKClass;
+  PreparedVocab: NativePreparedVocabClass;
   glmFit(X: Float32Array, n: number, p: number, Y: Float32Array, K: number, options: NativeGlmOptions,
     onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeGlmFit>;
   glmObjective(X: Float32Array, n: number, p: number, Y: Float32Array, K: number, W: Float32Array, b: Float32Array,

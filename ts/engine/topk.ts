@@ -1,6 +1,6 @@
 // topk_binding.cpp: the running exact top-k accumulator.
 import type { ProgressOptions } from '../abort.js';
-import { engine, type Device, type FloatRows, type NativeTopK, type ScanKernel } from './addon.js';
+import { engine, type Device, type FloatRows, type NativePreparedVocab, type NativeTopK, type PreparedArrays, type ScanKernel } from './addon.js';
 import { nativeCall, nativeSync } from './call.js';
 
 export interface TopKScanOptions {
@@ -40,6 +40,11 @@ export class TopKScan {
       this.scan.addFile(f.path, f.dataOffset, f.dtype, f.cols, f.first, f.rows, idOffset, onProgress, cancel));
   }
 
+  /** Scans rows [first, first + rows) of a prepared vocabulary; `vectors` are its exact rows there (for re-scoring). */
+  addPrepared(p: PreparedScreen, vectors: FloatRows, rows: number, first: number, idOffset: number, opts: ProgressOptions = {}): Promise<void> {
+    return nativeCall(opts, (onProgress, cancel) => this.scan.addPrepared(p.native, vectors, rows, first, idOffset, onProgress, cancel));
+  }
+
   /** Closes a softmax chunk (shard). */
   endChunk(): void {
     nativeSync(() => this.scan.endChunk());
@@ -48,5 +53,25 @@ export class TopKScan {
   /** nq × k scores and ids, each row best first; -Infinity / -1 where fewer than k rows were seen. */
   result(): Promise<{ scores: Float32Array; ids: BigInt64Array }> {
     return nativeCall({}, () => this.scan.result());
+  }
+}
+
+/** The engine's prepared screening copy of some rows (topk_prepared.h). */
+export class PreparedScreen {
+  private constructor(readonly native: NativePreparedVocab) {}
+
+  /** Prepares rows × d rows on the compute pool; invNorms: the 1/‖row‖ searches would pass, kept as they are. */
+  static async prepare(vectors: FloatRows, rows: number, d: number, invNorms: Float32Array | null, opts: ProgressOptions = {}): Promise<PreparedScreen> {
+    return new PreparedScreen(await nativeCall(opts, (onProgress, cancel) => engine().PreparedVocab.prepare(vectors, rows, d, invNorms, onProgress, cancel)));
+  }
+
+  /** A copy from its arrays, checked (shapes, finite terms, frame scales). */
+  static async fromArrays(a: PreparedArrays): Promise<PreparedScreen> {
+    return new PreparedScreen(await nativeCall({}, () => engine().PreparedVocab.fromArrays(a)));
+  }
+
+  /** Its arrays (copies), for persisting. */
+  arrays(): Promise<PreparedArrays> {
+    return nativeCall({}, () => this.native.arrays());
   }
 }

@@ -2,12 +2,12 @@
 // screened low-precision scores or fused GEMM + selection tiles), with the
 // running merge across shards.
 import type { ProgressOptions } from '../abort.js';
-import type { ScanKernel } from '../engine/addon.js';
-import { TopKScan, type FileRowsRef } from '../engine/topk.js';
+import type { PreparedArrays, ScanKernel } from '../engine/addon.js';
+import { PreparedScreen, TopKScan, type FileRowsRef } from '../engine/topk.js';
 import { argError } from '../errors.js';
 import { rowsOf } from '../matrix.js';
 
-export type { ScanKernel, FileRowsRef };
+export type { ScanKernel, FileRowsRef, PreparedArrays };
 /** Score of a row against a query: inner product, or cosine (both normalised by the kernel). */
 export type Metric = 'ip' | 'cosine';
 
@@ -43,6 +43,54 @@ export interface SearchResult {
   k: number;
 }
 
+/**
+ * Rows prepared once for the screened exact scan: the screening frame fitted over all of them, every row rounded once
+ * (int8, or bf16 where the CPU lacks AVX512-VNNI) with its error bounds, and 1/‖row‖ for cosine. Searches given it
+ * ({@link ExactTopK.addPrepared}, `exactSearch(..., { prepared })`) read the rounded copy instead of rounding every
+ * row on every call, and re-score candidates from the exact rows: the same ids and scores as without it.
+ */
+export class PreparedRows {
+  private constructor(/** @internal */ readonly screen: PreparedScreen) {}
+
+  /**
+   * Prepares rows × dim rows (fp32, or fp16 bits) on the compute pool. `invNorms`: the 1/‖row‖ searches would pass
+   * to {@link ExactTopK.add}, kept as they are (default: computed as the scan computes them).
+   */
+  static async prepare(vectors: Float32Array | Uint16Array, dim: number, opts: ProgressOptions & { invNorms?: Float32Array } = {}): Promise<PreparedRows> {
+    const rows = rowsOf(vectors, dim, 'vectors');
+    return new PreparedRows(await PreparedScreen.prepare(vectors, rows, dim, opts.invNorms ?? null, opts));
+  }
+
+  /**
+   * A prepared copy from its arrays (as {@link PreparedRows.arrays} gave them), checked: shapes, finite terms,
+   * power-of-two frame scales.
+   * @throws ConceptLensError ERR_DTYPE / ERR_SHAPE / ERR_ARG naming the array that does not fit.
+   */
+  static async fromArrays(a: PreparedArrays): Promise<PreparedRows> {
+    return new PreparedRows(await PreparedScreen.fromArrays(a));
+  }
+
+  /** The screening format ('int8' or 'bf16'), or null where this CPU screens in neither (then only the norms are kept). */
+  get format(): 'int8' | 'bf16' | null {
+    return this.screen.native.format;
+  }
+
+  /** Rows prepared. */
+  get rows(): number {
+    return this.screen.native.rows;
+  }
+
+  /** Their dimension. */
+  get dim(): number {
+    return this.screen.native.dim;
+  }
+
+  /** The copy as arrays (copied), for persisting. */
+  arrays(): Promise<PreparedArrays> {
+    return this.screen.arrays();
+  }
+}
+
 /** A running exact top-k: add() shards in turn (one at a time), then result(). */
 export class ExactTopK {
   private readonly scan: TopKScan;
@@ -73,6 +121,18 @@ export class ExactTopK {
     this.rowsSeen = Math.max(this.rowsSeen, offset + file.rows);
   }
 
+  /**
+   * Adds rows [first, first + rows) of a prepared vocabulary, `vectors` being its exact rows there (fp32 or fp16
+   * bits, read only to re-score candidates): the same result as add(vectors), without rounding them again. CPU only.
+   * Where this scan does not screen in the copy's format (kernel 'sgemm', softmax scoring) it is add(vectors).
+   */
+  async addPrepared(prepared: PreparedRows, vectors: Float32Array | Uint16Array, opts: ProgressOptions & { first?: number; idOffset?: number } = {}): Promise<void> {
+    const rows = rowsOf(vectors, this.dim, 'vectors'), offset = opts.idOffset ?? this.rowsSeen;
+    await this.scan.addPrepared(prepared.screen, vectors, rows, opts.first ?? 0, offset,
+      { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
+    this.rowsSeen = Math.max(this.rowsSeen, offset + rows);
+  }
+
   /** Closes a softmax chunk; the next add() starts a new one. */
   endChunk(): void {
     this.scan.endChunk();
@@ -89,10 +149,15 @@ export class ExactTopK {
   }
 }
 
-/** One-shot exact search of queries (nq × dim) against one in-memory matrix (rows × dim, fp32 or fp16 bits). */
-export async function exactSearch(queries: Float32Array, vectors: Float32Array | Uint16Array, dim: number, options: TopKOptions): Promise<SearchResult> {
+/**
+ * One-shot exact search of queries (nq × dim) against one in-memory matrix (rows × dim, fp32 or fp16 bits); with
+ * `prepared`, that matrix's {@link PreparedRows} (same results, no per-call rounding).
+ */
+export async function exactSearch(queries: Float32Array, vectors: Float32Array | Uint16Array, dim: number,
+  options: TopKOptions & { prepared?: PreparedRows }): Promise<SearchResult> {
   const nq = rowsOf(queries, dim, 'queries'), rows = rowsOf(vectors, dim, 'vectors');
   const s = new ExactTopK(queries, nq, dim, options);
-  await s.add(vectors, rows);
+  if (options.prepared) await s.addPrepared(options.prepared, vectors, { idOffset: 0 });
+  else await s.add(vectors, rows);
   return s.result();
 }

@@ -2,12 +2,16 @@
 // rows, transforms, shard list, size and sha256 of every file), the vectors
 // as .npy shards of at most one streaming block each, the mean row, the
 // original ids kept by de-duplication, and the texts as one UTF-8 blob plus
-// offsets. Reopening reads the manifest and .npy headers only. Written into
-// a temp directory that is renamed into place.
+// offsets, and optionally the prepared screening copy of the vectors (their
+// rounded values, per-row terms and frame; PreparedRows). Reopening reads the
+// manifest and .npy headers only. Written into a temp directory that is
+// renamed into place.
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import type { PreparedArrays } from '../engine/addon.js';
 import { firstNonFiniteRow } from '../engine/vocab.js';
+import { tempPath } from '../io/atomic.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
 import { textRuns, type ByteRun, type Texts } from './texts.js';
@@ -52,11 +56,18 @@ interface Manifest {
   mean?: string;
   ids?: string;
   texts?: { blob: string; offsets: string };
+  /** The prepared screening copy of the vectors: packed values, per-row terms, and the frame unless it is the identity. */
+  prepared?: { format: PreparedArrays['format']; packed: string; terms: string; frame?: string };
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
+/** Rows of prepared_terms.npy, each one value per vocabulary row. */
+const TERMS = ['scale', 'err', 'norm', 'vnorm', 'inv'] as const;
+
 export interface StoreWriteOptions {
   blockBytes?: number;
+  /** The vectors' prepared screening copy, written beside them. */
+  prepared?: PreparedArrays;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -104,7 +115,7 @@ function swapInto(tmp: string, out: string): void {
 }
 
 export async function writeStore(v: VocabContent, out: string, opts: StoreWriteOptions = {}): Promise<void> {
-  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = tempPath(out);
   mkdirSync(tmp, { recursive: true });
   const files: Manifest['files'] = {};
   // Parts are written one after another, so large blocks are never copied.
@@ -141,6 +152,7 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
       format: FORMAT, version: 1, dim: v.dim, dtype: v.dtype, rows: v.rows, sourceRows: v.sourceRows,
       transforms: v.transforms, shards, files,
     };
+    if (opts.prepared) m.prepared = await putPrepared(opts.prepared, put);
     if (v.mean) m.mean = await put('mean.npy', npyBytes(v.mean, [v.dim], 'float64'));
     if (v.ids) m.ids = await put('ids.npy', intNpy(v.ids, v.sourceRows));
     if (v.texts) {
@@ -155,6 +167,54 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/** Writes the prepared copy's files through `put` (which records their size and sha256). */
+async function putPrepared(a: PreparedArrays, put: (name: string, ...parts: Uint8Array[]) => Promise<string>): Promise<Manifest['prepared']> {
+  const terms = new Float32Array(TERMS.length * a.rows);
+  TERMS.forEach((t, i) => a[t].length && terms.set(a[t], i * a.rows));
+  const steps = a.packed.length / Math.max(1, a.rows);
+  const frame = a.mu && a.invC ? new Float32Array([...a.mu, ...a.invC]) : undefined;
+  return {
+    format: a.format,
+    packed: await put('prepared_packed.npy', npyHeader([a.rows, steps], 'uint8'), a.packed),
+    terms: await put('prepared_terms.npy', npyBytes(terms, [TERMS.length, a.rows], 'float32')),
+    frame: frame && (await put('prepared_frame.npy', npyBytes(frame, [2, a.dim], 'float32'))),
+  };
+}
+
+/** sha256 of a file, read as a stream. */
+async function sha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/**
+ * The store's prepared screening copy, if it has one: every file re-hashed against the manifest first (these bytes
+ * certify the search's exactness, so damage is refused whatever `verify` says), then read whole.
+ * @throws ConceptLensError ERR_FILE naming a file whose sha256 or shape does not match.
+ */
+export async function readPrepared(dir: string): Promise<PreparedArrays | undefined> {
+  const m = readManifest(dir), p = m.prepared;
+  if (!p) return undefined;
+  const load = async (name: string, dtype: string, shape: number[]) => {
+    const path = join(dir, name), got = await sha256(path);
+    if (got !== m.files[name]?.sha256) throw fileError(path, `sha256 ${got}, the manifest records ${m.files[name]?.sha256}; the store is damaged, rebuild it`);
+    const a = readNpy(path);
+    if (a.dtype !== dtype || a.shape.length !== 2 || a.shape[0] !== shape[0] || (shape[1] >= 0 && a.shape[1] !== shape[1]))
+      throw fileError(path, `${a.dtype} [${a.shape.join(', ')}], expected ${dtype} [${shape.map((x) => (x < 0 ? '*' : x)).join(', ')}]`);
+    return a.data;
+  };
+  const packed = (await load(p.packed, 'uint8', [m.rows, -1])) as Uint8Array;
+  const terms = (await load(p.terms, 'float32', [TERMS.length, m.rows])) as Float32Array;
+  const frame = p.frame ? ((await load(p.frame, 'float32', [2, m.dim])) as Float32Array) : undefined;
+  const term = (i: number) => (p.format || TERMS[i] === 'inv' ? terms.slice(i * m.rows, (i + 1) * m.rows) : new Float32Array(0));
+  return {
+    format: p.format, rows: m.rows, dim: m.dim, packed,
+    mu: frame ? frame.slice(0, m.dim) : null, invC: frame ? frame.slice(m.dim) : null,
+    scale: term(0), err: term(1), norm: term(2), vnorm: term(3), inv: term(4),
+  };
 }
 
 /** Blobs up to this size are read whole on first use; larger ones one text at a time. */
@@ -256,9 +316,7 @@ export function storeBytes(dir: string): number {
 export async function verifyStore(dir: string): Promise<void> {
   const m = readManifest(dir);
   for (const [name, f] of Object.entries(m.files)) {
-    const h = createHash('sha256');
-    for await (const chunk of createReadStream(join(dir, name))) h.update(chunk as Buffer);
-    const got = h.digest('hex');
+    const got = await sha256(join(dir, name));
     if (got !== f.sha256) throw fileError(join(dir, name), `sha256 ${got}, the manifest records ${f.sha256}; the store is damaged`);
   }
 }

@@ -3,19 +3,23 @@
 // mean-centring and caption de-duplication. Searches hand whole shard files
 // to the exact top-k kernel, which reads them a cache-sized tile at a time
 // (or stream bounded blocks through it when rows are dropped or rewritten),
-// so a vocabulary larger than memory is never loaded whole.
+// so a vocabulary larger than memory is never loaded whole. prepare() makes
+// it resident instead, with its screening copy rounded once (or reloaded from
+// its store) for every later search.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { throwIfAborted, type ProgressOptions } from '../abort.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
+import type { FloatRows } from '../engine/addon.js';
+import { engineInfo } from '../engine/info.js';
 import { firstNonFiniteRow, TextHashSet } from '../engine/vocab.js';
 import { readLines } from '../io/text.js';
 import { requireArray, rowsOf } from '../matrix.js';
-import { ExactTopK, type FileRowsRef, type Metric, type ScanKernel, type SearchResult } from './exact.js';
+import { ExactTopK, PreparedRows, type FileRowsRef, type Metric, type ScanKernel, type SearchResult } from './exact.js';
 import { ArrayTexts, SubsetTexts, textRuns, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
-import { MANIFEST, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writeStore, type VocabContent } from './vocab-store.js';
+import { MANIFEST, readPrepared, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writeStore, type VocabContent } from './vocab-store.js';
 
 /** Options of {@link Vocabulary.open} and {@link Vocabulary.fromArray}; progress reports the mean pass that `center` needs. */
 export interface OpenOptions extends ProgressOptions {
@@ -82,6 +86,13 @@ export interface VocabSearchResult {
 }
 
 type Kept = Pick<VocabContent, 'shards' | 'ids' | 'texts' | 'rows'>;
+
+/** A prepared vocabulary: its rows held in memory (as stored, before transforms) and their screening copy. */
+interface Resident {
+  rows: FloatRows;
+  prepared: PreparedRows;
+  source: 'store' | 'computed';
+}
 
 /**
  * First occurrence of each text wins: kept rows per shard and their original ids. The texts are compared by 128-bit
@@ -156,8 +167,10 @@ export class Vocabulary implements VocabContent {
   readonly ids?: Float64Array;
   readonly texts?: Texts;
   readonly shards: Shard[];
+  private resident?: Resident;
 
-  private constructor(readonly source: string, c: VocabContent, private readonly blockBytes: number) {
+  private constructor(readonly source: string, c: VocabContent, private readonly blockBytes: number,
+    private readonly storeDir?: string) {
     ({ dim: this.dim, dtype: this.dtype, rows: this.rows, sourceRows: this.sourceRows, transforms: this.transforms,
       mean: this.mean, ids: this.ids, texts: this.texts, shards: this.shards } = c);
   }
@@ -168,7 +181,7 @@ export class Vocabulary implements VocabContent {
     const dir = statSync(path).isDirectory();
     if (dir && existsSync(join(path, MANIFEST))) {
       if (opts.verify ?? storeBytes(path) <= VERIFY_ON_OPEN_BYTES) await verifyStore(path);
-      return new Vocabulary(path, storeWithOptions(path, opts), opts.blockBytes ?? DEFAULT_BLOCK_BYTES);
+      return new Vocabulary(path, storeWithOptions(path, opts), opts.blockBytes ?? DEFAULT_BLOCK_BYTES, path);
     }
     if (dir && opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: names: is for a single .npy; a shard directory has its own captions`);
     return Vocabulary.fromSource(path, dir ? await laion(path) : openNpy(path, opts.names), opts);
@@ -206,6 +219,38 @@ export class Vocabulary implements VocabContent {
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
   }
 
+  /**
+   * Makes the vocabulary resident for repeated searches: its rows (as stored, before transforms) held in memory, and
+   * their screening copy prepared once (frame fitted over all rows, every row rounded with its error bounds), or
+   * reloaded from the store when it has one for this CPU's format. Later searches scan the copy instead of rounding
+   * every row again and re-score from the resident rows: the same ids and scores as before. Searches whose rows must
+   * be rewritten (normalize or center under another metric than the store's raw scan) or that run on the GPU still
+   * stream the shards. Calling it again returns the same copy.
+   */
+  async prepare(opts: ProgressOptions = {}): Promise<PreparedRows> {
+    if (this.resident) return this.resident.prepared;
+    const rows = await this.residentRows(opts.signal);
+    const stored = this.storeDir ? await readPrepared(this.storeDir) : undefined;
+    const reuse = stored && stored.rows === this.rows && stored.dim === this.dim && stored.format === (engineInfo().screening[0] ?? null);
+    const prepared = reuse ? await PreparedRows.fromArrays(stored) : await PreparedRows.prepare(rows, this.dim, opts);
+    this.resident = { rows, prepared, source: reuse ? 'store' : 'computed' };
+    return prepared;
+  }
+
+  /** The prepared copy and where it came from (its store, or computed by prepare()); undefined before prepare(). */
+  get prepared(): { rows: PreparedRows; source: 'store' | 'computed' } | undefined {
+    return this.resident && { rows: this.resident.prepared, source: this.resident.source };
+  }
+
+  /** All rows as stored (kept rows only), in one array: in place for a single in-memory shard, else read. */
+  private async residentRows(signal?: AbortSignal): Promise<FloatRows> {
+    const only = this.shards.length === 1 ? this.shards[0] : undefined;
+    if (only?.data && !only.keep) return only.data;
+    const out = this.dtype === 'float16' ? new Uint16Array(this.rows * this.dim) : new Float32Array(this.rows * this.dim);
+    for await (const b of readBlocks(this.shards, this.blockBytes, signal)) out.set(b.data, b.start * this.dim);
+    return out;
+  }
+
   /** Original id of vocabulary row i. */
   originalId(i: number): number {
     return this.ids ? this.ids[i] : i;
@@ -233,8 +278,11 @@ export class Vocabulary implements VocabContent {
     const softmax = (opts.softmaxTemperature ?? 0) > 0;
     const acc = new ExactTopK(queries, nq, this.dim,
       { k: opts.k, metric, softmaxTemperature: opts.softmaxTemperature, kernel: opts.kernel, device: opts.device });
+    const cpu = (opts.device ?? 'cpu') === 'cpu';
+    // Resident rows scanned through their prepared copy, when the kernel reads the rows as stored.
+    const resident = cpu && mode !== 'rewrite' ? this.resident : undefined;
     // Whole files the engine reads itself (no rows dropped, none rewritten): a tile at a time into cache-sized buffers.
-    const direct = (s: Shard) => !s.data && !s.keep && mode !== 'rewrite' && (opts.device ?? 'cpu') === 'cpu';
+    const direct = (s: Shard) => !s.data && !s.keep && mode !== 'rewrite' && cpu;
     let chunk: number | undefined, scanned = 0, start = 0;
     const scratch = new Scratch(), mean = this.mean32();
     const progress = (before: number) => opts.onProgress && ((d: number) => opts.onProgress!(before + d, rows));
@@ -244,6 +292,14 @@ export class Vocabulary implements VocabContent {
       if (inScan && !inScan(s)) continue;
       if (softmax && chunk !== undefined && s.chunk !== chunk) acc.endChunk();
       chunk = s.chunk;
+      if (resident) {
+        const rowsOfShard = resident.rows.subarray(first * this.dim, (first + s.rows) * this.dim);
+        await acc.addPrepared(resident.prepared, rowsOfShard, { first, idOffset: first, signal: opts.signal, onProgress: progress(scanned) }).catch((e) => {
+          throw restateRow(e, this.shards, { shard: i, start: first, local: s.keep, fileStart: 0 });
+        });
+        scanned += s.rows;
+        continue;
+      }
       if (direct(s)) {
         const h = s.header, file = { path: h.path, dataOffset: h.dataOffset, dtype: h.dtype as FileRowsRef['dtype'], cols: this.dim, first: 0, rows: s.rows };
         await acc.addFile(file, { idOffset: first, signal: opts.signal, onProgress: progress(scanned) }).catch((e) => {
@@ -282,9 +338,15 @@ export class Vocabulary implements VocabContent {
     return out;
   }
 
-  /** Writes the compact store (atomically) that open() reopens without a data pass. */
-  async save(out: string, opts: ProgressOptions = {}): Promise<void> {
-    await writeStore(this, out, { ...opts, blockBytes: this.blockBytes });
+  /**
+   * Writes the compact store (atomically) that open() reopens without a data pass; with the prepared screening copy
+   * beside the vectors when the vocabulary is prepared (or `prepare` asks for it), so prepare() on the reopened store
+   * reloads it instead of computing it.
+   */
+  async save(out: string, opts: ProgressOptions & { prepare?: boolean } = {}): Promise<void> {
+    if (opts.prepare) await this.prepare(opts);
+    const prepared = this.resident && (await this.resident.prepared.arrays());
+    await writeStore(this, out, { ...opts, blockBytes: this.blockBytes, prepared });
   }
 
   private mean32(): Float32Array | undefined {

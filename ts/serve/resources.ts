@@ -1,12 +1,13 @@
 // What the service holds from start-up on: each vocabulary as one resident
-// matrix (transforms applied, fp32 or fp16) with its texts and, for cosine,
-// its inverse row norms computed once; the SpLiCE model; the image tower.
-// Requests never read a file.
+// matrix (transforms applied, fp32 or fp16) with its texts and its prepared
+// screening copy (rows rounded, frame and bounds, inverse row norms for
+// cosine) computed once; the SpLiCE model; the image tower. Requests never
+// read a file nor round a row.
 import { openImageTower, type ImageTower } from '../encoders/standin.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
 import { argError } from '../errors.js';
 import { SpliceModel } from '../methods/splice.js';
-import { ExactTopK, type Metric, type SearchResult } from '../retrieval/exact.js';
+import { ExactTopK, PreparedRows, type Metric, type SearchResult } from '../retrieval/exact.js';
 import type { Texts } from '../retrieval/texts.js';
 import { Vocabulary } from '../retrieval/vocabulary.js';
 import type { ImageModelConfig, SpliceConfig, VocabularyConfig } from './config.js';
@@ -21,7 +22,7 @@ export interface Hits {
 /** A vocabulary held in memory and searched exactly with one native call per batch. */
 export class ResidentVocabulary {
   private constructor(readonly name: string, readonly dim: number, readonly rows: number,
-    private readonly data: Float32Array | Uint16Array, private readonly invNorms: Float32Array, private readonly zeroRow: number,
+    private readonly data: Float32Array | Uint16Array, private readonly prepared: PreparedRows, private readonly zeroRow: number,
     private readonly texts: readonly string[] | undefined, private readonly ids: Float64Array | undefined) {}
 
   /** Opens the source (a path, or rows in memory), applies its transforms and keeps the result resident. */
@@ -35,7 +36,9 @@ export class ResidentVocabulary {
     const data = c.storage === 'fp16' ? floatsToHalves(f32) : f32;
     const norms = inverseNorms(c.storage === 'fp16' ? halvesToFloats(data as Uint16Array) : f32, v.dim);
     const texts = v.texts && (await allTexts(v.texts));
-    return new ResidentVocabulary(c.name, v.dim, v.rows, data, norms.inv, norms.zeroRow, texts, v.ids);
+    // The norms as this service has always computed them, so results match the unprepared scan's.
+    const prepared = await PreparedRows.prepare(data, v.dim, { invNorms: norms.inv });
+    return new ResidentVocabulary(c.name, v.dim, v.rows, data, prepared, norms.zeroRow, texts, v.ids);
   }
 
   /** True when texts come with the hits. */
@@ -50,10 +53,10 @@ export class ResidentVocabulary {
       throw argError('metric', `'ip': row ${this.zeroRow} of vocabulary '${this.name}' has zero norm, so cosine is undefined`, metric);
   }
 
-  /** Exact top-k of nq × dim queries: one scan of the resident rows, row norms not recomputed. */
+  /** Exact top-k of nq × dim queries: one scan of the prepared copy, re-scoring from the resident rows. */
   async search(queries: Float32Array, k: number, metric: Metric): Promise<SearchResult> {
     const acc = new ExactTopK(queries, queries.length / this.dim, this.dim, { k, metric });
-    await acc.add(this.data, this.rows, { invNorms: metric === 'cosine' ? this.invNorms : undefined });
+    await acc.addPrepared(this.prepared, this.data, { idOffset: 0 });
     return acc.result();
   }
 
