@@ -207,18 +207,24 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
       for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
     }
   }
+  // Two screens: the tile's shared bound (one multiply-add per score; most
+  // rows stop here), then, for the few that pass, the row's own.
   for (int r = 0; r < R; ++r) {
     const int64_t row = r0 + r;
+    const __m512 scale = _mm512_set1_ps(rt.scale[row]);
     for (int b = 0; b < QB; ++b) {
       const int64_t lane = (b0 + b) * kLanes;
-      const __m512 est = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), _mm512_set1_ps(rt.scale[row]),
-                                         _mm512_loadu_ps(q.base.data() + lane));
+      const __m512 value = D::value(acc[r][b], q, lane), thr = _mm512_loadu_ps(s.thr.data() + lane);
+      __m512 loose = _mm512_fmadd_ps(value, scale, _mm512_loadu_ps(s.tile_bound.data() + lane));
+      if (t.inv) loose = _mm512_mul_ps(loose, _mm512_set1_ps(t.inv[row]));
+      // ≥ so that ties are re-scored too.
+      if (!_mm512_cmp_ps_mask(loose, thr, _CMP_GE_OQ)) continue;
+      const __m512 est = _mm512_fmadd_ps(value, scale, _mm512_loadu_ps(q.base.data() + lane));
       __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.err[row]), _mm512_loadu_ps(q.norm.data() + lane), est);
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
       if (t.inv) upper = _mm512_mul_ps(upper, _mm512_set1_ps(t.inv[row]));
-      // ≥ so that ties are re-scored too.
-      __mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ);
+      __mmask16 m = _mm512_cmp_ps_mask(upper, thr, _CMP_GE_OQ);
       for (; m; m &= m - 1) {
         const int64_t qi = lane + __builtin_ctz(m);
         if (qi >= q.nq) break;
@@ -252,6 +258,21 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
   constexpr int S512 = F == ScreenFormat::Int8 ? 128 : 256;
   if (q.steps == S512) scan<F, S512>(q, rt, t, heaps, s);
   else scan<F, 0>(q, rt, t, heaps, s);
+}
+
+// Per query lane: q·μ plus the bound's terms at the tile's largest row
+// terms, so base + each row's own terms never exceed it; widened by far more
+// than the fp32 roundings in which either is summed (the terms are ≥ 0).
+void tile_bound(const ScreenQueries& q, const RowTerms& rt, int64_t rows, std::vector<float>& out) {
+  float err = 0, norm = 0, vnorm = 0;
+  for (int64_t r = 0; r < rows; ++r) err = std::max(err, rt.err[r]), norm = std::max(norm, rt.norm[r]), vnorm = std::max(vnorm, rt.vnorm[r]);
+  out.assign(static_cast<size_t>(q.blocks * kLanes), 0.0f);
+  for (int64_t i = 0; i < q.nq; ++i) {
+    const double terms = double(err) * q.norm[i] + double(norm) * q.slack[i] + double(vnorm) * q.rescore[i];
+    // |â·b̂| ≤ (‖a‖ + ‖a − â‖)·‖b̂‖ bounds the other addend of the multiply-add.
+    const double size = std::fabs(q.base[i]) + terms + (double(q.norm[i]) + q.slack[i]) * norm;
+    out[i] = static_cast<float>(q.base[i] + terms + size * 0x1p-18);
+  }
 }
 
 }  // namespace
@@ -388,8 +409,9 @@ void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0
   s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
   const RowTerms rt{rounded.packed.data() + r0 * rounded.steps, rounded.scale.data() + r0, rounded.err.data() + r0,
                     rounded.norm.data() + r0, rounded.vnorm.data() + r0};
-  s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
+  s.thr.assign(static_cast<size_t>(q.blocks * kLanes), INFINITY);  // padding lanes never pass
   for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i] : -INFINITY));
+  tile_bound(q, rt, t.rows, s.tile_bound);
   if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
   else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
 }

@@ -88,6 +88,7 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 struct ScreenScratch {
   ScreenRows tile;         // the on-the-fly path's rounded tile
   std::vector<float> thr;  // per query: the heap's threshold, lowered by its rounding
+  std::vector<float> tile_bound;  // per query: base plus the bound's terms at the tile's largest
   std::vector<float> row;  // one fp16 row decoded for re-scoring
   const char *next = nullptr, *next_end = nullptr;  // bytes still to prefetch
 };
