@@ -187,7 +187,7 @@ CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, st
 // pointers that spill.
 template <ScreenFormat F, int R, int QB, int S>
 CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
-                      HeapSet& heaps, ScreenScratch& s) {
+                      ScreenScratch& s) {
   const int64_t steps = S ? S : q.steps;
   using D = Dot<F>;
   typename D::Acc acc[R][QB];
@@ -224,20 +224,37 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
       if (t.inv) upper = _mm512_mul_ps(upper, _mm512_set1_ps(t.inv[row]));
-      __mmask16 m = _mm512_cmp_ps_mask(upper, thr, _CMP_GE_OQ);
-      for (; m; m &= m - 1) {
-        const int64_t qi = lane + __builtin_ctz(m);
-        if (qi >= q.nq) break;
-        float exact = exact_dot(q.f32.data() + qi * q.d, exact_row(t, row, q.d, s.row), q.d);
-        if (t.inv) exact *= t.inv[row];
-        HeapView heap = heaps.at(qi);
-        if (exact > heap.threshold()) {
-          heap.push({exact, t.id0 + row});
-          s.thr[qi] = lowered(heap.threshold());
-        }
-      }
+      for (__mmask16 m = _mm512_cmp_ps_mask(upper, thr, _CMP_GE_OQ); m; m &= m - 1)
+        s.cand.push_back({static_cast<int32_t>(row), static_cast<int32_t>(lane + __builtin_ctz(m))});
     }
   }
+}
+
+// Re-scores the candidates in fp32 and offers them to their heaps, in the
+// order found (rows ascending per query, so of equal scores the lower id is
+// kept). Exact rows are not in cache (the scan read their rounded copy):
+// each is prefetched a few candidates ahead, so their DRAM reads overlap.
+CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  constexpr size_t kAhead = 4;
+  const size_t row_bytes = static_cast<size_t>(q.d) * (t.dtype == DType::F16 ? 2 : 4);
+  auto fetch = [&](size_t i) {
+    const char* p = static_cast<const char*>(t.v) + s.cand[i].first * row_bytes;
+    for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  };
+  for (size_t i = 0; i < std::min(kAhead, s.cand.size()); ++i) fetch(i);
+  for (size_t i = 0; i < s.cand.size(); ++i) {
+    if (i + kAhead < s.cand.size() && s.cand[i + kAhead].first != s.cand[i + kAhead - 1].first) fetch(i + kAhead);
+    const auto [row, qi] = s.cand[i];
+    if (qi >= q.nq) continue;  // a padding lane
+    float exact = exact_dot(q.f32.data() + qi * q.d, exact_row(t, row, q.d, s.row), q.d);
+    if (t.inv) exact *= t.inv[row];
+    HeapView heap = heaps.at(qi);
+    if (exact > heap.threshold()) {
+      heap.push({exact, t.id0 + row});
+      s.thr[qi] = lowered(heap.threshold());
+    }
+  }
+  s.cand.clear();
 }
 
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
@@ -247,8 +264,12 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
   for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
     for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
-      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, heaps, s);
+      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, s);
+      // While heaps fill, thresholds must rise at once; after that,
+      // candidates are rare and wait for the end of the pass.
+      if (s.cand.size() >= 64) rescore(q, t, heaps, s);
     });
+    rescore(q, t, heaps, s);
   });
 }
 

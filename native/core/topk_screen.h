@@ -15,6 +15,7 @@
 // t = (d + 2)·2⁻²³ + 2⁻²⁰, for fp32 accumulation here and in the re-score.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "matrix.h"
@@ -90,6 +91,7 @@ struct ScreenScratch {
   std::vector<float> thr;  // per query: the heap's threshold, lowered by its rounding
   std::vector<float> tile_bound;  // per query: base plus the bound's terms at the tile's largest
   std::vector<float> row;  // one fp16 row decoded for re-scoring
+  std::vector<std::pair<int32_t, int32_t>> cand;  // (row, query) to re-score
   const char *next = nullptr, *next_end = nullptr;  // bytes still to prefetch
 };
 
