@@ -424,20 +424,27 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 }
 
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, const float* floor, int64_t next_end) {
+                   ScreenScratch& s, std::atomic<float>* floor, int64_t next_end) {
   const char* packed = reinterpret_cast<const char*>(rounded.packed.data());
   s.next = packed + (r0 + t.rows) * rounded.steps * 4;
   s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
   const RowTerms rt{rounded.packed.data() + r0 * rounded.steps, rounded.scale.data() + r0, rounded.err.data() + r0,
                     rounded.norm.data() + r0, rounded.vnorm.data() + r0};
   s.thr.assign(static_cast<size_t>(q.blocks * kLanes), INFINITY);  // padding lanes never pass
-  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i] : -INFINITY));
+  for (int64_t i = 0; i < q.nq; ++i)
+    s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i].load(std::memory_order_relaxed) : -INFINITY));
   tile_bound(q, rt, t.rows, s.tile_bound);
   if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
   else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
+  for (int64_t i = 0; i < q.nq && floor; ++i) {
+    const float mine = heaps.at(i).threshold();
+    for (float known = floor[i].load(std::memory_order_relaxed); mine > known;)
+      if (floor[i].compare_exchange_weak(known, mine, std::memory_order_relaxed)) break;
+  }
 }
 
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, const float* floor) {
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
+                        std::atomic<float>* floor) {
   // Sized once per worker; the rounding never writes the (zeroed) padding.
   if (s.tile.steps != q.steps || s.tile.rows() < t.rows) s.tile.resize(std::max<int64_t>(t.rows, s.tile.rows()), q.steps);
   round_screen_rows(q.format, q.frame, static_cast<const float*>(t.v), t.rows, q.d, t.id0, s.tile, 0);
