@@ -198,7 +198,7 @@ export function registerBenchTopk(bench: Command): void {
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
     .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
-    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss'))
+    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss'))
     .option('--json', 'print one JSON object')
     .action(async ({ json, ...p }: TopkBenchParams & { json?: boolean }) => printReport(await benchTopk(p), !!json));
 }

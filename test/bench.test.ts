@@ -55,6 +55,15 @@ test('bench splice: every solver reaches the best objective on planted data', as
   assert.equal(row(r, 'fista').samples, 6);
 });
 
+test('bench topk: the prepared contender equals the unprepared scan bit for bit, its preparation timed apart', async () => {
+  const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--contenders', 'conceptlens,conceptlens-prepared,faiss']);
+  const prepared = r.results.find((x) => x.name.startsWith('conceptlens-exact-fp32-prepared'));
+  assert.ok(prepared, r.results.map((x) => x.name).join(', '));
+  assert.equal(prepared.same_as_unprepared, true);
+  assert.equal(prepared.recall_at_5, 1);
+  assert.ok(Number.isFinite(prepared.prepare_seconds) && Number.isFinite(prepared.ratio_vs_faiss));
+});
+
 test('bench sae: every variant steps, at its l0', async () => {
   const r = await bench(['sae', '--d', '16', '--expansion', '4', '--batch', '128', '--k', '4', '--train', '2', '--repeats', '1']);
   for (const kind of ['topk', 'batchtopk']) assert.equal(row(r, `conceptlens-${kind}`).l0, 4, kind);

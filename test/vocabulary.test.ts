@@ -274,9 +274,13 @@ test('prepare(): searches give the unprepared ids and scores; a store keeps the 
   assert.ok(!existsSync(join(plain, 'prepared_terms.npy')));
   const p = await Vocabulary.open(plain);
   assert.deepEqual(await p.search(Q.flat, asks[0]), before[0]);
-  await p.prepare();
+  await p.prepare({ persist: true });  // written into the store in place
   assert.equal(p.prepared?.source, 'computed');
   assert.deepEqual(await p.search(Q.flat, asks[1]), before[1]);
+  const r = await Vocabulary.open(plain, { verify: true });  // every file, the new ones too, matches the manifest
+  await r.prepare();
+  assert.equal(r.prepared?.source, 'store');
+  assert.deepEqual(await r.search(Q.flat, asks[2]), before[2]);
 });
 
 test('prepare() of de-duplicated and transformed vocabularies: the same results as the streamed scan', async () => {
@@ -404,7 +408,11 @@ test('CLI: vocab build then search writes int32 ids and float32 scores equal to 
   await assert.rejects(cli(['search', '--vocab', store, '--queries', join(dir, 'q8.npy'), '--k', '3', '--out', join(dir, 'x')]),
     /q8\.npy: expected 24 columns \(the dimension of the vocabulary .*store\), got 8/);
   await assert.rejects(cli(['search', '--vocab', store, '--queries', join(dir, 'q.npy'), '--k', '3', '--index', 'faiss-flat', '--softmax-temperature', '2', '--out', join(dir, 'x')]),
-    /--softmax-temperature: needs --index exact/);
+    /--softmax-temperature: needs --index exact/);  const prepared = join(dir, 'prepared');
+  await cli(['vocab', 'build', '--from', f.dir, '--out', prepared, '--prepare', '--json']);
+  const v = await Vocabulary.open(prepared, { verify: true });
+  await v.prepare();
+  assert.equal(v.prepared?.source, 'store', 'vocab build --prepare writes the screening copy');
 });
 
 test('CLI: approximate indexes search the transformed, de-duplicated rows and return original ids', async () => {

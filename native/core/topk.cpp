@@ -262,7 +262,7 @@ void TopKAccumulator::scan_tile(const MatrixView& src, int64_t r0, int64_t nb, i
   const bool norms = cosine && !inv_norms;
   const float* v = tile_rows_f32(src, r0, nb, s.rows.data(), norms ? s.inv.data() : nullptr, id0);
   const float* inv = !cosine ? nullptr : inv_norms ? inv_norms : s.inv.data();
-  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen, floor_.data());
+  if (screened()) scan_tile_screened(qs_, ScreenTile{v, nb, inv, id0}, s.heaps, s.screen, floor_.get());
   else if (dense) scan_tile_dense(dq_, DenseTile{v, nb, inv, id0}, s.heaps, s.thr, T, s.lse, next);
   else blas_tile(q_.data(), nq_, d_, T, v, nb, inv, id0, s.scores, s.heaps, s.lse);
 }
@@ -305,8 +305,8 @@ void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
 }
 
 void TopKAccumulator::take_floor() {
-  floor_.resize(static_cast<size_t>(nq_));
-  for (int64_t q = 0; q < nq_; ++q) floor_[q] = target().at(q).threshold();
+  if (!floor_) floor_.reset(new std::atomic<float>[nq_]);
+  for (int64_t q = 0; q < nq_; ++q) floor_[q].store(target().at(q).threshold(), std::memory_order_relaxed);
 }
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {
@@ -361,7 +361,7 @@ void TopKAccumulator::add_prepared(const PreparedVocab& p, const MatrixView& row
     const ScreenTile t{tile_bytes(rows, r0, nb).data, nb, inv ? inv + r0 : nullptr, id_offset + r0, rows.dtype};
     // The task's next tile comes out of DRAM while this one is scanned.
     const int64_t next_end = next_r0 < rows.rows ? first + std::min(rows.rows, next_r0 + tile_rows()) : 0;
-    scan_screened(qs_, p.screen, first + r0, t, s.heaps, s.screen, floor_.data(), next_end);
+    scan_screened(qs_, p.screen, first + r0, t, s.heaps, s.screen, floor_.get(), next_end);
   });
 }
 

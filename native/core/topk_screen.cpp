@@ -187,7 +187,7 @@ CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, st
 // pointers that spill.
 template <ScreenFormat F, int R, int QB, int S>
 CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
-                      HeapSet& heaps, ScreenScratch& s) {
+                      ScreenScratch& s) {
   const int64_t steps = S ? S : q.steps;
   using D = Dot<F>;
   typename D::Acc acc[R][QB];
@@ -207,31 +207,54 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
       for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
     }
   }
+  // Two screens: the tile's shared bound (one multiply-add per score; most
+  // rows stop here), then, for the few that pass, the row's own.
   for (int r = 0; r < R; ++r) {
     const int64_t row = r0 + r;
+    const __m512 scale = _mm512_set1_ps(rt.scale[row]);
     for (int b = 0; b < QB; ++b) {
       const int64_t lane = (b0 + b) * kLanes;
-      const __m512 est = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), _mm512_set1_ps(rt.scale[row]),
-                                         _mm512_loadu_ps(q.base.data() + lane));
+      const __m512 value = D::value(acc[r][b], q, lane), thr = _mm512_loadu_ps(s.thr.data() + lane);
+      __m512 loose = _mm512_fmadd_ps(value, scale, _mm512_loadu_ps(s.tile_bound.data() + lane));
+      if (t.inv) loose = _mm512_mul_ps(loose, _mm512_set1_ps(t.inv[row]));
+      // ≥ so that ties are re-scored too.
+      if (!_mm512_cmp_ps_mask(loose, thr, _CMP_GE_OQ)) continue;
+      const __m512 est = _mm512_fmadd_ps(value, scale, _mm512_loadu_ps(q.base.data() + lane));
       __m512 upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.err[row]), _mm512_loadu_ps(q.norm.data() + lane), est);
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.norm[row]), _mm512_loadu_ps(q.slack.data() + lane), upper);
       upper = _mm512_fmadd_ps(_mm512_set1_ps(rt.vnorm[row]), _mm512_loadu_ps(q.rescore.data() + lane), upper);
       if (t.inv) upper = _mm512_mul_ps(upper, _mm512_set1_ps(t.inv[row]));
-      // ≥ so that ties are re-scored too.
-      __mmask16 m = _mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ);
-      for (; m; m &= m - 1) {
-        const int64_t qi = lane + __builtin_ctz(m);
-        if (qi >= q.nq) break;
-        float exact = exact_dot(q.f32.data() + qi * q.d, exact_row(t, row, q.d, s.row), q.d);
-        if (t.inv) exact *= t.inv[row];
-        HeapView heap = heaps.at(qi);
-        if (exact > heap.threshold()) {
-          heap.push({exact, t.id0 + row});
-          s.thr[qi] = lowered(heap.threshold());
-        }
-      }
+      for (__mmask16 m = _mm512_cmp_ps_mask(upper, thr, _CMP_GE_OQ); m; m &= m - 1)
+        s.cand.push_back({static_cast<int32_t>(row), static_cast<int32_t>(lane + __builtin_ctz(m))});
     }
   }
+}
+
+// Re-scores the candidates in fp32 and offers them to their heaps, in the
+// order found (rows ascending per query, so of equal scores the lower id is
+// kept). Exact rows are not in cache (the scan read their rounded copy):
+// each is prefetched a few candidates ahead, so their DRAM reads overlap.
+CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+  constexpr size_t kAhead = 4;
+  const size_t row_bytes = static_cast<size_t>(q.d) * (t.dtype == DType::F16 ? 2 : 4);
+  auto fetch = [&](size_t i) {
+    const char* p = static_cast<const char*>(t.v) + s.cand[i].first * row_bytes;
+    for (size_t b = 0; b < row_bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+  };
+  for (size_t i = 0; i < std::min(kAhead, s.cand.size()); ++i) fetch(i);
+  for (size_t i = 0; i < s.cand.size(); ++i) {
+    if (i + kAhead < s.cand.size() && s.cand[i + kAhead].first != s.cand[i + kAhead - 1].first) fetch(i + kAhead);
+    const auto [row, qi] = s.cand[i];
+    if (qi >= q.nq) continue;  // a padding lane
+    float exact = exact_dot(q.f32.data() + qi * q.d, exact_row(t, row, q.d, s.row), q.d);
+    if (t.inv) exact *= t.inv[row];
+    HeapView heap = heaps.at(qi);
+    if (exact > heap.threshold()) {
+      heap.push({exact, t.id0 + row});
+      s.thr[qi] = lowered(heap.threshold());
+    }
+  }
+  s.cand.clear();
 }
 
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
@@ -241,8 +264,12 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
   for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
     for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
-      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, heaps, s);
+      kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, s);
+      // While heaps fill, thresholds must rise at once; after that,
+      // candidates are rare and wait for the end of the pass.
+      if (s.cand.size() >= 64) rescore(q, t, heaps, s);
     });
+    rescore(q, t, heaps, s);
   });
 }
 
@@ -252,6 +279,21 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
   constexpr int S512 = F == ScreenFormat::Int8 ? 128 : 256;
   if (q.steps == S512) scan<F, S512>(q, rt, t, heaps, s);
   else scan<F, 0>(q, rt, t, heaps, s);
+}
+
+// Per query lane: q·μ plus the bound's terms at the tile's largest row
+// terms, so base + each row's own terms never exceed it; widened by far more
+// than the fp32 roundings in which either is summed (the terms are ≥ 0).
+void tile_bound(const ScreenQueries& q, const RowTerms& rt, int64_t rows, std::vector<float>& out) {
+  float err = 0, norm = 0, vnorm = 0;
+  for (int64_t r = 0; r < rows; ++r) err = std::max(err, rt.err[r]), norm = std::max(norm, rt.norm[r]), vnorm = std::max(vnorm, rt.vnorm[r]);
+  out.assign(static_cast<size_t>(q.blocks * kLanes), 0.0f);
+  for (int64_t i = 0; i < q.nq; ++i) {
+    const double terms = double(err) * q.norm[i] + double(norm) * q.slack[i] + double(vnorm) * q.rescore[i];
+    // |â·b̂| ≤ (‖a‖ + ‖a − â‖)·‖b̂‖ bounds the other addend of the multiply-add.
+    const double size = std::fabs(q.base[i]) + terms + (double(q.norm[i]) + q.slack[i]) * norm;
+    out[i] = static_cast<float>(q.base[i] + terms + size * 0x1p-18);
+  }
 }
 
 }  // namespace
@@ -382,19 +424,27 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 }
 
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, const float* floor, int64_t next_end) {
+                   ScreenScratch& s, std::atomic<float>* floor, int64_t next_end) {
   const char* packed = reinterpret_cast<const char*>(rounded.packed.data());
   s.next = packed + (r0 + t.rows) * rounded.steps * 4;
   s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
   const RowTerms rt{rounded.packed.data() + r0 * rounded.steps, rounded.scale.data() + r0, rounded.err.data() + r0,
                     rounded.norm.data() + r0, rounded.vnorm.data() + r0};
-  s.thr.resize(static_cast<size_t>(q.blocks * kLanes));
-  for (int64_t i = 0; i < q.nq; ++i) s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i] : -INFINITY));
+  s.thr.assign(static_cast<size_t>(q.blocks * kLanes), INFINITY);  // padding lanes never pass
+  for (int64_t i = 0; i < q.nq; ++i)
+    s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i].load(std::memory_order_relaxed) : -INFINITY));
+  tile_bound(q, rt, t.rows, s.tile_bound);
   if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
   else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
+  for (int64_t i = 0; i < q.nq && floor; ++i) {
+    const float mine = heaps.at(i).threshold();
+    for (float known = floor[i].load(std::memory_order_relaxed); mine > known;)
+      if (floor[i].compare_exchange_weak(known, mine, std::memory_order_relaxed)) break;
+  }
 }
 
-void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, const float* floor) {
+void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
+                        std::atomic<float>* floor) {
   // Sized once per worker; the rounding never writes the (zeroed) padding.
   if (s.tile.steps != q.steps || s.tile.rows() < t.rows) s.tile.resize(std::max<int64_t>(t.rows, s.tile.rows()), q.steps);
   round_screen_rows(q.format, q.frame, static_cast<const float*>(t.v), t.rows, q.d, t.id0, s.tile, 0);

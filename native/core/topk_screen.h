@@ -14,7 +14,9 @@
 // the norms measured per vector, plus t·(‖â‖‖b̂‖ + ‖q‖‖v‖ + ‖q‖‖μ‖),
 // t = (d + 2)·2⁻²³ + 2⁻²⁰, for fp32 accumulation here and in the re-score.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "matrix.h"
@@ -88,7 +90,9 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 struct ScreenScratch {
   ScreenRows tile;         // the on-the-fly path's rounded tile
   std::vector<float> thr;  // per query: the heap's threshold, lowered by its rounding
+  std::vector<float> tile_bound;  // per query: base plus the bound's terms at the tile's largest
   std::vector<float> row;  // one fp16 row decoded for re-scoring
+  std::vector<std::pair<int32_t, int32_t>> cand;  // (row, query) to re-score
   const char *next = nullptr, *next_end = nullptr;  // bytes still to prefetch
 };
 
@@ -107,13 +111,15 @@ struct ScreenTile {
 // Meanwhile prefetches rounded rows [r0 + t.rows, next_end) into L2: rows
 // only 8 lines long, read 12 at a time, are streams too short for the
 // hardware prefetcher, and the scan would wait on DRAM. `floor` (optional,
-// per query): a score a row must reach to matter at all (the k-th best of
-// the shards merged so far), which screens rows before `heaps` fill.
+// per query, shared by the workers): a score a row must reach to matter at
+// all, the best k-th best known (of the shards merged so far, or of any
+// worker's heap: each has seen k rows at least that good). It screens rows
+// before `heaps` fill; the scan raises it to heaps' thresholds.
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, const float* floor = nullptr, int64_t next_end = 0);
+                   ScreenScratch& s, std::atomic<float>* floor = nullptr, int64_t next_end = 0);
 
 // The on-the-fly path: rounds the tile (fp32 rows) into s.tile, then scan_screened.
 void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
-                        const float* floor = nullptr);
+                        std::atomic<float>* floor = nullptr);
 
 }  // namespace cl

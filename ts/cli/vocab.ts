@@ -39,15 +39,20 @@ export const bar = (json: boolean | undefined, label: string, unit: string) =>
 interface BuildFlags extends SourceFlags, QueueFlags {
   from: string;
   out: string;
+  prepare?: boolean;
 }
 
 /** The store of `o.from` written to `o.out`; with --queue (and --dedupe, the one pass there is to shard) de-duplicated on the workers. */
 async function writeStore(o: BuildFlags, signal: AbortSignal, onProgress: (done: number, total: number) => void): Promise<Vocabulary> {
   if (o.queue && !o.dedupe) throw new UsageError('--queue: only the --dedupe pass is sharded; without --dedupe there is nothing to shard (drop --queue)');
   return withQueueStatus('dedupe', o, { workDir: `${o.out}.runs`, signal }, async (q) => {
-    if (q) return distributedVocabBuild(o.from, o.out, { normalize: o.normalize, center: o.center, ...q, onProgress });
+    if (q) {
+      const v = await distributedVocabBuild(o.from, o.out, { normalize: o.normalize, center: o.center, ...q, onProgress });
+      if (o.prepare) await (await Vocabulary.open(o.out, { verify: false })).prepare({ persist: true, signal, onProgress });
+      return v;
+    }
     const v = await Vocabulary.open(o.from, { ...sourceOptions(o), signal, onProgress });
-    await v.save(o.out, { signal, onProgress });
+    await v.save(o.out, { signal, onProgress, prepare: o.prepare });
     return v;
   });
 }
@@ -73,6 +78,7 @@ export function registerVocab(program: Command): void {
     .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions_{i}.txt | captions.txt)')
     .requiredOption('--from <src>', 'a .npy file or a LAION shard directory')
     .requiredOption('--out <store>', 'store directory to create (an older store there is replaced, only once the new one is complete)'))
+    .option('--prepare', "also write the rows' screening copy (rounded once, with its bounds), so searches that keep the store resident reuse it")
     .option('--json', 'print a JSON summary'),
   'the --dedupe pass (needs --dedupe: without it there is nothing to shard)', 'OUT.runs')
     .action(act((o: BuildFlags, { signal }) => build(o, signal)));

@@ -11,7 +11,7 @@ import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileS
 import { join } from 'node:path';
 import type { PreparedArrays } from '../engine/addon.js';
 import { firstNonFiniteRow } from '../engine/vocab.js';
-import { tempPath } from '../io/atomic.js';
+import { commitTemp, tempPath } from '../io/atomic.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
 import { textRuns, type ByteRun, type Texts } from './texts.js';
@@ -181,6 +181,38 @@ async function putPrepared(a: PreparedArrays, put: (name: string, ...parts: Uint
     terms: await put('prepared_terms.npy', npyBytes(terms, [TERMS.length, a.rows], 'float32')),
     frame: frame && (await put('prepared_frame.npy', npyBytes(frame, [2, a.dim], 'float32'))),
   };
+}
+
+/**
+ * Adds (or replaces) the prepared copy of the store in `dir` in place: each file written under a temp name and renamed
+ * into place, the manifest last, so the manifest never names a file that is not whole (a reader between the two sees a
+ * sha256 that does not match, and refuses it).
+ */
+export async function writePreparedInto(dir: string, a: PreparedArrays): Promise<void> {
+  const m = readManifest(dir);
+  if (a.rows !== m.rows || a.dim !== m.dim) throw fileError(dir, `a prepared copy of ${a.rows} × ${a.dim} rows does not fit the store's ${m.rows} × ${m.dim}`);
+  const put = async (name: string, ...parts: Uint8Array[]) => {
+    const path = join(dir, name), tmp = tempPath(path), hash = createHash('sha256');
+    try {
+      const fd = openSync(tmp, 'w');
+      try {
+        for (const part of parts) writeSync(fd, part), hash.update(part);
+      } finally {
+        closeSync(fd);
+      }
+      commitTemp(tmp, path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw fileError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+    }
+    m.files[name] = { bytes: parts.reduce((n, p) => n + p.length, 0), sha256: hash.digest('hex') };
+    return name;
+  };
+  for (const name of [m.prepared?.frame].filter((f): f is string => !!f)) delete m.files[name];  // an old frame the new copy may not have
+  m.prepared = await putPrepared(a, put);
+  const manifest = join(dir, MANIFEST), tmp = tempPath(manifest);
+  writeFileSync(tmp, JSON.stringify(m, null, 1));
+  commitTemp(tmp, manifest);
 }
 
 /** sha256 of a file, read as a stream. */

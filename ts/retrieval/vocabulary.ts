@@ -19,7 +19,7 @@ import { ExactTopK, PreparedRows, type FileRowsRef, type Metric, type ScanKernel
 import { ArrayTexts, SubsetTexts, textRuns, type Texts } from './texts.js';
 import { DEFAULT_BLOCK_BYTES, meanRow, readBlocks, restateRow, Scratch, transformBlock, type Shard, type Transforms } from './vocab-blocks.js';
 import { isLaionDir, openLaionDir, openNpy, type Source } from './vocab-sources.js';
-import { MANIFEST, readPrepared, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writeStore, type VocabContent } from './vocab-store.js';
+import { MANIFEST, readPrepared, readStore, storeBytes, verifyStore, VERIFY_ON_OPEN_BYTES, writePreparedInto, writeStore, type VocabContent } from './vocab-store.js';
 
 /** Options of {@link Vocabulary.open} and {@link Vocabulary.fromArray}; progress reports the mean pass that `center` needs. */
 export interface OpenOptions extends ProgressOptions {
@@ -92,6 +92,8 @@ interface Resident {
   rows: FloatRows;
   prepared: PreparedRows;
   source: 'store' | 'computed';
+  /** Written into the store this vocabulary was opened from. */
+  persisted?: boolean;
 }
 
 /**
@@ -225,16 +227,22 @@ export class Vocabulary implements VocabContent {
    * reloaded from the store when it has one for this CPU's format. Later searches scan the copy instead of rounding
    * every row again and re-score from the resident rows: the same ids and scores as before. Searches whose rows must
    * be rewritten (normalize or center under another metric than the store's raw scan) or that run on the GPU still
-   * stream the shards. Calling it again returns the same copy.
+   * stream the shards. Calling it again returns the same copy. `persist`: a copy computed for a store is written
+   * into it (atomically), so the next open() reuses it.
    */
-  async prepare(opts: ProgressOptions = {}): Promise<PreparedRows> {
-    if (this.resident) return this.resident.prepared;
-    const rows = await this.residentRows(opts.signal);
-    const stored = this.storeDir ? await readPrepared(this.storeDir) : undefined;
-    const reuse = stored && stored.rows === this.rows && stored.dim === this.dim && stored.format === (engineInfo().screening[0] ?? null);
-    const prepared = reuse ? await PreparedRows.fromArrays(stored) : await PreparedRows.prepare(rows, this.dim, opts);
-    this.resident = { rows, prepared, source: reuse ? 'store' : 'computed' };
-    return prepared;
+  async prepare(opts: ProgressOptions & { persist?: boolean } = {}): Promise<PreparedRows> {
+    if (!this.resident) {
+      const rows = await this.residentRows(opts.signal);
+      const stored = this.storeDir ? await readPrepared(this.storeDir) : undefined;
+      const reuse = stored && stored.rows === this.rows && stored.dim === this.dim && stored.format === (engineInfo().screening[0] ?? null);
+      const prepared = reuse ? await PreparedRows.fromArrays(stored) : await PreparedRows.prepare(rows, this.dim, opts);
+      this.resident = { rows, prepared, source: reuse ? 'store' : 'computed' };
+    }
+    if (opts.persist && this.storeDir && this.resident.source === 'computed' && !this.resident.persisted) {
+      await writePreparedInto(this.storeDir, await this.resident.prepared.arrays());
+      this.resident.persisted = true;
+    }
+    return this.resident.prepared;
   }
 
   /** The prepared copy and where it came from (its store, or computed by prepare()); undefined before prepare(). */
