@@ -287,15 +287,22 @@ TEST(k_larger_than_vocabulary_pads_with_minus_one) {
   CHECK(r.ids[2] >= 0 && r.ids[3] == -1 && r.ids[4] == -1);
 }
 
+// 4000 rows of width 63 whose scores against any query differ by ~2e-4
+// from their neighbours', far inside a bf16 or int8 rounding (~1e-1).
+static std::vector<float> near_tie_rows(int64_t n, int64_t d) {
+  auto base = randn(d, 31);
+  std::vector<float> v(n * d);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
+  return v;
+}
+
 // Near-ties a bf16 or int8 rounding would reorder: the certified bound must
 // send them to fp32 re-scoring so the order is exact. d = 63 leaves a
 // padded step in both formats.
 TEST(screening_keeps_near_ties_exact) {
   const int64_t d = 63, n = 4000;
-  auto base = randn(d, 31);
-  std::vector<float> v(n * d);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
+  const std::vector<float> v = near_tie_rows(n, d);
   auto q = randn(3 * d, 32);
   std::vector<int64_t> ids;
   std::vector<double> s;
@@ -507,10 +514,7 @@ TEST(prepared_scan_matches_brute_force_and_the_unprepared_scan) {
 
 TEST(prepared_scan_keeps_near_ties_and_ties_exact) {
   const int64_t d = 63, n = 4000;
-  auto base = randn(d, 31);
-  std::vector<float> v(n * d);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
+  const std::vector<float> v = near_tie_rows(n, d);
   auto q = randn(3 * d, 32);
   std::vector<int64_t> ids;
   std::vector<double> s;
