@@ -1,6 +1,6 @@
 // npm run prebuild: prebuilds/<platform>-<arch>/ holds the engine and the
 // shared libraries it needs that a base Debian system lacks (OpenBLAS,
-// libgfortran, libquadmath, libgomp), each finding the others beside it
+// libgfortran, libquadmath, libgomp, libsnappy), each finding the others beside it
 // through $ORIGIN, so installing the packed package runs no compiler. The
 // files are build outputs: never committed (.gitignore).
 import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
