@@ -62,6 +62,22 @@ std::vector<cl::ScanKernel> kernels() {
   return k;
 }
 
+// v scanned in shards of shard_rows, each handed to add(acc, shard, its first row).
+template <class Add>
+Run scan_shards(const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, const cl::TopKOptions& opt,
+                int64_t shard_rows, Add add) {
+  cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
+  for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
+    cl::MatrixView s = v;
+    s.rows = std::min(shard_rows, v.rows - r0);
+    s.data = static_cast<const char*>(v.data) + r0 * v.cols * v.element_size();
+    add(acc, s, r0);
+  }
+  Run r{std::vector<float>(nq * opt.k), std::vector<int64_t>(nq * opt.k)};
+  acc.result(r.scores.data(), r.ids.data());
+  return r;
+}
+
 Run run(const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, int k, cl::Metric metric,
         int64_t shard_rows, float T = 0, cl::ScanKernel kernel = cl::ScanKernel::Auto) {
   cl::TopKOptions opt;
@@ -69,18 +85,11 @@ Run run(const std::vector<float>& q, const cl::MatrixView& v, int64_t nq, int k,
   opt.metric = metric;
   opt.softmax_temperature = T;
   opt.kernel = kernel;
-  cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
-  for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
-    cl::MatrixView s = v;
-    s.rows = std::min(shard_rows, v.rows - r0);
-    s.data = static_cast<const char*>(v.data) + r0 * v.cols * v.element_size();
+  return scan_shards(q, v, nq, opt, shard_rows, [](cl::TopKAccumulator& acc, const cl::MatrixView& s, int64_t r0) {
     cl::Progress p;
     acc.add(s, r0, nullptr, p);
     acc.end_chunk();
-  }
-  Run r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};
-  acc.result(r.scores.data(), r.ids.data());
-  return r;
+  });
 }
 
 // Same ids except where brute-force scores tie within tol; scores to tol.
@@ -448,17 +457,10 @@ Run run_prepared(const cl::PreparedVocab& pv, const std::vector<float>& q, const
   opt.k = k;
   opt.metric = metric;
   opt.kernel = kernel;
-  cl::TopKAccumulator acc(q.data(), nq, v.cols, opt);
-  for (int64_t r0 = 0; r0 < v.rows; r0 += shard_rows) {
-    cl::MatrixView s = v;
-    s.rows = std::min(shard_rows, v.rows - r0);
-    s.data = static_cast<const char*>(v.data) + r0 * v.cols * v.element_size();
+  return scan_shards(q, v, nq, opt, shard_rows, [&pv](cl::TopKAccumulator& acc, const cl::MatrixView& s, int64_t r0) {
     cl::Progress p;
     acc.add_prepared(pv, s, r0, r0, p);
-  }
-  Run r{std::vector<float>(nq * k), std::vector<int64_t>(nq * k)};
-  acc.result(r.scores.data(), r.ids.data());
-  return r;
+  });
 }
 
 cl::PreparedVocab prepare(const cl::MatrixView& v) {
