@@ -114,27 +114,30 @@ function swapInto(tmp: string, out: string): void {
   rmSync(old, { recursive: true, force: true });
 }
 
+/** Writes what `fill` writes to path, part after part (so large blocks are never copied); its size and sha256. */
+async function writeHashed(path: string, fill: (out: FileSink) => Promise<void> | void): Promise<Manifest['files'][string]> {
+  const fd = openSync(path, 'w'), hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    await fill({
+      write: (p) => {
+        writeSync(fd, p);
+        hash.update(p);
+        bytes += p.length;
+      },
+    });
+  } finally {
+    closeSync(fd);
+  }
+  return { bytes, sha256: hash.digest('hex') };
+}
+
 export async function writeStore(v: VocabContent, out: string, opts: StoreWriteOptions = {}): Promise<void> {
   const tmp = tempPath(out);
   mkdirSync(tmp, { recursive: true });
   const files: Manifest['files'] = {};
-  // Parts are written one after another, so large blocks are never copied.
   const stream = async (name: string, fill: (out: FileSink) => Promise<void> | void) => {
-    const fd = openSync(join(tmp, name), 'w');
-    const hash = createHash('sha256');
-    let bytes = 0;
-    try {
-      await fill({
-        write: (p) => {
-          writeSync(fd, p);
-          hash.update(p);
-          bytes += p.length;
-        },
-      });
-    } finally {
-      closeSync(fd);
-    }
-    files[name] = { bytes, sha256: hash.digest('hex') };
+    files[name] = await writeHashed(join(tmp, name), fill);
     return name;
   };
   const put = (name: string, ...parts: Uint8Array[]) => stream(name, (out) => parts.forEach((p) => out.write(p)));
@@ -192,20 +195,14 @@ export async function writePreparedInto(dir: string, a: PreparedArrays): Promise
   const m = readManifest(dir);
   if (a.rows !== m.rows || a.dim !== m.dim) throw fileError(dir, `a prepared copy of ${a.rows} × ${a.dim} rows does not fit the store's ${m.rows} × ${m.dim}`);
   const put = async (name: string, ...parts: Uint8Array[]) => {
-    const path = join(dir, name), tmp = tempPath(path), hash = createHash('sha256');
+    const path = join(dir, name), tmp = tempPath(path);
     try {
-      const fd = openSync(tmp, 'w');
-      try {
-        for (const part of parts) writeSync(fd, part), hash.update(part);
-      } finally {
-        closeSync(fd);
-      }
+      m.files[name] = await writeHashed(tmp, (out) => parts.forEach((p) => out.write(p)));
       commitTemp(tmp, path);
     } catch (e) {
       rmSync(tmp, { force: true });
       throw fileError(path, `cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
     }
-    m.files[name] = { bytes: parts.reduce((n, p) => n + p.length, 0), sha256: hash.digest('hex') };
     return name;
   };
   for (const name of [m.prepared?.frame].filter((f): f is string => !!f)) delete m.files[name];  // an old frame the new copy may not have
@@ -215,11 +212,12 @@ export async function writePreparedInto(dir: string, a: PreparedArrays): Promise
   commitTemp(tmp, manifest);
 }
 
-/** sha256 of a file, read as a stream. */
-async function sha256(path: string): Promise<string> {
+/** Refuses a store file whose sha256 (read as a stream) is not the one its manifest records. */
+async function requireIntact(path: string, recorded: string | undefined): Promise<void> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
+  const got = h.digest('hex');
+  if (got !== recorded) throw fileError(path, `sha256 ${got}, the manifest records ${recorded}; the store is damaged, rebuild it`);
 }
 
 /**
@@ -231,8 +229,8 @@ export async function readPrepared(dir: string): Promise<PreparedArrays | undefi
   const m = readManifest(dir), p = m.prepared;
   if (!p) return undefined;
   const load = async (name: string, dtype: string, shape: number[]) => {
-    const path = join(dir, name), got = await sha256(path);
-    if (got !== m.files[name]?.sha256) throw fileError(path, `sha256 ${got}, the manifest records ${m.files[name]?.sha256}; the store is damaged, rebuild it`);
+    const path = join(dir, name);
+    await requireIntact(path, m.files[name]?.sha256);
     const a = readNpy(path);
     if (a.dtype !== dtype || a.shape.length !== 2 || a.shape[0] !== shape[0] || (shape[1] >= 0 && a.shape[1] !== shape[1]))
       throw fileError(path, `${a.dtype} [${a.shape.join(', ')}], expected ${dtype} [${shape.map((x) => (x < 0 ? '*' : x)).join(', ')}]`);
@@ -347,8 +345,5 @@ export function storeBytes(dir: string): number {
 /** Re-hashes every file of the store against its manifest. */
 export async function verifyStore(dir: string): Promise<void> {
   const m = readManifest(dir);
-  for (const [name, f] of Object.entries(m.files)) {
-    const got = await sha256(join(dir, name));
-    if (got !== f.sha256) throw fileError(join(dir, name), `sha256 ${got}, the manifest records ${f.sha256}; the store is damaged`);
-  }
+  for (const [name, f] of Object.entries(m.files)) await requireIntact(join(dir, name), f.sha256);
 }
