@@ -145,12 +145,12 @@ test('a prepared copy rebuilt from its arrays scans the same; arrays that do not
   assert.deepEqual(await exactSearch(q, v, d, { k: 9, metric: 'cosine', prepared: again }), await exactSearch(q, v, d, { k: 9, metric: 'cosine' }));
   await assert.rejects(PreparedRows.fromArrays({ ...a, inv: new Float64Array(n) as unknown as Float32Array }),
     { code: 'ERR_DTYPE', message: /prepared\.inv: expected Float32Array, got Float64Array/ });
-  await assert.rejects(PreparedRows.fromArrays({ ...a, inv: a.inv.subarray(1) }), { code: 'ERR_SHAPE', message: /prepared\.inv: expected 500 values, got 499/ });
+  await assert.rejects(PreparedRows.fromArrays({ ...a, inv: a.inv.subarray(1) }), { code: 'ERR_SHAPE', message: /prepared\.inv: expected 500 elements, got 499/ });
   if (a.format) {
     const err = a.err.slice();
     err[3] = NaN;
     await assert.rejects(PreparedRows.fromArrays({ ...a, err }), /prepared vocabulary: expected 500 finite terms >= 0 per row/);
-    await assert.rejects(PreparedRows.fromArrays({ ...a, packed: a.packed.subarray(4) }), { code: 'ERR_SHAPE', message: /prepared\.packed: expected \d+ values/ });
+    await assert.rejects(PreparedRows.fromArrays({ ...a, packed: a.packed.subarray(4) }), { code: 'ERR_SHAPE', message: /prepared\.packed: expected \d+ elements/ });
   }
   const s = new ExactTopK(q, 4, d, { k: 3 });
   await assert.rejects(s.addPrepared({ screen: { native: {} } } as unknown as PreparedRows, v), { code: 'ERR_DTYPE', message: /prepared: expected a PreparedVocab/ });

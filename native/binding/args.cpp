@@ -30,7 +30,11 @@ const char* exception_code(const std::exception& e) {
 
 std::string typed_array_name(const Napi::Value& v) {
   if (!v.IsTypedArray()) return v.IsNull() ? "null" : v.IsUndefined() ? "undefined" : "a non-typed-array value";
-  switch (v.As<Napi::TypedArray>().TypedArrayType()) {
+  return typed_array_type_name(v.As<Napi::TypedArray>().TypedArrayType());
+}
+
+const char* typed_array_type_name(napi_typedarray_type t) {
+  switch (t) {
     case napi_float32_array: return "Float32Array";
     case napi_float64_array: return "Float64Array";
     case napi_uint16_array: return "Uint16Array";
@@ -72,10 +76,7 @@ const float* f32_matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, co
 }
 
 const float* f32_arg(const Napi::Value& v, int64_t length, const std::string& name) {
-  if (!is_typed(v, napi_float32_array))
-    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected Float32Array, got " + typed_array_name(v));
-  require_length(v, length, std::to_string(length), name);
-  return v.As<Napi::Float32Array>().Data();
+  return typed_arg<Napi::Float32Array>(v, napi_float32_array, length, name).Data();
 }
 
 int64_t int_arg(const Napi::Value& v, const std::string& name, int64_t min_value) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -34,6 +35,32 @@ auto translating(Napi::Env env, F&& f) -> decltype(f()) {
 }
 
 std::string typed_array_name(const Napi::Value& v);
+// The name JS gives a TypedArray type ("Float32Array", ...).
+const char* typed_array_type_name(napi_typedarray_type t);
+
+// A TypedArray of type t (ERR_DTYPE otherwise), read in place, holding exactly
+// `length` elements, or at least `length` with Length::AtLeast (ERR_SHAPE otherwise).
+enum class Length { Exactly, AtLeast };
+template <class Array>
+Array typed_arg(const Napi::Value& v, napi_typedarray_type t, int64_t length, const std::string& name,
+                Length rule = Length::Exactly) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != t)
+    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected " + typed_array_type_name(t) + ", got " + typed_array_name(v));
+  Array a = v.As<Array>();
+  const int64_t got = static_cast<int64_t>(a.ElementLength());
+  if (rule == Length::Exactly ? got != length : got < length)
+    throw_coded(v.Env(), cl::ErrorCode::Shape, name + ": expected " + (rule == Length::AtLeast ? "at least " : "") +
+                                                   std::to_string(length) + " elements, got " + std::to_string(got));
+  return a;
+}
+
+// A new JS array of type A holding v's values (converted to A's element type).
+template <class A, class T>
+A copy_out(Napi::Env env, const std::vector<T>& v) {
+  A a = A::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
 
 // Float32Array (fp32) or Uint16Array (fp16 bits) of exactly rows × cols.
 cl::MatrixView matrix_arg(const Napi::Value& v, int64_t rows, int64_t cols, const std::string& name);

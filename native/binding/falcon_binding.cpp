@@ -12,13 +12,6 @@
 namespace clb {
 namespace {
 
-template <class T, class A>
-A copy_out(Napi::Env env, const std::vector<T>& v) {
-  A a = A::New(env, v.size());
-  std::copy(v.begin(), v.end(), a.Data());
-  return a;
-}
-
 // falconFiring(R: Float32Array|Uint16Array, rows, cols, sigmas, onProgress|null, cancel|null)
 //   -> Promise<{ mean, std, tau, invNorms: Float32Array, offsets: Float64Array, features: Int32Array }>
 Napi::Value Firing(const Napi::CallbackInfo& info) {
@@ -33,18 +26,16 @@ Napi::Value Firing(const Napi::CallbackInfo& info) {
         o.Set("mean", out->mean);
         o.Set("std", out->std);
         o.Set("tau", double(out->tau));
-        o.Set("invNorms", copy_out<float, Napi::Float32Array>(env, out->inv_norms));
-        o.Set("offsets", copy_out<int64_t, Napi::Float64Array>(env, out->offsets));
-        o.Set("features", copy_out<int32_t, Napi::Int32Array>(env, out->features));
+        o.Set("invNorms", copy_out<Napi::Float32Array>(env, out->inv_norms));
+        o.Set("offsets", copy_out<Napi::Float64Array>(env, out->offsets));
+        o.Set("features", copy_out<Napi::Int32Array>(env, out->features));
         return o;
       },
       info[4], info[5], {info[0]});
 }
 
 std::vector<int32_t> int32_list(const Napi::Value& v, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected Int32Array, got " + typed_array_name(v));
-  auto a = v.As<Napi::Int32Array>();
+  auto a = typed_arg<Napi::Int32Array>(v, napi_int32_array, 0, name, Length::AtLeast);
   return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
@@ -86,7 +77,7 @@ Napi::Value Cams(const Napi::CallbackInfo& info) {
       env, [=](cl::Progress& p) { cl::falcon_cams(layers, n, group, opt, cams->data(), boxes->data(), p); },
       [cams, boxes](Napi::Env env) -> Napi::Value {
         Napi::Object o = Napi::Object::New(env);
-        o.Set("cams", copy_out<float, Napi::Float32Array>(env, *cams));
+        o.Set("cams", copy_out<Napi::Float32Array>(env, *cams));
         auto b = Napi::Int32Array::New(env, boxes->size() * 4);
         for (size_t i = 0; i < boxes->size(); ++i) {
           const cl::Box& x = (*boxes)[i];

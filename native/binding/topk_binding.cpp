@@ -87,26 +87,6 @@ Array hand_over(Napi::Env env, std::unique_ptr<T[]>& data, size_t n) {
   return Array::New(env, n, buf, 0);
 }
 
-// A copy of a vector as a new JS array of its element type.
-template <typename Array, typename T>
-Array copy_out(Napi::Env env, const std::vector<T>& v) {
-  std::unique_ptr<T[]> data(new T[v.size()]);
-  std::copy(v.begin(), v.end(), data.get());
-  return hand_over<T, Array>(env, data, v.size());
-}
-
-// A TypedArray argument of exactly `type` and `length` elements, read in place.
-template <typename T>
-const T* typed_at(const Napi::Value& v, napi_typedarray_type type, const char* type_name, size_t length,
-                  const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected " + type_name + ", got " + typed_array_name(v));
-  auto a = v.As<Napi::TypedArray>();
-  if (a.ElementLength() != length)
-    throw_coded(v.Env(), cl::ErrorCode::Shape, name + ": expected " + std::to_string(length) + " values, got " + std::to_string(a.ElementLength()));
-  return reinterpret_cast<const T*>(static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
-
 // The arrays of a persisted prepared copy, checked on the JS thread and
 // copied into the core on the pool (the JS values are kept alive meanwhile).
 struct PreparedArrays {
@@ -116,7 +96,7 @@ struct PreparedArrays {
   // o[key]: a Float32Array of `length` values, copied into the vector `field` selects.
   void f32(const Napi::Object& o, const char* key, size_t length, std::vector<float>& (*field)(cl::PreparedVocab&)) {
     const Napi::Value v = o.Get(key);
-    const float* p = typed_at<float>(v, napi_float32_array, "Float32Array", length, std::string("prepared.") + key);
+    const float* p = f32_arg(v, static_cast<int64_t>(length), std::string("prepared.") + key);
     keep.push_back(v);
     fill.push_back([p, length, field](cl::PreparedVocab& out) { field(out).assign(p, p + length); });
   }
@@ -200,7 +180,7 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
       p->format = f == "int8" ? cl::ScreenFormat::Int8 : cl::ScreenFormat::Bf16;
       const int64_t steps = cl::screen_steps(*p->format, p->d);
       const Napi::Value packed = o.Get("packed");
-      const uint8_t* bytes = typed_at<uint8_t>(packed, napi_uint8_array, "Uint8Array", n * steps * 4, "prepared.packed");
+      const uint8_t* bytes = typed_arg<Napi::Uint8Array>(packed, napi_uint8_array, static_cast<int64_t>(n) * steps * 4, "prepared.packed").Data();
       a.keep.push_back(packed);
       a.fill.push_back([bytes, n, steps](cl::PreparedVocab& x) {
         x.screen.steps = steps;
@@ -240,9 +220,9 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
           const bool framed = !c->frame.identity();
           o.Set("mu", framed ? Napi::Value(copy_out<Napi::Float32Array>(env, c->frame.mu)) : env.Null());
           o.Set("invC", framed ? Napi::Value(copy_out<Napi::Float32Array>(env, c->frame.inv_c)) : env.Null());
-          const auto& packed = c->screen.packed;
-          std::vector<uint8_t> bytes(reinterpret_cast<const uint8_t*>(packed.data()), reinterpret_cast<const uint8_t*>(packed.data() + packed.size()));
-          o.Set("packed", copy_out<Napi::Uint8Array>(env, bytes));
+          auto packed = Napi::Uint8Array::New(env, c->screen.packed.size() * sizeof(uint32_t));
+          std::memcpy(packed.Data(), c->screen.packed.data(), packed.ByteLength());
+          o.Set("packed", packed);
           o.Set("scale", copy_out<Napi::Float32Array>(env, c->screen.scale));
           o.Set("err", copy_out<Napi::Float32Array>(env, c->screen.err));
           o.Set("norm", copy_out<Napi::Float32Array>(env, c->screen.norm));

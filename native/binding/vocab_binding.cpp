@@ -39,24 +39,12 @@ Napi::Value FirstNonFiniteRow(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(bad < 0 ? -1 : bad / dim));
 }
 
-// A TypedArray of type T (named `type`) with at least min_length elements.
-template <class Array>
-Array typed(const Napi::Value& v, napi_typedarray_type t, const char* type, int64_t min_length, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != t)
-    throw_coded(v.Env(), cl::ErrorCode::Dtype, name + ": expected " + type + ", got " + typed_array_name(v));
-  Array a = v.As<Array>();
-  if (static_cast<int64_t>(a.ElementLength()) < min_length)
-    throw_coded(v.Env(), cl::ErrorCode::Shape,
-                name + ": expected at least " + std::to_string(min_length) + " elements, got " + std::to_string(a.ElementLength()));
-  return a;
-}
-
 Napi::Uint8Array bytes_arg(const Napi::Value& v, int64_t min_length, const std::string& name) {
-  return typed<Napi::Uint8Array>(v, napi_uint8_array, "Uint8Array", min_length, name);
+  return typed_arg<Napi::Uint8Array>(v, napi_uint8_array, min_length, name, Length::AtLeast);
 }
 
 int32_t* i32_arg(const Napi::Value& v, int64_t min_length, const std::string& name) {
-  return typed<Napi::Int32Array>(v, napi_int32_array, "Int32Array", min_length, name).Data();
+  return typed_arg<Napi::Int32Array>(v, napi_int32_array, min_length, name, Length::AtLeast).Data();
 }
 
 // snappyUncompress(src: Uint8Array, dst: Uint8Array, what): Promise<void>, dst filled exactly. Off the JS
