@@ -297,29 +297,35 @@ TEST(k_larger_than_vocabulary_pads_with_minus_one) {
 }
 
 // 4000 rows of width 63 whose scores against any query differ by ~2e-4
-// from their neighbours', far inside a bf16 or int8 rounding (~1e-1).
-static std::vector<float> near_tie_rows(int64_t n, int64_t d) {
-  auto base = randn(d, 31);
-  std::vector<float> v(n * d);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % d ? 1e-4f : 0.0f);
-  return v;
+// from their neighbours', far inside a bf16 or int8 rounding (~1e-1), and
+// 3 queries with their brute-force top-20.
+struct NearTies {
+  int64_t d = 63, n = 4000;
+  std::vector<float> v, q;
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+};
+
+static NearTies near_ties() {
+  NearTies t;
+  auto base = randn(t.d, 31);
+  t.v.resize(t.n * t.d);
+  for (int64_t j = 0; j < t.n; ++j)
+    for (int64_t c = 0; c < t.d; ++c) t.v[j * t.d + c] = base[c] * (1.0f + 1e-5f * float(j % 97)) + (c == j % t.d ? 1e-4f : 0.0f);
+  t.q = randn(3 * t.d, 32);
+  brute(t.q, t.v, 3, t.n, t.d, 20, false, t.ids, t.s);
+  return t;
 }
 
 // Near-ties a bf16 or int8 rounding would reorder: the certified bound must
 // send them to fp32 re-scoring so the order is exact. d = 63 leaves a
 // padded step in both formats.
 TEST(screening_keeps_near_ties_exact) {
-  const int64_t d = 63, n = 4000;
-  const std::vector<float> v = near_tie_rows(n, d);
-  auto q = randn(3 * d, 32);
-  std::vector<int64_t> ids;
-  std::vector<double> s;
-  brute(q, v, 3, n, d, 20, false, ids, s);
+  const NearTies t = near_ties();
   for (auto kern : kernels()) {
-    Run r = run(q, cl::MatrixView{v.data(), cl::DType::F32, n, d}, 3, 20, cl::Metric::InnerProduct, n, 0, kern);
+    Run r = run(t.q, cl::MatrixView{t.v.data(), cl::DType::F32, t.n, t.d}, 3, 20, cl::Metric::InnerProduct, t.n, 0, kern);
     // Neighbouring scores differ by ~2e-4, the rounding by ~1e-1: only exact re-scoring orders them.
-    expect_match(r, ids, s, 2e-5);
+    expect_match(r, t.ids, t.s, 2e-5);
   }
 }
 
@@ -515,22 +521,17 @@ TEST(prepared_scan_matches_brute_force_and_the_unprepared_scan) {
 }
 
 TEST(prepared_scan_keeps_near_ties_and_ties_exact) {
-  const int64_t d = 63, n = 4000;
-  const std::vector<float> v = near_tie_rows(n, d);
-  auto q = randn(3 * d, 32);
-  std::vector<int64_t> ids;
-  std::vector<double> s;
-  brute(q, v, 3, n, d, 20, false, ids, s);
-  const cl::MatrixView m{v.data(), cl::DType::F32, n, d};
+  const NearTies t = near_ties();
+  const cl::MatrixView m{t.v.data(), cl::DType::F32, t.n, t.d};
   const cl::PreparedVocab pv = prepare(m);
   for (auto kern : screened_kernels()) {
-    Run r = run_prepared(pv, q, m, 3, 20, cl::Metric::InnerProduct, 1000, kern);
-    expect_match(r, ids, s, 2e-5);
-    expect_same(r, run(q, m, 3, 20, cl::Metric::InnerProduct, 1000, 0, kern));
+    Run r = run_prepared(pv, t.q, m, 3, 20, cl::Metric::InnerProduct, 1000, kern);
+    expect_match(r, t.ids, t.s, 2e-5);
+    expect_same(r, run(t.q, m, 3, 20, cl::Metric::InnerProduct, 1000, 0, kern));
   }
   std::vector<float> same(1500 * 4, 1.0f), q1(4, 1.0f);
-  const cl::MatrixView t{same.data(), cl::DType::F32, 1500, 4};
-  Run r = run_prepared(prepare(t), q1, t, 1, 5, cl::Metric::InnerProduct, 300);
+  const cl::MatrixView ones{same.data(), cl::DType::F32, 1500, 4};
+  Run r = run_prepared(prepare(ones), q1, ones, 1, 5, cl::Metric::InnerProduct, 300);
   for (int i = 0; i < 5; ++i) CHECK(r.ids[i] == i);
 }
 
