@@ -20,9 +20,10 @@ import { readNpy } from '../ts/io/npy.js';
 import { assetPath } from '../ts/assets.js';
 import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
-import { machine, printReport, timeMedian, type BenchRow } from './report.js';
+import { writeBenchPlot } from './plot.js';
+import { addRunOptions, machine, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
 
-export interface TopkBenchParams {
+export interface TopkBenchParams extends Omit<RunOptions, 'peers'> {
   /** A vocabulary to search instead of generated data: a .npy, a LAION shard directory or a store. */
   vocab?: string;
   /** Queries for --vocab (a .npy of rows of its dimension); default --q seeded random unit rows. */
@@ -36,7 +37,6 @@ export interface TopkBenchParams {
   d: number;
   k: number;
   dtype: 'fp32' | 'fp16';
-  repeats: number;
   contenders: string[];
 }
 
@@ -106,7 +106,7 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
   for (const [contender, kernel] of kernels) {
     if (!p.contenders.includes(contender)) continue;
     let r: SearchResult | undefined;
-    const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats));
+    const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats, p.warmup));
     results.push({ name: `${contender}-${kernel}`, seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
       gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30 });
   }
@@ -118,7 +118,7 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
     const q = p.metric === 'cosine' ? normaliseRows(queries, v.dim, { name: 'queries' }) : queries;
     const index = await buildIndex('faiss-flat', data, v.dim, { metric: 'ip' });
     let r: { ids: BigInt64Array } | undefined;
-    const seconds = await timeMedian(async () => (r = await index.search(q, p.k)), p.repeats);
+    const seconds = await timeMedian(async () => (r = await index.search(q, p.k)), p.repeats, p.warmup);
     results.push({ name: 'faiss-IndexFlatIP (in memory, fp32)', seconds, queries_per_s: nq / seconds, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k) });
   }
   const base = results.find((r) => r.name.startsWith('faiss') && r.seconds > 0);
@@ -135,7 +135,7 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
   const prepared = await PreparedRows.prepare(vocab, p.d);
   const prepareSeconds = (performance.now() - t0) / 1000;
   let r: SearchResult | undefined;
-  const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats);
+  const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats, p.warmup);
   const same = unprepared && r!.ids.every((id, i) => id === unprepared.ids[i]) && r!.scores.every((x, i) => Object.is(x, unprepared.scores[i]));
   return row(`conceptlens-exact-fp32-prepared-${prepared.format ?? 'none'}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), {
     prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.rows * Math.ceil(p.d / (prepared.format === 'bf16' ? 2 : 4)) * 4,
@@ -143,8 +143,13 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
   });
 }
 
-export async function benchTopk(p: TopkBenchParams) {
-  if (p.vocab) return benchVocab({ ...p, vocab: p.vocab });
+export async function benchTopk(p: TopkBenchParams): Promise<BenchReport> {
+  const report = p.vocab ? await benchVocab({ ...p, vocab: p.vocab }) : await benchGenerated(p);
+  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'queries_per_s' });
+  return report;
+}
+
+async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
   const { vocab, queries, d } = p.data === 'clip-mix' ? clipMix(p.n, p.q) : { vocab: randomMatrix(p.n, p.d, 1), queries: randomMatrix(p.q, p.d, 2), d: p.d };
   p = { ...p, d };
   const results: BenchRow[] = [];
@@ -164,7 +169,7 @@ export async function benchTopk(p: TopkBenchParams) {
   for (const [contender, name, data, kernel] of variants) {
     if (!want(contender)) continue;
     let r: SearchResult | undefined;
-    const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats);
+    const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats, p.warmup);
     if (contender === 'conceptlens') unprepared = r;
     results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { vocab_bytes: data.byteLength }));
   }
@@ -175,7 +180,7 @@ export async function benchTopk(p: TopkBenchParams) {
     const index = await buildIndex(kind, vocab, p.d, { metric: 'ip' });
     const build = (performance.now() - t0) / 1000;
     let r: { ids: BigInt64Array } | undefined;
-    const s = await timeMedian(async () => (r = await index.search(queries, p.k)), p.repeats);
+    const s = await timeMedian(async () => (r = await index.search(queries, p.k)), p.repeats, p.warmup);
     const name = kind === 'faiss-flat' ? 'faiss-IndexFlatIP' : 'hnswlib-node';
     results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { build_seconds: build }));
   }
@@ -185,7 +190,7 @@ export async function benchTopk(p: TopkBenchParams) {
 }
 
 export function registerBenchTopk(bench: Command): void {
-  bench
+  const cmd = bench
     .command('topk')
     .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node; or a search of --vocab from disk beside its read rate')
     .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", oneOf('--data', ['uniform', 'clip-mix']), 'uniform')
@@ -194,11 +199,9 @@ export function registerBenchTopk(bench: Command): void {
     .option('--d <dim>', 'dimension', integer('--d'), 512)
     .option('--k <k>', 'neighbours', integer('--k'), 10)
     .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', oneOf('--dtype', ['fp32', 'fp16']), 'fp32')
-    .option('--repeats <n>', 'timed repeats (median)', integer('--repeats'), 3)
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
     .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
-    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss'))
-    .option('--json', 'print one JSON object')
-    .action(async ({ json, ...p }: TopkBenchParams & { json?: boolean }) => printReport(await benchTopk(p), !!json));
+    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss'));
+  addRunOptions(cmd, { repeats: 3, plot: 'draw queries/s bars per contender' }).action(reportAction(benchTopk));
 }

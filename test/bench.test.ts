@@ -64,10 +64,16 @@ test('bench topk: the prepared contender equals the unprepared scan bit for bit,
   assert.ok(Number.isFinite(prepared.prepare_seconds) && Number.isFinite(prepared.ratio_vs_faiss));
 });
 
-test('bench sae: every variant steps, at its l0', async () => {
+test('bench sae: every variant steps, at its l0; clip-mix steps on the real CLIP concepts (d = 512)', async (t) => {
   const r = await bench(['sae', '--d', '16', '--expansion', '4', '--batch', '128', '--k', '4', '--train', '2', '--repeats', '1']);
   for (const kind of ['topk', 'batchtopk']) assert.equal(row(r, `conceptlens-${kind}`).l0, 4, kind);
   assert.ok((row(r, 'conceptlens-relu-l1-trained').l0 as number) > 0);
+  const assets = process.env.CONCEPTLENS_ASSETS ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'assets');
+  if (!existsSync(join(assets, 'embeddings', 'detic'))) return t.skip(`no assets mirror at ${assets} (set CONCEPTLENS_ASSETS)`);
+  const c = await bench(['sae', '--data', 'clip-mix', '--expansion', '1', '--batch', '64', '--k', '4', '--train', '0', '--repeats', '1', '--variants', 'topk']);
+  assert.equal(c.params.source, 'clip-mix');
+  assert.equal(c.params.d, 512);
+  assert.equal(row(c, 'conceptlens-topk').l0, 4);
 });
 
 test('bench serve: every answer under load is exact, batched and not', async () => {
@@ -88,8 +94,10 @@ test('bench embed: the stages of the SqueezeNet pipeline on the assets mirror', 
   assert.ok((row(r, 'staged_total').images_per_s as number) > 0);
 });
 
-test('bench topk: every exact contender finds the fp32 top-k, FAISS Flat too; --vocab searches a shard directory from disk', async () => {
-  const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--contenders', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss']);
+test('bench topk: every exact contender finds the fp32 top-k, FAISS Flat too; --plot draws; --vocab searches a shard directory from disk', async () => {
+  const plot = join(tempDir(), 'topk.svg');
+  const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--warmup', '0', '--plot', plot, '--contenders', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss']);
+  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*faiss-IndexFlatIP/s);
   const exact = r.results.filter((x) => x.name.startsWith('conceptlens-exact-fp32') || x.name === 'faiss-IndexFlatIP');
   assert.ok(exact.length >= 3, JSON.stringify(r.results));
   for (const x of exact) assert.equal(x.recall_at_5, 1, x.name);
