@@ -1,8 +1,10 @@
 // bench sae: samples/s of one SAE training step (forward, backward, Adam,
 // decoder constraint, statistics) per variant, on the same batch for every
-// contender: the user's features (--features, first --batch rows) or planted
+// contender: the user's features (--features, first --batch rows), planted
 // sparse data (items sum 16 random unit atoms with positive weights, plus
-// noise). Two conceptlens rows per variant, each the median of --repeats
+// noise) or 'clip-mix' (the same sums of the 2,148 real CLIP concept
+// embeddings of the assets mirror: CLIP's shared mean and outlier dimensions
+// included, d = 512). Two conceptlens rows per variant, each the median of --repeats
 // steps: phase 'init', after --warmup steps from random initialisation, and
 // phase 'trained', after --train more steps, when ReLU-L1's codes have thinned
 // out enough for its sparse path (l0 and sparse_path say what the step did).
@@ -17,12 +19,14 @@ import { readMatrix } from '../ts/io/matrix.js';
 import { writeNpy } from '../ts/io/npy.js';
 import { createTrainer, type SaeKind } from '../ts/methods/sae.js';
 import { plantedMixtures } from '../ts/random.js';
-import { integer, listOption } from '../ts/cli/options.js';
+import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { deticConcepts } from './clip-data.js';
 import { runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
 import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SaeBenchParams extends RunOptions {
+  data: 'planted' | 'clip-mix';
   features?: string;
   d: number;
   expansion: number;
@@ -32,15 +36,19 @@ export interface SaeBenchParams extends RunOptions {
   variants: SaeKind[];
 }
 
-/** The batch every contender steps on: the user's first `batch` rows, or planted data. */
+/** The batch every contender steps on: the user's first `batch` rows, or a generator's. */
 function saeBatch(p: SaeBenchParams): { x: Float32Array; d: number; source: string } {
   if (p.features) {
     const f = readMatrix(p.features, { what: 'features' });
     if (f.rows < p.batch) throw new Error(`--features: ${p.features} has ${f.rows} rows, fewer than --batch ${p.batch}`);
     return { x: Float32Array.from(f.data.subarray(0, p.batch * f.cols)), d: f.cols, source: p.features };
   }
-  const { x } = plantedMixtures(p.batch, p.d, p.expansion * p.d, 1, { active: [16, 16], weight: [0.5, 1.5] });
-  return { x, d: p.d, source: 'planted' };
+  const mix = { active: [16, 16] as [number, number], weight: [0.5, 1.5] as [number, number] };
+  if (p.data === 'clip-mix') {
+    const c = deticConcepts();
+    return { x: plantedMixtures(p.batch, c.d, c.rows, 1, { ...mix, dictionary: c.data }).x, d: c.d, source: 'clip-mix' };
+  }
+  return { x: plantedMixtures(p.batch, p.d, p.expansion * p.d, 1, mix).x, d: p.d, source: 'planted' };
 }
 
 async function conceptlensRows(kind: SaeKind, x: Float32Array, d: number, p: SaeBenchParams): Promise<BenchRow[]> {
@@ -89,7 +97,9 @@ export async function benchSae(p: SaeBenchParams) {
 export function registerBenchSae(bench: Command): void {
   const cmd = bench.command('sae')
     .description('SAE training step throughput (samples/s) for relu-l1, topk and batchtopk, against PyTorch on the same batch')
-    .option('--features <npy>', 'your features (rows × d): the first --batch rows are the batch (default: planted data)')
+    .option('--data <kind>', 'planted (sums of random unit atoms) | clip-mix (the same sums of the real CLIP concept embeddings; needs the assets mirror; d = 512)',
+      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .option('--features <npy>', 'your features (rows × d): the first --batch rows are the batch, instead of a generator')
     .option('--d <n>', 'input dimension of the planted data', integer('--d'), 512)
     .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
     .option('--batch <n>', 'batch size', integer('--batch'), 4096)

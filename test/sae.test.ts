@@ -17,6 +17,17 @@ function planted(rows: number, seed: number) {
   return { dict, x, label: labels };
 }
 
+test('planted data over a given dictionary: each item is a positive multiple of one of its rows (no noise), a short one is refused', () => {
+  const dictionary = plantedMixtures(1, D, ATOMS, 9).dict;
+  const { x, dict } = plantedMixtures(50, D, ATOMS, 3, { dictionary, noise: 0, active: [1, 1], weight: [0.5, 1.5] });
+  assert.equal(dict, dictionary);
+  for (let i = 0; i < 50; i++) {
+    const best = Math.max(...Array.from({ length: ATOMS }, (_, j) => cos(x, i, dictionary, j)));
+    assert.ok(best > 1 - 1e-6, `item ${i}: best cosine ${best}`);
+  }
+  assert.throws(() => plantedMixtures(5, D, ATOMS, 1, { dictionary: dictionary.subarray(D) }), /dictionary: expected 16 × 24 = 384 values, got 360/);
+});
+
 function withDir(fn: (dir: string) => Promise<void>) {
   return async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sae-test-'));

@@ -35,16 +35,21 @@ export interface PlantedOptions {
   active?: [number, number];
   /** Each atom's weight, uniform in [lo, hi) (default [1, 2)). */
   weight?: [number, number];
+  /** The atoms (atoms × d, unit rows) instead of random directions, e.g. real CLIP concept embeddings. */
+  dictionary?: Float32Array;
 }
 
 /**
- * Planted sparse data: `atoms` random unit directions of width d; each item sums a few of them with positive
- * weights plus Gaussian noise (see {@link PlantedOptions}). Seeded: the same call gives the same data.
+ * Planted sparse data: `atoms` random unit directions of width d (or the given dictionary's rows); each item sums a
+ * few of them with positive weights plus Gaussian noise (see {@link PlantedOptions}). Seeded: the same call gives the
+ * same data.
  */
 export function plantedMixtures(rows: number, d: number, atoms: number, seed: number, o: PlantedOptions = {}) {
   const { noise = 0.01, classes = 4, active: [lo, hi] = [1, 2], weight: [w0, w1] = [1, 2] } = o;
-  const rand = rng(seed), dict = new Float32Array(atoms * d), x = new Float32Array(rows * d), labels = new Int32Array(rows);
-  for (let j = 0; j < atoms; j++) {
+  if (o.dictionary && o.dictionary.length !== atoms * d)
+    throw new Error(`dictionary: expected ${atoms} × ${d} = ${atoms * d} values, got ${o.dictionary.length}`);
+  const rand = rng(seed), dict = o.dictionary ?? new Float32Array(atoms * d), x = new Float32Array(rows * d), labels = new Int32Array(rows);
+  for (let j = 0; j < atoms && !o.dictionary; j++) {
     let nn = 0;
     for (let c = 0; c < d; c++) nn += (dict[j * d + c] = gaussian(rand)) ** 2;
     for (let c = 0; c < d; c++) dict[j * d + c] /= Math.sqrt(nn);
