@@ -471,12 +471,19 @@ int64_t topk_row(const float* row, int64_t m, int k, std::vector<int32_t>& cols,
 }
 
 // The rank-th largest positive value of a[0..count), or 0 when there are
-// fewer positives. A strided sample gives a bound that keeps about 2·rank
-// candidates; one parallel pass collects them and nth_element picks exactly.
+// fewer positives. A sample of one value per stride gives a bound that keeps
+// about 2·rank candidates; one parallel pass collects them and nth_element
+// picks exactly. The sampled position jitters within each stride: a fixed
+// stride that divides the row length (256 into 4,096 latents) would sample
+// only a few latents, and on CLIP features, where some latents fire on
+// every item, their bound would keep millions of candidates.
 float kth_largest_positive(const float* a, int64_t count, int64_t rank) {
   const int64_t stride = std::max<int64_t>(1, count / 65536);
   std::vector<float> sample;
-  for (int64_t i = 0; i < count; i += stride) sample.push_back(a[i]);
+  for (int64_t i = 0; i < count; i += stride) {
+    uint64_t h = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull;  // a fixed hash of the window: deterministic
+    sample.push_back(a[std::min(count - 1, i + static_cast<int64_t>((h >> 32) % static_cast<uint64_t>(stride)))]);
+  }
   const int64_t sr = 2 * rank / stride + 1;
   float bound = 0;
   if (sr < static_cast<int64_t>(sample.size())) {
