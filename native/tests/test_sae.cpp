@@ -495,11 +495,7 @@ TEST(checkpoint_refuses_truncation_and_loads_version_1) {
   a.step({x.data(), cl::DType::F32, 16, c.d}, 0, 16);
   const std::string path = "/tmp/test_sae_v1_" + std::to_string(::getpid()) + ".bin";
   a.save(path);
-  std::string bytes;
-  {
-    std::ifstream f(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(f), {});
-  }
+  const std::string bytes = file_bytes(path);
   {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 5));
