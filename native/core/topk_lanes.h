@@ -17,7 +17,7 @@ constexpr int kLanes = 16;  // queries per register
 // QB query registers and a broadcast row value fit the 32 registers.
 template <int QB>
 constexpr int group_rows() {
-  return QB == 3 ? 8 : 12;
+  return QB == 4 ? 6 : QB == 3 ? 8 : 12;
 }
 
 namespace lanes_detail {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "error.h"
@@ -179,26 +180,24 @@ CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, st
   return buf.data();
 }
 
-// Scores of R rows against QB blocks of 16 queries in the format, then
-// screening: a row reaches fp32 re-scoring for a query only when its score
-// plus the bound could reach that query's current threshold.
-// S: the steps per row when known at compile time (0: q.steps), so the R
+// Scores of R rows (rows[r·steps + p], p < steps) against QB blocks of 16
+// queries (q[(b·steps + p)·16 + lane]) into acc, the format's sums of
+// rounded products. Every other step prefetches the next line of
+// [next, next_end) into L2.
+// S: the steps per row when known at compile time (0: steps), so the R
 // rows' values sit at constant offsets from one register instead of R
 // pointers that spill.
 template <ScreenFormat F, int R, int QB, int S>
-CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
-                      ScreenScratch& s) {
-  const int64_t steps = S ? S : q.steps;
+CL_SCREEN __attribute__((always_inline)) inline void accumulate(const uint32_t* qp, const uint32_t* vb, int64_t steps_rt,
+                                 typename Dot<F>::Acc (&acc)[R][QB], const char*& next, const char* next_end) {
+  const int64_t steps = S ? S : steps_rt;
   using D = Dot<F>;
-  typename D::Acc acc[R][QB];
   for (int r = 0; r < R; ++r)
     for (int b = 0; b < QB; ++b) acc[r][b] = D::zero();
-  const uint32_t* qp = q.packed.data() + b0 * steps * kLanes;
-  const uint32_t* vb = rt.packed + r0 * steps;
   for (int64_t p = 0; p < steps; ++p) {
-    if ((p & 1) == 0 && s.next < s.next_end) {
-      _mm_prefetch(s.next, _MM_HINT_T1);
-      s.next += 64;
+    if ((p & 1) == 0 && next < next_end) {
+      _mm_prefetch(next, _MM_HINT_T1);
+      next += 64;
     }
     __m512i qa[QB];
     for (int b = 0; b < QB; ++b) qa[b] = _mm512_loadu_si512(qp + (b * steps + p) * kLanes);
@@ -207,6 +206,18 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
       for (int b = 0; b < QB; ++b) acc[r][b] = D::step(acc[r][b], x, qa[b]);
     }
   }
+}
+
+// Scores of R rows against QB blocks of 16 queries in the format, then
+// screening: a row reaches fp32 re-scoring for a query only when its score
+// plus the bound could reach that query's current threshold.
+template <ScreenFormat F, int R, int QB, int S>
+CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
+                      ScreenScratch& s) {
+  const int64_t steps = S ? S : q.steps;
+  using D = Dot<F>;
+  typename D::Acc acc[R][QB];
+  accumulate<F, R, QB, S>(q.packed.data() + b0 * steps * kLanes, rt.packed + r0 * steps, steps, acc, s.next, s.next_end);
   // Two screens: the tile's shared bound (one multiply-add per score; most
   // rows stop here), then, for the few that pass, the row's own.
   for (int r = 0; r < R; ++r) {
@@ -273,12 +284,63 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
   });
 }
 
-// d = 512 (CLIP's width) compiled with its step count; other widths at run time.
-template <ScreenFormat F>
-void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
-  constexpr int S512 = F == ScreenFormat::Int8 ? 128 : 256;
-  if (q.steps == S512) scan<F, S512>(q, rt, t, heaps, s);
-  else scan<F, 0>(q, rt, t, heaps, s);
+// fn(F, S) for q's format F and step count S: d = 512 (CLIP's width)
+// compiled with its steps, other widths at run time (S = 0).
+template <class Fn>
+void by_format(const ScreenQueries& q, Fn&& fn) {
+  using Int8 = std::integral_constant<ScreenFormat, ScreenFormat::Int8>;
+  using Bf16 = std::integral_constant<ScreenFormat, ScreenFormat::Bf16>;
+  using Steps0 = std::integral_constant<int, 0>;
+  if (q.format == ScreenFormat::Int8) {
+    if (q.steps == 128) fn(Int8{}, std::integral_constant<int, 128>{});
+    else fn(Int8{}, Steps0{});
+  } else {
+    if (q.steps == 256) fn(Bf16{}, std::integral_constant<int, 256>{});
+    else fn(Bf16{}, Steps0{});
+  }
+}
+
+// out[r·ldo + lane] = â·b̂ + add[lane] for R rows from r0 and the lanes of
+// QB query blocks from b0 (lane 0 at out[0]; add from the first query).
+template <ScreenFormat F, int R, int QB, int S>
+CL_SCREEN void product_kernel(const ScreenQueries& q, int64_t b0, const ScreenRows& rows, int64_t r0, float* out,
+                              int64_t ldo, const float* add) {
+  const int64_t steps = S ? S : q.steps;
+  using D = Dot<F>;
+  typename D::Acc acc[R][QB];
+  const char* none = nullptr;
+  accumulate<F, R, QB, S>(q.packed.data() + b0 * steps * kLanes, rows.packed.data() + r0 * steps, steps, acc, none,
+                          nullptr);
+  for (int r = 0; r < R; ++r) {
+    const __m512 scale = _mm512_set1_ps(rows.scale[r0 + r]);
+    for (int b = 0; b < QB; ++b) {
+      const int64_t lane = (b0 + b) * kLanes, left = q.nq - lane;
+      const __mmask16 k = left >= kLanes ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
+      const __m512 v = _mm512_fmadd_ps(D::value(acc[r][b], q, lane), scale, k == 0xffff ? _mm512_loadu_ps(add + lane) : _mm512_maskz_loadu_ps(k, add + lane));
+      if (left >= kLanes) _mm512_storeu_ps(out + r * ldo + b * kLanes, v);
+      else _mm512_mask_storeu_ps(out + r * ldo + b * kLanes, k, v);
+    }
+  }
+}
+
+// Query groups of four blocks (64 KiB of bf16 queries at d = 512, read from
+// L2 while the rows' groups pass), the last group smaller.
+template <ScreenFormat F, int S>
+void products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
+              const float* add) {
+  auto group = [&](auto qb, int64_t b0) {
+    constexpr int QB = decltype(qb)::value;
+    for_row_groups<group_rows<QB>()>(n, [&](auto r, int64_t i) {
+      product_kernel<F, decltype(r)::value, QB, S>(q, b0, rows, r0 + i, out + i * ldo + b0 * kLanes, ldo, add);
+    });
+  };
+  int64_t b0 = 0;
+  for (; b0 + 4 <= q.blocks; b0 += 4) group(std::integral_constant<int, 4>{}, b0);
+  switch (q.blocks - b0) {
+    case 3: group(std::integral_constant<int, 3>{}, b0); break;
+    case 2: group(std::integral_constant<int, 2>{}, b0); break;
+    case 1: group(std::integral_constant<int, 1>{}, b0); break;
+  }
 }
 
 // Per query lane: q·μ plus the bound's terms at the tile's largest row
@@ -354,19 +416,22 @@ ScreenFrame fit_screen_frame(const MatrixView& rows) {
   return mapped < 0.75 * raw ? f : ScreenFrame{};
 }
 
-ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d) {
-  ScreenQueries out;
+void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t d, ScreenQueries& out) {
   out.format = f;
   out.nq = nq;
   out.d = d;
   out.steps = (d + per_step(f) - 1) / per_step(f);
   out.blocks = (nq + kLanes - 1) / kLanes;
   out.frame = std::move(frame);
-  out.f32.assign(q, q + nq * d);
+  out.f32.clear();
   const size_t lanes = static_cast<size_t>(out.blocks * kLanes);
   for (auto* v : {&out.scale, &out.base, &out.norm, &out.slack, &out.rescore}) v->assign(lanes, 0.0f);
   out.offset.assign(lanes, 0);
   out.packed.assign(lanes * out.steps, 0);
+}
+
+int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out) {
+  const int64_t d = out.d;
   // a = q∘c: the queries take the frame's scale inverted and no shift.
   const bool framed = !out.frame.identity();
   std::vector<float> c(d), zero(d, 0.0f);
@@ -377,14 +442,12 @@ ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float
   const Map map{zero.data(), c.data()};
   std::vector<uint32_t> row(static_cast<size_t>(out.steps));
   const double t = accumulation_slack(d);
-  for (int64_t i = 0; i < nq; ++i) {
+  for (int64_t i = b * kLanes; i < std::min(out.nq, (b + 1) * kLanes); ++i) {
     std::fill(row.begin(), row.end(), 0u);  // padding values must be zero
     const float* qi = q + i * d;
-    const Rounded r = rounder(f, framed)(qi, map, d, row.data(), false);
-    require(std::isfinite(r.x) && std::isfinite(r.y) && std::isfinite(r.err),
-            "queries: row " + std::to_string(i) + " is too large, its squared norm overflows fp32");
-    const int64_t b = i / kLanes, l = i % kLanes;
-    for (int64_t p = 0; p < out.steps; ++p) out.packed[(b * out.steps + p) * kLanes + l] = row[p];
+    const Rounded r = rounder(out.format, framed)(qi, map, d, row.data(), false);
+    if (!std::isfinite(r.x) || !std::isfinite(r.y) || !std::isfinite(r.err)) return i;
+    for (int64_t p = 0; p < out.steps; ++p) out.packed[(b * out.steps + p) * kLanes + i % kLanes] = row[p];
     double qmu = 0;
     for (int64_t j = 0; j < d && framed; ++j) qmu += double(qi[j]) * out.frame.mu[j];
     out.scale[i] = r.scale;
@@ -393,6 +456,17 @@ ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float
     out.norm[i] = up(r.y);
     out.slack[i] = up(r.err + t * (r.y + r.err));
     out.rescore[i] = up(t * r.x);
+  }
+  return -1;
+}
+
+ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d) {
+  ScreenQueries out;
+  shape_screen_queries(f, std::move(frame), nq, d, out);
+  out.f32.assign(q, q + nq * d);
+  for (int64_t b = 0; b < out.blocks; ++b) {
+    const int64_t bad = pack_screen_block(q, b, out);
+    require(bad < 0, "queries: row " + std::to_string(bad) + " is too large, its squared norm overflows fp32");
   }
   return out;
 }
@@ -434,13 +508,19 @@ void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0
   for (int64_t i = 0; i < q.nq; ++i)
     s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i].load(std::memory_order_relaxed) : -INFINITY));
   tile_bound(q, rt, t.rows, s.tile_bound);
-  if (q.format == ScreenFormat::Int8) scan<ScreenFormat::Int8>(q, rt, t, heaps, s);
-  else scan<ScreenFormat::Bf16>(q, rt, t, heaps, s);
+  by_format(q, [&](auto f, auto steps) { scan<decltype(f)::value, decltype(steps)::value>(q, rt, t, heaps, s); });
   for (int64_t i = 0; i < q.nq && floor; ++i) {
     const float mine = heaps.at(i).threshold();
     for (float known = floor[i].load(std::memory_order_relaxed); mine > known;)
       if (floor[i].compare_exchange_weak(known, mine, std::memory_order_relaxed)) break;
   }
+}
+
+void screen_products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
+                     const float* add) {
+  by_format(q, [&](auto f, auto steps) {
+    products<decltype(f)::value, decltype(steps)::value>(q, rows, r0, n, out, ldo, add);
+  });
 }
 
 void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,

@@ -62,6 +62,14 @@ struct ScreenQueries {
 
 ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d);
 
+// The pieces of pack_screen_queries, for callers that pack blocks in
+// parallel and re-score themselves: `out` sized for nq queries (zeroed, f32
+// left empty; capacity kept), then block b (queries 16b.. of q) rounded into
+// it. Returns -1, or the first query whose norm is not finite (its block is
+// then incomplete).
+void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t d, ScreenQueries& out);
+int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out);
+
 // Rows rounded to a format in a frame: everything screening reads of a row.
 // Held per tile by the on-the-fly scan, or once for a whole vocabulary by a
 // prepared copy (topk_prepared.h); both go through the same scan.
@@ -85,6 +93,14 @@ int64_t screen_steps(ScreenFormat f, int64_t d);
 // [at, at + n) of `out`. Fails naming the row when one is not finite.
 void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v, int64_t n, int64_t d, int64_t id0,
                        ScreenRows& out, int64_t at);
+
+// The rounded products â·b̂ (no frame shift, no bound) of rows [r0, r0 + n)
+// of `rows` and every query, plus add[j] (nq values, added in one fp32
+// rounding): out[i·ldo + j] for row r0 + i, query j < nq (nothing past it is
+// written). A dense product at the format's multiply rate, for callers that
+// bound the rounding themselves.
+void screen_products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
+                     const float* add);
 
 // Per-thread scratch of the screened scan.
 struct ScreenScratch {
