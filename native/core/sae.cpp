@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cerrno>
 #include <cmath>
@@ -19,6 +20,7 @@
 #include "blas.h"
 #include "error.h"
 #include "threads.h"
+#include "topk_screen.h"
 
 namespace cl {
 
@@ -83,6 +85,39 @@ struct SaeCodes {
   int64_t nnz() const { return ptr.empty() ? 0 : ptr.back(); }
 };
 
+// The TopK encoder's screening state, kept between steps for its capacity:
+// W_e rounded to bf16 (16 latents to a register block); per worker, a task's
+// centred inputs rounded; per task, each item's candidate latents (those
+// that could be among its codes) with their fp32 pre-activations.
+struct EncoderScreen {
+  struct Lists {
+    std::vector<int64_t> ptr;  // items of the task + 1
+    std::vector<int32_t> col;  // latents, ascending per item
+    std::vector<float> val;    // b_e + W_e x̄, fp32
+    std::vector<int32_t> item, order, count;  // re-scoring by latent
+  };
+  struct Candidates {
+    const int32_t* col;
+    const float* val;
+    int64_t n;
+  };
+  struct Worker {
+    ScreenRows rows;         // the task's centred inputs in bf16
+    std::vector<float> est;  // estimated pre-activations of a few items
+  };
+  ScreenQueries we;
+  std::vector<Worker> workers;
+  std::vector<Lists> lists;
+  int64_t task_rows = 0;
+  bool on = false;  // the batch's codes come from the lists
+
+  Candidates of(int64_t i) const {
+    const Lists& L = lists[i / task_rows];
+    const int64_t r = i % task_rows, e = L.ptr[r];
+    return {L.col.data() + e, L.val.data() + e, L.ptr[r + 1] - e};
+  }
+};
+
 // Per-batch scratch, kept between steps for its capacity.
 struct SaeWork {
   const float* x = nullptr;    // n × d inputs: the caller's fp32 rows, or f16 converted into x16
@@ -91,6 +126,7 @@ struct SaeWork {
   std::vector<float> gbuf;     // n × m: ∂loss/∂pre (dense path)
   std::vector<float> r, h;     // n × d: ∂loss/∂x̂, ∂aux/∂ê
   SaeCodes main, aux;
+  EncoderScreen screen;
   std::vector<int32_t> dead;   // latents in the aux loss this step
   std::vector<double> l1, sq, asq;
   std::vector<int64_t> active;  // per item
@@ -176,6 +212,31 @@ __attribute__((target("avx512f"))) void axpy_rows_avx512(const float* v, const f
     for (int e = 0; e < Q; ++e) y[c] += v[e] * r[e][c];
 }
 
+// out[e] = a·rows[e] for Q rows, each summed as dot() sums (even 16-blocks
+// in one lane vector, odd in another): a's values loaded once for the Q rows,
+// and 2Q independent chains of multiply-adds.
+template <int Q>
+__attribute__((target("avx512f"))) void dot_rows_avx512(const float* a, const float* const* rows, float* out, int64_t d) {
+  const float* r[Q];
+  __m512 s0[Q], s1[Q];
+  for (int e = 0; e < Q; ++e) {
+    r[e] = rows[e];
+    s0[e] = s1[e] = _mm512_setzero_ps();
+  }
+  int64_t c = 0;
+  for (; c + 32 <= d; c += 32) {
+    const __m512 a0 = _mm512_loadu_ps(a + c), a1 = _mm512_loadu_ps(a + c + 16);
+    for (int e = 0; e < Q; ++e) {
+      s0[e] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(r[e] + c), s0[e]);
+      s1[e] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(r[e] + c + 16), s1[e]);
+    }
+  }
+  for (int e = 0; e < Q; ++e) {
+    out[e] = _mm512_reduce_add_ps(_mm512_add_ps(s0[e], s1[e]));
+    for (int64_t t = c; t < d; ++t) out[e] += a[t] * r[e][t];
+  }
+}
+
 // One latent's gradient terms from Q codes (∂loss/∂x̂ rows g[e], inputs
 // xc[e], values v[e]) with atom a: ge[e] = g[e]·a + lam (summed as dot()
 // sums: even 16-blocks in one lane vector, odd in another), gD += v[e]·g[e],
@@ -245,6 +306,10 @@ void by_group(int q, A&&... args) {
 static_assert(kGroup == 8, "by_group covers group sizes 1..8");
 
 template <int Q>
+struct DotRows {
+  static void run(const float* a, const float* const* rows, float* out, int64_t d) { dot_rows_avx512<Q>(a, rows, out, d); }
+};
+template <int Q>
 struct AxpyRows {
   static void run(const float* v, const float* const* rows, float* y, int64_t d) { axpy_rows_avx512<Q>(v, rows, y, d); }
 };
@@ -259,6 +324,12 @@ struct LatentRows {
 void axpy_rows(int q, const float* v, const float* const* rows, float* y, int64_t d) {
   if (kAvx512) return by_group<AxpyRows>(q, v, rows, y, d);
   for (int e = 0; e < q; ++e) axpy(v[e], rows[e], y, d);
+}
+
+// out[e] = dot(a, rows[e]) for q <= kGroup rows.
+void dot_rows(int q, const float* a, const float* const* rows, float* out, int64_t d) {
+  if (kAvx512) return by_group<DotRows>(q, a, rows, out, d);
+  for (int e = 0; e < q; ++e) out[e] = dot(a, rows[e], d);
 }
 
 void latent_rows(int q, const float* const* g, const float* const* xc, const float* v, const float* a, float lam,
@@ -308,7 +379,8 @@ void adam(float* p, float* m1, float* m2, const float* g, int64_t n, const A& a)
 // Writes the (latent, value) of the entries of row[0..m) with v >= lo, in
 // latent order, to cols and vals; returns how many. They need m + 16 entries
 // of room: a register compress and a full-width store, since the
-// memory-destination compress is slow on some cores.
+// memory-destination compress is slow on some cores. No branch on the mask:
+// on rows where a few entries pass, it would be mispredicted half the time.
 __attribute__((target("avx512f"))) int64_t select_ge_avx512(const float* row, int64_t m, float lo, int32_t* cols,
                                                              float* vals) {
   const __m512 t = _mm512_set1_ps(lo);
@@ -318,7 +390,6 @@ __attribute__((target("avx512f"))) int64_t select_ge_avx512(const float* row, in
   for (; j + 16 <= m; j += 16, idx = _mm512_add_epi32(idx, step)) {
     const __m512 v = _mm512_loadu_ps(row + j);
     const __mmask16 k = _mm512_cmp_ps_mask(v, t, _CMP_GE_OQ);
-    if (!k) continue;
     _mm512_storeu_si512(cols + kept, _mm512_maskz_compress_epi32(k, idx));
     _mm512_storeu_ps(vals + kept, _mm512_maskz_compress_ps(k, v));
     kept += __builtin_popcount(k);
@@ -449,25 +520,31 @@ int64_t keep_row(const float* row, int64_t m, float thr, std::vector<int32_t>& c
   return n;
 }
 
-// Appends the row's TopK codes in latent order: of its k largest entries
-// (ties at the k-th value to the lower latents), the positive ones. Returns
-// how many.
+// Appends the TopK codes among n candidates (cols ascending, all values >= lo,
+// n >= k, no NaNs) in latent order: of their k largest values (ties at the
+// k-th value to the lower latents), the positive ones. Returns how many.
+int64_t topk_codes(const int32_t* cc, const float* cv, int64_t n, int k, float lo, std::vector<int32_t>& cols,
+                   std::vector<float>& vals) {
+  const float kth = kth_value(cv, n, k, lo);
+  // Entries equal to the k-th value that are among the k largest.
+  int64_t ties = k - count_ge(cv, n, std::nextafter(kth, std::numeric_limits<float>::infinity()));
+  const size_t base = cols.size();
+  for (int64_t e = 0; e < n; ++e) {
+    const float v = cv[e];
+    if (!(v > kth || (v == kth && ties-- > 0)) || !(v > 0)) continue;
+    cols.push_back(cc[e]);
+    vals.push_back(v);
+  }
+  return static_cast<int64_t>(cols.size() - base);
+}
+
+// The row's TopK codes (topk_codes over the whole row).
 int64_t topk_row(const float* row, int64_t m, int k, std::vector<int32_t>& cols, std::vector<float>& vals) {
   RowScratch& s = RowScratch::get(m);
   float lo;
   const int64_t n = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo);
   if (n < k) return 0;  // NaNs only
-  const float kth = kth_value(s.vals.data(), n, k, lo);
-  // Entries equal to the k-th value that are among the k largest.
-  int64_t ties = k - count_ge(s.vals.data(), n, std::nextafter(kth, std::numeric_limits<float>::infinity()));
-  const size_t base = cols.size();
-  for (int64_t e = 0; e < n; ++e) {
-    const float v = s.vals[e];
-    if (!(v > kth || (v == kth && ties-- > 0)) || !(v > 0)) continue;
-    cols.push_back(s.cols[e]);
-    vals.push_back(v);
-  }
-  return static_cast<int64_t>(cols.size() - base);
+  return topk_codes(s.cols.data(), s.vals.data(), n, k, lo, cols, vals);
 }
 
 // The rank-th largest positive value of a[0..count), or 0 when there are
@@ -587,20 +664,167 @@ void encoder_gemm(const float* xc, const float* We, const float* be, int64_t n, 
   });
 }
 
+// Items per task of the screened encoder: their fp32 rows (512 KiB at
+// d = 512) stay in L2 while the re-scoring walks the latents.
+constexpr int64_t kScreenRows = 256;
+// Items estimated at a time: their estimates (m floats each) stay in L2
+// until their candidates are picked, and never reach memory.
+constexpr int64_t kEstRows = 24;
+
+// The per-item bound of the screened encoder: |estimate − fp32 value| ≤ E
+// for every latent, from the screening bound (topk_screen.h) at the largest
+// of the latents' terms, plus the rounding of the bias added to each side.
+struct ScreenBound {
+  double norm = 0, slack = 0, rescore = 0, bias = 0;
+  ScreenBound(const ScreenQueries& q, const float* be, int64_t m) {
+    for (int64_t j = 0; j < m; ++j) {
+      norm = std::max<double>(norm, q.norm[j]);
+      slack = std::max<double>(slack, q.slack[j]);
+      rescore = std::max<double>(rescore, q.rescore[j]);
+      bias = std::max<double>(bias, std::fabs(be[j]));
+    }
+  }
+  double at(const ScreenRows& rows, int64_t r) const {
+    const double e = rows.err[r] * norm + rows.norm[r] * slack + rows.vnorm[r] * rescore;
+    return e + (bias + norm * rows.vnorm[r] + e) * 0x1p-22;
+  }
+};
+
+// x − by (by ≥ 0), widened and rounded down to a float.
+float below(float x, double by) { return std::nextafter(static_cast<float>(double(x) - by * (1 + 0x1p-20)), -INFINITY); }
+
+// Appends to L the latents of an estimated row (b_e plus the bf16 products,
+// each within e of its fp32 value) that could be among the item's TopK or
+// aux codes: those within 2e of the k-th estimate (the k-th fp32 value is
+// at least the k-th estimate − e, and an entry below it − 2e stays below
+// it), and dead latents that could be positive. Latents ascending.
+void screen_candidates(const float* row, int64_t m, int k, double e, const std::vector<int32_t>& dead,
+                       EncoderScreen::Lists& L) {
+  RowScratch& s = RowScratch::get(m);
+  const float cut = below(kth_largest(row, m, k), 2 * e);
+  const int64_t c = select_ge(row, m, cut, s.cols.data(), s.vals.data());
+  const size_t base = L.col.size();
+  L.col.insert(L.col.end(), s.cols.data(), s.cols.data() + c);
+  bool merged = false;
+  for (int32_t j : dead)
+    if (row[j] < cut && row[j] >= -e) L.col.push_back(j), merged = true;
+  if (merged) std::sort(L.col.begin() + base, L.col.end());
+  L.ptr.push_back(static_cast<int64_t>(L.col.size()));
+}
+
+// Each candidate's fp32 value b_e + W_e x̄ (xc: the task's centred rows),
+// latent by latent: each row of W_e is read once per task and serves up to
+// kGroup items at a time.
+void rescore_by_latent(EncoderScreen::Lists& L, const float* xc, const float* We, const float* be, int64_t m, int64_t d) {
+  const size_t nnz = L.col.size();
+  L.item.resize(nnz);
+  L.order.resize(nnz);
+  L.val.resize(nnz);
+  L.count.assign(m + 1, 0);
+  for (size_t i = 0; i + 1 < L.ptr.size(); ++i)
+    for (int64_t e = L.ptr[i]; e < L.ptr[i + 1]; ++e) L.item[e] = static_cast<int32_t>(i), ++L.count[L.col[e] + 1];
+  for (int64_t j = 0; j < m; ++j) L.count[j + 1] += L.count[j];
+  for (size_t e = 0; e < nnz; ++e) L.order[L.count[L.col[e]]++] = static_cast<int32_t>(e);
+  const float* rows[kGroup];
+  float out[kGroup];
+  for (size_t a = 0; a < nnz;) {
+    const int32_t j = L.col[L.order[a]];
+    int q = 0;
+    for (; q < kGroup && a + q < nnz && L.col[L.order[a + q]] == j; ++q) rows[q] = xc + int64_t(L.item[L.order[a + q]]) * d;
+    dot_rows(q, We + int64_t(j) * d, rows, out, d);
+    for (int e = 0; e < q; ++e) L.val[L.order[a + e]] = out[e] + be[j];
+    a += q;
+  }
+}
+
+// b_e + W_e x̄ for TopK codes through bf16 screening: every pre-activation
+// is estimated from x̄ and W_e rounded to bf16, at twice the fp32 multiply
+// rate, and only each item's candidates (screen_candidates) are computed in
+// fp32, into s.lists, from which the codes are the fp32 encoder's. Then
+// each(i0, i1) on each row block of a task. False where the CPU lacks
+// AVX512-BF16 or a row of W_e is not finite.
+bool screened_encoder(const float* xc, const float* We, const float* be, int64_t n, int64_t m, int64_t d, int k,
+                      const std::vector<int32_t>& dead, EncoderScreen& s,
+                      const std::function<void(int64_t, int64_t)>& each) {
+  s.on = false;
+  if (!screening_available(ScreenFormat::Bf16)) return false;
+  ScreenQueries& q = s.we;
+  shape_screen_queries(ScreenFormat::Bf16, ScreenFrame{}, m, d, q);
+  std::atomic<bool> finite{true};
+  parallel_for(q.blocks, [&](int64_t b, int) {
+    if (pack_screen_block(We, b, q) >= 0) finite = false;
+  });
+  if (!finite) return false;
+  s.on = true;
+  s.task_rows = kScreenRows;
+  const ScreenBound bound(q, be, m);
+  const int64_t tasks = blocks(n, kScreenRows);
+  s.workers.resize(static_cast<size_t>(parallel_workers(tasks)));
+  s.lists.resize(static_cast<size_t>(tasks));
+  parallel_for(tasks, [&](int64_t t, int worker) {
+    const int64_t i0 = t * kScreenRows, i1 = std::min(n, i0 + kScreenRows);
+    EncoderScreen::Worker& w = s.workers[worker];
+    if (w.rows.steps != q.steps || w.rows.rows() < kScreenRows) w.rows.resize(kScreenRows, q.steps);
+    w.est.resize(static_cast<size_t>(kEstRows * m));
+    round_screen_rows(ScreenFormat::Bf16, ScreenFrame{}, xc + i0 * d, i1 - i0, d, i0, w.rows, 0);
+    EncoderScreen::Lists& L = s.lists[t];
+    L.ptr.assign(1, 0);
+    L.col.clear();
+    for (int64_t a = i0; a < i1; a += kEstRows) {
+      const int64_t b = std::min(i1, a + kEstRows);
+      screen_products(q, w.rows, a - i0, b - a, w.est.data(), m, be);
+      for (int64_t i = a; i < b; ++i) screen_candidates(w.est.data() + (i - a) * m, m, k, bound.at(w.rows, i - i0), dead, L);
+    }
+  });
+  // Re-scoring after every task's estimates: their reads of bf16 W_e would
+  // otherwise evict fp32 W_e from the last-level cache between tasks.
+  parallel_for(tasks, [&](int64_t t, int) {
+    const int64_t i0 = t * kScreenRows, i1 = std::min(n, i0 + kScreenRows);
+    rescore_by_latent(s.lists[t], xc + i0 * d, We, be, m, d);
+    if (each)
+      for (int64_t b = i0; b < i1; b += kRowBlock) each(b, std::min(i1, b + kRowBlock));
+  });
+  return true;
+}
+
+// Keeps, of the (latent, value) pairs appended to cols and vals from `base`,
+// the `keep` largest values (ties to the lower latent), in latent order.
+void keep_largest(std::vector<int32_t>& cols, std::vector<float>& vals, size_t base, int64_t keep) {
+  thread_local std::vector<std::pair<float, int32_t>> p;
+  p.clear();
+  for (size_t e = base; e < cols.size(); ++e) p.push_back({vals[e], cols[e]});
+  auto by_value = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  if (static_cast<int64_t>(p.size()) > keep) {
+    std::nth_element(p.begin(), p.begin() + keep, p.end(), by_value);
+    p.resize(keep);
+  }
+  std::sort(p.begin(), p.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  cols.resize(base);
+  vals.resize(base);
+  for (const auto& [v, j] : p) cols.push_back(j), vals.push_back(v);
+}
+
 // The aux codes of one item: its dead latents with positive pre-activation,
 // the aux_k largest (ties to the lower latent), in latent order.
 void aux_row(const float* row, const std::vector<int32_t>& dead, int64_t aux_k, std::vector<int32_t>& cols,
              std::vector<float>& vals) {
   const size_t base = cols.size();
   for (int32_t j : dead)
-    if (row[j] > 0) cols.push_back(j);
-  auto by_value = [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
-  if (static_cast<int64_t>(cols.size() - base) > aux_k) {
-    std::nth_element(cols.begin() + base, cols.begin() + base + aux_k, cols.end(), by_value);
-    cols.resize(base + aux_k);
+    if (row[j] > 0) cols.push_back(j), vals.push_back(row[j]);
+  keep_largest(cols, vals, base, aux_k);
+}
+
+// aux_row over an item's screened candidates (every dead latent that could
+// be positive is one): both lists ascending, walked together.
+void aux_listed(const EncoderScreen::Candidates& c, const std::vector<int32_t>& dead, int64_t aux_k,
+                std::vector<int32_t>& cols, std::vector<float>& vals) {
+  const size_t base = cols.size();
+  auto d = dead.begin();
+  for (int64_t e = 0; e < c.n; ++e) {
+    while (d != dead.end() && *d < c.col[e]) ++d;
+    if (d != dead.end() && *d == c.col[e] && c.val[e] > 0) cols.push_back(c.col[e]), vals.push_back(c.val[e]);
   }
-  std::sort(cols.begin() + base, cols.end());
-  for (size_t e = base; e < cols.size(); ++e) vals.push_back(row[cols[e]]);
+  keep_largest(cols, vals, base, aux_k);
 }
 
 // Flattens the row blocks' lists into CSR, then transposes to CSC by a
@@ -912,15 +1136,24 @@ void Sae::select_rows(int64_t i0, int64_t i1, float batch_thr, bool sparse) {
     auto& cols = w.main.bcol[blk];
     auto& vals = w.main.bval[blk];
     const size_t base = cols.size();
-    const int64_t kept = cfg_.kind == SaeKind::TopK ? topk_row(row, m, cfg_.k, cols, vals) : keep_row(row, m, batch_thr, cols, vals);
+    int64_t kept;
+    if (w.screen.on) {
+      const EncoderScreen::Candidates c = w.screen.of(i);
+      kept = topk_codes(c.col, c.val, c.n, cfg_.k, -INFINITY, cols, vals);
+    } else {
+      kept = cfg_.kind == SaeKind::TopK ? topk_row(row, m, cfg_.k, cols, vals) : keep_row(row, m, batch_thr, cols, vals);
+    }
     double s = 0;
     for (size_t e = base; e < cols.size(); ++e) s += vals[e];
     w.l1[i] = s;
     w.active[i] = w.main.count[i] = kept;
     if (!w.dead.empty()) {
-      const size_t abase = w.aux.bcol[blk].size();
-      aux_row(row, w.dead, cfg_.aux_k, w.aux.bcol[blk], w.aux.bval[blk]);
-      w.aux.count[i] = static_cast<int64_t>(w.aux.bcol[blk].size() - abase);
+      auto& acols = w.aux.bcol[blk];
+      auto& avals = w.aux.bval[blk];
+      const size_t abase = acols.size();
+      if (w.screen.on) aux_listed(w.screen.of(i), w.dead, cfg_.aux_k, acols, avals);
+      else aux_row(row, w.dead, cfg_.aux_k, acols, avals);
+      w.aux.count[i] = static_cast<int64_t>(acols.size() - abase);
     }
   }
 }
@@ -939,6 +1172,7 @@ void Sae::encode_batch(int64_t n, bool sparse) {
       if (t_ - last_fired_[j] >= cfg_.dead_steps) w.dead.push_back(static_cast<int32_t>(j));
   w.main.start(n);
   w.aux.start(n);
+  w.screen.on = false;
   const float* We = p_ + lay_.we;
   const float* be = p_ + lay_.be;
   if (cfg_.kind == SaeKind::BatchTopK) {
@@ -946,8 +1180,10 @@ void Sae::encode_batch(int64_t n, bool sparse) {
     const float thr = kth_largest_positive(w.pre.data(), n * m, n * int64_t(cfg_.k));
     row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) { select_rows(i0, i1, thr, sparse); });
   } else {
-    encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(),
-                 [&](int64_t i0, int64_t i1) { select_rows(i0, i1, 0.0f, sparse); });
+    auto select = [&](int64_t i0, int64_t i1) { select_rows(i0, i1, 0.0f, sparse); };
+    if (cfg_.kind != SaeKind::TopK ||
+        !screened_encoder(w.xc.data(), We, be, n, m, d, cfg_.k, w.dead, w.screen, select))
+      encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(), select);
   }
   if (sparse) {
     codes_finish(n, m, w.main);
@@ -1168,8 +1404,22 @@ void Sae::encode(const MatrixView& x, int64_t r0, int64_t n, float* out) {
     }
   };
   const bool batch = cfg_.kind == SaeKind::BatchTopK;  // its threshold needs the whole batch first
-  encoder_gemm(w_->xc.data(), p_ + lay_.we, p_ + lay_.be, n, m, d, out,
-               batch ? std::function<void(int64_t, int64_t)>() : threshold);
+  const float *We = p_ + lay_.we, *be = p_ + lay_.be;
+  // Screened: the row is rewritten from its candidates, which hold every
+  // entry at least its k-th value.
+  auto listed = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const EncoderScreen::Candidates c = w_->screen.of(i);
+      const float kth = kth_value(c.val, c.n, cfg_.k, -INFINITY);
+      float* row = out + i * m;
+      std::fill(row, row + m, 0.0f);
+      for (int64_t e = 0; e < c.n; ++e)
+        if (c.val[e] >= kth && c.val[e] > 0) row[c.col[e]] = c.val[e];
+    }
+  };
+  if (cfg_.kind == SaeKind::TopK && screened_encoder(w_->xc.data(), We, be, n, m, d, cfg_.k, {}, w_->screen, listed))
+    return;
+  encoder_gemm(w_->xc.data(), We, be, n, m, d, out, batch ? std::function<void(int64_t, int64_t)>() : threshold);
   if (!batch) return;
   batch_thr = kth_largest_positive(out, n * m, n * int64_t(cfg_.k));
   row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) { threshold(i0, i1); });

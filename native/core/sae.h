@@ -5,6 +5,10 @@
 // (BatchTopK). The decoder is held as D (m × d): row j is dictionary atom j,
 // i.e. column j of the d × m decoder matrix; atoms stay unit-norm (gradient
 // projected onto the tangent space before Adam, renormalised after).
+// TopK's encoder, where the CPU has AVX512-BF16, estimates W_e x̄ in bf16 at
+// twice the fp32 rate, with a rigorous bound on each estimate's error, and
+// computes in fp32 only the entries that could be codes: the codes are the
+// fp32 encoder's.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -571,6 +572,73 @@ TEST(encode_keeps_the_largest_preactivations) {
     CHECK(kept == n * c.k);
     if (kind == SaeKind::BatchTopK) CHECK(worst_kept >= best_dropped - 1e-5);
   }
+}
+
+// Encoder rows that bf16 rounding blurs: every row is u plus a small private
+// part (1e-3 of u, below bf16's step of 2⁻⁸), the biases 0.01 apart. The
+// pre-activations' order then rests on differences of about 0.01, which the
+// bf16 estimates' rounding (about 0.05 here) scrambles but fp32 (about 1e-5)
+// keeps. encode's TopK codes must be the k largest float64 pre-activations,
+// and a step must keep the same codes (its fired counts), on every item
+// whose k-th and (k+1)-th differ by more than fp32 could blur (1e-4); at
+// d = 512, CLIP's width, the compiled screening kernel runs.
+TEST(topk_codes_follow_fp32_where_bf16_blurs_the_order) {
+  auto c = small(SaeKind::TopK);
+  c.d = 512;
+  c.m = 272;  // 17 register blocks: groups of four and a last single one
+  c.k = 8;
+  Sae s(c, nullptr);
+  const auto& L = s.layout();
+  const int64_t n = 64, d = c.d, m = c.m;
+  auto u = randn(d, 3), r = randn(m * d, 4, 1e-3f), x = randn(n * d, 5);
+  for (int64_t i = 0; i < n * d; ++i) x[i] += 0.2f * u[i % d];  // every pre-activation positive
+  float* p = s.params();
+  for (int64_t j = 0; j < m; ++j) {
+    p[L.be + j] = 0.01f * float((j * 97) % m);
+    for (int64_t q = 0; q < d; ++q) p[L.we + j * d + q] = u[q] + r[j * d + q];
+  }
+  auto bf16 = [](float v) {  // round to nearest even, as the screening does
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    b = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
+    std::memcpy(&v, &b, 4);
+    return v;
+  };
+  std::vector<float> f(n * m), kept_x;
+  s.encode({x.data(), cl::DType::F32, n, d}, 0, n, f.data());
+  std::vector<int64_t> counts(m, 0);
+  int64_t blurred = 0, kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Vec pre(m), est(m);
+    for (int64_t j = 0; j < m; ++j) {
+      pre[j] = est[j] = p[L.be + j];
+      for (int64_t q = 0; q < d; ++q) {
+        const float xc = x[i * d + q] - p[L.b + q];
+        pre[j] += double(p[L.we + j * d + q]) * xc;
+        est[j] += double(bf16(p[L.we + j * d + q])) * bf16(xc);
+      }
+    }
+    auto order = [&](const Vec& v) {
+      std::vector<int64_t> idx(m);
+      for (int64_t j = 0; j < m; ++j) idx[j] = j;
+      std::sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return v[a] > v[b]; });
+      return idx;
+    };
+    const std::vector<int64_t> by_pre = order(pre), by_est = order(est);
+    if (pre[by_pre[c.k - 1]] - pre[by_pre[c.k]] < 1e-4) continue;  // a near tie
+    CHECK(pre[by_pre[c.k - 1]] > 0);
+    const std::set<int64_t> want(by_pre.begin(), by_pre.begin() + c.k);
+    blurred += std::set<int64_t>(by_est.begin(), by_est.begin() + c.k) != want;
+    std::set<int64_t> got;
+    for (int64_t j = 0; j < m; ++j)
+      if (f[i * m + j] != 0) got.insert(j), ++counts[j];
+    CHECK(got == want);
+    kept_x.insert(kept_x.end(), x.begin() + i * d, x.begin() + (i + 1) * d);
+    ++kept;
+  }
+  CHECK(kept >= n * 7 / 8 && blurred > kept / 4);  // the estimates alone would pick other codes
+  s.step({kept_x.data(), cl::DType::F32, kept, d}, 0, kept);
+  for (int64_t j = 0; j < m; ++j) CHECK(s.fired()[j] == counts[j]);
 }
 
 }  // namespace
