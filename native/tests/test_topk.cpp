@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -15,6 +16,7 @@
 #include "../core/fp16.h"
 #include "../core/topk.h"
 #include "../core/topk_prepared.h"
+#include "../core/topk_screen.h"
 #include "check.h"
 
 namespace {
@@ -417,6 +419,56 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
       expect_match(r, ids, s, 1e-4);
     }
   }
+}
+
+// screen_products: per row and query, the sum in fp32 of the products of
+// the bf16 values (round to nearest even), plus the query's addend; at
+// d = 40 (steps at run time) and 512 (compiled), with 37 queries, so the
+// last block is partial and nothing past query 37 of a row is written.
+// Packed block by block, the queries equal pack_screen_queries'; a query
+// that overflows is named by its block.
+TEST(screen_products_sum_the_bf16_products) {
+  const auto bf16 = cl::ScreenFormat::Bf16;
+  if (!cl::screening_available(bf16)) return;
+  auto round = [](float v) {
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    b = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
+    std::memcpy(&v, &b, 4);
+    return double(v);
+  };
+  for (int64_t d : {40, 512}) {
+    const int64_t n = 13, nq = 37, ldo = nq + 5;
+    auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
+    cl::ScreenQueries blocks;
+    cl::shape_screen_queries(bf16, cl::ScreenFrame{}, nq, d, blocks);
+    for (int64_t b = 0; b < blocks.blocks; ++b) CHECK(cl::pack_screen_block(q.data(), b, blocks) == -1);
+    const cl::ScreenQueries whole = cl::pack_screen_queries(bf16, cl::ScreenFrame{}, q.data(), nq, d);
+    CHECK(blocks.packed == whole.packed && blocks.norm == whole.norm && blocks.slack == whole.slack &&
+          blocks.rescore == whole.rescore && blocks.f32.empty());
+    cl::ScreenRows rows;
+    rows.resize(n, cl::screen_steps(bf16, d));
+    cl::round_screen_rows(bf16, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
+    std::vector<float> out(n * ldo, 7.0f);
+    cl::screen_products(blocks, rows, 0, n, out.data(), ldo, add.data());
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < nq; ++j) {
+        double ref = add[j], size = std::fabs(add[j]);
+        for (int64_t c = 0; c < d; ++c) {
+          const double p = round(v[i * d + c]) * round(q[j * d + c]);
+          ref += p;
+          size += std::fabs(p);
+        }
+        CHECK_NEAR(out[i * ldo + j], ref, double(d + 2) * 0x1p-24 * size);  // fp32 summation
+      }
+      for (int64_t j = nq; j < ldo; ++j) CHECK(out[i * ldo + j] == 7.0f);
+    }
+  }
+  auto q = randn(40 * 8, 53);
+  q[21 * 8 + 3] = 1e30f;  // its squared norm overflows
+  cl::ScreenQueries blocks;
+  cl::shape_screen_queries(bf16, cl::ScreenFrame{}, 40, 8, blocks);
+  CHECK(cl::pack_screen_block(q.data(), 0, blocks) == -1 && cl::pack_screen_block(q.data(), 1, blocks) == 21);
 }
 
 TEST(bad_input_is_named) {
