@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { engineInfo } from '../ts/engine/info.js';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { floatsToHalves } from '../ts/engine/fp16.js';
 import { createTrainer, loadTrainer, nameConcepts, readAtoms, trainSae, conceptStrengths } from '../ts/methods/sae.js';
@@ -111,6 +112,15 @@ test('fp16 features train like fp32 ones', async () => {
   const half = floatsToHalves(x);
   const s32 = await t32.step(x, 256, null), s16 = await t16.step(half, 256, null);
   assert.ok(Math.abs(s32.loss - s16.loss) <= 1e-6 * s32.loss, `${s32.loss} vs ${s16.loss}`);
+});
+
+test('a step says whether TopK screened in bf16: where the CPU can (engineInfo().screening), TopK only', async () => {
+  const { x } = planted(256, 6);
+  const bf16 = engineInfo().screening.includes('bf16');
+  for (const kind of ['relu-l1', 'topk', 'batchtopk'] as const) {
+    const s = await createTrainer({ d: D, m: 2 * D, kind, k: 4, seed: 5 }).step(x, 256, null);
+    assert.equal(s.screened, kind === 'topk' && bf16, kind);
+  }
 });
 
 test('naming picks the vocabulary entry of highest cosine per atom (brute force)', withDir(async (dir) => {

@@ -81,6 +81,7 @@ Napi::Object stats_object(Napi::Env env, const cl::SaeStats& s, int64_t m) {
   o.Set("dead", double(s.dead));
   o.Set("deadFraction", double(s.dead) / double(m));
   o.Set("sparse", s.sparse);
+  o.Set("screened", s.screened);
   return o;
 }
 
@@ -108,6 +109,7 @@ struct EpochStats {
     mean.step = s.step;
     mean.dead = s.dead;
     mean.sparse = s.sparse;
+    mean.screened = s.screened;
   }
 };
 

@@ -1433,6 +1433,7 @@ SaeStats Sae::step(const MatrixView& x, int64_t r0, int64_t n, const int64_t* it
   SaeStats st;
   st.sparse = cfg_.kind != SaeKind::ReluL1 || density_ < cfg_.sparse_below;
   encode_batch(n, st.sparse);
+  st.screened = w_->screen.on;
   reconstruct(n, st.sparse);
   statistics(n, st);
   if (!std::isfinite(st.loss))

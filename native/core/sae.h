@@ -52,6 +52,7 @@ struct SaeStats {
   double fvu = 0;         // Σ‖x − x̂‖² / Σ‖x − mean_batch x‖²
   int64_t dead = 0;       // latents unfired since the last resample
   bool sparse = false;    // which path the step took
+  bool screened = false;  // TopK's encoder screened in bf16 (the codes are fp32's either way)
 };
 
 // Parameter layout in one float block: [W_e m·d | b_e m | D m·d | b d],

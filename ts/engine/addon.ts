@@ -212,6 +212,11 @@ export interface SaeStats {
   deadFraction: number;
   /** Whether the step took the sparse kernels. */
   sparse: boolean;
+  /**
+   * Whether TopK's encoder screened in bf16 (AVX512-BF16): every pre-activation estimated at twice the fp32 rate,
+   * only those that could be codes computed in fp32. The codes are the fp32 encoder's either way.
+   */
+  screened: boolean;
 }
 export interface NativeSaeTrainer {
   step(batch: FloatRows, rows: number, itemIds: Float64Array | null): Promise<SaeStats>;
