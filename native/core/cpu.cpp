@@ -15,6 +15,11 @@ std::string preferred_openblas_coretype() {
   return skx ? "SkylakeX" : "";
 }
 
+bool cpu_avx512f() {
+  __builtin_cpu_init();  // callers include static initialisers, which may run first
+  return __builtin_cpu_supports("avx512f");
+}
+
 void relaunch_with_preferred_blas(char** argv) {
   bool changed = false;
   std::string want = preferred_openblas_coretype();

@@ -8,6 +8,10 @@
 
 namespace cl {
 
+// Whether this CPU runs AVX-512F: kernels built for baseline x86-64 check it
+// before taking their AVX-512 path.
+bool cpu_avx512f();
+
 // "SkylakeX" on CPUs with the AVX-512 subsets its kernels use; "" otherwise
 // (keep OpenBLAS's own detection). CONCEPTLENS_OPENBLAS_CORETYPE overrides.
 std::string preferred_openblas_coretype();

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "blas.h"
+#include "cpu.h"
 #include "error.h"
 #include "threads.h"
 
@@ -50,7 +51,7 @@ void cholesky_solve(const double* L, int64_t ld, int64_t n, double* x) {
 // to its float64 sum.
 
 #define CL_AVX512 __attribute__((target("avx512f")))
-const bool kAvx512 = __builtin_cpu_supports("avx512f");
+const bool kAvx512 = cpu_avx512f();
 
 // Asks for a row (d floats) in cache ahead of its use: the rows of a working
 // set are scattered over the dictionary, and fetching one costs more than

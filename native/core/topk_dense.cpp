@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "cpu.h"
 #include "error.h"
 #include "topk_lanes.h"
 
@@ -114,7 +115,7 @@ CL_DENSE void kernel(const DenseQueries& q, int64_t b0, const DenseTile& t, int6
 }  // namespace
 
 bool dense_available() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
+  static const bool yes = cpu_avx512f();
   return yes;
 }
 

@@ -1,0 +1,55 @@
+// Selections on rows of scores (an item's pre-activations, a list of
+// candidates): the entries at least a value, the k-th largest, the TopK and
+// threshold codes. AVX-512 where the CPU has it (the build targets baseline
+// x86-64), else scalar; the same results either way.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace cl {
+
+// Per-thread scratch rows for the selections: m + 16 entries each.
+struct RowScratch {
+  std::vector<int32_t> cols;
+  std::vector<float> vals;
+  static RowScratch& get(int64_t m);
+};
+
+// Writes the (index, value) of the entries of row[0..m) with v >= lo, in
+// index order, to cols and vals; returns how many. They need m + 16 entries
+// of room.
+int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* vals);
+
+// The k-th largest of v[0..n) (k <= n, all values >= lo, no NaNs).
+float kth_value(const float* v, int64_t n, int k, float lo);
+
+// The k-th largest of row[0..m) (-inf when NaNs leave fewer than k).
+float kth_largest(const float* row, int64_t m, int k);
+
+// Appends the row's codes to cols and vals in index order: its entries with
+// v > 0 and v >= thr; returns how many.
+int64_t keep_row(const float* row, int64_t m, float thr, std::vector<int32_t>& cols, std::vector<float>& vals);
+
+// Appends the TopK codes among n candidates (cc ascending, all values cv >=
+// lo, n >= k, no NaNs) in index order: of their k largest values (ties at the
+// k-th value to the lower indices), the positive ones. Returns how many.
+int64_t topk_codes(const int32_t* cc, const float* cv, int64_t n, int k, float lo, std::vector<int32_t>& cols,
+                   std::vector<float>& vals);
+
+// The row's TopK codes (topk_codes over the whole row).
+int64_t topk_row(const float* row, int64_t m, int k, std::vector<int32_t>& cols, std::vector<float>& vals);
+
+// The rank-th largest positive value of a[0..count), or 0 when there are
+// fewer positives (in parallel).
+float kth_largest_positive(const float* a, int64_t count, int64_t rank);
+
+// Keeps row entries with v > 0 and v >= thr, zeroing the rest; returns the
+// count kept and adds their sum to *sum.
+int64_t threshold_row(float* row, int64_t m, float thr, double* sum);
+
+// Keeps, of the (index, value) pairs appended to cols and vals from `base`,
+// the `keep` largest values (ties to the lower index), in index order.
+void keep_largest(std::vector<int32_t>& cols, std::vector<float>& vals, size_t base, int64_t keep);
+
+}  // namespace cl
