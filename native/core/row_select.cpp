@@ -202,9 +202,8 @@ int64_t topk_row(const float* row, int64_t m, int k, std::vector<int32_t>& cols,
   return topk_codes(s.cols.data(), s.vals.data(), n, k, lo, cols, vals);
 }
 
-// A sample of one value per stride gives a bound that keeps
-// about 2·rank candidates; one parallel pass collects them and nth_element
-// picks exactly. The sampled position jitters within each stride: a fixed
+// A sample of one value per stride gives a bound that keeps about 2·rank
+// candidates; one parallel pass collects them and nth_element picks exactly. The sampled position jitters within each stride: a fixed
 // stride that divides the row length (256 into 4,096 latents) would sample
 // only a few latents, and on CLIP features, where some latents fire on
 // every item, their bound would keep millions of candidates.

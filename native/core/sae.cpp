@@ -418,8 +418,10 @@ void encoder_gemm(const float* xc, const float* We, const float* be, int64_t n, 
 // Items per task of the screened encoder: their fp32 rows (512 KiB at
 // d = 512) stay in L2 while the re-scoring walks the latents.
 constexpr int64_t kScreenRows = 256;
-// Items estimated at a time: their estimates (m floats each) stay in L2
-// until their candidates are picked, and never reach memory.
+static_assert(kScreenRows % kRowBlock == 0, "a row block's items are in one task's lists");
+// Items estimated at a time: their estimates (m floats each: 384 KiB at
+// m = 4,096) stay in L2 until their candidates are picked, and never reach
+// memory.
 constexpr int64_t kEstRows = 24;
 
 // The per-item bound of the screened encoder: |estimate − fp32 value| ≤ E
@@ -448,18 +450,28 @@ float below(float x, double by) { return std::nextafter(static_cast<float>(doubl
 // each within e of its fp32 value) that could be among the item's TopK or
 // aux codes: those within 2e of the k-th estimate (the k-th fp32 value is
 // at least the k-th estimate − e, and an entry below it − 2e stays below
-// it), and dead latents that could be positive. Latents ascending.
-void screen_candidates(const float* row, int64_t m, int k, double e, const std::vector<int32_t>& dead,
+// it), and, by the same argument over the dead latents, those within 2e of
+// their aux_k-th estimate that could be positive. Latents ascending.
+void screen_candidates(const float* row, int64_t m, int k, int64_t aux_k, double e, const std::vector<int32_t>& dead,
                        EncoderScreen::Lists& L) {
   RowScratch& s = RowScratch::get(m);
   const float cut = below(kth_largest(row, m, k), 2 * e);
-  const int64_t c = select_ge(row, m, cut, s.cols.data(), s.vals.data());
+  int64_t c = select_ge(row, m, cut, s.cols.data(), s.vals.data());
   const size_t base = L.col.size();
   L.col.insert(L.col.end(), s.cols.data(), s.cols.data() + c);
-  bool merged = false;
-  for (int32_t j : dead)
-    if (row[j] < cut && row[j] >= -e) L.col.push_back(j), merged = true;
-  if (merged) std::sort(L.col.begin() + base, L.col.end());
+  if (!dead.empty() && aux_k > 0) {
+    float aux_cut = static_cast<float>(-e);
+    const int64_t nd = static_cast<int64_t>(dead.size());
+    if (nd > aux_k) {
+      for (int64_t i = 0; i < nd; ++i) s.vals[i] = row[dead[i]];
+      const float aux_kth = kth_value(s.vals.data(), nd, static_cast<int>(aux_k), -INFINITY);
+      aux_cut = std::max(aux_cut, below(aux_kth, 2 * e));
+    }
+    bool merged = false;
+    for (int32_t j : dead)
+      if (row[j] < cut && row[j] >= aux_cut) L.col.push_back(j), merged = true;
+    if (merged) std::sort(L.col.begin() + base, L.col.end());  // rare: dead latents fire seldom
+  }
   L.ptr.push_back(static_cast<int64_t>(L.col.size()));
 }
 
@@ -495,7 +507,7 @@ void rescore_by_latent(EncoderScreen::Lists& L, const float* xc, const float* We
 // each(i0, i1) on each row block of a task. False where the CPU lacks
 // AVX512-BF16 or a row of W_e is not finite.
 bool screened_encoder(const float* xc, const float* We, const float* be, int64_t n, int64_t m, int64_t d, int k,
-                      const std::vector<int32_t>& dead, EncoderScreen& s,
+                      int64_t aux_k, const std::vector<int32_t>& dead, EncoderScreen& s,
                       const std::function<void(int64_t, int64_t)>& each) {
   s.on = false;
   if (!screening_available(ScreenFormat::Bf16)) return false;
@@ -524,7 +536,7 @@ bool screened_encoder(const float* xc, const float* We, const float* be, int64_t
     for (int64_t a = i0; a < i1; a += kEstRows) {
       const int64_t b = std::min(i1, a + kEstRows);
       screen_products(q, w.rows, a - i0, b - a, w.est.data(), m, be);
-      for (int64_t i = a; i < b; ++i) screen_candidates(w.est.data() + (i - a) * m, m, k, bound.at(w.rows, i - i0), dead, L);
+      for (int64_t i = a; i < b; ++i) screen_candidates(w.est.data() + (i - a) * m, m, k, aux_k, bound.at(w.rows, i - i0), dead, L);
     }
   });
   // Re-scoring after every task's estimates: their reads of bf16 W_e would
@@ -860,7 +872,7 @@ void Sae::select_rows(int64_t i0, int64_t i1, float batch_thr, bool sparse) {
   SaeWork& w = *w_;
   const int64_t m = cfg_.m, blk = i0 / kRowBlock;
   for (int64_t i = i0; i < i1; ++i) {
-    float* row = w.pre.data() + i * m;
+    float* row = w.screen.on ? nullptr : w.pre.data() + i * m;  // the screened path fills no pre
     if (!sparse) {
       double s = 0;
       w.active[i] = threshold_row(row, m, batch_thr, &s);
@@ -873,7 +885,7 @@ void Sae::select_rows(int64_t i0, int64_t i1, float batch_thr, bool sparse) {
     int64_t kept;
     if (w.screen.on) {
       const EncoderScreen::Candidates c = w.screen.of(i);
-      kept = topk_codes(c.col, c.val, c.n, cfg_.k, -INFINITY, cols, vals);
+      kept = c.n < cfg_.k ? 0 : topk_codes(c.col, c.val, c.n, cfg_.k, -INFINITY, cols, vals);  // fewer: NaNs only
     } else {
       kept = cfg_.kind == SaeKind::TopK ? topk_row(row, m, cfg_.k, cols, vals) : keep_row(row, m, batch_thr, cols, vals);
     }
@@ -897,7 +909,6 @@ void Sae::select_rows(int64_t i0, int64_t i1, float batch_thr, bool sparse) {
 void Sae::encode_batch(int64_t n, bool sparse) {
   SaeWork& w = *w_;
   const int64_t d = cfg_.d, m = cfg_.m;
-  w.pre.resize(n * m);
   w.l1.assign(n, 0.0);
   w.active.assign(n, 0);
   w.dead.clear();
@@ -909,15 +920,19 @@ void Sae::encode_batch(int64_t n, bool sparse) {
   w.screen.on = false;
   const float* We = p_ + lay_.we;
   const float* be = p_ + lay_.be;
+  auto dense_pre = [&] {
+    w.pre.resize(n * m);
+    return w.pre.data();
+  };
   if (cfg_.kind == SaeKind::BatchTopK) {
-    encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(), nullptr);
+    encoder_gemm(w.xc.data(), We, be, n, m, d, dense_pre(), nullptr);
     const float thr = kth_largest_positive(w.pre.data(), n * m, n * int64_t(cfg_.k));
     row_blocks(n, [&](int64_t i0, int64_t i1, int64_t) { select_rows(i0, i1, thr, sparse); });
   } else {
     auto select = [&](int64_t i0, int64_t i1) { select_rows(i0, i1, 0.0f, sparse); };
     if (cfg_.kind != SaeKind::TopK ||
-        !screened_encoder(w.xc.data(), We, be, n, m, d, cfg_.k, w.dead, w.screen, select))
-      encoder_gemm(w.xc.data(), We, be, n, m, d, w.pre.data(), select);
+        !screened_encoder(w.xc.data(), We, be, n, m, d, cfg_.k, cfg_.aux_k, w.dead, w.screen, select))
+      encoder_gemm(w.xc.data(), We, be, n, m, d, dense_pre(), select);
   }
   if (sparse) {
     codes_finish(n, m, w.main);
@@ -1151,7 +1166,7 @@ void Sae::encode(const MatrixView& x, int64_t r0, int64_t n, float* out) {
         if (c.val[e] >= kth && c.val[e] > 0) row[c.col[e]] = c.val[e];
     }
   };
-  if (cfg_.kind == SaeKind::TopK && screened_encoder(w_->xc.data(), We, be, n, m, d, cfg_.k, {}, w_->screen, listed))
+  if (cfg_.kind == SaeKind::TopK && screened_encoder(w_->xc.data(), We, be, n, m, d, cfg_.k, 0, {}, w_->screen, listed))
     return;
   encoder_gemm(w_->xc.data(), We, be, n, m, d, out, batch ? std::function<void(int64_t, int64_t)>() : threshold);
   if (!batch) return;

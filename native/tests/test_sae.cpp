@@ -589,7 +589,7 @@ TEST(topk_codes_follow_fp32_where_bf16_blurs_the_order) {
   c.k = 8;
   Sae s(c, nullptr);
   const auto& L = s.layout();
-  const int64_t n = 64, d = c.d, m = c.m;
+  const int64_t n = 300, d = c.d, m = c.m;  // two tasks of the screened encoder, the second part full
   auto u = randn(d, 3), r = randn(m * d, 4, 1e-3f), x = randn(n * d, 5);
   for (int64_t i = 0; i < n * d; ++i) x[i] += 0.2f * u[i % d];  // every pre-activation positive
   float* p = s.params();
