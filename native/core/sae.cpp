@@ -44,6 +44,15 @@ constexpr double kTiledDensity = 1.0 / 32;
 // latents in parallel, so their rows of ∂loss/∂x̂ and x̄ (8 MiB at d = 512)
 // stay in the last-level cache while the latents stream past.
 constexpr int64_t kItemSpan = 2048;
+// Items per task of the screened encoder: their fp32 rows (512 KiB at
+// d = 512) stay in L2 while the re-scoring walks the latents.
+constexpr int64_t kScreenRows = 256;
+static_assert(kScreenRows % kRowBlock == 0, "a row block's items are in one task's lists");
+// Items estimated at a time: their estimates (m floats each: 384 KiB at
+// m = 4,096) stay in L2 until their candidates are picked, and never reach
+// memory.
+constexpr int64_t kEstRows = 24;
+
 // Codes per register-blocked group in the sparse kernels.
 constexpr int kGroup = 8;
 
@@ -110,12 +119,11 @@ struct EncoderScreen {
   ScreenQueries we;
   std::vector<Worker> workers;
   std::vector<Lists> lists;
-  int64_t task_rows = 0;
   bool on = false;  // the batch's codes come from the lists
 
   Candidates of(int64_t i) const {
-    const Lists& L = lists[i / task_rows];
-    const int64_t r = i % task_rows, e = L.ptr[r];
+    const Lists& L = lists[i / kScreenRows];
+    const int64_t r = i % kScreenRows, e = L.ptr[r];
     return {L.col.data() + e, L.val.data() + e, L.ptr[r + 1] - e};
   }
 };
@@ -415,15 +423,6 @@ void encoder_gemm(const float* xc, const float* We, const float* be, int64_t n, 
   });
 }
 
-// Items per task of the screened encoder: their fp32 rows (512 KiB at
-// d = 512) stay in L2 while the re-scoring walks the latents.
-constexpr int64_t kScreenRows = 256;
-static_assert(kScreenRows % kRowBlock == 0, "a row block's items are in one task's lists");
-// Items estimated at a time: their estimates (m floats each: 384 KiB at
-// m = 4,096) stay in L2 until their candidates are picked, and never reach
-// memory.
-constexpr int64_t kEstRows = 24;
-
 // The per-item bound of the screened encoder: |estimate − fp32 value| ≤ E
 // for every latent, from the screening bound (topk_screen.h) at the largest
 // of the latents' terms, plus the rounding of the bias added to each side.
@@ -519,7 +518,6 @@ bool screened_encoder(const float* xc, const float* We, const float* be, int64_t
   });
   if (!finite) return false;
   s.on = true;
-  s.task_rows = kScreenRows;
   const ScreenBound bound(q, be, m);
   const int64_t tasks = blocks(n, kScreenRows);
   s.workers.resize(static_cast<size_t>(parallel_workers(tasks)));
@@ -560,8 +558,8 @@ void aux_row(const float* row, const std::vector<int32_t>& dead, int64_t aux_k, 
   keep_largest(cols, vals, base, aux_k);
 }
 
-// aux_row over an item's screened candidates (every dead latent that could
-// be positive is one): both lists ascending, walked together.
+// aux_row over an item's screened candidates (they hold every dead latent
+// that could be among its aux codes): both lists ascending, walked together.
 void aux_listed(const EncoderScreen::Candidates& c, const std::vector<int32_t>& dead, int64_t aux_k,
                 std::vector<int32_t>& cols, std::vector<float>& vals) {
   const size_t base = cols.size();

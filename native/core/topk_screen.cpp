@@ -425,7 +425,7 @@ void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t
   out.format = f;
   out.nq = nq;
   out.d = d;
-  out.steps = (d + per_step(f) - 1) / per_step(f);
+  out.steps = screen_steps(f, d);
   out.blocks = (nq + kLanes - 1) / kLanes;
   out.frame = std::move(frame);
   out.f32.clear();

@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <sstream>
@@ -28,6 +29,15 @@ inline std::vector<float> randn(int64_t n, uint32_t seed, float scale = 1.0f, fl
   std::normal_distribution<float> nd(shift, scale);
   std::vector<float> v(static_cast<size_t>(n));
   for (auto& x : v) x = nd(g);
+  return v;
+}
+
+// v rounded to bf16 (to nearest, ties to even), as the screening rounds.
+inline float round_bf16(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  b = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
+  std::memcpy(&v, &b, 4);
   return v;
 }
 

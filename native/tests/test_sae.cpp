@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -597,13 +596,6 @@ TEST(topk_codes_follow_fp32_where_bf16_blurs_the_order) {
     p[L.be + j] = 0.01f * float((j * 97) % m);
     for (int64_t q = 0; q < d; ++q) p[L.we + j * d + q] = u[q] + r[j * d + q];
   }
-  auto bf16 = [](float v) {  // round to nearest even, as the screening does
-    uint32_t b;
-    std::memcpy(&b, &v, 4);
-    b = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
-    std::memcpy(&v, &b, 4);
-    return v;
-  };
   std::vector<float> f(n * m), kept_x;
   s.encode({x.data(), cl::DType::F32, n, d}, 0, n, f.data());
   std::vector<int64_t> counts(m, 0);
@@ -615,7 +607,7 @@ TEST(topk_codes_follow_fp32_where_bf16_blurs_the_order) {
       for (int64_t q = 0; q < d; ++q) {
         const float xc = x[i * d + q] - p[L.b + q];
         pre[j] += double(p[L.we + j * d + q]) * xc;
-        est[j] += double(bf16(p[L.we + j * d + q])) * bf16(xc);
+        est[j] += double(check::round_bf16(p[L.we + j * d + q])) * check::round_bf16(xc);
       }
     }
     auto order = [&](const Vec& v) {

@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -430,13 +429,6 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
 TEST(screen_products_sum_the_bf16_products) {
   const auto bf16 = cl::ScreenFormat::Bf16;
   if (!cl::screening_available(bf16)) return;
-  auto round = [](float v) {
-    uint32_t b;
-    std::memcpy(&b, &v, 4);
-    b = (b + 0x7fff + ((b >> 16) & 1)) & 0xffff0000u;
-    std::memcpy(&v, &b, 4);
-    return double(v);
-  };
   for (int64_t d : {40, 512}) {
     const int64_t n = 13, nq = 37, ldo = nq + 5;
     auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
@@ -455,7 +447,7 @@ TEST(screen_products_sum_the_bf16_products) {
       for (int64_t j = 0; j < nq; ++j) {
         double ref = add[j], size = std::fabs(add[j]);
         for (int64_t c = 0; c < d; ++c) {
-          const double p = round(v[i * d + c]) * round(q[j * d + c]);
+          const double p = double(check::round_bf16(v[i * d + c])) * check::round_bf16(q[j * d + c]);
           ref += p;
           size += std::fabs(p);
         }
