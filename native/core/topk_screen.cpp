@@ -14,15 +14,19 @@
 namespace cl {
 namespace {
 
-// Both formats' instructions in one target; neither format's code uses the
-// other's, so the int8 path runs on VNNI CPUs without BF16 too.
+// Every format's instructions in one target; no format's code uses another's,
+// so the integer paths run on VNNI CPUs without BF16 too.
 #define CL_SCREEN __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni")))
 
-int per_step(ScreenFormat f) { return f == ScreenFormat::Bf16 ? 2 : 4; }
+int per_step(ScreenFormat f) { return f == ScreenFormat::Int8 ? 4 : 2; }
 
 // t of the bound: fp32 accumulation of d products, here and in the re-score,
 // plus the few roundings that turn the accumulator into a score.
 double accumulation_slack(int64_t d) { return double(d + 2) / 8388608.0 + 1.0 / 1048576.0; }
+
+// t of the screen's own sum: the integer formats accumulate exactly, leaving
+// the two roundings that turn the sum into fp32 (conversion, the query's scale).
+double screen_slack(ScreenFormat f, int64_t d) { return f == ScreenFormat::Bf16 ? accumulation_slack(d) : 0x1p-21; }
 
 // Norms carry float-lane summation error (~1e-6 relative); the bound must not.
 float up(double x) { return static_cast<float>(x * (1 + 1e-5)); }
@@ -89,11 +93,29 @@ CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* 
   return {1.0f, root(xs), Framed ? root(ys) : root(xs), root(ee), 0};
 }
 
-// int8 with one scale per vector, max|y| ↦ 127. Rows are stored as unsigned
-// bytes (value + 128), the operand VNNI wants; the queries' offset undoes it.
-template <bool Framed>
-CL_SCREEN Rounded round_int8(const float* x, const Map& f, int64_t d, uint32_t* out, bool unsigned_bytes) {
-  uint8_t* o = reinterpret_cast<uint8_t*>(out);
+// The int16 values' largest norm: the products of two such vectors sum,
+// partial sums included, to at most 46,340² < 2³¹ (Cauchy–Schwarz), so the
+// int32 accumulation is exact at any d.
+constexpr double kInt16Norm = 46340;
+
+// What a vector's values are multiplied by before rounding to integers.
+// int8: max|y| ↦ 127. int16: as fine as both the int16 range and the norm
+// cap allow: ‖round(s·y)‖ ≤ s‖y‖(1 + 2⁻²⁴) + √d/2, and ‖y‖ here carries the
+// fp32 lanes' summation error. For CLIP-like vectors the norm cap gives a
+// step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-d range cap).
+double to_int_factor(bool int8, float mx, double norm, int64_t d) {
+  if (!(mx > 0)) return 0;
+  if (int8) return 127.0 / mx;
+  const double summed = norm * (1 + double(d / 16 + 8) * 0x1p-23);
+  return std::min(32767.0 / mx, (kInt16Norm - 0.5 * std::sqrt(double(d))) / summed) * (1 - 0x1p-20);
+}
+
+// Integers with one scale per vector (to_int_factor). Rows' int8 values are
+// stored as unsigned bytes (value + 128), the operand VNNI wants; the
+// queries' offset undoes it.
+template <bool Framed, class T>
+CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* out, bool unsigned_bytes) {
+  T* o = reinterpret_cast<T*>(out);
   __m512 xs = _mm512_setzero_ps(), ys = xs, top = xs, ee = xs;
   chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
     __m512 xv;
@@ -102,9 +124,12 @@ CL_SCREEN Rounded round_int8(const float* x, const Map& f, int64_t d, uint32_t* 
     if (Framed) ys = _mm512_fmadd_ps(y, y, ys);
     top = _mm512_max_ps(top, _mm512_abs_ps(y));
   });
-  const float mx = _mm512_reduce_max_ps(top), scale = mx / 127;
-  // |y·127/mx| < 127.5 after both roundings, so no value leaves [-127, 127].
-  const __m512 to_int = _mm512_set1_ps(mx > 0 ? 127 / mx : 0), sv = _mm512_set1_ps(scale);
+  const double xn = root(xs), yn = Framed ? root(ys) : xn;
+  const float mx = _mm512_reduce_max_ps(top), factor = static_cast<float>(to_int_factor(sizeof(T) == 1, mx, yn, d));
+  // |y·factor| rounds to at most 127 (int8: the product < 127.5) or 32767
+  // (int16: the factor is below 32767/max|y| by far more than it rounds).
+  const float scale = sizeof(T) == 1 ? mx / 127 : factor > 0 ? 1 / factor : 0;
+  const __m512 to_int = _mm512_set1_ps(factor), sv = _mm512_set1_ps(scale);
   const __m128i flip = _mm_set1_epi8(unsigned_bytes ? char(0x80) : 0);
   __m512i sum = _mm512_setzero_si512();
   chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
@@ -114,17 +139,27 @@ CL_SCREEN Rounded round_int8(const float* x, const Map& f, int64_t d, uint32_t* 
     const __m512 e = _mm512_fnmadd_ps(sv, _mm512_cvtepi32_ps(i), y);
     ee = _mm512_fmadd_ps(e, e, ee);
     sum = _mm512_add_epi32(sum, i);
-    const __m128i bytes = _mm_xor_si128(_mm512_cvtsepi32_epi8(i), flip);
-    if (k == 0xffff) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bytes);
-    else _mm_mask_storeu_epi8(o + j, k, bytes);
+    if constexpr (sizeof(T) == 1) {
+      const __m128i bytes = _mm_xor_si128(_mm512_cvtsepi32_epi8(i), flip);
+      if (k == 0xffff) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bytes);
+      else _mm_mask_storeu_epi8(o + j, k, bytes);
+    } else {
+      const __m256i words = _mm512_cvtsepi32_epi16(i);
+      if (k == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), words);
+      else _mm256_mask_storeu_epi16(o + j, k, words);
+    }
   });
-  return {scale, root(xs), Framed ? root(ys) : root(xs), root(ee), _mm512_reduce_add_epi32(sum)};
+  return {scale, xn, yn, root(ee), sizeof(T) == 1 ? _mm512_reduce_add_epi32(sum) : 0};
 }
 
 using RoundFn = Rounded (*)(const float*, const Map&, int64_t, uint32_t*, bool);
 RoundFn rounder(ScreenFormat f, bool framed) {
-  if (f == ScreenFormat::Bf16) return framed ? round_bf16<true> : round_bf16<false>;
-  return framed ? round_int8<true> : round_int8<false>;
+  switch (f) {
+    case ScreenFormat::Bf16: return framed ? round_bf16<true> : round_bf16<false>;
+    case ScreenFormat::Int8: return framed ? round_int<true, int8_t> : round_int<false, int8_t>;
+    case ScreenFormat::Int16: break;
+  }
+  return framed ? round_int<true, int16_t> : round_int<false, int16_t>;
 }
 
 // The dot-product step of each format and how its accumulator becomes q̂·v̂
@@ -152,6 +187,18 @@ struct Dot<ScreenFormat::Int8> {
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) {
     const __m512i n = _mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
     return _mm512_mul_ps(_mm512_cvtepi32_ps(n), _mm512_loadu_ps(q.scale.data() + lane));
+  }
+};
+
+template <>
+struct Dot<ScreenFormat::Int16> {
+  using Acc = __v16si;  // as for int8
+  CL_SCREEN static Acc zero() { return (__v16si)_mm512_setzero_si512(); }
+  CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) {
+    return __builtin_ia32_vpdpwssd_v16si(a, (__v16si)row, (__v16si)q);
+  }
+  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)a), _mm512_loadu_ps(q.scale.data() + lane));
   }
 };
 
@@ -291,14 +338,22 @@ void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapS
 template <class Fn>
 void by_format(const ScreenQueries& q, Fn&& fn) {
   using Int8 = std::integral_constant<ScreenFormat, ScreenFormat::Int8>;
+  using Int16 = std::integral_constant<ScreenFormat, ScreenFormat::Int16>;
   using Bf16 = std::integral_constant<ScreenFormat, ScreenFormat::Bf16>;
   using Steps0 = std::integral_constant<int, 0>;
-  if (q.format == ScreenFormat::Int8) {
-    if (q.steps == 128) fn(Int8{}, std::integral_constant<int, 128>{});
-    else fn(Int8{}, Steps0{});
-  } else {
-    if (q.steps == 256) fn(Bf16{}, std::integral_constant<int, 256>{});
-    else fn(Bf16{}, Steps0{});
+  using Steps256 = std::integral_constant<int, 256>;
+  switch (q.format) {
+    case ScreenFormat::Int8:
+      if (q.steps == 128) fn(Int8{}, std::integral_constant<int, 128>{});
+      else fn(Int8{}, Steps0{});
+      return;
+    case ScreenFormat::Int16:
+      if (q.steps == 256) fn(Int16{}, Steps256{});
+      else fn(Int16{}, Steps0{});
+      return;
+    case ScreenFormat::Bf16:
+      if (q.steps == 256) fn(Bf16{}, Steps256{});
+      else fn(Bf16{}, Steps0{});
   }
 }
 
@@ -372,7 +427,10 @@ bool screening_available(ScreenFormat f) {
   return f == ScreenFormat::Bf16 ? bf16 : vnni;
 }
 
-const char* screen_format_name(ScreenFormat f) { return f == ScreenFormat::Bf16 ? "bf16" : "int8"; }
+const char* screen_format_name(ScreenFormat f) {
+  return f == ScreenFormat::Bf16 ? "bf16" : f == ScreenFormat::Int8 ? "int8" : "int16";
+}
+
 
 ScreenFrame fit_screen_frame(const MatrixView& rows) {
   // Two passes over the sample row by row: fresh memory costs page faults,
@@ -459,7 +517,7 @@ int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out) {
     out.offset[i] = 128 * r.sum;
     out.base[i] = static_cast<float>(qmu + (t * r.x * mu_norm + std::fabs(qmu) * 1e-6));
     out.norm[i] = up(r.y);
-    out.slack[i] = up(r.err + t * (r.y + r.err));
+    out.slack[i] = up(r.err + screen_slack(out.format, d) * (r.y + r.err));
     out.rescore[i] = up(t * r.x);
   }
   return -1;

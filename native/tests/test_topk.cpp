@@ -420,47 +420,109 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
   }
 }
 
-// screen_products: per row and query, the sum in fp32 of the products of
-// the bf16 values (round to nearest even), plus the query's addend; at
-// d = 40 (steps at run time) and 512 (compiled), with 37 queries, so the
-// last block is partial and nothing past query 37 of a row is written.
-// Packed block by block, the queries equal pack_screen_queries'; a query
-// that overflows is named by its block.
-TEST(screen_products_sum_the_bf16_products) {
-  const auto bf16 = cl::ScreenFormat::Bf16;
-  if (!cl::screening_available(bf16)) return;
-  for (int64_t d : {40, 512}) {
-    const int64_t n = 13, nq = 37, ldo = nq + 5;
-    auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
-    cl::ScreenQueries blocks;
-    cl::shape_screen_queries(bf16, cl::ScreenFrame{}, nq, d, blocks);
-    for (int64_t b = 0; b < blocks.blocks; ++b) CHECK(cl::pack_screen_block(q.data(), b, blocks) == -1);
-    const cl::ScreenQueries whole = cl::pack_screen_queries(bf16, cl::ScreenFrame{}, q.data(), nq, d);
-    CHECK(blocks.packed == whole.packed && blocks.norm == whole.norm && blocks.slack == whole.slack &&
-          blocks.rescore == whole.rescore && blocks.f32.empty());
-    cl::ScreenRows rows;
-    rows.resize(n, cl::screen_steps(bf16, d));
-    cl::round_screen_rows(bf16, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
-    std::vector<float> out(n * ldo, 7.0f);
-    cl::screen_products(blocks, rows, 0, n, out.data(), ldo, add.data());
-    for (int64_t i = 0; i < n; ++i) {
-      for (int64_t j = 0; j < nq; ++j) {
-        double ref = add[j], size = std::fabs(add[j]);
-        for (int64_t c = 0; c < d; ++c) {
-          const double p = double(check::round_bf16(v[i * d + c])) * check::round_bf16(q[j * d + c]);
-          ref += p;
-          size += std::fabs(p);
-        }
-        CHECK_NEAR(out[i * ldo + j], ref, double(d + 2) * 0x1p-24 * size);  // fp32 summation
-      }
-      for (int64_t j = nq; j < ldo; ++j) CHECK(out[i * ldo + j] == 7.0f);
-    }
+// The values a rounded vector holds in the format: bf16 to nearest even
+// (checked independently), int16 as packed with its scale.
+std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* packed, float scale, int64_t d) {
+  std::vector<double> v(static_cast<size_t>(d));
+  const auto* h = reinterpret_cast<const int16_t*>(packed);
+  for (int64_t c = 0; c < d; ++c) v[c] = f == cl::ScreenFormat::Bf16 ? check::round_bf16(x[c]) : double(h[c]) * scale;
+  return v;
+}
+
+// int16 rounding: every value within half a step of x, no |value| past
+// 32,767, the values' norm at most 46,340 (so d products sum exactly in
+// int32), and the step no coarser than those two caps need.
+void check_int16_rounding(const float* x, const uint32_t* packed, float scale, int64_t d) {
+  const auto* h = reinterpret_cast<const int16_t*>(packed);
+  double norm = 0, mx = 0, ss = 0;
+  for (int64_t c = 0; c < d; ++c) {
+    CHECK(std::fabs(double(h[c]) * scale - x[c]) <= 0.51 * scale);  // half a step, and scale·(1/scale) ≠ 1 in fp32
+    CHECK(h[c] >= -32767);
+    norm += double(h[c]) * h[c];
+    mx = std::max(mx, std::fabs(double(x[c])));
+    ss += double(x[c]) * x[c];
   }
-  auto q = randn(40 * 8, 53);
-  q[21 * 8 + 3] = 1e30f;  // its squared norm overflows
-  cl::ScreenQueries blocks;
-  cl::shape_screen_queries(bf16, cl::ScreenFrame{}, 40, 8, blocks);
-  CHECK(cl::pack_screen_block(q.data(), 0, blocks) == -1 && cl::pack_screen_block(q.data(), 1, blocks) == 21);
+  CHECK(std::sqrt(norm) <= 46340);
+  CHECK(scale <= 1.001 * std::max(mx / 32767, std::sqrt(ss) / (46340 - 0.5 * std::sqrt(double(d)))));
+}
+
+// screen_products: per row and query, the sum in fp32 of the products of
+// the rounded values, plus the query's addend; in bf16 and int16, at d = 40
+// (steps at run time) and 512 (compiled), with 37 queries, so the last block
+// is partial and nothing past query 37 of a row is written. Packed block by
+// block, the queries equal pack_screen_queries'; a query that overflows is
+// named by its block.
+TEST(screen_products_sum_the_rounded_products) {
+  for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int16}) {
+    if (!cl::screening_available(f)) continue;
+    for (int64_t d : {40, 512}) {
+      const int64_t n = 13, nq = 37, ldo = nq + 5;
+      auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
+      cl::ScreenQueries blocks;
+      cl::shape_screen_queries(f, cl::ScreenFrame{}, nq, d, blocks);
+      for (int64_t b = 0; b < blocks.blocks; ++b) CHECK(cl::pack_screen_block(q.data(), b, blocks) == -1);
+      const cl::ScreenQueries whole = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
+      CHECK(blocks.packed == whole.packed && blocks.norm == whole.norm && blocks.slack == whole.slack &&
+            blocks.rescore == whole.rescore && blocks.f32.empty());
+      cl::ScreenRows rows;
+      rows.resize(n, cl::screen_steps(f, d));
+      cl::round_screen_rows(f, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
+      std::vector<float> out(n * ldo, 7.0f);
+      cl::screen_products(blocks, rows, 0, n, out.data(), ldo, add.data());
+      std::vector<std::vector<double>> qh(nq);
+      for (int64_t j = 0; j < nq; ++j) {  // unpacked from the register blocks
+        std::vector<uint32_t> one(blocks.steps);
+        for (int64_t p = 0; p < blocks.steps; ++p) one[p] = blocks.packed[((j / 16) * blocks.steps + p) * 16 + j % 16];
+        qh[j] = held(f, q.data() + j * d, one.data(), blocks.scale[j], d);
+        if (f == cl::ScreenFormat::Int16) check_int16_rounding(q.data() + j * d, one.data(), blocks.scale[j], d);
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t* packed = rows.packed.data() + i * rows.steps;
+        const std::vector<double> vh = held(f, v.data() + i * d, packed, rows.scale[i], d);
+        if (f == cl::ScreenFormat::Int16) check_int16_rounding(v.data() + i * d, packed, rows.scale[i], d);
+        for (int64_t j = 0; j < nq; ++j) {
+          double ref = add[j], size = std::fabs(add[j]);
+          for (int64_t c = 0; c < d; ++c) ref += vh[c] * qh[j][c], size += std::fabs(vh[c] * qh[j][c]);
+          CHECK_NEAR(out[i * ldo + j], ref, double(d + 2) * 0x1p-24 * size);  // fp32 summation
+        }
+        for (int64_t j = nq; j < ldo; ++j) CHECK(out[i * ldo + j] == 7.0f);
+      }
+    }
+    auto q = randn(40 * 8, 53);
+    q[21 * 8 + 3] = 1e30f;  // its squared norm overflows
+    cl::ScreenQueries blocks;
+    cl::shape_screen_queries(f, cl::ScreenFrame{}, 40, 8, blocks);
+    CHECK(cl::pack_screen_block(q.data(), 0, blocks) == -1 && cl::pack_screen_block(q.data(), 1, blocks) == 21);
+  }
+}
+
+// Int16 products at the int32 accumulator's edge: vectors of equal values
+// (the norm cap binds: values near 46,340/√d) and of one spike (the range
+// cap binds), at d = 4,096, where a per-value cap alone would let the sums
+// overflow; every product must equal the float64 one.
+TEST(int16_products_never_overflow) {
+  const auto f = cl::ScreenFormat::Int16;
+  if (!cl::screening_available(f)) return;
+  const int64_t d = 4096, n = 3, nq = 3;
+  std::vector<float> v(n * d, 1.0f), q(nq * d, -2.5f);
+  v[2 * d + 7] = 1e4f;                            // a spike
+  for (int64_t c = 0; c < d; ++c) q[d + c] = c % 2 ? 3.0f : -3.0f;  // alternating signs
+  q[2 * d + 7] = -1e4f;
+  const cl::ScreenQueries pq = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
+  cl::ScreenRows rows;
+  rows.resize(n, cl::screen_steps(f, d));
+  cl::round_screen_rows(f, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
+  std::vector<float> out(n * nq), zero(nq, 0.0f);
+  cl::screen_products(pq, rows, 0, n, out.data(), nq, zero.data());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < nq; ++j) {
+      double ref = 0, size = 0;
+      for (int64_t c = 0; c < d; ++c) ref += double(v[i * d + c]) * q[j * d + c], size += std::fabs(double(v[i * d + c]) * q[j * d + c]);
+      double norm_v = 0, norm_q = 0;
+      for (int64_t c = 0; c < d; ++c) norm_v += double(v[i * d + c]) * v[i * d + c], norm_q += double(q[j * d + c]) * q[j * d + c];
+      // The rounding moves each side by at most half a step per value: ‖v‖·‖q‖·√d/46,000 each way.
+      CHECK_NEAR(out[i * nq + j], ref, 2 * std::sqrt(norm_v * norm_q) * std::sqrt(double(d)) / 46000 + 1e-6 * size);
+    }
 }
 
 TEST(bad_input_is_named) {
