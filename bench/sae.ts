@@ -7,7 +7,7 @@
 // included, d = 512). Two conceptlens rows per variant, each the median of --repeats
 // steps: phase 'init', after --warmup steps from random initialisation, and
 // phase 'trained', after --train more steps, when ReLU-L1's codes have thinned
-// out enough for its sparse path (l0, sparse_path and bf16_screened say what
+// out enough for its sparse path (l0, sparse_path and screened say what
 // the step did).
 // With --peers torch, PyTorch runs the same SAE (bench/peers/torch_sae.py) on
 // the same batch with the same warm-up and repeats: its row is phase 'init'.
@@ -58,7 +58,7 @@ async function conceptlensRows(kind: SaeKind, x: Float32Array, d: number, p: Sae
   const step = async () => (last = await t.step(x, p.batch, null));
   const row = (phase: string, seconds: number): BenchRow =>
     ({ name: `conceptlens-${kind}${phase === 'init' ? '' : `-${phase}`}`, kind, phase, seconds, samples_per_s: p.batch / seconds, l0: last.l0, sparse_path: last.sparse,
-      bf16_screened: last.screened });
+      screened: last.screened });
   const init = row('init', await timeMedian(step, p.repeats, Math.max(0, p.warmup - 1)));
   for (let s = 0; s < p.train; s++) await step();
   return [init, row('trained', await timeMedian(step, p.repeats, 0))];

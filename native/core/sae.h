@@ -5,7 +5,7 @@
 // (BatchTopK). The decoder is held as D (m × d): row j is dictionary atom j,
 // i.e. column j of the d × m decoder matrix; atoms stay unit-norm (gradient
 // projected onto the tangent space before Adam, renormalised after).
-// TopK's encoder, where the CPU has AVX512-BF16, estimates W_e x̄ in bf16 at
+// TopK's encoder, where the CPU has AVX512-VNNI, estimates W_e x̄ in int16 at
 // twice the fp32 rate, with a rigorous bound on each estimate's error, and
 // computes in fp32 only the entries that could be codes: the codes are the
 // fp32 encoder's.
@@ -52,7 +52,7 @@ struct SaeStats {
   double fvu = 0;         // Σ‖x − x̂‖² / Σ‖x − mean_batch x‖²
   int64_t dead = 0;       // latents unfired since the last resample
   bool sparse = false;    // which path the step took
-  bool screened = false;  // TopK's encoder screened in bf16 (the codes are fp32's either way)
+  bool screened = false;  // TopK's encoder screened in int16 (the codes are fp32's either way)
 };
 
 // Parameter layout in one float block: [W_e m·d | b_e m | D m·d | b d],

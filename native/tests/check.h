@@ -41,6 +41,13 @@ inline float round_bf16(float v) {
   return v;
 }
 
+// x (d values) rounded to the nearest multiples of `step` (ties to even).
+inline std::vector<double> round_to_step(const float* x, int64_t d, double step) {
+  std::vector<double> v(static_cast<size_t>(d));
+  for (int64_t i = 0; i < d; ++i) v[i] = std::nearbyint(x[i] / step) * step;
+  return v;
+}
+
 }  // namespace check
 
 #define CL_CAT2(a, b) a##b

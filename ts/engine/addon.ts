@@ -213,8 +213,9 @@ export interface SaeStats {
   /** Whether the step took the sparse kernels. */
   sparse: boolean;
   /**
-   * Whether TopK's encoder screened in bf16 (AVX512-BF16): every pre-activation estimated at twice the fp32 rate,
-   * only those that could be codes computed in fp32. The codes are the fp32 encoder's either way.
+   * Whether TopK's encoder screened in int16 (AVX512-VNNI, which the 'int8' screening format needs too): every
+   * pre-activation estimated at twice the fp32 rate, only those that could be codes computed in fp32. The codes are
+   * the fp32 encoder's either way.
    */
   screened: boolean;
 }
