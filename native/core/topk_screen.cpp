@@ -490,7 +490,11 @@ void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t
   const size_t lanes = static_cast<size_t>(out.blocks * kLanes);
   for (auto* v : {&out.scale, &out.base, &out.norm, &out.slack, &out.rescore}) v->assign(lanes, 0.0f);
   out.offset.assign(lanes, 0);
-  out.packed.assign(lanes * out.steps, 0);
+  // pack_screen_block writes every lane of its queries: only the last
+  // block's padding lanes need zeros (a step's worth each), not the whole copy.
+  out.packed.resize(lanes * out.steps);
+  for (int64_t i = nq; i < out.blocks * kLanes; ++i)
+    for (int64_t p = 0; p < out.steps; ++p) out.packed[((out.blocks - 1) * out.steps + p) * kLanes + i % kLanes] = 0;
 }
 
 int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out) {

@@ -66,9 +66,9 @@ struct ScreenQueries {
 ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float* q, int64_t nq, int64_t d);
 
 // The pieces of pack_screen_queries, for callers that pack blocks in
-// parallel and re-score themselves: `out` sized for nq queries (zeroed, f32
-// left empty; capacity kept), then block b (queries 16b.. of q) rounded into
-// it. Returns -1, or the first query whose norm is not finite (its block is
+// parallel and re-score themselves: `out` sized for nq queries (per-query
+// terms and padding lanes zeroed, f32 left empty; capacity kept), then block
+// b (queries 16b.. of q) rounded into it; every block must be packed. Returns -1, or the first query whose norm is not finite (its block is
 // then incomplete).
 void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t d, ScreenQueries& out);
 int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out);

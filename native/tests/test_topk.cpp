@@ -459,6 +459,7 @@ TEST(screen_products_sum_the_rounded_products) {
       const int64_t n = 13, nq = 37, ldo = nq + 5;
       auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
       cl::ScreenQueries blocks;
+      blocks.packed.assign(48 * d, 0x7f7f7f7fu);  // a reused copy: its padding lanes must not keep old values
       cl::shape_screen_queries(f, cl::ScreenFrame{}, nq, d, blocks);
       for (int64_t b = 0; b < blocks.blocks; ++b) CHECK(cl::pack_screen_block(q.data(), b, blocks) == -1);
       const cl::ScreenQueries whole = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
