@@ -52,7 +52,7 @@ static_assert(kScreenRows % kRowBlock == 0, "a row block's items are in one task
 // m = 4,096) stay in L2 until their candidates are picked, and never reach
 // memory.
 constexpr int64_t kEstRows = 24;
-// The screened encoder's format: int16 multiplies at bf16's rate with a 4–5×
+// The screened encoder's format: int16 multiplies at bf16's rate with a 10×
 // tighter bound at d = 512, so fewer latents need their fp32 value.
 constexpr ScreenFormat kEncoderFormat = ScreenFormat::Int16;
 

@@ -204,20 +204,18 @@ std::vector<char> frame_sample(const ReadOnlyFile& file, const FileRows& f, int6
 }
 
 // The screening format a kernel choice asks for; none for fp32 tiles.
-std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax) {
+std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax, int64_t d) {
   if (kernel == ScanKernel::Sgemm) return std::nullopt;
-  if (kernel == ScanKernel::Auto) {
-    if (softmax) return std::nullopt;
-    for (ScreenFormat f : {ScreenFormat::Int8, ScreenFormat::Bf16})
-      if (screening_available(f)) return f;
-    return std::nullopt;
-  }
+  if (kernel == ScanKernel::Auto) return softmax ? std::nullopt : prepared_format(d);
   const ScreenFormat f = kernel == ScanKernel::Int8 ? ScreenFormat::Int8 : ScreenFormat::Bf16;
   const std::string name = screen_format_name(f);
   if (softmax) fail("kernel: '" + name + "' cannot compute softmax scoring, which needs every score");
   if (!screening_available(f))
     fail("kernel: '" + name + "' needs a CPU with " + (f == ScreenFormat::Int8 ? "AVX512-VNNI" : "AVX512-BF16") +
          "; use 'auto' or 'sgemm'");
+  if (!screen_fits(f, d))
+    fail("kernel: '" + name + "' screens dimensions up to 133144 (beyond, its integer sums overflow), got " +
+         std::to_string(d) + "; use 'auto', 'bf16' or 'sgemm'");
   return f;
 }
 
@@ -241,7 +239,7 @@ TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, co
           "softmaxTemperature: expected a finite value >= 0");
   require_finite(MatrixView{q_.data(), DType::F32, nq, d}, "queries");
   if (opt.metric == Metric::Cosine) normalise_rows(q_.data(), nq, d, "queries");
-  screen_ = screen_format(opt.kernel, softmax());
+  screen_ = screen_format(opt.kernel, softmax(), d);
   if (!screened() && dense_available()) dq_ = pack_dense_queries(q_.data(), nq, d);
   if (softmax()) {
     chunk_ = HeapSet(nq, opt.k);

@@ -25,16 +25,16 @@ bool power_of_two(float x) {
 
 }  // namespace
 
-std::optional<ScreenFormat> prepared_format() {
+std::optional<ScreenFormat> prepared_format(int64_t d) {
   for (ScreenFormat f : {ScreenFormat::Int8, ScreenFormat::Bf16})
-    if (screening_available(f)) return f;
+    if (screening_available(f) && screen_fits(f, d)) return f;
   return std::nullopt;
 }
 
 PreparedVocab prepare_vocab(const MatrixView& rows, const float* inv_norms, Progress& progress) {
   require(rows.rows > 0 && rows.cols > 0, "vocabulary: expected at least one row of dimension > 0");
   PreparedVocab p;
-  p.format = prepared_format();
+  p.format = prepared_format(rows.cols);
   p.rows = rows.rows;
   p.d = rows.cols;
   const int64_t d = p.d;

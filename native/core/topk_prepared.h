@@ -23,8 +23,10 @@ struct PreparedVocab {
   std::vector<float> inv;              // 1/‖row‖ per row, 0 for a zero row
 };
 
-// The screening format a prepared copy takes on this CPU: int8, then bf16.
-std::optional<ScreenFormat> prepared_format();
+// The screening format a prepared copy of dimension d takes on this CPU
+// (and the scan's 'auto'): int8, then bf16, each where the CPU has it and
+// the format fits d (screen_fits).
+std::optional<ScreenFormat> prepared_format(int64_t d);
 
 // Prepares `rows` (fp32 or fp16) in parallel, tiles on the compute pool.
 // inv_norms (optional): the 1/‖row‖ searches would pass to add(), kept as

@@ -102,11 +102,13 @@ constexpr double kInt16Norm = 46340;
 // int8: max|y| ↦ 127. int16: as fine as both the int16 range and the norm
 // cap allow: ‖round(s·y)‖ ≤ s‖y‖(1 + 2⁻²⁴) + √d/2, and ‖y‖ here carries the
 // fp32 lanes' summation error. For CLIP-like vectors the norm cap gives a
-// step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-d range cap).
+// step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-value cap at d = 512).
 double to_int_factor(bool int8, float mx, double norm, int64_t d) {
   if (!(mx > 0)) return 0;
   if (int8) return 127.0 / mx;
-  const double summed = norm * (1 + double(d / 16 + 8) * 0x1p-23);
+  // Squares below 2⁻¹²⁶ may flush to zero: d of them join the sum.
+  const double summed = std::sqrt(norm * norm + double(d) * 0x1p-126) * (1 + double(d / 16 + 8) * 0x1p-23);
+  // At most 46,340·2⁶³: finite as a float however small the vector.
   return std::min(32767.0 / mx, (kInt16Norm - 0.5 * std::sqrt(double(d))) / summed) * (1 - 0x1p-20);
 }
 
@@ -138,8 +140,8 @@ CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* o
     const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(y, to_int));
     const __m512 e = _mm512_fnmadd_ps(sv, _mm512_cvtepi32_ps(i), y);
     ee = _mm512_fmadd_ps(e, e, ee);
-    sum = _mm512_add_epi32(sum, i);
     if constexpr (sizeof(T) == 1) {
+      sum = _mm512_add_epi32(sum, i);
       const __m128i bytes = _mm_xor_si128(_mm512_cvtsepi32_epi8(i), flip);
       if (k == 0xffff) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bytes);
       else _mm_mask_storeu_epi8(o + j, k, bytes);
@@ -383,7 +385,7 @@ CL_SCREEN void product_kernel(const ScreenQueries& q, int64_t b0, const ScreenRo
   }
 }
 
-// Query groups of four blocks (64 KiB of bf16 queries at d = 512, read from
+// Query groups of four blocks (64 KiB of bf16 or int16 queries at d = 512, read from
 // L2 while the rows' groups pass), the last group smaller.
 template <ScreenFormat F, int S>
 void products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
@@ -427,10 +429,11 @@ bool screening_available(ScreenFormat f) {
   return f == ScreenFormat::Bf16 ? bf16 : vnni;
 }
 
+bool screen_fits(ScreenFormat f, int64_t d) { return f != ScreenFormat::Int8 || 127 * 127 * d < (int64_t(1) << 31); }
+
 const char* screen_format_name(ScreenFormat f) {
   return f == ScreenFormat::Bf16 ? "bf16" : f == ScreenFormat::Int8 ? "int8" : "int16";
 }
-
 
 ScreenFrame fit_screen_frame(const MatrixView& rows) {
   // Two passes over the sample row by row: fresh memory costs page faults,
@@ -518,7 +521,8 @@ int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out) {
     double qmu = 0;
     for (int64_t j = 0; j < d && framed; ++j) qmu += double(qi[j]) * out.frame.mu[j];
     out.scale[i] = r.scale;
-    out.offset[i] = 128 * r.sum;
+    // The kernel's int32 sums wrap; only the difference need fit (screen_fits).
+    out.offset[i] = static_cast<int32_t>(static_cast<uint32_t>(int64_t(128) * r.sum));
     out.base[i] = static_cast<float>(qmu + (t * r.x * mu_norm + std::fabs(qmu) * 1e-6));
     out.norm[i] = up(r.y);
     out.slack[i] = up(r.err + screen_slack(out.format, d) * (r.y + r.err));
@@ -575,7 +579,11 @@ void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0
   for (int64_t i = 0; i < q.nq; ++i)
     s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i].load(std::memory_order_relaxed) : -INFINITY));
   tile_bound(q, rt, t.rows, s.tile_bound);
-  by_format(q, [&](auto f, auto steps) { scan<decltype(f)::value, decltype(steps)::value>(q, rt, t, heaps, s); });
+  by_format(q, [&](auto f, auto steps) {
+    // Top-k screens in int8 or bf16 (screen_format); no int16 scan is compiled.
+    if constexpr (decltype(f)::value == ScreenFormat::Int16) fail("scan_screened: int16 queries are not scanned");
+    else scan<decltype(f)::value, decltype(steps)::value>(q, rt, t, heaps, s);
+  });
   for (int64_t i = 0; i < q.nq && floor; ++i) {
     const float mine = heaps.at(i).threshold();
     for (float known = floor[i].load(std::memory_order_relaxed); mine > known;)

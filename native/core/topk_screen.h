@@ -1,9 +1,9 @@
 // Exact top-k through low-precision screening. Every score is first computed
 // from rounded vectors, bf16 pairs (AVX512-BF16, twice the multiply rate of
-// fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding
-// error than bf16 at d = 512) or int8 quads (AVX512-VNNI, four times); a rigorous bound on its
-// distance to the fp32 score then decides which rows could enter a query's
-// top-k. Only those are re-scored in fp32 and offered to the heap, so the
+// fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding error
+// than bf16 at d = 512; the SAE encoder's) or int8 quads (AVX512-VNNI, four
+// times); a rigorous bound on its distance to the fp32 score then decides
+// which rows could enter a query's top-k. Only those are re-scored in fp32 and offered to the heap, so the
 // result is the fp32 scan's.
 //
 // Rows are rounded in a frame fitted to the vocabulary: b = (v − μ)/c with a
@@ -29,8 +29,10 @@ namespace cl {
 enum class ScreenFormat { Bf16, Int8, Int16 };
 
 bool screening_available(ScreenFormat f);
+// Whether the format's integer sums stay exact at dimension d: int8 products
+// reach 127²·d, within int32 only for d ≤ 133,144; bf16 and int16 fit any d.
+bool screen_fits(ScreenFormat f, int64_t d);
 const char* screen_format_name(ScreenFormat f);
-
 
 // The shift μ and power-of-two scales c rows are rounded in; empty for the
 // identity (μ = 0, c = 1).
@@ -78,7 +80,7 @@ int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out);
 // prepared copy (topk_prepared.h); both go through the same scan.
 struct ScreenRows {
   int64_t steps = 0;
-  std::vector<uint32_t> packed;  // rows × steps (bf16 padding zero)
+  std::vector<uint32_t> packed;  // rows × steps (padding values zero)
   std::vector<float> scale;      // per row: b̂ = scale·(rounded values)
   std::vector<float> err;        // per row: ‖b − b̂‖ rounded up
   std::vector<float> norm;       // per row: ‖b̂‖ rounded up

@@ -421,12 +421,24 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
 }
 
 // The values a rounded vector holds in the format: bf16 to nearest even
-// (checked independently), int16 as packed with its scale.
-std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* packed, float scale, int64_t d) {
+// (checked independently), int16 and int8 as packed with their scale (rows'
+// int8 values stored as unsigned bytes, value + 128).
+std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* packed, float scale, int64_t d, bool row) {
   std::vector<double> v(static_cast<size_t>(d));
-  const auto* h = reinterpret_cast<const int16_t*>(packed);
-  for (int64_t c = 0; c < d; ++c) v[c] = f == cl::ScreenFormat::Bf16 ? check::round_bf16(x[c]) : double(h[c]) * scale;
+  const auto* h16 = reinterpret_cast<const int16_t*>(packed);
+  const auto* h8 = reinterpret_cast<const uint8_t*>(packed);
+  for (int64_t c = 0; c < d; ++c)
+    v[c] = f == cl::ScreenFormat::Bf16   ? double(check::round_bf16(x[c]))
+           : f == cl::ScreenFormat::Int16 ? double(h16[c]) * scale
+                                          : double(int(h8[c]) - (row ? 128 : 0) + (!row && h8[c] > 127 ? -256 : 0)) * scale;
   return v;
+}
+
+// Query j's packed values, gathered from its register blocks.
+std::vector<uint32_t> query_words(const cl::ScreenQueries& q, int64_t j) {
+  std::vector<uint32_t> one(static_cast<size_t>(q.steps));
+  for (int64_t p = 0; p < q.steps; ++p) one[p] = q.packed[((j / 16) * q.steps + p) * 16 + j % 16];
+  return one;
 }
 
 // int16 rounding: every value within half a step of x, no |value| past
@@ -446,16 +458,17 @@ void check_int16_rounding(const float* x, const uint32_t* packed, float scale, i
   CHECK(scale <= 1.001 * std::max(mx / 32767, std::sqrt(ss) / (46340 - 0.5 * std::sqrt(double(d)))));
 }
 
-// screen_products: per row and query, the sum in fp32 of the products of
-// the rounded values, plus the query's addend; in bf16 and int16, at d = 40
-// (steps at run time) and 512 (compiled), with 37 queries, so the last block
-// is partial and nothing past query 37 of a row is written. Packed block by
-// block, the queries equal pack_screen_queries'; a query that overflows is
-// named by its block.
+// screen_products: per row and query, the sum of the products of the
+// rounded values, plus the query's addend: within fp32 summation for bf16,
+// within three roundings for the integer formats (their sums are exact); at
+// d = 40 and 41 (steps at run time, 41 with a padding value) and 512
+// (compiled), with 37 queries, so the last block is partial and nothing past
+// query 37 of a row is written. Packed block by block, the queries equal
+// pack_screen_queries'; a query that overflows is named by its block.
 TEST(screen_products_sum_the_rounded_products) {
-  for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int16}) {
+  for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int16, cl::ScreenFormat::Int8}) {
     if (!cl::screening_available(f)) continue;
-    for (int64_t d : {40, 512}) {
+    for (int64_t d : {40, 41, 512}) {
       const int64_t n = 13, nq = 37, ldo = nq + 5;
       auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
       cl::ScreenQueries blocks;
@@ -471,20 +484,22 @@ TEST(screen_products_sum_the_rounded_products) {
       std::vector<float> out(n * ldo, 7.0f);
       cl::screen_products(blocks, rows, 0, n, out.data(), ldo, add.data());
       std::vector<std::vector<double>> qh(nq);
-      for (int64_t j = 0; j < nq; ++j) {  // unpacked from the register blocks
-        std::vector<uint32_t> one(blocks.steps);
-        for (int64_t p = 0; p < blocks.steps; ++p) one[p] = blocks.packed[((j / 16) * blocks.steps + p) * 16 + j % 16];
-        qh[j] = held(f, q.data() + j * d, one.data(), blocks.scale[j], d);
+      for (int64_t j = 0; j < nq; ++j) {
+        const std::vector<uint32_t> one = query_words(blocks, j);
+        qh[j] = held(f, q.data() + j * d, one.data(), blocks.scale[j], d, false);
         if (f == cl::ScreenFormat::Int16) check_int16_rounding(q.data() + j * d, one.data(), blocks.scale[j], d);
       }
       for (int64_t i = 0; i < n; ++i) {
         const uint32_t* packed = rows.packed.data() + i * rows.steps;
-        const std::vector<double> vh = held(f, v.data() + i * d, packed, rows.scale[i], d);
+        const std::vector<double> vh = held(f, v.data() + i * d, packed, rows.scale[i], d, true);
         if (f == cl::ScreenFormat::Int16) check_int16_rounding(v.data() + i * d, packed, rows.scale[i], d);
         for (int64_t j = 0; j < nq; ++j) {
-          double ref = add[j], size = std::fabs(add[j]);
-          for (int64_t c = 0; c < d; ++c) ref += vh[c] * qh[j][c], size += std::fabs(vh[c] * qh[j][c]);
-          CHECK_NEAR(out[i * ldo + j], ref, double(d + 2) * 0x1p-24 * size);  // fp32 summation
+          double prod = 0, size = 0;
+          for (int64_t c = 0; c < d; ++c) prod += vh[c] * qh[j][c], size += std::fabs(vh[c] * qh[j][c]);
+          const double ref = prod + add[j];
+          const double tol = f == cl::ScreenFormat::Bf16 ? double(d + 2) * 0x1p-24 * (size + std::fabs(add[j]))
+                                                         : 0x1p-22 * (std::fabs(prod) + std::fabs(ref));
+          CHECK_NEAR(out[i * ldo + j], ref, tol);
         }
         for (int64_t j = nq; j < ldo; ++j) CHECK(out[i * ldo + j] == 7.0f);
       }
@@ -500,30 +515,108 @@ TEST(screen_products_sum_the_rounded_products) {
 // Int16 products at the int32 accumulator's edge: vectors of equal values
 // (the norm cap binds: values near 46,340/√d) and of one spike (the range
 // cap binds), at d = 4,096, where a per-value cap alone would let the sums
-// overflow; every product must equal the float64 one.
+// overflow, and at d = 63², where equal values sit at 735.06 and would round
+// up past the cap (736·63 > 46,340) without its √d/2 allowance; every
+// product must equal the float64 one.
 TEST(int16_products_never_overflow) {
   const auto f = cl::ScreenFormat::Int16;
   if (!cl::screening_available(f)) return;
-  const int64_t d = 4096, n = 3, nq = 3;
-  std::vector<float> v(n * d, 1.0f), q(nq * d, -2.5f);
-  v[2 * d + 7] = 1e4f;                            // a spike
-  for (int64_t c = 0; c < d; ++c) q[d + c] = c % 2 ? 3.0f : -3.0f;  // alternating signs
-  q[2 * d + 7] = -1e4f;
-  const cl::ScreenQueries pq = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
-  cl::ScreenRows rows;
-  rows.resize(n, cl::screen_steps(f, d));
-  cl::round_screen_rows(f, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
-  std::vector<float> out(n * nq), zero(nq, 0.0f);
-  cl::screen_products(pq, rows, 0, n, out.data(), nq, zero.data());
+  for (int64_t d : {4096, 3969}) {
+    const int64_t n = 3, nq = 3;
+    std::vector<float> v(n * d, 1.0f), q(nq * d, -2.5f);
+    v[2 * d + 7] = 1e4f;  // a spike
+    for (int64_t c = 0; c < d; ++c) q[d + c] = c % 2 ? 3.0f : -3.0f;  // alternating signs
+    q[2 * d + 7] = -1e4f;
+    const cl::ScreenQueries pq = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), nq, d);
+    cl::ScreenRows rows;
+    rows.resize(n, cl::screen_steps(f, d));
+    cl::round_screen_rows(f, cl::ScreenFrame{}, v.data(), n, d, 0, rows, 0);
+    std::vector<float> out(n * nq), zero(nq, 0.0f);
+    cl::screen_products(pq, rows, 0, n, out.data(), nq, zero.data());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < nq; ++j) {
+        double ref = 0, size = 0;
+        for (int64_t c = 0; c < d; ++c) ref += double(v[i * d + c]) * q[j * d + c], size += std::fabs(double(v[i * d + c]) * q[j * d + c]);
+        double norm_v = 0, norm_q = 0;
+        for (int64_t c = 0; c < d; ++c) norm_v += double(v[i * d + c]) * v[i * d + c], norm_q += double(q[j * d + c]) * q[j * d + c];
+        // The rounding moves each side by at most half a step per value: ‖v‖·‖q‖·√d/46,000 each way.
+        CHECK_NEAR(out[i * nq + j], ref, 2 * std::sqrt(norm_v * norm_q) * std::sqrt(double(d)) / 46000 + 1e-6 * size);
+      }
+  }
+}
+
+// The bound where it is tightest: a row along the query's rounding residual
+// a − â (the product's error is then about ‖a − â‖‖b‖, the query's slack
+// term), and a query along a row's residual b − b̂ (about ‖a‖‖b − b̂‖, the
+// row's err term). In each format the error of the rounded product must stay
+// within the bound's terms and reach at least half the term it aims at; and
+// each term must hold its float64 definition (‖a − â‖, ‖b − b̂‖, ‖a‖, ‖b̂‖),
+// rounded up by little, so a term computed too small fails here.
+TEST(screening_bound_covers_aligned_rounding_errors) {
+  const int64_t d = 512;
+  for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int16, cl::ScreenFormat::Int8}) {
+    if (!cl::screening_available(f)) continue;
+    auto round_row = [&](const std::vector<float>& v, cl::ScreenRows& rows) {
+      rows.resize(1, cl::screen_steps(f, d));
+      cl::round_screen_rows(f, cl::ScreenFrame{}, v.data(), 1, d, 0, rows, 0);
+      return held(f, v.data(), rows.packed.data(), rows.scale[0], d, true);
+    };
+    auto along = [&](const std::vector<float>& x, const std::vector<double>& xh) {  // x − x̂, scaled to ‖x‖
+      double ne = 0, nx = 0;
+      for (int64_t c = 0; c < d; ++c) ne += (x[c] - xh[c]) * (x[c] - xh[c]), nx += double(x[c]) * x[c];
+      std::vector<float> out(d);
+      for (int64_t c = 0; c < d; ++c) out[c] = static_cast<float>((x[c] - xh[c]) * std::sqrt(nx / ne));
+      return out;
+    };
+    // Error of the rounded product, and the bound's screening terms.
+    auto check_pair = [&](const std::vector<float>& q, const std::vector<float>& v, bool aim_at_slack) {
+      const cl::ScreenQueries pq = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), 1, d);
+      cl::ScreenRows rows;
+      const std::vector<double> vh = round_row(v, rows);
+      const std::vector<uint32_t> words = query_words(pq, 0);
+      const std::vector<double> qh = held(f, q.data(), words.data(), pq.scale[0], d, false);
+      double rounded = 0, exact = 0, ea = 0, eb = 0, na = 0, nbh = 0;
+      for (int64_t c = 0; c < d; ++c) {
+        rounded += qh[c] * vh[c], exact += double(q[c]) * v[c];
+        ea += (q[c] - qh[c]) * (q[c] - qh[c]), eb += (v[c] - vh[c]) * (v[c] - vh[c]);
+        na += double(q[c]) * q[c], nbh += vh[c] * vh[c];
+      }
+      ea = std::sqrt(ea), eb = std::sqrt(eb), na = std::sqrt(na), nbh = std::sqrt(nbh);
+      CHECK(pq.slack[0] >= ea && pq.slack[0] <= 1.001 * ea + 1e-4 * na);  // + t·‖â‖
+      CHECK(rows.err[0] >= eb && rows.err[0] <= 1.001 * eb + 1e-6 * nbh);
+      CHECK(pq.norm[0] >= na && pq.norm[0] <= (1 + 1e-4) * na && rows.norm[0] >= nbh);
+      const double slack_term = double(rows.norm[0]) * pq.slack[0], err_term = double(rows.err[0]) * pq.norm[0];
+      CHECK(std::fabs(rounded - exact) <= slack_term + err_term);
+      CHECK(std::fabs(rounded - exact) >= 0.5 * (aim_at_slack ? slack_term : err_term));
+    };
+    const auto q = randn(d, 70), v = randn(d, 71);
+    const cl::ScreenQueries pq = cl::pack_screen_queries(f, cl::ScreenFrame{}, q.data(), 1, d);
+    const std::vector<uint32_t> words = query_words(pq, 0);
+    check_pair(q, along(q, held(f, q.data(), words.data(), pq.scale[0], d, false)), true);
+    cl::ScreenRows rows;
+    check_pair(along(v, round_row(v, rows)), v, false);
+  }
+}
+
+// Int8 products reach 127²·d, past int32 beyond d = 133,144: there 'auto'
+// and prepared copies screen in another format and still equal brute force,
+// and an explicit 'int8' kernel is refused, naming the limit.
+TEST(int8_screening_stops_where_its_sums_would_overflow) {
+  CHECK(cl::screen_fits(cl::ScreenFormat::Int8, 133144) && !cl::screen_fits(cl::ScreenFormat::Int8, 133145));
+  CHECK(cl::screen_fits(cl::ScreenFormat::Int16, 1 << 24) && cl::screen_fits(cl::ScreenFormat::Bf16, 1 << 24));
+  const int64_t n = 6, d = 140000, nq = 2;
+  auto v = randn(n * d, 60, 0.01f, 1.0f), q = randn(nq * d, 61, 0.01f, 1.0f);  // near-equal values: large sums
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < nq; ++j) {
-      double ref = 0, size = 0;
-      for (int64_t c = 0; c < d; ++c) ref += double(v[i * d + c]) * q[j * d + c], size += std::fabs(double(v[i * d + c]) * q[j * d + c]);
-      double norm_v = 0, norm_q = 0;
-      for (int64_t c = 0; c < d; ++c) norm_v += double(v[i * d + c]) * v[i * d + c], norm_q += double(q[j * d + c]) * q[j * d + c];
-      // The rounding moves each side by at most half a step per value: ‖v‖·‖q‖·√d/46,000 each way.
-      CHECK_NEAR(out[i * nq + j], ref, 2 * std::sqrt(norm_v * norm_q) * std::sqrt(double(d)) / 46000 + 1e-6 * size);
-    }
+    for (int64_t c = 0; c < d; ++c) v[i * d + c] *= 1.0f + 0.1f * float(i);
+  std::vector<int64_t> ids;
+  std::vector<double> s;
+  brute(q, v, nq, n, d, 3, false, ids, s);
+  const cl::MatrixView vm{v.data(), cl::DType::F32, n, d};
+  expect_match(run(q, vm, nq, 3, cl::Metric::InnerProduct, n), ids, s, 1e-3 * std::fabs(s[0]));
+  cl::Progress p;
+  CHECK(cl::prepare_vocab(vm, nullptr, p).format != cl::ScreenFormat::Int8);
+  if (cl::screening_available(cl::ScreenFormat::Int8))
+    CHECK_THROWS_WITH(run(q, vm, nq, 3, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Int8), "screens dimensions up to 133144");
 }
 
 TEST(bad_input_is_named) {
