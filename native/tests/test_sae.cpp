@@ -248,7 +248,11 @@ TEST(relu_l1_sparse_step_matches_float64_reference) {
   compare_steps(c, true);
 }
 
-TEST(topk_step_with_aux_loss_matches_float64_reference) { compare_steps(small(SaeKind::TopK), true); }
+// 32 items take the GEMM encoder, 300 the screened one (kScreenMinItems).
+TEST(topk_step_with_aux_loss_matches_float64_reference) {
+  compare_steps(small(SaeKind::TopK), true);
+  compare_steps(small(SaeKind::TopK), true, 300);
+}
 
 TEST(batchtopk_step_with_aux_loss_matches_float64_reference) { compare_steps(small(SaeKind::BatchTopK), true); }
 
