@@ -214,8 +214,8 @@ std::optional<ScreenFormat> screen_format(ScanKernel kernel, bool softmax, int64
     fail("kernel: '" + name + "' needs a CPU with " + (f == ScreenFormat::Int8 ? "AVX512-VNNI" : "AVX512-BF16") +
          "; use 'auto' or 'sgemm'");
   if (!screen_fits(f, d))
-    fail("kernel: '" + name + "' screens dimensions up to 133144 (beyond, its integer sums overflow), got " +
-         std::to_string(d) + "; use 'auto', 'bf16' or 'sgemm'");
+    fail("kernel: '" + name + "' screens dimensions up to " + std::to_string(kInt8MaxDim) +
+         " (beyond, its integer sums overflow), got " + std::to_string(d) + "; use 'auto', 'bf16' or 'sgemm'");
   return f;
 }
 

@@ -102,7 +102,8 @@ constexpr double kInt16Norm = 46340;
 // int8: max|y| ↦ 127. int16: as fine as both the int16 range and the norm
 // cap allow: ‖round(s·y)‖ ≤ s‖y‖(1 + 2⁻²⁴) + √d/2, and ‖y‖ here carries the
 // fp32 lanes' summation error. For CLIP-like vectors the norm cap gives a
-// step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-value cap at d = 512).
+// step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-value cap at
+// d = 512).
 double to_int_factor(bool int8, float mx, double norm, int64_t d) {
   if (!(mx > 0)) return 0;
   if (int8) return 127.0 / mx;
@@ -385,8 +386,8 @@ CL_SCREEN void product_kernel(const ScreenQueries& q, int64_t b0, const ScreenRo
   }
 }
 
-// Query groups of four blocks (64 KiB of bf16 or int16 queries at d = 512, read from
-// L2 while the rows' groups pass), the last group smaller.
+// Query groups of four blocks (64 KiB of bf16 or int16 queries at d = 512,
+// read from L2 while the rows' groups pass), the last group smaller.
 template <ScreenFormat F, int S>
 void products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
               const float* add) {
@@ -429,7 +430,7 @@ bool screening_available(ScreenFormat f) {
   return f == ScreenFormat::Bf16 ? bf16 : vnni;
 }
 
-bool screen_fits(ScreenFormat f, int64_t d) { return f != ScreenFormat::Int8 || 127 * 127 * d < (int64_t(1) << 31); }
+bool screen_fits(ScreenFormat f, int64_t d) { return f != ScreenFormat::Int8 || d <= kInt8MaxDim; }
 
 const char* screen_format_name(ScreenFormat f) {
   return f == ScreenFormat::Bf16 ? "bf16" : f == ScreenFormat::Int8 ? "int8" : "int16";

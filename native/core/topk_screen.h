@@ -3,8 +3,8 @@
 // fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding error
 // than bf16 at d = 512; the SAE encoder's) or int8 quads (AVX512-VNNI, four
 // times); a rigorous bound on its distance to the fp32 score then decides
-// which rows could enter a query's top-k. Only those are re-scored in fp32 and offered to the heap, so the
-// result is the fp32 scan's.
+// which rows could enter a query's top-k. Only those are re-scored in fp32
+// and offered to the heap, so the result is the fp32 scan's.
 //
 // Rows are rounded in a frame fitted to the vocabulary: b = (v − μ)/c with a
 // per-dimension power-of-two scale c, and queries a = q∘c, so that
@@ -29,8 +29,9 @@ namespace cl {
 enum class ScreenFormat { Bf16, Int8, Int16 };
 
 bool screening_available(ScreenFormat f);
-// Whether the format's integer sums stay exact at dimension d: int8 products
-// reach 127²·d, within int32 only for d ≤ 133,144; bf16 and int16 fit any d.
+// The largest d at which int8's integer sums stay exact: its products reach
+// 127²·d, within int32 only up to 133,144. bf16 and int16 fit any d.
+constexpr int64_t kInt8MaxDim = ((int64_t(1) << 31) - 1) / (127 * 127);
 bool screen_fits(ScreenFormat f, int64_t d);
 const char* screen_format_name(ScreenFormat f);
 
@@ -70,8 +71,9 @@ ScreenQueries pack_screen_queries(ScreenFormat f, ScreenFrame frame, const float
 // The pieces of pack_screen_queries, for callers that pack blocks in
 // parallel and re-score themselves: `out` sized for nq queries (per-query
 // terms and padding lanes zeroed, f32 left empty; capacity kept), then block
-// b (queries 16b.. of q) rounded into it; every block must be packed. Returns -1, or the first query whose norm is not finite (its block is
-// then incomplete).
+// b (queries 16b.. of q) rounded into it; every block must be packed.
+// Returns -1, or the first query whose norm is not finite (its block is then
+// incomplete).
 void shape_screen_queries(ScreenFormat f, ScreenFrame frame, int64_t nq, int64_t d, ScreenQueries& out);
 int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out);
 

@@ -14,7 +14,6 @@
 #include "../core/fp16.h"
 #include "../core/sae.h"
 #include "../core/threads.h"
-#include "../core/topk_screen.h"
 #include "check.h"
 
 namespace {

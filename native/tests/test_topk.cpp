@@ -430,7 +430,7 @@ std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* pac
   for (int64_t c = 0; c < d; ++c)
     v[c] = f == cl::ScreenFormat::Bf16   ? double(check::round_bf16(x[c]))
            : f == cl::ScreenFormat::Int16 ? double(h16[c]) * scale
-                                          : double(int(h8[c]) - (row ? 128 : 0) + (!row && h8[c] > 127 ? -256 : 0)) * scale;
+                                          : double(row ? int(h8[c]) - 128 : int(int8_t(h8[c]))) * scale;
   return v;
 }
 
@@ -602,6 +602,7 @@ TEST(screening_bound_covers_aligned_rounding_errors) {
 // and prepared copies screen in another format and still equal brute force,
 // and an explicit 'int8' kernel is refused, naming the limit.
 TEST(int8_screening_stops_where_its_sums_would_overflow) {
+  CHECK(cl::kInt8MaxDim == 133144);  // 127²·133,144 < 2³¹ ≤ 127²·133,145
   CHECK(cl::screen_fits(cl::ScreenFormat::Int8, 133144) && !cl::screen_fits(cl::ScreenFormat::Int8, 133145));
   CHECK(cl::screen_fits(cl::ScreenFormat::Int16, 1 << 24) && cl::screen_fits(cl::ScreenFormat::Bf16, 1 << 24));
   const int64_t n = 6, d = 140000, nq = 2;
