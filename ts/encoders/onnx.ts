@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import { cancelFlag, type ProgressOptions } from '../abort.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
-import { ConceptLensError, argError, toConceptLensError } from '../errors.js';
+import { ConceptLensError, abortError, argError, toConceptLensError } from '../errors.js';
 import { normaliseRows } from '../matrix.js';
 import { ClipTokenizer, CONTEXT_LENGTH } from './clip-tokenizer.js';
 import type { RawTensor, ValueInfo, WorkerReply, WorkerRun } from './onnx-protocol.js';
@@ -127,6 +127,10 @@ export class OnnxModel {
     const c = cancelFlag(opts.signal);
     const id = this.nextId++;
     const msg: WorkerRun = { id, feeds, outputs, batchSize, cancel: c.flag };
+    // The run settles the moment its signal aborts: the worker stops at its next
+    // batch, but its progress and result, possibly already posted, are dropped.
+    const onAbort = () => this.settle(id)?.reject(abortError());
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
     this.worker.ref(); // keep the process alive while a run is in flight
     try {
       return await new Promise<Record<string, RawTensor>>((resolve, reject) => {
@@ -134,8 +138,8 @@ export class OnnxModel {
         this.worker.postMessage(msg);
       });
     } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
       c.dispose();
-      this.pending.delete(id);
       if (this.pending.size === 0) this.worker.unref();
     }
   }
@@ -147,11 +151,18 @@ export class OnnxModel {
     await new Promise((resolve) => this.worker.once('exit', resolve));
   }
 
+  /** The run's callbacks, taken out of `pending`: nothing reaches a settled run. */
+  private settle(id: number) {
+    const p = this.pending.get(id);
+    this.pending.delete(id);
+    return p;
+  }
+
   private onMessage(m: WorkerReply): void {
-    const p = this.pending.get(m.id);
+    if ('progress' in m) return this.pending.get(m.id)?.onProgress?.(...m.progress);
+    const p = this.settle(m.id);
     if (!p) return;
-    if ('progress' in m) p.onProgress?.(...m.progress);
-    else if ('result' in m) p.resolve(m.result);
+    if ('result' in m) p.resolve(m.result);
     else if ('error' in m) {
       const e = new Error(m.error.name === 'AbortError' ? m.error.message : `${this.source}: ${m.error.message}`);
       e.name = m.error.name;
