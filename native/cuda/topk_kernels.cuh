@@ -47,6 +47,19 @@ __device__ __forceinline__ bool better(float as, long long ai, float bs, long lo
   return as > bs || (as == bs && ai < bi);
 }
 
+// One compare-exchange of a bitonic network: pair a ends up the better of the
+// two when best_first, the worse otherwise.
+__device__ __forceinline__ void order_pair(float& av, long long& ai, float& bv, long long& bi, bool best_first) {
+  if (best_first ? better(bv, bi, av, ai) : better(av, ai, bv, bi)) {
+    const float tv = av;
+    av = bv;
+    bv = tv;
+    const long long ti = ai;
+    ai = bi;
+    bi = ti;
+  }
+}
+
 __device__ __forceinline__ float to_f32(float x) { return x; }
 __device__ __forceinline__ float to_f32(uint16_t x) { return half_bits_to_float(x); }
 
@@ -87,16 +100,7 @@ __device__ __forceinline__ void warp_sort128(float v[4], long long id[4], int la
         for (int u = 0; u < 4; ++u) {
           if (u & j) continue;
           const int p = u | j;
-          const bool best_first = ((lane * 4 + u) & size) == 0;
-          const bool swap = best_first ? better(v[p], id[p], v[u], id[u]) : better(v[u], id[u], v[p], id[p]);
-          if (swap) {
-            const float tv = v[u];
-            v[u] = v[p];
-            v[p] = tv;
-            const long long ti = id[u];
-            id[u] = id[p];
-            id[p] = ti;
-          }
+          order_pair(v[u], id[u], v[p], id[p], ((lane * 4 + u) & size) == 0);
         }
       }
     }
@@ -302,16 +306,7 @@ __device__ __forceinline__ void block_sort(float* s, long long* id, int n) {
     for (int j = size >> 1; j > 0; j >>= 1) {
       for (int t = threadIdx.x; t < n / 2; t += blockDim.x) {
         const int e = 2 * j * (t / j) + (t % j), p = e + j;
-        const bool best_first = (e & size) == 0;
-        const bool swap = best_first ? better(s[p], id[p], s[e], id[e]) : better(s[e], id[e], s[p], id[p]);
-        if (swap) {
-          const float ts = s[e];
-          s[e] = s[p];
-          s[p] = ts;
-          const long long ti = id[e];
-          id[e] = id[p];
-          id[p] = ti;
-        }
+        order_pair(s[e], id[e], s[p], id[p], (e & size) == 0);
       }
       __syncthreads();
     }

@@ -1,7 +1,7 @@
 // Text inputs (names, vocabularies, captions): strict UTF-8 (undecodable
 // bytes are an error naming the file and byte offset), a leading BOM dropped,
 // lines split on \n, \r\n or a bare \r, and a final newline adding no line.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { ConceptLensError, fileError } from '../errors.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
@@ -73,37 +73,6 @@ export function uniqueNames(names: string[], where: string, opts: { dedupe?: boo
     seen.set(`${name} (${k})`, i);
     return `${name} (${k})`;
   });
-}
-
-/** Lines of a text file as splitLines counts them, streamed (large caption files are never held whole). */
-export function countLines(path: string): number {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw fileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
-  }
-  const buf = Buffer.allocUnsafe(1 << 22);
-  let lines = 0, last = -1, prevCr = false;
-  try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) {
-      for (let i = 0; i < n; i++) {
-        const c = buf[i];
-        if (c === 10) {
-          if (!prevCr) lines++;
-          prevCr = false;
-        } else if (c === 13) {
-          lines++;
-          prevCr = true;
-        } else prevCr = false;
-      }
-      last = buf[n - 1];
-    }
-  } finally {
-    closeSync(fd);
-  }
-  // A last line without a line break still counts.
-  return last === -1 || last === 10 || last === 13 ? lines : lines + 1;
 }
 
 /** A JSON file's value; a missing file or malformed JSON is an error naming the file (ERR_FILE). */
