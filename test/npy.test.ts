@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readNpy, readNpyHeader, readNpyRows, writeNpy, npyBytes } from '../ts/io/npy.js';
+import { parseNpy, readNpy, readNpyHeader, readNpyRows, writeNpy, npyBytes } from '../ts/io/npy.js';
 import { tempDir } from './helpers.js';
 
 test('npy round trip for every dtype, with row-range reads', () => {
@@ -23,6 +23,15 @@ test('npy round trip for every dtype, with row-range reads', () => {
     const h = readNpyHeader(p);
     assert.equal(h.dataOffset % 64, 0, 'data is 64-byte aligned like numpy writes it');
     assert.deepEqual(Array.from(readNpyRows(h, 1, 2) as ArrayLike<unknown>), Array.from(data.slice(2, 6) as ArrayLike<unknown>));
+    // Bytes already in memory: aligned (a view of them) or one byte off (a copy), and cut short.
+    const bytes = readFileSync(p), shifted = new Uint8Array(bytes.length + 1);
+    shifted.set(bytes, 1);
+    for (const at of [new Uint8Array(bytes), shifted.subarray(1)]) {
+      const parsed = parseNpy(p, at);
+      assert.deepEqual(parsed.shape, [3, 2]);
+      assert.deepEqual(Array.from(parsed.data as ArrayLike<unknown>), Array.from(data as ArrayLike<unknown>));
+    }
+    assert.throws(() => parseNpy(p, bytes.subarray(0, bytes.length - 1)), /truncated: shape \[3, 2\]/);
   }
 });
 

@@ -142,6 +142,18 @@ export function readNpy(path: string): NdArray {
   return { data: readNpyRows({ ...h, shape: h.shape.length === 0 ? [1] : h.shape }, 0, rows), shape: h.shape, dtype: h.dtype };
 }
 
+/**
+ * A .npy file already read whole (`bytes`, e.g. hashed first), checked as {@link readNpyHeader} checks a file; the
+ * data is a view of the bytes where they are aligned for its dtype, a copy otherwise.
+ */
+export function parseNpy(path: string, bytes: Uint8Array): NdArray {
+  const h = parseHeader(path, Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 65536)), bytes.length);
+  const n = count(h.shape), at = bytes.byteOffset + h.dataOffset;
+  const data = at % BYTES[h.dtype] === 0 ? makeTyped(h.dtype, bytes.buffer as ArrayBuffer, at, n)
+    : makeTyped(h.dtype, bytes.slice(h.dataOffset, h.dataOffset + n * BYTES[h.dtype]).buffer, 0, n);
+  return { data, shape: h.shape, dtype: h.dtype };
+}
+
 export function dtypeOf(a: TypedArray, fp16 = true): DType {
   if (a instanceof Float32Array) return 'float32';
   if (a instanceof Uint16Array) return fp16 ? 'float16' : 'uint16';

@@ -7,13 +7,14 @@
 // manifest and .npy headers only. Written into a temp directory that is
 // renamed into place.
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PreparedArrays } from '../engine/addon.js';
 import { firstNonFiniteRow } from '../engine/vocab.js';
 import { commitTemp, tempPath } from '../io/atomic.js';
 import { ConceptLensError, fileError } from '../errors.js';
-import { npyBytes, npyHeader, readNpy, readNpyHeader } from '../io/npy.js';
+import { npyBytes, npyHeader, parseNpy, readNpy, readNpyHeader } from '../io/npy.js';
 import { textRuns, type ByteRun, type Texts } from './texts.js';
 import { dimOf, readBlocks, rowName, type Shard, type Transforms } from './vocab-blocks.js';
 import { readJson } from '../io/text.js';
@@ -212,26 +213,45 @@ export async function writePreparedInto(dir: string, a: PreparedArrays): Promise
   commitTemp(tmp, manifest);
 }
 
-/** Refuses a store file whose sha256 (read as a stream) is not the one its manifest records. */
-async function requireIntact(path: string, recorded: string | undefined): Promise<void> {
+/**
+ * Refuses a store file whose sha256 is not the one its manifest records; read a few MiB at a time, into memory
+ * whole when `keep` asks for its bytes (then the bytes hashed are the bytes returned).
+ */
+async function requireIntact(path: string, recorded: string | undefined, keep = false): Promise<Uint8Array | undefined> {
   const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
+    throw fileError(path, `cannot read (${e.code ?? e.message})`, e);
+  });
+  let all: Uint8Array | undefined;
+  try {
+    const size = (await fh.stat()).size, chunk = 1 << 22;
+    all = keep ? new Uint8Array(size) : undefined;
+    const buf = all ? undefined : new Uint8Array(chunk);
+    for (let at = 0; at < size;) {
+      const into = all ? all.subarray(at, at + chunk) : buf!;
+      const { bytesRead } = await fh.read(into, 0, Math.min(into.length, size - at), at);
+      if (bytesRead === 0) throw fileError(path, `changed while it was read (ends before byte ${size})`);
+      h.update(into.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
   const got = h.digest('hex');
   if (got !== recorded) throw fileError(path, `sha256 ${got}, the manifest records ${recorded}; the store is damaged, rebuild it`);
+  return all;
 }
 
 /**
- * The store's prepared screening copy, if it has one: every file re-hashed against the manifest first (these bytes
- * certify the search's exactness, so damage is refused whatever `verify` says), then read whole.
+ * The store's prepared screening copy, if it has one: every file read whole and its bytes hashed against the
+ * manifest (they certify the search's exactness, so damage is refused whatever `verify` says).
  * @throws ConceptLensError ERR_FILE naming a file whose sha256 or shape does not match.
  */
 export async function readPrepared(dir: string): Promise<PreparedArrays | undefined> {
   const m = readManifest(dir), p = m.prepared;
   if (!p) return undefined;
   const load = async (name: string, dtype: string, shape: number[]) => {
-    const path = join(dir, name);
-    await requireIntact(path, m.files[name]?.sha256);
-    const a = readNpy(path);
+    const path = join(dir, name), a = parseNpy(path, (await requireIntact(path, m.files[name]?.sha256, true))!);
     if (a.dtype !== dtype || a.shape.length !== 2 || a.shape[0] !== shape[0] || (shape[1] >= 0 && a.shape[1] !== shape[1]))
       throw fileError(path, `${a.dtype} [${a.shape.join(', ')}], expected ${dtype} [${shape.map((x) => (x < 0 ? '*' : x)).join(', ')}]`);
     return a.data;
