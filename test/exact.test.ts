@@ -46,9 +46,13 @@ test('an AbortSignal stops a running search with an AbortError', async () => {
   const d = 256, n = 200000;
   const v = randn(n * d, 5), q = randn(64 * d, 6);
   const ac = new AbortController();
-  const p = exactSearch(q, v, d, { k: 10, signal: ac.signal });
-  setTimeout(() => ac.abort(), 1);
-  await assert.rejects(p, (e: Error) => e.name === 'AbortError');
+  // Aborted at the first tick: rejected whether or not the scan had passed its last check.
+  await assert.rejects(exactSearch(q, v, d, { k: 10, signal: ac.signal, onProgress: () => ac.abort() }),
+    (e: Error) => e.name === 'AbortError');
+  // A scan of one tile ticks once, at its end, with nothing left to check the flag: the abort still rejects it.
+  const late = new AbortController();
+  await assert.rejects(exactSearch(q.subarray(0, 2 * d), v.subarray(0, 100 * d), d, { k: 10, signal: late.signal, onProgress: () => late.abort() }),
+    (e: Error) => e.name === 'AbortError');
   const aborted = AbortSignal.abort();
   await assert.rejects(exactSearch(q, v, d, { k: 10, signal: aborted }), (e: Error) => e.name === 'AbortError');
 });

@@ -27,11 +27,18 @@ export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw abortError();
 }
 
-/** Runs one call with the signal wired to a cancel flag; its failure is a ConceptLensError. */
+/**
+ * Runs one call with the signal wired to a cancel flag; its failure is a ConceptLensError. A signal that aborts
+ * before the call settles rejects it (ERR_ABORTED), even where the work had finished.
+ */
 export async function withCancel<T>(signal: AbortSignal | undefined, run: (flag: Int32Array | null) => Promise<T>): Promise<T> {
   const c = cancelFlag(signal);
   try {
-    return await run(c.flag);
+    const r = await run(c.flag);
+    // The call may have passed its last check of the flag before the abort:
+    // an abort before the call settles still rejects it, as it would a moment earlier.
+    throwIfAborted(signal);
+    return r;
   } catch (e) {
     throw toConceptLensError(e);
   } finally {

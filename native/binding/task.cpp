@@ -28,13 +28,18 @@ Napi::Promise Task::Start(Napi::Env env, Work work, Finish finish, const Napi::V
 void Task::Execute(const ExecutionProgress& progress) {
   using Clock = std::chrono::steady_clock;
   auto last = Clock::now() - std::chrono::seconds(1);
+  int64_t sent = -1;
   std::mutex mu;
   cl::Progress p(
       [&](int64_t done, int64_t total) {
         std::lock_guard<std::mutex> lock(mu);
+        // done is counted before the lock: a thread held up between the two
+        // must not send a count older than one already sent (the final one).
+        if (done <= sent) return;
         auto now = Clock::now();
         if (done < total && now - last < std::chrono::milliseconds(100)) return;
         last = now;
+        sent = done;
         Tick t{done, total};
         progress.Send(&t, 1);
       },

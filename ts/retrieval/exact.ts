@@ -91,7 +91,10 @@ export class PreparedRows {
   }
 }
 
-/** A running exact top-k: add() shards in turn (one at a time), then result(). */
+/**
+ * A running exact top-k: add() shards in turn (one at a time), then result(). An aborted add leaves part of its rows
+ * scanned: start a new ExactTopK.
+ */
 export class ExactTopK {
   private readonly scan: TopKScan;
   private rowsSeen = 0;

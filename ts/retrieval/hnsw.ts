@@ -108,8 +108,10 @@ export class HnswBackend implements AnnBackend {
 
   async add(vectors: Float32Array, _rows: number, opts: ProgressOptions): Promise<void> {
     try {
-      this.count = (await withCancel(opts.signal, (cancel) =>
-        host.call(this.handle, { op: 'add', vectors, cancel }, opts.onProgress))).size;
+      // The count is taken as the add returns, before a late abort rejects it.
+      await withCancel(opts.signal, async (cancel) => {
+        this.count = (await host.call(this.handle, { op: 'add', vectors, cancel }, opts.onProgress)).size;
+      });
     } catch (e) {
       // Rows added before an abort or failure stay in the index.
       this.count = (e as { size?: number }).size ?? this.count;
