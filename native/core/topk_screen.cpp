@@ -175,6 +175,9 @@ struct Dot<ScreenFormat::Bf16> {
   using Acc = __m512;
   CL_SCREEN static Acc zero() { return _mm512_setzero_ps(); }
   CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) { return _mm512_dpbf16_ps(a, (__m512bh)row, (__m512bh)q); }
+  CL_SCREEN static Acc exact(Acc a, const ScreenQueries&, int64_t) { return a; }
+  CL_SCREEN static Acc max(Acc a, Acc b) { return _mm512_max_ps(a, b); }
+  CL_SCREEN static __m512 scaled(Acc a, const ScreenQueries&, int64_t) { return a; }
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries&, int64_t) { return a; }
 };
 
@@ -187,10 +190,16 @@ struct Dot<ScreenFormat::Int8> {
   CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) {
     return __builtin_ia32_vpdpbusd_v16si(a, (__v16si)row, (__v16si)q);
   }
-  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) {
-    const __m512i n = _mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
-    return _mm512_mul_ps(_mm512_cvtepi32_ps(n), _mm512_loadu_ps(q.scale.data() + lane));
+  // The sum without the query's offset (in range, though a may have wrapped).
+  CL_SCREEN static Acc exact(Acc a, const ScreenQueries& q, int64_t lane) {
+    return (Acc)_mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
   }
+  CL_SCREEN static Acc max(Acc a, Acc b) { return (Acc)_mm512_max_epi32((__m512i)a, (__m512i)b); }
+  // Monotone in the exact sum (the query's scale is ≥ 0).
+  CL_SCREEN static __m512 scaled(Acc n, const ScreenQueries& q, int64_t lane) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)n), _mm512_loadu_ps(q.scale.data() + lane));
+  }
+  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) { return scaled(exact(a, q, lane), q, lane); }
 };
 
 template <>
@@ -260,6 +269,38 @@ CL_SCREEN __attribute__((always_inline)) inline void accumulate(const uint32_t* 
   }
 }
 
+// The query blocks of a kernel's R rows in which some row could pass the
+// tile's shared screen, (value·scale + tile_bound)·inv ≥ thr, from the
+// largest exact sum over the rows (value is monotone in it) and the rows'
+// extreme factors: one test per block instead of R, as it is computed plus
+// 2⁻²⁰ of its terms' sizes, far above the fp32 roundings of either side.
+template <ScreenFormat F, int R, int QB>
+CL_SCREEN unsigned live_blocks(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
+                               const ScreenScratch& s, const typename Dot<F>::Acc (&acc)[R][QB]) {
+  using D = Dot<F>;
+  float fmax = -INFINITY, fmin = INFINITY, imax = 1, imin = 1;
+  for (int r = 0; r < R; ++r) {
+    const float inv = t.inv ? t.inv[r0 + r] : 1.0f, f = rt.scale[r0 + r] * inv;
+    fmax = std::max(fmax, f), fmin = std::min(fmin, f);
+    imax = r ? std::max(imax, inv) : inv, imin = r ? std::min(imin, inv) : inv;
+  }
+  unsigned live = 0;
+  for (int b = 0; b < QB; ++b) {
+    const int64_t lane = (b0 + b) * kLanes;
+    typename D::Acc m = acc[0][b];
+    for (int r = 1; r < R; ++r) m = D::max(m, acc[r][b]);
+    const __m512 v = D::scaled(m, q, lane), tb = _mm512_loadu_ps(s.tile_bound.data() + lane);
+    const __mmask16 vpos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __mmask16 tpos = _mm512_cmp_ps_mask(tb, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 f = _mm512_mask_blend_ps(vpos, _mm512_set1_ps(fmin), _mm512_set1_ps(fmax));
+    const __m512 i = _mm512_mask_blend_ps(tpos, _mm512_set1_ps(imin), _mm512_set1_ps(imax));
+    const __m512 size = _mm512_fmadd_ps(_mm512_abs_ps(v), _mm512_set1_ps(fmax), _mm512_mul_ps(_mm512_abs_ps(tb), _mm512_set1_ps(imax)));
+    const __m512 upper = _mm512_fmadd_ps(size, _mm512_set1_ps(0x1p-20f), _mm512_fmadd_ps(v, f, _mm512_mul_ps(tb, i)));
+    if (_mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ)) live |= 1u << b;
+  }
+  return live;
+}
+
 // Scores of R rows against QB blocks of 16 queries in the format, then
 // screening: a row reaches fp32 re-scoring for a query only when its score
 // plus the bound could reach that query's current threshold.
@@ -270,14 +311,19 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
   using D = Dot<F>;
   typename D::Acc acc[R][QB];
   accumulate<F, R, QB, S>(q.packed.data() + b0 * steps * kLanes, rt.packed + r0 * steps, steps, acc, s.next, s.next_end);
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < QB; ++b) acc[r][b] = D::exact(acc[r][b], q, (b0 + b) * kLanes);
+  const unsigned live = live_blocks<F, R, QB>(q, b0, rt, t, r0, s, acc);
+  if (!live) return;
   // Two screens: the tile's shared bound (one multiply-add per score; most
   // rows stop here), then, for the few that pass, the row's own.
   for (int r = 0; r < R; ++r) {
     const int64_t row = r0 + r;
     const __m512 scale = _mm512_set1_ps(rt.scale[row]);
     for (int b = 0; b < QB; ++b) {
+      if (!(live >> b & 1)) continue;
       const int64_t lane = (b0 + b) * kLanes;
-      const __m512 value = D::value(acc[r][b], q, lane), thr = _mm512_loadu_ps(s.thr.data() + lane);
+      const __m512 value = D::scaled(acc[r][b], q, lane), thr = _mm512_loadu_ps(s.thr.data() + lane);
       __m512 loose = _mm512_fmadd_ps(value, scale, _mm512_loadu_ps(s.tile_bound.data() + lane));
       if (t.inv) loose = _mm512_mul_ps(loose, _mm512_set1_ps(t.inv[row]));
       // ≥ so that ties are re-scored too.
