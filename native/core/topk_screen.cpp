@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -74,11 +75,32 @@ CL_SCREEN inline __m512 mapped(const float* x, const Map& f, int64_t j, __mmask1
 
 CL_SCREEN inline double root(__m512 ss) { return std::sqrt(double(_mm512_reduce_add_ps(ss))); }
 
+// Vectors with every |y| below this are screened as zero, their whole norm
+// the error (|a·b − 0| ≤ ‖a‖‖b‖ still bounds the score): in fp32 the squares
+// of their rounding errors (and the int8 scale) would underflow, and
+// VDPBF16PS flushes denormal products, so the measured error would miss
+// part of the true one.
+constexpr float kTiny = 0x1p-40f;
+
+// The zero of a tiny vector: its d values written as `zero` bytes of
+// `bytes` each, the norms summed in double.
+template <bool Framed>
+Rounded as_zero(const float* x, const Map& f, int64_t d, uint32_t* out, int bytes, unsigned char zero) {
+  double xs = 0, ys = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    const float y = Framed ? (x[j] - f.mu[j]) * f.m[j] : x[j];  // as mapped() computes it
+    xs += double(x[j]) * x[j];
+    ys += double(y) * y;
+  }
+  std::memset(out, zero, static_cast<size_t>(d * bytes));
+  return {0.0f, std::sqrt(xs), std::sqrt(ys), std::sqrt(ys), 0};
+}
+
 // bf16, round to nearest even; y − bf16(y) is exact in fp32.
 template <bool Framed>
 CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* out, bool) {
   uint16_t* o = reinterpret_cast<uint16_t*>(out);
-  __m512 xs = _mm512_setzero_ps(), ys = xs, ee = xs;
+  __m512 xs = _mm512_setzero_ps(), ys = xs, ee = xs, top = xs;
   chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
     __m512 xv;
     const __m512 y = mapped<Framed>(x, f, j, k, xv);
@@ -87,9 +109,11 @@ CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* 
     xs = _mm512_fmadd_ps(xv, xv, xs);
     if (Framed) ys = _mm512_fmadd_ps(y, y, ys);
     ee = _mm512_fmadd_ps(e, e, ee);
+    top = _mm512_max_ps(top, _mm512_abs_ps(y));
     if (k == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), h);
     else _mm256_mask_storeu_epi16(o + j, k, h);
   });
+  if (!(_mm512_reduce_max_ps(top) >= kTiny)) return as_zero<Framed>(x, f, d, out, 2, 0);
   return {1.0f, root(xs), Framed ? root(ys) : root(xs), root(ee), 0};
 }
 
@@ -127,8 +151,10 @@ CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* o
     if (Framed) ys = _mm512_fmadd_ps(y, y, ys);
     top = _mm512_max_ps(top, _mm512_abs_ps(y));
   });
+  const float mx = _mm512_reduce_max_ps(top);
+  if (!(mx >= kTiny)) return as_zero<Framed>(x, f, d, out, sizeof(T), unsigned_bytes ? 0x80 : 0);
   const double xn = root(xs), yn = Framed ? root(ys) : xn;
-  const float mx = _mm512_reduce_max_ps(top), factor = static_cast<float>(to_int_factor(sizeof(T) == 1, mx, yn, d));
+  const float factor = static_cast<float>(to_int_factor(sizeof(T) == 1, mx, yn, d));
   // |y·factor| rounds to at most 127 (int8: the product < 127.5) or 32767
   // (int16: the factor is below 32767/max|y| by far more than it rounds).
   const float scale = sizeof(T) == 1 ? mx / 127 : factor > 0 ? 1 / factor : 0;
