@@ -6,6 +6,7 @@
 // rounded values, per-row terms and frame; PreparedRows). Reopening reads the
 // manifest and .npy headers only. Written into a temp directory that is
 // renamed into place.
+import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -213,18 +214,24 @@ export async function writePreparedInto(dir: string, a: PreparedArrays): Promise
   commitTemp(tmp, manifest);
 }
 
+/** The most bytes one Uint8Array holds in this Node (2³² in Node 20). */
+const MAX_ARRAY_BYTES = constants.MAX_LENGTH;
+
 /**
  * Refuses a store file whose sha256 is not the one its manifest records; read a few MiB at a time, into memory
  * whole when `keep` asks for its bytes (then the bytes hashed are the bytes returned).
  */
 async function requireIntact(path: string, recorded: string | undefined, keep = false): Promise<Uint8Array | undefined> {
   const h = createHash('sha256');
-  const fh = await open(path, 'r').catch((e: NodeJS.ErrnoException) => {
-    throw fileError(path, `cannot read (${e.code ?? e.message})`, e);
-  });
+  const unreadable = (e: NodeJS.ErrnoException) => {
+    throw e instanceof ConceptLensError ? e : fileError(path, `cannot read (${e.code ?? e.message})`, e);
+  };
+  const fh = await open(path, 'r').catch(unreadable);
   let all: Uint8Array | undefined;
   try {
     const size = (await fh.stat()).size, chunk = 1 << 22;
+    if (keep && size > MAX_ARRAY_BYTES)
+      throw fileError(path, `is ${size} bytes; the prepared copy is held in memory whole, and one array holds at most ${MAX_ARRAY_BYTES}: prepare fewer rows per store`);
     all = keep ? new Uint8Array(size) : undefined;
     const buf = all ? undefined : new Uint8Array(chunk);
     for (let at = 0; at < size;) {
@@ -234,6 +241,8 @@ async function requireIntact(path: string, recorded: string | undefined, keep = 
       h.update(into.subarray(0, bytesRead));
       at += bytesRead;
     }
+  } catch (e) {
+    unreadable(e as NodeJS.ErrnoException);
   } finally {
     await fh.close();
   }
