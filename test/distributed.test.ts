@@ -156,9 +156,14 @@ test('the search command with --queue: the coordinator killed mid-run and rerun 
   const first = spawn(process.execPath, args, { stdio: 'ignore' });
   const runDir = await until('the run directory', () => { try { return onlyRunDir(work); } catch { return undefined; } });
   await until('some shards done', () => doneMarkers(runDir).length >= 6);
+  // Paused, the workers finish only the jobs they hold: the run stays unfinished however slowly the kill lands.
+  const queue = new Queue(QUEUE_NAME, { connection: { host: '127.0.0.1', port: redis.port } });
+  await queue.pause();
   first.kill('SIGKILL');
   await new Promise((ok) => first.once('exit', ok));
   const before = new Map(doneMarkers(runDir).map((f) => [f, statSync(join(runDir, 'parts', f)).mtimeMs]));
+  await queue.resume();
+  await queue.close();
   assert.ok(before.size < SHARDS, 'killed mid-run');
   const summary = JSON.parse(await cliOk(args.slice(1)));
   assert.equal(summary.queries, 16);
