@@ -207,6 +207,12 @@ struct Dot<ScreenFormat::Bf16> {
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries&, int64_t) { return a; }
 };
 
+// An integer format's exact sum in the query's units: monotone in the sum
+// (the query's scale is ≥ 0).
+CL_SCREEN inline __m512 int_scaled(__v16si n, const ScreenQueries& q, int64_t lane) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)n), _mm512_loadu_ps(q.scale.data() + lane));
+}
+
 template <>
 struct Dot<ScreenFormat::Int8> {
   // GCC keeps __v16si accumulators in registers; through the __m512i
@@ -221,10 +227,7 @@ struct Dot<ScreenFormat::Int8> {
     return (Acc)_mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
   }
   CL_SCREEN static Acc max(Acc a, Acc b) { return (Acc)_mm512_max_epi32((__m512i)a, (__m512i)b); }
-  // Monotone in the exact sum (the query's scale is ≥ 0).
-  CL_SCREEN static __m512 scaled(Acc n, const ScreenQueries& q, int64_t lane) {
-    return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)n), _mm512_loadu_ps(q.scale.data() + lane));
-  }
+  CL_SCREEN static __m512 scaled(Acc n, const ScreenQueries& q, int64_t lane) { return int_scaled(n, q, lane); }
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) { return scaled(exact(a, q, lane), q, lane); }
 };
 
@@ -235,9 +238,7 @@ struct Dot<ScreenFormat::Int16> {
   CL_SCREEN static Acc step(Acc a, __m512i row, __m512i q) {
     return __builtin_ia32_vpdpwssd_v16si(a, (__v16si)row, (__v16si)q);
   }
-  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) {
-    return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)a), _mm512_loadu_ps(q.scale.data() + lane));
-  }
+  CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) { return int_scaled(a, q, lane); }
 };
 
 CL_SCREEN float exact_dot(const float* a, const float* b, int64_t d) {
@@ -304,11 +305,11 @@ template <ScreenFormat F, int R, int QB>
 CL_SCREEN unsigned live_blocks(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
                                const ScreenScratch& s, const typename Dot<F>::Acc (&acc)[R][QB]) {
   using D = Dot<F>;
-  float fmax = -INFINITY, fmin = INFINITY, imax = 1, imin = 1;
+  float fmax = -INFINITY, fmin = INFINITY, imax = -INFINITY, imin = INFINITY;
   for (int r = 0; r < R; ++r) {
     const float inv = t.inv ? t.inv[r0 + r] : 1.0f, f = rt.scale[r0 + r] * inv;
     fmax = std::max(fmax, f), fmin = std::min(fmin, f);
-    imax = r ? std::max(imax, inv) : inv, imin = r ? std::min(imin, inv) : inv;
+    imax = std::max(imax, inv), imin = std::min(imin, inv);
   }
   unsigned live = 0;
   for (int b = 0; b < QB; ++b) {
