@@ -13,6 +13,7 @@
 
 #include "../core/error.h"
 #include "../core/matrix.h"
+#include "../core/scratch.h"
 
 namespace clb {
 
@@ -52,6 +53,17 @@ Array typed_arg(const Napi::Value& v, napi_typedarray_type t, int64_t length, co
     throw_coded(v.Env(), cl::ErrorCode::Shape, name + ": expected " + (rule == Length::AtLeast ? "at least " : "") +
                                                    std::to_string(length) + " elements, got " + std::to_string(got));
   return a;
+}
+
+// s's array as a JS array of type A, without a copy; its block goes back to
+// the scratch pool when JS collects the array.
+template <class A, class T>
+A hand_over(Napi::Env env, cl::Scratch<T>& s) {
+  const size_t n = s.size();
+  auto* block = new cl::scratch::Block(s.release());
+  auto buf = Napi::ArrayBuffer::New(
+      env, block->data, n * sizeof(T), [](Napi::Env, void*, cl::scratch::Block* b) { cl::scratch::give(*b), delete b; }, block);
+  return A::New(env, n, buf, 0);
 }
 
 // A new JS array of type A holding v's values (converted to A's element type).

@@ -59,16 +59,10 @@ Napi::Value GlmFit(const Napi::CallbackInfo& info) {
                               : cl::elastic_net_saga(X, n, p, Y, K, en, sg, prog);
       },
       [fit](Napi::Env env) -> Napi::Value {
-        auto w = Napi::Float32Array::New(env, fit->weights.size());
-        std::copy(fit->weights.begin(), fit->weights.end(), w.Data());
-        auto b = Napi::Float32Array::New(env, fit->bias.size());
-        std::copy(fit->bias.begin(), fit->bias.end(), b.Data());
-        auto obj = Napi::Float64Array::New(env, fit->objective.size());
-        std::copy(fit->objective.begin(), fit->objective.end(), obj.Data());
         Napi::Object r = Napi::Object::New(env);
-        r.Set("weights", w);
-        r.Set("bias", b);
-        r.Set("objective", obj);
+        r.Set("weights", hand_over<Napi::Float32Array>(env, fit->weights));
+        r.Set("bias", copy_out<Napi::Float32Array>(env, fit->bias));
+        r.Set("objective", copy_out<Napi::Float64Array>(env, fit->objective));
         r.Set("iterations", Napi::Number::New(env, double(fit->iterations)));
         return r;
       },

@@ -15,42 +15,27 @@
 namespace clb {
 namespace {
 
-// An output array left uninitialised (the solvers write every element once:
-// n×c weights are hundreds of MB) until finish() hands it to JS without a copy.
-template <typename T>
-struct Buffer {
-  std::unique_ptr<T[]> data;
-  size_t size;
-  explicit Buffer(int64_t n) : data(new T[n]), size(size_t(n)) {}
-};
-
 // Weights go to options.out when given (a caller reusing one buffer skips
-// first-touch page faults on hundreds of MB), else to a fresh buffer.
+// first-touch page faults on hundreds of MB), else to a pool array. Outputs
+// stay uninitialised (the solvers write every element once) until
+// finish() hands them to JS without a copy.
 struct Results {
-  Buffer<float> weights;
+  cl::Scratch<float> weights;
   float* out = nullptr;
-  Buffer<double> objective, gap;
-  Buffer<int32_t> iterations;
+  cl::Scratch<double> objective, gap;
+  cl::Scratch<int32_t> iterations;
   std::vector<cl::SplicePathPoint> points;
-  Results(int64_t n, int64_t c, float* out_) : weights(out_ ? 0 : n * c), out(out_), objective(n), gap(n), iterations(n) {}
-  cl::SpliceOutput output() {
-    return {out ? out : weights.data.get(), objective.data.get(), gap.data.get(), iterations.data.get()};
-  }
+  Results(int64_t n, int64_t c, float* out_)
+      : weights(out_ ? 0 : size_t(n * c)), out(out_), objective(size_t(n)), gap(size_t(n)), iterations(size_t(n)) {}
+  cl::SpliceOutput output() { return {out ? out : weights.data(), objective.data(), gap.data(), iterations.data()}; }
 };
-
-template <typename T, typename Array>
-Array hand_over(Napi::Env env, Buffer<T>& b) {
-  T* p = b.data.release();
-  auto buf = Napi::ArrayBuffer::New(env, p, b.size * sizeof(T), [](Napi::Env, void* q) { delete[] static_cast<T*>(q); });
-  return Array::New(env, b.size, buf, 0);
-}
 
 Napi::Object results_object(Napi::Env env, Results& r, const Napi::Value& out) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("weights", r.out ? out : hand_over<float, Napi::Float32Array>(env, r.weights));
-  o.Set("objective", hand_over<double, Napi::Float64Array>(env, r.objective));
-  o.Set("gap", hand_over<double, Napi::Float64Array>(env, r.gap));
-  o.Set("iterations", hand_over<int32_t, Napi::Int32Array>(env, r.iterations));
+  o.Set("weights", r.out ? out : hand_over<Napi::Float32Array>(env, r.weights));
+  o.Set("objective", hand_over<Napi::Float64Array>(env, r.objective));
+  o.Set("gap", hand_over<Napi::Float64Array>(env, r.gap));
+  o.Set("iterations", hand_over<Napi::Int32Array>(env, r.iterations));
   return o;
 }
 

@@ -80,13 +80,6 @@ struct Scan {
   }
 };
 
-template <typename T, typename Array>
-Array hand_over(Napi::Env env, std::unique_ptr<T[]>& data, size_t n) {
-  T* p = data.release();
-  auto buf = Napi::ArrayBuffer::New(env, p, n * sizeof(T), [](Napi::Env, void* q) { delete[] static_cast<T*>(q); });
-  return Array::New(env, n, buf, 0);
-}
-
 // The arrays of a persisted prepared copy, checked on the JS thread and
 // copied into the core on the pool (the JS values are kept alive meanwhile).
 struct PreparedArrays {
@@ -338,14 +331,14 @@ class TopK : public Napi::ObjectWrap<TopK> {
     auto guard = busy_.claim(info.Env());
     auto scan = scan_;
     const size_t n = static_cast<size_t>(scan->nq) * scan->opt.k;
-    auto scores = std::make_shared<std::unique_ptr<float[]>>(new float[n]);
-    auto ids = std::make_shared<std::unique_ptr<int64_t[]>>(new int64_t[n]);
+    auto scores = std::make_shared<cl::Scratch<float>>(n);
+    auto ids = std::make_shared<cl::Scratch<int64_t>>(n);
     return Task::Start(
-        info.Env(), [scan, scores, ids, guard](cl::Progress&) { scan->result(scores->get(), ids->get()); },
-        [scores, ids, n](Napi::Env env) -> Napi::Value {
+        info.Env(), [scan, scores, ids, guard](cl::Progress&) { scan->result(scores->data(), ids->data()); },
+        [scores, ids](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
-          o.Set("scores", hand_over<float, Napi::Float32Array>(env, *scores, n));
-          o.Set("ids", hand_over<int64_t, Napi::BigInt64Array>(env, *ids, n));
+          o.Set("scores", hand_over<Napi::Float32Array>(env, *scores));
+          o.Set("ids", hand_over<Napi::BigInt64Array>(env, *ids));
           return o;
         },
         info.Env().Null(), info.Env().Null(), {queries_.Value()});

@@ -12,6 +12,7 @@
 #include "blas.h"
 #include "error.h"
 #include "matrix.h"
+#include "scratch.h"
 #include "threads.h"
 
 namespace cl {
@@ -83,7 +84,7 @@ ColumnStats column_stats(const float* A, int64_t n, int64_t c) {
 // centred first (its shift is then 0).
 struct Moments {
   int64_t p = 0;
-  std::unique_ptr<float[]> G, Ct;  // uninitialised until the GEMMs write them
+  Scratch<float> G, Ct;  // uninitialised until the GEMMs write them
   std::vector<double> mu_x, mu_y, shift_x, shift_y;
 
   double c(int64_t k, int64_t j) const { return Ct[k * p + j] - shift_y[k] * shift_x[j]; }
@@ -126,14 +127,14 @@ Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K)
   std::vector<float> Xc, Yc;
   const float* A = gemm_operand(X, n, p, sx, Xc, m.shift_x);
   const float* B = gemm_operand(Y, n, K, sy, Yc, m.shift_y);
-  m.G.reset(new float[size_t(p) * p]);
-  m.Ct.reset(new float[size_t(K) * p]);
+  m.G = Scratch<float>(size_t(p) * p);
+  m.Ct = Scratch<float>(size_t(K) * p);
   {
     WideBlas guard(compute_threads());
-    ssyrk_upper_ata(p, n, 1.0f / float(n), A, p, 0.0f, m.G.get(), p);
-    sgemm(true, false, K, p, n, 1.0f / float(n), B, K, A, p, 0.0f, m.Ct.get(), p);
+    ssyrk_upper_ata(p, n, 1.0f / float(n), A, p, 0.0f, m.G.data(), p);
+    sgemm(true, false, K, p, n, 1.0f / float(n), B, K, A, p, 0.0f, m.Ct.data(), p);
   }
-  symmetrise(m.G.get(), p, m.shift_x);
+  symmetrise(m.G.data(), p, m.shift_x);
   return m;
 }
 
@@ -408,7 +409,8 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
   const Moments m = moments(X, n, p, Y, K);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
-  fit.weights.assign(size_t(K) * p, 0.0f);
+  fit.weights = Scratch<float>(size_t(K) * p);
+  std::fill(fit.weights.begin(), fit.weights.end(), 0.0f);
   fit.bias.assign(K, 0.0f);
   std::vector<CdScratch> scratch(parallel_workers(K));
   std::vector<int64_t> passes(K);
@@ -522,7 +524,8 @@ GlmFit elastic_net_saga(const float* X, int64_t n, int64_t p, const float* Y, in
     progress.advance(1);
   }
   GlmFit fit;
-  fit.weights = std::move(s.W);
+  fit.weights = Scratch<float>(s.W.size());
+  std::copy(s.W.begin(), s.W.end(), fit.weights.begin());
   fit.bias = std::move(s.b);
   fit.iterations = epoch;
   fit.objective = elastic_net_objective(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), en);

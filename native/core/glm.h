@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "progress.h"
+#include "scratch.h"
 
 namespace cl {
 
@@ -41,7 +42,7 @@ struct SagaOptions {
 
 // Weights are K×p row-major (one row per target), as a linear layer stores them.
 struct GlmFit {
-  std::vector<float> weights;
+  Scratch<float> weights;  // a pool array: a fit's K×p weights are megabytes
   std::vector<float> bias;
   std::vector<double> objective;  // exact float64 objective per target
   int64_t iterations = 0;         // CD: most passes of any target; SAGA: epochs

@@ -283,7 +283,7 @@ TEST(saga_is_reproducible_for_a_seed) {
   opt.max_epochs = 20;
   auto a = cl::elastic_net_saga(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, opt, p);
   auto b = cl::elastic_net_saga(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, opt, p);
-  CHECK(a.weights == b.weights && a.bias == b.bias);
+  CHECK(std::equal(a.weights.begin(), a.weights.end(), b.weights.begin(), b.weights.end()) && a.bias == b.bias);
 }
 
 TEST(bad_input_is_named) {
