@@ -96,14 +96,19 @@ function exact(body: string, ref: SearchResult, i: number): boolean {
 
 interface Load {
   result: autocannon.Result;
+  /** 200 answers checked against the reference, and those not equal to it. */
   checked: number;
   wrong: number;
+  /** 503 answers: work the server shed on purpose (queue at its bound, or under pressure), asked to retry. */
+  shed: number;
+  /** Any other status. */
+  failed: number;
 }
 
 /** Closed-loop single-query load: each connection sends one query from the pool, waits for its answer, checks it. */
 async function load(url: string, connections: number, seconds: number, bodies: string[], ref: SearchResult): Promise<Load> {
   const pick = rng(connections);
-  const tally = { checked: 0, wrong: 0 };
+  const tally = { checked: 0, wrong: 0, shed: 0, failed: 0 };
   const result = await autocannon({
     url: `${url}/v1/search`, method: 'POST', connections, duration: seconds, timeout: 120,
     headers: { 'content-type': 'application/json' },
@@ -114,8 +119,12 @@ async function load(url: string, connections: number, seconds: number, bodies: s
         return { ...req, body: bodies[i] };
       },
       onResponse: (status, body, context) => {
-        tally.checked++;
-        if (status !== 200 || !exact(body, ref, (context as { i: number }).i)) tally.wrong++;
+        if (status === 503) tally.shed++;
+        else if (status !== 200) tally.failed++;
+        else {
+          tally.checked++;
+          if (!exact(body, ref, (context as { i: number }).i)) tally.wrong++;
+        }
       },
     }],
   });
@@ -128,7 +137,7 @@ function loadRow(mode: string, maxBatch: number, c: number, l: Load, before: Scr
     name: `${mode} c=${c}`, seconds: r.latency.p50 / 1000, mode, max_batch: maxBatch, concurrency: c,
     requests_per_s: r['2xx'] / r.duration, p50_ms: r.latency.p50, p99_ms: r.latency.p99,
     mean_batch: batches ? (after.rows - before.rows) / batches : 0,
-    answers: r['2xx'], checked: l.checked, not_exact: l.wrong, errors: r.errors + r.non2xx,
+    answers: r['2xx'], checked: l.checked, not_exact: l.wrong, shed_503: l.shed, errors: r.errors + l.failed,
   };
 }
 
