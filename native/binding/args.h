@@ -61,8 +61,15 @@ template <class A, class T>
 A hand_over(Napi::Env env, cl::Scratch<T>& s) {
   const size_t n = s.size();
   auto* block = new cl::scratch::Block(s.release());
-  auto buf = Napi::ArrayBuffer::New(
-      env, block->data, n * sizeof(T), [](Napi::Env, void*, cl::scratch::Block* b) { cl::scratch::give(*b), delete b; }, block);
+  Napi::ArrayBuffer buf;
+  try {
+    buf = Napi::ArrayBuffer::New(
+        env, block->data, n * sizeof(T), [](Napi::Env, void*, cl::scratch::Block* b) { cl::scratch::give(*b), delete b; }, block);
+  } catch (...) {  // refused (e.g. an env shutting down): the block was never JS's
+    cl::scratch::give(*block);
+    delete block;
+    throw;
+  }
   return A::New(env, n, buf, 0);
 }
 

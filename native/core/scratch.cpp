@@ -1,5 +1,6 @@
 #include "scratch.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <list>
 #include <mutex>
@@ -36,6 +37,7 @@ Block take(size_t bytes) {
       return b;
     }
   }
+  if (bytes > SIZE_MAX - 63) throw std::bad_alloc();
   const size_t rounded = (bytes + 63) / 64 * 64;
   void* data = std::aligned_alloc(64, rounded ? rounded : 64);
   if (!data) throw std::bad_alloc();
@@ -56,6 +58,17 @@ void give(Block b) {
     }
   }
   for (const Block& e : evicted) std::free(e.data);
+}
+
+void release_kept() {
+  Pool& p = pool();
+  std::list<Block> all;
+  {
+    std::lock_guard<std::mutex> lock(p.mu);
+    all.swap(p.kept);
+    p.bytes = 0;
+  }
+  for (const Block& b : all) std::free(b.data);
 }
 
 size_t kept_bytes() {

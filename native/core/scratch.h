@@ -7,6 +7,8 @@
 // size fits (at least half used, so small requests do not pin big blocks).
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <new>
 #include <utility>
 
 namespace cl {
@@ -24,6 +26,8 @@ Block take(size_t bytes);
 void give(Block b);
 // What the pool holds now.
 size_t kept_bytes();
+// Frees every block the pool holds.
+void release_kept();
 }  // namespace scratch
 
 // n uninitialised Ts from the pool, given back when destroyed.
@@ -31,16 +35,17 @@ template <class T>
 class Scratch {
  public:
   Scratch() = default;
-  explicit Scratch(size_t n) : block_(scratch::take(n * sizeof(T))), n_(n) {}
+  explicit Scratch(size_t n) : block_(scratch::take(checked_bytes(n))), n_(n) {}
   Scratch(Scratch&& o) noexcept : block_(std::exchange(o.block_, {})), n_(std::exchange(o.n_, 0)) {}
   Scratch& operator=(Scratch&& o) noexcept {
-    std::swap(block_, o.block_);
-    std::swap(n_, o.n_);
+    if (this != &o) {
+      reset();
+      block_ = std::exchange(o.block_, {});
+      n_ = std::exchange(o.n_, 0);
+    }
     return *this;
   }
-  ~Scratch() {
-    if (block_.data) scratch::give(block_);
-  }
+  ~Scratch() { reset(); }
   T* data() const { return static_cast<T*>(block_.data); }
   T& operator[](size_t i) const { return data()[i]; }
   size_t size() const { return n_; }
@@ -53,6 +58,15 @@ class Scratch {
   }
 
  private:
+  static size_t checked_bytes(size_t n) {
+    if (n > SIZE_MAX / sizeof(T)) throw std::bad_alloc();
+    return n * sizeof(T);
+  }
+  void reset() {
+    if (block_.data) scratch::give(std::exchange(block_, {}));
+    n_ = 0;
+  }
+
   scratch::Block block_;
   size_t n_ = 0;
 };

@@ -1,6 +1,6 @@
 // The scratch pool: which released blocks it keeps, which requests they
-// serve, its size cap, and its accounting under concurrent use. One process
-// per test file, so the pool starts empty here.
+// serve, its size cap, and its accounting under concurrent use. Each case
+// starts from an empty pool.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +17,7 @@ namespace scratch = cl::scratch;
 constexpr size_t MiB = size_t(1) << 20;
 
 TEST(a_released_block_serves_the_next_request_it_fits) {
+  scratch::release_kept();
   float* first;
   {
     Scratch<float> a(4 * MiB / sizeof(float));
@@ -41,16 +42,57 @@ TEST(a_released_block_serves_the_next_request_it_fits) {
   scratch::give(small);
 }
 
+TEST(a_request_takes_the_smallest_kept_block_it_fits) {
+  scratch::release_kept();
+  scratch::Block three = scratch::take(3 * MiB + 8), two = scratch::take(2 * MiB + 8);
+  CHECK(three.bytes % 64 == 0 && three.bytes >= 3 * MiB + 8);  // capacities are whole 64-byte lines
+  scratch::give(three);
+  scratch::give(two);
+  const scratch::Block got = scratch::take(2 * MiB);  // both fit; the 2 MiB block is the smaller
+  CHECK(got.data == two.data && got.bytes == two.bytes);
+  CHECK(scratch::kept_bytes() == three.bytes);
+  scratch::give(got);
+  CHECK(scratch::take(3 * MiB).data == three.data);  // then the 3 MiB one
+  std::free(three.data);
+  CHECK(scratch::take(2 * MiB).data == two.data);
+  std::free(two.data);
+  CHECK(scratch::kept_bytes() == 0);
+}
+
+TEST(moves_and_release_leave_each_block_one_owner) {
+  scratch::release_kept();
+  Scratch<float> a(MiB);  // 4 MiB
+  float* block = a.data();
+  Scratch<float> b(std::move(a));
+  CHECK(a.data() == nullptr && a.size() == 0 && b.data() == block && b.size() == MiB);
+  Scratch<float> c(MiB / 2);
+  float* other = c.data();
+  c = std::move(b);  // c's old block goes back to the pool now
+  CHECK(b.data() == nullptr && c.data() == block);
+  CHECK(scratch::kept_bytes() == 2 * MiB);
+  const scratch::Block released = c.release();
+  CHECK(released.data == block && c.data() == nullptr && c.size() == 0);
+  scratch::give(released);
+  CHECK(scratch::kept_bytes() == 6 * MiB);
+  // Each block is in the pool once: two requests get two different blocks.
+  const scratch::Block x = scratch::take(4 * MiB), y = scratch::take(2 * MiB);
+  CHECK(x.data == block && y.data == other);
+  CHECK(scratch::kept_bytes() == 0);
+  std::free(x.data);
+  std::free(y.data);
+}
+
 TEST(small_and_oversized_blocks_are_freed_not_kept) {
-  const size_t before = scratch::kept_bytes();
+  scratch::release_kept();
   { Scratch<char> a(scratch::kMinBytes - 64); }
   { Scratch<char> b(scratch::kKeepBytes + MiB); }
-  CHECK(scratch::kept_bytes() == before);
+  CHECK(scratch::kept_bytes() == 0);
   { Scratch<char> empty(0); }  // an empty array is a valid (freed) block
-  CHECK(scratch::kept_bytes() == before);
+  CHECK(scratch::kept_bytes() == 0);
 }
 
 TEST(the_pool_keeps_the_newest_blocks_within_its_cap) {
+  scratch::release_kept();
   // Blocks of distinct sizes, so none serves another's request.
   std::vector<scratch::Block> blocks;
   size_t total = 0;
@@ -73,6 +115,7 @@ TEST(the_pool_keeps_the_newest_blocks_within_its_cap) {
 }
 
 TEST(concurrent_takes_and_gives_keep_the_accounting) {
+  scratch::release_kept();
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([t] {
