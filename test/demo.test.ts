@@ -38,3 +38,17 @@ test('synthetic demo runs every section and recovers the planted structure', asy
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an aborted demo stops within the running section and writes no report', async () => {
+  const dir = tempDir('demo-abort-');
+  try {
+    const ac = new AbortController(), lines: string[] = [];
+    // Abort at the first line the demo logs: the retrieval section's, before it ends.
+    const run = runDemo(dir, { synthetic: true, signal: ac.signal, log: (l) => (lines.push(l), ac.abort()) });
+    await assert.rejects(run, (e: Error & { code?: string }) => e.code === 'ERR_ABORTED');
+    assert.ok(lines.every((l) => !/^(SpLiCE|Linear Explanations|FALCON|Discover-then-Name)/.test(l)), lines.join('\n'));
+    assert.ok(!existsSync(join(dir, 'report.md')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -12,8 +12,8 @@ export function registerDemo(program: Command): void {
     .description('run every method on the embedded default data (assets mirror, else synthetic) and write a report')
     .option('--out <dir>', 'output directory', 'conceptlens-demo')
     .option('--synthetic', 'use the synthetic planted-concept set even when assets exist')
-    .action(act(async (o: { out: string; synthetic?: boolean }) => {
-      const path = await runDemo(o.out, { synthetic: !!o.synthetic, log: (l) => console.error(l) });
+    .action(act(async (o: { out: string; synthetic?: boolean }, { signal }) => {
+      const path = await runDemo(o.out, { synthetic: !!o.synthetic, log: (l) => console.error(l), signal });
       console.log(`report written to ${path}`);
     }));
   program

@@ -27,7 +27,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
   const r = await runAtlas({
     model: assetPath('models/squeezenet1.1/squeezenet1.1.onnx'), layer: 'fire22', standin: true, out, perClass: 4, minClassImages: 4, units: 24,
     images: [imagenetSubset(join(ctx.outDir, 'atlas-images', 'imagenet-samples'), 24), assetPath('images/cifar10-test')],
-    sae: { epochs: 8 }, falcon: { maxGroups: 3 },
+    sae: { epochs: 8 }, falcon: { maxGroups: 3 }, signal: ctx.signal,
     onProgress: (p) => (p.cached || p.done === p.total) && ctx.log(`atlas: ${p.stage} ${p.cached ? 'reused' : 'done'}`),
   });
   const lines = [

@@ -23,6 +23,8 @@ export interface DemoContext {
   assets?: string;
   concepts: ConceptSet;
   log: (line: string) => void;
+  /** Ctrl-C: every long step of a section stops on it. */
+  signal?: AbortSignal;
   /** Results shared between sections (e.g. features computed once), by key. */
   memo: Map<string, Promise<unknown>>;
 }
@@ -81,8 +83,8 @@ export function syntheticConcepts(count = 2000, dim = 512, seed = 7): ConceptSet
   return { source: 'synthetic', names: Array.from({ length: count }, (_, i) => `planted_${i}`), vectors, dim };
 }
 
-export function makeContext(outDir: string, log: (l: string) => void, forceSynthetic = false): DemoContext {
+export function makeContext(outDir: string, log: (l: string) => void, forceSynthetic = false, signal?: AbortSignal): DemoContext {
   const assets = forceSynthetic ? undefined : assetsDir();
   const concepts = (assets && realConcepts(assets)) || syntheticConcepts();
-  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log, memo: new Map() };
+  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log, signal, memo: new Map() };
 }

@@ -55,7 +55,7 @@ async function computeCifar(ctx: DemoContext, dir: string, files: string[], labe
     for (let i0 = 0; i0 < files.length; i0 += B) {
       const batch = await preprocessBatch(files.slice(i0, i0 + B), spec);
       if (batch.skipped.length) throw new Error(`${batch.skipped[0].path}: ${batch.skipped[0].reason}`);
-      const out = await model.run({ [model.inputs[0].name]: { type: 'float32', dims: batch.shape, data: batch.data } }, ['fire22', 'logits']);
+      const out = await model.run({ [model.inputs[0].name]: { type: 'float32', dims: batch.shape, data: batch.data } }, ['fire22', 'logits'], { signal: ctx.signal });
       const pooled = poolActivations({ dims: out.fire22.dims, data: out.fire22.data as Float32Array }, 'avg');
       fire22.set(pooled.data, i0 * 512);
       clip.set(logitsToClipSpace(out.logits.data as Float32Array, batch.shape[0], map.lvis, text), i0 * text.dim);

@@ -4,6 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { engineInfo } from '../engine/info.js';
+import { throwIfAborted } from '../abort.js';
 import { makeContext, type DemoContext, type DemoSection } from './context.js';
 import { retrievalSection } from './retrieval.js';
 import { spliceSection } from './splice.js';
@@ -27,7 +28,7 @@ const SECTIONS: Section[] = [
   { title: 'Atlas', run: atlasSection },
 ];
 
-/** A failing section is reported in its place; the rest of the demo still runs. */
+/** A failing section is reported in its place; the rest of the demo still runs. An abort stops the demo. */
 async function runSection(section: Section, ctx: DemoContext): Promise<DemoSection> {
   const t0 = performance.now();
   try {
@@ -38,16 +39,17 @@ async function runSection(section: Section, ctx: DemoContext): Promise<DemoSecti
 
 _Section time: ${sec.toFixed(1)} s._` };
   } catch (e) {
+    throwIfAborted(ctx.signal);
     const msg = e instanceof Error ? e.message : String(e);
     ctx.log(`${section.title}: FAILED: ${msg}`);
     return { title: section.title, markdown: `**This section failed**: ${msg}` };
   }
 }
 
-export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?: (l: string) => void } = {}): Promise<string> {
+export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?: (l: string) => void; signal?: AbortSignal } = {}): Promise<string> {
   const log = opts.log ?? (() => {});
   mkdirSync(outDir, { recursive: true });
-  const ctx = makeContext(outDir, log, opts.synthetic);
+  const ctx = makeContext(outDir, log, opts.synthetic, opts.signal);
   const info = engineInfo();
   const parts = [
     '# conceptlens demo report',
@@ -56,6 +58,7 @@ export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?:
     `Engine: OpenBLAS ${info.blasCore} kernels, ${info.computeThreads} compute threads, CUDA compiled: ${info.cudaCompiled}.`,
   ];
   for (const section of SECTIONS) {
+    throwIfAborted(ctx.signal);
     const s = await runSection(section, ctx);
     parts.push('', `## ${s.title}`, '', s.markdown);
   }

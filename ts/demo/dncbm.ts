@@ -39,6 +39,7 @@ async function trainAndProbe(ctx: DemoContext, dir: string, x: Float32Array, d: 
   writeNpy(allPath, x, [n, d]);
   const meta = await trainSae({
     features: trainPath, out: join(dir, 'sae'), ...sae, centre: true, overwrite: true, resampleEvery: 5, resampleInputs: split.train.length, seed: 0,
+    signal: ctx.signal,
     onProgress: (p) => p.rowsDone === p.rowsTotal && p.epoch % 5 === 0 && ctx.log(`dncbm: SAE epoch ${p.epoch}/${p.epochs}, fvu ${p.stats.fvu.toFixed(3)}, l0 ${p.stats.l0.toFixed(1)}`),
   });
   const strengths = await conceptStrengths(loadTrainer(join(dir, 'sae')), allPath);

@@ -20,7 +20,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
   inputs.images = { count, rgb: (i) => full.rgb(i) };
   const dir = join(ctx.outDir, 'falcon');
   const groups = await runFalcon(inputs, dir, {
-    moreThan: 1, maxGroups: MAX_GROUPS,
+    moreThan: 1, maxGroups: MAX_GROUPS, signal: ctx.signal,
     onStage: (stage, d, t) => (stage === 'groups' || d === t || d % 100 === 0) && ctx.log(`falcon: ${stage} ${d}/${t}`),
   });
   const lines = [

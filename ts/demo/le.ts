@@ -25,7 +25,7 @@ const pm = (s: { mean: number; sem: number }) => `${s.mean.toFixed(3)} ± ${s.se
 /** Explanations with their test correlations, and the baseline's. */
 async function explainAndScore(ctx: DemoContext, A: Mat, P: Mat, names: string[], split: Split) {
   const exps = await explainNeurons(A, P, names, {
-    split, onProgress: (d, t) => d % 64 === 0 || d === t ? ctx.log(`le: explained ${d}/${t} units`) : undefined,
+    split, signal: ctx.signal, onProgress: (d, t) => d % 64 === 0 || d === t ? ctx.log(`le: explained ${d}/${t} units`) : undefined,
   });
   const scores = correlationScores(exps, P, names, A, split.test);
   exps.forEach((e, i) => (e.extra['sim correlation'] = scores[i].toFixed(6)));

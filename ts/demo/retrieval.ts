@@ -13,7 +13,7 @@ export async function retrievalSection(ctx: DemoContext): Promise<DemoSection> {
   const queries = vectors.slice(0, nq * dim);
   const k = 10;
   const t0 = performance.now();
-  const exact = await exactSearch(queries, vectors, dim, { k: k + 1, metric: 'cosine' });
+  const exact = await exactSearch(queries, vectors, dim, { k: k + 1, metric: 'cosine', signal: ctx.signal });
   const exactSec = (performance.now() - t0) / 1000;
   const lines = [`Vocabulary: ${names.length} ${source === 'real' ? 'real CLIP ViT-B/32 text embeddings (Detic: LVIS, COCO, Objects365)' : 'SYNTHETIC planted concept vectors (no assets mirror found)'}, d = ${dim}.`, ''];
   lines.push('| query | nearest other concepts (cosine) |', '|---|---|');

@@ -44,7 +44,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
   for (let i = 0; i < files.length; i++) for (let t = 0; t < dim; t++) imageMean[t] += emb[i * dim + t] / files.length;
   const model = SpliceModel.fromEmbeddings(names, vectors, dim, imageMean, { l1: L1 });
   const t0 = performance.now();
-  const enc = await model.encode(emb, { onProgress: (d, t) => ctx.log(`splice: decomposing ${d}/${t}`) });
+  const enc = await model.encode(emb, { signal: ctx.signal, onProgress: (d, t) => ctx.log(`splice: decomposing ${d}/${t}`) });
   const sec = (performance.now() - t0) / 1000;
   const dataset = model.topConcepts(await model.decomposeDataset(emb), 15);
   writeFileAtomic(join(ctx.outDir, 'splice_dataset.svg'), barChartSvg(`SpLiCE: mean concept weights over ${files.length} ImageNet samples (STAND-IN embeddings)`, dataset));
@@ -83,7 +83,7 @@ async function syntheticSection(ctx: DemoContext): Promise<DemoSection> {
   const model = SpliceModel.fromEmbeddings(names, vectors, dim, new Float32Array(dim), { l1: 0.05 });
   const { x, support } = mixturesOfConcepts(model, IMAGES, 11);
   const t0 = performance.now();
-  const enc = await model.encode(x);
+  const enc = await model.encode(x, { signal: ctx.signal });
   const sec = (performance.now() - t0) / 1000;
   let planted = 0, found = 0, hit = 0, topHit = 0;
   support.forEach((s, i) => {
