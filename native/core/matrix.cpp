@@ -59,7 +59,7 @@ int64_t first_non_finite(const MatrixView& m) {
 void require_finite(const MatrixView& m, const std::string& what) {
   int64_t bad = first_non_finite(m);
   if (bad < 0) return;
-  fail(what + ": expected finite values, found NaN or Inf at row " + std::to_string(bad / m.cols) + ", column " +
+  fail(ErrorCode::NaN, what + ": expected finite values, found NaN or Inf at row " + std::to_string(bad / m.cols) + ", column " +
        std::to_string(bad % m.cols));
 }
 

@@ -148,8 +148,7 @@ void blas_tile(const float* q, int64_t nq, int64_t d, float T, const float* v, i
       if (!select_row_scalar(row, inv, nb, id0, heaps.at(qb + i))) {
         int64_t j = 0;
         while (j < nb && std::isfinite(inv ? row[j] * inv[j] : row[j])) ++j;
-        fail("vocabulary: row " + std::to_string(id0 + j) +
-             " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+        fail_non_finite_score(id0 + j);
       }
       if (T > 0) accumulate_lse(row, inv, nb, T, lse.max[qb + i], lse.sum[qb + i]);
     }

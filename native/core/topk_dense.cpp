@@ -158,8 +158,7 @@ void scan_tile_dense(const DenseQueries& q, const DenseTile& t, HeapSet& heaps, 
     });
   });
   if (s.bad_row >= 0)
-    fail("vocabulary: row " + std::to_string(t.id0 + s.bad_row) +
-         " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+    fail_non_finite_score(t.id0 + s.bad_row);
 }
 
 }  // namespace cl

@@ -4,9 +4,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "error.h"
+
 namespace cl {
+
+// The one error of every scan for a vocabulary row whose score is not finite.
+[[noreturn]] inline void fail_non_finite_score(int64_t row) {
+  fail(ErrorCode::NaN, "vocabulary: row " + std::to_string(row) + " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+}
 
 struct Scored {
   float score;

@@ -632,7 +632,7 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
     const Rounded r = round(v + j * d, map, d, out.packed.data() + (at + j) * out.steps, true);
     // A NaN/Inf would make every screened score unordered and silently skipped.
     if (!std::isfinite(r.x) || !std::isfinite(r.err))
-      fail("vocabulary: row " + std::to_string(id0 + j) + " gives a non-finite score (its vector holds NaN/Inf or overflows)");
+      fail_non_finite_score(id0 + j);
     // The subtraction in y rounds: ‖b − y‖ ≤ 2⁻²⁴‖y‖ joins the measured error.
     const double err = r.err + r.y * 0x1p-23;
     out.scale[at + j] = r.scale;
