@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { integer, list, listOption, number, oneOf } from '../ts/cli/options.js';
@@ -51,4 +52,11 @@ test('CLI: `bench topk --n abc` stops before running, naming the option', () => 
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /--n: expected an integer >= 1, got 'abc'/);
   assert.equal(r.stdout, '');
+});
+
+test('--version prints the package version and exits 0', () => {
+  const r = spawnSync(process.execPath, [BIN, '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  assert.equal(r.stdout.trim(), version);
 });

@@ -358,3 +358,9 @@ test('LE(CLIP) concept matrix: engine cosines equal float64, `le concepts` calib
   const avg = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length;
   assert.ok(avg(own) > 0.5 && avg(own) > avg(other) + 0.3, `own ${avg(own)} vs other ${avg(other)}`);
 });
+
+test('an explanation prints terms that round to zero without a sign', () => {
+  const e = { unit: 0, valCorrelation: 0.5, concepts: ['a', 'b'], weights: [1.5, -0.001], bias: -0.004, extra: {} };
+  assert.equal(formatExplanation(e), '1.50·a + 0.00·b + 0.00');
+  assert.equal(formatExplanation({ ...e, bias: -0.25 }), '1.50·a + 0.00·b - 0.25');
+});

@@ -16,12 +16,14 @@ import { registerServe } from './serve.js';
 import { registerAtlas } from './atlas.js';
 import { registerWorker } from './worker.js';
 import { exitCodeOf } from './run.js';
+import { packageVersion } from '../package-root.js';
 
 export type Register = (program: Command) => void;
 
 export async function main(argv: string[], extra: Register[] = []): Promise<void> {
   const program = new Command('conceptlens')
     .description('Explain what vision representations encode, in human concepts.')
+    .version(packageVersion(), '-V, --version', "print conceptlens's version")
     .showHelpAfterError('(add --help for usage)')
     .exitOverride();
   for (const register of [registerDemo, registerTokenize, ...extra, registerSearch, registerVocab, registerEmbed, registerAssets,

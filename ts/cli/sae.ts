@@ -92,7 +92,7 @@ export function registerSae(program: Command): void {
       for (const h of meta.history)
         console.log(`epoch ${h.epoch}: loss ${h.loss.toPrecision(4)} mse ${h.mse.toPrecision(4)} fvu ${h.fvu.toFixed(4)} ` +
           `L0 ${h.l0.toFixed(1)} dead ${(100 * h.deadFraction).toFixed(1)}%${h.resampled ? ` resampled ${h.resampled}` : ''}`);
-      console.log(`wrote ${o.out}/{sae.ckpt, decoder.npy, encoder.npy, sae.json}`);
+      console.log(`wrote ${['sae.ckpt', 'decoder.npy', 'encoder.npy', 'sae.json'].map((f) => join(o.out, f)).join(', ')}`);
     }));
   sae.command('name')
     .description('name each concept: argmax over the vocabulary of cos(text embedding, decoder column)')

@@ -4,10 +4,8 @@
 // of one version may pick other kernels or compilers).
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { engineInfo } from '../engine/info.js';
-import { readJson } from '../io/text.js';
-import { packageRoot } from '../package-root.js';
+import { packageVersion } from '../package-root.js';
 import { queueError } from './connection.js';
 
 /** A conceptlens version and engine build: every job carries its coordinator's, and workers compare theirs. */
@@ -23,7 +21,7 @@ let mine: Stamp | undefined;
 /** This process's stamp (hashed once). */
 export function localStamp(): Stamp {
   mine ??= {
-    version: readJson<{ version: string }>(join(packageRoot, 'package.json')).version,
+    version: packageVersion(),
     engine: createHash('sha256').update(readFileSync(engineInfo().addon)).digest('hex').slice(0, 16),
   };
   return mine;

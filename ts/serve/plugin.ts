@@ -3,13 +3,11 @@
 // It is encapsulated on purpose: its validator (no type coercion in bodies),
 // error format, body parsers and token check apply to its routes only.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { join } from 'node:path';
 import swagger from '@fastify/swagger';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { argError } from '../errors.js';
-import { readJson } from '../io/text.js';
-import { packageRoot } from '../package-root.js';
+import { packageVersion } from '../package-root.js';
 import type { ServiceOptions } from './config.js';
 import { errorBody, HttpError, toHttpError } from './errors.js';
 import { ServiceMetrics } from './metrics.js';
@@ -55,7 +53,7 @@ function addBodyParsers(app: FastifyInstance): void {
 
 async function addOpenApi(app: FastifyInstance): Promise<void> {
   if (!app.hasDecorator('swagger')) {
-    const { version } = readJson<{ version: string }>(join(packageRoot, 'package.json'));
+    const version = packageVersion();
     await app.register(swagger, {
       openapi: { info: { title: 'conceptlens', version, description: 'Exact vocabulary search, SpLiCE decompositions and image explanations, dynamically batched' } },
     });

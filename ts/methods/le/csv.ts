@@ -104,6 +104,8 @@ export function writeExplanationsCsv(path: string, exps: Explanation[]): void {
 
 /** Text form: "0.73·toiletry + 0.70·shaker + 0.32". */
 export function formatExplanation(e: Explanation, digits = 2): string {
-  const terms = e.concepts.map((c, i) => `${e.weights[i].toFixed(digits)}·${c}`);
-  return [...terms, e.bias.toFixed(digits)].join(' + ').replace(/\+ -/g, '- ');
+  // A value that rounds to zero prints without its sign ("-0.00" read as a negative bias).
+  const fixed = (x: number) => (Number(x.toFixed(digits)) === 0 ? 0 : x).toFixed(digits);
+  const terms = e.concepts.map((c, i) => `${fixed(e.weights[i])}·${c}`);
+  return [...terms, fixed(e.bias)].join(' + ').replace(/\+ -/g, '- ');
 }
