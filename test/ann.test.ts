@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { buildIndex, loadIndex, recallAtK, INDEX_KINDS, type AnnIndex, type IndexKind } from '../ts/retrieval/ann.js';
 import { exactSearch } from '../ts/retrieval/exact.js';
@@ -206,4 +207,24 @@ test('real CLIP text embeddings (Detic): exact through faiss-flat, recall of the
     const r = recallAtK((await index.search(coco, K)).ids, exact.ids, nc, K);
     assert.ok(r >= bound, `${kind}: recall@10 ${r.toFixed(3)} on Detic < ${bound}`);
   }
+});
+
+test('faiss-ivfpq on few training rows: one process warning instead of FAISS printing a line per sub-quantizer', () => {
+  // In a child: FAISS writes to the process's stderr, which an in-process test cannot read.
+  const script = `
+    import { buildIndex } from ${JSON.stringify(join(import.meta.dirname, '..', 'ts', 'index.js'))};
+    const d = 64, rows = 600, v = new Float32Array(rows * d).map((_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1);
+    const warnings = [];
+    process.on('warning', (w) => warnings.push(w.code));
+    const index = await buildIndex('faiss-ivfpq', v, d, { metric: 'ip', nlist: 4, m: 16 });
+    const r = await index.search(v.subarray(0, d), 1, { nprobe: 4 });
+    await new Promise((res) => setImmediate(res));
+    console.log(JSON.stringify({ warnings, found: Number(r.ids[0]) }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { warnings: string[]; found: number };
+  assert.deepEqual(out.warnings, ['CONCEPTLENS_PQ_FEW_TRAINING_ROWS']);
+  assert.ok(out.found >= 0);
+  assert.doesNotMatch(r.stderr, /WARNING clustering/);
+  assert.equal(r.stderr.match(/CONCEPTLENS_PQ_FEW_TRAINING_ROWS/g)?.length, 1, r.stderr);
 });

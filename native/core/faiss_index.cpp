@@ -89,6 +89,9 @@ FaissIndex::FaissIndex(int64_t dim, const std::string& factory, const FaissBuild
   if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get())) ivf->cp.seed = static_cast<int>(opt.seed);
   if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(index_.get())) {
     pq->pq.cp.seed = static_cast<int>(opt.seed);
+    // FAISS warns on stderr once per sub-quantizer (128 lines at d = 512) when
+    // rows < 39 per centroid; buildIndex says it once, as a process warning.
+    pq->pq.cp.min_points_per_centroid = 1;
     // Polysemous codes serve Hamming-filtered L2 search we never use, and
     // their simulated-annealing training takes minutes.
     pq->do_polysemous_training = false;

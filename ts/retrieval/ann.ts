@@ -68,6 +68,7 @@ export interface AnnIndex {
 const SIDECAR_FORMAT = 'conceptlens-ann/1';
 const DEFAULT_EF_SEARCH = 64;
 const PQ_MIN_TRAIN = 256;  // one training row per centroid of an 8-bit codebook
+const PQ_ADVISED_TRAIN = 39 * 256;  // FAISS's advice: 39 rows per centroid
 
 function factoryString(meta: AnnMeta): string {
   const p = meta.params;
@@ -211,6 +212,9 @@ class Ann implements AnnIndex {
 export async function buildIndex(kind: IndexKind, vectors: Float32Array, dim: number, opts: BuildOptions): Promise<AnnIndex> {
   const rows = f32Rows(vectors, positiveInt(dim, 'dim'), 'vectors');
   const meta = resolveMeta(kind, dim, rows, opts);
+  if (kind === 'faiss-ivfpq' && rows < PQ_ADVISED_TRAIN)
+    process.emitWarning(`faiss-ivfpq: ${rows} training vectors for 256-centroid PQ codebooks, FAISS advises at least ${PQ_ADVISED_TRAIN}: the codes will be coarse (recall drops); an exact search or faiss-ivf suits a vocabulary this small`,
+      { code: 'CONCEPTLENS_PQ_FEW_TRAINING_ROWS' });
   const backend: AnnBackend = kind === 'hnsw' ? await HnswBackend.create(meta, rows) : FaissBackend.create(meta);
   if (backend.train) await backend.train(vectors, rows, { signal: opts.signal });
   const index = new Ann(meta, backend);
