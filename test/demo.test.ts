@@ -20,7 +20,7 @@ test('synthetic demo runs every section and recovers the planted structure', asy
     for (const title of ['Concept retrieval', 'SpLiCE', 'Linear Explanations', 'FALCON', 'Discover-then-Name'])
       assert.match(report, new RegExp(`^## ${title}`, 'm'));
     assert.doesNotMatch(report, /This section failed/);
-    assert.match(report, /\*\*SYNTHETIC\*\*/);
+    assert.match(report, /\*\*SYNTHETIC\*\* planted concepts \(asked for with --synthetic\)/);
     assert.ok(figure(report, /\| support recall[^|]*\| ([\d.]+) \|/) >= 0.9, 'SpLiCE support recall');
     assert.ok(figure(report, /\| top-k recall[^|]*\| ([\d.]+) \|/) >= 0.9, 'SpLiCE top-k recall');
     assert.ok(figure(report, /\| planted concepts recovered \(recall\) \| ([\d.]+) \|/) >= 0.9, 'LE concept recall');

@@ -23,6 +23,8 @@ export interface DemoContext {
   assets?: string;
   concepts: ConceptSet;
   log: (line: string) => void;
+  /** Why the data is synthetic, when it is: asked for, or no mirror found. */
+  syntheticWhy?: string;
   /** Ctrl-C: every long step of a section stops on it. */
   signal?: AbortSignal;
   /** Results shared between sections (e.g. features computed once), by key. */
@@ -86,5 +88,7 @@ export function syntheticConcepts(count = 2000, dim = 512, seed = 7): ConceptSet
 export function makeContext(outDir: string, log: (l: string) => void, forceSynthetic = false, signal?: AbortSignal): DemoContext {
   const assets = forceSynthetic ? undefined : assetsDir();
   const concepts = (assets && realConcepts(assets)) || syntheticConcepts();
-  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log, signal, memo: new Map() };
+  const syntheticWhy = concepts.source === 'real' ? undefined
+    : forceSynthetic ? 'asked for with --synthetic' : 'no assets mirror found: set CONCEPTLENS_ASSETS for real data';
+  return { outDir, assets: assets && existsSync(assets) ? assets : undefined, concepts, log, syntheticWhy, signal, memo: new Map() };
 }

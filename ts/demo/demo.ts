@@ -54,7 +54,7 @@ export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?:
   const parts = [
     '# conceptlens demo report',
     '',
-    `Data: ${ctx.concepts.source === 'real' ? `assets mirror at ${ctx.assets}` : '**SYNTHETIC** planted concepts (set CONCEPTLENS_ASSETS for real data)'}.`,
+    `Data: ${ctx.concepts.source === 'real' ? `assets mirror at ${ctx.assets}` : `**SYNTHETIC** planted concepts (${ctx.syntheticWhy})`}.`,
     `Engine: OpenBLAS ${info.blasCore} kernels, ${info.computeThreads} compute threads, CUDA compiled: ${info.cudaCompiled}.`,
   ];
   for (const section of SECTIONS) {

@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { runFalcon } from '../methods/falcon/pipeline.js';
+import type { GroupExplanation } from '../methods/falcon/report.js';
 import { computeFiring, groupImages, groupKey, DEFAULT_SIGMAS, DEFAULT_MORE_THAN } from '../methods/falcon/groups.js';
 import type { DemoContext, DemoSection } from './context.js';
 import { pick } from './data.js';
@@ -30,12 +31,20 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
     `**Caption space is a STAND-IN**: crops are embedded by a classifier bridge (SqueezeNet softmax × CLIP text embeddings of ` +
     `${inputs.matched} matched LVIS names), not a CLIP image encoder, and captions are the LVIS concept prompts.`, '',
     `Full FALCON report with crops: [falcon/report.html](falcon/report.html); concepts: [falcon/concepts.csv](falcon/concepts.csv).`, '',
-    '| features | images | interpretability | top words | top phrases |', '|---|---|---|---|---|',
-    ...groups.map((g) => `| ${g.group} | ${g.high.length} | ${g.interpretability?.toFixed(3) ?? '–'} | ` +
-      `${g.words.slice(0, 5).map((w) => w.term).join(', ')} | ${g.phrases.slice(0, 3).map((w) => w.term).join(', ')} |`),
+    ...conceptTable(groups),
   ];
   if (groups.length === 0) lines.push('', `No feature set is shared by more than one of the ${count} images.`);
   return { title: 'FALCON (feature groups)', markdown: lines.join('\n') };
+}
+
+/** The groups' top words, and their top noun phrases where any group has one (the stand-in's captions, one concept name each, rarely do). */
+function conceptTable(groups: GroupExplanation[]): string[] {
+  const phrases = groups.some((g) => g.phrases.length > 0);
+  const row = (g: GroupExplanation) => [g.group, g.high.length, g.interpretability?.toFixed(3) ?? '–', g.words.slice(0, 5).map((w) => w.term).join(', '),
+    ...(phrases ? [g.phrases.slice(0, 3).map((w) => w.term).join(', ')] : [])];
+  const head = ['features', 'images', 'interpretability', 'top words', ...(phrases ? ['top phrases'] : [])];
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---|').join('')}`, ...groups.map((g) => `| ${row(g).join(' | ')} |`),
+    ...(phrases || groups.length === 0 ? [] : ['', 'No noun phrases: each caption is a single concept name, so the groups are described by words.'])];
 }
 
 /** |noise| representations with `planted` feature sets set high on their own images. */

@@ -15,7 +15,7 @@ export async function retrievalSection(ctx: DemoContext): Promise<DemoSection> {
   const t0 = performance.now();
   const exact = await exactSearch(queries, vectors, dim, { k: k + 1, metric: 'cosine', signal: ctx.signal });
   const exactSec = (performance.now() - t0) / 1000;
-  const lines = [`Vocabulary: ${names.length} ${source === 'real' ? 'real CLIP ViT-B/32 text embeddings (Detic: LVIS, COCO, Objects365)' : 'SYNTHETIC planted concept vectors (no assets mirror found)'}, d = ${dim}.`, ''];
+  const lines = [`Vocabulary: ${names.length} ${source === 'real' ? 'real CLIP ViT-B/32 text embeddings (Detic: LVIS, COCO, Objects365)' : `SYNTHETIC planted concept vectors (${ctx.syntheticWhy})`}, d = ${dim}.`, ''];
   lines.push('| query | nearest other concepts (cosine) |', '|---|---|');
   for (let q = 0; q < Math.min(12, nq); q++) {
     const hits: string[] = [];
