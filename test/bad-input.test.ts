@@ -118,6 +118,9 @@ test('bad sizes, penalties, temperatures, labels and seeds are errors', async ()
   await fails([...train, '--seed', '99999999999'], 2, /--seed: expected an integer in 0\.\.2147483647/);
   await fails(['splice', 'decompose', '--embeddings', join(dir, 'ok.npy'), '--concepts', join(dir, 'C.npy'), '--l1', '-0.5', '--out', join(dir, 'W.npy')], 2,
     /--l1: expected a finite number >= 0, got '-0\.5'/);
+  for (const sigmas of ['-2', '0'])  // the threshold must sit above the mean
+    await fails(['falcon', 'groups', '--representations', join(dir, 'X.npy'), '--out', join(dir, 'g.json'), '--sigmas', sigmas], 2,
+      new RegExp(`--sigmas: expected a finite number > 0, got '${sigmas}'`));
   leFiles(dir);
   const scoring = ['--explanations', join(dir, 'le.csv'), '--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'names.txt'), '--activations', join(dir, 'A.npy')];
   await fails(['le', 'ablate', ...scoring, '--head-weight', 'x', '--head-bias', 'x', '--labels', 'x', '--temperature', '0'], 2,

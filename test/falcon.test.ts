@@ -240,6 +240,7 @@ test('lowly activating counterfactuals: all group features below mean(R̂), rank
     [0, 2, 1, 0],               // 6: low
   ];
   const d = 4, r = Float32Array.from(rows.flat());
+  await assert.rejects(computeFiring({ data: r, rows: rows.length, cols: d }, { sigmas: -1 }), /sigmas: expected a finite number > 0 .*got -1/);
   const f = await computeFiring({ data: r, rows: rows.length, cols: d }, { sigmas: 5 });
   const hat = rows.map((row) => row.map((v) => v / Math.hypot(...row)));
   const centre = [1, 2, 3].map((c) => (hat[0][c] + hat[1][c]) / 2);

@@ -42,7 +42,7 @@ double sum(const std::vector<double>& v) {
 Firing falcon_firing(const MatrixView& r, double sigmas, Progress& progress) {
   require(r.rows >= 1 && r.cols >= 1,
           "representations: expected at least 1×1, got " + std::to_string(r.rows) + "×" + std::to_string(r.cols));
-  require(std::isfinite(sigmas), "sigmas: expected a finite number");
+  require(std::isfinite(sigmas) && sigmas > 0, "sigmas: expected a finite number > 0 (τ = mean + sigmas·std above the mean), got " + std::to_string(sigmas));
   require_finite(r, "representations");
   const int64_t d = r.cols, tasks = row_tasks(r.rows);
   progress.set_total(3 * r.rows);

@@ -4,7 +4,7 @@
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readMatrix } from '../io/matrix.js';
@@ -43,7 +43,7 @@ function registerGroups(falcon: Command): void {
     .description('Feature groups: images whose features at or above mean + 5·std of the row-normalised representations are exactly the same set')
     .requiredOption('--representations <npy>', 'N × D representations (float32 or float16)')
     .requiredOption('--out <json>', 'groups.json: group key ("3,17") → ascending image indices')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .action(act(async (o: { representations: string; out: string; sigmas: number; moreThan: number }, { signal }) => {
       const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas, signal });
@@ -70,7 +70,7 @@ function registerExplain(falcon: Command): void {
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line (default: the .npy path with .txt)')
     .option('--temperature <t>', 'per-shard softmax(t·cos) scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--out <dir>', 'write groups/<key>.json and concepts.csv here'))
     .action(captionAction(explain));
@@ -121,7 +121,7 @@ function registerRun(falcon: Command): void {
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))
     .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
-    .option('--sigmas <n>', 'threshold = mean + sigmas · std', number('--sigmas'), 5)
+    .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
     .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability passes this", number('--interpretable-above'), 0.8)
     .option('--all-groups', 'caption and name every group, whatever its interpretability'))
@@ -159,6 +159,11 @@ function registerDemo(falcon: Command): void {
     }));
 }
 
+
+/** The firing threshold's option, one definition for every command that groups images. */
+function sigmasOption(): Option {
+  return new Option('--sigmas <n>', 'threshold = mean + sigmas · std (> 0)').argParser(number('--sigmas', { min: 0, above: true })).default(5);
+}
 export function registerFalcon(program: Command): void {
   const falcon = program.command('falcon').description('FALCON: name feature groups of a vision representation with contrasting concepts');
   registerGroups(falcon);
