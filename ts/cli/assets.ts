@@ -12,7 +12,10 @@ function list(json: boolean): void {
   if (json) console.log(JSON.stringify({ cache: cacheDir(), assets: rows }));
   else {
     console.log(`cache: ${cacheDir()}`);
-    console.table(rows);
+    const cols = Object.keys(rows[0]) as (keyof (typeof rows)[number])[];
+    const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
+    for (const cells of [cols, ...rows.map((r) => cols.map((c) => String(r[c])))])
+      console.log(cells.map((x, i) => String(x).padEnd(width[i])).join('  ').trimEnd());
   }
 }
 

@@ -177,8 +177,10 @@ export function registerSae(program: Command): void {
       if (o.json) return console.log(JSON.stringify(result));
       console.log(`top-1 ${(100 * (result.top1 as number)).toFixed(2)}%  top-5 ${(100 * (result.top5 as number)).toFixed(2)}%` +
         (result.baseline ? `  (plain linear probe top-1 ${(100 * (result.baseline as { top1: number }).top1).toFixed(2)}%)` : ''));
-      console.log('weights with |w| <=', JSON.stringify(result.weightsAtMost), `of ${W.length}`);
-      console.log('coverage (0-based positions, mean):', JSON.stringify(result.coverage));
+      const pairs = (r: Record<string, number>, unit = '') => Object.entries(r).map(([k, v]) => `${k}${unit} ${v}`).join(', ');
+      console.log(`weights with |w| at most a threshold, of ${W.length}: ${pairs(result.weightsAtMost as Record<string, number>, ':')}`);
+      const cov = result.coverage as { positive: Record<string, number>; absolute: Record<string, number> };
+      console.log(`coverage, mean 0-based position reaching each share of the contributions: positive ${pairs(cov.positive, ':')}; absolute ${pairs(cov.absolute, ':')}`);
       (result.global as Array<Array<{ name: string; weight: number }>>).forEach((l, c) =>
         console.log(`class ${c}: ${l.map((x) => `${x.name} (${x.weight.toFixed(3)})`).join(', ')}`));
       for (const l of result.local as Array<{ item: number; label: number; predicted: number; top: Array<{ name: string; contribution: number }> }>)
