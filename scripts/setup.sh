@@ -13,4 +13,5 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
-npm ci --no-audit --no-fund
+# onnxruntime-node's install script would download its CUDA provider (offline here).
+ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund

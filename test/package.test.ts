@@ -71,8 +71,7 @@ test('the packed package installs without a compiler, imports, type-checks, and 
     chmodSync(join(fake, tool), 0o755);
   }
   writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-  writeFileSync(join(proj, '.npmrc'), 'onnxruntime-node-install=skip\n');
-  const env = { ...process.env, PATH: `${fake}:${process.env.PATH}` };
+  const env = { ...process.env, PATH: `${fake}:${process.env.PATH}`, ONNXRUNTIME_NODE_INSTALL: 'skip' };
   const log = run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', join(work, packed[0].filename)], { cwd: proj, env });
   assert.match(log.stdout + log.stderr, /conceptlens: using the prebuilt engine/);
   assert.ok(!existsSync(calls), `the install ran a compiler: ${existsSync(calls) ? readFileSync(calls, 'utf8') : ''}`);
