@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../ts/package-root.js';
+import { environmentWithoutEngineTuning } from '../ts/engine/addon.js';
 import type { BenchRow } from './report.js';
 
 export type PeerResult = { row: BenchRow & { label: string } } | { skipped: string };
@@ -21,7 +22,9 @@ function python(): string {
 export function runPeer(script: string, args: Record<string, string | number>): PeerResult {
   const argv = Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)]);
   const path = join(packageRoot, 'bench', 'peers', script);
-  const r = spawnSync(python(), [path, ...argv], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
+  // The peer keeps the faster OpenBLAS kernels the loader picked (OPENBLAS_CORETYPE) but not its
+  // idle-thread policies, which suit the engine's pool and could slow the peer's own threads.
+  const r = spawnSync(python(), [path, ...argv], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20, env: environmentWithoutEngineTuning() });
   if (r.error) return { skipped: `${script}: cannot run ${python()} (${r.error.message})` };
   const last = r.stdout.trim().split('\n').at(-1) ?? '';
   let out: Record<string, unknown>;

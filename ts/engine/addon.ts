@@ -294,18 +294,34 @@ export function preferredOpenblasCoretype(): string {
   return ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq'].every((x) => f.has(x)) ? 'SkylakeX' : '';
 }
 
+/** The idle-thread policies the loader set for the engine's own pool (not the user), by name. */
+const tunedForEngine = new Set<string>();
+
+/** The process environment without the loader's idle-thread policies: what another program (a bench peer) should run under. */
+export function environmentWithoutEngineTuning(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of tunedForEngine) delete env[name];
+  return env;
+}
+
+function defaultEnv(name: string, value: string): void {
+  if (process.env[name] !== undefined) return;
+  process.env[name] = value;
+  tunedForEngine.add(name);
+}
+
 /** Read by OpenBLAS and libgomp when the addon loads them, so set before. */
 function configureThreads(): void {
   const core = preferredOpenblasCoretype();
   if (core) process.env.OPENBLAS_CORETYPE = core;
   // libgomp (FAISS) spin-waits by default, which starves the other threads on
   // few cores (FAISS >10x slower on 2 shared cores).
-  process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+  defaultEnv('OMP_WAIT_POLICY', 'PASSIVE');
   // OpenBLAS's idle threads spin (sched_yield) for 2^28 cycles, ~70 ms, after
   // each threaded call, taking cores from the compute pool's next step (LE's
   // solve after its Gram). 2^20 cycles keeps them warm between back-to-back
   // calls only: an LE fit 5-10% faster, a fresh SAE step ~5%.
-  process.env.OPENBLAS_THREAD_TIMEOUT ??= '20';
+  defaultEnv('OPENBLAS_THREAD_TIMEOUT', '20');
 }
 
 /** A build from source (a checkout, or an install that compiled) wins over the prebuilt engine. */
