@@ -60,3 +60,9 @@ test('--version prints the package version and exits 0', () => {
   const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
   assert.equal(r.stdout.trim(), version);
 });
+
+test('a bad option value is one error line naming the option, expected and actual value once, then the help hint', () => {
+  const r = spawnSync(process.execPath, [BIN, 'search', '--vocab', 'v.npy', '--queries', 'q.npy', '--out', 'o.json', '--k', '-3'], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.deepEqual(r.stderr.trim().split('\n'), ["error: --k: expected an integer >= 1, got '-3'", '(add --help for usage)']);
+});

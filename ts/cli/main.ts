@@ -25,6 +25,8 @@ export async function main(argv: string[], extra: Register[] = []): Promise<void
     .description('Explain what vision representations encode, in human concepts.')
     .version(packageVersion(), '-V, --version', "print conceptlens's version")
     .showHelpAfterError('(add --help for usage)')
+    // Our option parsers' messages name the option and value already: drop commander's prefix that repeats them.
+    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: option '[^']+' argument '[^']*' is invalid\. (?=--)/, 'error: ')) })
     .exitOverride();
   for (const register of [registerDemo, registerTokenize, ...extra, registerSearch, registerVocab, registerEmbed, registerAssets,
     registerFalcon, registerLe, registerSplice, registerSae, registerWorker, registerAtlas, registerServe]) register(program);
