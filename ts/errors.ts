@@ -72,6 +72,14 @@ export function fileError(path: string, what: string, cause?: unknown): ConceptL
   return new ConceptLensError('ERR_FILE', `${path}: ${what}`, cause === undefined ? undefined : { cause });
 }
 
+const OPEN_FAILURES: Record<string, string> = { ENOENT: 'no such file or directory', EACCES: 'permission denied' };
+
+/** A file that could not be opened, in the same words whichever reader tried. */
+export function openError(path: string, e: unknown): ConceptLensError {
+  const code = (e as NodeJS.ErrnoException).code;
+  return fileError(path, (code && OPEN_FAILURES[code]) ?? `cannot open (${code ?? (e as Error).message})`, e);
+}
+
 /**
  * Any error as a ConceptLensError: native errors keep the code the engine
  * set, platform aborts become ERR_ABORTED, TypeErrors ERR_DTYPE, RangeErrors

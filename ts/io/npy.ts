@@ -2,7 +2,7 @@
 // row ranges for streaming, and atomic writes. fp16 is held as Uint16Array.
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.js';
-import { ConceptLensError, fileError } from '../errors.js';
+import { ConceptLensError, fileError, openError } from '../errors.js';
 
 /** Element types a .npy file may hold (little-endian); float16 data is held as raw bits in a Uint16Array. */
 export type DType = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'uint16';
@@ -85,7 +85,7 @@ function openFile(path: string): number {
   try {
     return openSync(path, 'r');
   } catch (e) {
-    throw fileError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+    throw openError(path, e);
   }
 }
 

@@ -10,7 +10,7 @@ import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetRead, parquetSchema, type ColumnChunk, type FileMetaData, type PageHeader } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { plainSpans, snappyUncompress } from '../engine/vocab.js';
-import { fileError } from '../errors.js';
+import { fileError, openError } from '../errors.js';
 
 type AsyncBuffer = Awaited<ReturnType<typeof asyncBufferFromFile>>;
 
@@ -34,7 +34,7 @@ async function footer(path: string): Promise<{ file: AsyncBuffer; metadata: File
   try {
     file = await asyncBufferFromFile(path);
   } catch (e) {
-    throw fileError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+    throw openError(path, e);
   }
   try {
     return { file, metadata: await parquetMetadataAsync(file) };
@@ -244,7 +244,7 @@ export class ParquetColumn {
     try {
       fh = await openFile(this.path, 'r');
     } catch (e) {
-      throw fileError(this.path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+      throw openError(this.path, e);
     }
     try {
       const out = new Uint8Array(bytes);
