@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 namespace cl {
@@ -33,6 +34,8 @@ void release_kept();
 // n uninitialised Ts from the pool, given back when destroyed.
 template <class T>
 class Scratch {
+  static_assert(std::is_trivial_v<T>, "Scratch holds plain values: no constructor or destructor runs on them");
+
  public:
   Scratch() = default;
   explicit Scratch(size_t n) : block_(scratch::take(checked_bytes(n))), n_(n) {}
