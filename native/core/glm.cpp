@@ -439,11 +439,14 @@ namespace {
 struct Saga {
   static constexpr int64_t kBlock = 32;
   int64_t n, p, K;
-  std::vector<float> W, b, table, wavg, bavg;
+  Scratch<float> W;  // becomes the fit's weights
+  std::vector<float> b, table, wavg, bavg;
   std::vector<float> Xb, out, D, gd;
   Saga(int64_t n_, int64_t p_, int64_t K_, int64_t B)
-      : n(n_), p(p_), K(K_), W(K_ * p_, 0.0f), b(K_, 0.0f), table(n_ * K_, 0.0f), wavg(K_ * p_, 0.0f),
-        bavg(K_, 0.0f), Xb(B * p_), out(B * K_), D(B * K_), gd(K_ * p_) {}
+      : n(n_), p(p_), K(K_), W(size_t(K_ * p_)), b(K_, 0.0f), table(n_ * K_, 0.0f), wavg(K_ * p_, 0.0f),
+        bavg(K_, 0.0f), Xb(B * p_), out(B * K_), D(B * K_), gd(K_ * p_) {
+    std::fill(W.begin(), W.end(), 0.0f);
+  }
 
   // One minibatch (rows idx[0..m)): returns ½Σ residual², then takes the proximal SAGA step.
   double step(const float* X, const float* Y, const int64_t* idx, int64_t m, const ElasticNet& en, double lr) {
@@ -524,8 +527,7 @@ GlmFit elastic_net_saga(const float* X, int64_t n, int64_t p, const float* Y, in
     progress.advance(1);
   }
   GlmFit fit;
-  fit.weights = Scratch<float>(s.W.size());
-  std::copy(s.W.begin(), s.W.end(), fit.weights.begin());
+  fit.weights = std::move(s.W);
   fit.bias = std::move(s.b);
   fit.iterations = epoch;
   fit.objective = elastic_net_objective(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), en);

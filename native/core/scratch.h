@@ -66,8 +66,7 @@ class Scratch {
     return n * sizeof(T);
   }
   void reset() {
-    if (block_.data) scratch::give(std::exchange(block_, {}));
-    n_ = 0;
+    if (block_.data) scratch::give(release());
   }
 
   scratch::Block block_;
