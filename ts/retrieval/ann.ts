@@ -68,7 +68,8 @@ export interface AnnIndex {
 const SIDECAR_FORMAT = 'conceptlens-ann/1';
 const DEFAULT_EF_SEARCH = 64;
 const PQ_MIN_TRAIN = 256;  // one training row per centroid of an 8-bit codebook
-const PQ_ADVISED_TRAIN = 39 * 256;  // FAISS's advice: 39 rows per centroid
+const FAISS_POINTS_PER_CENTROID = 39;  // FAISS's advised minimum of training rows per k-means centroid
+const PQ_ADVISED_TRAIN = FAISS_POINTS_PER_CENTROID * PQ_MIN_TRAIN;
 
 function factoryString(meta: AnnMeta): string {
   const p = meta.params;
@@ -129,7 +130,7 @@ function positiveInt(value: number, name: string, max = Infinity, why = ''): num
  * least 1.
  */
 export function defaultNlist(rows: number): number {
-  return Math.max(1, Math.min(Math.round(4 * Math.sqrt(rows)), Math.floor(rows / 39)));
+  return Math.max(1, Math.min(Math.round(4 * Math.sqrt(rows)), Math.floor(rows / FAISS_POINTS_PER_CENTROID)));
 }
 
 /** Default PQ sub-quantizer count for width `dim`: its largest divisor ≤ dim/4 (1 when there is none above 1). */
