@@ -66,16 +66,6 @@ float topk_bound(const float* row, int64_t m, int k) {
   return lo;
 }
 
-// Entries of row[0..m) that may be among its k largest (all those at least
-// topk_bound, *lo) into cols and vals (m + 16 of room); returns how many: at
-// least k unless the row holds NaNs.
-int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo) {
-  *lo = topk_bound(row, m, k);
-  const int64_t n = select_ge(row, m, *lo, cols, vals);
-  if (n >= k) return n;
-  *lo = -std::numeric_limits<float>::infinity();
-  return select_ge(row, m, *lo, cols, vals);
-}
 
 // Order-preserving map of floats to unsigned keys (and back), for a binary
 // search over values.
@@ -139,6 +129,24 @@ int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* v
     if (row[j] >= lo) {
       cols[kept] = static_cast<int32_t>(j);
       vals[kept++] = row[j];
+    }
+  return kept;
+}
+
+int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo) {
+  *lo = topk_bound(row, m, k);
+  const int64_t n = select_ge(row, m, *lo, cols, vals);
+  if (n >= k) return n;
+  *lo = -std::numeric_limits<float>::infinity();
+  return select_ge(row, m, *lo, cols, vals);
+}
+
+int64_t filter_ge(int32_t* cols, float* vals, int64_t n, float lo) {
+  int64_t kept = 0;
+  for (int64_t e = 0; e < n; ++e)
+    if (vals[e] >= lo) {
+      cols[kept] = cols[e];
+      vals[kept++] = vals[e];
     }
   return kept;
 }

@@ -21,6 +21,15 @@ struct RowScratch {
 // of room.
 int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* vals);
 
+// Entries of row[0..m) that may be among its k largest, in index order, into
+// cols and vals (m + 16 of room): all those at least a cheap lower bound *lo
+// on the k-th largest. Returns how many: at least k unless the row holds NaNs.
+int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo);
+
+// Keeps, in place and in order, the n (index, value) pairs with value >= lo;
+// returns how many.
+int64_t filter_ge(int32_t* cols, float* vals, int64_t n, float lo);
+
 // The k-th largest of v[0..n) (k <= n, all values >= lo, no NaNs).
 float kth_value(const float* v, int64_t n, int k, float lo);
 

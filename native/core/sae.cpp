@@ -149,6 +149,7 @@ struct SaeWork {
   std::vector<int64_t> active;  // per item
   std::vector<int64_t> fired;   // per latent (dense path)
   std::vector<double> colsum;   // row blocks × d: Σ x (for fvu)
+  std::vector<double> block_mean;  // row blocks × d: each block's mean (for fvu)
   std::vector<double> dev;      // per row block: Σ ‖x − the block's mean‖²
   // Partial sums of ∂loss/∂b per row block (Σ g) and per latent block
   // (−Σ ∂b_e W_e), added in one order whatever thread ran which block.
@@ -393,6 +394,96 @@ void adam(float* p, float* m1, float* m2, const float* g, int64_t n, const A& a)
   adam_scalar(p, m1, m2, g, n, a);
 }
 
+// One item's residual terms over dims [c0, d): r ← r − x (x̂ − x, its
+// square summed into *sq), cs += x; with the aux reconstruction h (ê, or
+// null): its residual −r − h squared into *asq and h ← hscale·(r + h), the
+// aux gradient; then r ← gscale·r, the main gradient, and gb += r.
+struct ResidualRow {
+  float* r;
+  const float* x;
+  float* h;
+  double* cs;
+  float* gb;
+  float gscale, hscale;
+};
+
+void residual_scalar(const ResidualRow& a, int64_t c0, int64_t d, double* sq, double* asq) {
+  for (int64_t c = c0; c < d; ++c) {
+    const float r = a.r[c] - a.x[c];
+    *sq += double(r) * r;
+    a.cs[c] += a.x[c];
+    if (a.h) {
+      const float diff = -r - a.h[c];
+      *asq += double(diff) * diff;
+      a.h[c] = -a.hscale * diff;
+    }
+    a.r[c] = r * a.gscale;
+    a.gb[c] += a.r[c];
+  }
+}
+
+// Σ v² of 16 floats into two double accumulators.
+__attribute__((target("avx512f"))) void add_squares(__m512 v, __m512d& s0, __m512d& s1) {
+  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  s0 = _mm512_fmadd_pd(lo, lo, s0);
+  s1 = _mm512_fmadd_pd(hi, hi, s1);
+}
+
+// cs[0..16) += v, in double.
+__attribute__((target("avx512f"))) void add_widened(__m512 v, double* cs) {
+  _mm512_storeu_pd(cs, _mm512_add_pd(_mm512_loadu_pd(cs), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));
+  _mm512_storeu_pd(cs + 8, _mm512_add_pd(_mm512_loadu_pd(cs + 8),
+                                         _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))));
+}
+
+__attribute__((target("avx512f"))) void residual_avx512(const ResidualRow& a, int64_t d, double* sq, double* asq) {
+  const __m512 gs = _mm512_set1_ps(a.gscale), hs = _mm512_set1_ps(-a.hscale);
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0, t0 = s0, t1 = s0;
+  int64_t c = 0;
+  for (; c + 16 <= d; c += 16) {
+    const __m512 x = _mm512_loadu_ps(a.x + c), r = _mm512_sub_ps(_mm512_loadu_ps(a.r + c), x);
+    add_squares(r, s0, s1);
+    add_widened(x, a.cs + c);
+    if (a.h) {
+      const __m512 diff = _mm512_sub_ps(_mm512_sub_ps(_mm512_setzero_ps(), r), _mm512_loadu_ps(a.h + c));
+      add_squares(diff, t0, t1);
+      _mm512_storeu_ps(a.h + c, _mm512_mul_ps(hs, diff));
+    }
+    const __m512 g = _mm512_mul_ps(r, gs);
+    _mm512_storeu_ps(a.r + c, g);
+    _mm512_storeu_ps(a.gb + c, _mm512_add_ps(_mm512_loadu_ps(a.gb + c), g));
+  }
+  *sq += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  *asq += _mm512_reduce_add_pd(_mm512_add_pd(t0, t1));
+  residual_scalar(a, c, d, sq, asq);
+}
+
+void residual_row(const ResidualRow& a, int64_t d, double* sq, double* asq) {
+  if (kAvx512) return residual_avx512(a, d, sq, asq);
+  residual_scalar(a, 0, d, sq, asq);
+}
+
+// Σ (x − mean)² over d dims (mean in double).
+__attribute__((target("avx512f"))) double spread_avx512(const float* x, const double* mean, int64_t d) {
+  __m512d s = _mm512_setzero_pd();
+  int64_t c = 0;
+  for (; c + 8 <= d; c += 8) {
+    const __m512d e = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + c)), _mm512_loadu_pd(mean + c));
+    s = _mm512_fmadd_pd(e, e, s);
+  }
+  double t = _mm512_reduce_add_pd(s);
+  for (; c < d; ++c) t += (x[c] - mean[c]) * (x[c] - mean[c]);
+  return t;
+}
+
+double spread(const float* x, const double* mean, int64_t d) {
+  if (kAvx512) return spread_avx512(x, mean, d);
+  double t = 0;
+  for (int64_t c = 0; c < d; ++c) t += (x[c] - mean[c]) * (x[c] - mean[c]);
+  return t;
+}
+
 // g ← (f > 0) ? g + lam : 0: the gradient through the activation, dense path.
 __attribute__((target("avx512f"))) void mask_grad_avx512(const float* f, float* g, int64_t m, float lam) {
   const __m512 l = _mm512_set1_ps(lam), z = _mm512_setzero_ps();
@@ -461,8 +552,12 @@ float below(float x, double by) { return std::nextafter(static_cast<float>(doubl
 void screen_candidates(const float* row, int64_t m, int k, int64_t aux_k, double e, const std::vector<int32_t>& dead,
                        EncoderScreen::Lists& L) {
   RowScratch& s = RowScratch::get(m);
-  const float cut = below(kth_largest(row, m, k), 2 * e);
-  int64_t c = select_ge(row, m, cut, s.cols.data(), s.vals.data());
+  float lo;
+  int64_t c = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo);
+  const float cut = below(c < k ? -INFINITY : kth_value(s.vals.data(), c, k, lo), 2 * e);
+  // The candidates hold every entry >= lo: a second pass over the row only
+  // when the window reaches below them.
+  c = cut >= lo ? filter_ge(s.cols.data(), s.vals.data(), c, cut) : select_ge(row, m, cut, s.cols.data(), s.vals.data());
   const size_t base = L.col.size();
   L.col.insert(L.col.end(), s.cols.data(), s.cols.data() + c);
   if (!dead.empty() && aux_k > 0) {
@@ -962,6 +1057,7 @@ void Sae::reconstruct(int64_t n, bool sparse) {
   w.sq.assign(n, 0.0);
   w.asq.assign(n, 0.0);
   w.colsum.assign(nb * d, 0.0);
+  w.block_mean.resize(nb * d);
   w.dev.assign(nb, 0.0);
   w.gb_items.assign(nb * d, 0.0f);
   if (!sparse) {
@@ -982,35 +1078,13 @@ void Sae::reconstruct(int64_t n, bool sparse) {
       std::fill(w.h.data() + i0 * d, w.h.data() + i1 * d, 0.0f);
       decode_block(w.aux, i0, i1, D, d, m, m, w.h.data() + i0 * d);
     }
-    for (int64_t i = i0; i < i1; ++i) {
-      float* r = w.r.data() + i * d;
-      const float* x = w.x + i * d;
-      double s = 0;
-      for (int64_t c = 0; c < d; ++c) {
-        r[c] -= x[c];
-        s += double(r[c]) * r[c];
-        cs[c] += x[c];
-      }
-      w.sq[i] = s;
-      if (aux) {
-        float* h = w.h.data() + i * d;  // ê, becoming the aux gradient
-        double a = 0;
-        for (int64_t c = 0; c < d; ++c) {
-          const float diff = -r[c] - h[c];
-          a += double(diff) * diff;
-          h[c] = -hscale * diff;
-        }
-        w.asq[i] = a;
-      }
-      for (int64_t c = 0; c < d; ++c) r[c] *= gscale;
-      axpy(1.0f, r, gb, d);
-    }
-    double dev = 0;  // about the block's own mean, while its rows are in cache
     for (int64_t i = i0; i < i1; ++i)
-      for (int64_t c = 0; c < d; ++c) {
-        const double e = w.x[i * d + c] - cs[c] / double(i1 - i0);
-        dev += e * e;
-      }
+      residual_row({w.r.data() + i * d, w.x + i * d, aux ? w.h.data() + i * d : nullptr, cs, gb, gscale, hscale}, d,
+                   &w.sq[i], &w.asq[i]);
+    double* mean = w.block_mean.data() + blk * d;  // the block's own, while its rows are in cache
+    for (int64_t c = 0; c < d; ++c) mean[c] = cs[c] / double(i1 - i0);
+    double dev = 0;
+    for (int64_t i = i0; i < i1; ++i) dev += spread(w.x + i * d, mean, d);
     w.dev[blk] = dev;
   });
 }
