@@ -13,6 +13,7 @@ namespace cl {
 struct RowScratch {
   std::vector<int32_t> cols;
   std::vector<float> vals;
+  std::vector<float> maxima;  // topk_bound's
   static RowScratch& get(int64_t m);
 };
 
@@ -21,10 +22,15 @@ struct RowScratch {
 // of room.
 int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* vals);
 
-// Entries of row[0..m) that may be among its k largest, in index order, into
-// cols and vals (m + 16 of room): all those at least a cheap lower bound *lo
-// on the k-th largest. Returns how many: at least k unless the row holds NaNs.
-int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo);
+// x − by (by >= 0), widened and rounded down to a float: at most x − by.
+float lowered(float x, double by);
+
+// Entries of row[0..m) that may be among its k largest, or within `window`
+// below the k-th largest, in index order, into cols and vals (m + 16 of
+// room): all those at least *lo, a cheap lower bound on the k-th largest
+// lowered by the window. Returns how many: at least k unless the row holds
+// NaNs (then every other entry, *lo = -inf).
+int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo, double window = 0);
 
 // Keeps, in place and in order, the n (index, value) pairs with value >= lo;
 // returns how many.

@@ -540,9 +540,6 @@ struct ScreenBound {
   }
 };
 
-// x − by (by ≥ 0), widened and rounded down to a float.
-float below(float x, double by) { return std::nextafter(static_cast<float>(double(x) - by * (1 + 0x1p-20)), -INFINITY); }
-
 // Appends to L the latents of an estimated row (b_e plus the rounded products,
 // each within e of its fp32 value) that could be among the item's TopK or
 // aux codes: those within 2e of the k-th estimate (the k-th fp32 value is
@@ -552,12 +549,10 @@ float below(float x, double by) { return std::nextafter(static_cast<float>(doubl
 void screen_candidates(const float* row, int64_t m, int k, int64_t aux_k, double e, const std::vector<int32_t>& dead,
                        EncoderScreen::Lists& L) {
   RowScratch& s = RowScratch::get(m);
-  float lo;
-  int64_t c = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo);
-  const float cut = below(c < k ? -INFINITY : kth_value(s.vals.data(), c, k, lo), 2 * e);
-  // The candidates hold every entry >= lo: a second pass over the row only
-  // when the window reaches below them.
-  c = cut >= lo ? filter_ge(s.cols.data(), s.vals.data(), c, cut) : select_ge(row, m, cut, s.cols.data(), s.vals.data());
+  float lo;  // one pass collects every entry within 2e of the k-th, and a few more
+  int64_t c = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo, 2 * e);
+  const float cut = lowered(c < k ? -INFINITY : kth_value(s.vals.data(), c, k, lo), 2 * e);
+  c = filter_ge(s.cols.data(), s.vals.data(), c, cut);
   const size_t base = L.col.size();
   L.col.insert(L.col.end(), s.cols.data(), s.cols.data() + c);
   if (!dead.empty() && aux_k > 0) {
@@ -566,7 +561,7 @@ void screen_candidates(const float* row, int64_t m, int k, int64_t aux_k, double
     if (nd > aux_k) {
       for (int64_t i = 0; i < nd; ++i) s.vals[i] = row[dead[i]];
       const float aux_kth = kth_value(s.vals.data(), nd, static_cast<int>(aux_k), -INFINITY);
-      aux_cut = std::max(aux_cut, below(aux_kth, 2 * e));
+      aux_cut = std::max(aux_cut, lowered(aux_kth, 2 * e));
     }
     bool merged = false;
     for (int32_t j : dead)
