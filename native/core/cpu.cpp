@@ -16,6 +16,7 @@ std::string preferred_openblas_coretype() {
 }
 
 bool cpu_avx512f() {
+  if (std::getenv("CONCEPTLENS_NO_AVX512")) return false;
   __builtin_cpu_init();  // callers include static initialisers, which may run first
   return __builtin_cpu_supports("avx512f");
 }

@@ -9,7 +9,8 @@
 namespace cl {
 
 // Whether this CPU runs AVX-512F: kernels built for baseline x86-64 check it
-// before taking their AVX-512 path.
+// before taking their AVX-512 path. CONCEPTLENS_NO_AVX512 (any value) says
+// no, so the scalar paths run in tests on AVX-512 machines too.
 bool cpu_avx512f();
 
 // "SkylakeX" on CPUs with the AVX-512 subsets its kernels use; "" otherwise

@@ -106,6 +106,29 @@ int64_t count_ge(const float* v, int64_t n, float t) {
   return std::count_if(v, v + n, [t](float x) { return x >= t; });
 }
 
+// The least of the values >= t (+inf when none).
+__attribute__((target("avx512f"))) float min_ge_avx512(const float* v, int64_t n, float t) {
+  const __m512 tv = _mm512_set1_ps(t);
+  __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    const __m512 x = _mm512_loadu_ps(v + e);
+    lo = _mm512_mask_min_ps(lo, _mm512_cmp_ps_mask(x, tv, _CMP_GE_OQ), lo, x);
+  }
+  float out = _mm512_reduce_min_ps(lo);
+  for (; e < n; ++e)
+    if (v[e] >= t) out = std::min(out, v[e]);
+  return out;
+}
+
+float min_ge(const float* v, int64_t n, float t) {
+  if (kAvx512) return min_ge_avx512(v, n, t);
+  float out = std::numeric_limits<float>::infinity();
+  for (int64_t e = 0; e < n; ++e)
+    if (v[e] >= t) out = std::min(out, v[e]);
+  return out;
+}
+
 __attribute__((target("avx512f"))) int64_t threshold_avx512(float* row, int64_t m, float thr, double* sum) {
   const bool positive = thr > 0;
   const __m512 t = _mm512_set1_ps(positive ? thr : 0.0f);
@@ -146,12 +169,12 @@ int64_t select_ge(const float* row, int64_t m, float lo, int32_t* cols, float* v
 }
 
 float lowered(float x, double by) {
+  if (by == 0) return x;
   return std::nextafter(static_cast<float>(double(x) - by * (1 + 0x1p-20)), -std::numeric_limits<float>::infinity());
 }
 
 int64_t topk_candidates(const float* row, int64_t m, int k, int32_t* cols, float* vals, float* lo, double window) {
-  *lo = topk_bound(row, m, k);
-  if (window > 0) *lo = lowered(*lo, window);
+  *lo = lowered(topk_bound(row, m, k), window);
   const int64_t n = select_ge(row, m, *lo, cols, vals);
   if (n >= k) return n;
   *lo = -std::numeric_limits<float>::infinity();
@@ -170,14 +193,25 @@ int64_t filter_ge(int32_t* cols, float* vals, int64_t n, float lo) {
 
 // The largest t with at least k values >= t, by binary search over float
 // keys; each probe is one vector count, cheaper than a selection on short
-// lists.
+// lists. A probe that counts exactly k ends the search: the k-th largest is
+// then the least value at or above it (about 10 probes instead of 30 on the
+// SAE screen's lists of ~60).
 float kth_value(const float* v, int64_t n, int k, float lo) {
   uint32_t below = float_key(lo), above = float_key(*std::max_element(v, v + n)) + 1;  // count(lo) >= k > count(above)
   while (above - below > 1) {
     const uint32_t mid = below + (above - below) / 2;
-    (count_ge(v, n, key_float(mid)) >= k ? below : above) = mid;
+    const int64_t c = count_ge(v, n, key_float(mid));
+    if (c == k) return min_ge(v, n, key_float(mid));
+    (c > k ? below : above) = mid;
   }
   return key_float(below);
+}
+
+int64_t window_candidates(const float* row, int64_t m, int k, double window, int32_t* cols, float* vals, float* cut) {
+  float lo;  // one pass collects every entry within the window of the k-th, and a few more
+  const int64_t c = topk_candidates(row, m, k, cols, vals, &lo, window);
+  *cut = lowered(c < k ? -std::numeric_limits<float>::infinity() : kth_value(vals, c, k, lo), window);
+  return filter_ge(cols, vals, c, *cut);
 }
 
 RowScratch& RowScratch::get(int64_t m) {

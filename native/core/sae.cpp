@@ -549,10 +549,8 @@ struct ScreenBound {
 void screen_candidates(const float* row, int64_t m, int k, int64_t aux_k, double e, const std::vector<int32_t>& dead,
                        EncoderScreen::Lists& L) {
   RowScratch& s = RowScratch::get(m);
-  float lo;  // one pass collects every entry within 2e of the k-th, and a few more
-  int64_t c = topk_candidates(row, m, k, s.cols.data(), s.vals.data(), &lo, 2 * e);
-  const float cut = lowered(c < k ? -INFINITY : kth_value(s.vals.data(), c, k, lo), 2 * e);
-  c = filter_ge(s.cols.data(), s.vals.data(), c, cut);
+  float cut;
+  const int64_t c = window_candidates(row, m, k, 2 * e, s.cols.data(), s.vals.data(), &cut);
   const size_t base = L.col.size();
   L.col.insert(L.col.end(), s.cols.data(), s.cols.data() + c);
   if (!dead.empty() && aux_k > 0) {

@@ -253,6 +253,15 @@ TEST(topk_step_with_aux_loss_matches_float64_reference) {
   compare_steps(small(SaeKind::TopK), true, 300);
 }
 
+// d = 20: the residual's 16-wide loop and the spread's 8-wide loop, each
+// with a scalar tail of 4 (the other float64 comparisons use d = 8, 16, 512).
+TEST(topk_step_with_a_ragged_width_matches_float64_reference) {
+  auto c = small(SaeKind::TopK);
+  c.d = 20;
+  compare_steps(c, true);
+  compare_steps(c, true, 300);
+}
+
 TEST(batchtopk_step_with_aux_loss_matches_float64_reference) { compare_steps(small(SaeKind::BatchTopK), true); }
 
 // Sizes past the sparse kernels' blocks: more items than one span of the
