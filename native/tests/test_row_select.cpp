@@ -56,6 +56,18 @@ TEST(kth_largest_matches_sorting) {
   });
 }
 
+// The n (index, value) pairs are exactly the row's entries >= t, in index order.
+void check_selected(const std::vector<float>& row, const std::vector<int32_t>& cols, const std::vector<float>& vals,
+                    int64_t n, float t) {
+  int64_t e = 0;
+  for (int64_t j = 0; j < static_cast<int64_t>(row.size()); ++j)
+    if (row[j] >= t) {
+      CHECK(e < n && cols[e] == j && vals[e] == row[j]);
+      ++e;
+    }
+  CHECK(e == n);
+}
+
 // The candidates are exactly the entries at least *lo, in index order; *lo
 // is at most the k-th largest lowered by the window, so every entry within
 // the window of the k-th largest is among them.
@@ -74,20 +86,14 @@ TEST(topk_candidates_hold_every_entry_within_the_window) {
       }
       CHECK(n >= k);
       CHECK(double(lo) <= double(kth) - window);
-      int64_t e = 0;
-      for (int64_t j = 0; j < m; ++j)
-        if (row[j] >= lo) {
-          CHECK(e < n && cols[e] == j && vals[e] == row[j]);
-          ++e;
-        }
-      CHECK(e == n);
+      check_selected(row, cols, vals, n, lo);
     });
 }
 
 // The SAE screen's list: exactly the entries at least the k-th largest
 // lowered by the window, in index order.
 TEST(window_candidates_are_the_entries_within_the_window_of_the_kth) {
-  for (double window : {1e-30, 0.05, 0.7})
+  for (double window : {0.0, 1e-30, 0.05, 0.7})
     for_rows([&](const std::vector<float>& row, int k) {
       const int64_t m = static_cast<int64_t>(row.size());
       std::vector<int32_t> cols(m + 16);
@@ -95,13 +101,7 @@ TEST(window_candidates_are_the_entries_within_the_window_of_the_kth) {
       float cut;
       const int64_t n = cl::window_candidates(row.data(), m, k, window, cols.data(), vals.data(), &cut);
       CHECK(cut == cl::lowered(brute_kth(row, k), window));
-      int64_t e = 0;
-      for (int64_t j = 0; j < m; ++j)
-        if (row[j] >= cut) {
-          CHECK(e < n && cols[e] == j && vals[e] == row[j]);
-          ++e;
-        }
-      CHECK(e == n);
+      check_selected(row, cols, vals, n, cut);
     });
 }
 
