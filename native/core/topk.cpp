@@ -32,11 +32,18 @@ constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kTaskRows = 2048;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
+// A row whose squares sum to ss (not > 0) has no cosine: its norm is zero, or
+// it holds a NaN or an infinity (ERR_NAN).
+[[noreturn]] void fail_norm(const std::string& row, double ss) {
+  if (ss == 0) fail(row + " has zero norm, cosine is undefined");
+  fail(ErrorCode::NaN, row + " holds a NaN or infinite value, cosine is undefined");
+}
+
 void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t j = 0; j < d; ++j) s += double(x[i * d + j]) * x[i * d + j];
-    require(s > 0, std::string(what) + ": row " + std::to_string(i) + " has zero norm, cosine is undefined");
+    if (!(s > 0 && std::isfinite(s))) fail_norm(std::string(what) + ": row " + std::to_string(i), s);
     float inv = static_cast<float>(1.0 / std::sqrt(s));
     for (int64_t j = 0; j < d; ++j) x[i * d + j] *= inv;
   }
@@ -44,7 +51,7 @@ void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
 
 float inverse_norm(double ss, int64_t row, bool lenient = false) {
   if (lenient && ss == 0) return 0.0f;
-  if (!(ss > 0)) fail("vocabulary: row " + std::to_string(row) + " has zero norm, cosine is undefined");
+  if (!(ss > 0 && std::isfinite(ss))) fail_norm("vocabulary: row " + std::to_string(row), ss);
   return static_cast<float>(1.0 / std::sqrt(ss));
 }
 

@@ -663,6 +663,13 @@ TEST(bad_input_is_named) {
   std::vector<float> z(8, 0.0f);
   z[0] = 1;
   CHECK_THROWS_WITH(cos.add(cl::MatrixView{z.data(), cl::DType::F32, 2, 4}, 0, nullptr, p), "row 1 has zero norm");
+  z[5] = NAN;  // a NaN is named as such, not as a zero norm, with ERR_NAN
+  CHECK_THROWS_WITH(cos.add(cl::MatrixView{z.data(), cl::DType::F32, 2, 4}, 0, nullptr, p), "row 1 holds a NaN or infinite value");
+  try {
+    cos.add(cl::MatrixView{z.data(), cl::DType::F32, 2, 4}, 0, nullptr, p);
+  } catch (const cl::Error& e) {
+    CHECK(e.code == cl::ErrorCode::NaN);
+  }
   std::vector<float> qz(8, 0.0f);
   CHECK_THROWS_WITH(cl::TopKAccumulator(qz.data(), 2, 4, opt), "zero norm");
 }
