@@ -117,7 +117,8 @@ export function registerBenchFalcon(bench: Command): void {
       .argParser((v) => list(v).map(integer('--images'))).default([64], '64'))
     .option('--repeats <n>', 'timed repeats after a warm-up (median)', integer('--repeats'), 1)
     .option('--captions <kind>', 'caption files: parquet (LAION metadata_{i}.parquet) | txt', oneOf('--captions', ['parquet', 'txt']), 'parquet')
-    .addOption(listOption('--variants <list>', 'comma list of per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine,dedupe-build', 'per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine'))
+    .addOption(listOption('--variants <list>', 'comma list of per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine,dedupe-build', 'per-shard-softmax-100,per-shard-softmax-100-unit-rows,cosine',
+      ['per-shard-softmax-100', 'per-shard-softmax-100-unit-rows', 'cosine', 'dedupe-build']))
     .option('--dir <path>', 'shard directory (generated when empty; kept); default a temporary one, removed after')
     .option('--json', 'print one JSON object')
     .action(async ({ dir: given, json, ...p }: FalconCaptionParams & { dir?: string; json?: boolean }) => {

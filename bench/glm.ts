@@ -16,6 +16,7 @@ import { readNpy, writeNpy } from '../ts/io/npy.js';
 import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { UsageError } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
@@ -73,7 +74,7 @@ function clipConcepts(n: number, p: number): Mat {
 /** The problem: the user's X and Y (standardised here), or a generator's. */
 export function glmProblem(p: Pick<GlmBenchParams, 'data' | 'x' | 'y' | 'n' | 'p' | 'neurons'>): { X: Mat; Y: Mat; source: string } {
   if (p.x || p.y) {
-    if (!p.x || !p.y) throw new Error('--x and --y go together: concepts X (n × p) and neurons Y (n × K)');
+    if (!p.x || !p.y) throw new UsageError('--x and --y go together: concepts X (n × p) and neurons Y (n × K)');
     const X = readMatrix(p.x, { what: 'concepts' }), Y = readMatrix(p.y, { what: 'neurons', rows: X.rows, rowsFrom: `one per row of ${p.x}` });
     return { X: standardise(X), Y: standardise(Y), source: `${p.x}, ${p.y}` };
   }
@@ -99,7 +100,7 @@ export async function benchGlm(p: GlmBenchParams) {
     const name = solver === 'cd' ? 'conceptlens-cd' : 'glm-saga';
     objectives.set(name, elasticNetObjective(X, Y, fit!.weights, fit!.bias));
     rows.push({ name, label: LABELS[solver], seconds,
-      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: p.neurons / seconds,
+      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: Y.cols / seconds,
       nonzeros_per_neuron: fit!.weights.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
   }
   const skipped = p.peers.includes('sklearn') ? sklearnPeers(X, Y, p, rows, objectives) : [];
@@ -112,7 +113,9 @@ export async function benchGlm(p: GlmBenchParams) {
     r.max_rel_gap_to_best = Math.max(...Array.from(o, (v, k) => (v - best[k]) / best[k]));
   }
   addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name), 'neurons_per_s');
-  const report = { suite: 'glm', params: { ...p, source, lambda: LE_LAMBDA, alpha: LE_ALPHA, skipped }, machine: machine(), results: rows };
+  // The problem as solved: the user's files' sizes, not the generator's defaults.
+  const problem = { data: p.x ? 'user' : p.data, n: X.rows, p: X.cols, neurons: Y.cols, source };
+  const report = { suite: 'glm', params: { ...p, ...problem, lambda: LE_LAMBDA, alpha: LE_ALPHA, skipped }, machine: machine(), results: rows };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'neurons_per_s', quality: 'max_rel_gap_to_best' });
   return report;
 }
@@ -153,10 +156,10 @@ export function registerBenchGlm(bench: Command): void {
       oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
     .option('--x <npy>', 'your concepts, n × p (standardised here); with --y instead of a generator')
     .option('--y <npy>', 'your neurons, n × K (standardised here)')
-    .option('--n <n>', 'samples', integer('--n'), 10000)
-    .option('--p <p>', 'concepts', integer('--p'), 2000)
-    .option('--neurons <k>', 'neurons solved as one batch', integer('--neurons'), 512)
-    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd'));
+    .option('--n <n>', 'samples (generators only)', integer('--n'), 10000)
+    .option('--p <p>', 'concepts (generators only)', integer('--p'), 2000)
+    .option('--neurons <k>', 'neurons solved as one batch (generators only)', integer('--neurons'), 512)
+    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd', ['cd', 'saga']));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw neurons/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchGlm));
 }

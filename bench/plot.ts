@@ -9,26 +9,34 @@ import type { BenchReport, BenchRow } from './report.js';
 export interface PlotSpec {
   /** Row field drawn as bars (higher is better), e.g. 'samples_per_s'. */
   throughput: string;
-  /** Row field drawn against seconds (lower is better), e.g. a relative objective or duality gap. */
+  /** Row field drawn against time (lower is better), e.g. a relative objective or duality gap. */
   quality?: string;
+  /** Row field the quality is drawn against (default 'seconds'); per sample where contenders solve different counts. */
+  time?: string;
 }
 
-/** Quality against time: one labelled point per contender, both axes log10. */
-function qualityPanel(rows: BenchRow[], field: string, width: number): string {
-  const pts = rows.filter((r) => typeof r[field] === 'number' && (r[field] as number) > 0 && r.seconds > 0);
+/**
+ * Quality against time: one labelled point per contender, both axes log10. A quality of 0 (the best contender's
+ * gap to the best) has no logarithm: it is drawn a decade below the least positive one and labelled "(0)".
+ */
+function qualityPanel(rows: BenchRow[], field: string, time: string, width: number): string {
+  const num = (r: BenchRow, f: string) => (typeof r[f] === 'number' ? (r[f] as number) : NaN);
+  const pts = rows.filter((r) => num(r, field) >= 0 && num(r, time) > 0);
   const h = 260, pad = 50;
   if (pts.length === 0) return '';
-  const lx = pts.map((r) => Math.log10(r.seconds)), ly = pts.map((r) => Math.log10(r[field] as number));
+  const positive = pts.map((r) => num(r, field)).filter((v) => v > 0);
+  const zero = positive.length > 0 ? Math.min(...positive) / 10 : 1e-16;
+  const lx = pts.map((r) => Math.log10(num(r, time))), ly = pts.map((r) => Math.log10(num(r, field) || zero));
   const span = (v: number[]) => [Math.min(...v) - 0.3, Math.max(...v) + 0.3];
   const [x0, x1] = span(lx), [y0, y1] = span(ly);
   const X = (v: number) => pad + ((v - x0) / (x1 - x0)) * (width - 2 * pad), Y = (v: number) => h - pad + ((y0 - v) / (y1 - y0)) * (h - 2 * pad);
   const dots = pts.map((r, i) => `<circle cx="${X(lx[i]).toFixed(1)}" cy="${Y(ly[i]).toFixed(1)}" r="4" fill="#a84848"/>` +
-    `<text x="${(X(lx[i]) + 6).toFixed(1)}" y="${(Y(ly[i]) - 6).toFixed(1)}">${esc(r.name)}</text>`).join('');
+    `<text x="${(X(lx[i]) + 6).toFixed(1)}" y="${(Y(ly[i]) - 6).toFixed(1)}">${esc(r.name)}${num(r, field) === 0 ? ' (0)' : ''}</text>`).join('');
   return `<g><rect width="${width}" height="${h}" fill="#fff"/>` +
-    `<text x="8" y="18" font-weight="bold">${esc(field)} against seconds (log10 both; lower-left is better)</text>` +
+    `<text x="8" y="18" font-weight="bold">${esc(field)} against ${esc(time)} (log10 both; lower-left is better)</text>` +
     `<line x1="${pad}" y1="${h - pad}" x2="${width - pad}" y2="${h - pad}" stroke="#888"/>` +
     `<line x1="${pad}" y1="${pad}" x2="${pad}" y2="${h - pad}" stroke="#888"/>` +
-    `<text x="${width / 2}" y="${h - 15}">seconds: 10^${x0.toFixed(1)} … 10^${x1.toFixed(1)}</text>` +
+    `<text x="${width / 2}" y="${h - 15}">${esc(time)}: 10^${x0.toFixed(1)} … 10^${x1.toFixed(1)}</text>` +
     `<text x="6" y="${pad - 8}">10^${y1.toFixed(1)}</text><text x="6" y="${h - pad}">10^${y0.toFixed(1)}</text>${dots}</g>`;
 }
 
@@ -38,7 +46,7 @@ export function writeBenchPlot(path: string, report: BenchReport, spec: PlotSpec
     .map((r) => ({ concept: r.name, weight: r[spec.throughput] as number }));
   const top = barChartSvg(`${report.suite}: ${spec.throughput} (same data, warm-up and repeats)`, bars);
   const width = Number(/width="(\d+)"/.exec(top)![1]), height = Number(/height="(\d+)"/.exec(top)![1]);
-  const quality = spec.quality ? qualityPanel(report.results, spec.quality, width) : '';
+  const quality = spec.quality ? qualityPanel(report.results, spec.quality, spec.time ?? 'seconds', width) : '';
   const total = height + (quality ? 270 : 0);
   writeFileAtomic(path, `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${total}" font-family="sans-serif" font-size="12">` +
     `${top.replace(/^<svg[^>]*>/, '<g>').replace(/<\/svg>\n?$/, '</g>')}` +

@@ -75,7 +75,7 @@ export interface RunOptions {
 export function addRunOptions(cmd: Command, o: { warmup?: number; repeats: number; peers?: string[]; plot?: string }): Command {
   cmd.option('--warmup <w>', 'untimed runs per contender first', integer('--warmup', 0), o.warmup ?? 1)
     .option('--repeats <r>', 'timed runs per contender (median)', integer('--repeats'), o.repeats);
-  if (o.peers) cmd.addOption(listOption('--peers <list>', `peers from other languages on the same data: ${o.peers.join(', ')}`, ''));
+  if (o.peers) cmd.addOption(listOption('--peers <list>', `peers from other languages on the same data: ${o.peers.join(', ')}`, '', o.peers));
   if (o.plot) cmd.option('--plot <svg>', o.plot);
   return cmd.option('--json', 'print one JSON object');
 }

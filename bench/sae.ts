@@ -91,7 +91,8 @@ export async function benchSae(p: SaeBenchParams) {
     if (peer && r.phase === 'init') r.speedup_vs_torch = (r.samples_per_s as number) / (peer.samples_per_s as number);
   }
   results.push(...torch.rows);
-  const report = { suite: 'sae', params: { ...p, d, m: p.expansion * d, source, skipped: torch.skipped }, machine: machine(), results };
+  const report = { suite: 'sae', params: { ...p, data: p.features ? 'user' : p.data, d, m: p.expansion * d, source, skipped: torch.skipped },
+    machine: machine(), results };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s' });
   return report;
 }
@@ -107,7 +108,7 @@ export function registerBenchSae(bench: Command): void {
     .option('--batch <n>', 'batch size', integer('--batch'), 4096)
     .option('--k <n>', 'active latents (topk, batchtopk)', integer('--k'), 32)
     .option('--train <n>', "training steps before the 'trained' timing", integer('--train', 0), 100)
-    .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk'));
+    .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk', ['relu-l1', 'topk', 'batchtopk']));
   addRunOptions(cmd, { repeats: 5, peers: ['torch'], plot: 'draw samples/s bars per contender and phase' })
     .action(reportAction(benchSae));
 }

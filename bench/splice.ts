@@ -12,12 +12,13 @@ import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readMatrix } from '../ts/io/matrix.js';
+import { readMatrix, readVector } from '../ts/io/matrix.js';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { normaliseRows } from '../ts/matrix.js';
 import { buildDictionary, centreEmbeddings, solveSplice, spliceProblem, type SpliceSolverName } from '../ts/methods/splice.js';
 import { gaussian, randn, rng } from '../ts/random.js';
 import { integer, listOption, number, oneOf } from '../ts/cli/options.js';
+import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
@@ -93,10 +94,10 @@ export function clipMixSplice(n: number, c: number, noise: number): SpliceBenchP
 /** The problem: the user's embeddings over their concepts (centred as `splice decompose` does), or a generator's. */
 export function spliceBenchProblem(p: Pick<SpliceBenchParams, 'data' | 'concepts' | 'embeddings' | 'imageMean' | 'n' | 'c' | 'd' | 'k' | 'noise'>): SpliceBenchProblem {
   if (p.concepts || p.embeddings) {
-    if (!p.concepts || !p.embeddings) throw new Error('--concepts and --embeddings go together: concept embeddings (c × d) and image embeddings (n × d)');
+    if (!p.concepts || !p.embeddings) throw new UsageError('--concepts and --embeddings go together: concept embeddings (c × d) and image embeddings (n × d)');
     const concepts = readMatrix(p.concepts, { what: 'concept embeddings' });
     const z = readMatrix(p.embeddings, { what: 'image embeddings', cols: concepts.cols, colsFrom: `the width of ${p.concepts}` });
-    const mean = p.imageMean ? readMatrix(p.imageMean, { what: 'image mean' }).data as Float32Array : undefined;
+    const mean = p.imageMean ? readVector(p.imageMean, { what: 'image mean', length: concepts.cols, lengthFrom: `the width of ${p.concepts}` }) : undefined;
     const s = spliceProblem(concepts, Float32Array.from(z.data), { mean });
     return { dictionary: s.dictionary, samples: s.samples, n: z.rows, c: concepts.rows, d: s.d, source: `${p.embeddings} over ${p.concepts}` };
   }
@@ -185,13 +186,14 @@ export async function benchSplice(p: SpliceBenchParams) {
   const best = new Float64Array(pr.n).fill(Infinity);
   for (const s of solved) s.objectives.forEach((v, i) => (best[i] = Math.min(best[i], v)));
   const rows = solved.map(({ row, objectives: o }) => ({
-    ...row, mean_objective: o.reduce((a, v) => a + v, 0) / o.length,
+    ...row, seconds_per_sample: row.seconds / (row.samples as number), mean_objective: o.reduce((a, v) => a + v, 0) / o.length,
     max_rel_gap_to_best: Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i])),
   }));
   addRatios(rows, ['sklearn-sparse-encode'], 'samples_per_s');
-  const params = { ...p, n: pr.n, c: pr.c, d: pr.d, source: pr.source, skipped: typeof peer === 'string' ? [peer] : [] };
+  const params = { ...p, data: p.concepts ? 'user' : p.data, n: pr.n, c: pr.c, d: pr.d, source: pr.source, skipped: typeof peer === 'string' ? [peer] : [] };
   const report = { suite: 'splice', params, machine: machine(), results: rows };
-  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s', quality: 'max_rel_gap_to_best' });
+  // Per sample: the full-dictionary solvers and the peer solve only the first --baseline-n samples.
+  if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s', quality: 'max_rel_gap_to_best', time: 'seconds_per_sample' });
   return report;
 }
 
@@ -204,14 +206,15 @@ export function registerBenchSplice(bench: Command): void {
     .option('--concepts <npy>', 'your concept embeddings (c × d); with --embeddings instead of a generator')
     .option('--embeddings <npy>', 'your image embeddings (n × d), centred on --image-mean as splice decompose does')
     .option('--image-mean <npy>', 'the image mean for --embeddings (default: none, only normalised)')
-    .option('--n <samples>', 'samples', integer('--n'), 5000)
-    .option('--c <concepts>', 'dictionary size', integer('--c'), 10000)
+    .option('--n <samples>', 'samples (generators only)', integer('--n'), 5000)
+    .option('--c <concepts>', 'dictionary size (generators only)', integer('--c'), 10000)
     .option('--d <dim>', 'dimension (planted; clip-mix is 512)', integer('--d'), 512)
     .option('--l1 <lambda>', 'λ', number('--l1', { min: 0 }), 0.25)
     .option('--k <k>', 'planted concepts per sample', integer('--k'), 10)
     .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', number('--noise', { min: 0 }), 0.02)
     .option('--baseline-n <m>', 'samples the full-dictionary solvers (fista, admm) and the peers solve', integer('--baseline-n'), 32)
-    .addOption(listOption('--solvers <list>', 'comma list of auto,ws,fista,admm (the full-dictionary fista and admm take minutes per sample on clip-mix)', 'ws'));
+    .addOption(listOption('--solvers <list>', 'comma list of auto,ws,fista,admm (the full-dictionary fista and admm take minutes per sample on clip-mix)', 'ws',
+      ['auto', 'ws', 'fista', 'admm']));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw samples/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchSplice));
 }

@@ -20,6 +20,7 @@ import { readNpy } from '../ts/io/npy.js';
 import { assetPath } from '../ts/assets.js';
 import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { UsageError } from '../ts/cli/run.js';
 import { writeBenchPlot } from './plot.js';
 import { addRunOptions, machine, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
 
@@ -79,6 +80,14 @@ function clipMix(n: number, q: number): { vocab: Float32Array; queries: Float32A
   return { vocab, queries, d };
 }
 
+const CONTENDERS = ['conceptlens', 'conceptlens-prepared', 'conceptlens-fp16', 'conceptlens-sgemm', 'conceptlens-bf16', 'faiss', 'hnsw'];
+
+/** A conceptlens scan's row name: storage and kernel ('auto' screens in the CPU's best format; the name says which). */
+function scanName(dtype: string, kernel: ScanKernel): string {
+  const screen = kernel === 'auto' ? engineInfo().screening[0] : kernel;
+  return `conceptlens-exact-${dtype}${kernel === 'sgemm' ? '-sgemm' : screen ? `-${screen}screen` : ''}`;
+}
+
 function row(name: string, seconds: number, p: TopkBenchParams, recall: number, extra: Record<string, unknown> = {}): BenchRow {
   return {
     name,
@@ -107,7 +116,7 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
     if (!p.contenders.includes(contender)) continue;
     let r: SearchResult | undefined;
     const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats, p.warmup));
-    results.push({ name: `${contender}-${kernel}`, seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
+    results.push({ name: scanName(v.dtype === 'float16' ? 'fp16' : 'fp32', kernel), seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
       gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30 });
   }
   const faissBytes = 2 * v.rows * v.dim * 4;  // our fp32 copy and FAISS's
@@ -123,7 +132,10 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
   }
   const base = results.find((r) => r.name.startsWith('faiss') && r.seconds > 0);
   if (base) for (const r of results) if (r.name.startsWith('conceptlens')) r.ratio_vs_faiss = r.seconds / base.seconds;
-  return { suite: 'topk', params: { ...p, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes }, machine: machine(), results };
+  const searched = new Set(['faiss', ...kernels.map(([c]) => c)]);
+  const skipped = p.contenders.filter((c) => !searched.has(c)).map((c) => `${c}: not measured with --vocab (generated data only)`);
+  return { suite: 'topk', params: { ...p, data: 'user', n: v.rows, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes, skipped },
+    machine: machine(), results };
 }
 
 /**
@@ -144,6 +156,7 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
 }
 
 export async function benchTopk(p: TopkBenchParams): Promise<BenchReport> {
+  if (p.queries && !p.vocab) throw new UsageError('--queries goes with --vocab (queries of its dimension); generated data makes its own');
   const report = p.vocab ? await benchVocab({ ...p, vocab: p.vocab }) : await benchGenerated(p);
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'queries_per_s' });
   return report;
@@ -156,15 +169,12 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
   const want = (c: string) => p.contenders.includes(c);
   // The reference for recall: fp32 storage scanned by fp32 GEMM tiles.
   const exact = await exactSearch(queries, vocab, p.d, { k: p.k, kernel: 'sgemm' });
-  // 'auto' screens in the CPU's best format; the name says which.
-  const screen = engineInfo().screening[0];
-  const auto = screen ? `-${screen}screen` : '';
   const variants: [string, string, Float32Array | Uint16Array, ScanKernel][] = [
-    ['conceptlens-sgemm', 'conceptlens-exact-fp32-sgemm', vocab, 'sgemm'],
-    ['conceptlens', `conceptlens-exact-fp32${auto}`, vocab, 'auto'],
+    ['conceptlens-sgemm', scanName('fp32', 'sgemm'), vocab, 'sgemm'],
+    ['conceptlens', scanName('fp32', 'auto'), vocab, 'auto'],
   ];
-  for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, `conceptlens-exact-fp32-${f}screen`, vocab, f]);
-  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', `conceptlens-exact-fp16${auto}`, floatsToHalves(vocab), 'auto']);
+  for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, scanName('fp32', f), vocab, f]);
+  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', scanName('fp16', 'auto'), floatsToHalves(vocab), 'auto']);
   let unprepared: SearchResult | undefined;
   for (const [contender, name, data, kernel] of variants) {
     if (!want(contender)) continue;
@@ -202,6 +212,7 @@ export function registerBenchTopk(bench: Command): void {
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
     .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
-    .addOption(listOption('--contenders <list>', 'comma list of conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,conceptlens-bf16,faiss,hnsw', 'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss'));
+    .addOption(listOption('--contenders <list>', `comma list of ${CONTENDERS.join(',')} (with --vocab: conceptlens, its kernels and faiss)`,
+      'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss', CONTENDERS));
   addRunOptions(cmd, { repeats: 3, plot: 'draw queries/s bars per contender' }).action(reportAction(benchTopk));
 }

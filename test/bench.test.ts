@@ -4,10 +4,12 @@
 // here: figures come from `conceptlens bench` at full size.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from './helpers.js';
+import { writeNpy } from '../ts/io/npy.js';
+import { randn } from '../ts/random.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
 
@@ -46,6 +48,39 @@ test('bench glm: coordinate descent reaches the best objective, GLM-SAGA (a fixe
   assert.ok((row(r, 'conceptlens-cd').max_rel_gap_to_best as number) < 1e-6);
   assert.ok((row(r, 'glm-saga').mean_objective as number) >= (row(r, 'conceptlens-cd').mean_objective as number) * (1 - 1e-9));
   assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*conceptlens-cd/s);
+});
+
+test("bench glm on the user's files: rates and params are those of the files, not of the generator's defaults", async () => {
+  const dir = tempDir(), x = join(dir, 'X.npy'), y = join(dir, 'Y.npy');
+  writeNpy(x, randn(200 * 30, 1), [200, 30]);
+  writeNpy(y, randn(200 * 5, 2), [200, 5]);
+  const plot = join(dir, 'glm.svg');
+  const r = await bench(['glm', '--x', x, '--y', y, '--repeats', '1', '--warmup', '0', '--plot', plot]);
+  assert.deepEqual([r.params.data, r.params.n, r.params.p, r.params.neurons], ['user', 200, 30, 5]);
+  const cd = row(r, 'conceptlens-cd');
+  assert.ok(Math.abs((cd.neurons_per_s as number) * cd.seconds - 5) < 1e-9, JSON.stringify(cd));
+  // The best contender's gap is 0, which a log axis cannot show: it is drawn and marked.
+  assert.equal(cd.max_rel_gap_to_best, 0);
+  assert.match(readFileSync(plot, 'utf8'), /max_rel_gap_to_best against seconds.*conceptlens-cd \(0\)/s);
+});
+
+test("bench splice on the user's files takes a 1-D image mean, as splice decompose does", async () => {
+  const dir = tempDir(), c = join(dir, 'C.npy'), z = join(dir, 'Z.npy'), mean = join(dir, 'mean.npy');
+  writeNpy(c, randn(40 * 16, 3), [40, 16]);
+  writeNpy(z, randn(12 * 16, 4), [12, 16]);
+  writeNpy(mean, randn(16, 5, 0.1), [16]);
+  const r = await bench(['splice', '--concepts', c, '--embeddings', z, '--image-mean', mean, '--repeats', '1', '--warmup', '0']);
+  assert.deepEqual([r.params.data, r.params.n, r.params.c, r.params.d], ['user', 12, 40, 16]);
+  assert.equal(row(r, 'ws').samples, 12);
+});
+
+test('bench: an unknown or empty contender list, an unknown peer, or --queries without --vocab is a usage error (exit 2)', () => {
+  for (const args of [['glm', '--solvers', ''], ['glm', '--peers', 'torch'], ['sae', '--variants', 'topk,foo'], ['topk', '--contenders', 'bogus'],
+    ['topk', '--queries', 'q.npy', '--n', '100']]) {
+    const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries)/, args.join(' '));
+  }
 });
 
 test('bench splice: every solver reaches the best objective on planted data', async () => {

@@ -45,6 +45,14 @@ test('list and listOption: entries trimmed, empty ones dropped; the default is p
     new Command('t').exitOverride().addOption(listOption('--solvers <list>', 'solvers', 'cd,saga')).parse(args, { from: 'user' }).opts().solvers;
   assert.deepEqual(parse(), ['cd', 'saga']);
   assert.deepEqual(parse('--solvers', 'saga'), ['saga']);
+  // With the allowed names: each entry checked, repeats dropped, an empty list refused unless the default is empty.
+  const checked = (defaults: string, ...args: string[]) =>
+    new Command('t').exitOverride().configureOutput({ writeErr: () => {} })
+      .addOption(listOption('--solvers <list>', 'solvers', defaults, ['cd', 'saga'])).parse(args, { from: 'user' }).opts().solvers;
+  assert.deepEqual(checked('cd', '--solvers', 'saga,cd,saga'), ['saga', 'cd']);
+  assert.throws(() => checked('cd', '--solvers', 'cd,foo'), /--solvers: expected a comma-separated list of cd, saga, got 'cd,foo'/);
+  assert.throws(() => checked('cd', '--solvers', ''), /--solvers: expected a comma-separated list of cd, saga, got ''/);
+  assert.deepEqual(checked('', '--solvers', ''), []);
 });
 
 test('CLI: `bench topk --n abc` stops before running, naming the option', () => {

@@ -57,7 +57,18 @@ export function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-/** An option parsed by `list`, its default given (and shown in --help) as the comma-separated text. */
-export function listOption(flags: string, description: string, defaults: string): Option {
-  return new Option(flags, description).argParser(list).default(list(defaults), JSON.stringify(defaults));
+/**
+ * An option parsed by `list`, its default given (and shown in --help) as the comma-separated text. With `allowed`,
+ * each entry must be one of them (repeats dropped), and the list must name one at least unless its default is empty
+ * (an opt-in list such as --peers).
+ */
+export function listOption(flags: string, description: string, defaults: string, allowed?: readonly string[]): Option {
+  const name = flags.split(' ')[0];
+  const parse = (value: string) => {
+    const items = [...new Set(list(value))];
+    if (allowed && (items.some((s) => !allowed.includes(s)) || (items.length === 0 && defaults !== '')))
+      invalid(name, `a comma-separated list of ${allowed.join(', ')}`, value);
+    return items;
+  };
+  return new Option(flags, description).argParser(parse).default(list(defaults), JSON.stringify(defaults));
 }
