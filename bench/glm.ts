@@ -60,7 +60,7 @@ function plantedConcepts(n: number, p: number): Mat {
 /** 'clip-mix': cosines of n images (mixtures of two real CLIP concept embeddings) with p real concepts. */
 function clipConcepts(n: number, p: number): Mat {
   const c = deticConcepts(), d = c.d;
-  if (p > c.rows) throw new Error(`--p: clip-mix has ${c.rows} concepts, asked for ${p}`);
+  if (p > c.rows) throw new UsageError(`--p: clip-mix has ${c.rows} concepts, asked for ${p}`);
   const images = conceptMixtures(c, n, 11, 0.02), X = new Float32Array(n * p);
   for (let i = 0; i < n; i++)
     for (let j = 0; j < p; j++) {

@@ -70,7 +70,7 @@ export function plantedSplice(n: number, c: number, d: number, k: number, noise:
  */
 export function clipMixSplice(n: number, c: number, noise: number): SpliceBenchProblem {
   const real = deticConcepts(), d = real.d, m = real.rows;
-  if (c < m) throw new Error(`--c: clip-mix starts from the ${m} real concepts, so at least ${m}, got ${c}`);
+  if (c < m) throw new UsageError(`--c: clip-mix starts from the ${m} real concepts, so at least ${m}, got ${c}`);
   const raw = new Float32Array(c * d), U = real.data, pick = rng(1);
   raw.set(U);
   for (let j = m; j < c; j++) {
