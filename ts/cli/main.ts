@@ -16,7 +16,7 @@ import { registerServe } from './serve.js';
 import { registerAtlas } from './atlas.js';
 import { registerWorker } from './worker.js';
 import { exitCodeOf } from './run.js';
-import { packageVersion } from '../package-root.js';
+import { packageVersion } from '../package-version.js';
 
 export type Register = (program: Command) => void;
 

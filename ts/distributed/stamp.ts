@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { engineInfo } from '../engine/info.js';
-import { packageVersion } from '../package-root.js';
+import { packageVersion } from '../package-version.js';
 import { queueError } from './connection.js';
 
 /** A conceptlens version and engine build: every job carries its coordinator's, and workers compare theirs. */

@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { argError } from '../errors.js';
-import { packageVersion } from '../package-root.js';
+import { packageVersion } from '../package-version.js';
 import type { ServiceOptions } from './config.js';
 import { errorBody, HttpError, toHttpError } from './errors.js';
 import { ServiceMetrics } from './metrics.js';
