@@ -35,6 +35,10 @@ export function runPeer(script: string, args: Record<string, string | number>): 
   }
   if (r.status === 3 || out.skipped) return { skipped: `${script}: ${String(out.skipped)}` };
   if (r.status !== 0) return { skipped: `${script} failed (exit ${r.status}): ${r.stderr.trim().split('\n').at(-1) ?? ''}` };
+  // The same protocol as the suite's own contenders, as the peer itself reports it.
+  for (const key of ['warmup', 'repeats'] as const)
+    if (args[key] !== undefined && out[key] !== args[key])
+      return { skipped: `${script}: ran ${key} ${String(out[key])}, asked for ${args[key]}; its row would not be comparable` };
   return { row: out as BenchRow & { label: string } };
 }
 

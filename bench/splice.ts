@@ -168,7 +168,7 @@ function sklearnPeer(pr: SpliceBenchProblem, p: SpliceBenchParams): Solved | str
     if ('skipped' in r) return r.skipped;
     const weights = readNpy(W).data as Float32Array;
     return {
-      row: { name: 'sklearn-sparse-encode', label: r.row.label, seconds: r.row.seconds, samples: m, samples_per_s: m / r.row.seconds,
+      row: { name: 'sklearn-sparse-encode', label: r.row.label, seconds: r.row.seconds, warmup: r.row.warmup, repeats: r.row.repeats, samples: m, samples_per_s: m / r.row.seconds,
         gram_seconds: r.row.gram_seconds, mean_l0: weights.reduce((a, w) => a + (w > 0 ? 1 : 0), 0) / m },
       objectives: spliceObjectives(pr, weights, m, p.l1),
     };
