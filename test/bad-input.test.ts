@@ -259,6 +259,9 @@ test('clear errors: a directory for a file, malformed JSON, an unknown option: o
   leFiles(dir);
   await fails(['le', 'explain', '--activations', join(dir, 'A.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', dir, '--out', join(dir, 'x.csv')], 1,
     new RegExp(`${dir.replace(/[/.]/g, '\\$&')}: is a directory; expected a text file`));
+  // A missing names file is said in the words every reader uses (as a missing .npy is).
+  await fails(['le', 'explain', '--activations', join(dir, 'A.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'gone.txt'), '--out', join(dir, 'x.csv')], 1,
+    /gone\.txt: no such file or directory/);
   writeNpy(join(dir, 'R.npy'), randn(30 * 8, 1), [30, 8]);
   writeFileSync(join(dir, 'groups.json'), '{"1": [1, 2');
   writeNpy(join(dir, 'E.npy'), randn(30 * 4, 2), [30, 4]);

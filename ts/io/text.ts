@@ -2,7 +2,7 @@
 // bytes are an error naming the file and byte offset), a leading BOM dropped,
 // lines split on \n, \r\n or a bare \r, and a final newline adding no line.
 import { readFileSync } from 'node:fs';
-import { ConceptLensError, fileError } from '../errors.js';
+import { ConceptLensError, fileError, openError } from '../errors.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
@@ -12,8 +12,7 @@ export function readText(path: string): string {
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw fileError(path, code === 'EISDIR' ? 'is a directory; expected a text file' : `cannot read (${code ?? (e as Error).message})`, e);
+    throw (e as NodeJS.ErrnoException).code === 'EISDIR' ? fileError(path, 'is a directory; expected a text file', e) : openError(path, e);
   }
   try {
     return utf8.decode(bytes);

@@ -7,7 +7,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { isUtf8 } from 'node:buffer';
-import { ConceptLensError, fileError } from '../errors.js';
+import { ConceptLensError, fileError, openError } from '../errors.js';
 import { runText, type ByteRun, type ParquetColumn } from '../io/parquet.js';
 
 export type { ByteRun };
@@ -262,7 +262,7 @@ function eachChunk(path: string, fn: (buf: Uint8Array, at: number) => void): voi
   try {
     fd = openSync(path, 'r');
   } catch (e) {
-    throw fileError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+    throw openError(path, e);
   }
   const buf = Buffer.allocUnsafe(READ_BYTES);
   try {
