@@ -409,8 +409,7 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
   const Moments m = moments(X, n, p, Y, K);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
-  fit.weights = Scratch<float>(size_t(K) * p);
-  std::fill(fit.weights.begin(), fit.weights.end(), 0.0f);
+  fit.weights = Scratch<float>::zeroed(size_t(K) * p);
   fit.bias.assign(K, 0.0f);
   std::vector<CdScratch> scratch(parallel_workers(K));
   std::vector<int64_t> passes(K);
@@ -443,10 +442,8 @@ struct Saga {
   std::vector<float> b, table, wavg, bavg;
   std::vector<float> Xb, out, D, gd;
   Saga(int64_t n_, int64_t p_, int64_t K_, int64_t B)
-      : n(n_), p(p_), K(K_), W(size_t(K_ * p_)), b(K_, 0.0f), table(n_ * K_, 0.0f), wavg(K_ * p_, 0.0f),
-        bavg(K_, 0.0f), Xb(B * p_), out(B * K_), D(B * K_), gd(K_ * p_) {
-    std::fill(W.begin(), W.end(), 0.0f);
-  }
+      : n(n_), p(p_), K(K_), W(Scratch<float>::zeroed(size_t(K_ * p_))), b(K_, 0.0f), table(n_ * K_, 0.0f), wavg(K_ * p_, 0.0f),
+        bavg(K_, 0.0f), Xb(B * p_), out(B * K_), D(B * K_), gd(K_ * p_) {}
 
   // One minibatch (rows idx[0..m)): returns ½Σ residual², then takes the proximal SAGA step.
   double step(const float* X, const float* Y, const int64_t* idx, int64_t m, const ElasticNet& en, double lr) {

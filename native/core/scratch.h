@@ -6,6 +6,7 @@
 // process-wide pool, the newest kKeepBytes of them, for a later request their
 // size fits (at least half used, so small requests do not pin big blocks).
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -39,6 +40,12 @@ class Scratch {
  public:
   Scratch() = default;
   explicit Scratch(size_t n) : block_(scratch::take(checked_bytes(n))), n_(n) {}
+  // n zero values (a pool block is uninitialised: it may hold an earlier call's data).
+  static Scratch zeroed(size_t n) {
+    Scratch s(n);
+    std::fill(s.begin(), s.end(), T{});
+    return s;
+  }
   Scratch(Scratch&& o) noexcept : block_(std::exchange(o.block_, {})), n_(std::exchange(o.n_, 0)) {}
   Scratch& operator=(Scratch&& o) noexcept {
     if (this != &o) {

@@ -114,6 +114,19 @@ TEST(the_pool_keeps_the_newest_blocks_within_its_cap) {
   scratch::give(oldest);
 }
 
+TEST(zeroed_clears_a_recycled_block) {
+  scratch::release_kept();
+  float* first;
+  {
+    Scratch<float> a(2 * MiB / sizeof(float));
+    first = a.data();
+    std::memset(a.data(), 0xff, 2 * MiB);  // an earlier call's leftovers
+  }
+  Scratch<float> z = Scratch<float>::zeroed(2 * MiB / sizeof(float));
+  CHECK(z.data() == first);  // the same block came back
+  for (float x : z) CHECK(x == 0.0f);
+}
+
 TEST(concurrent_takes_and_gives_keep_the_accounting) {
   scratch::release_kept();
   std::vector<std::thread> threads;
