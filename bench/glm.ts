@@ -18,7 +18,7 @@ import { randn } from '../ts/random.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
-import { addRatios, runPeer } from './peers.js';
+import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
 import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
@@ -139,7 +139,7 @@ function sklearnPeers(X: Mat, Y: Mat, p: GlmBenchParams, rows: BenchRow[], objec
       }
       const W = readNpy(out).data as Float32Array;
       objectives.set(name, elasticNetObjective(X, Y, W, new Float32Array(Y.cols)));
-      rows.push({ name, label: r.row.label, seconds: r.row.seconds, warmup: r.row.warmup, repeats: r.row.repeats, cpu_seconds: r.row.cpu_seconds, neurons_per_s: Y.cols / r.row.seconds,
+      rows.push({ name, label: r.row.label, ...peerTiming(r.row), cpu_seconds: r.row.cpu_seconds, neurons_per_s: Y.cols / r.row.seconds,
         nonzeros_per_neuron: W.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
     }
   } finally {

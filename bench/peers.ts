@@ -42,6 +42,11 @@ export function runPeer(script: string, args: Record<string, string | number>): 
   return { row: out as BenchRow & { label: string } };
 }
 
+/** A peer row's timing, as the peer reported it (runPeer checked its warm-up and repeats against those asked). */
+export function peerTiming(row: BenchRow): Pick<BenchRow, 'seconds' | 'warmup' | 'repeats'> {
+  return { seconds: row.seconds, warmup: row.warmup, repeats: row.repeats };
+}
+
 /**
  * Adds `speedup_vs_<peer>` to every non-peer row: its `throughput` over the peer's, so contenders that solved
  * different numbers of items (a slow peer on a subset) still compare per item.

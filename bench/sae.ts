@@ -22,7 +22,7 @@ import { createTrainer, type SaeKind } from '../ts/methods/sae.js';
 import { plantedMixtures } from '../ts/random.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { deticConcepts } from './clip-data.js';
-import { runPeer } from './peers.js';
+import { peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
 import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
@@ -74,8 +74,7 @@ function torchRows(x: Float32Array, d: number, p: SaeBenchParams): { rows: Bench
       const r = runPeer('torch_sae.py', { features, m: p.expansion * d, kind, k: p.k, batch: p.batch, warmup: p.warmup,
         repeats: p.repeats, threads: engineInfo().computeThreads });
       if ('skipped' in r) skipped.push(r.skipped);
-      else rows.push({ name: `torch-${kind}`, label: r.row.label, kind, phase: 'init', seconds: r.row.seconds, warmup: r.row.warmup, repeats: r.row.repeats,
-        samples_per_s: r.row.samples_per_s });
+      else rows.push({ name: `torch-${kind}`, label: r.row.label, kind, phase: 'init', ...peerTiming(r.row), samples_per_s: r.row.samples_per_s });
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

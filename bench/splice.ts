@@ -20,7 +20,7 @@ import { gaussian, randn, rng } from '../ts/random.js';
 import { integer, listOption, number, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
-import { addRatios, runPeer } from './peers.js';
+import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
 import { addRunOptions, machine, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
@@ -168,7 +168,7 @@ function sklearnPeer(pr: SpliceBenchProblem, p: SpliceBenchParams): Solved | str
     if ('skipped' in r) return r.skipped;
     const weights = readNpy(W).data as Float32Array;
     return {
-      row: { name: 'sklearn-sparse-encode', label: r.row.label, seconds: r.row.seconds, warmup: r.row.warmup, repeats: r.row.repeats, samples: m, samples_per_s: m / r.row.seconds,
+      row: { name: 'sklearn-sparse-encode', label: r.row.label, ...peerTiming(r.row), samples: m, samples_per_s: m / r.row.seconds,
         gram_seconds: r.row.gram_seconds, mean_l0: weights.reduce((a, w) => a + (w > 0 ? 1 : 0), 0) / m },
       objectives: spliceObjectives(pr, weights, m, p.l1),
     };
