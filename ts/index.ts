@@ -40,8 +40,8 @@
 // ---- errors, engine, common types
 export { ConceptLensError, ERROR_CODES, type ErrorCode } from './errors.js';
 export type { ProgressOptions } from './abort.js';
-export { engineInfo, setComputeNice, setComputeThreads } from './engine/info.js';
-export type { EngineInfo, ScanKernel, Device } from './engine/addon.js';
+export { engineInfo, measurePeaks, setComputeNice, setComputeThreads } from './engine/info.js';
+export type { EngineInfo, MachinePeaks, ScanKernel, Device } from './engine/addon.js';
 export { normaliseRows, toFloat32, rowsOf, type Mat, type FloatData, type FloatRows, type NormaliseOptions } from './matrix.js';
 
 // ---- arrays on disk

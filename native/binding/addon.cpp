@@ -1,9 +1,10 @@
-// The addon's entry point: engine facts, the thread count, and every export
-// family (modules.h). ts/engine/addon.ts mirrors these exports as one typed
-// interface.
+// The addon's entry point: engine facts, the machine's arithmetic ceilings,
+// the thread count, and every export family (modules.h). ts/engine/addon.ts
+// mirrors these exports as one typed interface.
 #include <napi.h>
 
 #include "../core/blas.h"
+#include "../core/peaks.h"
 #include "../core/threads.h"
 #include "../core/topk_screen.h"
 #ifdef CONCEPTLENS_CUDA
@@ -11,6 +12,7 @@
 #endif
 #include "args.h"
 #include "modules.h"
+#include "task.h"
 
 namespace clb {
 
@@ -36,6 +38,22 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// machinePeaks(onProgress, cancel): the arithmetic ceilings (core/peaks.h), off the JS thread.
+Napi::Value MachinePeaks(const Napi::CallbackInfo& info) {
+  auto out = std::make_shared<cl::MachinePeaks>();
+  return Task::Start(
+      info.Env(), [out](cl::Progress& p) { *out = cl::measure_peaks(p); },
+      [out](Napi::Env env) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("fp32MacsPerS", out->fp32_macs_per_s);
+        o.Set("int8MacsPerS", out->int8_macs_per_s);
+        o.Set("threads", out->threads);
+        o.Set("fp32Isa", out->fp32_isa);
+        return o;
+      },
+      info[0], info[1], {});
+}
+
 // setThreads(n): compute threads for later calls (0: all cores); returns the count in effect.
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   const int64_t n = int_arg(info[0], "threads", 0);
@@ -59,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setNice", Napi::Function::New(env, SetNice, "setNice"));
+  exports.Set("machinePeaks", Napi::Function::New(env, MachinePeaks, "machinePeaks"));
   for (auto init : {InitTopK, InitFp16, InitBlas, InitGlm, InitFaiss, InitFalcon, InitSplice, InitVocab, InitSae})
     init(env, exports);
   return exports;

@@ -40,6 +40,20 @@ export interface EngineInfo {
   /** Whether a CUDA device is usable now (always false when not `cudaCompiled`). */
   cudaAvailable: boolean;
 }
+/**
+ * The machine's arithmetic ceilings, from {@link measurePeaks}: multiply-adds per second that all compute threads
+ * together retire on register-resident data, in the instructions the heavy kernels use. 0 where the CPU lacks them.
+ */
+export interface MachinePeaks {
+  /** fp32 fused multiply-adds (what sgemm runs), in `fp32Isa` vectors. */
+  fp32MacsPerS: number;
+  /** u8×s8 dot-product multiply-adds (what the int8 screen of the exact scan runs). */
+  int8MacsPerS: number;
+  /** Compute threads that ran at once. */
+  threads: number;
+  /** 'avx512' or 'avx2'; '' when fp32MacsPerS is 0. */
+  fp32Isa: '' | 'avx512' | 'avx2';
+}
 
 // ---- topk_binding.cpp
 export interface NativeTopK {
@@ -242,6 +256,7 @@ export interface Addon {
   info(): Omit<EngineInfo, "addon">;
   setThreads(threads: number): number;
   setNice(nice: number): number;
+  machinePeaks(onProgress: NativeProgress, cancel: CancelFlag): Promise<MachinePeaks>;
   // fp16_binding.cpp
   halvesToFloats(halves: Uint16Array): Float32Array;
   floatsToHalves(floats: Float32Array): Uint16Array;

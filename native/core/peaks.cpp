@@ -1,0 +1,141 @@
+#include "peaks.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "cpu.h"
+#include "threads.h"
+#include "topk_screen.h"
+
+namespace cl {
+namespace {
+
+// Independent accumulators per loop: enough to cover the FMA latency on both
+// pipes (4 cycles × 2 on current cores), few enough to stay in registers
+// (AVX2 has 16, two of them the operands). The steps are written in assembly:
+// compilers copy accumulators of destructive intrinsics between registers and
+// the stack, and the loop would time those copies.
+constexpr int kChains512 = 16, kChainsAvx2 = 12;
+
+bool has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+bool has_int8() { return screening_available(ScreenFormat::Int8); }
+
+// One instruction `op` into each of 12 or 16 accumulators (registers 4..):
+// acc += x·y, x and y being operands 1 and 2 (AT&T order: y, x, acc).
+#define CL_STEP(op, r) op " %2, %1, %%" r "\n\t"
+#define CL_STEP12(op, p)                                                                                    \
+  CL_STEP(op, p "4") CL_STEP(op, p "5") CL_STEP(op, p "6") CL_STEP(op, p "7") CL_STEP(op, p "8")            \
+  CL_STEP(op, p "9") CL_STEP(op, p "10") CL_STEP(op, p "11") CL_STEP(op, p "12") CL_STEP(op, p "13")        \
+  CL_STEP(op, p "14") CL_STEP(op, p "15")
+#define CL_STEP16(op, p) CL_STEP12(op, p) CL_STEP(op, p "16") CL_STEP(op, p "17") CL_STEP(op, p "18") CL_STEP(op, p "19")
+#define CL_ZMM_CLOBBERS \
+  "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19"
+
+// Accumulators live in registers 4..19 throughout; they are zeroed, stepped,
+// then summed lane by lane through `out`.
+__attribute__((target("avx512f"))) double fp32_loop_512(int64_t steps, float a, float b) {
+  alignas(64) float out[kChains512 * 16];
+  const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+  asm volatile(
+      "vpxord %%zmm4, %%zmm4, %%zmm4\n\t"
+      ".irp r,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovaps %%zmm4, %%zmm\\r\n\t.endr\n\t"
+      "test %0, %0\n\tjle 2f\n\t"
+      "1:\n\t" CL_STEP16("vfmadd231ps", "zmm") "dec %0\n\tjnz 1b\n\t"
+      "2:\n\t"
+      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovaps %%zmm\\r, (64*(\\r-4))(%3)\n\t.endr"
+      : "+r"(steps)
+      : "v"(va), "v"(vb), "r"(out)
+      : "memory", "cc", CL_ZMM_CLOBBERS);
+  double s = 0;
+  for (float x : out) s += x;
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) double fp32_loop_avx2(int64_t steps, float a, float b) {
+  alignas(32) float out[kChainsAvx2 * 8];
+  const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+  asm volatile(
+      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
+      ".irp r,5,6,7,8,9,10,11,12,13,14,15\n\tvmovaps %%ymm4, %%ymm\\r\n\t.endr\n\t"
+      "test %0, %0\n\tjle 2f\n\t"
+      "1:\n\t" CL_STEP12("vfmadd231ps", "ymm") "dec %0\n\tjnz 1b\n\t"
+      "2:\n\t"
+      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15\n\tvmovaps %%ymm\\r, (32*(\\r-4))(%3)\n\t.endr"
+      : "+r"(steps)
+      : "x"(va), "x"(vb), "r"(out)
+      : "memory", "cc", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
+        "xmm15");
+  double s = 0;
+  for (float x : out) s += x;
+  return s;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t steps, uint8_t u, int8_t s) {
+  alignas(64) int32_t out[kChains512 * 16];
+  // vpdpbusd multiplies the first source's unsigned bytes by the second's signed ones.
+  const __m512i vu = _mm512_set1_epi8(static_cast<char>(u)), vs = _mm512_set1_epi8(s);
+  asm volatile(
+      "vpxord %%zmm4, %%zmm4, %%zmm4\n\t"
+      ".irp r,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovdqa64 %%zmm4, %%zmm\\r\n\t.endr\n\t"
+      "test %0, %0\n\tjle 2f\n\t"
+      "1:\n\t" CL_STEP16("vpdpbusd", "zmm") "dec %0\n\tjnz 1b\n\t"
+      "2:\n\t"
+      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovdqa64 %%zmm\\r, (64*(\\r-4))(%3)\n\t.endr"
+      : "+r"(steps)
+      : "v"(vu), "v"(vs), "r"(out)
+      : "memory", "cc", CL_ZMM_CLOBBERS);
+  int64_t sum = 0;
+  for (int32_t x : out) sum += x;
+  return sum;
+}
+
+// Multiply-adds per second of `loop` (one call of `steps` steps per thread)
+// on every compute thread at once: the best of `runs` timed regions.
+template <class Loop>
+double rate(Loop loop, int64_t steps, int64_t macs_per_step, int threads, int runs, Progress& progress) {
+  double best = 0;
+  for (int r = 0; r < runs; ++r) {
+    progress.check();
+    const auto t0 = std::chrono::steady_clock::now();
+    parallel_for(threads, [&](int64_t, int) { loop(steps); });
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, double(threads) * double(steps) * double(macs_per_step) / s);
+    progress.advance(1);
+  }
+  return best;
+}
+
+// Sinks the loops' results so the compiler keeps their arithmetic.
+volatile double sink;
+
+}  // namespace
+
+int64_t fp32_macs_per_step() { return cpu_avx512f() ? kChains512 * 16 : has_avx2_fma() ? kChainsAvx2 * 8 : 0; }
+int64_t int8_macs_per_step() { return has_int8() ? kChains512 * 64 : 0; }
+
+double fp32_peak_loop(int64_t steps, float a, float b) {
+  return cpu_avx512f() ? fp32_loop_512(steps, a, b) : has_avx2_fma() ? fp32_loop_avx2(steps, a, b) : 0.0;
+}
+
+int64_t int8_peak_loop(int64_t steps, uint8_t u, int8_t s) { return has_int8() ? int8_loop(steps, u, s) : 0; }
+
+MachinePeaks measure_peaks(Progress& progress) {
+  // ~10 ms per run at 2 FMA/cycle and 3.5 GHz; the first runs also bring the
+  // cores to their vector clocks, which the best run then reflects.
+  constexpr int64_t kSteps = int64_t(1) << 21;
+  constexpr int kRuns = 12;
+  MachinePeaks m;
+  m.threads = compute_threads();
+  progress.set_total(2 * kRuns);
+  if (const int64_t per = fp32_macs_per_step()) {
+    m.fp32_isa = cpu_avx512f() ? "avx512" : "avx2";
+    m.fp32_macs_per_s = rate([](int64_t n) { sink = fp32_peak_loop(n, 1.0f, 0x1p-20f); }, kSteps, per, m.threads, kRuns, progress);
+  }
+  if (const int64_t per = int8_macs_per_step())
+    m.int8_macs_per_s = rate([](int64_t n) { sink = double(int8_peak_loop(n, 1, 1)); }, kSteps, per, m.threads, kRuns, progress);
+  return m;
+}
+
+}  // namespace cl

@@ -1,0 +1,37 @@
+// The machine's arithmetic ceilings: how many multiply-adds per second all
+// compute threads together retire in the instructions the engine's heavy
+// kernels are built on, on register-resident data (no memory traffic). A
+// kernel's operation count at these rates is its floor: the time no
+// implementation of that arithmetic on this machine can beat, which the bench
+// suites print beside each measured time.
+#pragma once
+#include <cstdint>
+
+#include "progress.h"
+
+namespace cl {
+
+struct MachinePeaks {
+  double fp32_macs_per_s = 0;  // fp32 FMAs, as sgemm runs them: AVX-512, else AVX2; 0 without FMA
+  double int8_macs_per_s = 0;  // u8×s8 dot products, as the int8 screen runs them; 0 where it does not run
+  int threads = 0;             // compute threads that ran at once
+  const char* fp32_isa = "";   // "avx512" or "avx2"; "" when fp32_macs_per_s is 0
+};
+
+// Best of 12 short runs per ISA (~0.25 s in all) on compute_threads() threads
+// at once: enough that a start-up burst of other threads (V8 compiling and
+// collecting on a 2-core machine) does not halve every run.
+MachinePeaks measure_peaks(Progress& progress);
+
+// One thread's measuring loops, exposed so tests can check that they do the
+// arithmetic they count: `steps` steps, each retiring *_macs_per_step()
+// multiply-adds in independent accumulators. fp32 adds a·b per multiply-add
+// and returns the sum of every accumulator lane; int8 adds u·s per
+// multiply-add and returns the same sum. Both use the ISA measure_peaks
+// uses; 0 multiply-adds per step where the CPU lacks it.
+double fp32_peak_loop(int64_t steps, float a, float b);
+int64_t int8_peak_loop(int64_t steps, uint8_t u, int8_t s);
+int64_t fp32_macs_per_step();
+int64_t int8_macs_per_step();
+
+}  // namespace cl
