@@ -124,7 +124,7 @@ export async function benchDistributed(p: DistributedParams, dir: string) {
     client.disconnect();
     await redis.stop();
   }
-  const m = machine();
+  const m = await machine();
   return {
     suite: 'distributed', machine: m, results,
     params: { ...p, shard_bytes: p.shardRows * p.dim * 2, note: `every worker runs on this machine's ${m.cores} cores: beyond ${m.cores} compute threads the scan is CPU-bound` },

@@ -66,7 +66,7 @@ export async function benchEmbed(p: EmbedBenchParams) {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  return { suite: 'embed', params: { ...p, model: 'squeezenet1.1', preprocess: 'imagenet' }, machine: machine(), results };
+  return { suite: 'embed', params: { ...p, model: 'squeezenet1.1', preprocess: 'imagenet' }, machine: await machine(), results };
 }
 
 export function registerBenchEmbed(bench: Command): void {

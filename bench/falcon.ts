@@ -103,7 +103,7 @@ export async function benchFalconCaptions(p: FalconCaptionParams, dir: string) {
       });
     }
   if (p.variants.includes('dedupe-build')) results.push(await timeDedupeBuild(dir, p.rows));
-  return { suite: 'falcon-captions', params: { ...p, vocab_bytes: p.rows * p.dim * 2 }, machine: machine(), results };
+  return { suite: 'falcon-captions', params: { ...p, vocab_bytes: p.rows * p.dim * 2 }, machine: await machine(), results };
 }
 
 export function registerBenchFalcon(bench: Command): void {

@@ -1,6 +1,7 @@
-// `--plot out.svg` of every bench suite: throughput bars per contender and,
-// where the suite reports solution quality, each contender's quality against
-// its time (log scales), as one standalone SVG.
+// `--plot out.svg` of every bench suite: throughput bars per contender (with
+// the share of the machine's peak where the suite reports a floor) and, where
+// the suite reports solution quality, each contender's quality against its
+// time (log scales), as one standalone SVG.
 import { writeFileAtomic } from '../ts/io/atomic.js';
 import { barChartSvg } from '../ts/report/chart.js';
 import { escapeHtml as esc } from '../ts/report/html.js';
@@ -42,8 +43,9 @@ function qualityPanel(rows: BenchRow[], field: string, time: string, width: numb
 
 /** Writes the suite's plot to `path` (standalone SVG). */
 export function writeBenchPlot(path: string, report: BenchReport, spec: PlotSpec): void {
+  // A contender with a floor says how close it came: the share of the machine's peak its arithmetic ran at.
   const bars = report.results.filter((r) => typeof r[spec.throughput] === 'number')
-    .map((r) => ({ concept: r.name, weight: r[spec.throughput] as number }));
+    .map((r) => ({ concept: typeof r.of_peak === 'number' ? `${r.name} (${(100 * r.of_peak).toFixed(0)}% of peak)` : r.name, weight: r[spec.throughput] as number }));
   const top = barChartSvg(`${report.suite}: ${spec.throughput} (same data, warm-up and repeats)`, bars);
   const width = Number(/width="(\d+)"/.exec(top)![1]), height = Number(/height="(\d+)"/.exec(top)![1]);
   const quality = spec.quality ? qualityPanel(report.results, spec.quality, spec.time ?? 'seconds', width) : '';

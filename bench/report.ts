@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { cpus, totalmem } from 'node:os';
 import { Bench } from 'tinybench';
-import { engineInfo } from '../ts/engine/info.js';
+import { engineInfo, measurePeaks } from '../ts/engine/info.js';
+import type { MachinePeaks } from '../ts/engine/addon.js';
 import { integer, listOption } from '../ts/cli/options.js';
 import { act } from '../ts/cli/run.js';
 
@@ -16,12 +17,19 @@ export interface BenchRow {
 export interface BenchReport {
   suite: string;
   params: Record<string, unknown>;
-  machine: Record<string, unknown>;
+  machine: Awaited<ReturnType<typeof machine>>;
   results: BenchRow[];
 }
 
-export function machine(): Record<string, unknown> {
-  const info = engineInfo();
+let peaks: Promise<MachinePeaks> | undefined;
+
+/** The machine's arithmetic ceilings (see measurePeaks), measured once per process. */
+export function machinePeaks(): Promise<MachinePeaks> {
+  return (peaks ??= measurePeaks());
+}
+
+export async function machine() {
+  const info = engineInfo(), pk = await machinePeaks();
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
@@ -29,7 +37,19 @@ export function machine(): Record<string, unknown> {
     node: process.version,
     blasCore: info.blasCore,
     computeThreads: info.computeThreads,
+    peaks: { fp32_gmacs_per_s: pk.fp32MacsPerS / 1e9, fp32_isa: pk.fp32Isa, int8_gmacs_per_s: pk.int8MacsPerS / 1e9, threads: pk.threads },
   };
+}
+
+/**
+ * A row's floor: `floor_seconds`, the least time its `macs` multiply-adds take at `macsPerS` (a measured peak), and
+ * `of_peak`, that over the row's seconds (1: the row ran at the machine's peak throughout). Nothing where the
+ * machine lacks the instructions (a peak of 0).
+ */
+export function floorFields(seconds: number, macs: number, macsPerS: number): { floor_seconds?: number; of_peak?: number } {
+  if (!(macsPerS > 0)) return {};
+  const floor = macs / macsPerS;
+  return { floor_seconds: floor, of_peak: floor / seconds };
 }
 
 export function median(xs: number[]): number {
@@ -80,7 +100,13 @@ export function addRunOptions(cmd: Command, o: { warmup?: number; repeats: numbe
   return cmd.option('--json', 'print one JSON object');
 }
 
-/** A suite's action: run it through the CLI runner (clear errors, exit codes), then print its report. */
+/**
+ * A suite's action: run it through the CLI runner (clear errors, exit codes), then print its report. The machine's
+ * peaks are measured first, on a quiet machine: after a contender, BLAS threads still spinning would halve them.
+ */
 export function reportAction<P>(run: (p: P) => Promise<BenchReport>) {
-  return act(async ({ json, ...p }: P & { json?: boolean }) => printReport(await run(p as P), !!json));
+  return act(async ({ json, ...p }: P & { json?: boolean }) => {
+    await machinePeaks();
+    printReport(await run(p as P), !!json);
+  });
 }

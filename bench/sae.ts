@@ -92,7 +92,7 @@ export async function benchSae(p: SaeBenchParams) {
   }
   results.push(...torch.rows);
   const report = { suite: 'sae', params: { ...p, data: p.features ? 'user' : p.data, d, m: p.expansion * d, source, skipped: torch.skipped },
-    machine: machine(), results };
+    machine: await machine(), results };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s' });
   return report;
 }

@@ -197,7 +197,7 @@ export async function benchServe(p: ServeBenchParams): Promise<BenchReport> {
       ...(await runMode('unbatched', 1, vocabPath, p, bodies, ref)),
     ];
     addSpeedups(rows);
-    return { suite: 'serve', params: { ...p }, machine: machine(), results: rows };
+    return { suite: 'serve', params: { ...p }, machine: await machine(), results: rows };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -22,7 +22,7 @@ import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, machine, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, machine, machinePeaks, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
 
 export interface TopkBenchParams extends Omit<RunOptions, 'peers'> {
   /** A vocabulary to search instead of generated data: a .npy, a LAION shard directory or a store. */
@@ -80,21 +80,36 @@ function clipMix(n: number, q: number): { vocab: Float32Array; queries: Float32A
   return { vocab, queries, d };
 }
 
+const FLOOR = 'multiply-adds of every query with every row (q·n·d) at the peak of what computes the scores: fp32 (GEMM, FAISS) or int8 (int8 screen)';
+
 const CONTENDERS = ['conceptlens', 'conceptlens-prepared', 'conceptlens-fp16', 'conceptlens-sgemm', 'conceptlens-bf16', 'faiss', 'hnsw'];
 
-/** A conceptlens scan's row name: storage and kernel ('auto' screens in the CPU's best format; the name says which). */
+/** What computes a scan's every score: 'sgemm' (fp32 GEMM tiles), or the format it screens in ('auto': the CPU's best). */
+const arithmeticOf = (kernel: ScanKernel): string => (kernel === 'auto' ? engineInfo().screening[0] ?? 'sgemm' : kernel);
+
+/** A conceptlens scan's row name: storage and kernel (the name says which format 'auto' screens in). */
 function scanName(dtype: string, kernel: ScanKernel): string {
-  const screen = kernel === 'auto' ? engineInfo().screening[0] : kernel;
-  return `conceptlens-exact-${dtype}${kernel === 'sgemm' ? '-sgemm' : screen ? `-${screen}screen` : ''}`;
+  const a = arithmeticOf(kernel);
+  return `conceptlens-exact-${dtype}${kernel === 'sgemm' ? '-sgemm' : a !== 'sgemm' ? `-${a}screen` : ''}`;
 }
 
-function row(name: string, seconds: number, p: TopkBenchParams, recall: number, extra: Record<string, unknown> = {}): BenchRow {
+/**
+ * A search's floor (see floorFields): its q·n·d multiply-adds at the peak of the arithmetic that computes every score
+ * (fp32 for GEMMs, int8 for the int8 screen; bf16's peak is not measured, so its rows have none).
+ */
+async function floorOf(arithmetic: string, seconds: number, macs: number) {
+  const pk = await machinePeaks();
+  return floorFields(seconds, macs, arithmetic === 'int8' ? pk.int8MacsPerS : arithmetic === 'sgemm' ? pk.fp32MacsPerS : 0);
+}
+
+async function row(name: string, seconds: number, p: TopkBenchParams, recall: number, arithmetic: string, extra: Record<string, unknown> = {}): Promise<BenchRow> {
   return {
     name,
     seconds,
     queries_per_s: p.q / seconds,
     gflops: (2 * p.n * p.q * p.d) / seconds / 1e9,
     [`recall_at_${p.k}`]: recall,
+    ...(await floorOf(arithmetic, seconds, p.q * p.n * p.d)),
     ...extra,
   };
 }
@@ -117,7 +132,8 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
     let r: SearchResult | undefined;
     const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats, p.warmup));
     results.push({ name: scanName(v.dtype === 'float16' ? 'fp16' : 'fp32', kernel), seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
-      gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30 });
+      gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30,
+      ...(await floorOf(arithmeticOf(kernel), seconds, nq * v.rows * v.dim)) });
   }
   const faissBytes = 2 * v.rows * v.dim * 4;  // our fp32 copy and FAISS's
   if (p.contenders.includes('faiss') && faissBytes > totalmem() / 2)
@@ -128,14 +144,15 @@ async function benchVocab(p: TopkBenchParams & { vocab: string }) {
     const index = await buildIndex('faiss-flat', data, v.dim, { metric: 'ip' });
     let r: { ids: BigInt64Array } | undefined;
     const seconds = await timeMedian(async () => (r = await index.search(q, p.k)), p.repeats, p.warmup);
-    results.push({ name: 'faiss-IndexFlatIP (in memory, fp32)', seconds, queries_per_s: nq / seconds, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k) });
+    results.push({ name: 'faiss-IndexFlatIP (in memory, fp32)', seconds, queries_per_s: nq / seconds, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k),
+      ...(await floorOf('sgemm', seconds, nq * v.rows * v.dim)) });
   }
   const base = results.find((r) => r.name.startsWith('faiss') && r.seconds > 0);
   if (base) for (const r of results) if (r.name.startsWith('conceptlens')) r.ratio_vs_faiss = r.seconds / base.seconds;
   const searched = new Set(['faiss', ...kernels.map(([c]) => c)]);
   const skipped = p.contenders.filter((c) => !searched.has(c)).map((c) => `${c}: not measured with --vocab (generated data only)`);
-  return { suite: 'topk', params: { ...p, data: 'user', n: v.rows, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes, skipped },
-    machine: machine(), results };
+  return { suite: 'topk', params: { ...p, data: 'user', n: v.rows, rows: v.rows, d: v.dim, dtype: v.dtype, q: nq, vocab_bytes: bytes, floor: FLOOR, skipped },
+    machine: await machine(), results };
 }
 
 /**
@@ -149,7 +166,7 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
   let r: SearchResult | undefined;
   const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats, p.warmup);
   const same = unprepared && r!.ids.every((id, i) => id === unprepared.ids[i]) && r!.scores.every((x, i) => Object.is(x, unprepared.scores[i]));
-  return row(`conceptlens-exact-fp32-prepared-${prepared.format ?? 'none'}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), {
+  return row(`conceptlens-exact-fp32-prepared-${prepared.format ?? 'none'}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), prepared.format ?? 'sgemm', {
     prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.rows * Math.ceil(p.d / (prepared.format === 'bf16' ? 2 : 4)) * 4,
     ...(unprepared ? { same_as_unprepared: same } : {}),
   });
@@ -181,7 +198,7 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
     let r: SearchResult | undefined;
     const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats, p.warmup);
     if (contender === 'conceptlens') unprepared = r;
-    results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { vocab_bytes: data.byteLength }));
+    results.push(await row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), arithmeticOf(kernel), { vocab_bytes: data.byteLength }));
   }
   if (want('conceptlens-prepared')) results.push(await benchPrepared(p, vocab, queries, exact, unprepared));
   for (const [contender, kind] of [['faiss', 'faiss-flat'], ['hnsw', 'hnsw']] as [string, IndexKind][]) {
@@ -192,11 +209,11 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
     let r: { ids: BigInt64Array } | undefined;
     const s = await timeMedian(async () => (r = await index.search(queries, p.k)), p.repeats, p.warmup);
     const name = kind === 'faiss-flat' ? 'faiss-IndexFlatIP' : 'hnswlib-node';
-    results.push(row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), { build_seconds: build }));
+    results.push(await row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), kind === 'faiss-flat' ? 'sgemm' : 'none', { build_seconds: build }));
   }
   const base = results.find((r) => r.name.startsWith('faiss'));
   if (base) for (const r of results) r.ratio_vs_faiss = r.seconds / base.seconds;
-  return { suite: 'topk', params: { ...p }, machine: machine(), results };
+  return { suite: 'topk', params: { ...p, floor: FLOOR }, machine: await machine(), results };
 }
 
 export function registerBenchTopk(bench: Command): void {

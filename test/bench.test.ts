@@ -42,6 +42,17 @@ const row = (r: Report, name: string) => {
   return found;
 };
 
+/**
+ * A row's floor is its multiply-adds at the peak the report's machine block gives for its arithmetic, and of_peak
+ * that floor over its seconds; no floor where the machine lacks the instructions.
+ */
+function checkFloor(r: Report, x: Report['results'][number], macs: number, arithmetic: 'fp32' | 'int8') {
+  const peaks = r.machine.peaks as Record<string, number>, peak = peaks[`${arithmetic}_gmacs_per_s`] * 1e9;
+  if (!(peak > 0)) return assert.equal(x.floor_seconds, undefined, x.name);
+  assert.ok(Math.abs((x.floor_seconds as number) * peak - macs) <= 1e-9 * macs, `${x.name}: ${x.floor_seconds} s at ${peak}/s for ${macs}`);
+  assert.ok(Math.abs((x.of_peak as number) * x.seconds - (x.floor_seconds as number)) <= 1e-12, x.name);
+}
+
 test('bench glm: coordinate descent reaches the best objective, GLM-SAGA (a fixed epoch budget) none better; --plot draws', async () => {
   const plot = join(tempDir(), 'glm.svg');
   const r = await bench(['glm', '--n', '300', '--p', '40', '--neurons', '6', '--solvers', 'cd,saga', '--repeats', '1', '--warmup', '0', '--plot', plot]);
@@ -59,6 +70,7 @@ test("bench glm on the user's files: rates and params are those of the files, no
   assert.deepEqual([r.params.data, r.params.n, r.params.p, r.params.neurons], ['user', 200, 30, 5]);
   const cd = row(r, 'conceptlens-cd');
   assert.ok(Math.abs((cd.neurons_per_s as number) * cd.seconds - 5) < 1e-9, JSON.stringify(cd));
+  checkFloor(r, cd, (200 * 30 * 31) / 2 + 200 * 30 * 5, 'fp32');  // XᵀX's triangle and XᵀY
   // The best contender's gap is 0, which a log axis cannot show: it is drawn and marked.
   assert.equal(cd.max_rel_gap_to_best, 0);
   assert.match(readFileSync(plot, 'utf8'), /max_rel_gap_to_best against seconds.*conceptlens-cd \(0\)/s);
@@ -72,6 +84,7 @@ test("bench splice on the user's files takes a 1-D image mean, as splice decompo
   const r = await bench(['splice', '--concepts', c, '--embeddings', z, '--image-mean', mean, '--repeats', '1', '--warmup', '0']);
   assert.deepEqual([r.params.data, r.params.n, r.params.c, r.params.d], ['user', 12, 40, 16]);
   assert.equal(row(r, 'ws').samples, 12);
+  checkFloor(r, row(r, 'ws'), 12 * 40 * 16, 'fp32');
 });
 
 test('bench: an unknown or empty contender list, an unknown peer, or --queries without --vocab is a usage error (exit 2)', () => {
@@ -133,10 +146,14 @@ test('bench embed: the stages of the SqueezeNet pipeline on the assets mirror', 
 test('bench topk: every exact contender finds the fp32 top-k, FAISS Flat too; --plot draws; --vocab searches a shard directory from disk', async () => {
   const plot = join(tempDir(), 'topk.svg');
   const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--warmup', '0', '--plot', plot, '--contenders', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss']);
-  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*faiss-IndexFlatIP/s);
+  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*faiss-IndexFlatIP \(\d+% of peak\)/s);
   const exact = r.results.filter((x) => x.name.startsWith('conceptlens-exact-fp32') || x.name === 'faiss-IndexFlatIP');
   assert.ok(exact.length >= 3, JSON.stringify(r.results));
   for (const x of exact) assert.equal(x.recall_at_5, 1, x.name);
+  checkFloor(r, row(r, 'faiss-IndexFlatIP'), 20 * 3000 * 32, 'fp32');
+  checkFloor(r, row(r, 'conceptlens-exact-fp32-sgemm'), 20 * 3000 * 32, 'fp32');
+  const int8 = r.results.find((x) => x.name === 'conceptlens-exact-fp32-int8screen');
+  if (int8) checkFloor(r, int8, 20 * 3000 * 32, 'int8');
   const dir = tempDir();
   await bench(['falcon-captions', '--rows', '2000', '--shard-rows', '1000', '--dim', '16', '--images', '3', '--variants', 'cosine', '--dir', dir]);
   const v = await bench(['topk', '--vocab', dir, '--q', '7', '--k', '4', '--repeats', '1', '--contenders', 'conceptlens,conceptlens-sgemm,faiss']);
