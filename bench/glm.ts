@@ -20,7 +20,7 @@ import { UsageError } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface GlmBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -153,16 +153,17 @@ function sklearnPeers(X: Mat, Y: Mat, p: GlmBenchParams, rows: BenchRow[], objec
 }
 
 export function registerBenchGlm(bench: Command): void {
+  const OWN = ['x', 'y'];
   const cmd = bench
     .command('glm')
     .description("elastic net for LE's concept ranking: conceptlens coordinate descent vs GLM-SAGA and scikit-learn (neurons/s, objective)")
-    .option('--data <kind>', 'planted (8 shared factors) | clip-mix (cosines with real CLIP concepts; needs the assets mirror)',
-      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .addOption(generatorOption('--data <kind>', 'planted (8 shared factors) | clip-mix (cosines with real CLIP concepts; needs the assets mirror)', OWN,
+      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted'))
     .option('--x <npy>', 'your concepts, n × p (standardised here); with --y instead of a generator')
     .option('--y <npy>', 'your neurons, n × K (standardised here)')
-    .option('--n <n>', 'samples (generators only)', integer('--n'), 10000)
-    .option('--p <p>', 'concepts (generators only)', integer('--p'), 2000)
-    .option('--neurons <k>', 'neurons solved as one batch (generators only)', integer('--neurons'), 512)
+    .addOption(generatorOption('--n <n>', 'samples', OWN, integer('--n'), 10000))
+    .addOption(generatorOption('--p <p>', 'concepts', OWN, integer('--p'), 2000))
+    .addOption(generatorOption('--neurons <k>', 'neurons solved as one batch', OWN, integer('--neurons'), 512))
     .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd', ['cd', 'saga']));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw neurons/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchGlm));

@@ -1,6 +1,6 @@
 // The one JSON shape every `conceptlens bench` suite prints:
 // { suite, params, machine, results: [{ name, seconds (median), ... }] }.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { cpus, totalmem } from 'node:os';
 import { Bench } from 'tinybench';
 import { engineInfo, measurePeaks } from '../ts/engine/info.js';
@@ -78,6 +78,14 @@ export function printReport(r: BenchReport, json: boolean): void {
   }
   console.log(`${r.suite}: ${JSON.stringify(r.params)}`);
   console.table(r.results);
+}
+
+/**
+ * An option that shapes generated data only. With the user's own data (options `own`, by attribute name) it would be
+ * ignored, so giving both on the command line is a usage error (commander's conflict check: exit 2).
+ */
+export function generatorOption(flags: string, description: string, own: string[], parse: (v: string) => unknown, def: unknown): Option {
+  return new Option(flags, `${description} (generated data only)`).argParser(parse).default(def).conflicts(own);
 }
 
 /** What a suite's shared options add to its parameters. */

@@ -24,7 +24,7 @@ import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { deticConcepts } from './clip-data.js';
 import { peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, generatorOption, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SaeBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -100,10 +100,10 @@ export async function benchSae(p: SaeBenchParams) {
 export function registerBenchSae(bench: Command): void {
   const cmd = bench.command('sae')
     .description('SAE training step throughput (samples/s) for relu-l1, topk and batchtopk, against PyTorch on the same batch')
-    .option('--data <kind>', 'planted (sums of random unit atoms) | clip-mix (the same sums of the real CLIP concept embeddings; needs the assets mirror; d = 512)',
-      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .addOption(generatorOption('--data <kind>', 'planted (sums of random unit atoms) | clip-mix (the same sums of the real CLIP concept embeddings; needs the assets mirror; d = 512)',
+      ['features'], oneOf('--data', ['planted', 'clip-mix'] as const), 'planted'))
     .option('--features <npy>', 'your features (rows × d): the first --batch rows are the batch, instead of a generator')
-    .option('--d <n>', 'input dimension of the planted data', integer('--d'), 512)
+    .addOption(generatorOption('--d <n>', 'input dimension of the planted data', ['features'], integer('--d'), 512))
     .option('--expansion <n>', 'latents per input dimension', integer('--expansion'), 8)
     .option('--batch <n>', 'batch size', integer('--batch'), 4096)
     .option('--k <n>', 'active latents (topk, batchtopk)', integer('--k'), 32)

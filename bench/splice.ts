@@ -22,7 +22,7 @@ import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, machine, machinePeaks, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SpliceBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -202,20 +202,21 @@ export async function benchSplice(p: SpliceBenchParams) {
 }
 
 export function registerBenchSplice(bench: Command): void {
+  const OWN = ['concepts', 'embeddings'];
   const cmd = bench
     .command('splice')
     .description('SpLiCE solvers (auto, ws, fista, admm) and scikit-learn on the same problem (samples/s, objective)')
-    .option('--data <kind>', 'planted (random unit concepts) | clip-mix (real CLIP concept embeddings and their mixtures; needs the assets mirror)',
-      oneOf('--data', ['planted', 'clip-mix'] as const), 'planted')
+    .addOption(generatorOption('--data <kind>', 'planted (random unit concepts) | clip-mix (real CLIP concept embeddings and their mixtures; needs the assets mirror)',
+      OWN, oneOf('--data', ['planted', 'clip-mix'] as const), 'planted'))
     .option('--concepts <npy>', 'your concept embeddings (c × d); with --embeddings instead of a generator')
     .option('--embeddings <npy>', 'your image embeddings (n × d), centred on --image-mean as splice decompose does')
     .option('--image-mean <npy>', 'the image mean for --embeddings (default: none, only normalised)')
-    .option('--n <samples>', 'samples (generators only)', integer('--n'), 5000)
-    .option('--c <concepts>', 'dictionary size (generators only)', integer('--c'), 10000)
-    .option('--d <dim>', 'dimension (planted; clip-mix is 512)', integer('--d'), 512)
+    .addOption(generatorOption('--n <samples>', 'samples', OWN, integer('--n'), 5000))
+    .addOption(generatorOption('--c <concepts>', 'dictionary size', OWN, integer('--c'), 10000))
+    .addOption(generatorOption('--d <dim>', 'dimension (planted; clip-mix is 512)', OWN, integer('--d'), 512))
     .option('--l1 <lambda>', 'λ', number('--l1', { min: 0 }), 0.25)
-    .option('--k <k>', 'planted concepts per sample', integer('--k'), 10)
-    .option('--noise <sigma>', 'Gaussian noise per coordinate before normalising', number('--noise', { min: 0 }), 0.02)
+    .addOption(generatorOption('--k <k>', 'planted concepts per sample', OWN, integer('--k'), 10))
+    .addOption(generatorOption('--noise <sigma>', 'Gaussian noise per coordinate before normalising', OWN, number('--noise', { min: 0 }), 0.02))
     .option('--baseline-n <m>', 'samples the full-dictionary solvers (fista, admm) and the peers solve', integer('--baseline-n'), 32)
     .addOption(listOption('--solvers <list>', 'comma list of auto,ws,fista,admm (the full-dictionary fista and admm take minutes per sample on clip-mix)', 'ws',
       ['auto', 'ws', 'fista', 'admm']));

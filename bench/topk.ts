@@ -6,7 +6,7 @@
 // on the same files. Seconds are medians of the search alone.
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { exactSearch, PreparedRows, type Metric, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
 import { Vocabulary } from '../ts/retrieval/vocabulary.js';
 import { readMatrix } from '../ts/io/matrix.js';
@@ -22,7 +22,7 @@ import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, machine, machinePeaks, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
 
 export interface TopkBenchParams extends Omit<RunOptions, 'peers'> {
   /** A vocabulary to search instead of generated data: a .npy, a LAION shard directory or a store. */
@@ -220,12 +220,13 @@ export function registerBenchTopk(bench: Command): void {
   const cmd = bench
     .command('topk')
     .description('exact top-k: conceptlens vs FAISS IndexFlatIP vs hnswlib-node; or a search of --vocab from disk beside its read rate')
-    .option('--data <kind>', "uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)", oneOf('--data', ['uniform', 'clip-mix']), 'uniform')
-    .option('--n <rows>', 'vocabulary rows', integer('--n'), 1000000)
-    .option('--q <queries>', 'queries', integer('--q'), 1000)
-    .option('--d <dim>', 'dimension', integer('--d'), 512)
+    .addOption(generatorOption('--data <kind>', 'uniform (seeded random) | clip-mix (real CLIP text embeddings mixed; needs the assets mirror; d = 512)', ['vocab'],
+      oneOf('--data', ['uniform', 'clip-mix']), 'uniform'))
+    .addOption(generatorOption('--n <rows>', 'vocabulary rows', ['vocab'], integer('--n'), 1000000))
+    .addOption(new Option('--q <queries>', 'queries (generated, or random unit rows for --vocab)').argParser(integer('--q')).default(1000).conflicts('queries'))
+    .addOption(generatorOption('--d <dim>', 'dimension', ['vocab'], integer('--d'), 512))
     .option('--k <k>', 'neighbours', integer('--k'), 10)
-    .option('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', oneOf('--dtype', ['fp32', 'fp16']), 'fp32')
+    .addOption(generatorOption('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', ['vocab'], oneOf('--dtype', ['fp32', 'fp16']), 'fp32'))
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
     .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')

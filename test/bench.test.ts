@@ -87,12 +87,19 @@ test("bench splice on the user's files takes a 1-D image mean, as splice decompo
   checkFloor(r, row(r, 'ws'), 12 * 40 * 16, 'fp32');
 });
 
-test('bench: an unknown or empty contender list, an unknown peer, or --queries without --vocab is a usage error (exit 2)', () => {
+test('bench: an unknown or empty contender list, an unknown peer, --queries without --vocab, or a generator option with your own data is a usage error (exit 2)', () => {
   for (const args of [['glm', '--solvers', ''], ['glm', '--peers', 'torch'], ['sae', '--variants', 'topk,foo'], ['topk', '--contenders', 'bogus'],
     ['topk', '--queries', 'q.npy', '--n', '100']]) {
     const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries)/, args.join(' '));
+  }
+  // A size or generator with the user's own data would be ignored: refused, naming both options.
+  for (const [args, gen, own] of [[['glm', '--x', 'X.npy', '--y', 'Y.npy', '--n', '50'], 'n', 'x'], [['splice', '--concepts', 'C.npy', '--embeddings', 'Z.npy', '--data', 'clip-mix'], 'data', 'concepts'],
+    [['sae', '--features', 'F.npy', '--d', '64'], 'd', 'features'], [['topk', '--vocab', 'V', '--dtype', 'fp16'], 'dtype', 'vocab'], [['topk', '--vocab', 'V', '--queries', 'Q.npy', '--q', '5'], 'q', 'queries']] as const) {
+    const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^error: option '--${gen} <[^>]+>' cannot be used with option '--${own} <`), args.join(' '));
   }
 });
 
