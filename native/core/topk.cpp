@@ -32,32 +32,31 @@ constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kTaskRows = 2048;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// A row whose squares sum to ss (not > 0) has no cosine: its norm is zero, or
-// it holds a NaN or an infinity (ERR_NAN).
-[[noreturn]] void fail_norm(const std::string& row, double ss) {
-  if (ss == 0) fail(row + " has zero norm, cosine is undefined");
-  fail(ErrorCode::NaN, row + " holds a NaN or infinite value, cosine is undefined");
+// 1/‖row‖ from the row's sum of squares ss. A row with none (ss not > 0) has
+// no cosine: its norm is zero, or it holds a NaN or an infinity (ERR_NAN); the
+// error names `what` and the row. `lenient` gives a zero row 0 instead.
+float inverse_norm(double ss, const char* what, int64_t row, bool lenient = false) {
+  if (lenient && ss == 0) return 0.0f;
+  if (!(ss > 0 && std::isfinite(ss))) {
+    const std::string name = std::string(what) + ": row " + std::to_string(row);
+    if (ss == 0) fail(name + " has zero norm, cosine is undefined");
+    fail(ErrorCode::NaN, name + " holds a NaN or infinite value, cosine is undefined");
+  }
+  return static_cast<float>(1.0 / std::sqrt(ss));
 }
 
 void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t j = 0; j < d; ++j) s += double(x[i * d + j]) * x[i * d + j];
-    if (!(s > 0 && std::isfinite(s))) fail_norm(std::string(what) + ": row " + std::to_string(i), s);
-    float inv = static_cast<float>(1.0 / std::sqrt(s));
+    const float inv = inverse_norm(s, what, i);
     for (int64_t j = 0; j < d; ++j) x[i * d + j] *= inv;
   }
 }
 
-float inverse_norm(double ss, int64_t row, bool lenient = false) {
-  if (lenient && ss == 0) return 0.0f;
-  if (!(ss > 0 && std::isfinite(ss))) fail_norm("vocabulary: row " + std::to_string(row), ss);
-  return static_cast<float>(1.0 / std::sqrt(ss));
-}
-
 // 1/‖row‖ for n rows.
 void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv, bool lenient) {
-  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), id0 + i, lenient);
+  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), "vocabulary", id0 + i, lenient);
 }
 
 #define CL_TILE __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -94,7 +93,7 @@ CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, flo
     _mm512_store_ps(lanes, ss);
     double sum = 0;
     for (float l : lanes) sum += l;
-    inv[i] = inverse_norm(sum, id0 + i, lenient);
+    inv[i] = inverse_norm(sum, "vocabulary", id0 + i, lenient);
   }
   return half ? dst : m.f32() + r0 * d;
 }
