@@ -15,7 +15,7 @@ import { readMatrix } from '../ts/io/matrix.js';
 import { readNpy, writeNpy } from '../ts/io/npy.js';
 import type { Mat } from '../ts/matrix.js';
 import { randn } from '../ts/random.js';
-import { integer, listOption, oneOf } from '../ts/cli/options.js';
+import { integer, listOption, numberList, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
@@ -30,6 +30,8 @@ export interface GlmBenchParams extends RunOptions {
   p: number;
   neurons: number;
   solvers: string[];
+  /** Each contender again at each of these stopping tolerances (its own criterion): the convergence curves. */
+  tols?: number[];
 }
 
 const everyRow = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -89,67 +91,100 @@ const LABELS: Record<string, string> = {
   saga: 'GLM-SAGA as the LE reference runs it (re-implemented in the conceptlens engine)',
 };
 
+/** One contender's timed fit at one tolerance: its row and each neuron's objective by the float64 yardstick. */
+interface Run {
+  row: BenchRow;
+  objectives: Float64Array;
+}
+
+const nonzerosPerNeuron = (W: Float32Array, neurons: number) => W.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / neurons;
+
+/** A conceptlens solver; `tol` is its own stopping tolerance (cd: tol, saga: tolPerTarget), default when absent. */
+async function ourRun(X: Mat, Y: Mat, p: GlmBenchParams, solver: 'cd' | 'saga', tol?: number): Promise<Run> {
+  let fit: GlmFit | undefined;
+  const opts = tol === undefined ? {} : solver === 'cd' ? { tol } : { tolPerTarget: tol };
+  const cpu0 = process.cpuUsage();
+  const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver, ...opts })), p.repeats, p.warmup);
+  const cpu = process.cpuUsage(cpu0);
+  return {
+    row: { name: solver === 'cd' ? 'conceptlens-cd' : 'glm-saga', label: LABELS[solver], seconds,
+      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: Y.cols / seconds,
+      nonzeros_per_neuron: nonzerosPerNeuron(fit!.weights, Y.cols) },
+    objectives: elasticNetObjective(X, Y, fit!.weights, fit!.bias),
+  };
+}
+
+/** The fp32 floor of the Gram solvers that run in fp32: their moments' multiply-adds at the fp32 peak. */
+const FLOOR = 'fp32 multiply-adds of the moments, XᵀX (n·p(p+1)/2) and XᵀY (n·p·neurons), at the fp32 peak';
+
 export async function benchGlm(p: GlmBenchParams) {
   const { X, Y, source } = glmProblem(p);
-  const rows: BenchRow[] = [], objectives = new Map<string, Float64Array>();
-  for (const solver of p.solvers) {
-    let fit: GlmFit | undefined;
-    const cpu0 = process.cpuUsage();
-    const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver: solver as 'cd' | 'saga' })), p.repeats, p.warmup);
-    const cpu = process.cpuUsage(cpu0);
-    const name = solver === 'cd' ? 'conceptlens-cd' : 'glm-saga';
-    objectives.set(name, elasticNetObjective(X, Y, fit!.weights, fit!.bias));
-    rows.push({ name, label: LABELS[solver], seconds,
-      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: Y.cols / seconds,
-      nonzeros_per_neuron: fit!.weights.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
+  const runs: Run[] = [], curve: (Run & { tol: number })[] = [];
+  const solvers = p.solvers as ('cd' | 'saga')[];
+  for (const solver of solvers) runs.push(await ourRun(X, Y, p, solver));
+  const peers = p.peers.includes('sklearn') ? new SklearnPeers(X, Y, p) : undefined;
+  const skipped: string[] = [];
+  try {
+    if (peers) runs.push(...peers.run(1e-6, skipped));
+    // The convergence curves: every contender again at each tolerance.
+    for (const tol of p.tols ?? []) {
+      for (const solver of solvers) curve.push({ ...(await ourRun(X, Y, p, solver, tol)), tol });
+      if (peers) curve.push(...peers.run(tol, skipped).map((r) => ({ ...r, tol })));
+    }
+  } finally {
+    peers?.close();
   }
-  const skipped = p.peers.includes('sklearn') ? sklearnPeers(X, Y, p, rows, objectives) : [];
-  // The yardstick: the best objective any contender reached, per neuron.
+  // The yardstick: the best objective any run reached, per neuron.
   const best = new Float64Array(Y.cols).fill(Infinity);
-  for (const o of objectives.values()) o.forEach((v, k) => (best[k] = Math.min(best[k], v)));
-  for (const r of rows) {
-    const o = objectives.get(r.name)!;
-    r.mean_objective = meanOf(o);
-    r.max_rel_gap_to_best = Math.max(...Array.from(o, (v, k) => (v - best[k]) / best[k]));
-  }
+  for (const { objectives: o } of [...runs, ...curve]) o.forEach((v, k) => (best[k] = Math.min(best[k], v)));
+  const gap = (o: Float64Array) => Math.max(...Array.from(o, (v, k) => (v - best[k]) / best[k]));
+  const rows = runs.map(({ row, objectives: o }) => ({ ...row, mean_objective: meanOf(o), max_rel_gap_to_best: gap(o) }));
   addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name), 'neurons_per_s');
-  // The floor of the Gram solvers that run in fp32: their moments' multiply-adds at the fp32 peak.
   const fp32 = (await machinePeaks()).fp32MacsPerS, moments = (X.rows * X.cols * (X.cols + 1)) / 2 + X.rows * X.cols * Y.cols;
   for (const r of rows) if (r.name === 'conceptlens-cd' || r.name === 'sklearn-elasticnet-f32') Object.assign(r, floorFields(r.seconds, moments, fp32));
+  const curves = curve.map(({ row, objectives: o, tol }) => ({ name: row.name, tol, seconds: row.seconds, max_rel_gap_to_best: gap(o) }));
   // The problem as solved: the user's files' sizes, not the generator's defaults.
   const problem = { data: p.x ? 'user' : p.data, n: X.rows, p: X.cols, neurons: Y.cols, source };
-  const floor = 'fp32 multiply-adds of the moments, XᵀX (n·p(p+1)/2) and XᵀY (n·p·neurons), at the fp32 peak';
-  const report = { suite: 'glm', params: { ...p, ...problem, lambda: LE_LAMBDA, alpha: LE_ALPHA, floor, skipped }, machine: await machine(), results: rows };
+  const report = { suite: 'glm', params: { ...p, ...problem, lambda: LE_LAMBDA, alpha: LE_ALPHA, floor: FLOOR, skipped: [...new Set(skipped)] },
+    machine: await machine(), results: rows, ...(p.tols ? { curves } : {}) };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'neurons_per_s', quality: 'max_rel_gap_to_best' });
   return report;
 }
 
-/** scikit-learn's ElasticNet (Gram precomputed, tol 1e-6) in float64 and float32, on the same X and Y files. */
-function sklearnPeers(X: Mat, Y: Mat, p: GlmBenchParams, rows: BenchRow[], objectives: Map<string, Float64Array>): string[] {
-  const dir = mkdtempSync(join(tmpdir(), 'conceptlens-glm-'));
-  const skipped: string[] = [];
-  try {
-    writeNpy(join(dir, 'X.npy'), X.data, [X.rows, X.cols]);
-    writeNpy(join(dir, 'Y.npy'), Y.data, [Y.rows, Y.cols]);
+/** scikit-learn's ElasticNet (Gram precomputed) in float64 and float32, on the problem written once as .npy files. */
+class SklearnPeers {
+  private readonly dir = mkdtempSync(join(tmpdir(), 'conceptlens-glm-'));
+
+  constructor(private readonly X: Mat, private readonly Y: Mat, private readonly p: GlmBenchParams) {
+    writeNpy(join(this.dir, 'X.npy'), X.data, [X.rows, X.cols]);
+    writeNpy(join(this.dir, 'Y.npy'), Y.data, [Y.rows, Y.cols]);
+  }
+
+  /** Both precisions at scikit-learn's `tol`; a peer that cannot run adds why to `skipped`. */
+  run(tol: number, skipped: string[]): Run[] {
+    const { X, Y, p, dir } = this, runs: Run[] = [];
     for (const dtype of ['float64', 'float32']) {
       const out = join(dir, `W-${dtype}.npy`), name = `sklearn-elasticnet-${dtype === 'float64' ? 'f64' : 'f32'}`;
       const r = runPeer('sklearn_enet.py', {
-        x: join(dir, 'X.npy'), y: join(dir, 'Y.npy'), lambda: LE_LAMBDA, alpha: LE_ALPHA, tol: 1e-6,
-        warmup: p.warmup, repeats: p.repeats, dtype, out,
+        x: join(dir, 'X.npy'), y: join(dir, 'Y.npy'), lambda: LE_LAMBDA, alpha: LE_ALPHA, tol, warmup: p.warmup, repeats: p.repeats, dtype, out,
       });
       if ('skipped' in r) {
         skipped.push(r.skipped);
         continue;
       }
       const W = readNpy(out).data as Float32Array;
-      objectives.set(name, elasticNetObjective(X, Y, W, new Float32Array(Y.cols)));
-      rows.push({ name, label: r.row.label, ...peerTiming(r.row), cpu_seconds: r.row.cpu_seconds, neurons_per_s: Y.cols / r.row.seconds,
-        nonzeros_per_neuron: W.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / Y.cols });
+      runs.push({
+        row: { name, label: r.row.label, ...peerTiming(r.row), cpu_seconds: r.row.cpu_seconds, neurons_per_s: Y.cols / r.row.seconds,
+          nonzeros_per_neuron: nonzerosPerNeuron(W, Y.cols) },
+        objectives: elasticNetObjective(X, Y, W, new Float32Array(Y.cols)),
+      });
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    return runs;
   }
-  return skipped;
+
+  close(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }
 
 export function registerBenchGlm(bench: Command): void {
@@ -164,7 +199,9 @@ export function registerBenchGlm(bench: Command): void {
     .addOption(generatorOption('--n <n>', 'samples', OWN, integer('--n'), 10000))
     .addOption(generatorOption('--p <p>', 'concepts', OWN, integer('--p'), 2000))
     .addOption(generatorOption('--neurons <k>', 'neurons solved as one batch', OWN, integer('--neurons'), 512))
-    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd', ['cd', 'saga']));
+    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd', ['cd', 'saga']))
+    .option('--tols <list>', "also run every contender at each of these stopping tolerances (each solver's own: cd's tol, saga's tolPerTarget, scikit-learn's tol): its objective gap against time, as curves in the JSON and the plot",
+      numberList('--tols', { min: 0, above: true }));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw neurons/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchGlm));
 }

@@ -14,11 +14,21 @@ export interface BenchRow {
   [metric: string]: unknown;
 }
 
+/** One point of a contender's convergence curve: a timed run at one of its stopping tolerances. */
+export interface CurvePoint {
+  name: string;
+  tol: number;
+  seconds: number;
+  [metric: string]: unknown;
+}
+
 export interface BenchReport {
   suite: string;
   params: Record<string, unknown>;
   machine: Awaited<ReturnType<typeof machine>>;
   results: BenchRow[];
+  /** With --tols: every contender's runs at each tolerance. */
+  curves?: CurvePoint[];
 }
 
 let peaks: Promise<MachinePeaks> | undefined;

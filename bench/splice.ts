@@ -17,7 +17,7 @@ import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { normaliseRows } from '../ts/matrix.js';
 import { buildDictionary, centreEmbeddings, solveSplice, spliceProblem, type SpliceSolverName } from '../ts/methods/splice.js';
 import { gaussian, randn, rng } from '../ts/random.js';
-import { integer, listOption, number, oneOf } from '../ts/cli/options.js';
+import { integer, listOption, number, numberList, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
@@ -37,6 +37,8 @@ export interface SpliceBenchParams extends RunOptions {
   noise: number;
   baselineN: number;
   solvers: SpliceSolverName[];
+  /** Each solver again at each of these tolerances: the convergence curves. */
+  tols?: number[];
 }
 
 /** A SpLiCE problem as the solvers take it: dictionary (c × d) and samples (n × d), both already centred. */
@@ -136,13 +138,14 @@ interface Solved {
   objectives: Float64Array;
 }
 
-async function solveOne(pr: SpliceBenchProblem, p: SpliceBenchParams, solver: SpliceSolverName): Promise<Solved> {
+/** One solver, timed; `tol` its stopping tolerance (relative duality gap; ADMM's residual bound), default when absent. */
+async function solveOne(pr: SpliceBenchProblem, p: SpliceBenchParams, solver: SpliceSolverName, tol?: number): Promise<Solved> {
   const full = solver === 'auto' || solver === 'ws', m = full ? pr.n : Math.min(pr.n, p.baselineN);
   const part = pr.samples.subarray(0, m * pr.d), out = new Float32Array(m * pr.c); // reused, as a long-running caller would
   const cpu: number[] = []; // CPU seconds of the whole process per timed run: robust to other load on the machine
   const seconds = await timeMedian(async () => {
     const c0 = process.cpuUsage();
-    await solveSplice(pr.dictionary, part, pr.d, { l1: p.l1, solver, out });
+    await solveSplice(pr.dictionary, part, pr.d, { l1: p.l1, solver, out, tol });
     const c1 = process.cpuUsage(c0);
     cpu.push((c1.user + c1.system) / 1e6);
   }, p.repeats, p.warmup);
@@ -182,20 +185,26 @@ export async function benchSplice(p: SpliceBenchParams) {
   for (const solver of p.solvers) solved.push(await solveOne(pr, p, solver));
   const peer = p.peers.includes('sklearn') ? sklearnPeer(pr, p) : undefined;
   if (peer && typeof peer !== 'string') solved.push(peer);
-  // The yardstick: per sample, the best objective any contender that solved it reached.
+  // The convergence curves: every solver again at each tolerance (scikit-learn's sparse_encode takes none).
+  const curve: (Solved & { tol: number })[] = [];
+  for (const tol of p.tols ?? []) for (const solver of p.solvers) curve.push({ ...(await solveOne(pr, p, solver, tol)), tol });
+  // The yardstick: per sample, the best objective any run that solved it reached.
   const best = new Float64Array(pr.n).fill(Infinity);
-  for (const s of solved) s.objectives.forEach((v, i) => (best[i] = Math.min(best[i], v)));
+  for (const s of [...solved, ...curve]) s.objectives.forEach((v, i) => (best[i] = Math.min(best[i], v)));
+  const gap = (o: Float64Array) => Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i]));
   // The floor: certifying a sample's weights needs every atom's correlation with its residual at least once.
   const fp32 = (await machinePeaks()).fp32MacsPerS;
   const rows = solved.map(({ row, objectives: o }) => ({
     ...row, seconds_per_sample: row.seconds / (row.samples as number), mean_objective: o.reduce((a, v) => a + v, 0) / o.length,
-    max_rel_gap_to_best: Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i])),
+    max_rel_gap_to_best: gap(o),
     ...floorFields(row.seconds, (row.samples as number) * pr.c * pr.d, fp32),
   }));
   addRatios(rows, ['sklearn-sparse-encode'], 'samples_per_s');
   const floor = 'fp32 multiply-adds of one correlation of every atom with every sample (samples·c·d), at the fp32 peak';
   const params = { ...p, data: p.concepts ? 'user' : p.data, n: pr.n, c: pr.c, d: pr.d, source: pr.source, floor, skipped: typeof peer === 'string' ? [peer] : [] };
-  const report = { suite: 'splice', params, machine: await machine(), results: rows };
+  const curves = curve.map(({ row, objectives: o, tol }) => ({ name: row.name, tol, seconds: row.seconds,
+    seconds_per_sample: row.seconds / (row.samples as number), max_rel_gap_to_best: gap(o) }));
+  const report = { suite: 'splice', params, machine: await machine(), results: rows, ...(p.tols ? { curves } : {}) };
   // Per sample: the full-dictionary solvers and the peer solve only the first --baseline-n samples.
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s', quality: 'max_rel_gap_to_best', time: 'seconds_per_sample' });
   return report;
@@ -219,7 +228,9 @@ export function registerBenchSplice(bench: Command): void {
     .addOption(generatorOption('--noise <sigma>', 'Gaussian noise per coordinate before normalising', OWN, number('--noise', { min: 0 }), 0.02))
     .option('--baseline-n <m>', 'samples the full-dictionary solvers (fista, admm) and the peers solve', integer('--baseline-n'), 32)
     .addOption(listOption('--solvers <list>', 'comma list of auto,ws,fista,admm (the full-dictionary fista and admm take minutes per sample on clip-mix)', 'ws',
-      ['auto', 'ws', 'fista', 'admm']));
+      ['auto', 'ws', 'fista', 'admm']))
+    .option('--tols <list>', "also run every solver at each of these tolerances (relative duality gap; ADMM's residual bound): its objective gap against time, as curves in the JSON and the plot",
+      numberList('--tols', { min: 0, above: true }));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw samples/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchSplice));
 }

@@ -53,12 +53,23 @@ function checkFloor(r: Report, x: Report['results'][number], macs: number, arith
   assert.ok(Math.abs((x.of_peak as number) * x.seconds - (x.floor_seconds as number)) <= 1e-12, x.name);
 }
 
-test('bench glm: coordinate descent reaches the best objective, GLM-SAGA (a fixed epoch budget) none better; --plot draws', async () => {
+/** A --tols run's curves: one point per contender and tolerance, the tightest at least as close to the best as the loosest. */
+function checkCurves(r: Report, names: string[], tols: number[], field = 'max_rel_gap_to_best') {
+  const curves = (r as Report & { curves: { name: string; tol: number; seconds: number; [k: string]: unknown }[] }).curves;
+  assert.deepEqual(curves.map((c) => `${c.name}@${c.tol}`).sort(), names.flatMap((n) => tols.map((t) => `${n}@${t}`)).sort());
+  for (const name of names) {
+    const at = (tol: number) => curves.find((c) => c.name === name && c.tol === tol)![field] as number;
+    assert.ok(at(Math.min(...tols)) <= at(Math.max(...tols)) + 1e-12, `${name}: ${at(Math.min(...tols))} at the tightest tol, ${at(Math.max(...tols))} at the loosest`);
+  }
+}
+
+test('bench glm: coordinate descent reaches the best objective, GLM-SAGA (a fixed epoch budget) none better; --tols draws curves', async () => {
   const plot = join(tempDir(), 'glm.svg');
-  const r = await bench(['glm', '--n', '300', '--p', '40', '--neurons', '6', '--solvers', 'cd,saga', '--repeats', '1', '--warmup', '0', '--plot', plot]);
+  const r = await bench(['glm', '--n', '300', '--p', '40', '--neurons', '6', '--solvers', 'cd,saga', '--repeats', '1', '--warmup', '0', '--plot', plot, '--tols', '1e-2,1e-9']);
   assert.ok((row(r, 'conceptlens-cd').max_rel_gap_to_best as number) < 1e-6);
   assert.ok((row(r, 'glm-saga').mean_objective as number) >= (row(r, 'conceptlens-cd').mean_objective as number) * (1 - 1e-9));
-  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*conceptlens-cd/s);
+  checkCurves(r, ['conceptlens-cd', 'glm-saga'], [1e-2, 1e-9]);
+  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*conceptlens-cd.*<polyline.*conceptlens-cd \(tols\)/s);
 });
 
 test("bench glm on the user's files: rates and params are those of the files, not of the generator's defaults", async () => {
@@ -89,10 +100,10 @@ test("bench splice on the user's files takes a 1-D image mean, as splice decompo
 
 test('bench: an unknown or empty contender list, an unknown peer, --queries without --vocab, or a generator option with your own data is a usage error (exit 2)', () => {
   for (const args of [['glm', '--solvers', ''], ['glm', '--peers', 'torch'], ['sae', '--variants', 'topk,foo'], ['topk', '--contenders', 'bogus'],
-    ['topk', '--queries', 'q.npy', '--n', '100']]) {
+    ['topk', '--queries', 'q.npy', '--n', '100'], ['glm', '--tols', '1e-3,0'], ['splice', '--tols', ',']]) {
     const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries)/, args.join(' '));
+    assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries|tols)/, args.join(' '));
   }
   // A size or generator with the user's own data would be ignored: refused, naming both options.
   for (const [args, gen, own] of [[['glm', '--x', 'X.npy', '--y', 'Y.npy', '--n', '50'], 'n', 'x'], [['splice', '--concepts', 'C.npy', '--embeddings', 'Z.npy', '--data', 'clip-mix'], 'data', 'concepts'],
@@ -103,9 +114,10 @@ test('bench: an unknown or empty contender list, an unknown peer, --queries with
   }
 });
 
-test('bench splice: every solver reaches the best objective on planted data', async () => {
-  const r = await bench(['splice', '--n', '40', '--c', '200', '--d', '32', '--k', '4', '--baseline-n', '6', '--solvers', 'ws,fista,admm', '--repeats', '1']);
+test('bench splice: every solver reaches the best objective on planted data; --tols gives each a curve', async () => {
+  const r = await bench(['splice', '--n', '40', '--c', '200', '--d', '32', '--k', '4', '--baseline-n', '6', '--solvers', 'ws,fista,admm', '--repeats', '1', '--tols', '1e-1,1e-8']);
   for (const name of ['ws', 'fista', 'admm']) assert.ok((row(r, name).max_rel_gap_to_best as number) < 1e-4, name);
+  checkCurves(r, ['ws', 'fista', 'admm'], [1e-1, 1e-8]);
   assert.equal(row(r, 'ws').samples, 40);
   assert.equal(row(r, 'fista').samples, 6);
 });

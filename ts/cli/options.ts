@@ -44,6 +44,16 @@ export function integer(name: string, min = 1, max = Number.MAX_SAFE_INTEGER): (
   };
 }
 
+/** A comma-separated list of one number at least, each as `number` takes it. */
+export function numberList(name: string, range: Range = {}): (value: string) => number[] {
+  const one = number(name, range);
+  return (value) => {
+    const items = list(value);
+    if (items.length === 0) invalid(name, 'a comma-separated list of numbers', value);
+    return items.map(one);
+  };
+}
+
 /** One of the allowed strings. */
 export function oneOf<T extends string>(name: string, allowed: readonly T[]): (value: string) => T {
   return (value) => {

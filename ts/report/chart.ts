@@ -11,10 +11,12 @@ export interface Bar {
 
 /** Horizontal bar chart of concept weights, as a standalone SVG. */
 export function barChartSvg(title: string, bars: readonly Bar[]): string {
-  const rowH = 22, left = 180, top = 30, max = Math.max(...bars.map((b) => b.weight), 1e-12);
-  const width = Math.max(560, 16 + Math.ceil(title.length * 7.5)); // room for the bold title (≈7.5 px a character at 12 px)
+  // Room for the longest label (≈6.6 px a character at 12 px), the bars, and the bold title (≈7.5 px a character).
+  const left = Math.max(180, 12 + Math.ceil(Math.max(0, ...bars.map((b) => b.concept.length)) * 6.6));
+  const rowH = 22, top = 30, max = Math.max(...bars.map((b) => b.weight), 1e-12);
+  const width = Math.max(560, left + 380, 16 + Math.ceil(title.length * 7.5));
   const rows = bars.map((b, i) => {
-    const y = top + i * rowH, w = ((width - left - 70) * b.weight) / max;
+    const y = top + i * rowH, w = ((width - left - 80) * b.weight) / max;
     return `<text x="${left - 6}" y="${y + 15}" text-anchor="end">${esc(b.concept)}</text>` +
       `<rect x="${left}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="#4878a8"/>` +
       `<text x="${(left + w + 4).toFixed(1)}" y="${y + 15}">${b.weight.toFixed(4)}</text>`;
