@@ -16,6 +16,9 @@ export interface PlotSpec {
   time?: string;
 }
 
+/** One colour per contender's curve (the row points stay red). */
+const CURVE_COLOURS = ['#4870a8', '#3f8f4f', '#8a5aa8', '#c07a20', '#2a9a9a'];
+
 /**
  * Quality against time, both axes log10: one labelled point per contender and, with --tols, each contender's curve
  * through its runs at every tolerance. A quality of 0 (the best run's gap to the best) has no logarithm: it is drawn
@@ -36,13 +39,14 @@ function qualityPanel(rows: BenchRow[], curves: CurvePoint[], field: string, tim
   const Y = (r: Record<string, unknown>) => (h - pad + ((y0 - ly(r)) / (y1 - y0)) * (h - 2 * pad)).toFixed(1);
   const dots = pts.map((r) => `<circle cx="${X(r)}" cy="${Y(r)}" r="4" fill="#a84848"/>` +
     `<text x="${Number(X(r)) + 6}" y="${Number(Y(r)) - 6}">${esc(r.name)}${num(r, field) === 0 ? ' (0)' : ''}</text>`).join('');
-  const lines = [...new Set(curve.map((c) => c.name))].map((name) => {
+  const lines = [...new Set(curve.map((c) => c.name))].map((name, i) => {
+    const colour = CURVE_COLOURS[i % CURVE_COLOURS.length];
     // In order of effort: from the loosest tolerance to the tightest, labelled at the tightest.
     const line = curve.filter((c) => c.name === name).sort((a, b) => b.tol - a.tol), last = line[line.length - 1];
     const right = Number(X(last)) > width * 0.6;
-    return `<polyline fill="none" stroke="#4870a8" points="${line.map((c) => `${X(c)},${Y(c)}`).join(' ')}"/>` +
-      line.map((c) => `<circle cx="${X(c)}" cy="${Y(c)}" r="2.5" fill="#4870a8"><title>tol ${c.tol}</title></circle>`).join('') +
-      `<text x="${Number(X(last)) + (right ? -6 : 6)}" y="${Number(Y(last)) + 14}" fill="#4870a8"${right ? ' text-anchor="end"' : ''}>${esc(name)} (tols)</text>`;
+    return `<polyline fill="none" stroke="${colour}" points="${line.map((c) => `${X(c)},${Y(c)}`).join(' ')}"/>` +
+      line.map((c) => `<circle cx="${X(c)}" cy="${Y(c)}" r="2.5" fill="${colour}"><title>tol ${c.tol}</title></circle>`).join('') +
+      `<text x="${Number(X(last)) + (right ? -6 : 6)}" y="${Number(Y(last)) + 14}" fill="${colour}"${right ? ' text-anchor="end"' : ''}>${esc(name)} (tols)</text>`;
   }).join('');
   return `<g><rect width="${width}" height="${h}" fill="#fff"/>` +
     `<text x="8" y="18" font-weight="bold">${esc(field)} against ${esc(time)} (log10 both; lower-left is better)</text>` +
@@ -52,11 +56,14 @@ function qualityPanel(rows: BenchRow[], curves: CurvePoint[], field: string, tim
     `<text x="6" y="${pad - 8}">10^${y1.toFixed(1)}</text><text x="6" y="${h - pad}">10^${y0.toFixed(1)}</text>${lines}${dots}</g>`;
 }
 
+/** A share as a percentage, two significant figures below 10% ("0.42%"), whole ones above. */
+const percent = (x: number) => `${100 * x < 10 ? (100 * x).toPrecision(2) : (100 * x).toFixed(0)}%`;
+
 /** Writes the suite's plot to `path` (standalone SVG). */
 export function writeBenchPlot(path: string, report: BenchReport, spec: PlotSpec): void {
   // A contender with a floor says how close it came: the share of the machine's peak its arithmetic ran at.
   const bars = report.results.filter((r) => typeof r[spec.throughput] === 'number')
-    .map((r) => ({ concept: typeof r.of_peak === 'number' ? `${r.name} (${(100 * r.of_peak).toFixed(0)}% of peak)` : r.name, weight: r[spec.throughput] as number }));
+    .map((r) => ({ concept: typeof r.of_peak === 'number' ? `${r.name} (${percent(r.of_peak)} of peak)` : r.name, weight: r[spec.throughput] as number }));
   const top = barChartSvg(`${report.suite}: ${spec.throughput} (same data, warm-up and repeats)`, bars);
   const width = Number(/width="(\d+)"/.exec(top)![1]), height = Number(/height="(\d+)"/.exec(top)![1]);
   const quality = spec.quality ? qualityPanel(report.results, report.curves ?? [], spec.quality, spec.time ?? 'seconds', width) : '';

@@ -35,7 +35,11 @@ let peaks: Promise<MachinePeaks> | undefined;
 
 /** The machine's arithmetic ceilings (see measurePeaks), measured once per process. */
 export function machinePeaks(): Promise<MachinePeaks> {
-  return (peaks ??= measurePeaks());
+  // A failed measurement is not kept: the next call measures again.
+  return (peaks ??= measurePeaks().catch((e) => {
+    peaks = undefined;
+    throw e;
+  }));
 }
 
 export async function machine() {
@@ -95,7 +99,17 @@ export function printReport(r: BenchReport, json: boolean): void {
  * ignored, so giving both on the command line is a usage error (commander's conflict check: exit 2).
  */
 export function generatorOption(flags: string, description: string, own: string[], parse: (v: string) => unknown, def: unknown): Option {
-  return new Option(flags, `${description} (generated data only)`).argParser(parse).default(def).conflicts(own);
+  return new Option(flags, `generated data only: ${description}`).argParser(parse).default(def).conflicts(own);
+}
+
+/**
+ * The yardstick of the suites that compare solutions: per item, the least objective any run reached (a run may solve
+ * only the first items), and for one run the largest relative gap of its items to it.
+ */
+export function gapToBest(runs: Float64Array[], items: number): (objectives: Float64Array) => number {
+  const best = new Float64Array(items).fill(Infinity);
+  for (const o of runs) o.forEach((v, i) => (best[i] = Math.min(best[i], v)));
+  return (o) => Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i]));
 }
 
 /** What a suite's shared options add to its parameters. */

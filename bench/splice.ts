@@ -22,7 +22,7 @@ import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SpliceBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -95,6 +95,7 @@ export function clipMixSplice(n: number, c: number, noise: number): SpliceBenchP
 
 /** The problem: the user's embeddings over their concepts (centred as `splice decompose` does), or a generator's. */
 export function spliceBenchProblem(p: Pick<SpliceBenchParams, 'data' | 'concepts' | 'embeddings' | 'imageMean' | 'n' | 'c' | 'd' | 'k' | 'noise'>): SpliceBenchProblem {
+  if (p.imageMean && !p.embeddings) throw new UsageError('--image-mean goes with --embeddings: the mean of your image embeddings');
   if (p.concepts || p.embeddings) {
     if (!p.concepts || !p.embeddings) throw new UsageError('--concepts and --embeddings go together: concept embeddings (c × d) and image embeddings (n × d)');
     const concepts = readMatrix(p.concepts, { what: 'concept embeddings' });
@@ -188,20 +189,20 @@ export async function benchSplice(p: SpliceBenchParams) {
   // The convergence curves: every solver again at each tolerance (scikit-learn's sparse_encode takes none).
   const curve: (Solved & { tol: number })[] = [];
   for (const tol of p.tols ?? []) for (const solver of p.solvers) curve.push({ ...(await solveOne(pr, p, solver, tol)), tol });
-  // The yardstick: per sample, the best objective any run that solved it reached.
-  const best = new Float64Array(pr.n).fill(Infinity);
-  for (const s of [...solved, ...curve]) s.objectives.forEach((v, i) => (best[i] = Math.min(best[i], v)));
-  const gap = (o: Float64Array) => Math.max(...Array.from(o, (v, i) => (v - best[i]) / best[i]));
-  // The floor: certifying a sample's weights needs every atom's correlation with its residual at least once.
+  const gap = gapToBest([...solved, ...curve].map((s) => s.objectives), pr.n);
+  // The floor: certifying a sample's weights needs every atom's correlation with its residual at least once. FISTA
+  // runs in float64, so it has no fp32 floor (as glm's float64 peer has none).
   const fp32 = (await machinePeaks()).fp32MacsPerS;
   const rows = solved.map(({ row, objectives: o }) => ({
     ...row, seconds_per_sample: row.seconds / (row.samples as number), mean_objective: o.reduce((a, v) => a + v, 0) / o.length,
     max_rel_gap_to_best: gap(o),
-    ...floorFields(row.seconds, (row.samples as number) * pr.c * pr.d, fp32),
+    ...(row.name === 'fista' ? {} : floorFields(row.seconds, (row.samples as number) * pr.c * pr.d, fp32)),
   }));
   addRatios(rows, ['sklearn-sparse-encode'], 'samples_per_s');
   const floor = 'fp32 multiply-adds of one correlation of every atom with every sample (samples·c·d), at the fp32 peak';
-  const params = { ...p, data: p.concepts ? 'user' : p.data, n: pr.n, c: pr.c, d: pr.d, source: pr.source, floor, skipped: typeof peer === 'string' ? [peer] : [] };
+  // With your own data the generator's k and noise played no part.
+  const params = { ...p, ...(p.concepts ? { k: undefined, noise: undefined } : {}), data: p.concepts ? 'user' : p.data, n: pr.n, c: pr.c, d: pr.d,
+    source: pr.source, floor, skipped: typeof peer === 'string' ? [peer] : [] };
   const curves = curve.map(({ row, objectives: o, tol }) => ({ name: row.name, tol, seconds: row.seconds,
     seconds_per_sample: row.seconds / (row.samples as number), max_rel_gap_to_best: gap(o) }));
   const report = { suite: 'splice', params, machine: await machine(), results: rows, ...(p.tols ? { curves } : {}) };

@@ -29,8 +29,8 @@ export interface TopkBenchParams extends Omit<RunOptions, 'peers'> {
   vocab?: string;
   /** Queries for --vocab (a .npy of rows of its dimension); default --q seeded random unit rows. */
   queries?: string;
-  /** Score for --vocab (default cosine). */
-  metric: Metric;
+  /** Score for --vocab (default cosine); generated data is searched by inner product. */
+  metric?: Metric;
   /** 'uniform': seeded uniform(-0.5, 0.5); 'clip-mix': real CLIP text embeddings (see clipMix). */
   data: 'uniform' | 'clip-mix';
   n: number;
@@ -84,8 +84,11 @@ const FLOOR = 'multiply-adds of every query with every row (q·n·d) at the peak
 
 const CONTENDERS = ['conceptlens', 'conceptlens-prepared', 'conceptlens-fp16', 'conceptlens-sgemm', 'conceptlens-bf16', 'faiss', 'hnsw'];
 
-/** What computes a scan's every score: 'sgemm' (fp32 GEMM tiles), or the format it screens in ('auto': the CPU's best). */
-const arithmeticOf = (kernel: ScanKernel): string => (kernel === 'auto' ? engineInfo().screening[0] ?? 'sgemm' : kernel);
+/** What computes a search's every score: 'sgemm' (fp32 GEMM tiles, FAISS), a screen's format, or 'none' (HNSW). */
+type Arithmetic = 'sgemm' | 'int8' | 'bf16' | 'none';
+
+/** A scan's arithmetic: its kernel's, 'auto' screening in the CPU's best format. */
+const arithmeticOf = (kernel: ScanKernel): Arithmetic => (kernel === 'auto' ? engineInfo().screening[0] ?? 'sgemm' : kernel);
 
 /** A conceptlens scan's row name: storage and kernel (the name says which format 'auto' screens in). */
 function scanName(dtype: string, kernel: ScanKernel): string {
@@ -97,12 +100,12 @@ function scanName(dtype: string, kernel: ScanKernel): string {
  * A search's floor (see floorFields): its q·n·d multiply-adds at the peak of the arithmetic that computes every score
  * (fp32 for GEMMs, int8 for the int8 screen; bf16's peak is not measured, so its rows have none).
  */
-async function floorOf(arithmetic: string, seconds: number, macs: number) {
+async function floorOf(arithmetic: Arithmetic, seconds: number, macs: number) {
   const pk = await machinePeaks();
   return floorFields(seconds, macs, arithmetic === 'int8' ? pk.int8MacsPerS : arithmetic === 'sgemm' ? pk.fp32MacsPerS : 0);
 }
 
-async function row(name: string, seconds: number, p: TopkBenchParams, recall: number, arithmetic: string, extra: Record<string, unknown> = {}): Promise<BenchRow> {
+async function row(name: string, seconds: number, p: TopkBenchParams, recall: number, arithmetic: Arithmetic, extra: Record<string, unknown> = {}): Promise<BenchRow> {
   return {
     name,
     seconds,
@@ -118,7 +121,7 @@ async function row(name: string, seconds: number, p: TopkBenchParams, recall: nu
  * The user's vocabulary, streamed from disk: each search's seconds and GB/s (the bytes of its shard files over the
  * seconds) beside the machine's sequential read rate on the same files, and recall against the fp32 tiles.
  */
-async function benchVocab(p: TopkBenchParams & { vocab: string }) {
+async function benchVocab(p: TopkBenchParams & { vocab: string; metric: Metric }) {
   const v = await Vocabulary.open(p.vocab);
   const queries = p.queries ? readMatrix(p.queries, { what: 'queries', cols: v.dim }).data : unitRows(p.q, v.dim, 2);
   const nq = queries.length / v.dim, files = [...new Set(v.shards.map((s) => s.header.path))];
@@ -174,7 +177,8 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
 
 export async function benchTopk(p: TopkBenchParams): Promise<BenchReport> {
   if (p.queries && !p.vocab) throw new UsageError('--queries goes with --vocab (queries of its dimension); generated data makes its own');
-  const report = p.vocab ? await benchVocab({ ...p, vocab: p.vocab }) : await benchGenerated(p);
+  if (p.metric && !p.vocab) throw new UsageError('--metric goes with --vocab: generated data is searched by inner product');
+  const report = p.vocab ? await benchVocab({ ...p, vocab: p.vocab, metric: p.metric ?? 'cosine' }) : await benchGenerated(p);
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'queries_per_s' });
   return report;
 }
@@ -213,7 +217,7 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
   }
   const base = results.find((r) => r.name.startsWith('faiss'));
   if (base) for (const r of results) r.ratio_vs_faiss = r.seconds / base.seconds;
-  return { suite: 'topk', params: { ...p, floor: FLOOR }, machine: await machine(), results };
+  return { suite: 'topk', params: { ...p, metric: 'ip', floor: FLOOR }, machine: await machine(), results };
 }
 
 export function registerBenchTopk(bench: Command): void {
@@ -229,7 +233,7 @@ export function registerBenchTopk(bench: Command): void {
     .addOption(generatorOption('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', ['vocab'], oneOf('--dtype', ['fp32', 'fp16']), 'fp32'))
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
     .option('--queries <npy>', 'queries for --vocab (rows of its dimension; default --q seeded random unit rows)')
-    .option('--metric <metric>', 'score for --vocab: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'cosine')
+    .option('--metric <metric>', 'score for --vocab: ip | cosine (default cosine)', oneOf('--metric', ['ip', 'cosine']))
     .addOption(listOption('--contenders <list>', `comma list of ${CONTENDERS.join(',')} (with --vocab: conceptlens, its kernels and faiss)`,
       'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss', CONTENDERS));
   addRunOptions(cmd, { repeats: 3, plot: 'draw queries/s bars per contender' }).action(reportAction(benchTopk));

@@ -93,17 +93,18 @@ test("bench splice on the user's files takes a 1-D image mean, as splice decompo
   writeNpy(z, randn(12 * 16, 4), [12, 16]);
   writeNpy(mean, randn(16, 5, 0.1), [16]);
   const r = await bench(['splice', '--concepts', c, '--embeddings', z, '--image-mean', mean, '--repeats', '1', '--warmup', '0']);
-  assert.deepEqual([r.params.data, r.params.n, r.params.c, r.params.d], ['user', 12, 40, 16]);
+  assert.deepEqual([r.params.data, r.params.n, r.params.c, r.params.d, r.params.k, r.params.noise], ['user', 12, 40, 16, undefined, undefined]);
   assert.equal(row(r, 'ws').samples, 12);
   checkFloor(r, row(r, 'ws'), 12 * 40 * 16, 'fp32');
 });
 
-test('bench: an unknown or empty contender list, an unknown peer, --queries without --vocab, or a generator option with your own data is a usage error (exit 2)', () => {
+test('bench: an unknown or empty contender list, an unknown peer, a bad --tols, --queries or --metric without --vocab, --image-mean without --embeddings, or a generator option with your own data is a usage error (exit 2)', () => {
   for (const args of [['glm', '--solvers', ''], ['glm', '--peers', 'torch'], ['sae', '--variants', 'topk,foo'], ['topk', '--contenders', 'bogus'],
-    ['topk', '--queries', 'q.npy', '--n', '100'], ['glm', '--tols', '1e-3,0'], ['splice', '--tols', ',']]) {
+    ['topk', '--queries', 'q.npy', '--n', '100'], ['glm', '--tols', '1e-3,0'], ['splice', '--tols', ','], ['glm', '--tols', '1e-3,,1e-4'],
+    ['topk', '--metric', 'ip', '--n', '100'], ['splice', '--image-mean', 'mean.npy', '--n', '10']]) {
     const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries|tols)/, args.join(' '));
+    assert.match(r.stderr, /^error: --(solvers|peers|variants|contenders|queries|tols|metric|image-mean)/, args.join(' '));
   }
   // A size or generator with the user's own data would be ignored: refused, naming both options.
   for (const [args, gen, own] of [[['glm', '--x', 'X.npy', '--y', 'Y.npy', '--n', '50'], 'n', 'x'], [['splice', '--concepts', 'C.npy', '--embeddings', 'Z.npy', '--data', 'clip-mix'], 'data', 'concepts'],
@@ -165,7 +166,7 @@ test('bench embed: the stages of the SqueezeNet pipeline on the assets mirror', 
 test('bench topk: every exact contender finds the fp32 top-k, FAISS Flat too; --plot draws; --vocab searches a shard directory from disk', async () => {
   const plot = join(tempDir(), 'topk.svg');
   const r = await bench(['topk', '--n', '3000', '--q', '20', '--d', '32', '--k', '5', '--repeats', '1', '--warmup', '0', '--plot', plot, '--contenders', 'conceptlens,conceptlens-fp16,conceptlens-sgemm,faiss']);
-  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*faiss-IndexFlatIP \(\d+% of peak\)/s);
+  assert.match(readFileSync(plot, 'utf8'), /^<svg[^>]*>.*faiss-IndexFlatIP \([\d.]+% of peak\)/s);
   const exact = r.results.filter((x) => x.name.startsWith('conceptlens-exact-fp32') || x.name === 'faiss-IndexFlatIP');
   assert.ok(exact.length >= 3, JSON.stringify(r.results));
   for (const x of exact) assert.equal(x.recall_at_5, 1, x.name);

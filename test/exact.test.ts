@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExactTopK, exactSearch, PreparedRows, type ScanKernel } from '../ts/retrieval/exact.js';
-import { engineInfo } from '../ts/engine/info.js';
+import { engineInfo, measurePeaks } from '../ts/engine/info.js';
 import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { join } from 'node:path';
 import type { ConceptLensError } from '../ts/errors.js';
@@ -40,6 +40,20 @@ test('progress is reported and the engine uses the fast BLAS kernels', async () 
   assert.deepEqual(calls.at(-1), [n, n]);
   const info = engineInfo();
   if (info.avx512) assert.equal(info.blasCore, 'SkylakeX');
+});
+
+test('measurePeaks: a rate for each arithmetic the CPU runs, progress to the end, and an AbortSignal stops it', async () => {
+  const ticks: number[][] = [];
+  const p = await measurePeaks({ onProgress: (done, total) => ticks.push([done, total]) });
+  const info = engineInfo();
+  assert.equal(p.threads, info.computeThreads);
+  assert.equal(p.fp32Isa, info.avx512 ? 'avx512' : p.fp32MacsPerS > 0 ? 'avx2' : '');
+  assert.equal(p.int8MacsPerS > 0, info.screening.includes('int8'));
+  const last = ticks.at(-1)!;
+  assert.equal(last[0], last[1]);
+  await assert.rejects(measurePeaks({ signal: AbortSignal.abort() }), (e: Error) => e.name === 'AbortError');
+  const ac = new AbortController();
+  await assert.rejects(measurePeaks({ signal: ac.signal, onProgress: () => ac.abort() }), (e: Error) => e.name === 'AbortError');
 });
 
 test('an AbortSignal stops a running search with an AbortError', async () => {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "cpu.h"
 #include "threads.h"
@@ -91,24 +92,30 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t
   return sum;
 }
 
-// Multiply-adds per second of `loop` (one call of `steps` steps per thread)
-// on every compute thread at once: the best of `runs` timed regions.
-template <class Loop>
-double rate(Loop loop, int64_t steps, int64_t macs_per_step, int threads, int runs, Progress& progress) {
-  double best = 0;
-  for (int r = 0; r < runs; ++r) {
-    progress.check();
-    const auto t0 = std::chrono::steady_clock::now();
-    parallel_for(threads, [&](int64_t, int) { loop(steps); });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, double(threads) * double(steps) * double(macs_per_step) / s);
-    progress.advance(1);
-  }
-  return best;
-}
-
 // Sinks the loops' results so the compiler keeps their arithmetic.
-volatile double sink;
+thread_local volatile double sink;
+
+// One loop measured: its multiply-adds per step and the best rate one thread sustained.
+struct Meter {
+  int64_t per_step;
+  void (*loop)(int64_t steps);
+  double best = 0;
+};
+
+// One round: every compute thread runs the loop at once and times its own
+// call, so a thread that the OS or another process slows (or that runs its
+// task after another, when a concurrent call holds cores) spoils only its own
+// sample.
+void measure_round(Meter& meter, int64_t steps, int threads) {
+  std::vector<double> rates(threads, 0.0);
+  parallel_for(threads, [&](int64_t t, int) {
+    const auto t0 = std::chrono::steady_clock::now();
+    meter.loop(steps);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates[t] = double(steps) * double(meter.per_step) / s;
+  });
+  meter.best = std::max(meter.best, *std::max_element(rates.begin(), rates.end()));
+}
 
 }  // namespace
 
@@ -122,19 +129,26 @@ double fp32_peak_loop(int64_t steps, float a, float b) {
 int64_t int8_peak_loop(int64_t steps, uint8_t u, int8_t s) { return has_int8() ? int8_loop(steps, u, s) : 0; }
 
 MachinePeaks measure_peaks(Progress& progress) {
-  // ~10 ms per run at 2 FMA/cycle and 3.5 GHz; the first runs also bring the
-  // cores to their vector clocks, which the best run then reflects.
+  // About 5 ms a loop at 2 vector FMAs per cycle and 3.5 GHz; the first rounds
+  // also bring the cores to their vector clocks, which the best then reflects.
   constexpr int64_t kSteps = int64_t(1) << 21;
-  constexpr int kRuns = 12;
+  constexpr int kRounds = 12;
   MachinePeaks m;
   m.threads = compute_threads();
-  progress.set_total(2 * kRuns);
-  if (const int64_t per = fp32_macs_per_step()) {
-    m.fp32_isa = cpu_avx512f() ? "avx512" : "avx2";
-    m.fp32_macs_per_s = rate([](int64_t n) { sink = fp32_peak_loop(n, 1.0f, 0x1p-20f); }, kSteps, per, m.threads, kRuns, progress);
-  }
-  if (const int64_t per = int8_macs_per_step())
-    m.int8_macs_per_s = rate([](int64_t n) { sink = double(int8_peak_loop(n, 1, 1)); }, kSteps, per, m.threads, kRuns, progress);
+  Meter fp32{fp32_macs_per_step(), [](int64_t n) { sink = fp32_peak_loop(n, 1.0f, 0x1p-20f); }};
+  Meter int8{int8_macs_per_step(), [](int64_t n) { sink = double(int8_peak_loop(n, 1, 1)); }};
+  progress.set_total(int64_t(kRounds) * ((fp32.per_step > 0) + (int8.per_step > 0)));
+  // The two alternate, so a burst of other work slows both alike.
+  for (int r = 0; r < kRounds; ++r)
+    for (Meter* meter : {&fp32, &int8}) {
+      if (meter->per_step == 0) continue;
+      progress.check();
+      measure_round(*meter, kSteps, m.threads);
+      progress.advance(1);
+    }
+  m.fp32_macs_per_s = fp32.best * m.threads;
+  m.int8_macs_per_s = int8.best * m.threads;
+  if (m.fp32_macs_per_s > 0) m.fp32_isa = cpu_avx512f() ? "avx512" : "avx2";
   return m;
 }
 

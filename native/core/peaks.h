@@ -1,6 +1,6 @@
-// The machine's arithmetic ceilings: how many multiply-adds per second all
-// compute threads together retire in the instructions the engine's heavy
-// kernels are built on, on register-resident data (no memory traffic). A
+// The machine's arithmetic ceilings: how many multiply-adds per second the
+// compute threads can retire in the instructions the engine's heavy kernels
+// are built on, on register-resident data (no memory traffic). A
 // kernel's operation count at these rates is its floor: the time no
 // implementation of that arithmetic on this machine can beat, which the bench
 // suites print beside each measured time.
@@ -12,15 +12,19 @@
 namespace cl {
 
 struct MachinePeaks {
-  double fp32_macs_per_s = 0;  // fp32 FMAs, as sgemm runs them: AVX-512, else AVX2; 0 without FMA
+  // fp32 FMAs at the widest vectors the CPU has (AVX-512, else AVX2; the
+  // CONCEPTLENS_NO_AVX512 test switch counts as no AVX-512); 0 without FMA.
+  double fp32_macs_per_s = 0;
   double int8_macs_per_s = 0;  // u8×s8 dot products, as the int8 screen runs them; 0 where it does not run
-  int threads = 0;             // compute threads that ran at once
+  int threads = 0;             // compute threads the rates count
   const char* fp32_isa = "";   // "avx512" or "avx2"; "" when fp32_macs_per_s is 0
 };
 
-// Best of 12 short runs per ISA (~0.25 s in all) on compute_threads() threads
-// at once: enough that a start-up burst of other threads (V8 compiling and
-// collecting on a 2-core machine) does not halve every run.
+// Each rate is threads × the best rate one thread sustained over 12 rounds
+// in which all compute threads run the loop at once (about 0.12 s in all):
+// other work on the machine spoils single samples, not the result. Where
+// threads share vector units (SMT siblings) it overstates the ceiling, which
+// keeps floors below any real time.
 MachinePeaks measure_peaks(Progress& progress);
 
 // One thread's measuring loops, exposed so tests can check that they do the

@@ -44,13 +44,13 @@ export function integer(name: string, min = 1, max = Number.MAX_SAFE_INTEGER): (
   };
 }
 
-/** A comma-separated list of one number at least, each as `number` takes it. */
+/** A comma-separated list of numbers, each as `number` takes it, none empty; repeats dropped. */
 export function numberList(name: string, range: Range = {}): (value: string) => number[] {
   const one = number(name, range);
   return (value) => {
-    const items = list(value);
-    if (items.length === 0) invalid(name, 'a comma-separated list of numbers', value);
-    return items.map(one);
+    const items = value.split(',').map((s) => s.trim());
+    if (items.some((s) => s === '')) invalid(name, 'a comma-separated list of numbers', value);
+    return [...new Set(items.map(one))];
   };
 }
 

@@ -10,7 +10,7 @@ export function engineInfo(): EngineInfo {
 }
 
 /**
- * Measures the machine's arithmetic ceilings (about 0.25 s, on every compute thread): a kernel's multiply-add count at
+ * Measures the machine's arithmetic ceilings (about 0.15 s, on every compute thread): a kernel's multiply-add count at
  * these rates is the least time any implementation of that arithmetic can take here. The bench suites print it
  * beside each measured time.
  */
