@@ -31,24 +31,27 @@ bool has_int8() { return screening_available(ScreenFormat::Int8); }
   CL_STEP(op, p "9") CL_STEP(op, p "10") CL_STEP(op, p "11") CL_STEP(op, p "12") CL_STEP(op, p "13")        \
   CL_STEP(op, p "14") CL_STEP(op, p "15")
 #define CL_STEP16(op, p) CL_STEP12(op, p) CL_STEP(op, p "16") CL_STEP(op, p "17") CL_STEP(op, p "18") CL_STEP(op, p "19")
-#define CL_ZMM_CLOBBERS \
-  "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19"
+#define CL_REST12 "5,6,7,8,9,10,11,12,13,14,15"
+#define CL_REST16 CL_REST12 ",16,17,18,19"
+#define CL_CLOBBERS12 "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+#define CL_CLOBBERS16 CL_CLOBBERS12, "xmm16", "xmm17", "xmm18", "xmm19"
 
-// Accumulators live in registers 4..19 throughout; they are zeroed, stepped,
-// then summed lane by lane through `out`.
+// A measuring loop as one asm statement: the accumulators (registers 4 and
+// `rest` of kind `vec`) zeroed by `zero`, `steps` rounds of `step_all`, then
+// stored to `out`, `bytes` apart. x and y sit in registers of constraint `c`.
+#define CL_PEAK_LOOP(zero, vec, rest, bytes, step_all, c, x, y, out, ...)                                \
+  asm volatile(zero " %%" vec "4, %%" vec "4, %%" vec "4\n\t"                                           \
+               ".irp i," rest "\n\tvmovaps %%" vec "4, %%" vec "\\i\n\t.endr\n\t"                   \
+               "test %0, %0\n\tjle 2f\n\t1:\n\t" step_all "dec %0\n\tjnz 1b\n\t2:\n\t"              \
+               ".irp i,4," rest "\n\tvmovaps %%" vec "\\i, (" bytes "*(\\i-4))(%3)\n\t.endr"           \
+               : "+r"(steps)                                                                            \
+               : c(x), c(y), "r"(out)                                                                   \
+               : "memory", "cc", __VA_ARGS__)
+
 __attribute__((target("avx512f"))) double fp32_loop_512(int64_t steps, float a, float b) {
   alignas(64) float out[kChains512 * 16];
   const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
-  asm volatile(
-      "vpxord %%zmm4, %%zmm4, %%zmm4\n\t"
-      ".irp r,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovaps %%zmm4, %%zmm\\r\n\t.endr\n\t"
-      "test %0, %0\n\tjle 2f\n\t"
-      "1:\n\t" CL_STEP16("vfmadd231ps", "zmm") "dec %0\n\tjnz 1b\n\t"
-      "2:\n\t"
-      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovaps %%zmm\\r, (64*(\\r-4))(%3)\n\t.endr"
-      : "+r"(steps)
-      : "v"(va), "v"(vb), "r"(out)
-      : "memory", "cc", CL_ZMM_CLOBBERS);
+  CL_PEAK_LOOP("vpxord", "zmm", CL_REST16, "64", CL_STEP16("vfmadd231ps", "zmm"), "v", va, vb, out, CL_CLOBBERS16);
   double s = 0;
   for (float x : out) s += x;
   return s;
@@ -57,17 +60,7 @@ __attribute__((target("avx512f"))) double fp32_loop_512(int64_t steps, float a, 
 __attribute__((target("avx2,fma"))) double fp32_loop_avx2(int64_t steps, float a, float b) {
   alignas(32) float out[kChainsAvx2 * 8];
   const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
-  asm volatile(
-      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
-      ".irp r,5,6,7,8,9,10,11,12,13,14,15\n\tvmovaps %%ymm4, %%ymm\\r\n\t.endr\n\t"
-      "test %0, %0\n\tjle 2f\n\t"
-      "1:\n\t" CL_STEP12("vfmadd231ps", "ymm") "dec %0\n\tjnz 1b\n\t"
-      "2:\n\t"
-      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15\n\tvmovaps %%ymm\\r, (32*(\\r-4))(%3)\n\t.endr"
-      : "+r"(steps)
-      : "x"(va), "x"(vb), "r"(out)
-      : "memory", "cc", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
-        "xmm15");
+  CL_PEAK_LOOP("vpxor", "ymm", CL_REST12, "32", CL_STEP12("vfmadd231ps", "ymm"), "x", va, vb, out, CL_CLOBBERS12);
   double s = 0;
   for (float x : out) s += x;
   return s;
@@ -77,16 +70,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t
   alignas(64) int32_t out[kChains512 * 16];
   // vpdpbusd multiplies the first source's unsigned bytes by the second's signed ones.
   const __m512i vu = _mm512_set1_epi8(static_cast<char>(u)), vs = _mm512_set1_epi8(s);
-  asm volatile(
-      "vpxord %%zmm4, %%zmm4, %%zmm4\n\t"
-      ".irp r,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovdqa64 %%zmm4, %%zmm\\r\n\t.endr\n\t"
-      "test %0, %0\n\tjle 2f\n\t"
-      "1:\n\t" CL_STEP16("vpdpbusd", "zmm") "dec %0\n\tjnz 1b\n\t"
-      "2:\n\t"
-      ".irp r,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19\n\tvmovdqa64 %%zmm\\r, (64*(\\r-4))(%3)\n\t.endr"
-      : "+r"(steps)
-      : "v"(vu), "v"(vs), "r"(out)
-      : "memory", "cc", CL_ZMM_CLOBBERS);
+  CL_PEAK_LOOP("vpxord", "zmm", CL_REST16, "64", CL_STEP16("vpdpbusd", "zmm"), "v", vu, vs, out, CL_CLOBBERS16);
   int64_t sum = 0;
   for (int32_t x : out) sum += x;
   return sum;
