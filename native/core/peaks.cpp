@@ -48,22 +48,26 @@ bool has_int8() { return screening_available(ScreenFormat::Int8); }
                : c(x), c(y), "r"(out)                                                                   \
                : "memory", "cc", __VA_ARGS__)
 
+// The sum of every accumulator lane the loop stored (exact for the tests' values).
+template <class Sum, class T, size_t N>
+Sum lane_sum(const T (&out)[N]) {
+  Sum s = 0;
+  for (T x : out) s += x;
+  return s;
+}
+
 __attribute__((target("avx512f"))) double fp32_loop_512(int64_t steps, float a, float b) {
   alignas(64) float out[kChains512 * 16];
   const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
   CL_PEAK_LOOP("vpxord", "zmm", CL_REST16, "64", CL_STEP16("vfmadd231ps", "zmm"), "v", va, vb, out, CL_CLOBBERS16);
-  double s = 0;
-  for (float x : out) s += x;
-  return s;
+  return lane_sum<double>(out);
 }
 
 __attribute__((target("avx2,fma"))) double fp32_loop_avx2(int64_t steps, float a, float b) {
   alignas(32) float out[kChainsAvx2 * 8];
   const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
   CL_PEAK_LOOP("vpxor", "ymm", CL_REST12, "32", CL_STEP12("vfmadd231ps", "ymm"), "x", va, vb, out, CL_CLOBBERS12);
-  double s = 0;
-  for (float x : out) s += x;
-  return s;
+  return lane_sum<double>(out);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t steps, uint8_t u, int8_t s) {
@@ -71,9 +75,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t
   // vpdpbusd multiplies the first source's unsigned bytes by the second's signed ones.
   const __m512i vu = _mm512_set1_epi8(static_cast<char>(u)), vs = _mm512_set1_epi8(s);
   CL_PEAK_LOOP("vpxord", "zmm", CL_REST16, "64", CL_STEP16("vpdpbusd", "zmm"), "v", vu, vs, out, CL_CLOBBERS16);
-  int64_t sum = 0;
-  for (int32_t x : out) sum += x;
-  return sum;
+  return lane_sum<int64_t>(out);
 }
 
 // Sinks the loops' results so the compiler keeps their arithmetic.
