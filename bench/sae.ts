@@ -24,7 +24,7 @@ import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { deticConcepts } from './clip-data.js';
 import { peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, generatorOption, machine, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SaeBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -91,7 +91,12 @@ export async function benchSae(p: SaeBenchParams) {
     if (peer && r.phase === 'init') r.speedup_vs_torch = (r.samples_per_s as number) / (peer.samples_per_s as number);
   }
   results.push(...torch.rows);
-  const report = { suite: 'sae', params: { ...p, data: p.features ? 'user' : p.data, d, m: p.expansion * d, source, skipped: torch.skipped },
+  // The dense step's floor (conceptlens's dense path, PyTorch's step): its five GEMMs at the fp32 peak. Sparse
+  // steps skip most of that arithmetic, so it bounds nothing there and they have none.
+  const m = p.expansion * d, fp32 = (await machinePeaks()).fp32MacsPerS;
+  for (const r of results) if (r.sparse_path === false || r.name.startsWith('torch-')) Object.assign(r, floorFields(r.seconds, 5 * p.batch * d * m, fp32));
+  const floor = "fp32 multiply-adds of the dense step's five GEMMs (encoder, decoder and three in the backward pass: 5·batch·d·m) at the fp32 peak; dense steps only";
+  const report = { suite: 'sae', params: { ...p, data: p.features ? 'user' : p.data, d, m, source, floor, skipped: torch.skipped },
     machine: await machine(), results };
   if (p.plot) writeBenchPlot(p.plot, report, { throughput: 'samples_per_s' });
   return report;

@@ -132,10 +132,16 @@ test('bench topk: the prepared contender equals the unprepared scan bit for bit,
   assert.ok(Number.isFinite(prepared.prepare_seconds) && Number.isFinite(prepared.ratio_vs_faiss));
 });
 
-test('bench sae: every variant steps, at its l0; clip-mix steps on the real CLIP concepts (d = 512)', async (t) => {
+test('bench sae: every variant steps, at its l0, dense steps with their floor; clip-mix steps on the real CLIP concepts (d = 512)', async (t) => {
   const r = await bench(['sae', '--d', '16', '--expansion', '4', '--batch', '128', '--k', '4', '--train', '2', '--repeats', '1']);
   for (const kind of ['topk', 'batchtopk']) assert.equal(row(r, `conceptlens-${kind}`).l0, 4, kind);
   assert.ok((row(r, 'conceptlens-relu-l1-trained').l0 as number) > 0);
+  // Dense steps carry the five GEMMs' floor; sparse ones (TopK's) none.
+  for (const x of r.results) {
+    if (x.sparse_path === false) checkFloor(r, x, 5 * 128 * 16 * 64, 'fp32');
+    else assert.equal(x.floor_seconds, undefined, x.name);
+  }
+  assert.ok(r.results.some((x) => x.sparse_path === false), 'relu-l1 starts on the dense path');
   const assets = process.env.CONCEPTLENS_ASSETS ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'assets');
   if (!existsSync(join(assets, 'embeddings', 'detic'))) return t.skip(`no assets mirror at ${assets} (set CONCEPTLENS_ASSETS)`);
   const c = await bench(['sae', '--data', 'clip-mix', '--expansion', '1', '--batch', '64', '--k', '4', '--train', '0', '--repeats', '1', '--variants', 'topk']);
