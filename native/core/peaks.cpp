@@ -20,7 +20,13 @@ namespace {
 // the stack, and the loop would time those copies.
 constexpr int kChains512 = 16, kChainsAvx2 = 12;
 
-bool has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+// The fp32 loop's vectors: the widest the CPU has (none without FMA).
+enum class Fp32Isa { None, Avx2, Avx512 };
+constexpr const char* kFp32IsaNames[] = {"", "avx2", "avx512"};
+Fp32Isa fp32_isa() {
+  if (cpu_avx512f()) return Fp32Isa::Avx512;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Fp32Isa::Avx2 : Fp32Isa::None;
+}
 bool has_int8() { return screening_available(ScreenFormat::Int8); }
 
 // One instruction `op` into each of 12 or 16 accumulators (registers 4..):
@@ -105,11 +111,15 @@ void measure_round(Meter& meter, int64_t steps, int threads) {
 
 }  // namespace
 
-int64_t fp32_macs_per_step() { return cpu_avx512f() ? kChains512 * 16 : has_avx2_fma() ? kChainsAvx2 * 8 : 0; }
+int64_t fp32_macs_per_step() {
+  const Fp32Isa isa = fp32_isa();
+  return isa == Fp32Isa::Avx512 ? kChains512 * 16 : isa == Fp32Isa::Avx2 ? kChainsAvx2 * 8 : 0;
+}
 int64_t int8_macs_per_step() { return has_int8() ? kChains512 * 64 : 0; }
 
 double fp32_peak_loop(int64_t steps, float a, float b) {
-  return cpu_avx512f() ? fp32_loop_512(steps, a, b) : has_avx2_fma() ? fp32_loop_avx2(steps, a, b) : 0.0;
+  const Fp32Isa isa = fp32_isa();
+  return isa == Fp32Isa::Avx512 ? fp32_loop_512(steps, a, b) : isa == Fp32Isa::Avx2 ? fp32_loop_avx2(steps, a, b) : 0.0;
 }
 
 int64_t int8_peak_loop(int64_t steps, uint8_t u, int8_t s) { return has_int8() ? int8_loop(steps, u, s) : 0; }
@@ -134,7 +144,7 @@ MachinePeaks measure_peaks(Progress& progress) {
     }
   m.fp32_macs_per_s = fp32.best * m.threads;
   m.int8_macs_per_s = int8.best * m.threads;
-  if (m.fp32_macs_per_s > 0) m.fp32_isa = cpu_avx512f() ? "avx512" : "avx2";
+  m.fp32_isa = kFp32IsaNames[int(fp32_isa())];
   return m;
 }
 

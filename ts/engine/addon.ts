@@ -41,15 +41,16 @@ export interface EngineInfo {
   cudaAvailable: boolean;
 }
 /**
- * The machine's arithmetic ceilings, from {@link measurePeaks}: multiply-adds per second that all compute threads
- * together retire on register-resident data, in the instructions the heavy kernels use. 0 where the CPU lacks them.
+ * The machine's arithmetic ceilings, from {@link measurePeaks}: multiply-adds per second the compute threads can
+ * retire on register-resident data (threads × the best rate one thread sustained while all ran), in the
+ * instructions the heavy kernels use. 0 where the CPU lacks them.
  */
 export interface MachinePeaks {
   /** fp32 fused multiply-adds (what sgemm runs), in `fp32Isa` vectors. */
   fp32MacsPerS: number;
   /** u8×s8 dot-product multiply-adds (what the int8 screen of the exact scan runs). */
   int8MacsPerS: number;
-  /** Compute threads that ran at once. */
+  /** Compute threads the rates count. */
   threads: number;
   /** 'avx512' or 'avx2'; '' when fp32MacsPerS is 0. */
   fp32Isa: '' | 'avx512' | 'avx2';
