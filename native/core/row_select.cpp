@@ -106,7 +106,13 @@ int64_t count_ge(const float* v, int64_t n, float t) {
   return std::count_if(v, v + n, [t](float x) { return x >= t; });
 }
 
-// The least of the values >= t (+inf when none).
+// The least of `out` and the values v[e0..n) >= t.
+float min_ge_scalar(const float* v, int64_t e0, int64_t n, float t, float out) {
+  for (int64_t e = e0; e < n; ++e)
+    if (v[e] >= t) out = std::min(out, v[e]);
+  return out;
+}
+
 __attribute__((target("avx512f"))) float min_ge_avx512(const float* v, int64_t n, float t) {
   const __m512 tv = _mm512_set1_ps(t);
   __m512 lo = _mm512_set1_ps(std::numeric_limits<float>::infinity());
@@ -115,18 +121,12 @@ __attribute__((target("avx512f"))) float min_ge_avx512(const float* v, int64_t n
     const __m512 x = _mm512_loadu_ps(v + e);
     lo = _mm512_mask_min_ps(lo, _mm512_cmp_ps_mask(x, tv, _CMP_GE_OQ), lo, x);
   }
-  float out = _mm512_reduce_min_ps(lo);
-  for (; e < n; ++e)
-    if (v[e] >= t) out = std::min(out, v[e]);
-  return out;
+  return min_ge_scalar(v, e, n, t, _mm512_reduce_min_ps(lo));
 }
 
+// The least of the values >= t (+inf when none).
 float min_ge(const float* v, int64_t n, float t) {
-  if (kAvx512) return min_ge_avx512(v, n, t);
-  float out = std::numeric_limits<float>::infinity();
-  for (int64_t e = 0; e < n; ++e)
-    if (v[e] >= t) out = std::min(out, v[e]);
-  return out;
+  return kAvx512 ? min_ge_avx512(v, n, t) : min_ge_scalar(v, 0, n, t, std::numeric_limits<float>::infinity());
 }
 
 __attribute__((target("avx512f"))) int64_t threshold_avx512(float* row, int64_t m, float thr, double* sum) {

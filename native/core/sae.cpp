@@ -422,19 +422,23 @@ void residual_scalar(const ResidualRow& a, int64_t c0, int64_t d, double* sq, do
   }
 }
 
+// Lanes 0..7 and 8..15 of 16 floats, widened to double.
+__attribute__((target("avx512f"))) __m512d low_pd(__m512 v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
+__attribute__((target("avx512f"))) __m512d high_pd(__m512 v) {
+  return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
 // Σ v² of 16 floats into two double accumulators.
 __attribute__((target("avx512f"))) void add_squares(__m512 v, __m512d& s0, __m512d& s1) {
-  const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v)),
-                hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  const __m512d lo = low_pd(v), hi = high_pd(v);
   s0 = _mm512_fmadd_pd(lo, lo, s0);
   s1 = _mm512_fmadd_pd(hi, hi, s1);
 }
 
 // cs[0..16) += v, in double.
 __attribute__((target("avx512f"))) void add_widened(__m512 v, double* cs) {
-  _mm512_storeu_pd(cs, _mm512_add_pd(_mm512_loadu_pd(cs), _mm512_cvtps_pd(_mm512_castps512_ps256(v))));
-  _mm512_storeu_pd(cs + 8, _mm512_add_pd(_mm512_loadu_pd(cs + 8),
-                                         _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)))));
+  _mm512_storeu_pd(cs, _mm512_add_pd(_mm512_loadu_pd(cs), low_pd(v)));
+  _mm512_storeu_pd(cs + 8, _mm512_add_pd(_mm512_loadu_pd(cs + 8), high_pd(v)));
 }
 
 __attribute__((target("avx512f"))) void residual_avx512(const ResidualRow& a, int64_t d, double* sq, double* asq) {
@@ -464,7 +468,12 @@ void residual_row(const ResidualRow& a, int64_t d, double* sq, double* asq) {
   residual_scalar(a, 0, d, sq, asq);
 }
 
-// Σ (x − mean)² over d dims (mean in double).
+// t + Σ (x − mean)² over dims [c0, d) (mean in double).
+double spread_scalar(const float* x, const double* mean, int64_t c0, int64_t d, double t) {
+  for (int64_t c = c0; c < d; ++c) t += (x[c] - mean[c]) * (x[c] - mean[c]);
+  return t;
+}
+
 __attribute__((target("avx512f"))) double spread_avx512(const float* x, const double* mean, int64_t d) {
   __m512d s = _mm512_setzero_pd();
   int64_t c = 0;
@@ -472,16 +481,12 @@ __attribute__((target("avx512f"))) double spread_avx512(const float* x, const do
     const __m512d e = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + c)), _mm512_loadu_pd(mean + c));
     s = _mm512_fmadd_pd(e, e, s);
   }
-  double t = _mm512_reduce_add_pd(s);
-  for (; c < d; ++c) t += (x[c] - mean[c]) * (x[c] - mean[c]);
-  return t;
+  return spread_scalar(x, mean, c, d, _mm512_reduce_add_pd(s));
 }
 
+// Σ (x − mean)² over d dims.
 double spread(const float* x, const double* mean, int64_t d) {
-  if (kAvx512) return spread_avx512(x, mean, d);
-  double t = 0;
-  for (int64_t c = 0; c < d; ++c) t += (x[c] - mean[c]) * (x[c] - mean[c]);
-  return t;
+  return kAvx512 ? spread_avx512(x, mean, d) : spread_scalar(x, mean, 0, d, 0.0);
 }
 
 // g ← (f > 0) ? g + lam : 0: the gradient through the activation, dense path.
