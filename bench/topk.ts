@@ -7,7 +7,7 @@
 import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { Option, type Command } from 'commander';
-import { exactSearch, PreparedRows, type Metric, type ScanKernel, type SearchResult } from '../ts/retrieval/exact.js';
+import { exactSearch, PreparedRows, type Metric, type ScanKernel, type ScoreArithmetic, type SearchResult } from '../ts/retrieval/exact.js';
 import { Vocabulary } from '../ts/retrieval/vocabulary.js';
 import { readMatrix } from '../ts/io/matrix.js';
 import { normaliseRows } from '../ts/matrix.js';
@@ -84,16 +84,12 @@ const FLOOR = 'multiply-adds of every query with every row (q·n·d) at the peak
 
 const CONTENDERS = ['conceptlens', 'conceptlens-prepared', 'conceptlens-fp16', 'conceptlens-sgemm', 'conceptlens-bf16', 'faiss', 'hnsw'];
 
-/** What computes a search's every score: 'sgemm' (fp32 GEMM tiles, FAISS), a screen's format, or 'none' (HNSW). */
-type Arithmetic = 'sgemm' | 'int8' | 'bf16' | 'none';
+/** What computes a search's every score: what the engine reports for its scans, FAISS's fp32 GEMM, or 'none' (HNSW). */
+type Arithmetic = ScoreArithmetic | 'none';
 
-/** A scan's arithmetic: its kernel's, 'auto' screening in the CPU's best format. */
-const arithmeticOf = (kernel: ScanKernel): Arithmetic => (kernel === 'auto' ? engineInfo().screening[0] ?? 'sgemm' : kernel);
-
-/** A conceptlens scan's row name: storage and kernel (the name says which format 'auto' screens in). */
-function scanName(dtype: string, kernel: ScanKernel): string {
-  const a = arithmeticOf(kernel);
-  return `conceptlens-exact-${dtype}${kernel === 'sgemm' ? '-sgemm' : a !== 'sgemm' ? `-${a}screen` : ''}`;
+/** A conceptlens scan's row name: storage, kernel, and the screen the engine reports it took. */
+function scanName(dtype: string, kernel: ScanKernel, scoredBy: ScoreArithmetic): string {
+  return `conceptlens-exact-${dtype}${kernel === 'sgemm' ? '-sgemm' : scoredBy !== 'fp32' ? `-${scoredBy}screen` : ''}`;
 }
 
 /**
@@ -102,7 +98,7 @@ function scanName(dtype: string, kernel: ScanKernel): string {
  */
 async function floorOf(arithmetic: Arithmetic, seconds: number, macs: number) {
   const pk = await machinePeaks();
-  return floorFields(seconds, macs, arithmetic === 'int8' ? pk.int8MacsPerS : arithmetic === 'sgemm' ? pk.fp32MacsPerS : 0);
+  return floorFields(seconds, macs, arithmetic === 'int8' ? pk.int8MacsPerS : arithmetic === 'fp32' ? pk.fp32MacsPerS : 0);
 }
 
 async function row(name: string, seconds: number, p: TopkBenchParams, recall: number, arithmetic: Arithmetic, extra: Record<string, unknown> = {}): Promise<BenchRow> {
@@ -134,9 +130,9 @@ async function benchVocab(p: TopkBenchParams & { vocab: string; metric: Metric }
     if (!p.contenders.includes(contender)) continue;
     let r: SearchResult | undefined;
     const { value: seconds, peak } = await withPeakRss(() => timeMedian(async () => (r = await v.scan(queries, { k: p.k, metric: p.metric, kernel })), p.repeats, p.warmup));
-    results.push({ name: scanName(v.dtype === 'float16' ? 'fp16' : 'fp32', kernel), seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
+    results.push({ name: scanName(v.dtype === 'float16' ? 'fp16' : 'fp32', kernel, r!.scoredBy!), seconds, queries_per_s: nq / seconds, gbps: bytes / seconds / 1e9, of_read_rate: bytes / seconds / 1e9 / read.gbps,
       gflops: (2 * v.rows * nq * v.dim) / seconds / 1e9, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k), peak_rss_gib: peak / 2 ** 30,
-      ...(await floorOf(arithmeticOf(kernel), seconds, nq * v.rows * v.dim)) });
+      ...(await floorOf(r!.scoredBy!, seconds, nq * v.rows * v.dim)) });
   }
   const faissBytes = 2 * v.rows * v.dim * 4;  // our fp32 copy and FAISS's
   if (p.contenders.includes('faiss') && faissBytes > totalmem() / 2)
@@ -148,7 +144,7 @@ async function benchVocab(p: TopkBenchParams & { vocab: string; metric: Metric }
     let r: { ids: BigInt64Array } | undefined;
     const seconds = await timeMedian(async () => (r = await index.search(q, p.k)), p.repeats, p.warmup);
     results.push({ name: 'faiss-IndexFlatIP (in memory, fp32)', seconds, queries_per_s: nq / seconds, [`recall_at_${p.k}`]: recallAtK(r!.ids, exact.ids, nq, p.k),
-      ...(await floorOf('sgemm', seconds, nq * v.rows * v.dim)) });
+      ...(await floorOf('fp32', seconds, nq * v.rows * v.dim)) });
   }
   const base = results.find((r) => r.name.startsWith('faiss') && r.seconds > 0);
   if (base) for (const r of results) if (r.name.startsWith('conceptlens')) r.ratio_vs_faiss = r.seconds / base.seconds;
@@ -169,7 +165,7 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
   let r: SearchResult | undefined;
   const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats, p.warmup);
   const same = unprepared && r!.ids.every((id, i) => id === unprepared.ids[i]) && r!.scores.every((x, i) => Object.is(x, unprepared.scores[i]));
-  return row(`conceptlens-exact-fp32-prepared-${prepared.format ?? 'none'}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), prepared.format ?? 'sgemm', {
+  return row(`conceptlens-exact-fp32-prepared-${r!.scoredBy === 'fp32' ? 'none' : r!.scoredBy}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), r!.scoredBy!, {
     prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.rows * Math.ceil(p.d / (prepared.format === 'bf16' ? 2 : 4)) * 4,
     ...(unprepared ? { same_as_unprepared: same } : {}),
   });
@@ -191,18 +187,18 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
   // The reference for recall: fp32 storage scanned by fp32 GEMM tiles.
   const exact = await exactSearch(queries, vocab, p.d, { k: p.k, kernel: 'sgemm' });
   const variants: [string, string, Float32Array | Uint16Array, ScanKernel][] = [
-    ['conceptlens-sgemm', scanName('fp32', 'sgemm'), vocab, 'sgemm'],
-    ['conceptlens', scanName('fp32', 'auto'), vocab, 'auto'],
+    ['conceptlens-sgemm', 'fp32', vocab, 'sgemm'],
+    ['conceptlens', 'fp32', vocab, 'auto'],
   ];
-  for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, scanName('fp32', f), vocab, f]);
-  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', scanName('fp16', 'auto'), floatsToHalves(vocab), 'auto']);
+  for (const f of engineInfo().screening.slice(1)) variants.push([`conceptlens-${f}`, 'fp32', vocab, f]);
+  if (want('conceptlens-fp16') || p.dtype === 'fp16') variants.push(['conceptlens-fp16', 'fp16', floatsToHalves(vocab), 'auto']);
   let unprepared: SearchResult | undefined;
-  for (const [contender, name, data, kernel] of variants) {
+  for (const [contender, dtype, data, kernel] of variants) {
     if (!want(contender)) continue;
     let r: SearchResult | undefined;
     const s = await timeMedian(async () => (r = await exactSearch(queries, data, p.d, { k: p.k, kernel })), p.repeats, p.warmup);
     if (contender === 'conceptlens') unprepared = r;
-    results.push(await row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), arithmeticOf(kernel), { vocab_bytes: data.byteLength }));
+    results.push(await row(scanName(dtype, kernel, r!.scoredBy!), s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), r!.scoredBy!, { vocab_bytes: data.byteLength }));
   }
   if (want('conceptlens-prepared')) results.push(await benchPrepared(p, vocab, queries, exact, unprepared));
   for (const [contender, kind] of [['faiss', 'faiss-flat'], ['hnsw', 'hnsw']] as [string, IndexKind][]) {
@@ -213,7 +209,7 @@ async function benchGenerated(p: TopkBenchParams): Promise<BenchReport> {
     let r: { ids: BigInt64Array } | undefined;
     const s = await timeMedian(async () => (r = await index.search(queries, p.k)), p.repeats, p.warmup);
     const name = kind === 'faiss-flat' ? 'faiss-IndexFlatIP' : 'hnswlib-node';
-    results.push(await row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), kind === 'faiss-flat' ? 'sgemm' : 'none', { build_seconds: build }));
+    results.push(await row(name, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), kind === 'faiss-flat' ? 'fp32' : 'none', { build_seconds: build }));
   }
   const base = results.find((r) => r.name.startsWith('faiss'));
   if (base) for (const r of results) r.ratio_vs_faiss = r.seconds / base.seconds;

@@ -27,9 +27,14 @@ test('exact top-k equals brute force over shards, ip and cosine, unnormalised qu
       for (const k of [1, 10, 1000]) {
         const s = new ExactTopK(q, nq, d, { k, metric, kernel });
         for (let r0 = 0; r0 < n; r0 += 400) await s.add(v.subarray(r0 * d, Math.min(n, r0 + 400) * d), Math.min(400, n - r0));
-        assertMatches(await s.result(), bruteTopK(q, v, d, k, metric === 'cosine'), k, 1e-5 * (metric === 'ip' ? 30 : 1));
+        const r = await s.result();
+        assertMatches(r, bruteTopK(q, v, d, k, metric === 'cosine'), k, 1e-5 * (metric === 'ip' ? 30 : 1));
+        assert.equal(r.scoredBy, kernel === 'sgemm' ? 'fp32' : kernel, `${kernel} reports what scored`);
       }
     }
+  // 'auto' reports the format it took: the CPU's first, none for softmax scoring, which needs every score.
+  const auto = await exactSearch(q, v, d, { k: 3 }), softmax = await exactSearch(q, v, d, { k: 3, softmaxTemperature: 10 });
+  assert.deepEqual([auto.scoredBy, softmax.scoredBy], [engineInfo().screening[0] ?? 'fp32', 'fp32']);
 });
 
 test('progress is reported and the engine uses the fast BLAS kernels', async () => {

@@ -64,7 +64,7 @@ export { Vocabulary, type OpenOptions, type VocabSearchOptions, type VocabSearch
 export type { Texts } from './retrieval/texts.js';
 export type { VocabContent } from './retrieval/vocab-store.js';
 export type { Shard, Transforms } from './retrieval/vocab-blocks.js';
-export { ExactTopK, exactSearch, PreparedRows, type PreparedArrays, type TopKOptions, type SearchResult, type Metric } from './retrieval/exact.js';
+export { ExactTopK, exactSearch, PreparedRows, type PreparedArrays, type TopKOptions, type SearchResult, type ScoreArithmetic, type Metric } from './retrieval/exact.js';
 export {
   buildIndex, loadIndex, recallAtK, defaultNlist, defaultPqM, INDEX_KINDS,
   type AnnIndex, type AnnMetric, type IndexKind, type BuildOptions, type SearchOptions as AnnSearchOptions,

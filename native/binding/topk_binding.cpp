@@ -78,6 +78,8 @@ struct Scan {
 #endif
     cpu->result(scores, ids);
   }
+  // What computed the scores (TopKAccumulator::arithmetic); the GPU's tiles are fp32.
+  const char* arithmetic() const { return cpu ? cpu->arithmetic() : "fp32"; }
 };
 
 // The arrays of a persisted prepared copy, checked on the JS thread and
@@ -326,7 +328,7 @@ class TopK : public Napi::ObjectWrap<TopK> {
     return info.Env().Undefined();
   }
 
-  // result(): Promise<{ scores: Float32Array, ids: BigInt64Array }>, nq × k row-major.
+  // result(): Promise<{ scores: Float32Array, ids: BigInt64Array, scoredBy }>, nq × k row-major.
   Napi::Value Result(const Napi::CallbackInfo& info) {
     auto guard = busy_.claim(info.Env());
     auto scan = scan_;
@@ -335,10 +337,11 @@ class TopK : public Napi::ObjectWrap<TopK> {
     auto ids = std::make_shared<cl::Scratch<int64_t>>(n);
     return Task::Start(
         info.Env(), [scan, scores, ids, guard](cl::Progress&) { scan->result(scores->data(), ids->data()); },
-        [scores, ids](Napi::Env env) -> Napi::Value {
+        [scan, scores, ids](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("scores", hand_over<Napi::Float32Array>(env, *scores));
           o.Set("ids", hand_over<Napi::BigInt64Array>(env, *ids));
+          o.Set("scoredBy", scan->arithmetic());
           return o;
         },
         info.Env().Null(), info.Env().Null(), {queries_.Value()});

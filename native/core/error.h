@@ -2,6 +2,7 @@
 // argument or file, the expected and the actual value. Their code is the one
 // the JS layer branches on (ERR_ARG, ERR_SHAPE, ...; see ts/errors.ts).
 #pragma once
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -34,6 +35,13 @@ struct Cancelled : std::runtime_error {
 
 [[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
 [[noreturn]] inline void fail(ErrorCode code, const std::string& msg) { throw Error(code, msg); }
+
+// A value as a message shows it: shortest of fixed and exponent notation.
+inline std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
 
 inline void require(bool ok, const std::string& msg) {
   if (!ok) fail(msg);

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -32,15 +33,21 @@ constexpr int64_t kQueryBlock = 256;
 constexpr int64_t kTaskRows = 2048;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// 1/‖row‖ from the row's sum of squares ss. A row with none (ss not > 0) has
-// no cosine: its norm is zero, or it holds a NaN or an infinity (ERR_NAN); the
-// error names `what` and the row. `lenient` gives a zero row 0 instead.
-float inverse_norm(double ss, const char* what, int64_t row, bool lenient = false) {
+// 1/‖row‖ from the row x's sum of squares ss. A row with none (ss not > 0)
+// has no cosine: its norm is zero, it holds a NaN or an infinity (ERR_NAN), or
+// its squares pass float32's range; the error names `what`, the row and the
+// column. `lenient` gives a zero row 0 instead.
+float inverse_norm(double ss, const float* x, int64_t d, const char* what, int64_t row, bool lenient = false) {
   if (lenient && ss == 0) return 0.0f;
   if (!(ss > 0 && std::isfinite(ss))) {
     const std::string name = std::string(what) + ": row " + std::to_string(row);
     if (ss == 0) fail(name + " has zero norm, cosine is undefined");
-    fail(ErrorCode::NaN, name + " holds a NaN or infinite value, cosine is undefined");
+    int64_t c = 0;
+    while (c < d && std::isfinite(x[c])) ++c;
+    if (c < d) fail(ErrorCode::NaN, name + " holds a NaN or infinite value (column " + std::to_string(c) + "), cosine is undefined");
+    c = std::max_element(x, x + d, [](float a, float b) { return std::fabs(a) < std::fabs(b); }) - x;
+    fail(name + ": expected values whose squares fit float32 (|x| up to 1.8e19), got " + show(x[c]) + " at column " +
+         std::to_string(c) + "; scale the rows down");
   }
   return static_cast<float>(1.0 / std::sqrt(ss));
 }
@@ -49,14 +56,14 @@ void normalise_rows(float* x, int64_t n, int64_t d, const char* what) {
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t j = 0; j < d; ++j) s += double(x[i * d + j]) * x[i * d + j];
-    const float inv = inverse_norm(s, what, i);
+    const float inv = inverse_norm(s, x + i * d, d, what, i);
     for (int64_t j = 0; j < d; ++j) x[i * d + j] *= inv;
   }
 }
 
 // 1/‖row‖ for n rows.
 void inverse_norms(const float* v, int64_t n, int64_t d, int64_t id0, float* inv, bool lenient) {
-  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), "vocabulary", id0 + i, lenient);
+  for (int64_t i = 0; i < n; ++i) inv[i] = inverse_norm(sum_squares(v + i * d, d), v + i * d, d, "vocabulary", id0 + i, lenient);
 }
 
 #define CL_TILE __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -93,7 +100,7 @@ CL_TILE const float* tile_avx512(const MatrixView& m, int64_t r0, int64_t n, flo
     _mm512_store_ps(lanes, ss);
     double sum = 0;
     for (float l : lanes) sum += l;
-    inv[i] = inverse_norm(sum, "vocabulary", id0 + i, lenient);
+    inv[i] = inverse_norm(sum, half ? dst + i * d : m.f32() + at, d, "vocabulary", id0 + i, lenient);
   }
   return half ? dst : m.f32() + r0 * d;
 }
@@ -234,6 +241,8 @@ const float* tile_rows_f32(const MatrixView& m, int64_t r0, int64_t n, float* ds
   if (inv) inverse_norms(v, n, m.cols, id0, inv, lenient);
   return v;
 }
+
+const char* TopKAccumulator::arithmetic() const { return screen_ ? screen_format_name(*screen_) : "fp32"; }
 
 TopKAccumulator::TopKAccumulator(const float* queries, int64_t nq, int64_t d, const TopKOptions& opt)
     : nq_(nq), d_(d), opt_(opt), q_(queries, queries + nq * d), final_(nq, opt.k) {

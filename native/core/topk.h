@@ -75,6 +75,9 @@ class TopKAccumulator {
   int64_t dim() const { return d_; }
   int k() const { return opt_.k; }
   int64_t rows_seen() const { return rows_seen_; }
+  // What computes every candidate's score: "int8" or "bf16" (a screen, then
+  // fp32 re-scoring of what it cannot rule out), or "fp32" (tiles).
+  const char* arithmetic() const;
 
  private:
   struct Scratch;  // per worker

@@ -644,6 +644,11 @@ TEST(int8_screening_stops_where_its_sums_would_overflow) {
   CHECK(cl::prepare_vocab(vm, nullptr, p).format != cl::ScreenFormat::Int8);
   if (cl::screening_available(cl::ScreenFormat::Int8))
     CHECK_THROWS_WITH(run(q, vm, nq, 3, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Int8), "screens dimensions up to 133144");
+  // The scan reports what it screened in: below the limit 'auto' takes int8, above it bf16.
+  const auto took = [&](int64_t dim) { return std::string(cl::TopKAccumulator(q.data(), 1, dim, cl::TopKOptions{}).arithmetic()); };
+  const bool int8 = cl::screening_available(cl::ScreenFormat::Int8), bf16 = cl::screening_available(cl::ScreenFormat::Bf16);
+  CHECK(took(cl::kInt8MaxDim) == (int8 ? "int8" : bf16 ? "bf16" : "fp32"));
+  CHECK(took(d) == (bf16 ? "bf16" : "fp32"));
 }
 
 TEST(bad_input_is_named) {
@@ -672,6 +677,11 @@ TEST(bad_input_is_named) {
   }
   std::vector<float> qz(8, 0.0f);
   CHECK_THROWS_WITH(cl::TopKAccumulator(qz.data(), 2, 4, opt), "zero norm");
+  // A finite row whose squares overflow float32 is named as such, with its largest value.
+  std::vector<float> big(8, 1.0f);
+  big[6] = -3e19f;
+  CHECK_THROWS_WITH(cos.add(cl::MatrixView{big.data(), cl::DType::F32, 2, 4}, 0, nullptr, p),
+                    "row 1: expected values whose squares fit float32 (|x| up to 1.8e19), got -3e+19 at column 2");
 }
 
 TEST(cancel_flag_stops_the_scan) {

@@ -65,7 +65,18 @@ export interface NativeTopK {
   addPrepared(prepared: NativePreparedVocab, vectors: FloatRows, rows: number, first: number, idOffset: number,
     onProgress: NativeProgress, cancel: CancelFlag): Promise<void>;
   endChunk(): void;
-  result(): Promise<{ scores: Float32Array; ids: BigInt64Array }>;
+  result(): Promise<ScanResult>;
+}
+/**
+ * What computed every candidate's score: a screen in 'int8' or 'bf16' (its certified bound rules rows out; the rest are
+ * re-scored in fp32), or 'fp32' tiles (CPU GEMM tiles, the GPU).
+ */
+export type ScoreArithmetic = 'fp32' | 'int8' | 'bf16';
+/** A scan's nq × k scores and ids, each row best first, and what computed them. */
+export interface ScanResult {
+  scores: Float32Array;
+  ids: BigInt64Array;
+  scoredBy: ScoreArithmetic;
 }
 /**
  * A prepared screening copy as arrays (what a store persists): the rows rounded once in one frame, their per-row

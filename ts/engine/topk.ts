@@ -1,6 +1,6 @@
 // topk_binding.cpp: the running exact top-k accumulator.
 import type { ProgressOptions } from '../abort.js';
-import { engine, type Device, type FloatRows, type NativePreparedVocab, type NativeTopK, type PreparedArrays, type ScanKernel } from './addon.js';
+import { engine, type Device, type FloatRows, type NativePreparedVocab, type NativeTopK, type PreparedArrays, type ScanKernel, type ScanResult } from './addon.js';
 import { nativeCall, nativeSync } from './call.js';
 
 export interface TopKScanOptions {
@@ -50,8 +50,8 @@ export class TopKScan {
     nativeSync(() => this.scan.endChunk());
   }
 
-  /** nq × k scores and ids, each row best first; -Infinity / -1 where fewer than k rows were seen. */
-  result(): Promise<{ scores: Float32Array; ids: BigInt64Array }> {
+  /** nq × k scores and ids, each row best first (-Infinity / -1 where fewer than k rows were seen), and what computed them. */
+  result(): Promise<ScanResult> {
     return nativeCall({}, () => this.scan.result());
   }
 }

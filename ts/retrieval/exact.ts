@@ -2,12 +2,12 @@
 // screened low-precision scores or fused GEMM + selection tiles), with the
 // running merge across shards.
 import type { ProgressOptions } from '../abort.js';
-import type { PreparedArrays, ScanKernel } from '../engine/addon.js';
+import type { PreparedArrays, ScanKernel, ScoreArithmetic } from '../engine/addon.js';
 import { PreparedScreen, TopKScan, type FileRowsRef } from '../engine/topk.js';
 import { argError } from '../errors.js';
 import { rowsOf } from '../matrix.js';
 
-export type { ScanKernel, FileRowsRef, PreparedArrays };
+export type { ScanKernel, ScoreArithmetic, FileRowsRef, PreparedArrays };
 /** Score of a row against a query: inner product, or cosine (both normalised by the kernel). */
 export type Metric = 'ip' | 'cosine';
 
@@ -41,6 +41,11 @@ export interface SearchResult {
   nq: number;
   /** Results per query. */
   k: number;
+  /**
+   * What computed the scores of this scan (which screening format 'auto' took, or 'fp32'); absent where results of
+   * several scans were merged.
+   */
+  scoredBy?: ScoreArithmetic;
 }
 
 /**
@@ -148,7 +153,7 @@ export class ExactTopK {
   async result(): Promise<SearchResult> {
     if (this.rowsSeen < this.options.k) throw argError('k', `at most ${this.rowsSeen} (the rows scanned)`, this.options.k);
     const r = await this.scan.result();
-    return { ids: r.ids, scores: r.scores, nq: this.nq, k: this.options.k };
+    return { ids: r.ids, scores: r.scores, nq: this.nq, k: this.options.k, scoredBy: r.scoredBy };
   }
 }
 
