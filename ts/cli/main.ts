@@ -20,13 +20,22 @@ import { packageVersion } from '../package-version.js';
 
 export type Register = (program: Command) => void;
 
+/**
+ * Commander's usage errors as ours read: our option parsers' messages name the option and value already, so the prefix
+ * repeating them goes; every option that declares a conflict is one the other would make ignored, so the message says so.
+ */
+function plainUsageError(str: string): string {
+  return str
+    .replace(/^error: option '[^']+' argument '[^']*' is invalid\. (?=--)/, 'error: ')
+    .replace(/^error: option '([^']+)' cannot be used with option '([^']+)'/, 'error: $1 would be ignored with $2: give one or the other');
+}
+
 export async function main(argv: string[], extra: Register[] = []): Promise<void> {
   const program = new Command('conceptlens')
     .description('Explain what vision representations encode, in human concepts.')
     .version(packageVersion(), '-V, --version', "print conceptlens's version")
     .showHelpAfterError('(add --help for usage)')
-    // Our option parsers' messages name the option and value already: drop commander's prefix that repeats them.
-    .configureOutput({ outputError: (str, write) => write(str.replace(/^error: option '[^']+' argument '[^']*' is invalid\. (?=--)/, 'error: ')) })
+    .configureOutput({ outputError: (str, write) => write(plainUsageError(str)) })
     .exitOverride();
   for (const register of [registerDemo, registerTokenize, ...extra, registerSearch, registerVocab, registerEmbed, registerAssets,
     registerFalcon, registerLe, registerSplice, registerSae, registerWorker, registerAtlas, registerServe]) register(program);
