@@ -20,7 +20,8 @@ import { UsageError } from '../ts/cli/run.js';
 import { conceptMixtures, deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, reportAction, type BenchRow, type RunOptions } from './report.js';
+import { timeWithCpu } from './measure.js';
 
 export interface GlmBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -103,12 +104,10 @@ const nonzerosPerNeuron = (W: Float32Array, neurons: number) => W.reduce((a, w) 
 async function ourRun(X: Mat, Y: Mat, p: GlmBenchParams, solver: 'cd' | 'saga', tol?: number): Promise<Run> {
   let fit: GlmFit | undefined;
   const opts = tol === undefined ? {} : solver === 'cd' ? { tol } : { tolPerTarget: tol };
-  const cpu0 = process.cpuUsage();
-  const seconds = await timeMedian(async () => (fit = await fitElasticNet(X, Y, { solver, ...opts })), p.repeats, p.warmup);
-  const cpu = process.cpuUsage(cpu0);
+  const { seconds, cpuSeconds } = await timeWithCpu(async () => (fit = await fitElasticNet(X, Y, { solver, ...opts })), p.repeats, p.warmup);
   return {
     row: { name: solver === 'cd' ? 'conceptlens-cd' : 'glm-saga', label: LABELS[solver], seconds,
-      cpu_seconds: (cpu.user + cpu.system) / 1e6 / (p.repeats + p.warmup), neurons_per_s: Y.cols / seconds,
+      cpu_seconds: cpuSeconds, neurons_per_s: Y.cols / seconds,
       nonzeros_per_neuron: nonzerosPerNeuron(fit!.weights, Y.cols) },
     objectives: elasticNetObjective(X, Y, fit!.weights, fit!.bias),
   };

@@ -3,7 +3,7 @@
 // sequential read rate on the files a search reads, and its sgemm rate.
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { matmulNT } from '../ts/engine/blas.js';
-import { median } from './report.js';
+import { median, timeMedian } from './report.js';
 
 /** Runs fn while sampling resident memory; returns fn's value and the peak RSS in bytes. */
 export async function withPeakRss<T>(fn: () => Promise<T>): Promise<{ value: T; peak: number }> {
@@ -21,6 +21,20 @@ export async function withPeakRss<T>(fn: () => Promise<T>): Promise<{ value: T; 
 export function cpuSeconds(from: NodeJS.CpuUsage): number {
   const c = process.cpuUsage(from);
   return (c.user + c.system) / 1e6;
+}
+
+/**
+ * timeMedian's median seconds, and the median CPU seconds of the whole process over the same timed runs (warm-ups
+ * left out): what the run cost in cores, robust to other load on the machine.
+ */
+export async function timeWithCpu(fn: () => Promise<unknown>, repeats: number, warmup: number): Promise<{ seconds: number; cpuSeconds: number }> {
+  const cpu: number[] = [];
+  const seconds = await timeMedian(async () => {
+    const c0 = process.cpuUsage();
+    await fn();
+    cpu.push(cpuSeconds(c0));
+  }, repeats, warmup);
+  return { seconds, cpuSeconds: median(cpu.slice(warmup)) };
 }
 
 /**

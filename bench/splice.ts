@@ -22,7 +22,8 @@ import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, median, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, reportAction, type BenchRow, type RunOptions } from './report.js';
+import { timeWithCpu } from './measure.js';
 
 export interface SpliceBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -143,14 +144,7 @@ interface Solved {
 async function solveOne(pr: SpliceBenchProblem, p: SpliceBenchParams, solver: SpliceSolverName, tol?: number): Promise<Solved> {
   const full = solver === 'auto' || solver === 'ws', m = full ? pr.n : Math.min(pr.n, p.baselineN);
   const part = pr.samples.subarray(0, m * pr.d), out = new Float32Array(m * pr.c); // reused, as a long-running caller would
-  const cpu: number[] = []; // CPU seconds of the whole process per timed run: robust to other load on the machine
-  const seconds = await timeMedian(async () => {
-    const c0 = process.cpuUsage();
-    await solveSplice(pr.dictionary, part, pr.d, { l1: p.l1, solver, out, tol });
-    const c1 = process.cpuUsage(c0);
-    cpu.push((c1.user + c1.system) / 1e6);
-  }, p.repeats, p.warmup);
-  const cpuSeconds = median(cpu.slice(p.warmup));
+  const { seconds, cpuSeconds } = await timeWithCpu(() => solveSplice(pr.dictionary, part, pr.d, { l1: p.l1, solver, out, tol }), p.repeats, p.warmup);
   return {
     row: { name: solver, label: LABELS[solver], seconds, samples: m, samples_per_s: m / seconds, cpu_seconds: cpuSeconds,
       samples_per_cpu_s: m / cpuSeconds, mean_l0: out.reduce((a, w) => a + (w > 0 ? 1 : 0), 0) / m },

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { ClipTokenizer, CONTEXT_LENGTH } from '../encoders/clip-tokenizer.js';
-import { splitLines } from '../io/text.js';
+import { decodeUtf8, splitLines } from '../io/text.js';
 import { act, UsageError } from './run.js';
 
 interface TokenizeOptions {
@@ -14,7 +14,7 @@ interface TokenizeOptions {
 function readTexts(args: string[]): string[] {
   if (args.length > 0) return args;
   if (process.stdin.isTTY) throw new UsageError('give texts as arguments or pipe them in, one per line');
-  return splitLines(readFileSync(0, 'utf8').replace(/^\uFEFF/, ''));
+  return splitLines(decodeUtf8(readFileSync(0), 'standard input'));
 }
 
 function rows(ids: Int32Array, count: number): number[][] {

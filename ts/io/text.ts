@@ -14,10 +14,15 @@ export function readText(path: string): string {
   } catch (e) {
     throw (e as NodeJS.ErrnoException).code === 'EISDIR' ? fileError(path, 'is a directory; expected a text file', e) : openError(path, e);
   }
+  return decodeUtf8(bytes, path);
+}
+
+/** Bytes read from `source` (a path, or 'standard input') as text; undecodable bytes are an error naming it (ERR_FILE). */
+export function decodeUtf8(bytes: Uint8Array, source: string): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    throw fileError(path, `not valid UTF-8 (first bad byte at offset ${firstBadByte(bytes)})`);
+    throw fileError(source, `not valid UTF-8 (first bad byte at offset ${firstBadByte(bytes)})`);
   }
 }
 
