@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { writeNpy } from '../ts/io/npy.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
@@ -24,6 +25,7 @@ async function fails(args: string[], code: 1 | 2, ...patterns: RegExp[]): Promis
 }
 
 
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js');
 const D = 16;
 
 /** Concept probabilities, activations that are sums of two concepts, names, labels: a small LE problem on disk. */
@@ -154,7 +156,7 @@ test('an approximate index asked for more neighbours than it returns says so', a
   assert.ok(!existsSync(join(dir, 'r.ids.npy')));
 });
 
-test('options a mode ignores are refused: resume with other hyperparameters, --standin with --layer', async () => {
+test('options a mode ignores are refused: resume with other hyperparameters, --standin with --layer, --k for relu-l1, job sizes without --queue', async () => {
   const dir = tempDir();
   writeNpy(join(dir, 'X.npy'), randn(128 * 8, 2), [128, 8]);
   const train = ['sae', 'train', '--features', join(dir, 'X.npy'), '--out', join(dir, 'sae'), '--expansion', '2', '--batch', '32'];
@@ -167,6 +169,11 @@ test('options a mode ignores are refused: resume with other hyperparameters, --s
   assert.deepEqual(fileSnapshot(join(dir, 'sae')), before, 'refused runs left the trained SAE untouched');
   await fails(['embed', '--standin', '--layer', 'fire22', '--images', dir, '--out', join(dir, 'e.npy')], 2,
     /--standin: the stand-in tower takes no --layer/);
+  await fails([...train, '--out', join(dir, 'sae2'), '--k', '4'], 2, /--k: only with --kind topk or batchtopk/);
+  writeNpy(join(dir, 'C.npy'), randn(20 * 8, 3), [20, 8]);
+  await fails(['splice', 'decompose', '--embeddings', join(dir, 'X.npy'), '--concepts', join(dir, 'C.npy'), '--l1', '0.25', '--part-rows', '5',
+    '--out', join(dir, 'W.npy')], 2, /--part-rows: only with --queue \(it sizes the jobs of a sharded run\)/);
+  assert.ok(!existsSync(join(dir, 'sae2')) && !existsSync(join(dir, 'W.npy')));
 });
 
 test('text inputs: a BOM and CRLF are read, undecodable bytes are an error; LAION gaps and damaged stores are refused', async () => {
@@ -178,6 +185,9 @@ test('text inputs: a BOM and CRLF are read, undecodable bytes are an error; LAIO
   writeFileSync(join(dir, 'bad.txt'), Buffer.concat([Buffer.from('concept 0\nconc'), Buffer.from([0xff, 0xfe]), Buffer.from('ept\n')]));
   await fails(['le', 'explain', '--activations', join(dir, 'A.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'bad.txt'),
     '--out', join(dir, 'le2.csv')], 1, /bad\.txt: not valid UTF-8 \(first bad byte at offset 14\)/);
+  const piped = spawnSync(process.execPath, [BIN, 'tokenize'], { input: Buffer.from([0x61, 0x0a, 0xff, 0xfe, 0x0a]), encoding: 'utf8' });
+  assert.equal(piped.status, 1, piped.stderr);
+  assert.match(piped.stderr, /^error: standard input: not valid UTF-8 \(first bad byte at offset 2\)/);
 
   const laion = join(dir, 'laion');
   mkdirSync(laion);
@@ -254,9 +264,12 @@ test('splice images: a run that fails after embedding leaves the earlier embeddi
   assert.deepEqual(readdirSync(out), ['embeddings.npy'], 'no temp files left');
 });
 
-test('clear errors: a directory for a file, malformed JSON, an unknown option: one line naming the path or option', async () => {
+test('clear errors: a directory for a file and a file for a directory, malformed JSON, an unknown option: one line naming the path or option', async () => {
   const dir = tempDir();
   leFiles(dir);
+  for (const out of ['A.npy', join('A.npy', 'sub')])
+    await fails(['sae', 'train', '--features', join(dir, 'A.npy'), '--out', join(dir, out)], 1,
+      new RegExp(`${join(dir, 'A.npy').replace(/[/.]/g, '\\$&')}: is a file; expected a directory for the SAE training's outputs`));
   await fails(['le', 'explain', '--activations', join(dir, 'A.npy'), '--concepts', join(dir, 'P.npy'), '--concept-names', dir, '--out', join(dir, 'x.csv')], 1,
     new RegExp(`${dir.replace(/[/.]/g, '\\$&')}: is a directory; expected a text file`));
   // A missing names file is said in the words every reader uses (as a missing .npy is).

@@ -4,7 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConceptLensError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
 import { folderImages, onnxTargetModel } from '../methods/falcon/adapters.js';
 import type { ProbeImages, TargetModel } from '../methods/falcon/pipeline.js';
@@ -96,6 +96,7 @@ function checkOptions(o: AtlasOptions): void {
   const out = resolve(o.out);
   const inside = o.images.find((d) => out === resolve(d) || out.startsWith(resolve(d) + '/'));
   if (inside) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${inside}'; its outputs would be read as images`);
+  requireDirTarget(o.out, 'atlas');
 }
 
 /** The options with their defaults filled in. */

@@ -31,7 +31,6 @@ interface EmbedCliOptions extends QueueFlags {
   fp16?: boolean;
   restart?: boolean;
   fastDecode?: boolean;
-  partImages?: number;
 }
 
 /** Options the stand-in tower does not take (it is SqueezeNet's logits mapped into CLIP space, ImageNet preprocessing). */

@@ -13,6 +13,9 @@ export interface QueueFlags {
   queue?: string;
   workDir?: string;
   json?: boolean;
+  /** Job sizes of the commands that take them (--part-rows, --part-images): only with --queue too. */
+  partRows?: number;
+  partImages?: number;
 }
 
 /** Parses --queue as it is read, so a malformed URL is a usage error naming the option. */
@@ -40,6 +43,8 @@ export async function withQueueStatus<T>(label: string, o: QueueFlags, at: { wor
   fn: (q: QueueOptions | undefined) => Promise<T>): Promise<T> {
   if (!o.queue) {
     if (o.workDir) throw new UsageError('--work-dir: only with --queue (it holds the files of a sharded run)');
+    for (const [flag, v] of [['--part-rows', o.partRows], ['--part-images', o.partImages]] as const)
+      if (v !== undefined) throw new UsageError(`${flag}: only with --queue (it sizes the jobs of a sharded run)`);
     return fn(undefined);
   }
   const workDir = o.workDir ?? at.workDir;

@@ -13,7 +13,7 @@ import {
 } from '../methods/cbm.js';
 import { progressBar } from './progress.js';
 import { integer, number, oneOf } from './options.js';
-import { act, aliasFlag } from './run.js';
+import { act, aliasFlag, UsageError } from './run.js';
 
 const NAMES = 'concept_names.json';
 const PROBE = 'cbm_weights.npy';
@@ -80,6 +80,8 @@ export function registerSae(program: Command): void {
     .addOption(aliasFlag('--centre', 'center'))
     .option('--json', 'print the final metadata as JSON')
     .action(act(async (o: SaeTrainFlags, { signal }) => {
+      if (o.k !== undefined && (o.kind ?? 'relu-l1') === 'relu-l1')
+        throw new UsageError('--k: only with --kind topk or batchtopk (relu-l1 codes are made sparse by --l1)');
       const bar = progressBar('sae', 'items', !o.json && process.stderr.isTTY);
       const meta = await trainSae({
         features: o.features, out: o.out, expansion: o.expansion, kind: o.kind, k: o.k, l1: o.l1, lr: o.lr,

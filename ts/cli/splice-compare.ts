@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { unitMean } from '../atlas/splice.js';
 import { barsSvg } from '../atlas/svg.js';
 import { ConceptLensError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic, requireDirTarget } from '../io/atomic.js';
 import { formatCsv } from '../io/csv.js';
 import { readMatrix, readVector } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
@@ -63,6 +63,7 @@ function csv(r: Comparison): string {
 }
 
 async function compare(o: CompareOpts, signal: AbortSignal): Promise<void> {
+  requireDirTarget(o.out, 'comparison');
   const names = readVocabulary(o.conceptNames);
   const [wa, wb] = await weightsOf(o, names, signal);
   const r = compareWeights(wa, wb, names, { resamples: o.resamples, confidence: o.confidence, seed: o.seed });

@@ -35,7 +35,6 @@ interface DecomposeOptions extends CommonOptions, QueueFlags {
   l1: number;
   out: string;
   device: 'cpu' | 'cuda';
-  partRows?: number;
 }
 
 /** The local decomposition: weights written to --out, the run's shape and means returned. */

@@ -1,8 +1,7 @@
 // `conceptlens demo`: runs every method that has landed on the embedded
 // default data and writes DIR/report.md.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { ensureDir, writeFileAtomic } from '../io/atomic.js';
 import { engineInfo } from '../engine/info.js';
 import { throwIfAborted } from '../abort.js';
 import { makeContext, type DemoContext, type DemoSection } from './context.js';
@@ -48,7 +47,7 @@ _Section time: ${sec.toFixed(1)} s._` };
 
 export async function runDemo(outDir: string, opts: { synthetic?: boolean; log?: (l: string) => void; signal?: AbortSignal } = {}): Promise<string> {
   const log = opts.log ?? (() => {});
-  mkdirSync(outDir, { recursive: true });
+  ensureDir(outDir, 'demo');
   const ctx = makeContext(outDir, log, opts.synthetic, opts.signal);
   const info = engineInfo();
   const parts = [

@@ -43,7 +43,7 @@ export function commitTemp(tmp: string, path: string): void {
 
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   requireFileTarget(path);
-  mkdirSync(dirname(path), { recursive: true });
+  ensureDir(dirname(path));
   const tmp = tempPath(path);
   try {
     writeFileSync(tmp, data);
@@ -57,4 +57,22 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
 /** An output file's path must not name a directory (checked before any work, so nothing is left half done). */
 export function requireFileTarget(path: string, what = 'output'): void {
   if (existsSync(path) && statSync(path).isDirectory()) throw fileError(path, `is a directory; the ${what} is a file path`);
+  requireDirTarget(dirname(path));
+}
+
+/** An output directory's path must not name a file (checked before any work, so nothing is left half done). */
+export function requireDirTarget(path: string, owner = 'run'): void {
+  let at = path;
+  while (!existsSync(at) && dirname(at) !== at) at = dirname(at);  // the nearest part of the path that exists
+  if (existsSync(at) && !statSync(at).isDirectory()) throw fileError(at, `is a file; expected a directory for the ${owner}'s outputs`);
+}
+
+/** Creates an output directory and its parents; a file in the way is an error naming the path (ERR_FILE). */
+export function ensureDir(path: string, owner = 'run'): void {
+  requireDirTarget(path, owner);
+  try {
+    mkdirSync(path, { recursive: true });
+  } catch (e) {
+    throw fileError(path, `cannot create the directory for the ${owner}'s outputs (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
+  }
 }

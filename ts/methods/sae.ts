@@ -1,14 +1,14 @@
 // Discover-then-Name (Rao et al., ECCV 2024): a sparse autoencoder trained
 // natively over features streamed from a .npy file, concept naming against a
 // text vocabulary, and the files other tools read (decoder.npy, encoder.npy).
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
 import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { SaeEngine } from '../engine/sae.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { ensureDir, requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
 import { requireMemory } from '../memory.js';
@@ -197,7 +197,7 @@ export function readMeta(dir: string): TrainMeta {
  * checkpoint, with the metadata rolled back to it (see resumeMeta).
  */
 export function writeOutputs(t: SaeTrainer, dir: string, meta: TrainMeta): void {
-  mkdirSync(dir, { recursive: true });
+  ensureDir(dir, 'SAE training');
   writeFileAtomic(join(dir, META), JSON.stringify(meta, null, 1));
   const { d, m } = t.config();
   const p = t.params();
@@ -271,6 +271,7 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
   const [n, d] = h.shape;
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${o.features}: has 0 rows; an SAE needs features to train on`);
   if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw argError('epochs', 'an integer >= 1', o.epochs);
+  requireDirTarget(o.out, 'SAE training');
   const resuming = !!o.resume && existsSync(join(o.out, CHECKPOINT));
   const recorded = resuming ? readMeta(o.out) : undefined;
   const batch = o.batch ?? recorded?.run?.batch ?? 4096;

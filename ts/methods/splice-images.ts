@@ -8,7 +8,7 @@ import type { ProgressOptions } from '../abort.js';
 import { embedImages, classKeys, isImageName, listFiles } from '../encoders/embed-images.js';
 import { ConceptLensError } from '../errors.js';
 import { preprocessSpec, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { writeFileAtomic, requireDirTarget } from '../io/atomic.js';
 import { formatCsv } from '../io/csv.js';
 import { readFloatMatrix, readMatrix, readVector } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
@@ -108,6 +108,7 @@ export async function spliceImages(o: SpliceImagesOptions): Promise<SpliceImages
   if (!o.model === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --model CLIP_IMAGE.onnx or --standin');
   const out = resolve(o.out), root = resolve(o.images);
   if (out === root || out.startsWith(root + sep)) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${o.images}'; its outputs would be read as images`);
+  requireDirTarget(o.out, 'SpLiCE images');
   // Every input is checked before any output is touched; the embeddings go to a
   // temporary file that replaces embeddings.npy only once the whole run succeeds.
   const { names, vectors, d } = loadConcepts(o);
