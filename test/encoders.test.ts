@@ -93,6 +93,18 @@ test('a missing tensor name lists the available names; an input shape that does 
   }
 });
 
+test('a closed encoder rejects encode and run with ERR_ARG at once; a second close resolves', { timeout: 20_000 }, async (t) => {
+  if (!haveSqueezenet) return t.skip(SKIP);
+  const enc = await ImageEncoder.load(squeezenet, { layer: 'fire22' });
+  const x = randn(3 * 224 * 224, 2);
+  assert.deepEqual((await enc.encode(x, [1, 3, 224, 224])).shape, [1, 512]);
+  await enc.close();
+  const closed = { name: 'ConceptLensError', code: 'ERR_ARG', message: /squeezenet1\.1\.onnx: the model is closed; load it again/ };
+  await assert.rejects(enc.encode(x, [1, 3, 224, 224]), closed);
+  await assert.rejects(enc.model.run({ data: { type: 'float32', dims: [1, 3, 224, 224], data: x } }), closed);
+  await enc.close(); // before the fix this never settled
+});
+
 test('image encoder: pixel_values convention, named output, L2 normalisation, fp16 rows and fp16 model outputs, progress', async () => {
   const n = 5, h = 8, w = 6;
   const x = randn(n * 3 * h * w, 3);

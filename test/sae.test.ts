@@ -172,6 +172,31 @@ test('CBM probe learns a separable task; metrics follow their definitions', () =
   assert.equal(coveragePosition([10], 0.99), 0);
 });
 
+test('toSparse refuses data that is not rows × cols values', () => {
+  const tenValues = Float32Array.from({ length: 10 }, (_, i) => i + 1);
+  assert.throws(() => toSparse(tenValues, 4, 8), { code: 'ERR_SHAPE', message: /^data: expected 4 × 8 = 32 values, got 10$/ });
+  assert.throws(() => toSparse(new Float32Array(40), 4, 8), { code: 'ERR_SHAPE', message: /got 40/ });
+  assert.throws(() => toSparse(new Float32Array(0), 4, 0), { code: 'ERR_ARG', message: /^cols: expected a positive integer, got 0$/ });
+  assert.throws(() => toSparse(new Float32Array(8), 1.5, 8), { code: 'ERR_ARG', message: /^rows: expected an integer ≥ 0, got 1\.5$/ });
+  assert.deepEqual(toSparse(tenValues.subarray(0, 8), 2, 4).ptr, Float64Array.from([0, 4, 8]));
+});
+
+test('accuracy refuses weights, labels and rows that do not fit X, as trainProbe does', () => {
+  const s2 = toSparse(new Float32Array(32).fill(1), 4, 8), y4 = new Int32Array([0, 1, 2, 3]);
+  assert.throws(() => accuracy(s2, y4, new Float32Array(3), 4), { code: 'ERR_SHAPE', message: /^weights: expected 4 × 8 = 32 values, got 3$/ });
+  const X = toSparse(new Float32Array(100 * 8).fill(1), 100, 8), W = new Float32Array(4 * 8);
+  const y = Int32Array.from({ length: 200 }, (_, i) => i % 4);
+  const perRow = { code: 'ERR_SHAPE', message: /^labels: (10|200) for 100 feature rows; expected one label per row$/ };
+  assert.throws(() => accuracy(X, y.subarray(0, 10), W, 4), perRow);
+  assert.throws(() => accuracy(X, y, W, 4), perRow);
+  assert.throws(() => trainProbe(X, y.subarray(0, 10), 4), perRow);
+  assert.throws(() => accuracy(s2, new Int32Array([0, 1, 4, 3]), new Float32Array(32), 4), { code: 'ERR_ARG', message: /^labels\[2\]: expected a class in 0\.\.3, got 4$/ });
+  assert.throws(() => accuracy(s2, y4, new Float32Array(32), 4, [0, 4]), { code: 'ERR_SHAPE', message: /^rows\[1\]: expected a row of X in 0\.\.3, got 4$/ });
+  assert.throws(() => accuracy(s2, y4, new Float32Array(32), 4, []), { code: 'ERR_SHAPE', message: /no rows to score/ });
+  assert.throws(() => accuracy({ ...s2, val: s2.val.subarray(1) }, y4, new Float32Array(32), 4), { code: 'ERR_SHAPE', message: /^X: expected 5 row starts/ });
+  assert.deepEqual(accuracy(s2, y4, new Float32Array(32), 4, [1, 2]), { top1: 0, top5: 1 });
+});
+
 test('an AbortSignal stops training with an AbortError', withDir(async (dir) => {
   const { x } = planted(2048, 8);
   const features = join(dir, 'x.npy');

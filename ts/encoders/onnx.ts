@@ -77,12 +77,26 @@ export interface RunOptions extends ProgressOptions {
 export class OnnxModel {
   private nextId = 1;
   private pending = new Map<number, { resolve: (r: Record<string, RawTensor>) => void; reject: (e: Error) => void; onProgress?: ProgressOptions['onProgress'] }>();
+  /** Set by the first close(): later calls return it instead of messaging a worker that is gone. */
+  private closing?: Promise<void>;
+  /** Set when the worker thread ends: nothing posted to it afterwards would ever be answered. */
+  private exitCode?: number;
 
   private constructor(private readonly worker: Worker, readonly inputs: ValueInfo[], readonly outputs: ValueInfo[], readonly source: string) {
     worker.on('message', (m: WorkerReply) => this.onMessage(m));
     worker.on('error', (e) => this.failAll(e));
-    worker.on('exit', (code) => this.failAll(new ConceptLensError('ERR_ENGINE', `${source}: the onnxruntime worker exited (code ${code})`)));
+    worker.on('exit', (code) => {
+      this.exitCode = code;
+      this.failAll(new ConceptLensError('ERR_ENGINE', `${source}: the onnxruntime worker exited (code ${code})`));
+    });
     worker.unref();
+  }
+
+  /** The one guard of every use after close(): a message to an ended worker would wait forever. */
+  private checkOpen(): void {
+    if (this.closing) throw new ConceptLensError('ERR_ARG', `${this.source}: the model is closed; load it again`);
+    if (this.exitCode !== undefined)
+      throw new ConceptLensError('ERR_ENGINE', `${this.source}: the onnxruntime worker exited (code ${this.exitCode}); load the model again`);
   }
 
   /**
@@ -116,6 +130,7 @@ export class OnnxModel {
 
   /** Runs the feeds (sharing a first, batch axis) in batches; returns the named outputs concatenated. */
   async run(feeds: Record<string, RawTensor>, outputs: string[] = [this.outputs[0].name], opts: RunOptions = {}): Promise<Record<string, RawTensor>> {
+    this.checkOpen();
     for (const o of outputs)
       if (!this.outputs.some((v) => v.name === o)) throw missingTensorError(o, this.outputs.map((v) => v.name), `the outputs of ${this.source}`);
     const rows = Object.values(feeds).map((t) => t.dims[0]);
@@ -144,11 +159,21 @@ export class OnnxModel {
     }
   }
 
-  /** Releases the session and ends its worker thread; the model cannot run afterwards. */
-  async close(): Promise<void> {
+  /**
+   * Releases the session and ends its worker thread; the model cannot run afterwards (runs reject with
+   * ERR_ARG). Closing again does nothing.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.release();
+    return this.closing;
+  }
+
+  private async release(): Promise<void> {
+    if (this.exitCode !== undefined) return;
+    const exited = new Promise((resolve) => this.worker.once('exit', resolve));
     this.worker.ref(); // wait for the session's release
     this.worker.postMessage('close');
-    await new Promise((resolve) => this.worker.once('exit', resolve));
+    await exited;
   }
 
   /** The run's callbacks, taken out of `pending`: nothing reaches a settled run. */

@@ -6,7 +6,7 @@
 import { shuffle } from './sae.js';
 import { rng } from '../random.js';
 import { throwIfAborted } from '../abort.js';
-import { argError, ConceptLensError } from '../errors.js';
+import { argError, ConceptLensError, describe } from '../errors.js';
 
 /** A rows × cols matrix in compressed sparse row form (its nonzeros only), e.g. SAE concept strengths from {@link toSparse}. */
 export interface SparseRows {
@@ -20,8 +20,21 @@ export interface SparseRows {
   val: Float32Array;
 }
 
+/** Throws ERR_ARG naming `name` unless `v` is an integer ≥ `min`. */
+function requireCount(v: number, name: string, min: number): void {
+  if (!(Number.isInteger(v) && v >= min)) throw argError(name, min > 0 ? 'a positive integer' : 'an integer ≥ 0', v);
+}
+
+/** Throws ERR_SHAPE unless `rows × cols` values are there: a short or long array would corrupt indexing silently. */
+function requireMatrix(v: ArrayLike<number>, rows: number, cols: number, name: string): void {
+  if (v?.length !== rows * cols) throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${rows} × ${cols} = ${rows * cols} values, got ${v?.length ?? describe(v)}`);
+}
+
 /** Nonzeros of a dense rows × cols matrix. */
 export function toSparse(data: Float32Array, rows: number, cols: number): SparseRows {
+  requireCount(rows, 'rows', 0);
+  requireCount(cols, 'cols', 1);
+  requireMatrix(data, rows, cols, 'data');
   let nnz = 0;
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) nnz++;
   const ptr = new Float64Array(rows + 1), col = new Int32Array(nnz), val = new Float32Array(nnz);
@@ -104,10 +117,7 @@ export function splitTrainVal(n: number, valFraction: number, seed: number): { t
  * @throws ConceptLensError ERR_SHAPE when labels and rows differ in count, ERR_ARG for a label out of range or a bad λ_p/lr.
  */
 export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o: ProbeOptions = {}): Probe {
-  if (labels.length !== X.rows) throw new ConceptLensError('ERR_SHAPE', `labels: ${labels.length} for ${X.rows} feature rows; expected one label per row`);
-  labels.forEach((y, i) => {
-    if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw argError(`labels[${i}]`, `a class in 0..${classes - 1}`, y);
-  });
+  checkProbeData(X, labels, classes);
   for (const [k, v] of [['lambda', o.lambda], ['lr', o.lr]] as const)
     if (v !== undefined && !(Number.isFinite(v) && v >= (k === 'lr' ? Number.MIN_VALUE : 0))) throw argError(k, k === 'lr' ? 'a finite number > 0' : 'a finite number ≥ 0', v);
   const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = o.seed ?? 0;
@@ -150,11 +160,31 @@ export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o
   return { classes, dim: X.cols, weights: val.length ? best.W : W, valTop1: best.top1, bestEpoch: best.epoch };
 }
 
-/** Top-1 and top-5 accuracy over the given rows (all when omitted). */
+/** X is whole (its arrays agree with rows) and has one label in 0..classes-1 per row: both are indexed by row unchecked. */
+function checkProbeData(X: SparseRows, labels: Int32Array, classes: number): void {
+  const nnz = X.ptr[X.rows];
+  if (X.ptr.length !== X.rows + 1 || X.col.length !== nnz || X.val.length !== nnz)
+    throw new ConceptLensError('ERR_SHAPE', `X: expected ${X.rows + 1} row starts (ptr) and ${nnz} entries in col and val, got ${X.ptr.length}, ${X.col.length} and ${X.val.length}`);
+  requireCount(classes, 'classes', 1);
+  if (labels?.length !== X.rows) throw new ConceptLensError('ERR_SHAPE', `labels: ${labels?.length ?? describe(labels)} for ${X.rows} feature rows; expected one label per row`);
+  labels.forEach((y, i) => {
+    if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw argError(`labels[${i}]`, `a class in 0..${classes - 1}`, y);
+  });
+}
+
+/**
+ * Top-1 and top-5 accuracy of the probe weights `W` (classes × X.cols) over the given rows of X (all when omitted).
+ * @throws ConceptLensError ERR_SHAPE when W, labels or rows do not fit X, ERR_ARG for a label out of range.
+ */
 export function accuracy(X: SparseRows, labels: Int32Array, W: Float32Array, classes: number,
   rows?: ArrayLike<number>): { top1: number; top5: number } {
-  const z = new Float64Array(classes);
+  checkProbeData(X, labels, classes);
+  requireMatrix(W, classes, X.cols, 'weights');
   const n = rows ? rows.length : X.rows;
+  if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${rows ? 'rows' : 'X'}: no rows to score; expected at least one`);
+  for (let r = 0; rows && r < n; r++)
+    if (!(Number.isInteger(rows[r]) && rows[r] >= 0 && rows[r] < X.rows)) throw argError(`rows[${r}]`, `a row of X in 0..${X.rows - 1}`, rows[r], 'ERR_SHAPE');
+  const z = new Float64Array(classes);
   let top1 = 0, top5 = 0;
   for (let r = 0; r < n; r++) {
     const i = rows ? rows[r] : r;
