@@ -415,7 +415,7 @@ test('CLI: vocab build then search writes int32 ids and float32 scores equal to 
   assert.equal(v.prepared?.source, 'store', 'vocab build --prepare writes the screening copy');
 });
 
-test('CLI: approximate indexes search the transformed, de-duplicated rows and return original ids', async () => {
+test('CLI: approximate indexes search the transformed, de-duplicated rows and return original ids and their texts', async () => {
   const total = SIZES.reduce((a, b) => a + b, 0);
   const captions = Array.from({ length: total }, (_, i) => `c${Math.floor(i / 3) % 350}`);
   const f = laionDir({ captions });
@@ -426,6 +426,9 @@ test('CLI: approximate indexes search the transformed, de-duplicated rows and re
   const run = async (index: string) => {
     await cli(['search', '--vocab', f.dir, '--dedupe', '--normalize', '--center', '--queries', join(dir, 'q.npy'), '--k', '10', '--index', index, '--out', join(dir, index)]);
     const ids = readNpy(join(dir, `${index}.ids.npy`)).data as Int32Array, scores = readNpy(join(dir, `${index}.scores.npy`)).data as Float32Array;
+    // The hits' texts, query by query: the captions of the original rows the ids name.
+    assert.deepEqual(JSON.parse(readFileSync(join(dir, `${index}.texts.json`), 'utf8')),
+      Array.from({ length: 5 }, (_, q) => Array.from(ids.subarray(q * 10, (q + 1) * 10), (id) => captions[id])), index);
     return { nq: 5, k: 10, ids: BigInt64Array.from(ids, BigInt), scores };
   };
   assertTopK(await run('faiss-flat'), table, 10, firsts);

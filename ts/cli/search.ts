@@ -1,10 +1,12 @@
 // `conceptlens search`: top-k vocabulary rows for each query embedding,
 // written as PREFIX.ids.npy (int32, or int64 past 2^31 rows) and
-// PREFIX.scores.npy (float32), both Q × K, best first.
+// PREFIX.scores.npy (float32), both Q × K, best first, and the hits' texts
+// as PREFIX.texts.json (Q arrays of K) when the vocabulary has texts.
 import type { Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
 import { readMatrix } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { Vocabulary, type VocabSearchResult } from '../retrieval/vocabulary.js';
 import type { Metric } from '../retrieval/exact.js';
 import { buildIndex, INDEX_KINDS, type IndexKind } from '../retrieval/ann.js';
@@ -34,20 +36,24 @@ async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, s
   const index = await buildIndex(o.index as IndexKind, await v.toFloat32({ signal }), v.dim, { metric: o.metric, signal });
   const r = await index.search(queries, o.k, { signal });
   const ids = r.ids.map((id) => (id < 0n ? -1n : BigInt(v.originalId(Number(id)))));
-  return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores };
+  const texts = v.texts && await v.texts.lookup(Array.from(r.ids, (id) => Math.max(0, Number(id))));
+  return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores, texts: texts?.map((t, i) => (r.ids[i] < 0n ? '' : t)) };
 }
 
-function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): void {
-  const ids = v.sourceRows < 2 ** 31 ? Int32Array.from(r.ids, Number) : r.ids;
-  writeNpy(`${prefix}.ids.npy`, ids, [r.nq, r.k]);
-  writeNpy(`${prefix}.scores.npy`, r.scores, [r.nq, r.k]);
+/** Writes the result's files; returns their paths. */
+function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): { ids: string; scores: string; texts?: string } {
+  const files = { ids: `${prefix}.ids.npy`, scores: `${prefix}.scores.npy`, texts: r.texts && `${prefix}.texts.json` };
+  writeNpy(files.ids, v.sourceRows < 2 ** 31 ? Int32Array.from(r.ids, Number) : r.ids, [r.nq, r.k]);
+  writeNpy(files.scores, r.scores, [r.nq, r.k]);
+  if (r.texts) writeFileAtomic(files.texts!, JSON.stringify(Array.from({ length: r.nq }, (_, q) => r.texts!.slice(q * r.k, (q + 1) * r.k))));
+  return files;
 }
 
 async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
   if (o.queue && o.index !== 'exact') throw new UsageError(`--queue: shards the exact search, got --index ${o.index}`);
   const v = await Vocabulary.open(o.vocab, { ...sourceOptions(o), signal });
   const queries = readQueries(o.queries, v);
-  const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: false };
+  const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature };
   const p = bar(o.json, 'search', 'rows');
   const t0 = performance.now();
   let r: VocabSearchResult;
@@ -58,11 +64,10 @@ async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
     p.stop();
   }
   const seconds = (performance.now() - t0) / 1000;
-  writeResult(o.out, r, v);
-  const summary = { vocab: o.vocab, index: o.index, metric: o.metric, rows: v.rows, queries: r.nq, k: r.k, seconds,
-    queriesPerSecond: r.nq / seconds, ids: `${o.out}.ids.npy`, scores: `${o.out}.scores.npy` };
+  const files = writeResult(o.out, r, v);
+  const summary = { vocab: o.vocab, index: o.index, metric: o.metric, rows: v.rows, queries: r.nq, k: r.k, seconds, queriesPerSecond: r.nq / seconds, ...files };
   if (o.json) console.log(JSON.stringify(summary));
-  else console.error(`${r.nq} queries × top ${r.k} of ${v.rows} rows in ${seconds.toFixed(3)} s -> ${summary.ids}, ${summary.scores}`);
+  else console.error(`${r.nq} queries × top ${r.k} of ${v.rows} rows in ${seconds.toFixed(3)} s -> ${Object.values(files).filter(Boolean).join(', ')}`);
 }
 
 export function registerSearch(program: Command): void {
@@ -74,7 +79,7 @@ export function registerSearch(program: Command): void {
     .option('--index <kind>', `search index: exact | ${INDEX_KINDS.join(' | ')}`, oneOf('--index', ['exact', ...INDEX_KINDS]), 'exact')
     .option('--metric <metric>', 'similarity: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'ip')
     .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
-    .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy'))
+    .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy, and PREFIX.texts.json (the hits\' texts) when the vocabulary has texts'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)'), 'one job per shard of the exact search', 'PREFIX.runs')
     .action(act((o: SearchFlags, { signal }) => search(o, signal)));
 }
