@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { writeNpy } from '../ts/io/npy.js';
+import { floatsToHalves } from '../ts/engine/fp16.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
@@ -93,6 +94,16 @@ test('NaN or Inf in activations, concepts, image means and labels is an error na
     '--activations', join(dir, 'A.npy'), '--head-weight', join(dir, 'head_W.npy'), '--head-bias', join(dir, 'head_b.npy'), '--labels', join(dir, 'y.npy'),
     '--splits', join(dir, 'le.splits')], 1, /labels .*y\.npy: label 9 is NaN; expected an integer in \[0, 2\)/);
   assert.ok(!existsSync(join(dir, 'W.npy')));
+  // A vocabulary's NaN, found by the scan (fp32 and fp16 storage) or by the store's check, is named the same way.
+  const V = randn(30 * D, 11);
+  V[12 * D + 6] = NaN;
+  writeNpy(join(dir, 'V.npy'), V, [30, D]);
+  writeNpy(join(dir, 'Vh.npy'), floatsToHalves(V), [30, D], 'float16');
+  writeNpy(join(dir, 'Q.npy'), randn(2 * D, 12), [2, D]);
+  for (const v of ['V.npy', 'Vh.npy'])
+    await fails(['search', '--vocab', join(dir, v), '--queries', join(dir, 'Q.npy'), '--k', '2', '--out', join(dir, 'r')], 1,
+      new RegExp(`${v.replace('.', '\\.')}: row 12, column 6 is NaN; expected finite values`));
+  await fails(['vocab', 'build', '--from', join(dir, 'V.npy'), '--out', join(dir, 'store')], 1, /V\.npy: row 12, column 6 is NaN/);
 });
 
 test('duplicate concept names are an error wherever names are looked up', async () => {
@@ -218,7 +229,7 @@ test('nothing destroyed: a failed run leaves earlier outputs byte-identical', as
   writeNpy(join(dir, 'bad.npy'), bad, [50, D]);
   await cliOk(['vocab', 'build', '--from', join(dir, 'good.npy'), '--out', join(dir, 'store')]);
   let before = fileSnapshot(join(dir, 'store'));
-  await fails(['vocab', 'build', '--from', join(dir, 'bad.npy'), '--out', join(dir, 'store')], 1, /bad\.npy: row 20 holds NaN\/Inf/);
+  await fails(['vocab', 'build', '--from', join(dir, 'bad.npy'), '--out', join(dir, 'store')], 1, /bad\.npy: row 20, column 3 is NaN; expected finite values/);
   assert.deepEqual(fileSnapshot(join(dir, 'store')), before);
   assert.deepEqual(readdirSync(dir).sort(), ['bad.npy', 'good.npy', 'store'], 'no temp directories left');
 

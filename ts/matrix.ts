@@ -2,6 +2,7 @@
 // and the one row normalisation every method uses.
 import type { FloatRows } from './engine/addon.js';
 import { halvesToFloats } from './engine/fp16.js';
+import { firstNonFiniteRow } from './engine/vocab.js';
 import { argError, ConceptLensError, describe } from './errors.js';
 
 /** A row-major fp32 matrix. */
@@ -67,7 +68,7 @@ export function normaliseRows(x: Float32Array, d: number, o: NormaliseOptions = 
   for (let i = 0; i < n; i++) {
     let s = 0;
     for (let t = 0; t < d; t++) s += x[i * d + t] * x[i * d + t];
-    if (!Number.isFinite(s)) throw new ConceptLensError('ERR_NAN', `${name}: row ${i} is not finite (NaN or Infinity)`);
+    if (!Number.isFinite(s)) requireFinite(x.subarray(i * d, (i + 1) * d), d, name, () => `${name}: row ${i}`);
     if (s === 0 && o.zeroRows === 'error') throw new ConceptLensError('ERR_ARG', `${name}: row ${i} is all zero; it has no direction`);
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
     for (let t = 0; t < d; t++) out[i * d + t] = x[i * d + t] * inv;
@@ -81,8 +82,24 @@ export function firstNonFinite(x: ArrayLike<number>, d: number): { row: number; 
   return undefined;
 }
 
-/** Throws ERR_NAN naming `name`, the row and the column of the first non-finite value. */
-export function requireFinite(x: ArrayLike<number>, d: number, name: string): void {
+/** How an error names row i of the matrix `name`. */
+type RowLabel = (i: number) => string;
+
+/** Throws ERR_NAN naming `name` (or the row as rowLabel says), the row and the column of the first non-finite value. */
+export function requireFinite(x: ArrayLike<number>, d: number, name: string, rowLabel: RowLabel = (i) => `${name}: row ${i}`): void {
   const bad = firstNonFinite(x, d);
-  if (bad) throw new ConceptLensError('ERR_NAN', `${name}: row ${bad.row}, column ${bad.col} is ${describe(x[bad.row * d + bad.col])}; expected finite values`);
+  if (bad) throw nonFiniteError(rowLabel(bad.row), bad.col, x[bad.row * d + bad.col]);
+}
+
+/** requireFinite for fp32 rows or fp16 bits, the rows scanned by the engine and the bad one decoded. */
+export function requireFiniteRows(x: FloatRows, d: number, name: string, rowLabel: RowLabel = (i) => `${name}: row ${i}`): void {
+  const row = firstNonFiniteRow(x, d);
+  if (row < 0) return;
+  const v = x instanceof Uint16Array ? halvesToFloats(x.subarray(row * d, (row + 1) * d)) : x.subarray(row * d, (row + 1) * d);
+  const col = v.findIndex((e) => !Number.isFinite(e));
+  throw nonFiniteError(rowLabel(row), col, v[col]);
+}
+
+function nonFiniteError(row: string, col: number, value: number): ConceptLensError {
+  return new ConceptLensError('ERR_NAN', `${row}, column ${col} is ${describe(value)}; expected finite values`);
 }

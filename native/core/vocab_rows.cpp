@@ -11,21 +11,23 @@ namespace {
 
 constexpr int64_t kRowsPerTask = 256;
 
-[[noreturn]] void bad_row(int64_t row, const std::string& what) {
-  fail("vocabulary: row " + std::to_string(row) + " " + what);
+[[noreturn]] void bad_row(int64_t row, const std::string& what, ErrorCode code = ErrorCode::Arg) {
+  fail(code, "vocabulary: row " + std::to_string(row) + what);
 }
 
 void normalise(float* x, int64_t d, int64_t row, const char* when) {
   double s = 0;
   for (int64_t j = 0; j < d; ++j) s += double(x[j]) * x[j];
-  if (!(s > 0)) bad_row(row, std::string("has norm 0") + when + ", cannot L2-normalise");
+  if (!(s > 0)) bad_row(row, std::string(" has norm 0") + when + ", cannot L2-normalise");
   const float inv = static_cast<float>(1.0 / std::sqrt(s));
   for (int64_t j = 0; j < d; ++j) x[j] *= inv;
 }
 
 void transform_row(float* x, int64_t d, const RowTransform& t, int64_t row) {
   for (int64_t j = 0; j < d; ++j)
-    if (!std::isfinite(x[j])) bad_row(row, "holds NaN/Inf (column " + std::to_string(j) + ")");
+    if (!std::isfinite(x[j]))
+      bad_row(row, ", column " + std::to_string(j) + " is " + (std::isnan(x[j]) ? "NaN" : x[j] > 0 ? "Infinity" : "-Infinity") +
+                       "; expected finite values", ErrorCode::NaN);
   if (t.normalize) normalise(x, d, row, "");
   if (!t.center) return;
   for (int64_t j = 0; j < d; ++j) x[j] -= t.mean[j];

@@ -68,7 +68,14 @@ TEST(transform_rows_names_the_row_with_nan_or_zero_norm) {
   x[517 * d + 3] = std::numeric_limits<float>::quiet_NaN();
   cl::MatrixView m{x.data(), cl::DType::F32, n, d};
   cl::Progress p;
-  CHECK_THROWS_WITH(cl::transform_rows(m, out.data(), {}, 1000, p), "vocabulary: row 1517 holds NaN/Inf (column 3)");
+  CHECK_THROWS_WITH(cl::transform_rows(m, out.data(), {}, 1000, p), "vocabulary: row 1517, column 3 is NaN; expected finite values");
+  x[517 * d + 3] = -std::numeric_limits<float>::infinity();
+  CHECK_THROWS_WITH(cl::transform_rows(m, out.data(), {}, 1000, p), "vocabulary: row 1517, column 3 is -Infinity");
+  try {
+    cl::transform_rows(m, out.data(), {}, 1000, p);
+  } catch (const cl::Error& e) {
+    CHECK(e.code == cl::ErrorCode::NaN);
+  }
   x[517 * d + 3] = 0;
   for (int64_t j = 0; j < d; ++j) x[42 * d + j] = 0;
   cl::RowTransform t;

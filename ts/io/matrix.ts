@@ -2,8 +2,8 @@
 // uses: rank, dtype, width against a partner, and finiteness, each an error
 // naming the file, what was expected and what was found.
 import { ConceptLensError, fileError } from '../errors.js';
-import { firstNonFiniteRow } from '../engine/vocab.js';
-import { requireFinite, toFloat32, type Mat } from '../matrix.js';
+import type { FloatRows } from '../engine/addon.js';
+import { requireFinite, requireFiniteRows, toFloat32, type Mat } from '../matrix.js';
 import { readNpy, type NdArray } from './npy.js';
 
 /** The float dtypes a .npy array of values may hold. */
@@ -44,10 +44,8 @@ export function readFloatMatrix(path: string, o: MatrixReadOptions = {}): NdArra
   if (rows === 0 && !o.allowEmpty) throw new ConceptLensError('ERR_SHAPE', `${name}: has 0 rows; expected at least one`);
   if (cols === 0) throw new ConceptLensError('ERR_SHAPE', `${name}: has 0 columns; expected at least one`);
   if (!o.allowNonFinite) {
-    if (a.dtype === 'float16') {
-      const bad = firstNonFiniteRow(a.data as Uint16Array, cols);
-      if (bad >= 0) throw new ConceptLensError('ERR_NAN', `${name}: row ${bad} holds NaN or Infinity; expected finite values`);
-    } else requireFinite(a.data as Float32Array | Float64Array, cols, name);
+    if (a.dtype === 'float64') requireFinite(a.data as Float64Array, cols, name);
+    else requireFiniteRows(a.data as FloatRows, cols, name);
   }
   return { ...a, rows, cols };
 }

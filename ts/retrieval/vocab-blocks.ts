@@ -1,12 +1,14 @@
 // Streams a vocabulary's shards in bounded blocks (reading the next block
 // while the caller works on the current one), drops de-duplicated rows, and
 // applies the row transforms (L2 normalisation, mean-centring).
+import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { throwIfAborted } from '../abort.js';
 import type { FloatRows } from '../engine/addon.js';
 import { transformRows } from '../engine/vocab.js';
 import { ConceptLensError, fileError } from '../errors.js';
-import { makeTyped, type NpyHeader } from '../io/npy.js';
+import { makeTyped, readNpyRows, type NpyHeader } from '../io/npy.js';
+import { requireFiniteRows } from '../matrix.js';
 
 
 /** One embedding file (or an in-memory array), or the part of it the vocabulary keeps. */
@@ -56,9 +58,12 @@ export const dimOf = (h: NpyHeader) => h.shape[1];
 /** Where a block's rows come from: enough to name a row's file and its own row number. */
 export type BlockPlace = Pick<Block, 'shard' | 'start' | 'local' | 'fileStart'>;
 
+/** Row i of a block as its file's own row number. */
+const fileRow = (b: BlockPlace, i: number) => (b.local ? b.local[i] : b.fileStart + i);
+
 /** "file: row r" for row i of a block: errors name the file and its own row number. */
 export function rowName(shards: Shard[], b: BlockPlace, i: number): string {
-  return `${shards[b.shard].header.path}: row ${b.local ? b.local[i] : b.fileStart + i}`;
+  return `${shards[b.shard].header.path}: row ${fileRow(b, i)}`;
 }
 
 /**
@@ -73,11 +78,23 @@ export class Scratch {
   }
 }
 
-/** A native error about vocabulary row N (a block's rows are N = b.start + i), restated as its file and row. */
+/**
+ * A native error about vocabulary row N (a block's rows are N = b.start + i), restated as its file and row; a
+ * non-finite score as the column that holds NaN or Infinity, read back from the file (the scan only sees the score).
+ */
 export function restateRow(e: unknown, shards: Shard[], b: BlockPlace): unknown {
   if (!(e instanceof ConceptLensError) || e.code === 'ERR_ABORTED') return e;
-  const m = /^vocabulary: row (\d+) (.*)$/s.exec(e.message);
-  return m ? new ConceptLensError(e.code, `${rowName(shards, b, Number(m[1]) - b.start)} ${m[2]}`) : e;
+  const m = /^vocabulary: row (\d+)(.*)$/s.exec(e.message);
+  if (!m) return e;
+  const i = Number(m[1]) - b.start, at = rowName(shards, b, i), h = shards[b.shard].header;
+  if (e.code === 'ERR_NAN' && existsSync(h.path)) {
+    try {
+      requireFiniteRows(readNpyRows(h, fileRow(b, i), 1) as FloatRows, dimOf(h), h.path, () => at);
+    } catch (x) {
+      return x;
+    }
+  }
+  return new ConceptLensError(e.code, `${at}${m[2]}`);
 }
 
 async function readFileRows(h: NpyHeader, r0: number, n: number, buf: ArrayBuffer): Promise<FloatRows> {

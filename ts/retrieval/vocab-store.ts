@@ -12,7 +12,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, ren
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PreparedArrays } from '../engine/addon.js';
-import { firstNonFiniteRow } from '../engine/vocab.js';
+import { requireFiniteRows } from '../matrix.js';
 import { commitTemp, tempPath } from '../io/atomic.js';
 import { ConceptLensError, fileError } from '../errors.js';
 import { npyBytes, npyHeader, parseNpy, readNpy, readNpyHeader } from '../io/npy.js';
@@ -146,8 +146,7 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
   try {
     const shards: Manifest['shards'] = [];
     for await (const b of readBlocks(v.shards, opts.blockBytes, opts.signal)) {
-      const bad = firstNonFiniteRow(b.data, v.dim);
-      if (bad >= 0) throw new ConceptLensError('ERR_NAN', `${rowName(v.shards, b, bad)} holds NaN/Inf`);
+      requireFiniteRows(b.data, v.dim, 'vectors', (i) => rowName(v.shards, b, i));
       const file = await put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
         new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength));
       shards.push({ file, rows: b.rows, chunk: v.shards[b.shard].chunk });
