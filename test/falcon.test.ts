@@ -18,7 +18,7 @@ import { writeSyntheticLaion, syntheticCaption } from '../ts/methods/falcon/synt
 import { pooledLayerModel, runFalcon, type RunInputs } from '../ts/methods/falcon/pipeline.js';
 import { globalAveragePool } from '../ts/methods/falcon/cam.js';
 import { matchClasses } from '../ts/methods/falcon/demo.js';
-import { randn, rng, tempDir, cliOk } from './helpers.js';
+import { randn, rng, tempDir, cliOk, runCli } from './helpers.js';
 import { assetsDir } from '../ts/assets.js';
 
 /** 60 images × 256 features: 12 fire {2}, 11 fire {0, 4}, 5 fire {1} (too few), the rest diffuse. */
@@ -99,6 +99,51 @@ test('`falcon explain` on precomputed inputs: lowly images, captions and concept
   assert.equal(JSON.parse(stdout).group, '2');
   await assert.rejects(falconCli(['explain', '--group', '5', '--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'),
     '--captions', join(dir, 'V.npy')]), /group "5": no images fire exactly this feature set/);
+});
+
+/** The hand-built representations with image embeddings and a three-caption vocabulary in dir; `falcon explain`'s inputs. */
+function explainInputs(dir: string): string[] {
+  const { r, n, d } = handBuiltRepresentations();
+  writeNpy(join(dir, 'R.npy'), r, [n, d]);
+  writeNpy(join(dir, 'E.npy'), randn(n * 4, 3), [n, 4]);
+  writeNpy(join(dir, 'V.npy'), randn(3 * 4, 4), [3, 4]);
+  writeFileSync(join(dir, 'V.txt'), 'a red fox\na blue boat\na green tree\n');
+  return ['--representations', join(dir, 'R.npy'), '--image-embeddings', join(dir, 'E.npy'), '--captions', join(dir, 'V.npy'), '--temperature', '0'];
+}
+
+test('`falcon explain --groups`: the file must map keys to distinct image indices in range, and match the representations', async () => {
+  const dir = tempDir(), inputs = explainInputs(dir), G = join(dir, 'G.json');
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  const cases: [unknown, RegExp][] = [
+    [{ 2: [0, 1, 2.5] }, /G\.json: group "2": entry 2: expected an integer image index in \[0, 60\), got 2\.5/],
+    [{ 2: [0, 1, 2, 999] }, /G\.json: group "2": entry 3: expected an integer image index in \[0, 60\), got 999/],
+    [{ 2: [0, 1, 'a'] }, /G\.json: group "2": entry 2: expected an integer image index in \[0, 60\), got 'a'/],
+    [{ 2: [0, 1, 1] }, /G\.json: group "2": entry 2: image index 1 appears twice/],
+    [{ 2: range(0, 12), '0,4': [11, 12] }, /G\.json: group "0,4": entry 0: image index 11 appears twice \(also in .*G\.json: group "2"\)/],
+    [{ 2: 3 }, /G\.json: group "2": expected an array of image indices, got 3/],
+    [[1, 2], /G\.json: expected an object mapping group keys .* got an array of 2/],
+    // The file is the representations' grouping (`falcon groups`), so a different member list is refused.
+    [{ 2: [0, 1, 2] }, /G\.json: group "2" lists 3 images, but .*R\.npy at --sigmas 5 has 12 that fire exactly this feature set \(image 3 fires it but is not listed\)/],
+    [{ 2: [...range(0, 12), 40] }, /group "2" lists 13 images, .* \(image 40 is listed but does not fire exactly it\)/],
+  ];
+  for (const [groups, message] of cases) {
+    writeFileSync(G, JSON.stringify(groups));
+    const r = await runCli(['falcon', 'explain', '--group', '2', ...inputs, '--groups', G]);
+    assert.equal(r.code, 1, JSON.stringify(groups));
+    assert.match(r.stderr, message);
+  }
+  // What `falcon groups` writes is accepted, and gives the recomputed members.
+  await falconCli(['groups', '--representations', join(dir, 'R.npy'), '--out', G]);
+  assert.equal(JSON.parse(await falconCli(['explain', '--group', '2', ...inputs, '--groups', G])).high, 12);
+});
+
+test('`falcon explain --help` names the group file it writes: groups/g<key>.json, commas as _', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const help = execFileSync(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js'), 'falcon', 'explain', '--help'], { encoding: 'utf8' });
+  assert.match(help.replace(/\s+/g, ' '), /write groups\/g<key>\.json \(commas as _: group "3,17" → groups\/g3_17\.json\)/);
+  const dir = tempDir();
+  await falconCli(['explain', '--group', '0,4', ...explainInputs(dir), '--out', join(dir, 'out')]);
+  assert.deepEqual(readdirSync(join(dir, 'out', 'groups')), ['g0_4.json']);
 });
 
 test('group keys and members: malformed keys and a group with no images are clear errors', () => {

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assetsDir } from '../ts/assets.js';
-import { readNpy } from '../ts/io/npy.js';
+import { readNpy, writeNpy } from '../ts/io/npy.js';
 import {
   ablationScores, calibrateSigmoid, correlationScores, elasticNetObjective, explainNeurons, filterConcepts,
   fitElasticNet, greedySearch, labelConcepts, LE_ALPHA, LE_LAMBDA, pearson, readSplit, seededSplit, sigmoidConcepts,
@@ -11,7 +11,7 @@ import {
 } from '../ts/methods/le/index.js';
 import type { Mat } from '../ts/matrix.js';
 import { formatExplanation, readExplanationsCsv, writeExplanationsCsv, type Explanation } from '../ts/methods/le/index.js';
-import { randn, tempDir, cliOk } from './helpers.js';
+import { randn, tempDir, cliOk, runCli } from './helpers.js';
 
 // ------------------------------------------------------------------ helpers
 
@@ -184,7 +184,7 @@ test('seeded 70/10/20 split: disjoint cover, sorted, reproducible, round-trips t
   const dir = tempDir();
   writeSplit(dir, s);
   assert.deepEqual(readSplit(dir, 1000), s);
-  assert.throws(() => readSplit(dir, 900), /index \d+ is outside \[0, 900\)/);
+  assert.throws(() => readSplit(dir, 900), /_ids\.npy: entry \d+: expected an integer sample index in \[0, 900\), got 9\d\d/);
   assert.throws(() => seededSplit(12, 0), /12 samples are too few for a 70\/10\/20 split/);
 });
 
@@ -251,6 +251,67 @@ test('bad input: constant activations, too few samples, wrong-length concept nam
   assert.throws(() => seededSplit(tiny.rows, 0), /15 samples are too few/);
   await assert.rejects(explainNeurons(A, { ...P, rows: 100, data: P.data.subarray(0, 1200) }, names, { split }),
     /concepts: expected 200 rows/);
+});
+
+/** A toy problem's A.npy, P.npy and cnames.txt in dir, and `le explain`'s le.csv with its recorded le.splits. */
+async function leRun(dir: string): Promise<string[]> {
+  const { P, A, names } = toyProblem(300);
+  writeNpy(join(dir, 'A.npy'), A.data, [A.rows, A.cols]);
+  writeNpy(join(dir, 'P.npy'), P.data, [P.rows, P.cols]);
+  writeFileSync(join(dir, 'cnames.txt'), names.join('\n') + '\n');
+  const inputs = ['--concepts', join(dir, 'P.npy'), '--concept-names', join(dir, 'cnames.txt'), '--activations', join(dir, 'A.npy')];
+  await cliOk(['le', 'explain', ...inputs, '--out', join(dir, 'le.csv'), '--quiet']);
+  return inputs;
+}
+
+test('split files with fractional or non-finite indices are refused, naming the file, the entry and the value', async () => {
+  const dir = tempDir(), inputs = await leRun(dir);
+  const split = (name: string, parts: Record<string, ArrayLike<number> | string>) => {
+    mkdirSync(join(dir, name));
+    for (const [p, ids] of Object.entries(parts))
+      if (typeof ids === 'string') writeFileSync(join(dir, name, `${p}_ids.txt`), ids);
+      else writeNpy(join(dir, name, `${p}_ids.npy`), Float64Array.from(ids), [ids.length]);
+  };
+  const range = (a: number, b: number, plus = 0) => Array.from({ length: b - a }, (_, i) => a + i + plus);
+  split('frac', { train: range(0, 210), val: range(210, 240), test: range(240, 300, 0.7) });
+  split('text', { train: range(0, 210), val: range(210, 240).join('\n') + '\n220.5\n', test: range(241, 300) });
+  split('nan', { train: range(0, 210), val: [...range(210, 239), NaN], test: range(240, 300) });
+  split('integral', { train: range(0, 210), val: range(210, 240), test: range(240, 300) });
+  const cases: [string, RegExp][] = [
+    ['frac', /frac\/test_ids\.npy: entry 0: expected an integer sample index in \[0, 300\), got 240\.7/],
+    ['text', /text\/val_ids\.txt: entry 30: expected an integer sample index in \[0, 300\), got 220\.5/],
+    ['nan', /nan\/val_ids\.npy: entry 29: expected an integer sample index in \[0, 300\), got NaN/],
+  ];
+  for (const [name, message] of cases) {
+    const r = await runCli(['le', 'simulate', '--explanations', join(dir, 'le.csv'), ...inputs, '--splits', join(dir, name)]);
+    assert.equal(r.code, 1, name);
+    assert.match(r.stderr, message);
+  }
+  // Integral float64 indices were always read as integers, and still are.
+  await cliOk(['le', 'simulate', '--explanations', join(dir, 'le.csv'), ...inputs, '--splits', join(dir, 'integral')]);
+  // A duplicate across parts names both files.
+  split('dup', { train: range(0, 210), val: range(209, 240), test: range(240, 300) });
+  assert.throws(() => readSplit(join(dir, 'dup'), 300), /dup\/val_ids\.npy: entry 0: sample index 209 appears twice \(also in .*dup\/train_ids\.npy\)/);
+});
+
+test('--seed with --splits is a usage error: the seed would be ignored', async () => {
+  const dir = tempDir(), inputs = await leRun(dir);
+  for (const args of [['explain', ...inputs, '--out', join(dir, 'x.csv')], ['simulate', '--explanations', join(dir, 'le.csv'), ...inputs]]) {
+    const r = await runCli(['le', ...args, '--splits', join(dir, 'le.splits'), '--seed', '3']);
+    assert.equal(r.code, 2, args[0]);
+    assert.match(r.stderr, /^error: --seed <n> would be ignored with --splits <dir>: give one or the other/);
+  }
+  assert.ok(!existsSync(join(dir, 'x.csv')));
+});
+
+test('`le show` reports mean ± sem of the val correlation and score columns', async () => {
+  const path = join(tempDir(), 'le.csv');
+  const e = (unit: number, val: number, sim: number): Explanation =>
+    ({ unit, valCorrelation: val, concepts: ['a'], weights: [1], bias: 0, extra: { 'sim correlation': String(sim) } });
+  writeExplanationsCsv(path, [e(0, 0.5, 0.1), e(1, 0.7, 0.3)]);
+  const out = await cliOk(['le', 'show', '--explanations', path]);
+  assert.match(out, /^val correlation: 0\.6000 ± 0\.1000 \(mean ± std\/√n over 2 neurons\)$/m);
+  assert.match(out, /^sim correlation: 0\.2000 ± 0\.1000 /m);
 });
 
 // --------------------------------------------------------------- simulation

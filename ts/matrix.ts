@@ -3,7 +3,7 @@
 import type { FloatRows } from './engine/addon.js';
 import { halvesToFloats } from './engine/fp16.js';
 import { firstNonFiniteRow } from './engine/vocab.js';
-import { argError, ConceptLensError, describe } from './errors.js';
+import { argError, ConceptLensError, describe, type ErrorCode } from './errors.js';
 
 /** A row-major fp32 matrix. */
 export interface Mat {
@@ -102,4 +102,20 @@ export function requireFiniteRows(x: FloatRows, d: number, name: string, rowLabe
 
 function nonFiniteError(row: string, col: number, value: number): ConceptLensError {
   return new ConceptLensError('ERR_NAN', `${row}, column ${col} is ${describe(value)}; expected finite values`);
+}
+
+/**
+ * Checks labelled lists of indices into n items (split parts, feature groups): every entry an integer in [0, n), and
+ * none in two places, within a list or across them. Errors name the list's label, the entry and its value.
+ */
+export function checkDisjointIndices(lists: [label: string, ids: ArrayLike<unknown>][], n: number, what: string, code: ErrorCode = 'ERR_ARG'): void {
+  const owner = new Int32Array(n).fill(-1);
+  lists.forEach(([at, ids], l) => {
+    for (let k = 0; k < ids.length; k++) {
+      const i = ids[k] as number;
+      if (!(Number.isInteger(i) && i >= 0 && i < n)) throw argError(`${at}: entry ${k}`, `an integer ${what} in [0, ${n})`, ids[k], code);
+      if (owner[i] >= 0) throw new ConceptLensError(code, `${at}: entry ${k}: ${what} ${i} appears twice${owner[i] === l ? '' : ` (also in ${lists[owner[i]][0]})`}`);
+      owner[i] = l;
+    }
+  });
 }

@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { readMatrix } from '../io/matrix.js';
 import { gatherRows } from '../matrix.js';
 import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
-import { computeFiring, groupImages, groupMembers, parseGroupKey, readRepresentations, representationsF32, type Groups } from '../methods/falcon/groups.js';
+import { computeFiring, groupImages, groupMembers, listedMembers, parseGroupKey, readGroups, readRepresentations, representationsF32 } from '../methods/falcon/groups.js';
 import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
 import { conceptsCsv } from '../methods/falcon/report.js';
 import { lowlyActivating } from '../methods/falcon/scores.js';
@@ -21,7 +21,6 @@ import { integer, number } from './options.js';
 import { act, UsageError } from './run.js';
 import { queueSearcher } from '../distributed/search.js';
 import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
-import { readJson } from '../io/text.js';
 
 /**
  * The action of a command whose caption search (--captions) runs on the queue's workers with --queue. Checked
@@ -63,7 +62,7 @@ function registerExplain(falcon: Command): void {
     .description('Concepts of one feature group on precomputed inputs: lowly activating images, top captions, contrasted words and phrases')
     .requiredOption('--group <key>', 'feature indices joined by commas, e.g. "3,17"')
     .requiredOption('--representations <npy>', 'N × D representations')
-    .option('--groups <json>', 'groups.json (default: recomputed from the representations)')
+    .option('--groups <json>', 'groups.json from `falcon groups` on these representations and --sigmas, checked against them (default: recomputed)')
     .requiredOption('--image-embeddings <npy>', 'N × d float32 image embeddings (the caption vocabulary\'s space)')
     .option('--crop-embeddings <npy>', 'embeddings of the group\'s GradCAM crops, one row per group image in ascending order (captions and interpretability)')
     .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
@@ -72,7 +71,7 @@ function registerExplain(falcon: Command): void {
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
-    .option('--out <dir>', 'write groups/<key>.json and concepts.csv here'))
+    .option('--out <dir>', 'write groups/g<key>.json (commas as _: group "3,17" → groups/g3_17.json) and concepts.csv here'))
     .action(captionAction(explain));
 }
 
@@ -80,11 +79,12 @@ async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearch
   const rep = readRepresentations(o.representations);
   const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
   const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
-  const high0 = o.groups ? groupMembers(readJson<Groups>(o.groups), key) : undefined;
+  const listed = o.groups ? groupMembers(readGroups(o.groups, rep.rows), key, o.groups) : undefined;
   const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', cols: emb.cols, colsFrom: `the width of ${o.imageEmbeddings}` }) : null;
   const vocab = await openCaptions(o.captions, o.captionsText);
   const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
-  const high = high0 ?? groupMembers(groupImages(firing.sets, o.moreThan), key);
+  const high = listed ? listedMembers(listed, firing, key, o.groups!, `${o.representations} at --sigmas ${o.sigmas}`)
+    : groupMembers(groupImages(firing.sets, o.moreThan), key);
   if (crops && crops.rows !== high.length) throw new ConceptLensError('ERR_SHAPE', `${o.cropEmbeddings}: ${crops.rows} rows, expected ${high.length} (the group's images)`);
   const lowly = lowlyActivating(representationsF32(rep), firing, features, high);
   const bar = progressBar('captions', 'rows');

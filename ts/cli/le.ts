@@ -1,5 +1,5 @@
 /** `conceptlens le`: Linear Explanations of neurons, and their simulation scores. */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readLabels, readMatrix, readVector, type MatrixReadOptions } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
@@ -119,10 +119,12 @@ function ablateCmd(o: AblateOpts): void {
 function showCmd(o: { explanations: string; limit: number }): void {
   const exps = readExplanationsCsv(o.explanations);
   for (const e of exps.slice(0, o.limit)) console.log(`unit ${e.unit}: ${formatExplanation(e)}`);
-  const columns = Object.keys(exps[0]?.extra ?? {}).filter((c) => c.startsWith('sim '));
-  for (const c of columns) {
-    const vals = exps.map((e) => Number(e.extra[c])).filter(Number.isFinite);
-    console.log(report(c, Float64Array.from(vals)));
+  // valCorrelation is NaN when the CSV lacks the column, so an absent column reports nothing.
+  const columns: Record<string, number[]> = { 'val correlation': exps.map((e) => e.valCorrelation) };
+  for (const c of Object.keys(exps[0]?.extra ?? {}).filter((c) => c.startsWith('sim '))) columns[c] = exps.map((e) => Number(e.extra[c]));
+  for (const [c, vals] of Object.entries(columns)) {
+    const finite = vals.filter(Number.isFinite);
+    if (finite.length > 0) console.log(report(c, Float64Array.from(finite)));
   }
 }
 
@@ -174,7 +176,9 @@ async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> 
 
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
-    .option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent', integer('--seed', 0, 2 ** 31 - 1), 0);
+    // The seed only draws a split, so with --splits it would be silently ignored.
+    .addOption(new Option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent')
+      .argParser(integer('--seed', 0, 2 ** 31 - 1)).default(0).conflicts('splits'));
 
 const scoringOptions = (c: Command) =>
   splitOptions(c.requiredOption('--explanations <csv>', 'explanations in the reference CSV layout')

@@ -7,6 +7,8 @@ import { falconFiring } from '../../engine/falcon.js';
 import { halvesToFloats } from '../../engine/fp16.js';
 import { argError, ConceptLensError } from '../../errors.js';
 import { readFloatMatrix } from '../../io/matrix.js';
+import { checkDisjointIndices } from '../../matrix.js';
+import { readJson } from '../../io/text.js';
 
 /** N × D representations (fp32, or fp16 bits), row-major. */
 export interface Representations {
@@ -96,13 +98,45 @@ export function groupImages(sets: number[][], moreThan = DEFAULT_MORE_THAN): Gro
   return groups;
 }
 
-/** The highly activating images of a group; an absent or empty group is an error. */
-export function groupMembers(groups: Groups, key: string): number[] {
+/**
+ * Reads a groups.json as {@link groupImages} makes it for `images` images: group key → distinct integer image
+ * indices, no image in two groups (an image fires one feature set).
+ * @throws ConceptLensError ERR_FILE naming the file, the group and the entry.
+ */
+export function readGroups(path: string, images: number): Groups {
+  const groups = readJson<unknown>(path);
+  if (typeof groups !== 'object' || groups === null || Array.isArray(groups))
+    throw argError(path, 'an object mapping group keys ("3,17") to arrays of image indices', groups, 'ERR_FILE');
+  const lists = Object.entries(groups).map(([key, ids]): [string, unknown[]] => {
+    if (!Array.isArray(ids)) throw argError(`${path}: group "${key}"`, 'an array of image indices', ids, 'ERR_FILE');
+    return [`${path}: group "${key}"`, ids];
+  });
+  checkDisjointIndices(lists, images, 'image index', 'ERR_FILE');
+  return groups as Groups;
+}
+
+/** The highly activating images of a group; an absent or empty group is an error (prefixed by `where`, the groups' file). */
+export function groupMembers(groups: Groups, key: string, where?: string): number[] {
   const images = groups[key];
   if (!images || images.length === 0) {
     const known = Object.keys(groups);
-    throw new ConceptLensError('ERR_ARG', `group "${key}": no images fire exactly this feature set (known groups: ${known.length === 0 ? 'none' :
+    throw new ConceptLensError('ERR_ARG', `${where ? `${where}: ` : ''}group "${key}": no images fire exactly this feature set (known groups: ${known.length === 0 ? 'none' :
       known.slice(0, 10).map((k) => `"${k}"`).join(', ') + (known.length > 10 ? `, … ${known.length - 10} more` : '')})`);
   }
   return images;
+}
+
+/**
+ * The images that fire exactly group `key`'s features, which must be those the groups file `where` lists: the file
+ * records the representations' groups (what {@link groupImages} finds), so another list means it was made from other
+ * representations or at another threshold. `source` names the representations and threshold in the error.
+ */
+export function listedMembers(listed: number[], firing: Firing, key: string, where: string, source: string): number[] {
+  const found = firing.sets.flatMap((set, x) => (groupKey(set) === key ? [x] : []));
+  const inFile = new Set(listed), fires = new Set(found);
+  const extra = listed.find((x) => !fires.has(x)), missing = found.find((x) => !inFile.has(x));
+  if (extra === undefined && missing === undefined) return found;
+  const which = extra !== undefined ? `image ${extra} is listed but does not fire exactly it` : `image ${missing} fires it but is not listed`;
+  throw new ConceptLensError('ERR_ARG', `${where}: group "${key}" lists ${listed.length} images, but ${source} has ${found.length} that fire ` +
+    `exactly this feature set (${which}); give the file \`falcon groups\` wrote for these representations and --sigmas`);
 }

@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConceptLensError, fileError } from '../../errors.js';
+import { checkDisjointIndices } from '../../matrix.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { readText } from '../../io/text.js';
 import { rng } from '../../random.js';
@@ -13,6 +14,7 @@ export interface Split {
   test: Int32Array;
 }
 const PARTS = ['train', 'val', 'test'] as const;
+type Part = (typeof PARTS)[number];
 const MIN_PART = 3;
 
 /** 70/10/20 train/val/test by a seeded shuffle; each part sorted, as the reference stores it. */
@@ -30,29 +32,30 @@ export function seededSplit(n: number, seed: number): Split {
   return { train: part(0, nTrain), val: part(nTrain, nTrain + nVal), test: part(nTrain + nVal, n) };
 }
 
-/** Checks a split against n samples: indices in range, parts disjoint and large enough. */
-export function validateSplit(s: Split, n: number, where = 'split'): void {
-  const seen = new Uint8Array(n);
-  for (const name of PARTS) {
-    if (s[name].length < MIN_PART) throw new ConceptLensError('ERR_SHAPE', `${where}: ${name} has ${s[name].length} samples; need at least ${MIN_PART}`);
-    for (const i of s[name]) {
-      if (!(Number.isInteger(i) && i >= 0 && i < n)) throw new ConceptLensError('ERR_ARG', `${where}: ${name} index ${i} is outside [0, ${n})`);
-      if (seen[i]++) throw new ConceptLensError('ERR_ARG', `${where}: index ${i} appears twice`);
-    }
-  }
+/**
+ * Checks a split against n samples: integer indices in range, parts disjoint and large enough. `where` names a part
+ * in errors (its file, for a split read from one).
+ */
+export function validateSplit(s: Record<Part, ArrayLike<number>>, n: number, where: (part: Part) => string = (p) => `split ${p}`): void {
+  for (const name of PARTS)
+    if (s[name].length < MIN_PART) throw new ConceptLensError('ERR_SHAPE', `${where(name)}: has ${s[name].length} samples; need at least ${MIN_PART}`);
+  checkDisjointIndices(PARTS.map((name) => [where(name), s[name]]), n, 'sample index');
 }
 
-/** Reads DIR/{train,val,test}_ids.npy (integer arrays) or .txt (one index a line). */
+/** Reads DIR/{train,val,test}_ids.npy (integer arrays; floats only if integral) or .txt (one index a line). */
 export function readSplit(dir: string, n: number): Split {
-  const read = (name: string): Int32Array => {
+  const file = (name: Part) => {
     const npy = join(dir, `${name}_ids.npy`), txt = join(dir, `${name}_ids.txt`);
-    if (existsSync(npy)) return Int32Array.from(Array.from(readNpy(npy).data as ArrayLike<number | bigint>, Number));
-    if (existsSync(txt)) return Int32Array.from(readText(txt).split(/\s+/).filter(Boolean).map(Number));
+    if (existsSync(npy)) return npy;
+    if (existsSync(txt)) return txt;
     throw fileError(dir, `missing ${name}_ids.npy (or .txt)`);
   };
-  const s = { train: read('train'), val: read('val'), test: read('test') };
-  validateSplit(s, n, dir);
-  return s;
+  const read = (path: string): number[] => path.endsWith('.npy')
+    ? Array.from(readNpy(path).data as ArrayLike<number | bigint>, Number)
+    : readText(path).split(/\s+/).filter(Boolean).map(Number);
+  const raw = { train: read(file('train')), val: read(file('val')), test: read(file('test')) };
+  validateSplit(raw, n, file); // before Int32Array.from, which would truncate 420.5 to 420
+  return { train: Int32Array.from(raw.train), val: Int32Array.from(raw.val), test: Int32Array.from(raw.test) };
 }
 
 /** Writes DIR/{train,val,test}_ids.npy (int64), creating DIR; {@link readSplit} reads them back. */
