@@ -4,11 +4,11 @@
 // activating counterfactuals → captions → contrasted concepts → report.
 // Each stage writes its output atomically into the run directory and is
 // skipped when that output is already there (a run resumes).
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { throwIfAborted, type ProgressOptions } from '../../abort.js';
-import { writeFileAtomic } from '../../io/atomic.js';
+import { ensureDir, writeFileAtomic } from '../../io/atomic.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { cropResize, groupCams, type LayerMaps, type RgbImage } from './cam.js';
 import { ConceptLensError, fileError } from '../../errors.js';
@@ -209,7 +209,7 @@ class Run {
     const cams = await groupCams(await this.inp.model.camLayers(imgs, features), features,
       { width: imgs[0].width, height: imgs[0].height, signal: this.opts.signal });
     const crops = await Promise.all(imgs.map((img, j) => cropResize(img, cams.boxes[j])));
-    mkdirSync(this.path(`crops/${fileKey(key)}`), { recursive: true });
+    ensureDir(this.path(`crops/${fileKey(key)}`), 'FALCON run');
     await Promise.all(crops.map((c, j) => writePng(this.path(cropPath(key, high[j])), c)));
     const cropEmb = await this.embed(crops), dim = this.inp.encoder.dim;
     const lowly = lowlyActivating(r, firing, features, high, this.opts.lowly);
@@ -254,7 +254,7 @@ function hashKey(key: string): number {
 export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = {}): Promise<GroupExplanation[]> {
   if (inp.encoder.dim !== inp.vocab.dim)
     throw new ConceptLensError('ERR_SHAPE', `image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.source})`);
-  for (const d of ['groups', 'crops', 'images']) mkdirSync(join(dir, d), { recursive: true });
+  for (const d of ['groups', 'crops', 'images']) ensureDir(join(dir, d), 'FALCON run');
   const run = new Run(dir, inp, opts);
   const r = await run.representations();
   const { firing, groups } = await run.groups(r);

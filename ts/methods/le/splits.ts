@@ -1,5 +1,5 @@
 // LE's seeded 70/10/20 train/val/test splits, recorded beside the outputs.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConceptLensError, fileError } from '../../errors.js';
 import { checkDisjointIndices } from '../../matrix.js';
@@ -60,6 +60,5 @@ export function readSplit(dir: string, n: number): Split {
 
 /** Writes DIR/{train,val,test}_ids.npy (int64), creating DIR; {@link readSplit} reads them back. */
 export function writeSplit(dir: string, s: Split): void {
-  mkdirSync(dir, { recursive: true });
   for (const name of PARTS) writeNpy(join(dir, `${name}_ids.npy`), BigInt64Array.from(s[name], BigInt), [s[name].length]);
 }
