@@ -166,8 +166,13 @@ test('bad input gets clear errors', async () => {
   nan[5] = NaN;
   await assert.rejects(solveSplice(C, nan, d, { l1: 0.1 }), /samples/);
   await assert.rejects(solveSplice(C, Z, d, { l1: 0.1, solver: 'newton' as SpliceSolverName }), /solver: expected 'auto', 'fista', 'admm' or 'ws', got 'newton'/);
-  assert.throws(() => SpliceModel.fromEmbeddings(Array.from({ length: 20 }, (_, j) => `c${j}`), C, d, new Float32Array(7)),
+  const names = Array.from({ length: 20 }, (_, j) => `c${j}`);
+  assert.throws(() => SpliceModel.fromEmbeddings(names, C, d, new Float32Array(7)),
     /imageMean: expected 8 values \(the embedding dimension\), got 7/);
+  // A model's solve options are checked when it is made (as a solve checks them), a string shown quoted.
+  for (const [solve, message] of [[{ l1: '0.25' }, /options\.l1: expected a number, got '0\.25'/], [{ l1: -1 }, /l1: expected a finite λ ≥ 0, got -1$/],
+    [{ l1: 0.1, tol: 0 }, /tol: expected a finite tolerance > 0, got 0$/], [{ l1: 0.1, solver: 'newton' }, /solver: expected 'auto'/]] as const)
+    assert.throws(() => SpliceModel.fromEmbeddings(names, C, d, new Float32Array(d).fill(0.1), solve as never), message);
   const dir = mkdtempSync(join(tmpdir(), 'splice-'));
   writeFileSync(join(dir, 'empty.txt'), 'rare\n\ncommon\n');
   assert.throws(() => readVocabulary(join(dir, 'empty.txt'), 3), /line 2 is empty/);

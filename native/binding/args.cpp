@@ -33,6 +33,15 @@ std::string typed_array_name(const Napi::Value& v) {
   return typed_array_type_name(v.As<Napi::TypedArray>().TypedArrayType());
 }
 
+// A JS value as errors show it (as ts/errors.ts describe does): strings quoted, so '0.25' is not read as 0.25.
+static std::string shown(const Napi::Value& v) {
+  if (v.IsString()) return "'" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsTypedArray()) return typed_array_name(v);
+  if (v.IsArray()) return "an array";
+  if (v.IsObject() && !v.IsFunction()) return "an object";
+  return v.ToString().Utf8Value();
+}
+
 const char* typed_array_type_name(napi_typedarray_type t) {
   switch (t) {
     case napi_float32_array: return "Float32Array";
@@ -80,27 +89,27 @@ const float* f32_arg(const Napi::Value& v, int64_t length, const std::string& na
 }
 
 int64_t int_arg(const Napi::Value& v, const std::string& name, int64_t min_value) {
-  if (!v.IsNumber()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected an integer, got " + v.ToString().Utf8Value());
+  if (!v.IsNumber()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected an integer, got " + shown(v));
   double d = v.As<Napi::Number>().DoubleValue();
   // 2^53: beyond it doubles skip integers, and int64 conversion of larger values is undefined.
   if (!(d >= static_cast<double>(min_value) && d <= 9007199254740992.0) || d != static_cast<double>(static_cast<int64_t>(d)))
     throw_coded(v.Env(), cl::ErrorCode::Arg,
-                name + ": expected an integer >= " + std::to_string(min_value) + ", got " + v.ToString().Utf8Value());
+                name + ": expected an integer >= " + std::to_string(min_value) + ", got " + shown(v));
   return static_cast<int64_t>(d);
 }
 
 double number_arg(const Napi::Value& v, const std::string& name) {
-  if (!v.IsNumber()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a number, got " + v.ToString().Utf8Value());
+  if (!v.IsNumber()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a number, got " + shown(v));
   return v.As<Napi::Number>().DoubleValue();
 }
 
 std::string string_arg(const Napi::Value& v, const std::string& name) {
-  if (!v.IsString()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a string, got " + v.ToString().Utf8Value());
+  if (!v.IsString()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a string, got " + shown(v));
   return v.As<Napi::String>().Utf8Value();
 }
 
 bool bool_arg(const Napi::Value& v, const std::string& name) {
-  if (!v.IsBoolean()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a boolean, got " + v.ToString().Utf8Value());
+  if (!v.IsBoolean()) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected a boolean, got " + shown(v));
   return v.As<Napi::Boolean>().Value();
 }
 

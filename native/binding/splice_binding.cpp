@@ -137,7 +137,15 @@ Napi::Value Path(const Napi::CallbackInfo& info) {
       info[6], info[7], {info[0], info[3]});
 }
 
+// checkSpliceOptions(options): throws as a solve would on these options (sync; for checks at construction).
+Napi::Value CheckOptions(const Napi::CallbackInfo& info) {
+  const cl::SpliceOptions opt = solve_options(info[0]);
+  translating(info.Env(), [&] { cl::check_splice_options(opt); });
+  return info.Env().Undefined();
+}
+
 void Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("checkSpliceOptions", Napi::Function::New(env, CheckOptions));
   exports.Set("spliceDecompose", Napi::Function::New(env, Decompose));
   exports.Set("splicePath", Napi::Function::New(env, Path));
 }

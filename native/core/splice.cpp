@@ -262,12 +262,11 @@ struct Problem {
   double fp32_slack(double other_norm) const { return 2.0 * double(d) * 6e-8 * max_norm * other_norm; }
 };
 
-void validate(const MatrixView& dict, const MatrixView& samples, double l1) {
+void validate(const MatrixView& dict, const MatrixView& samples) {
   require(dict.rows >= 1 && dict.cols >= 1, "dictionary: expected at least 1 concept of dimension ≥ 1, got " +
                                                  std::to_string(dict.rows) + "×" + std::to_string(dict.cols));
   require(samples.cols == dict.cols, "samples: expected dimension d = " + std::to_string(dict.cols) +
                                          " (the dictionary's), got " + std::to_string(samples.cols));
-  require(std::isfinite(l1) && l1 >= 0, "l1: expected a finite λ ≥ 0, got " + std::to_string(l1));
   require_finite(dict, "dictionary");
   require_finite(samples, "samples");
 }
@@ -1025,13 +1024,14 @@ void solve_problem(Problem& pb, const SpliceOptions& opt, const float* warm, con
   }
 }
 
-void validate_options(const SpliceOptions& opt) {
-  require(opt.tol > 0 && std::isfinite(opt.tol), "tol: expected a finite tolerance > 0, got " + std::to_string(opt.tol));
-  require(opt.rho > 0 && std::isfinite(opt.rho), "rho: expected a finite ρ > 0, got " + std::to_string(opt.rho));
+}  // namespace
+
+void check_splice_options(const SpliceOptions& opt) {
+  require(std::isfinite(opt.l1) && opt.l1 >= 0, "l1: expected a finite λ ≥ 0, got " + show(opt.l1));
+  require(opt.tol > 0 && std::isfinite(opt.tol), "tol: expected a finite tolerance > 0, got " + show(opt.tol));
+  require(opt.rho > 0 && std::isfinite(opt.rho), "rho: expected a finite ρ > 0, got " + show(opt.rho));
   require(opt.max_iter >= 0, "maxIter: expected ≥ 0 (0: the solver's default), got " + std::to_string(opt.max_iter));
 }
-
-}  // namespace
 
 double top_eigenvalue(const std::vector<double>& M, int64_t d) {
   std::vector<double> v(d), u(d);
@@ -1052,15 +1052,15 @@ double top_eigenvalue(const std::vector<double>& M, int64_t d) {
 
 void splice_solve(const MatrixView& dictionary, const MatrixView& samples, const SpliceOptions& opt,
                   const float* warm, const SpliceOutput& out, Progress& progress) {
-  validate(dictionary, samples, opt.l1);
-  validate_options(opt);
+  validate(dictionary, samples);
+  check_splice_options(opt);
   progress.set_total(samples.rows);
   Problem pb(dictionary, samples, opt.l1);
   solve_problem(pb, opt, warm, out, progress);
 }
 
 double splice_l1_max(const MatrixView& dictionary, const MatrixView& samples) {
-  validate(dictionary, samples, 0);
+  validate(dictionary, samples);
   Problem pb(dictionary, samples, 0);
   std::vector<double> best(samples.rows, 0.0);
   Progress none;
@@ -1079,7 +1079,7 @@ std::vector<SplicePathPoint> splice_path(const MatrixView& dictionary, const Mat
           "targetL0: expected a mean l0 in [0, " + std::to_string(dictionary.rows) + "], got " + std::to_string(path.target_l0));
   require(path.l0_tol > 0, "l0Tol: expected > 0, got " + std::to_string(path.l0_tol));
   require(path.max_steps >= 1, "maxSteps: expected ≥ 1, got " + std::to_string(path.max_steps));
-  validate_options(opt);
+  check_splice_options(opt);
   const double l1_max = splice_l1_max(dictionary, samples);
   const int64_t n = samples.rows, c = dictionary.rows;
   progress.set_total(n * path.max_steps);

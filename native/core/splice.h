@@ -30,6 +30,9 @@ struct SpliceOptions {
   double rho = 5;     // ADMM penalty
 };
 
+// Throws naming the first option out of range (λ, tol, ρ, maxIter); every solve checks them first.
+void check_splice_options(const SpliceOptions& opt);
+
 // Per-sample outputs; weights is n×c row-major.
 struct SpliceOutput {
   float* weights = nullptr;

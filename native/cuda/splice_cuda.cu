@@ -164,9 +164,7 @@ void validate(const MatrixView& dict, const MatrixView& samples, const SpliceOpt
               " and " + std::to_string(samples.rows));
   require(samples.cols == dict.cols, "samples: expected dimension d = " + std::to_string(dict.cols) +
                                          " (the dictionary's), got " + std::to_string(samples.cols));
-  require(std::isfinite(opt.l1) && opt.l1 >= 0, "l1: expected a finite λ ≥ 0, got " + std::to_string(opt.l1));
-  require(opt.tol > 0 && std::isfinite(opt.tol), "tol: expected a finite tolerance > 0, got " + std::to_string(opt.tol));
-  require(opt.max_iter >= 0, "maxIter: expected ≥ 0 (0: the default 20000), got " + std::to_string(opt.max_iter));
+  check_splice_options(opt);
   require_finite(dict, "dictionary");
   require_finite(samples, "samples");
   require(cuda_available(), "device: 'cuda' requested but no CUDA device is available");

@@ -285,6 +285,7 @@ export interface Addon {
     cancel: CancelFlag): Promise<NativeFiring>;
   falconCams(layers: NativeCamLayer[], n: number, group: Int32Array, outHeight: number, outWidth: number,
     threshold: number, onProgress: NativeProgress, cancel: CancelFlag): Promise<{ cams: Float32Array; boxes: Int32Array }>;
+  checkSpliceOptions(options: NativeSpliceOptions): void;
   spliceDecompose(dictionary: FloatRows, c: number, d: number, samples: FloatRows, n: number, options: NativeSpliceOptions,
     warm: Float32Array | null, onProgress: NativeProgress, cancel: CancelFlag): Promise<NativeSpliceResult>;
   splicePath(dictionary: FloatRows, c: number, d: number, samples: FloatRows, n: number,

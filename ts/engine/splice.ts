@@ -1,9 +1,14 @@
 // splice_binding.cpp: the batched SpLiCE solvers.
 import type { ProgressOptions } from '../abort.js';
 import { engine, type FloatRows, type NativeSplicePoint, type NativeSpliceOptions, type NativeSpliceResult } from './addon.js';
-import { nativeCall } from './call.js';
+import { nativeCall, nativeSync } from './call.js';
 
 export type { NativeSpliceOptions, NativeSplicePoint, NativeSpliceResult };
+
+/** Throws as a solve would on these options (λ, tolerance, ρ, iterations, solver), without solving. */
+export function checkSpliceOptions(options: NativeSpliceOptions): void {
+  nativeSync(() => engine().checkSpliceOptions(options));
+}
 
 /** min_{w≥0} ‖Cᵀw − z‖² + λ‖w‖₁ for each of the n sample rows. */
 export function spliceDecompose(dictionary: FloatRows, c: number, d: number, samples: FloatRows, n: number,

@@ -4,7 +4,7 @@
 // the method around them (dictionary, centring, recomposition, interventions,
 // dataset and class decompositions, names).
 import type { ProgressOptions } from '../abort.js';
-import { splicePath as nativePath, spliceDecompose } from '../engine/splice.js';
+import { checkSpliceOptions, splicePath as nativePath, spliceDecompose } from '../engine/splice.js';
 import { argError, ConceptLensError } from '../errors.js';
 import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
@@ -272,6 +272,7 @@ export class SpliceModel {
     if (concepts.length !== this.c)
       throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${this.c} names (the dictionary's rows), got ${concepts.length}`);
     checkMean(imageMean, d, 'imageMean');
+    checkSpliceOptions(nativeOptions(solve));  // a bad λ fails here, not at the first decompose
   }
 
   /** From raw concept embeddings (N×d, aligned with names) and the image mean; builds the dictionary. */
