@@ -73,7 +73,7 @@ async function build(o: BuildFlags, signal: AbortSignal): Promise<void> {
 }
 
 export function registerVocab(program: Command): void {
-  const vocab = program.command('vocab').description('build and inspect concept vocabularies');
+  const vocab = program.command('vocab').description('build concept vocabularies (stores that search, serve and sharded runs reopen)');
   addQueueOptions(addSourceOptions(vocab.command('build')
     .description('write the compact store of a .npy or a LAION shard directory (text_emb_{i}.npy + metadata_{i}.parquet | captions_{i}.txt | captions.txt)')
     .requiredOption('--from <src>', 'a .npy file or a LAION shard directory')

@@ -71,7 +71,7 @@ export function uniqueNames(names: string[], where: string, opts: { dedupe?: boo
       return name;
     }
     if (!opts.dedupe)
-      throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} repeats '${name}' of line ${first + 1}; names must be unique (or make them unique on request)`);
+      throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} repeats '${name}' of line ${first + 1}; names must be unique: rename one`);
     let k = 2;
     while (seen.has(`${name} (${k})`)) k++;
     seen.set(`${name} (${k})`, i);
