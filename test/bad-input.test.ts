@@ -129,6 +129,11 @@ test('bad sizes, penalties, temperatures, labels and seeds are errors', async ()
   await fails([...train, '--l1', '-1'], 2, /--l1: expected a finite number >= 0, got '-1'/);
   await fails([...train, '--seed', '-1'], 2, /--seed: expected an integer in 0\.\.2147483647, got '-1'/);
   await fails([...train, '--seed', '99999999999'], 2, /--seed: expected an integer in 0\.\.2147483647/);
+  // Ranges only the data sets are found late, but are still usage errors naming the option.
+  await fails([...train, '--kind', 'topk', '--k', '1000'], 2, /^error: --k: expected an integer in 1\.\.64 \(the latents\), got 1000/);
+  writeNpy(join(dir, 'Q.npy'), randn(2 * 4, 3), [2, 4]);
+  await fails(['search', '--vocab', join(dir, 'C.npy'), '--queries', join(dir, 'Q.npy'), '--k', '500', '--out', join(dir, 'r')], 2,
+    /^error: --k: expected an integer from 1 to the vocabulary's 20 rows, got 500/);
   await fails(['splice', 'decompose', '--embeddings', join(dir, 'ok.npy'), '--concepts', join(dir, 'C.npy'), '--l1', '-0.5', '--out', join(dir, 'W.npy')], 2,
     /--l1: expected a finite number >= 0, got '-0\.5'/);
   for (const sigmas of ['-2', '0'])  // the threshold must sit above the mean
