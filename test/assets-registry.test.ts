@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -89,4 +90,11 @@ test('every registry entry matches its mirrored file (size and sha256)', async (
     assert.equal(await sha256File(p), e.sha256, e.name);
   }
   assert.equal(new Set(REGISTRY.map((e) => e.name)).size, REGISTRY.length);
+});
+
+test('assets list says where the mirror is, and that it is missing when CONCEPTLENS_ASSETS names nothing', () => {
+  const bin = join(import.meta.dirname, '..', '..', 'bin', 'conceptlens.js'), gone = join(tempDir(), 'no-mirror');
+  const run = (...args: string[]) => spawnSync(process.execPath, [bin, 'assets', 'list', ...args], { encoding: 'utf8', env: { ...process.env, CONCEPTLENS_ASSETS: gone } });
+  assert.deepEqual(JSON.parse(run('--json').stdout).mirror, { path: gone, found: false });
+  assert.equal(run().stdout.split('\n')[0], `mirror: ${gone} (not found: set CONCEPTLENS_ASSETS to the assets mirror)`);
 });

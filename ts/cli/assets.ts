@@ -1,6 +1,8 @@
 // `conceptlens assets list|pull|verify`: the named public models and
 // vocabularies, where each is found locally, downloads into the cache.
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { assetsDir } from '../assets.js';
 import { REGISTRY, cacheDir, findAsset, locateAsset, pullAsset, verifyAsset, type AssetEntry } from '../assets-registry.js';
 import { progressBar } from './progress.js';
 import { act, EXIT, type RunContext } from './run.js';
@@ -9,8 +11,10 @@ const pick = (names: string[]): AssetEntry[] => (names.length ? names.map((n) =>
 
 function list(json: boolean): void {
   const rows = REGISTRY.map((e) => ({ name: e.name, kind: e.kind, bytes: e.bytes, local: locateAsset(e)?.source ?? 'missing', url: e.url ?? `(mirror only: ${e.origin})` }));
-  if (json) console.log(JSON.stringify({ cache: cacheDir(), assets: rows }));
+  const path = assetsDir(), mirror = { path: path ?? null, found: path !== undefined && existsSync(path) };
+  if (json) console.log(JSON.stringify({ mirror, cache: cacheDir(), assets: rows }));
   else {
+    console.log(`mirror: ${mirror.found ? mirror.path : `${mirror.path ?? 'none'} (not found: set CONCEPTLENS_ASSETS to the assets mirror)`}`);
     console.log(`cache: ${cacheDir()}`);
     const cols = Object.keys(rows[0]) as (keyof (typeof rows)[number])[];
     const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
