@@ -16,7 +16,7 @@ function rejects(parse: (v: string) => unknown, value: string, message: string):
 test('number: finite numbers in any JS notation; empty, blank, NaN and infinities are rejected', () => {
   const p = number('--l1');
   assert.deepEqual(['0.25', '-0.09', '3e-5', ' 7 ', '0'].map(p), [0.25, -0.09, 3e-5, 7, 0]);
-  for (const bad of ['abc', '', '  ', 'NaN', 'Infinity', '1,5', '0.1x'])
+  for (const bad of ['abc', '', '  ', 'NaN', 'Infinity', '1,5', '0.1x', '0x10', '0b11', '1e'])
     rejects(p, bad, `--l1: expected a finite number, got '${bad}'`);
 });
 
@@ -27,6 +27,7 @@ test('integer: whole numbers at or above min (1 unless given)', () => {
   rejects(integer('--n'), '0', "--n: expected an integer >= 1, got '0'");
   rejects(integer('--n'), '2.5', "--n: expected an integer >= 1, got '2.5'");
   rejects(integer('--n'), '', "--n: expected an integer >= 1, got ''");
+  rejects(integer('--k'), '0x10', "--k: expected an integer >= 1, got '0x10'");
   rejects(integer('--seed', 0), '-1', "--seed: expected an integer >= 0, got '-1'");
 });
 

@@ -24,11 +24,17 @@ function rangeText(r: Range): string {
 const inRange = (x: number, r: Range) =>
   (r.min === undefined || (r.above ? x > r.min : x >= r.min)) && (r.max === undefined || x <= r.max);
 
-/** A finite number in an optional range; '' and whitespace are rejected (Number would read them as 0). */
+/** A decimal number as typed (3, -0.5, .5, 1e6): Number would also read '', '0x10' and '0b11'. */
+const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
+
+/** The decimal value of a typed number, NaN for anything else. */
+const decimal = (value: string) => (DECIMAL.test(value) ? Number(value) : NaN);
+
+/** A finite number in an optional range, in decimal notation (hex, binary, '' and blanks are rejected). */
 export function number(name: string, range: Range = {}): (value: string) => number {
   return (value) => {
-    const x = Number(value);
-    if (value.trim() === '' || !Number.isFinite(x) || !inRange(x, range))
+    const x = decimal(value);
+    if (!Number.isFinite(x) || !inRange(x, range))
       invalid(name, ['a finite number', rangeText(range)].filter(Boolean).join(' '), value);
     return x;
   };
@@ -37,8 +43,8 @@ export function number(name: string, range: Range = {}): (value: string) => numb
 /** An integer in [min, max]. */
 export function integer(name: string, min = 1, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
   return (value) => {
-    const x = Number(value);
-    if (value.trim() === '' || !Number.isInteger(x) || x < min || x > max)
+    const x = decimal(value);
+    if (!Number.isInteger(x) || x < min || x > max)
       invalid(name, max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in ${min}..${max}`, value);
     return x;
   };
