@@ -160,16 +160,19 @@ export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o
   return { classes, dim: X.cols, weights: val.length ? best.W : W, valTop1: best.top1, bestEpoch: best.epoch };
 }
 
-/** X is whole (its arrays agree with rows) and has one label in 0..classes-1 per row: both are indexed by row unchecked. */
-function checkProbeData(X: SparseRows, labels: Int32Array, classes: number): void {
+/** X is whole (its arrays agree with rows), with a label per row, in 0..classes-1 for each row used (`rows`, or all). */
+function checkProbeData(X: SparseRows, labels: Int32Array, classes: number, rows?: ArrayLike<number>): void {
   const nnz = X.ptr[X.rows];
   if (X.ptr.length !== X.rows + 1 || X.col.length !== nnz || X.val.length !== nnz)
     throw new ConceptLensError('ERR_SHAPE', `X: expected ${X.rows + 1} row starts (ptr) and ${nnz} entries in col and val, got ${X.ptr.length}, ${X.col.length} and ${X.val.length}`);
   requireCount(classes, 'classes', 1);
   if (labels?.length !== X.rows) throw new ConceptLensError('ERR_SHAPE', `labels: ${labels?.length ?? describe(labels)} for ${X.rows} feature rows; expected one label per row`);
-  labels.forEach((y, i) => {
-    if (!(Number.isInteger(y) && y >= 0 && y < classes)) throw argError(`labels[${i}]`, `a class in 0..${classes - 1}`, y);
-  });
+  for (let r = 0; r < (rows ? rows.length : X.rows); r++) {
+    const i = rows ? rows[r] : r;
+    if (!(Number.isInteger(i) && i >= 0 && i < X.rows)) throw argError(`rows[${r}]`, `a row of X in 0..${X.rows - 1}`, i, 'ERR_SHAPE');
+    // Only the rows used need a class: others may hold a placeholder (the atlas marks unlabelled images -1).
+    if (!(Number.isInteger(labels[i]) && labels[i] >= 0 && labels[i] < classes)) throw argError(`labels[${i}]`, `a class in 0..${classes - 1}`, labels[i]);
+  }
 }
 
 /**
@@ -178,12 +181,10 @@ function checkProbeData(X: SparseRows, labels: Int32Array, classes: number): voi
  */
 export function accuracy(X: SparseRows, labels: Int32Array, W: Float32Array, classes: number,
   rows?: ArrayLike<number>): { top1: number; top5: number } {
-  checkProbeData(X, labels, classes);
+  checkProbeData(X, labels, classes, rows);
   requireMatrix(W, classes, X.cols, 'weights');
   const n = rows ? rows.length : X.rows;
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${rows ? 'rows' : 'X'}: no rows to score; expected at least one`);
-  for (let r = 0; rows && r < n; r++)
-    if (!(Number.isInteger(rows[r]) && rows[r] >= 0 && rows[r] < X.rows)) throw argError(`rows[${r}]`, `a row of X in 0..${X.rows - 1}`, rows[r], 'ERR_SHAPE');
   const z = new Float64Array(classes);
   let top1 = 0, top5 = 0;
   for (let r = 0; r < n; r++) {
