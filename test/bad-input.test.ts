@@ -182,6 +182,11 @@ test('options a mode ignores are refused: resume with other hyperparameters, --s
     await fails([...train.filter((a, i, all) => a !== flag && all[i - 1] !== flag), flag, value, '--epochs', '2', '--resume'], 1,
       new RegExp(`${flag.slice(2)}: the run in .*sae was trained with`));
   await fails([...train, '--epochs', '2'], 1, /holds a trained SAE \(sae\.ckpt\); pass --resume to continue it, or --overwrite to replace it/);
+  // Other features (here the same shape, other values) are refused too; a moved copy of the same file resumes.
+  writeNpy(join(dir, 'X2.npy'), randn(128 * 8, 9), [128, 8]);
+  await fails([...train.map((a) => (a === join(dir, 'X.npy') ? join(dir, 'X2.npy') : a)), '--epochs', '2', '--resume'], 1,
+    /features: the run in .*sae was trained on .*X\.npy \(128×8 float32, sha256 of its ends [0-9a-f]{16}\); --resume got .*X2\.npy/);
+  assert.deepEqual(fileSnapshot(join(dir, 'sae')), before, 'refused runs left the trained SAE untouched');
   assert.deepEqual(fileSnapshot(join(dir, 'sae')), before, 'refused runs left the trained SAE untouched');
   await fails(['embed', '--standin', '--layer', 'fire22', '--images', dir, '--out', join(dir, 'e.npy')], 2,
     /--standin: the stand-in tower takes no --layer/);

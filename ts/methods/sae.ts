@@ -1,7 +1,8 @@
 // Discover-then-Name (Rao et al., ECCV 2024): a sparse autoencoder trained
 // natively over features streamed from a .npy file, concept naming against a
 // text vocabulary, and the files other tools read (decoder.npy, encoder.npy).
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
 import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
@@ -60,6 +61,21 @@ export function featureHeader(path: string): NpyHeader {
   if (h.shape.length !== 2 || (h.dtype !== 'float32' && h.dtype !== 'float16'))
     throw new ConceptLensError('ERR_DTYPE', `${path}: expected a 2-D float32 or float16 array (items × d), got ${h.dtype} of shape [${h.shape.join(', ')}]`);
   return h;
+}
+
+/**
+ * A feature file's content, cheaply told apart: shape, dtype and the sha256 of its first and last MiB of data (a
+ * resume on other features would go on silently from the wrong epoch order and statistics).
+ */
+export function featuresId(h: NpyHeader): string {
+  const bytes = h.shape[0] * h.shape[1] * (h.dtype === 'float16' ? 2 : 4), span = Math.min(bytes, 2 ** 20);
+  const hash = createHash('sha256'), buf = Buffer.alloc(span), fd = openSync(h.path, 'r');
+  try {
+    for (const at of new Set([0, bytes - span])) hash.update(buf.subarray(0, readSync(fd, buf, 0, span, h.dataOffset + at)));
+  } finally {
+    closeSync(fd);
+  }
+  return `${h.shape.join('×')} ${h.dtype}, sha256 of its ends ${hash.digest('hex').slice(0, 16)}`;
 }
 
 /**
@@ -173,6 +189,8 @@ export interface RunSettings {
 export interface TrainMeta {
   /** Feature file the run was trained on. */
   features: string;
+  /** Its content's identity (featuresId), which a resume must match (absent in older records). */
+  featuresId?: string;
   /** The trainer's shape and hyperparameters. */
   config: Required<SaeConfig>;
   /** Run settings a resume must reuse (absent in older records). */
@@ -253,7 +271,13 @@ export function trainerBytes(d: number, m: number, batch: number): number {
 }
 
 /** On --resume, every option given must agree with the recorded run (else results would silently mix settings). */
-function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string): void {
+/** A recorded setting as the user typed it: the engine keeps rates in float32 (5e-4 reads back as 0.0005000000237…). */
+const asTyped = (v: unknown) => (typeof v === 'number' ? String(Number(v.toPrecision(7))) : String(v));
+
+function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string, id: string): void {
+  if (meta.featuresId !== undefined && meta.featuresId !== id)
+    throw new ConceptLensError('ERR_ARG', `features: the run in ${dir} was trained on ${meta.features} (${meta.featuresId}); --resume got ${o.features} ` +
+      `(${id}) (give the same features, or start a new run in another --out)`);
   const given: [string, unknown, unknown][] = [
     ['kind', o.kind, meta.config.kind], ['k', o.k, meta.config.k], ['l1', o.l1, meta.config.l1], ['lr', o.lr, meta.config.lr],
     ['seed', o.seed, meta.config.seed], ['expansion', o.expansion, meta.config.m / meta.config.d],
@@ -262,7 +286,7 @@ function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string): void {
   ];
   for (const [name, value, recorded] of given)
     if (value !== undefined && recorded !== undefined && Math.fround(Number(value)) !== Math.fround(Number(recorded)) && value !== recorded)
-      throw new ConceptLensError('ERR_ARG', `${name}: the run in ${dir} was trained with ${name} = ${recorded}; --resume got ${name} = ${value} (drop the option, or start a new run in another --out)`);
+      throw new ConceptLensError('ERR_ARG', `${name}: the run in ${dir} was trained with ${name} = ${asTyped(recorded)}; --resume got ${name} = ${value} (drop the option, or start a new run in another --out)`);
 }
 
 /** Trains (or resumes) an SAE over a feature file; returns the metadata written to DIR/sae.json. */
@@ -284,10 +308,11 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
   };
   let t: SaeTrainer;
   let meta: TrainMeta;
+  const id = featuresId(h);
   if (resuming) {
-    requireSameRun(o, recorded!, o.out);
+    requireSameRun(o, recorded!, o.out, id);
     t = loadTrainer(o.out);
-    meta = resumeMeta(recorded!, t.steps, o.out);
+    meta = { ...resumeMeta(recorded!, t.steps, o.out), features: o.features, featuresId: id };  // the same content, perhaps moved
     if (t.config().d !== d) throw new ConceptLensError('ERR_SHAPE', `${o.features}: d=${d}, but the checkpoint in ${o.out} has d=${t.config().d}`);
   } else {
     if (existsSync(join(o.out, CHECKPOINT)) && !o.overwrite)
@@ -295,7 +320,7 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
     const config = requestedConfig(o, d);
     requireMemory(trainerBytes(d, config.m, batch), `an SAE with d = ${d}, m = ${config.m} and batch ${batch}`);
     t = createTrainer(config);
-    meta = { features: o.features, config: t.config(), run, epochsDone: 0, steps: 0, history: [] };
+    meta = { features: o.features, featuresId: id, config: t.config(), run, epochsDone: 0, steps: 0, history: [] };
     if (run.centre) t.params().bias.set(featureMean(h, run.chunkRows));
   }
   const { resampleEvery, resampleInputs, chunkRows } = run, seed = meta.config.seed;
