@@ -103,6 +103,10 @@ test('bad input gets errors naming the argument, expected and actual value', asy
   const few = new ExactTopK(q, 2, d, { k: 5 });
   await few.add(randn(3 * d, 11), 3);
   await assert.rejects(few.result(), { code: 'ERR_ARG', message: /k: expected at most 3 \(the rows scanned\), got 5/ });
+  // Rows counted, not ids: 2 rows at ids 100 and 101 do not fill a top 5.
+  const gap = new ExactTopK(q, 2, d, { k: 5 });
+  await gap.add(randn(2 * d, 12), 2, { idOffset: 100 });
+  await assert.rejects(gap.result(), { code: 'ERR_ARG', message: /k: expected at most 2 \(the rows scanned\), got 5/ });
 });
 
 test('fp16 storage gives the brute-force answer on the rounded values', async () => {

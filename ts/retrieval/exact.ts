@@ -102,7 +102,10 @@ export class PreparedRows {
  */
 export class ExactTopK {
   private readonly scan: TopKScan;
+  /** One past the highest id added: where ids continue by default. */
   private rowsSeen = 0;
+  /** Rows added, whatever their ids: what can fill the top k. */
+  private rowsAdded = 0;
 
   constructor(queries: Float32Array, readonly nq: number, readonly dim: number, readonly options: TopKOptions) {
     this.scan = new TopKScan(queries, nq, dim, {
@@ -116,7 +119,7 @@ export class ExactTopK {
     const offset = opts.idOffset ?? this.rowsSeen;
     await this.scan.add(vectors, rows, offset, opts.invNorms ?? null,
       { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
-    this.rowsSeen = Math.max(this.rowsSeen, offset + rows);
+    this.counted(offset, rows);
   }
 
   /**
@@ -126,7 +129,7 @@ export class ExactTopK {
   async addFile(file: FileRowsRef, opts: ProgressOptions & { idOffset?: number } = {}): Promise<void> {
     const offset = opts.idOffset ?? this.rowsSeen;
     await this.scan.addFile(file, offset, { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
-    this.rowsSeen = Math.max(this.rowsSeen, offset + file.rows);
+    this.counted(offset, file.rows);
   }
 
   /**
@@ -138,7 +141,12 @@ export class ExactTopK {
     const rows = rowsOf(vectors, this.dim, 'vectors'), offset = opts.idOffset ?? this.rowsSeen;
     await this.scan.addPrepared(prepared.screen, vectors, rows, opts.first ?? 0, offset,
       { signal: opts.signal ?? this.options.signal, onProgress: opts.onProgress ?? this.options.onProgress });
+    this.counted(offset, rows);
+  }
+
+  private counted(offset: number, rows: number): void {
     this.rowsSeen = Math.max(this.rowsSeen, offset + rows);
+    this.rowsAdded += rows;
   }
 
   /** Closes a softmax chunk; the next add() starts a new one. */
@@ -151,7 +159,7 @@ export class ExactTopK {
    * @throws ConceptLensError ERR_ARG when fewer than k rows were added.
    */
   async result(): Promise<SearchResult> {
-    if (this.rowsSeen < this.options.k) throw argError('k', `at most ${this.rowsSeen} (the rows scanned)`, this.options.k);
+    if (this.rowsAdded < this.options.k) throw argError('k', `at most ${this.rowsAdded} (the rows scanned)`, this.options.k);
     const r = await this.scan.result();
     return { ids: r.ids, scores: r.scores, nq: this.nq, k: this.options.k, scoredBy: r.scoredBy };
   }
