@@ -316,6 +316,15 @@ test('bad inputs fail with errors that name the file', async (t: TestContext) =>
     writeNpy(join(f.dir, 'text_emb_0.npy'), new Float32Array(10 * D), [10, D], 'float32');
     await assert.rejects(Vocabulary.open(f.dir), /text_emb_1\.npy: dimension 8, expected 24 \(that of .*text_emb_0\.npy\)/);
   });
+  await t.test('no rows, no rows kept, or a block size that is not a whole number of bytes', async () => {
+    const dir = tempDir('vocab-empty-');
+    writeNpy(join(dir, 'e0.npy'), new Float32Array(0), [0, D]);
+    await assert.rejects(Vocabulary.open(join(dir, 'e0.npy')), { code: 'ERR_SHAPE', message: /e0\.npy: has 0 rows; a vocabulary needs at least one/ });
+    writeNpy(join(dir, 'v.npy'), new Float32Array(3 * D), [3, D]);
+    await assert.rejects(Vocabulary.open(join(dir, 'v.npy'), { keepRows: new Float64Array(0) }), /v\.npy: keepRows: expected at least one row kept/);
+    for (const blockBytes of [0, -5, 1.5])
+      await assert.rejects(Vocabulary.open(join(dir, 'v.npy'), { blockBytes }), new RegExp(`blockBytes: expected an integer number of bytes >= 1, got ${blockBytes}`));
+  });
   await t.test('shards are ordered numerically (text_emb_10 after text_emb_2)', async () => {
     const f = laionDir({ sizes: [2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2], layout: 'none' });
     const v = await Vocabulary.open(f.dir);

@@ -134,6 +134,13 @@ function keepRows(src: Source, ids: Float64Array, total: number): Kept {
   return { shards, rows: ids.length, ids, texts: src.texts && new SubsetTexts(src.texts, ids) };
 }
 
+/** The read block size a vocabulary streams its rows in: opts.blockBytes (whole bytes, at least 1) or the default. */
+function blockBytesOf(opts: OpenOptions): number {
+  const b = opts.blockBytes ?? DEFAULT_BLOCK_BYTES;
+  if (!(Number.isInteger(b) && b >= 1)) throw argError('blockBytes', 'an integer number of bytes >= 1', b);
+  return b;
+}
+
 /** Checks a keepRows option against the source's rows (ascending, in range) before it shapes the vocabulary. */
 function requireKeepRows(ids: Float64Array, total: number, path: string): Float64Array {
   for (let i = 0; i < ids.length; i++)
@@ -183,7 +190,7 @@ export class Vocabulary implements VocabContent {
     const dir = statSync(path).isDirectory();
     if (dir && existsSync(join(path, MANIFEST))) {
       if (opts.verify ?? storeBytes(path) <= VERIFY_ON_OPEN_BYTES) await verifyStore(path);
-      return new Vocabulary(path, storeWithOptions(path, opts), opts.blockBytes ?? DEFAULT_BLOCK_BYTES, path);
+      return new Vocabulary(path, storeWithOptions(path, opts), blockBytesOf(opts), path);
     }
     if (dir && opts.names !== undefined) throw new ConceptLensError('ERR_ARG', `${path}: names: is for a single .npy; a shard directory has its own captions`);
     return Vocabulary.fromSource(path, dir ? await laion(path) : openNpy(path, opts.names), opts);
@@ -210,11 +217,13 @@ export class Vocabulary implements VocabContent {
   }
 
   private static async fromSource(path: string, src: Source, opts: OpenOptions): Promise<Vocabulary> {
-    const blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES;
+    const blockBytes = blockBytesOf(opts);
     const rows = src.shards.reduce((a, s) => a + s.rows, 0);
+    if (rows === 0) throw new ConceptLensError('ERR_SHAPE', `${path}: has 0 rows; a vocabulary needs at least one`);
     const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
     if (opts.dedupe && opts.keepRows) throw new ConceptLensError('ERR_ARG', `${path}: dedupe and keepRows both choose the rows kept; give one`);
     const kept = opts.dedupe ? await dedupe(src, path, opts.signal) : opts.keepRows ? keepRows(src, requireKeepRows(opts.keepRows, rows, path), rows) : base;
+    if (kept.rows === 0) throw argError(`${path}: keepRows`, 'at least one row kept', 'none');
     const transforms = { normalize: !!opts.normalize, center: !!opts.center };
     const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);
