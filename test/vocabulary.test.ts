@@ -18,6 +18,7 @@ import { readLines } from '../ts/io/text.js';
 import { LineFile } from '../ts/retrieval/texts.js';
 import { Vocabulary, type VocabSearchResult } from '../ts/retrieval/vocabulary.js';
 import { rng, tempDir as newTempDir, cliOk } from './helpers.js';
+import { throttled } from '../ts/abort.js';
 
 const made: string[] = [];
 const tempDir = (prefix?: string) => {
@@ -619,5 +620,20 @@ test('many queries in one pass over the shards (odd and even query blocks), read
       assertTopK(a, table, 6);
       assertTopK(await streamed.search(q.flat, { k: 6, metric, softmaxTemperature: T }), table, 6);
     }
+  }
+});
+
+test('progress of the JS-side block loops is throttled to one call per 100 ms, the last always (done = total)', async () => {
+  const calls: [number, number][] = [], report = throttled((done, total) => void calls.push([done, total]));
+  for (let i = 1; i <= 1000; i++) report(i, 1000);  // far under 100 ms: the first call and the last
+  assert.deepEqual(calls, [[1, 1000], [1000, 1000]]);
+  const dir = tempDir('vocab-progress-');
+  writeNpy(join(dir, 'v.npy'), Float32Array.from({ length: 4000 * D }, (_, i) => Math.sin(i)), [4000, D]);
+  for (const run of [(onProgress: (d: number) => void) => Vocabulary.open(join(dir, 'v.npy'), { blockBytes: 4 * D * 10, center: true, onProgress }),
+    async (onProgress: (d: number) => void) => (await Vocabulary.open(join(dir, 'v.npy'), { blockBytes: 4 * D * 10 })).toFloat32({ onProgress })]) {
+    const seen: number[] = [];
+    await run((done) => void seen.push(done));
+    assert.ok(seen.length < 400 && seen.every((x, i) => i === 0 || x > seen[i - 1]), `${seen.length} calls for 400 blocks, ascending`);
+    assert.equal(seen[seen.length - 1], 4000);
   }
 });

@@ -12,6 +12,21 @@ export interface ProgressOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
+/**
+ * onProgress as every long call promises it: at most one call per 100 ms, and always the last (done = total). For
+ * JS-side loops; the engine throttles its own.
+ */
+export function throttled(onProgress?: ProgressOptions['onProgress']): (done: number, total: number) => void {
+  if (!onProgress) return () => {};
+  let last = -Infinity;
+  return (done, total) => {
+    const now = performance.now();
+    if (done < total && now - last < 100) return;
+    last = now;
+    onProgress(done, total);
+  };
+}
+
 /** A flag set to 1 when the signal aborts (null without a signal); dispose() detaches the listener. */
 export function cancelFlag(signal?: AbortSignal): { flag: Int32Array | null; dispose: () => void } {
   if (!signal) return { flag: null, dispose: () => {} };

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { assetsDir } from './assets.js';
-import type { ProgressOptions } from './abort.js';
+import { throttled, type ProgressOptions } from './abort.js';
 import { ConceptLensError, toConceptLensError } from './errors.js';
 
 /** A named public asset: what it is, where it lives locally and where to download it. */
@@ -184,11 +184,12 @@ export async function download(url: string, dest: string, sha256: string, opts: 
     const total = Number(res.headers.get('content-length') ?? 0);
     const hash = createHash('sha256');
     let done = 0;
+    const progress = throttled(opts.onProgress);
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
     body.on('data', (chunk: Buffer) => {
       hash.update(chunk);
       done += chunk.length;
-      opts.onProgress?.(done, total || done);
+      progress(done, total || done);
     });
     await pipeline(body, createWriteStream(tmp), { signal: opts.signal });
     const got = hash.digest('hex');

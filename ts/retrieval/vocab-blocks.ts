@@ -3,7 +3,7 @@
 // applies the row transforms (L2 normalisation, mean-centring).
 import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { throwIfAborted } from '../abort.js';
+import { throttled, throwIfAborted } from '../abort.js';
 import type { FloatRows } from '../engine/addon.js';
 import { transformRows } from '../engine/vocab.js';
 import { ConceptLensError, fileError } from '../errors.js';
@@ -214,11 +214,11 @@ export async function transformBlock(shards: Shard[], b: Block, dim: number, t: 
 export async function meanRow(shards: Shard[], dim: number, normalize: boolean,
   opts: { blockBytes?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<Float64Array> {
   const total = shards.reduce((a, s) => a + s.rows, 0);
-  const sum = new Float64Array(dim), scratch = new Scratch();
+  const sum = new Float64Array(dim), scratch = new Scratch(), progress = throttled(opts.onProgress);
   for await (const b of readBlocks(shards, opts.blockBytes, opts.signal)) {
     const x = await transformBlock(shards, b, dim, { normalize, center: false }, undefined, scratch.take(b.data.length), opts.signal);
     for (let i = 0; i < b.rows; i++) for (let j = 0; j < dim; j++) sum[j] += x[i * dim + j];
-    opts.onProgress?.(b.start + b.rows, total);
+    progress(b.start + b.rows, total);
   }
   if (total === 0) throw new ConceptLensError('ERR_SHAPE', 'center: the vocabulary has no rows to take a mean over');
   return sum.map((v) => v / total);

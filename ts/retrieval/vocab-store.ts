@@ -9,6 +9,7 @@
 import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { throttled } from '../abort.js';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PreparedArrays } from '../engine/addon.js';
@@ -144,13 +145,13 @@ export async function writeStore(v: VocabContent, out: string, opts: StoreWriteO
   };
   const put = (name: string, ...parts: Uint8Array[]) => stream(name, (out) => parts.forEach((p) => out.write(p)));
   try {
-    const shards: Manifest['shards'] = [];
+    const shards: Manifest['shards'] = [], progress = throttled(opts.onProgress);
     for await (const b of readBlocks(v.shards, opts.blockBytes, opts.signal)) {
       requireFiniteRows(b.data, v.dim, 'vectors', (i) => rowName(v.shards, b, i));
       const file = await put(`vectors_${shards.length}.npy`, npyHeader([b.rows, v.dim], v.dtype),
         new Uint8Array(b.data.buffer, b.data.byteOffset, b.data.byteLength));
       shards.push({ file, rows: b.rows, chunk: v.shards[b.shard].chunk });
-      opts.onProgress?.(b.start + b.rows, v.rows);
+      progress(b.start + b.rows, v.rows);
     }
     const m: Manifest = {
       format: FORMAT, version: 1, dim: v.dim, dtype: v.dtype, rows: v.rows, sourceRows: v.sourceRows,

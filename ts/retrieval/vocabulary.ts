@@ -8,7 +8,7 @@
 // its store) for every later search.
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { throwIfAborted, type ProgressOptions } from '../abort.js';
+import { throttled, throwIfAborted, type ProgressOptions } from '../abort.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
 import type { FloatRows } from '../engine/addon.js';
 import { engineInfo } from '../engine/info.js';
@@ -346,10 +346,10 @@ export class Vocabulary implements VocabContent {
 
   /** All rows, transformed, as one fp32 matrix (for the approximate indexes, which hold vectors in memory). */
   async toFloat32(opts: ProgressOptions = {}): Promise<Float32Array> {
-    const out = new Float32Array(this.rows * this.dim), mean = this.mean32();
+    const out = new Float32Array(this.rows * this.dim), mean = this.mean32(), progress = throttled(opts.onProgress);
     for await (const b of readBlocks(this.shards, this.blockBytes, opts.signal)) {
       await transformBlock(this.shards, b, this.dim, this.transforms, mean, out.subarray(b.start * this.dim, (b.start + b.rows) * this.dim), opts.signal);
-      opts.onProgress?.(b.start + b.rows, this.rows);
+      progress(b.start + b.rows, this.rows);
     }
     return out;
   }
