@@ -425,3 +425,70 @@ test('an explanation prints terms that round to zero without a sign', () => {
   assert.equal(formatExplanation(e), '1.50·a + 0.00·b + 0.00');
   assert.equal(formatExplanation({ ...e, bias: -0.25 }), '1.50·a + 0.00·b - 0.25');
 });
+
+// ------------------------------------------------------- bad input, named
+
+/** What a ConceptLensError must carry: its code and a message matching `message`. */
+const refused = (code: string, message: RegExp) => ({ name: 'ConceptLensError', code, message });
+
+test('pearson refuses unequal lengths and non-finite values instead of answering 0', () => {
+  assert.throws(() => pearson([1, 2, 3], [1, 2]), refused('ERR_SHAPE', /^y: expected 3 values \(as x\), got 2$/));
+  assert.throws(() => pearson([1, NaN, 3], [1, 2, 3]), refused('ERR_NAN', /^x, column 1 is NaN; expected finite values$/));
+  assert.throws(() => pearson([1, 2, 3], [1, 2, Infinity]), refused('ERR_NAN', /^y, column 2 is Infinity/));
+  assert.equal(pearson([1, 1, 1], [1, 2, 3]), 0); // constant: no correlation, as documented
+  assert.equal(pearson([], []), 0);
+});
+
+test('sigmoidConcepts checks that cos holds rows × cols finite values and that a and b are finite', () => {
+  const cos = (data: number[], rows: number, cols: number): Mat => ({ data: Float32Array.from(data), rows, cols });
+  assert.throws(() => sigmoidConcepts(cos([0.1, 0.2, 0.3], 1, 2), 1, 0), refused('ERR_SHAPE', /^cos: expected 1 × 2 = 2 values, got 3$/));
+  assert.throws(() => sigmoidConcepts(cos([0.1, NaN], 1, 2), 1, 0), refused('ERR_NAN', /^cos: row 0, column 1 is NaN/));
+  assert.throws(() => sigmoidConcepts(cos([0.1, 0.2], 1, 2), NaN, 0), refused('ERR_ARG', /^a: expected a finite number, got NaN$/));
+  assert.throws(() => sigmoidConcepts(cos([0.1, 0.2], 1, 2), 1, -Infinity), refused('ERR_ARG', /^b: expected a finite number, got -Infinity$/));
+  assert.throws(() => calibrateSigmoid(cos([0.1, 0.2, 0.3], 1, 2), cos([1, 0], 1, 2)), refused('ERR_SHAPE', /^cos: expected 1 × 2/));
+  assert.throws(() => calibrateSigmoid(cos([0.1, 0.2], 1, 2), cos([1, NaN], 1, 2)), refused('ERR_NAN', /^targets: row 0, column 1 is NaN/));
+  const p = sigmoidConcepts(cos([0.1, 0.2], 1, 2), 10, -0.1);
+  assert.deepEqual(Array.from(p.data), [0.5, Math.fround(1 / (1 + Math.exp(-1)))]);
+});
+
+test('standardisedRows refuses a row id outside the matrix instead of standardising it to zeros', () => {
+  const M: Mat = { data: Float32Array.from([1, 2, 3, 4, 5, 6]), rows: 3, cols: 2 };
+  assert.throws(() => standardisedRows(M, Int32Array.from([0, 7])), refused('ERR_SHAPE', /^M: row 7 is beyond its 3 rows$/));
+  assert.throws(() => standardisedRows(M, Int32Array.from([-1, 0])), refused('ERR_SHAPE', /row -1 is beyond/));
+  assert.throws(() => standardisedRows(M, [0, 1.5] as unknown as Int32Array), refused('ERR_DTYPE', /^ids: expected Int32Array, got an array of 2$/));
+  const s = Math.fround(Math.SQRT1_2); // rows 2 and 0: each column is ±1 std from its mean, ±√½ after standardising
+  assert.deepEqual(Array.from(standardisedRows(M, Int32Array.from([2, 0])).data), [s, s, -s, -s]);
+});
+
+test('seeds outside 0..2^31-1 are refused by seededSplit and by the elastic net (explainNeurons passes its seed on)', async () => {
+  for (const seed of [-1, 1.5, NaN, 2 ** 31])
+    assert.throws(() => seededSplit(100, seed), refused('ERR_ARG', new RegExp(`^seed: expected an integer in 0\\.\\.2147483647, got ${seed}$`)));
+  assert.deepEqual(seededSplit(100, 2 ** 31 - 1), seededSplit(100, 2 ** 31 - 1));
+  assert.throws(() => seededSplit(100.5, 0), refused('ERR_ARG', /^n: expected an integer number of samples, got 100\.5$/));
+  const X: Mat = { data: Float32Array.from(randn(40, 3)), rows: 20, cols: 2 };
+  await assert.rejects(async () => fitElasticNet(X, X, { solver: 'saga', seed: -1 }), refused('ERR_ARG', /^seed: expected an integer in 0\.\.2147483647, got -1$/));
+  const { P, A, names } = toyProblem(200);
+  await assert.rejects(explainNeurons(A, P, names, { split: seededSplit(200, 1), solver: 'saga', seed: 2 ** 31 }), refused('ERR_ARG', /^seed: /));
+});
+
+test('explainNeurons without a split names the missing option; a split missing a part names the part', async () => {
+  const { P, A, names } = toyProblem(200);
+  await assert.rejects(explainNeurons(A, P, names, {} as never), refused('ERR_ARG', /^options\.split: expected the train\/val\/test split, e\.g\. seededSplit\(A\.rows, seed\), got undefined$/));
+  await assert.rejects(explainNeurons(A, P, names, undefined as never), refused('ERR_ARG', /^options\.split: /));
+  const { train, val } = seededSplit(200, 1);
+  await assert.rejects(explainNeurons(A, P, names, { split: { train, val } as never }), refused('ERR_ARG', /^split test: expected an array of sample indices, got undefined$/));
+  await assert.rejects(explainNeurons(A, P, names, { split: seededSplit(200, 1), maxLength: 1.5 }), refused('ERR_ARG', /^maxLength: expected an integer >= 1, got 1\.5$/));
+  await assert.rejects(explainNeurons(A, { ...P, data: P.data.subarray(1) }, names, { split: seededSplit(200, 1) }),
+    refused('ERR_SHAPE', /^concepts: expected 200 × 12 = 2400 values, got 2399$/));
+});
+
+test('scoring refuses sample ids outside the activations and a missing head', () => {
+  const { P, A, names } = toyProblem(300);
+  const e: Explanation = { unit: 0, valCorrelation: 0, concepts: ['concept 3'], weights: [2], bias: 0, extra: {} };
+  assert.throws(() => correlationScores([e], P, names, A, Int32Array.from([0, 1, 300])),
+    refused('ERR_ARG', /^ids: entry 2: expected an integer sample index in \[0, 300\), got 300$/));
+  const split = seededSplit(300, 2), bad = { ...split, test: Int32Array.from([...split.test.subarray(1), 999]) };
+  const head = { W: { data: new Float32Array(2 * 3), rows: 2, cols: 3 }, b: new Float32Array(2) }, labels = new Int32Array(300);
+  assert.throws(() => ablationScores([e], P, names, A, { head, labels, split: bad }), refused('ERR_ARG', /^split test: entry \d+: .* got 999$/));
+  assert.throws(() => ablationScores([e], P, names, A, { labels, split } as never), refused('ERR_ARG', /^options\.head: expected a linear head/));
+});

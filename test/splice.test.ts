@@ -198,3 +198,25 @@ test('a solve reports progress and stops on abort', async () => {
   await assert.rejects(solveSplice(C, Z, d, { l1: 0.1, solver: 'fista', tol: 1e-300, maxIter: 1e9, signal: ac.signal }),
     (e: Error) => e.name === 'AbortError');
 });
+
+test('a concept name that names two rows cannot be looked up: intervene would remove only the first', () => {
+  const d = 8, names = ['cat', 'dog', 'bird', 'dog'];
+  const model = SpliceModel.fromEmbeddings(names, normals(4 * d, 12), d, new Float32Array(d));
+  const w = Float32Array.from([0.1, 0.2, 0.3, 0.4]);
+  assert.throws(() => model.intervene(w, ['dog']),
+    { name: 'ConceptLensError', code: 'ERR_ARG', message: /^concept: 'dog' names rows 1 and 3; a name looked up must be unique/ });
+  assert.throws(() => model.indexOf('dog'), /names rows 1 and 3/);
+  // Indices and unique names still work.
+  assert.deepEqual(Array.from(model.intervene(w, [3, 'cat']).weights), [0, 0.2, 0.3, 0].map(Math.fround));
+  assert.equal(model.indexOf('bird'), 2);
+});
+
+test('topConcepts takes a count k that is an integer >= 0', () => {
+  const d = 8, model = SpliceModel.fromEmbeddings(['a', 'b', 'c'], normals(3 * d, 13), d, new Float32Array(d));
+  const w = Float32Array.from([0.5, 0, 0.7]);
+  for (const k of [-1, 1.5, NaN, Infinity])
+    assert.throws(() => model.topConcepts(w, k), { name: 'ConceptLensError', code: 'ERR_ARG', message: new RegExp(`^k: expected an integer >= 0 \\(concepts to list\\), got ${k}$`) });
+  assert.deepEqual(model.topConcepts(w, 0), []);
+  assert.deepEqual(model.topConcepts(w, 1).map((t) => t.concept), ['c']);
+  assert.deepEqual(model.topConcepts(w).map((t) => t.concept), ['c', 'a']);
+});

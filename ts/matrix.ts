@@ -119,3 +119,9 @@ export function checkDisjointIndices(lists: [label: string, ids: ArrayLike<unkno
     }
   });
 }
+
+/** Checks that M's data holds rows × cols values: any other length would be read as another matrix (ERR_SHAPE). */
+export function requireShape(M: { data: ArrayLike<number> | undefined; rows: number; cols: number }, name: string): void {
+  if (M.data?.length !== M.rows * M.cols)
+    throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${M.rows} × ${M.cols} = ${M.rows * M.cols} values, got ${M.data?.length ?? describe(M.data)}`);
+}

@@ -1,5 +1,18 @@
 // Seeded random numbers (mulberry32), so splits, shuffles, planted data and
 // benchmark inputs are reproducible run to run.
+import { argError } from './errors.js';
+
+/** The largest seed: seeds are integers in 0..2³¹−1 (README), as the CLI's --seed options take them. */
+export const MAX_SEED = 2 ** 31 - 1;
+
+/**
+ * A seed as given, or an error naming `name` (ERR_ARG). Checked where a seed enters a public function, because
+ * {@link rng} would quietly reduce it mod 2³²: NaN runs seed 0, 1.5 seed 1, −1 seed 2³²−1.
+ */
+export function requireSeed(seed: number, name = 'seed'): number {
+  if (!(Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED)) throw argError(name, `an integer in 0..${MAX_SEED}`, seed);
+  return seed;
+}
 
 /** Uniform numbers in [0, 1). */
 export function rng(seed: number): () => number {

@@ -7,6 +7,7 @@ import { shuffle } from './sae.js';
 import { rng } from '../random.js';
 import { throwIfAborted } from '../abort.js';
 import { argError, ConceptLensError, describe } from '../errors.js';
+import { requireShape } from '../matrix.js';
 
 /** A rows × cols matrix in compressed sparse row form (its nonzeros only), e.g. SAE concept strengths from {@link toSparse}. */
 export interface SparseRows {
@@ -25,16 +26,11 @@ function requireCount(v: number, name: string, min: number): void {
   if (!(Number.isInteger(v) && v >= min)) throw argError(name, min > 0 ? 'a positive integer' : 'an integer ≥ 0', v);
 }
 
-/** Throws ERR_SHAPE unless `rows × cols` values are there: a short or long array would corrupt indexing silently. */
-function requireMatrix(v: ArrayLike<number>, rows: number, cols: number, name: string): void {
-  if (v?.length !== rows * cols) throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${rows} × ${cols} = ${rows * cols} values, got ${v?.length ?? describe(v)}`);
-}
-
 /** Nonzeros of a dense rows × cols matrix. */
 export function toSparse(data: Float32Array, rows: number, cols: number): SparseRows {
   requireCount(rows, 'rows', 0);
   requireCount(cols, 'cols', 1);
-  requireMatrix(data, rows, cols, 'data');
+  requireShape({ data, rows, cols }, 'data');
   let nnz = 0;
   for (let i = 0; i < data.length; i++) if (data[i] !== 0) nnz++;
   const ptr = new Float64Array(rows + 1), col = new Int32Array(nnz), val = new Float32Array(nnz);
@@ -182,7 +178,7 @@ function checkProbeData(X: SparseRows, labels: Int32Array, classes: number, rows
 export function accuracy(X: SparseRows, labels: Int32Array, W: Float32Array, classes: number,
   rows?: ArrayLike<number>): { top1: number; top5: number } {
   checkProbeData(X, labels, classes, rows);
-  requireMatrix(W, classes, X.cols, 'weights');
+  requireShape({ data: W, rows: classes, cols: X.cols }, 'weights');
   const n = rows ? rows.length : X.rows;
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${rows ? 'rows' : 'X'}: no rows to score; expected at least one`);
   const z = new Float64Array(classes);

@@ -345,8 +345,12 @@ export class SpliceModel {
     return this.encode(textEmbeddings, options, textMean);
   }
 
-  /** Non-zero concepts of one weight row, heaviest first. */
+  /**
+   * The k heaviest non-zero concepts of one weight row, heaviest first.
+   * @throws ConceptLensError ERR_ARG when k is not an integer >= 0 (slice would read −1 as "all but the last").
+   */
   topConcepts(weights: ArrayLike<number>, k = 10): ConceptWeight[] {
+    if (!(Number.isInteger(k) && k >= 0)) throw argError('k', 'an integer >= 0 (concepts to list)', k);
     if (weights.length !== this.c) throw new ConceptLensError('ERR_SHAPE', `weights: expected one row of ${this.c}, got ${weights.length} values`);
     const out: ConceptWeight[] = [];
     for (let j = 0; j < this.c; j++) if (weights[j] > 0) out.push({ concept: this.concepts[j], index: j, weight: weights[j] });
@@ -355,11 +359,15 @@ export class SpliceModel {
 
   /**
    * Row of a concept given by name or index.
-   * @throws ConceptLensError ERR_ARG when the name is not in the vocabulary or the index is out of range.
+   * @throws ConceptLensError ERR_ARG when the name is not in the vocabulary, names two rows, or the index is out of range.
    */
   indexOf(concept: number | string): number {
     const j = typeof concept === 'number' ? concept : this.concepts.indexOf(concept);
     if (!Number.isInteger(j) || j < 0 || j >= this.c) throw argError('concept', `a name in the vocabulary or an index in [0, ${this.c})`, concept);
+    // A repeated name would stand for its first row only (intervene would leave the other in place).
+    const again = typeof concept === 'string' ? this.concepts.indexOf(concept, j + 1) : -1;
+    if (again >= 0)
+      throw new ConceptLensError('ERR_ARG', `concept: '${concept}' names rows ${j} and ${again}; a name looked up must be unique: rename one, or give the index`);
     return j;
   }
 }

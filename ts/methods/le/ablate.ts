@@ -1,10 +1,10 @@
 // LE's ablation scoring: a neuron replaced by its simulation, the change in a
 // linear head's per-sample loss compared with replacing it by its mean.
 import { argError, ConceptLensError } from '../../errors.js';
-import { requireFinite, type Mat } from '../../matrix.js';
+import { requireFinite, requireShape, type Mat } from '../../matrix.js';
 import type { Explanation } from './csv.js';
-import { nameIndex, simulate, unitColumn } from './simulate.js';
-import type { Split } from './splits.js';
+import { checkSamples, nameIndex, simulate, unitColumn } from './simulate.js';
+import { validateSplit, type Split } from './splits.js';
 import { column, mean, pearson, std } from './stats.js';
 
 /** A linear classification head over the units (e.g. a network's last layer), used by ablation scoring. */
@@ -85,7 +85,13 @@ export interface AblationOptions {
  *   1 − Σ|L_sim − L_orig| / Σ|L_mean − L_orig| on the test split.
  */
 export function ablationScores(exps: Explanation[], P: Mat, names: string[], A: Mat, opts: AblationOptions): Float64Array {
-  const { head, labels, split, temperature: T = 1.1, mode = 'optim' } = opts;
+  const { head, labels, split, temperature: T = 1.1, mode = 'optim' } = opts ?? {};
+  // The head and labels have no defaults: they define the loss being measured.
+  if (!head?.W || !head.b) throw argError('options.head', 'a linear head { W, b } over the units', head);
+  if (labels?.length === undefined) throw argError('options.labels', 'a class id per sample', labels);
+  checkSamples(A, P);
+  validateSplit(split, A.rows); // an id past A's rows would read another sample's activations, or NaN
+  requireShape(head.W, 'head weights');
   if (head.W.cols !== A.cols) throw new ConceptLensError('ERR_SHAPE', `head weights: expected ${A.cols} columns (one per unit), got ${head.W.cols}`);
   if (head.b.length !== head.W.rows) throw new ConceptLensError('ERR_SHAPE', `head bias: expected ${head.W.rows} values, got ${head.b.length}`);
   if (labels.length !== A.rows) throw new ConceptLensError('ERR_SHAPE', `labels: expected ${A.rows} (one per sample), got ${labels.length}`);

@@ -1,7 +1,8 @@
 // The baseline LE's simulation scores are compared with: each neuron
 // explained by the one concept most correlated with it.
 import type { Mat } from '../../matrix.js';
-import type { Split } from './splits.js';
+import { checkSamples } from './simulate.js';
+import { validateSplit, type Split } from './splits.js';
 import { column, pearson } from './stats.js';
 
 /**
@@ -9,6 +10,8 @@ import { column, pearson } from './stats.js';
  * correlation signed as chosen: the single-best-concept baseline of LE's simulation scores.
  */
 export function singleBestScores(A: Mat, P: Mat, split: Split): Float64Array {
+  checkSamples(A, P);
+  validateSplit(split, A.rows);
   const fitIds = Int32Array.from([...split.train, ...split.val]);
   return Float64Array.from({ length: A.cols }, (_, u) => {
     const a = column(A, u, fitIds);
@@ -17,6 +20,7 @@ export function singleBestScores(A: Mat, P: Mat, split: Split): Float64Array {
       const r = pearson(column(P, k, fitIds), a);
       if (Math.abs(r) > Math.abs(best)) best = r, arg = k;
     }
-    return Math.sign(best) * pearson(column(P, arg, split.test), column(A, u, split.test));
+    // No correlated concept (or none at all): nothing to score, and P may have no column `arg` to read.
+    return best === 0 ? 0 : Math.sign(best) * pearson(column(P, arg, split.test), column(A, u, split.test));
   });
 }

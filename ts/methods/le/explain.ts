@@ -1,12 +1,13 @@
 // LE's explanations: the elastic-net ranking of concepts per neuron, then a
 // greedy search over the best-ranked ones scored by validation correlation.
 import { throwIfAborted } from '../../abort.js';
-import { ConceptLensError } from '../../errors.js';
-import { requireFinite, type Mat } from '../../matrix.js';
+import { argError, ConceptLensError } from '../../errors.js';
+import type { Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
 import { filterConcepts } from './concepts.js';
 import type { Explanation } from './csv.js';
 import { fitElasticNet, type GlmOptions } from './glm.js';
+import { checkSamples } from './simulate.js';
 import { validateSplit, type Split } from './splits.js';
 import { column, mean, pearson, standardisedRows, std } from './stats.js';
 
@@ -90,6 +91,14 @@ export interface GreedyOptions {
   width?: number;
 }
 
+/** The greedy options as given, or an error naming one: a fractional or negative count would silently change the search (ERR_ARG). */
+function checkGreedy(o: GreedyOptions): GreedyOptions {
+  for (const k of ['maxLength', 'width'] as const)
+    if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k]! >= 1)) throw argError(k, 'an integer >= 1', o[k]);
+  if (o.tolerance !== undefined && !(Number.isFinite(o.tolerance) && o.tolerance >= 0)) throw argError('tolerance', 'a finite number >= 0', o.tolerance);
+  return o;
+}
+
 /** One neuron's explanation: activation ≈ bias + Σ weights[t]·P[:, concepts[t]]. */
 export interface GreedyResult {
   /** Concept columns of P, in the order chosen. */
@@ -111,7 +120,7 @@ export interface GreedyResult {
  */
 export function greedySearch(P: Mat, y: Float64Array, yVal: Float64Array, split: Split, ranking: Int32Array,
   opts: GreedyOptions = {}): GreedyResult {
-  const { maxLength = 10, tolerance = 0.02, width = 10 } = opts;
+  const { maxLength = 10, tolerance = 0.02, width = 10 } = checkGreedy(opts);
   const fitter = new SubsetFitter(P, split.train, y);
   const valCols = new Map<number, Float64Array>();
   const valCol = (k: number) => valCols.get(k) ?? valCols.set(k, column(P, k, split.val)).get(k)!;
@@ -167,13 +176,14 @@ function requireVaryingUnits(A: Mat, train: Int32Array, firstUnit: number): void
 
 /** Explains every column of A (samples × units) by the concepts P (samples × concepts) named `names`. */
 export async function explainNeurons(A: Mat, P: Mat, names: string[], opts: ExplainOptions): Promise<Explanation[]> {
-  if (P.rows !== A.rows) throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${A.rows} rows (one per activation sample), got ${P.rows}`);
+  // There is no default split: which samples are held out must be recorded (le explain writes le.splits).
+  if (!opts?.split) throw argError('options.split', 'the train/val/test split, e.g. seededSplit(A.rows, seed)', opts?.split);
+  checkSamples(A, P);
   if (names.length !== P.cols) throw new ConceptLensError('ERR_SHAPE', `concept names: expected ${P.cols} (one per concept column), got ${names.length}`);
   uniqueNames(names, 'concept names');
-  requireFinite(A.data, A.cols, 'activations');
-  requireFinite(P.data, P.cols, 'concepts');
   const { split, layer, firstUnit = 0, signal, onProgress } = opts;
   validateSplit(split, A.rows);
+  checkGreedy(opts);
   requireVaryingUnits(A, split.train, firstUnit);
   const f = filterConcepts(P, names);
   if (f.P.cols === 0) throw new ConceptLensError('ERR_ARG', 'concepts: none passes the filter (top-5 mean >= 0.5 and std >= 1e-5); are these probabilities?');

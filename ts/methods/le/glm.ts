@@ -4,6 +4,7 @@ import type { ProgressOptions } from '../../abort.js';
 import { glmFit, glmObjective } from '../../engine/glm.js';
 import { argError, ConceptLensError } from '../../errors.js';
 import type { Mat } from '../../matrix.js';
+import { requireSeed } from '../../random.js';
 
 /** Options of {@link fitElasticNet}; unset ones take the engine's defaults (the reference's settings). */
 export interface GlmOptions extends ProgressOptions {
@@ -27,7 +28,7 @@ export interface GlmOptions extends ProgressOptions {
   lookbehind?: number;
   /** saga: improvement per target that counts as progress (default 1e-5). */
   tolPerTarget?: number;
-  /** saga: seeds the minibatch order (default 0). */
+  /** saga: seeds the minibatch order, an integer in 0..2³¹−1 (default 0). */
   seed?: number;
 }
 
@@ -69,7 +70,7 @@ export function elasticNetObjective(X: Mat, Y: Mat, weights: Float32Array, bias:
 }
 
 
-/** λ ≥ 0, α in [0, 1], positive tolerances and steps: an error naming the option otherwise. */
+/** λ ≥ 0, α in [0, 1], positive tolerances and steps, a seed in 0..2³¹−1: an error naming the option otherwise. */
 function checkPenalty(o: Omit<GlmOptions, 'signal' | 'onProgress'>): void {
   if (o.lambda !== undefined && !(Number.isFinite(o.lambda) && o.lambda >= 0)) throw argError('lambda', 'a finite number ≥ 0', o.lambda);
   if (o.alpha !== undefined && !(o.alpha >= 0 && o.alpha <= 1)) throw argError('alpha', 'a number in [0, 1]', o.alpha);
@@ -77,4 +78,6 @@ function checkPenalty(o: Omit<GlmOptions, 'signal' | 'onProgress'>): void {
     if (o[k] !== undefined && !(Number.isFinite(o[k]) && o[k]! > 0)) throw argError(k, 'a finite number > 0', o[k]);
   if (o.tolPerTarget !== undefined && !(Number.isFinite(o.tolPerTarget) && o.tolPerTarget >= 0)) throw argError('tolPerTarget', 'a finite number >= 0', o.tolPerTarget);
   if (o.solver !== undefined && o.solver !== 'cd' && o.solver !== 'saga') throw argError('solver', "'cd' or 'saga'", o.solver);
+  // The engine takes any integer >= 0; the library's seeds stop at 2³¹−1 everywhere.
+  if (o.seed !== undefined) requireSeed(o.seed);
 }

@@ -1,9 +1,21 @@
 // LE's correlation scoring: an explanation simulates its neuron as Σ w·P[:, c] + b.
 import { ConceptLensError } from '../../errors.js';
-import { requireFinite, type Mat } from '../../matrix.js';
+import { checkDisjointIndices, requireFinite, requireShape, type Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
 import type { Explanation } from './csv.js';
 import { column, pearson } from './stats.js';
+
+/**
+ * Activations A and concepts P over the same samples, each of its stated shape and finite: what every LE step
+ * reads. Errors name the matrix (ERR_SHAPE, ERR_NAN).
+ */
+export function checkSamples(A: Mat, P: Mat): void {
+  requireShape(A, 'activations');
+  requireShape(P, 'concepts');
+  if (P.rows !== A.rows) throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${A.rows} rows (one per activation sample), got ${P.rows}`);
+  requireFinite(A.data, A.cols, 'activations');
+  requireFinite(P.data, P.cols, 'concepts');
+}
 
 /** Σ w·P[:, concept] + bias over rows `ids`: the simulator's prediction of the neuron. */
 export function simulate(e: Explanation, P: Mat, index: Map<string, number>, ids: Int32Array): Float64Array {
@@ -34,9 +46,9 @@ export function unitColumn(A: Mat, e: Explanation): number {
 
 /** Correlation scoring: Pearson correlation of simulated and true activations on `ids` (the test split), per neuron. */
 export function correlationScores(exps: Explanation[], P: Mat, names: string[], A: Mat, ids: Int32Array): Float64Array {
-  if (P.rows !== A.rows) throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${A.rows} rows (one per activation sample), got ${P.rows}`);
-  requireFinite(A.data, A.cols, 'activations');
-  requireFinite(P.data, P.cols, 'concepts');
+  checkSamples(A, P);
+  // An id past A's rows would simulate and read NaN.
+  checkDisjointIndices([['ids', ids]], A.rows, 'sample index');
   const index = nameIndex(names, P);
   return Float64Array.from(exps, (e) => pearson(simulate(e, P, index, ids), column(A, unitColumn(A, e), ids)));
 }

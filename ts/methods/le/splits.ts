@@ -1,11 +1,11 @@
 // LE's seeded 70/10/20 train/val/test splits, recorded beside the outputs.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConceptLensError, fileError } from '../../errors.js';
+import { argError, ConceptLensError, fileError } from '../../errors.js';
 import { checkDisjointIndices } from '../../matrix.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { readText } from '../../io/text.js';
-import { rng } from '../../random.js';
+import { requireSeed, rng } from '../../random.js';
 
 /** Sample indices of the train, validation and test parts; each sorted ascending. */
 export interface Split {
@@ -17,8 +17,13 @@ const PARTS = ['train', 'val', 'test'] as const;
 type Part = (typeof PARTS)[number];
 const MIN_PART = 3;
 
-/** 70/10/20 train/val/test by a seeded shuffle; each part sorted, as the reference stores it. */
+/**
+ * 70/10/20 train/val/test by a seeded shuffle; each part sorted, as the reference stores it.
+ * @throws ConceptLensError ERR_ARG for n not a whole count or a seed outside 0..2³¹−1, ERR_SHAPE for n < 30.
+ */
 export function seededSplit(n: number, seed: number): Split {
+  if (!(Number.isInteger(n) && n >= 0)) throw argError('n', 'an integer number of samples', n);
+  requireSeed(seed);
   const nTrain = Math.floor(0.7 * n), nVal = Math.floor(0.8 * n) - nTrain;
   if (Math.min(nTrain, nVal, n - nTrain - nVal) < MIN_PART)
     throw new ConceptLensError('ERR_SHAPE', `activations: ${n} samples are too few for a 70/10/20 split (need at least ${10 * MIN_PART} so that validation has ${MIN_PART})`);
@@ -37,6 +42,9 @@ export function seededSplit(n: number, seed: number): Split {
  * in errors (its file, for a split read from one).
  */
 export function validateSplit(s: Record<Part, ArrayLike<number>>, n: number, where: (part: Part) => string = (p) => `split ${p}`): void {
+  if (typeof s !== 'object' || s === null) throw argError('split', 'train, val and test sample indices (e.g. from seededSplit)', s);
+  for (const name of PARTS)
+    if (!(ArrayBuffer.isView(s[name]) || Array.isArray(s[name]))) throw argError(where(name), 'an array of sample indices', s[name]);
   for (const name of PARTS)
     if (s[name].length < MIN_PART) throw new ConceptLensError('ERR_SHAPE', `${where(name)}: has ${s[name].length} samples; need at least ${MIN_PART}`);
   checkDisjointIndices(PARTS.map((name) => [where(name), s[name]]), n, 'sample index');

@@ -1,5 +1,6 @@
 // Column statistics over row-major matrices, as the reference computes them.
-import type { Mat } from '../../matrix.js';
+import { ConceptLensError } from '../../errors.js';
+import { gatherRows, requireArray, requireFinite, requireShape, type Mat } from '../../matrix.js';
 
 export function column(M: Mat, k: number, ids?: ArrayLike<number>): Float64Array {
   const n = ids ? ids.length : M.rows;
@@ -28,8 +29,15 @@ export function std(x: ArrayLike<number>): number {
   return Math.sqrt(s / (x.length - 1));
 }
 
-/** Pearson correlation; 0 when either side is constant (a constant prediction explains nothing). */
+/**
+ * Pearson correlation; 0 when either side is constant (a constant prediction explains nothing).
+ * @throws ConceptLensError ERR_SHAPE when the lengths differ, ERR_NAN for a NaN or ±Infinity (either would
+ *   otherwise read as "no correlation", 0).
+ */
 export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
+  if (x.length !== y.length) throw new ConceptLensError('ERR_SHAPE', `y: expected ${x.length} values (as x), got ${y.length}`);
+  requireFinite(x, x.length || 1, 'x', () => 'x');
+  requireFinite(y, y.length || 1, 'y', () => 'y');
   const mx = mean(x), my = mean(y);
   let sxy = 0, sxx = 0, syy = 0;
   for (let i = 0; i < x.length; i++) {
@@ -44,13 +52,17 @@ export function summarise(scores: ArrayLike<number>): { mean: number; sem: numbe
   return { mean: mean(scores), sem: scores.length > 1 ? std(scores) / Math.sqrt(scores.length) : 0, n: scores.length };
 }
 
-/** Rows `ids` of M, each column standardised by the mean and sample std over those rows (std 0 → column of 0). */
+/**
+ * Rows `ids` of M, each column standardised by the mean and sample std over those rows (std 0 → column of 0).
+ * @throws ConceptLensError ERR_SHAPE for an id outside M's rows (it would read as a row of NaN, standardised to 0s).
+ */
 export function standardisedRows(M: Mat, ids: Int32Array): Mat {
-  const out = new Float32Array(ids.length * M.cols);
+  requireShape(M, 'M');
+  // An Int32Array holds no fractional id, which gatherRows would truncate into a misaligned row.
+  const out: Mat = { data: gatherRows(M, requireArray(ids, Int32Array, 'ids'), 'M'), rows: ids.length, cols: M.cols };
   for (let k = 0; k < M.cols; k++) {
-    const col = column(M, k, ids);
-    const m = mean(col), s = std(col);
-    for (let i = 0; i < ids.length; i++) out[i * M.cols + k] = s > 0 ? (col[i] - m) / s : 0;
+    const col = column(out, k), m = mean(col), s = std(col);
+    for (let i = 0; i < out.rows; i++) out.data[i * M.cols + k] = s > 0 ? (col[i] - m) / s : 0;
   }
-  return { data: out, rows: ids.length, cols: M.cols };
+  return out;
 }
