@@ -145,6 +145,8 @@ test('bad input gets 400 (or 413/415/404/501) with {error: {code, message}} nami
   await expect(s.post('/v1/search', { queries: [Array(8000).fill(0.123456789)] }), 413, 'ERR_TOO_LARGE', /^body: /);
   await expect(s.send('/v1/search', { method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } }), 415, 'ERR_MEDIA_TYPE', /^content-type: /);
   await expect(s.send('/v1/nope'), 404, 'ERR_NOT_FOUND', /GET \/v1\/nope/);
+  await expect(s.send('/v1/nope', { method: 'POST', body: '{bad', headers: { 'content-type': 'application/json' } }), 404, 'ERR_NOT_FOUND', /POST \/v1\/nope/);
+  await expect(s.post('/v1/search', { queries: [[...q.slice(1), 1e39]] }), 400, 'ERR_ARG', /^queries\[0\]\[31\]: expected a value within float32's range .*got 1e\+39/);
   await expect(s.post('/v1/splice/decompose', { embeddings: [q] }), 501, 'ERR_NOT_CONFIGURED', /SpLiCE/);
   await expect(s.send('/v1/embed/image', { method: 'POST', body: Buffer.alloc(4), headers: { 'content-type': 'image/png' } }), 501, 'ERR_NOT_CONFIGURED', /model/);
   assert.equal((await s.post('/v1/search', { queries: [q], k: 3 })).status, 200, 'the server still answers');
@@ -281,6 +283,15 @@ test('images: embed and explain through an ONNX model; an image that does not de
   assert.equal(r.body.nearest.texts[0][0], 'red');
   assert.equal(r.body.decomposition.concepts[0].concept, 'red');
   assert.equal(r.body.embedding.length, 3);
+  // Without a SpLiCE model or a vocabulary, options for them are refused rather than ignored.
+  const bare = await start({ model: { path: onnx } });
+  for (const [query, message] of [['l1=0.5', /^l1: this server has no SpLiCE model/], ['vocab=colours', /^vocab: this server has no vocabulary/]] as const) {
+    const x = await bare.send(`/v1/explain/image?${query}`, { method: 'POST', body: images[0], headers: { 'content-type': 'image/png' } });
+    assert.equal(x.status, 400, JSON.stringify(x.body));
+    assert.match(x.body.error.message, message);
+  }
+  assert.equal((await bare.send('/v1/explain/image', { method: 'POST', body: images[0], headers: { 'content-type': 'image/png' } })).status, 200);
+  await bare.close();
 });
 
 test('/ready, /metrics and the OpenAPI document', async () => {
@@ -362,4 +373,15 @@ test('configuration errors name the option (library and CLI)', async () => {
   const c = await runCli(['serve', '--config', join(bad, 'serve.json')]);
   assert.equal(c.code, 1);
   assert.match(c.stderr, /serve\.json: batching\.maxBatch: must be >= 1/);
+  // A flag's value out of a range the library checks is named as the flag; nothing to serve, or an unknown host, is said so.
+  writeNpy(join(bad, 'v.npy'), new Float32Array(4 * 8).fill(0.5), [4, 8]);
+  for (const [args, code, message] of [
+    [['--vocab', join(bad, 'v.npy'), '--max-queue', '10'], 2, /^error: --max-queue: expected at least limits\.maxRows \(256\)/],
+    [[], 2, /^error: nothing to serve: give --vocab/],
+    [['--vocab', join(bad, 'v.npy'), '--host', 'no-such-host.invalid'], 1, /^error: host, port: cannot listen on no-such-host\.invalid:0 \(no such host\)/],
+  ] as const) {
+    const x = await runCli(['serve', '--port', '0', ...args]);
+    assert.equal(x.code, code, x.stderr);
+    assert.match(x.stderr, message);
+  }
 });

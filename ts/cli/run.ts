@@ -43,13 +43,13 @@ export function act(body: (...args: any[]) => Promise<void> | void) {
 }
 
 /**
- * A library error about the value of an option the user gave (its message starts with the option's name and ends
- * with that value, as `k: …, got 500`) restated as that option (`--k: …`): a usage error, one that only the data
+ * A library error about the value of an option the user gave (its message starts with the option's name, perhaps
+ * under an object's, and ends with that value, as `k: …, got 500`) restated as that option (`--k: …`): a usage error, one that only the data
  * could decide, so found late.
  */
 function asUsageError(e: unknown, cmd: Command): unknown {
   if (!(e instanceof ConceptLensError) || e.code !== 'ERR_ARG' || e instanceof UsageError) return e;
-  const m = /^(?:options\.)?([A-Za-z][A-Za-z0-9]*): (.*, got (.*))$/s.exec(e.message);
+  const m = /^(?:[A-Za-z]+\.)*([A-Za-z][A-Za-z0-9]*): (.*, got (.*))$/s.exec(e.message);  // 'k: …', 'batching.maxQueue: …'
   const opt = m && cmd.options.find((o) => o.attributeName() === m[1] && cmd.getOptionValueSource(m[1]) === 'cli');
   return m && opt?.long && m[3] === String(cmd.getOptionValue(m[1])) ? new UsageError(`${opt.long}: ${m[2]}`) : e;
 }

@@ -3,7 +3,7 @@
 // little-endian float32 values whose row count is in the X-Rows header. Each
 // error names the field, what was expected and what came.
 import { argError, ConceptLensError } from '../errors.js';
-import { requireFinite } from '../matrix.js';
+import { firstNonFinite, requireFinite } from '../matrix.js';
 
 /** The header that gives the row count of a float32 body. */
 export const ROWS_HEADER = 'x-rows';
@@ -14,14 +14,16 @@ export interface Width {
   from: string;
 }
 
-/** JSON rows (each of `width.dim` numbers) as one fp32 matrix; a value too large for fp32 is an error too. */
+/** JSON rows (each of `width.dim` numbers) as one fp32 matrix; a value too large for fp32 is an error naming it. */
 export function jsonRows(rows: readonly (readonly number[])[], width: Width, field: string): Float32Array {
   const out = new Float32Array(rows.length * width.dim);
   rows.forEach((r, i) => {
     if (r.length !== width.dim) throw new ConceptLensError('ERR_SHAPE', `${field}[${i}]: expected ${width.dim} values (${width.from}), got ${r.length}`);
     out.set(r, i * width.dim);
   });
-  requireFinite(out, width.dim, field);
+  // JSON has no NaN or Infinity: a non-finite value here is a number past float32's range.
+  const bad = firstNonFinite(out, width.dim);
+  if (bad) throw argError(`${field}[${bad.row}][${bad.col}]`, "a value within float32's range (|x| <= 3.4e38)", rows[bad.row][bad.col]);
   return out;
 }
 

@@ -61,9 +61,14 @@ async function addOpenApi(app: FastifyInstance): Promise<void> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 
+/** The answer to a route that does not exist, whatever its body. */
+const notFound = (req: FastifyRequest) => new HttpError(404, 'ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+
 function errorHandler(metrics: ServiceMetrics) {
   return (e: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const h = toHttpError(e);
+    // A body the not-found route fails to parse is no reason to hide that the route does not exist (other errors,
+    // such as a missing token, still come first).
+    const h = req.routeOptions.url === undefined && e.code?.startsWith('FST_ERR_CTP_') ? notFound(req) : toHttpError(e);
     metrics.error(h.code);
     if (h.status >= 500 && h.status !== 503) req.log.error(e);
     return reply.status(h.status).headers(h.headers).send(errorBody(h));
@@ -86,7 +91,7 @@ export const conceptlensPlugin: FastifyPluginAsync<ConceptLensPluginOptions> = a
   app.setValidatorCompiler(validatorCompiler);
   app.setErrorHandler(errorHandler(metrics));
   app.setNotFoundHandler(async (req) => {
-    throw new HttpError(404, 'ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    throw notFound(req);
   });
   addBodyParsers(app);
   if (opts.token !== undefined) app.addHook('onRequest', bearer(opts.token));

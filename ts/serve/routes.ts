@@ -183,10 +183,21 @@ function imageRoutes(app: FastifyInstance, service: Service, l: LimitsOptions): 
     },
   }, async (req, reply) => {
     const p = req.query as ExplainParams, signal = clientGone(reply);
+    requireServed(service, p);
     const embedding = await service.embed(image(req), signal);
     const [decomposition, nearest] = await Promise.all([explainSplice(service, embedding, p, signal), explainNearest(service, embedding, p, signal)]);
     return { embedding: Array.from(embedding), decomposition, nearest };
   });
+}
+
+/** Options of a part of the explanation the server cannot give are refused, not ignored. */
+function requireServed(service: Service, p: ExplainParams): void {
+  const given = (names: (keyof ExplainParams)[]) => names.filter((n) => p[n] !== undefined);
+  // Only options without a default can tell given from not (top and k always hold a value).
+  const unserved: [string[], string][] = [[service.splice ? [] : given(['l1']), 'SpLiCE model (--concepts)'],
+    [service.vocabularies.size ? [] : given(['vocab']), 'vocabulary (--vocab)']];
+  for (const [names, what] of unserved)
+    if (names.length) throw new ConceptLensError('ERR_ARG', `${names.join(', ')}: this server has no ${what} to use ${names.length > 1 ? 'them' : 'it'} with`);
 }
 
 async function explainSplice(service: Service, embedding: Float32Array, p: ExplainParams, signal: AbortSignal): Promise<RowDecomposition | undefined> {

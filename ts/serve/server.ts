@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { setComputeNice } from '../engine/info.js';
+import { ConceptLensError } from '../errors.js';
 import { overloaded } from './errors.js';
 import type { ServerOptions } from './config.js';
 import { conceptlensPlugin, type ConceptLensPluginOptions } from './plugin.js';
@@ -37,6 +38,11 @@ async function shed(_req: FastifyRequest, _reply: FastifyReply, type: string, va
   if (value !== Infinity) throw overloaded(`server: under pressure (${type} ${value})`, 1);
 }
 
+/** Why a listen failed, in words. */
+const LISTEN_FAILURES: Record<string, string> = {
+  ENOTFOUND: 'no such host', EADDRINUSE: 'the port is in use', EACCES: 'permission denied', EADDRNOTAVAIL: 'not an address of this machine',
+};
+
 function baseUrl(a: AddressInfo): string {
   return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
 }
@@ -64,7 +70,13 @@ export async function createServer(o: CreateServerOptions = {}): Promise<Concept
   return {
     app,
     async listen() {
-      await app.listen({ host: o.host ?? '127.0.0.1', port: o.port ?? 8080 });
+      const host = o.host ?? '127.0.0.1', port = o.port ?? 8080;
+      try {
+        await app.listen({ host, port });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new ConceptLensError('ERR_ARG', `host, port: cannot listen on ${host}:${port} (${LISTEN_FAILURES[code ?? ''] ?? code ?? (e as Error).message})`, { cause: e });
+      }
       return baseUrl(app.server.address() as AddressInfo);
     },
     close: () => app.close(),
