@@ -1,6 +1,6 @@
 // LE's explanations: the elastic-net ranking of concepts per neuron, then a
 // greedy search over the best-ranked ones scored by validation correlation.
-import { throwIfAborted } from '../../abort.js';
+import { throttled, throwIfAborted } from '../../abort.js';
 import { argError, ConceptLensError } from '../../errors.js';
 import type { Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
@@ -181,7 +181,7 @@ export async function explainNeurons(A: Mat, P: Mat, names: string[], opts: Expl
   checkSamples(A, P);
   if (names.length !== P.cols) throw new ConceptLensError('ERR_SHAPE', `concept names: expected ${P.cols} (one per concept column), got ${names.length}`);
   uniqueNames(names, 'concept names');
-  const { split, layer, firstUnit = 0, signal, onProgress } = opts;
+  const { split, layer, firstUnit = 0, signal } = opts, progress = throttled(opts.onProgress);
   validateSplit(split, A.rows);
   checkGreedy(opts);
   requireVaryingUnits(A, split.train, firstUnit);
@@ -199,7 +199,7 @@ export async function explainNeurons(A: Mat, P: Mat, names: string[], opts: Expl
       unit: firstUnit + u, layer, valCorrelation: g.valCorrelation, bias: g.bias, extra: {},
       concepts: order.map((t) => f.names[g.concepts[t]]), weights: order.map((t) => g.weights[t]),
     });
-    onProgress?.(u + 1, A.cols);
+    progress(u + 1, A.cols);
     if (u % 16 === 15) await new Promise((r) => setImmediate(r)); // let an abort arrive
   }
   return out;
