@@ -5,13 +5,17 @@
 // figure renders, links between units work, sorting works, screenshots are not blank).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { assetsDir } from '../ts/assets.js';
 import { runAtlas, type AtlasOptions } from '../ts/atlas/run.js';
-import { cliOk, tempDir } from './helpers.js';
+import { computeCams } from '../ts/atlas/cams.js';
+import { topImages } from '../ts/atlas/units.js';
+import { globalAveragePool, type RgbImage } from '../ts/methods/falcon/cam.js';
+import { pooledLayerModel, type ProbeImages } from '../ts/methods/falcon/pipeline.js';
+import { cliOk, rng, runCli, tempDir } from './helpers.js';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
@@ -143,4 +147,48 @@ test('atlas: resumable stages, cached rerun, and a site that renders in headless
   } finally {
     await browser.close();
   }
+});
+
+test('atlas: an --images folder that is missing, a file or without images is an error naming it, before any output exists', async () => {
+  const dir = tempDir('atlas-inputs-'), model = join(dir, 'm.onnx'), empty = join(dir, 'empty'), out = join(dir, 'atlas');
+  writeFileSync(model, 'only its presence is checked before the images');
+  mkdirSync(join(empty, 'sub'), { recursive: true });
+  writeFileSync(join(empty, 'sub', 'notes.txt'), 'not an image');
+  mkdirSync(join(dir, 'good'));
+  writeFileSync(join(dir, 'good', 'x.png'), 'listed, not decoded, before the check fails');
+  const missing = join(dir, 'cifar10-test');
+  for (const [images, why] of [[missing, 'no such folder; expected a folder of images'], [model, 'not a folder; expected a folder of images'],
+    [empty, 'no .jpg/.jpeg/.png/.webp images in this folder']]) {
+    // After a good folder: every folder is checked before the first one's probe stage starts.
+    const r = await runCli(['atlas', '--model', model, '--layer', 'fire22', '--images', join(dir, 'good'), images, '--standin', '--out', out]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `error: --images: ${images}: ${why}\n`);
+    assert.ok(!existsSync(out), `${why}: nothing written`);
+  }
+});
+
+test('atlas: GradCAM crops.json lists each unit\'s crops in its top-image order, the same on every run', async () => {
+  const dir = tempDir('atlas-cams-'), n = 40, units = [0, 1, 2], top = 12, u = rng(5);
+  // Noisy and flat images, so their crops take different times to encode.
+  const imgs: RgbImage[] = Array.from({ length: n }, (_, i) => {
+    const data = new Uint8Array(64 * 64 * 3);
+    for (let p = 0; p < data.length; p++) data[p] = i % 2 ? Math.floor(256 * u()) : (p % 7) * 30;
+    return { data, width: 64, height: 64 };
+  });
+  const images: ProbeImages = { count: n, rgb: async (i) => imgs[i] };
+  const acts = { data: Float32Array.from({ length: n * 3 }, () => u()), rows: n, cols: 3 };
+  const maps = Float32Array.from({ length: n * 3 * 16 }, () => u());
+  const target = pooledLayerModel(3, async (batch) => {
+    const ids = batch.map((b) => imgs.indexOf(b)), data = new Float32Array(ids.length * 48);
+    ids.forEach((i, k) => data.set(maps.subarray(i * 48, (i + 1) * 48), k * 48));
+    return { name: 'fake', shape: [ids.length, 3, 4, 4], data };
+  }, globalAveragePool);
+  const written = [];
+  for (const run of ['a', 'b']) {
+    await computeCams(join(dir, run), images, acts, units, top, target, () => {});
+    written.push(readFileSync(join(dir, run, 'crops.json'), 'utf8'));
+  }
+  assert.equal(written[1], written[0]);
+  const crops = JSON.parse(written[0]);
+  for (const unit of units) assert.deepEqual(crops[unit].map((c: { image: number }) => c.image), topImages(acts, unit, top), `unit ${unit}`);
 });

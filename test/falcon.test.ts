@@ -394,12 +394,13 @@ test('captions: the LAION layout with metadata parquet, and empty vocabularies a
   await assert.rejects(openCaptions(empty), /neither a vocabulary store \(manifest.json\) nor a LAION shard directory/);
   writeNpy(join(empty, 'v.npy'), new Float32Array(0), [0, d]);
   writeFileSync(join(empty, 'v.txt'), '');
-  await assert.rejects(openCaptions(join(empty, 'v.npy')), /v.npy: the caption vocabulary is empty \(0 rows\)/);
+  await assert.rejects(openCaptions(join(empty, 'v.npy')), /v\.npy: has 0 rows; a vocabulary needs at least one/);
 });
 
 // A tiny world for the whole pipeline: 30 images 16×16; images 0..11 have a red blob top-left
-// that drives feature 1 of a 4-channel 4×4 "layer"; the rest are blue. The encoder embeds mean colour.
-async function fakeWorld(dir: string, calls: { represent: number }): Promise<RunInputs> {
+// that drives feature `hot` (default 1: another "layer" of the model) of a 4-channel 4×4 "layer";
+// the rest are blue. The encoder embeds mean colour.
+async function fakeWorld(dir: string, calls: { represent: number }, hot = 1): Promise<RunInputs> {
   const n = 30, S = 16;
   const rgb = (i: number): RgbImage => {
     const data = new Uint8Array(S * S * 3);
@@ -416,7 +417,7 @@ async function fakeWorld(dir: string, calls: { represent: number }): Promise<Run
         for (let p = 0; p < 16; p++) {
           const [y, x] = [Math.floor(p / 4), p % 4];
           const red = img.data[((y * 4) * S + x * 4) * 3] > 200;
-          data[(k * 4 + c) * 16 + p] = c === 1 ? (red ? 12 : 0.1) : 1 + 0.05 * c;
+          data[(k * 4 + c) * 16 + p] = c === hot ? (red ? 12 : 0.1) : 1 + 0.05 * c;
         }
     });
     return { name: 'fake', shape: [imgs.length, 4, 4, 4], data };
@@ -437,6 +438,7 @@ async function fakeWorld(dir: string, calls: { represent: number }): Promise<Run
       })),
     },
     vocab: await openCaptions(join(dir, 'vocab.npy')),
+    sources: { images: 'fake: 30 images', model: `fake: red blob drives feature ${hot}`, encoder: 'fake: mean colour', vocab: 'fake: 5 captions' },
   };
 }
 
@@ -500,6 +502,33 @@ test('falcon run: every stage through the interfaces, resumable, and the report 
   }
 });
 
+test('falcon run: a rerun with another model layer or caption temperature recomputes what it changes; a stopped rerun leaves no older report', async () => {
+  const dir = tempDir(), calls = { represent: 0 }, run = join(dir, 'run'), at = (f: string) => join(run, f);
+  const opts = { batch: 8, sigmas: 1, lowly: { minSimilarity: 0.1 }, captions: { k: 2 } };
+  const layer1 = await fakeWorld(dir, calls), layer2 = await fakeWorld(dir, calls, 2);
+  const first = await runFalcon(layer1, run, opts);
+  const reps1 = readFileSync(at('representations.npy'));
+  // Another layer: representations, groups and explanations are computed again; the first layer's group is gone.
+  const second = await runFalcon(layer2, run, opts);
+  assert.deepEqual([first, second].map((out) => out.map((g) => g.group)), [['1'], ['2']]);
+  assert.ok(!readFileSync(at('representations.npy')).equals(reps1), 'representations.npy is the new layer\'s');
+  assert.deepEqual(Object.keys(JSON.parse(readFileSync(at('groups.json'), 'utf8'))), ['2']);
+  assert.deepEqual([readdirSync(at('groups')), readdirSync(at('crops'))], [['g2.json'], ['g2']]);
+  assert.match(readFileSync(at('concepts.csv'), 'utf8'), /\n2,/);
+  // Another temperature: representations and groups are reused, the explanation is computed again (cosine scores).
+  const before = calls.represent, reused: string[] = [];
+  const cosine = await runFalcon(layer2, run, { ...opts, captions: { k: 2, softmaxTemperature: 0 }, onStage: (s, _d, _t, cached) => cached && reused.push(s) });
+  assert.equal(calls.represent, before);
+  assert.deepEqual(reused, ['representations', 'groups']);
+  assert.notDeepEqual(cosine[0].captions.high[0].scores, second[0].captions.high[0].scores);
+  assert.deepEqual(JSON.parse(readFileSync(at('groups/g2.json'), 'utf8')).captions, cosine[0].captions);
+  // A rerun with other inputs stopped part-way: nothing of the run before it is left to pass for this one's.
+  const ac = new AbortController();
+  await assert.rejects(runFalcon(layer1, run, { ...opts, signal: ac.signal, onStage: () => ac.abort() }), { code: 'ERR_ABORTED' });
+  for (const f of ['representations.npy', 'groups.json', 'firing.json', 'groups', 'crops', 'concepts.csv', 'report.html']) assert.ok(!existsSync(at(f)), f);
+  assert.deepEqual(await runFalcon(layer1, run, opts), first);
+});
+
 test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations, every output written', async (t) => {
   const assets = assetsDir(), model = assets && join(assets, 'models/squeezenet1.1/squeezenet1.1.onnx');
   if (!model || !existsSync(model)) return t.skip('needs the assets mirror (CONCEPTLENS_ASSETS) with SqueezeNet');
@@ -519,4 +548,50 @@ test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations,
   for (const f of ['groups.json', 'firing.json', 'concepts.csv', 'report.html']) assert.ok(existsSync(join(dir, 'run', f)), f);
   await assert.rejects(falconCli(run.map((a) => (a === 'fire22' ? 'nonexistent' : a)).map((a, i, all) => (all[i - 1] === '--out' ? join(dir, 'run2') : a))),
     /tensor 'nonexistent' not found/);
+});
+
+test('`falcon run` refuses an --out whose replaced folders hold --images, or that lies inside --images', async () => {
+  const dir = tempDir(), images = join(dir, 'images');
+  mkdirSync(images);
+  const run = (out: string) => runCli(['falcon', 'run', '--model', 'm.onnx', '--layer', 'x', '--images', images, '--captions', 'c.npy', '--encoder', 'm.onnx', '--out', out]);
+  for (const [out, message] of [[dir, /--images: '.*images' is inside .*images, which the run replaces; give another --out/],
+    [join(images, 'run'), /--out: '.*run' is inside --images '.*images'; a rerun would read its crops as images/]] as const) {
+    const r = await run(out);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+  }
+  assert.deepEqual(readdirSync(dir), ['images']);
+  assert.deepEqual(readdirSync(images), []);
+});
+
+test('`falcon run` into the same --out with another --layer or --temperature: the stages they change are computed again, and said so', async (t) => {
+  const assets = assetsDir(), model = assets && join(assets, 'models/squeezenet1.1/squeezenet1.1.onnx');
+  if (!model || !existsSync(model)) return t.skip('needs the assets mirror (CONCEPTLENS_ASSETS) with SqueezeNet');
+  const dir = tempDir(), images = join(dir, 'images'), samples = join(assets!, 'images/imagenet-samples'), out = join(dir, 'run');
+  mkdirSync(images);
+  for (const f of readdirSync(samples).filter((f) => f.endsWith('.JPEG')).sort().slice(0, 6)) symlinkSync(join(samples, f), join(images, f));
+  // The classifier stands in for the image encoder (1000-d logits); captions of real words, so concepts have scores.
+  writeNpy(join(dir, 'V.npy'), randn(20 * 1000, 43), [20, 1000]);
+  const things = ['dog', 'bird', 'truck', 'flower', 'boat'], colours = ['red', 'green', 'yellow', 'black'];
+  writeFileSync(join(dir, 'V.txt'), Array.from({ length: 20 }, (_, i) => `a ${colours[i % 4]} ${things[i % 5]}`).join('\n'));
+  const run = (layer: string, temperature: string) => runCli(['falcon', 'run', '--model', model, '--layer', layer, '--images', images, '--captions', join(dir, 'V.npy'),
+    '--encoder', model, '--more-than', '0', '--max-groups', '2', '--all-groups', '--temperature', temperature, '--out', out]);
+  const read = (f: string) => readFileSync(join(out, f));
+  const ok = async (r: Promise<{ code: number; stderr: string }>) => {
+    const done = await r;
+    assert.equal(done.code, 0, done.stderr);
+    return done.stderr;
+  };
+  await ok(run('fire22', '100'));
+  const fire22 = read('representations.npy');
+  assert.doesNotMatch(await ok(run('fire19', '100')), /reused/);
+  assert.ok(!read('representations.npy').equals(fire22), 'representations.npy is fire19\'s, not fire22\'s');
+  const groups = JSON.parse(read('groups.json').toString()), csv = read('concepts.csv').toString();
+  assert.ok(Object.keys(groups).length >= 1, 'groups to explain');
+  const cosine = await ok(run('fire19', '0'));
+  assert.match(cosine, /representations: reused/);
+  assert.match(cosine, /groups: reused/);
+  assert.doesNotMatch(cosine, /explanations: reused/);
+  assert.notEqual(read('concepts.csv').toString(), csv, 'concepts.csv has the plain-cosine scores');
+  assert.match(await ok(run('fire19', '0')), /explanations: reused/);
 });

@@ -92,7 +92,7 @@ export {
   interpretabilityScore, lowlyActivating, failureFeatures, INTERPRETABLE_ABOVE, type LowlyOptions, type Lowly,
 } from './methods/falcon/scores.js';
 export {
-  runFalcon, describeGroup, pooledLayerModel, type RunInputs, type RunOptions, type TargetModel, type ProbeImages,
+  runFalcon, describeGroup, pooledLayerModel, type RunInputs, type RunOptions, type RunSources, type TargetModel, type ProbeImages,
   type ImageEncoder as FalconImageEncoder, type DescribeInputs,
 } from './methods/falcon/pipeline.js';
 export { reportHtml, conceptsCsv, type GroupExplanation, type ReportImages } from './methods/falcon/report.js';

@@ -8,7 +8,7 @@ import { readJson } from '../io/text.js';
 import type { Mat } from '../matrix.js';
 import { cropResize, groupCams, type Box, type LayerMaps } from '../methods/falcon/cam.js';
 import type { ProbeImages, TargetModel } from '../methods/falcon/pipeline.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 import { cropFile } from './paths.js';
 import { THUMB, writeJpeg } from './thumbs.js';
 import { topImages } from './units.js';
@@ -42,22 +42,25 @@ export async function computeCams(dir: string, images: ProbeImages, acts: Mat, u
     for (const u of new Set(ids.flatMap((i) => unitsOf.get(i)!))) {
       const pos = ids.flatMap((i, p) => (unitsOf.get(i)!.includes(u) ? [p] : []));
       const cams = await groupCams([sliceMaps(maps, pos)], [u], { width: rgbs[0].width, height: rgbs[0].height, signal });
-      await Promise.all(pos.map(async (p, k) => {
-        await writeJpeg(join(dir, cropFile(u, ids[p])), await cropResize(rgbs[p], cams.boxes[k], THUMB));
-        (crops[u] ??= []).push({ image: ids[p], box: cams.boxes[k] });
-      }));
+      // Listed here, in batch order, not as the crops' writes finish: crops.json is the same on every run.
+      (crops[u] ??= []).push(...pos.map((p, k) => ({ image: ids[p], box: cams.boxes[k] })));
+      await Promise.all(pos.map(async (p, k) => writeJpeg(join(dir, cropFile(u, ids[p])), await cropResize(rgbs[p], cams.boxes[k], THUMB))));
     }
     report(Math.min(needed.length, i0 + batch), needed.length);
   }
-  writeJson(join(dir, 'crops.json'), crops);
+  writeJson(join(dir, 'crops.json'), byTopRank(crops, acts, top));
 }
 
-/** The crops written by {@link computeCams}, each unit's in its top-image order. */
-export function loadCams(dir: string, acts: Mat, top: number): UnitCrops {
-  const crops = readJson<UnitCrops>(join(dir, 'crops.json'));
+/** Each unit's crops in its top-image order, best-activating first. */
+function byTopRank(crops: UnitCrops, acts: Mat, top: number): UnitCrops {
   for (const [u, list] of Object.entries(crops)) {
     const rank = new Map(topImages(acts, Number(u), top).map((i, r) => [i, r]));
     list.sort((a, b) => rank.get(a.image)! - rank.get(b.image)!);
   }
   return crops;
+}
+
+/** The crops written by {@link computeCams}, each unit's in its top-image order (caches written before that order was kept are sorted here). */
+export function loadCams(dir: string, acts: Mat, top: number): UnitCrops {
+  return byTopRank(readJson<UnitCrops>(join(dir, 'crops.json')), acts, top);
 }

@@ -13,7 +13,7 @@ import { gatherRows, type Mat } from '../matrix.js';
 import { accuracy, splitTrainVal, toSparse, trainProbe } from '../methods/cbm.js';
 import { conceptStrengths, loadTrainer, nameConcepts, trainSae, type ConceptName } from '../methods/sae.js';
 import { bridgeDirections } from '../methods/sae-bridge.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 import { classCounts, type ProbeSet } from './probe.js';
 import type { ConceptVocab } from './vocab.js';
 

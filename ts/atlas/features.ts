@@ -14,7 +14,7 @@ import { readJson } from '../io/text.js';
 import type { Mat } from '../matrix.js';
 import type { ImageEncoder as FalconEncoder } from '../methods/falcon/pipeline.js';
 import { nchw } from '../methods/falcon/adapters.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 import type { ProbeSet } from './probe.js';
 
 /** The text-aligned image tower: a CLIP image ONNX export, or the stand-in. */

@@ -2,7 +2,7 @@
 // method as a site, and the SpLiCE analyses it reports (shift between image
 // sets, spurious correlations per class), usable on their own.
 export { runAtlas, type AtlasOptions, type AtlasResult } from './run.js';
-export type { AtlasProgress, StageRecord } from './cache.js';
+export type { StageProgress as AtlasProgress, StageRecord } from '../io/stages.js';
 export type { AtlasLabels } from './probe.js';
 export type { UnitSelection } from './units.js';
 export type { SaeSettings } from './dncbm.js';

@@ -14,7 +14,7 @@ import { seededSplit, type Split } from '../methods/le/splits.js';
 import { column, selectColumns, std } from '../methods/le/stats.js';
 import { readJson } from '../io/text.js';
 import { rng } from '../random.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 import type { ProbeSet } from './probe.js';
 import { classConceptRows, type ConceptVocab } from './vocab.js';
 

@@ -8,9 +8,9 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { classKeys, type LabelSource } from '../encoders/embed-images.js';
 import { imagenetClasses } from '../encoders/standin.js';
 import { ConceptLensError } from '../errors.js';
-import { folderImages } from '../methods/falcon/adapters.js';
+import { folderImages, imageFilesIn } from '../methods/falcon/adapters.js';
 import { readJson } from '../io/text.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 
 /** Where labels come from: as `embed --label-source`, or 'none' (no labels: label-based analyses are left out). */
 export type AtlasLabels = LabelSource | 'none';
@@ -64,11 +64,16 @@ interface Picked {
   src: number;
 }
 
-/** The first `perClass` images (sorted) of each class of each folder. */
-function pick(images: readonly string[], labelsFrom: AtlasLabels, perClass: number | undefined): Picked[] {
+/** The image files of each folder (sorted), as {@link buildProbe} takes them: {@link imageFilesIn}, which checks each folder. */
+export function listProbeFolders(images: readonly string[]): string[][] {
+  return images.map((d) => imageFilesIn(d, '--images'));
+}
+
+/** The first `perClass` images (sorted) of each class of each folder; `folderFiles` holds each folder's files. */
+function pick(images: readonly string[], folderFiles: readonly string[][], labelsFrom: AtlasLabels, perClass: number | undefined): Picked[] {
   const names = labelsFrom === 'none' ? undefined : wnidNames(), out: Picked[] = [];
   images.forEach((root, s) => {
-    const files = folderImages(root).files;
+    const files = folderFiles[s];
     const keys = labelsFrom === 'none' ? files.map(() => '') : classKeys(root, files, labelsFrom);
     const taken = new Map<string, number>();
     files.forEach((f, i) => {
@@ -81,11 +86,11 @@ function pick(images: readonly string[], labelsFrom: AtlasLabels, perClass: numb
   return out;
 }
 
-/** Builds the probe folder and manifest in `dir` (the stage's directory). */
-export function buildProbe(dir: string, images: readonly string[], labelsFrom: AtlasLabels, perClass?: number): void {
+/** Builds the probe folder and manifest in `dir` (the stage's directory) from the folders' files ({@link listProbeFolders}). */
+export function buildProbe(dir: string, images: readonly string[], folderFiles: readonly string[][], labelsFrom: AtlasLabels, perClass?: number): void {
   const links = join(dir, 'images');
   rmSync(links, { recursive: true, force: true });
-  const picked = pick(images, labelsFrom, perClass);
+  const picked = pick(images, folderFiles, labelsFrom, perClass);
   for (const p of picked) {
     mkdirSync(dirname(join(links, p.link)), { recursive: true });
     symlinkSync(p.file, join(links, p.link));

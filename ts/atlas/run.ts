@@ -1,8 +1,8 @@
 // `runAtlas`: everything that applies to one layer, each stage cached in
 // OUT/stages (see cache.ts), then one self-contained site written over it:
 // OUT/index.html, OUT/units/u<unit>.html, OUT/figures.html, OUT/thumbs/.
-import { mkdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { ConceptLensError } from '../errors.js';
 import { requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
@@ -10,7 +10,7 @@ import { folderImages, onnxTargetModel } from '../methods/falcon/adapters.js';
 import type { ProbeImages, TargetModel } from '../methods/falcon/pipeline.js';
 import { classAssociations } from '../methods/splice-compare.js';
 import { computeCams, loadCams } from './cams.js';
-import { fileIdentity, StageCache, type AtlasProgress, type Stage, type StageRecord } from './cache.js';
+import { fileIdentity, StageCache, type StageProgress as AtlasProgress, type Stage, type StageRecord } from '../io/stages.js';
 import type { AtlasData } from './data.js';
 import { computeDncbm, loadDncbm, type SaeSettings } from './dncbm.js';
 import { computeFalcon, loadFalcon, type FalconSettings } from './falcon.js';
@@ -19,7 +19,7 @@ import { atlasFigures } from './figures.js';
 import { computeLeClip, computeLeLabel, loadLe } from './le.js';
 import { figuresPage, indexPage, unitPageHtml } from './pages.js';
 import { unitPage } from './paths.js';
-import { buildProbe, loadProbe, type AtlasLabels, type ProbeSet } from './probe.js';
+import { buildProbe, listProbeFolders, loadProbe, type AtlasLabels, type ProbeSet } from './probe.js';
 import { computeSplice, loadSplice } from './splice.js';
 import { writeThumbs } from './thumbs.js';
 import { selectUnits, unitViews, type UnitSelection } from './units.js';
@@ -90,13 +90,22 @@ function lazy<T>(make: () => Promise<T>): () => Promise<T> {
 /** Whether a layer tensor of this shape has the spatial map GradCAM and FALCON need. */
 const spatial = (shape: number[]) => shape.length === 4 && shape[2] * shape[3] >= 2;
 
-function checkOptions(o: AtlasOptions): void {
+/** An input file an option names must be there before the run touches its outputs. */
+function requireInputFile(option: string, path: string | undefined): void {
+  if (path !== undefined && !statSync(path, { throwIfNoEntry: false })?.isFile())
+    throw new ConceptLensError('ERR_FILE', `${option}: ${path}: ${existsSync(path) ? 'not a file' : 'no such file'}`);
+}
+
+/** Checks the options and inputs before any output is touched; returns each --images folder's image files. */
+function checkOptions(o: AtlasOptions): string[][] {
   if (!o.clipImage === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --clip-image CLIP_IMAGE.onnx or --standin (the stand-in tower, labelled as such)');
   if (o.images.length === 0) throw new ConceptLensError('ERR_ARG', '--images: expected at least one folder of images, got none');
   const out = resolve(o.out);
   const inside = o.images.find((d) => out === resolve(d) || out.startsWith(resolve(d) + '/'));
   if (inside) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${inside}'; its outputs would be read as images`);
   requireDirTarget(o.out, 'atlas');
+  for (const [option, path] of [['--model', o.model], ['--clip-image', o.clipImage], ['--image-mean', o.imageMean]] as const) requireInputFile(option, path);
+  return listProbeFolders(o.images);
 }
 
 /** The options with their defaults filled in. */
@@ -119,16 +128,18 @@ interface Shared {
   target: () => Promise<TargetModel>;
 }
 
-async function sharedStages(o: AtlasOptions, s: ReturnType<typeof settle>, cache: StageCache): Promise<Shared> {
-  const probe = await cache.run('probe', { images: o.images.map((d) => resolve(d)), labelsFrom: s.labelsFrom, perClass: o.perClass },
-    async (dir) => buildProbe(dir, o.images, s.labelsFrom, o.perClass), loadProbe);
+async function sharedStages(o: AtlasOptions, s: ReturnType<typeof settle>, listed: string[][], vocab: ConceptVocab, cache: StageCache): Promise<Shared> {
+  // The folders' listings are keyed too: images added to or removed from a folder make another probe set.
+  const files = listed.map((fs, k) => fs.map((f) => relative(o.images[k], f)));
+  const probe = await cache.run('probe', { images: o.images.map((d) => resolve(d)), files, labelsFrom: s.labelsFrom, perClass: o.perClass },
+    async (dir) => buildProbe(dir, o.images, listed, s.labelsFrom, o.perClass), loadProbe);
   const images = folderImages(probe.value.dir);
   const target = lazy<TargetModel>(async () => onnxTargetModel(o.model, o.layer, await images.rgb(0)));
   const tapShape = async () => (await (await target()).camLayers([await images.rgb(0)], []))[0].shape;
   const features = await cache.run('features', { probe: probe.key, model: fileIdentity(o.model), layer: o.layer, tower: o.clipImage ? fileIdentity(o.clipImage) : 'standin' },
     (dir) => computeFeatures(dir, probe.value, { ...o, tapShape }, (st, d, t) => cache.report(st, d, t), o.signal), loadFeatures);
   return {
-    probe: probe.value, images, features, vocab: loadVocab(o), vocabKey: vocabIdentity(o), units: selectUnits(features.value.acts, o.units ?? 'all'),
+    probe: probe.value, images, features, vocab, vocabKey: vocabIdentity(o), units: selectUnits(features.value.acts, o.units ?? 'all'),
     space: features.value.standin ? 'STAND-IN CLIP space' : 'CLIP space', target,
   };
 }
@@ -148,7 +159,8 @@ async function methodStages(o: AtlasOptions, s: ReturnType<typeof settle>, x: Sh
   const dncbm = await cache.run('dncbm', { features: x.features.key, vocab: x.vocabKey, sae: s.sae, minClassImages: s.minClassImages },
     (dir) => computeDncbm(dir, f, x.vocab, x.probe, { ...s.sae, minClassImages: s.minClassImages }, report('sae'), signal), loadDncbm);
   const falcon = spatialLayer ? await cache.run('falcon', { features: x.features.key, vocab: x.vocabKey, falcon: s.falcon },
-    async (dir) => computeFalcon(dir, x.images, f, await x.target(), x.vocab, { ...s.falcon, clipImage: o.clipImage, onStage: (st, d, t) => cache.report(`falcon ${st}`, d, t), signal }),
+    async (dir) => computeFalcon(dir, x.images, f, await x.target(), x.vocab, { features: x.features.key, vocab: x.vocabKey },
+      { ...s.falcon, clipImage: o.clipImage, onStage: (st, d, t) => cache.report(`falcon ${st}`, d, t), signal }),
     loadFalcon) : undefined;
   const crops = spatialLayer ? await cache.run('cams', { ...base, top: s.top },
     async (dir) => computeCams(dir, x.images, f.acts, x.units, s.top, await x.target(), report('gradcam'), signal), (dir) => loadCams(dir, f.acts, s.top)) : undefined;
@@ -157,9 +169,9 @@ async function methodStages(o: AtlasOptions, s: ReturnType<typeof settle>, x: Sh
 
 /** Runs (or resumes) every stage that applies to the layer and writes the site; returns where. */
 export async function runAtlas(o: AtlasOptions): Promise<AtlasResult> {
-  checkOptions(o);
-  const s = settle(o), notes: string[] = [], cache = new StageCache(o.out, o.onProgress, o.signal);
-  const x = await sharedStages(o, s, cache), m = await methodStages(o, s, x, cache, notes), f = x.features.value, p = x.probe;
+  const listed = checkOptions(o), vocab = loadVocab(o); // read before any output is touched: a bad vocabulary fails first
+  const s = settle(o), notes: string[] = [], cache = new StageCache(o.out, { progress: o.onProgress, signal: o.signal });
+  const x = await sharedStages(o, s, listed, vocab, cache), m = await methodStages(o, s, x, cache, notes), f = x.features.value, p = x.probe;
   const isClassConcept = classConceptRows(p.classes, x.vocab.names).map((rows) => new Set(rows));
   const data: AtlasData = {
     model: o.model, layer: o.layer, probe: p, features: f, vocab: x.vocab, space: x.space, le: { label: m.leLabel, clip: m.leClip },

@@ -8,7 +8,7 @@ import { writeNpy } from '../io/npy.js';
 import { readJson } from '../io/text.js';
 import { normaliseRows, type Mat } from '../matrix.js';
 import { SpliceModel } from '../methods/splice.js';
-import { writeJson } from './cache.js';
+import { writeJson } from '../io/stages.js';
 import type { ConceptVocab } from './vocab.js';
 
 /** The decompositions of the probe images. */

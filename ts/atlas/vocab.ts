@@ -6,7 +6,7 @@ import { assetPath } from '../assets.js';
 import { readMatrix } from '../io/matrix.js';
 import { readNames } from '../io/text.js';
 import { plainName } from '../methods/splice-compare.js';
-import { fileIdentity } from './cache.js';
+import { fileIdentity } from '../io/stages.js';
 
 /** Concept names and their text embeddings (names.length × d, fp32). */
 export interface ConceptVocab {

@@ -3,7 +3,7 @@
 //   explain — one group's lowly activating images, captions and concepts on precomputed embeddings
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
 import { mkdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -11,7 +11,7 @@ import { readMatrix } from '../io/matrix.js';
 import { gatherRows } from '../matrix.js';
 import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, listedMembers, parseGroupKey, readGroups, readRepresentations, representationsF32 } from '../methods/falcon/groups.js';
-import { describeGroup, groupFile, runFalcon } from '../methods/falcon/pipeline.js';
+import { describeGroup, groupFile, runFalcon, RUN_OUTPUTS } from '../methods/falcon/pipeline.js';
 import { conceptsCsv } from '../methods/falcon/report.js';
 import { lowlyActivating } from '../methods/falcon/scores.js';
 import { openRunInputs } from '../methods/falcon/adapters.js';
@@ -116,7 +116,7 @@ function registerRun(falcon: Command): void {
     .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line')
     .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)')
-    .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
+    .requiredOption('--out <dir>', 'run directory: a stage\'s outputs are reused when its inputs and options are the same, else it and later stages are computed again')
     .option('--batch <n>', 'images per model call', integer('--batch'), 32)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))
     .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
@@ -128,13 +128,26 @@ function registerRun(falcon: Command): void {
     .action(captionAction(run));
 }
 
+/**
+ * The run directory and the images kept apart: a stage that starts over removes its folders (so --images must not
+ * lie in one), and a run inside --images would have its crops read as images the next time.
+ */
+function requireApart(images: string, out: string): void {
+  const img = resolve(images), dir = resolve(out), within = (a: string, b: string) => a === b || a.startsWith(b + sep);
+  if (within(dir, img)) throw new UsageError(`--out: '${out}' is inside --images '${images}'; a rerun would read its crops as images`);
+  const output = RUN_OUTPUTS.find((f) => within(img, join(dir, f)));
+  if (output) throw new UsageError(`--images: '${images}' is inside ${join(out, output)}, which the run replaces; give another --out`);
+}
+
 async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Promise<void> {
+  requireApart(o.images, o.out);
   const inputs = await openRunInputs(o);
   const bars = new Map<string, ReturnType<typeof progressBar>>();
   const out = await runFalcon(inputs, o.out, {
     batch: o.batch, maxGroups: o.maxGroups, sigmas: o.sigmas, signal, captions: { softmaxTemperature: o.temperature, unitRows: o.unitRows, search },
     interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups, moreThan: o.moreThan,
-    onStage: (stage, d, t) => {
+    onStage: (stage, d, t, cached) => {
+      if (cached) return console.error(`${stage}: reused from ${o.out} (same inputs and options)`);
       if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
       bars.get(stage)!.update(d, t);
     },
@@ -146,7 +159,7 @@ async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Pro
 function registerDemo(falcon: Command): void {
   falcon.command('demo')
     .description('Offline demo on the bundled assets: SqueezeNet fire22 over the ImageNet samples, LVIS CLIP text embeddings as captions (crops embedded through a classifier bridge; see ts/methods/falcon/demo.ts)')
-    .requiredOption('--out <dir>', 'run directory (existing stage outputs are reused)')
+    .requiredOption('--out <dir>', 'run directory: a stage\'s outputs are reused when its inputs and options are the same')
     .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', integer('--more-than', 0), 2)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'), 12)
     .action(act(async (o: { out: string; moreThan: number; maxGroups: number }, { signal }) => {

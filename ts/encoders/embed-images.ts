@@ -2,7 +2,6 @@
 // recursive listing, labels from class folders or ImageNet file names,
 // prefetching the next batch while the model runs, and a checkpoint after every
 // batch so an interrupted run resumes where it stopped.
-import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
@@ -12,6 +11,7 @@ import { npyHeader, writeNpy } from '../io/npy.js';
 import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
 import { floatsToHalves } from '../engine/fp16.js';
 import { ConceptLensError, fileError } from '../errors.js';
+import { fingerprint } from '../io/stages.js';
 import { readJson, readLines } from '../io/text.js';
 import { ImageEncoder, type EncoderOptions, type Embeddings } from './onnx.js';
 import { StandinImageTower } from './standin.js';
@@ -144,7 +144,7 @@ const checkpointPath = (out: string) => `${out}.ckpt.json`;
 function runKey(o: EmbedImagesOptions, files: string[]): string {
   const st = o.standin ? { size: 0, mtimeMs: 0 } : statSync(o.model);
   const { signal: _s, onProgress: _p, restart: _r, concurrency: _c, batchSize: _b, ...config } = o;
-  return createHash('sha256').update(JSON.stringify({ config, model: [st.size, st.mtimeMs], files })).digest('hex');
+  return fingerprint({ config, model: [st.size, st.mtimeMs], files });
 }
 
 function loadCheckpoint(o: EmbedImagesOptions, key: string): Checkpoint | undefined {

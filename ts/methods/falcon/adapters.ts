@@ -2,23 +2,35 @@
 // images through ts/images/preprocess.ts (ImageNet preset: resize 256,
 // centre crop 224), the target layer through an ONNX layer tap
 // (ts/encoders/onnx.ts withTapOutputs), run on onnxruntime-node.
-import { readdirSync } from 'node:fs';
-import { extname, join } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
 import { withTapOutputs } from '../../encoders/onnx.js';
 import { normaliseInto, preprocessPixels, preprocessSpec, type PreprocessSpec } from '../../images/preprocess.js';
 import { globalAveragePool, type LayerMaps, type RgbImage } from './cam.js';
-import { ConceptLensError, fileError } from '../../errors.js';
-import { openCaptions } from './captions.js';
+import { ConceptLensError } from '../../errors.js';
+import { fileIdentity } from '../../io/stages.js';
+import { captionsIdentity, openCaptions } from './captions.js';
 import { pooledLayerModel, type ImageEncoder, type ProbeImages, type RunInputs, type TargetModel } from './pipeline.js';
 
 type Norm = Pick<PreprocessSpec, 'mean' | 'std'>;
 
-/** The image files of a folder (and its sub-folders), sorted by path, as the model sees them. */
-export function folderImages(dir: string, spec: PreprocessSpec = preprocessSpec('imagenet')): ProbeImages & { files: string[] } {
+/**
+ * The image files of a folder (and its sub-folders), sorted by path. A path that is not a folder, or a folder without
+ * images, is an error naming `option` (the flag that gave it) and the path.
+ */
+export function imageFilesIn(dir: string, option = '--images'): string[] {
+  const st = statSync(dir, { throwIfNoEntry: false });
+  if (!st?.isDirectory()) throw new ConceptLensError('ERR_FILE', `${option}: ${dir}: ${st ? 'not a folder' : 'no such folder'}; expected a folder of images`);
   const files = (readdirSync(dir, { recursive: true }) as string[])
     .filter((f) => ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(f).toLowerCase())).sort().map((f) => join(dir, f));
-  if (files.length === 0) throw fileError(dir, 'no .jpg/.jpeg/.png/.webp images');
+  if (files.length === 0) throw new ConceptLensError('ERR_FILE', `${option}: ${dir}: no .jpg/.jpeg/.png/.webp images in this folder`);
+  return files;
+}
+
+/** The image files of a folder (and its sub-folders), sorted by path, as the model sees them. */
+export function folderImages(dir: string, spec: PreprocessSpec = preprocessSpec('imagenet')): ProbeImages & { files: string[] } {
+  const files = imageFilesIn(dir);
   return {
     files,
     count: files.length,
@@ -68,7 +80,8 @@ export async function onnxImageEncoder(path: string, probe: RgbImage): Promise<I
 
 /**
  * The inputs of `falcon run` from files: probe images from a folder (ImageNet preset), the target model's `layer`,
- * the image `encoder` (required) and the caption vocabulary (`captions`, with `captionsText` for an .npy's captions).
+ * the image `encoder` (required) and the caption vocabulary (`captions`, with `captionsText` for an .npy's captions);
+ * their sources are the image files and the identities of the other files (and the layer).
  * @throws ConceptLensError ERR_ARG when `encoder` is missing.
  */
 export async function openRunInputs(o: { model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string }): Promise<RunInputs> {
@@ -80,5 +93,10 @@ export async function openRunInputs(o: { model: string; layer: string; images: s
     model: await onnxTargetModel(o.model, o.layer, probe),
     encoder: await onnxImageEncoder(o.encoder, probe),
     vocab: await openCaptions(o.captions, o.captionsText),
+    // After the opens above, which name a missing file in their own words.
+    sources: {
+      images: images.files.map((f) => resolve(f)), model: { file: fileIdentity(o.model), layer: o.layer },
+      encoder: fileIdentity(o.encoder), vocab: captionsIdentity(o.captions, o.captionsText),
+    },
   };
 }

@@ -5,9 +5,13 @@
 import { existsSync, statSync } from 'node:fs';
 import type { ProgressOptions } from '../../abort.js';
 import { ConceptLensError, fileError } from '../../errors.js';
+import { fileIdentity } from '../../io/stages.js';
 import { normaliseRows, rowsOf } from '../../matrix.js';
 import { Vocabulary, type VocabSearchOptions, type VocabSearchResult } from '../../retrieval/vocabulary.js';
 import type { ImageCaptions } from './concepts.js';
+
+/** The captions file of an .npy vocabulary: `text`, else the .npy path with .txt. */
+const captionsTextPath = (path: string, text?: string) => text ?? path.replace(/\.npy$/, '') + '.txt';
 
 /**
  * A caption vocabulary: a LAION-layout directory or a store as it is, or an
@@ -18,10 +22,14 @@ export async function openCaptions(path: string, text?: string | readonly string
   if (!existsSync(path)) throw fileError(path, 'caption vocabulary not found');
   const v = statSync(path).isDirectory()
     ? await Vocabulary.open(path)
-    : await Vocabulary.open(path, { names: text ?? path.replace(/\.npy$/, '') + '.txt' });
-  if (v.rows === 0) throw new ConceptLensError('ERR_SHAPE', `${path}: the caption vocabulary is empty (0 rows); captions need at least one`);
+    : await Vocabulary.open(path, { names: typeof text === 'object' ? text : captionsTextPath(path, text) });
   if (!v.texts) throw fileError(path, 'the caption vocabulary has no captions (expected metadata_{i}.parquet, captions_{i}.txt or captions.txt beside the shards)');
   return v;
+}
+
+/** Identity of the caption vocabulary {@link openCaptions} opens, for stage keys: its files' identities. */
+export function captionsIdentity(path: string, text?: string): unknown {
+  return statSync(path).isDirectory() ? fileIdentity(path) : [fileIdentity(path), fileIdentity(captionsTextPath(path, text))];
 }
 
 /** Options of {@link topCaptions}; progress counts caption rows scanned. */

@@ -10,6 +10,7 @@
 import ort from 'onnxruntime-node';
 import { assetPath } from '../../assets.js';
 import { readNpy } from '../../io/npy.js';
+import { fileIdentity } from '../../io/stages.js';
 import { halvesToFloats } from '../../engine/fp16.js';
 import { normaliseRows } from '../../matrix.js';
 import { readJson, readLines } from '../../io/text.js';
@@ -51,18 +52,21 @@ export async function squeezenetDemoInputs(): Promise<RunInputs & { matched: num
   const lvisNpy = assetPath('embeddings/detic/lvis_v1_clip_a+cname.npy');
   const lvis = readNpy(lvisNpy), d = lvis.shape[1];
   const text = normaliseRows(halvesToFloats(lvis.data as Uint16Array), d, { zeroRows: 'error' });
-  const concepts = readJson<{ name: string; synonyms: string[] }[]>(assetPath('embeddings/detic/lvis_v1_train_cat_info.json'));
-  const match = matchClasses(readLines(assetPath('vocab/clipdissect_imagenet_labels.txt')).filter((l) => l.length > 0), concepts);
+  const conceptsJson = assetPath('embeddings/detic/lvis_v1_train_cat_info.json'), labelsTxt = assetPath('vocab/clipdissect_imagenet_labels.txt');
+  const concepts = readJson<{ name: string; synonyms: string[] }[]>(conceptsJson);
+  const match = matchClasses(readLines(labelsTxt).filter((l) => l.length > 0), concepts);
   const mean = new Float32Array(d);
   for (let i = 0; i < concepts.length; i++) for (let j = 0; j < d; j++) mean[j] += text[i * d + j] / concepts.length;
   const classText = new Float32Array(match.length * d);
   match.forEach((m, c) => classText.set(m >= 0 ? text.subarray(m * d, (m + 1) * d) : mean.map((v) => 1e-4 * v), c * d));
   const images = folderImages(assetPath('images/imagenet-samples'));
+  const [modelId, lvisId, conceptsId, labelsId] = [model, lvisNpy, conceptsJson, labelsTxt].map(fileIdentity);
   return {
     images,
     model: await onnxTargetModel(model, 'fire22', await images.rgb(0)),
     encoder: await classifierBridgeEncoder(model, classText, match.length),
     vocab: await openCaptions(lvisNpy, concepts.map((c) => `a ${norm(c.name)}`)),
+    sources: { images: images.files, model: { file: modelId, layer: 'fire22' }, encoder: [modelId, lvisId, conceptsId, labelsId], vocab: [lvisId, conceptsId] },
     matched: match.filter((m) => m >= 0).length,
   };
 }

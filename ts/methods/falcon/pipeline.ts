@@ -2,20 +2,23 @@
 // preprocessing, ONNX layer taps, image encoder and vocabulary plug in:
 // representations → groups → GradCAM crops → interpretability → lowly
 // activating counterfactuals → captions → contrasted concepts → report.
-// Each stage writes its output atomically into the run directory and is
-// skipped when that output is already there (a run resumes).
-import { existsSync } from 'node:fs';
+// Each stage writes its outputs atomically into the run directory and is
+// reused only when what it was computed from is the same (ts/io/stages.ts's
+// StageCache, as the atlas's stages): a rerun with other inputs or options
+// computes the stages they change, and every later one, again.
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { ensureDir, writeFileAtomic } from '../../io/atomic.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { cropResize, groupCams, type LayerMaps, type RgbImage } from './cam.js';
-import { ConceptLensError, fileError } from '../../errors.js';
+import { ConceptLensError } from '../../errors.js';
 import type { Vocabulary } from '../../retrieval/vocabulary.js';
 import { topCaptions, type CaptionOptions } from './captions.js';
 import { contrastConcepts, type ConceptOptions } from './concepts.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey, DEFAULT_MORE_THAN, DEFAULT_SIGMAS, type Firing, type Groups } from './groups.js';
+import { StageCache } from '../../io/stages.js';
 import { conceptsCsv, reportHtml, type GroupExplanation } from './report.js';
 import { INTERPRETABLE_ABOVE, interpretabilityScore, lowlyActivating, type LowlyOptions } from './scores.js';
 import { rng } from '../../random.js';
@@ -92,6 +95,21 @@ export async function describeGroup(a: DescribeInputs, opts: CaptionOptions & Co
   };
 }
 
+/**
+ * What the inputs were made from, as any JSON (file identities, the layer, the image list): part of each stage's key,
+ * so a rerun reuses a stage's outputs only when these, and the options the stage used, are the same.
+ */
+export interface RunSources {
+  /** The probe images (e.g. their files; their count is keyed anyway). */
+  images: unknown;
+  /** The target model and layer (e.g. the model file's identity and the layer name). */
+  model: unknown;
+  /** The image encoder (e.g. its file's identity). */
+  encoder: unknown;
+  /** The caption vocabulary (e.g. its files' identities). */
+  vocab: unknown;
+}
+
 /** What {@link runFalcon} explains and with what. */
 export interface RunInputs {
   /** The probe images. */
@@ -102,6 +120,10 @@ export interface RunInputs {
   encoder: ImageEncoder;
   /** Caption vocabulary sharing the encoder's space. */
   vocab: Vocabulary;
+  /** What the four inputs above were made from. */
+  sources: RunSources;
+  /** The representations, already computed (count × model.dim): the first stage stores them rather than calling the model. */
+  representations?: Float32Array;
 }
 
 /**
@@ -111,9 +133,9 @@ export interface RunInputs {
 export interface RunOptions extends ProgressOptions {
   /** Images per call to the target model and the encoder (default 32). */
   batch?: number;
-  /** Threshold τ in standard deviations above the mean (default {@link DEFAULT_SIGMAS}); a resumed run must use the same. */
+  /** Threshold τ in standard deviations above the mean (default {@link DEFAULT_SIGMAS}). */
   sigmas?: number;
-  /** Keep groups shared by more than this many images (default {@link DEFAULT_MORE_THAN}); a resumed run must use the same. */
+  /** Keep groups shared by more than this many images (default {@link DEFAULT_MORE_THAN}). */
   moreThan?: number;
   /** Explain at most this many groups, largest first. */
   maxGroups?: number;
@@ -127,12 +149,15 @@ export interface RunOptions extends ProgressOptions {
    * their score. Default INTERPRETABLE_ABOVE.
    */
   interpretableAbove?: number;
-  /** Explain every group, whatever its score (turns the threshold off). */
+  /** Explain every group, whatever its interpretability (turns the threshold off). */
   explainAll?: boolean;
   /** Seeds the random image sets each group's score is compared with. Default 0. */
   seed?: number;
-  /** Called as each stage starts or progresses (done of total). */
-  onStage?: (stage: string, done: number, total: number) => void;
+  /**
+   * Called as each stage starts or progresses (done of total); `cached` when a stage's outputs were reused from an
+   * earlier run of the same inputs and options.
+   */
+  onStage?: (stage: string, done: number, total: number, cached?: boolean) => void;
 }
 
 const fileKey = (key: string) => 'g' + key.replace(/,/g, '_');
@@ -140,10 +165,42 @@ export const groupFile = (key: string) => `groups/${fileKey(key)}.json`;
 export const cropPath = (key: string, image: number) => `crops/${fileKey(key)}/${image}.png`;
 export const imagePath = (image: number) => `images/${image}.png`;
 
+/**
+ * Each stage's outputs in the run directory, in stage order; the report is rewritten by every run. A stage that
+ * starts over removes its own and every later stage's outputs and records (see {@link clearFrom}).
+ */
+const OUTPUTS: readonly (readonly [stage: string, files: readonly string[]])[] = [
+  ['representations', ['representations.npy']],
+  ['groups', ['firing.json', 'groups.json']],
+  ['explanations', ['groups', 'crops', 'images']],
+  ['report', ['concepts.csv', 'report.html']],
+];
+
+/** Every path a run writes under its directory (a stage starting over removes them). */
+export const RUN_OUTPUTS: readonly string[] = ['stages', ...OUTPUTS.flatMap(([, files]) => files)];
+
+/** Clears stage `name` onwards: no output computed from other inputs stays beside the ones this run computes. */
+function clearFrom(cache: StageCache, name: string): () => void {
+  return () => {
+    for (const [stage, files] of OUTPUTS.slice(OUTPUTS.findIndex(([s]) => s === name))) {
+      rmSync(cache.dir(stage), { recursive: true, force: true });
+      for (const f of files) rmSync(join(cache.root, f), { recursive: true, force: true });
+    }
+  };
+}
+
+/** The options an explanation depends on; not how it is computed (batch, signal, the searcher, progress). */
+function explainSettings(o: RunOptions): unknown {
+  const { search: _s, signal: _g, onProgress: _p, ...captions } = o.captions ?? {};
+  return { lowly: o.lowly, captions, interpretableAbove: o.interpretableAbove, explainAll: o.explainAll, seed: o.seed };
+}
+
 async function writePng(path: string, img: RgbImage): Promise<void> {
   const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } }).png().toBuffer();
   writeFileAtomic(path, png);
 }
+
+type Reps = { data: Float32Array; rows: number; cols: number };
 
 class Run {
   constructor(readonly dir: string, readonly inp: RunInputs, readonly opts: RunOptions) {}
@@ -156,14 +213,16 @@ class Run {
     return Promise.all(ids.map((i) => this.inp.images.rgb(i)));
   }
 
-  async representations(): Promise<{ data: Float32Array; rows: number; cols: number }> {
-    const p = this.path('representations.npy'), { count } = this.inp.images, dim = this.inp.model.dim;
-    if (existsSync(p)) {
-      const a = readNpy(p);
-      if (a.shape[0] !== count || a.shape[1] !== dim)
-        throw fileError(p, `shape [${a.shape.join(', ')}] does not match this run (${count} images × ${dim} features); use a fresh run directory`);
-      return { data: a.data as Float32Array, rows: count, cols: dim };
-    }
+  /** Writes representations.npy: the given representations, or the target model's. */
+  async writeRepresentations(): Promise<void> {
+    const { count } = this.inp.images, dim = this.inp.model.dim, given = this.inp.representations;
+    if (given && given.length !== count * dim)
+      throw new ConceptLensError('ERR_SHAPE', `representations: expected ${count} images × ${dim} features = ${count * dim} values, got ${given.length}`);
+    writeNpy(this.path('representations.npy'), given ?? await this.represent(count, dim), [count, dim]);
+  }
+
+  /** The target model's representations of every image, batch by batch. */
+  private async represent(count: number, dim: number): Promise<Float32Array> {
     const out = new Float32Array(count * dim), batch = this.opts.batch ?? 32;
     for (let i0 = 0; i0 < count; i0 += batch) {
       throwIfAborted(this.opts.signal);
@@ -171,28 +230,32 @@ class Run {
       out.set(await this.inp.model.represent(await this.rgbs(ids)), i0 * dim);
       this.opts.onStage?.('representations', i0 + ids.length, count);
     }
-    writeNpy(p, out, [count, dim]);
-    return { data: out, rows: count, cols: dim };
+    return out;
   }
 
-  async groups(r: { data: Float32Array; rows: number; cols: number }): Promise<{ firing: Firing; groups: Groups }> {
-    const sigmas = this.opts.sigmas ?? DEFAULT_SIGMAS, moreThan = this.opts.moreThan ?? DEFAULT_MORE_THAN;
-    const p = this.path('groups.json'), f = this.path('firing.json');
-    if (existsSync(p)) this.requireSameGrouping(f, { sigmas, moreThan });
-    const firing = await computeFiring(r, { sigmas, signal: this.opts.signal });
-    if (existsSync(p)) return { firing, groups: readJson<Groups>(p) };
-    const groups = groupImages(firing.sets, moreThan);
-    writeFileAtomic(f, JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau, sigmas, moreThan }) + '\n');
-    writeFileAtomic(p, JSON.stringify(groups) + '\n');
-    return { firing, groups };
+  readRepresentations(): Reps {
+    const a = readNpy(this.path('representations.npy'));
+    return { data: a.data as Float32Array, rows: a.shape[0], cols: a.shape[1] };
   }
 
-  /** A resumed run groups as it did the first time: other settings would mix two runs' outputs. */
-  private requireSameGrouping(firingPath: string, asked: { sigmas: number; moreThan: number }): void {
-    const recorded = existsSync(firingPath) ? readJson<Partial<typeof asked>>(firingPath) : {};
-    for (const k of ['sigmas', 'moreThan'] as const)
-      if (recorded[k] !== undefined && recorded[k] !== asked[k])
-        throw new ConceptLensError('ERR_ARG', `${k}: the run in ${this.dir} was grouped with ${k} = ${recorded[k]}, this call asks for ${asked[k]}; use the same value or a fresh run directory`);
+  /** Writes groups.json and firing.json (τ and the grouping settings, for the reader). */
+  writeGroups(firing: Firing, grouping: { sigmas: number; moreThan: number }): void {
+    writeFileAtomic(this.path('firing.json'), JSON.stringify({ mean: firing.mean, std: firing.std, tau: firing.tau, ...grouping }) + '\n');
+    writeFileAtomic(this.path('groups.json'), JSON.stringify(groupImages(firing.sets, grouping.moreThan)) + '\n');
+  }
+
+  /** Explains each group not explained yet (an interrupted stage resumes at the first group without a file). */
+  async explainGroups(groups: Groups, keys: string[], r: Float32Array, firing: Firing): Promise<void> {
+    for (const d of ['groups', 'crops', 'images']) ensureDir(this.path(d), 'FALCON run');
+    for (const [i, key] of keys.entries()) {
+      this.opts.onStage?.('groups', i, keys.length);
+      if (!existsSync(this.path(groupFile(key)))) await this.explain(key, groupMembers(groups, key), r, firing);
+    }
+    this.opts.onStage?.('groups', keys.length, keys.length);
+  }
+
+  readExplanations(keys: string[]): GroupExplanation[] {
+    return keys.map((key) => readJson<GroupExplanation>(this.path(groupFile(key))));
   }
 
   async embed(imgs: RgbImage[]): Promise<Float32Array> {
@@ -201,9 +264,7 @@ class Run {
     return out;
   }
 
-  async explain(key: string, high: number[], r: Float32Array, firing: Firing): Promise<GroupExplanation> {
-    const p = this.path(groupFile(key));
-    if (existsSync(p)) return readJson<GroupExplanation>(p);
+  async explain(key: string, high: number[], r: Float32Array, firing: Firing): Promise<void> {
     const features = parseGroupKey(key, firing.cols);
     const imgs = await this.rgbs(high);
     const cams = await groupCams(await this.inp.model.camLayers(imgs, features), features,
@@ -223,8 +284,7 @@ class Run {
       : unexplained(base, score);
     e.boxes = cams.boxes;
     e.baseline = await this.randomBaseline(key, high.length);
-    writeFileAtomic(p, JSON.stringify(e) + '\n');
-    return e;
+    writeFileAtomic(this.path(groupFile(key)), JSON.stringify(e) + '\n');
   }
 
   /** The interpretability score of as many random images (whole, seeded by the group): what chance gives. */
@@ -232,6 +292,15 @@ class Run {
     const rand = rng(hashKey(key) ^ (this.opts.seed ?? 0)), n = this.inp.images.count;
     const picks = Array.from({ length: Math.min(size, n) }, () => Math.floor(rand() * n));
     return interpretabilityScore(await this.embed(await this.rgbs(picks)), picks.length, this.inp.encoder.dim);
+  }
+
+  /** concepts.csv and report.html of the explained groups. */
+  writeReport(out: GroupExplanation[]): void {
+    writeFileAtomic(this.path('concepts.csv'), conceptsCsv(out));
+    writeFileAtomic(this.path('report.html'), reportHtml('FALCON feature groups', out, {
+      crops: (e) => e.high.map((i) => cropPath(e.group, i)),
+      lowly: (e) => e.low.map(imagePath),
+    }));
   }
 }
 
@@ -250,25 +319,32 @@ function hashKey(key: string): number {
   return h >>> 0;
 }
 
-/** Runs (or resumes) FALCON into `dir`; returns the explained groups. */
+/** The groups explained: at most `maxGroups`, largest first. */
+function selectGroups(groups: Groups, maxGroups = Infinity): string[] {
+  return Object.keys(groups).sort((a, b) => groups[b].length - groups[a].length || (a < b ? -1 : 1)).slice(0, maxGroups);
+}
+
+/**
+ * Runs (or resumes) FALCON into `dir`; returns the explained groups. Each stage (representations, groups,
+ * explanations) is reused only when its inputs' sources and options match the run that wrote it (records in
+ * dir/stages/); otherwise it and every later stage are computed again.
+ */
 export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = {}): Promise<GroupExplanation[]> {
   if (inp.encoder.dim !== inp.vocab.dim)
     throw new ConceptLensError('ERR_SHAPE', `image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.source})`);
-  for (const d of ['groups', 'crops', 'images']) ensureDir(join(dir, d), 'FALCON run');
-  const run = new Run(dir, inp, opts);
-  const r = await run.representations();
-  const { firing, groups } = await run.groups(r);
-  const keys = Object.keys(groups).sort((a, b) => groups[b].length - groups[a].length || (a < b ? -1 : 1)).slice(0, opts.maxGroups ?? Infinity);
-  const out: GroupExplanation[] = [];
-  for (const key of keys) {
-    opts.onStage?.('groups', out.length, keys.length);
-    out.push(await run.explain(key, groupMembers(groups, key), r.data, firing));
-  }
-  opts.onStage?.('groups', out.length, keys.length);
-  writeFileAtomic(join(dir, 'concepts.csv'), conceptsCsv(out));
-  writeFileAtomic(join(dir, 'report.html'), reportHtml('FALCON feature groups', out, {
-    crops: (e) => e.high.map((i) => cropPath(e.group, i)),
-    lowly: (e) => e.low.map(imagePath),
-  }));
-  return out;
+  ensureDir(dir, 'FALCON run');
+  const run = new Run(dir, inp, opts), src = inp.sources, signal = opts.signal;
+  // Timings stay out of the records: a resumed run writes the same bytes as one never interrupted.
+  const cache = new StageCache(dir, { signal, timed: false, progress: (p) => { if (p.cached) opts.onStage?.(p.stage, 1, 1, true); } });
+  const reps = await cache.run('representations', { images: src.images, count: inp.images.count, model: src.model, dim: inp.model.dim },
+    () => run.writeRepresentations(), () => run.readRepresentations(), clearFrom(cache, 'representations'));
+  const grouping = { sigmas: opts.sigmas ?? DEFAULT_SIGMAS, moreThan: opts.moreThan ?? DEFAULT_MORE_THAN };
+  const firing = await computeFiring(reps.value, { sigmas: grouping.sigmas, signal });
+  const groups = await cache.run('groups', { representations: reps.key, ...grouping },
+    async () => run.writeGroups(firing, grouping), () => readJson<Groups>(run.path('groups.json')), clearFrom(cache, 'groups'));
+  const keys = selectGroups(groups.value, opts.maxGroups);
+  const explained = await cache.run('explanations', { groups: groups.key, keys, encoder: src.encoder, vocab: src.vocab, settings: explainSettings(opts) },
+    () => run.explainGroups(groups.value, keys, reps.value.data, firing), () => run.readExplanations(keys), clearFrom(cache, 'explanations'));
+  run.writeReport(explained.value);
+  return explained.value;
 }
