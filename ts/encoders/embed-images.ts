@@ -5,7 +5,7 @@
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, relative, resolve, sep } from 'node:path';
-import { throwIfAborted, type ProgressOptions } from '../abort.js';
+import { throttled, throwIfAborted, type ProgressOptions } from '../abort.js';
 import { commitTemp, requireFileTarget, tempPath, writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, writeNpy } from '../io/npy.js';
 import { preprocessBatch, type ImageBatch, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
@@ -217,7 +217,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
   const key = runKey(o, files);
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
   const ckpt = loadCheckpoint(o, key) ?? { key, filesDone: 0, rows: 0, dim: 0, skipped: [], labels: [] };
-  const resumedAt = ckpt.filesDone;
+  const resumedAt = ckpt.filesDone, progress = throttled(o.onProgress);
   const dtype = o.encoder?.dtype ?? 'float32';
   const bytesPer = dtype === 'float16' ? 2 : 4;
   const B = o.batchSize ?? 32;
@@ -244,7 +244,7 @@ export async function embedImages(o: EmbedImagesOptions): Promise<EmbedImagesRes
       ckpt.skipped.push(...batch.skipped);
       ckpt.filesDone = Math.min(files.length, f0 + B);
       writeFileAtomic(checkpointPath(o.out), JSON.stringify(ckpt));
-      o.onProgress?.(ckpt.filesDone, files.length);
+      progress(ckpt.filesDone, files.length);
     }
   } finally {
     await encoder.close();

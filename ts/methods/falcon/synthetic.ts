@@ -3,7 +3,7 @@
 // text_emb_{i}.npy (fp16, unit rows) + metadata_{i}.parquet (`caption`).
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { throwIfAborted, type ProgressOptions } from '../../abort.js';
+import { throttled, throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { commitTemp, tempPath, writeFileAtomic } from '../../io/atomic.js';
 import { floatsToHalves } from '../../engine/fp16.js';
 import { argError } from '../../errors.js';
@@ -76,6 +76,7 @@ export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Pro
   const state = { s: (o.seed ?? 1) >>> 0 || 1 };
   const buf = new Float32Array(block * dim);
   let shard = 0;
+  const progress = throttled(o.onProgress);
   for (let first = 0; first < o.rows; first += shardRows, shard++) {
     const rows = Math.min(shardRows, o.rows - first), path = join(dir, `text_emb_${shard}.npy`), tmp = tempPath(path);
     const fd = openSync(tmp, 'w');
@@ -88,7 +89,7 @@ export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Pro
         fillUnitRows(part, dim, state);
         const halves = floatsToHalves(part);
         writeSync(fd, new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength));
-        o.onProgress?.(first + r0 + n, o.rows);
+        progress(first + r0 + n, o.rows);
       }
       written = true;
     } finally {
