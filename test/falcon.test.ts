@@ -550,7 +550,7 @@ test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations,
     /tensor 'nonexistent' not found/);
 });
 
-test('`falcon run` refuses an --out whose replaced folders hold --images, or that lies inside --images', async () => {
+test('`falcon run` refuses an --out whose replaced folders hold --images, that lies inside --images (links followed), or that holds their names with no record of a run', async () => {
   const dir = tempDir(), images = join(dir, 'images');
   mkdirSync(images);
   const run = (out: string) => runCli(['falcon', 'run', '--model', 'm.onnx', '--layer', 'x', '--images', images, '--captions', 'c.npy', '--encoder', 'm.onnx', '--out', out]);
@@ -562,6 +562,19 @@ test('`falcon run` refuses an --out whose replaced folders hold --images, or tha
   }
   assert.deepEqual(readdirSync(dir), ['images']);
   assert.deepEqual(readdirSync(images), []);
+  // A folder that holds names a run replaces (here the user's own images/) but no record of a run is refused
+  // before anything loads, and left as it was; so is one reached through a link to the --images folder.
+  const mine = join(dir, 'mine');
+  mkdirSync(join(mine, 'images'), { recursive: true });
+  writeFileSync(join(mine, 'images', 'photo.png'), 'mine');
+  const r = await run(mine);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /mine: holds images but no record of a FALCON run \(stages\/representations\), and a run replaces those; give an empty or new --out/);
+  assert.equal(readFileSync(join(mine, 'images', 'photo.png'), 'utf8'), 'mine');
+  symlinkSync(images, join(dir, 'link'));
+  const linked = await run(join(dir, 'link', 'run'));
+  assert.equal(linked.code, 2, linked.stderr);
+  assert.match(linked.stderr, /--out: '.*link\/run' is inside --images/);
 });
 
 test('`falcon run` into the same --out with another --layer or --temperature: the stages they change are computed again, and said so', async (t) => {

@@ -322,7 +322,7 @@ test('bad inputs fail with errors that name the file', async (t: TestContext) =>
     writeNpy(join(dir, 'e0.npy'), new Float32Array(0), [0, D]);
     await assert.rejects(Vocabulary.open(join(dir, 'e0.npy')), { code: 'ERR_SHAPE', message: /e0\.npy: has 0 rows; a vocabulary needs at least one/ });
     writeNpy(join(dir, 'v.npy'), new Float32Array(3 * D), [3, D]);
-    await assert.rejects(Vocabulary.open(join(dir, 'v.npy'), { keepRows: new Float64Array(0) }), /v\.npy: keepRows: expected at least one row kept/);
+    await assert.rejects(Vocabulary.open(join(dir, 'v.npy'), { keepRows: new Float64Array(0) }), /v\.npy: keepRows: keeps no rows; expected at least one/);
     for (const blockBytes of [0, -5, 1.5])
       await assert.rejects(Vocabulary.open(join(dir, 'v.npy'), { blockBytes }), new RegExp(`blockBytes: expected an integer number of bytes >= 1, got ${blockBytes}`));
   });

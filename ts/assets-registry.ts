@@ -189,9 +189,10 @@ export async function download(url: string, dest: string, sha256: string, opts: 
     body.on('data', (chunk: Buffer) => {
       hash.update(chunk);
       done += chunk.length;
-      progress(done, total || done);
+      progress(done, Math.max(total, done + 1));  // the length may be unknown or short (compressed): the end comes below
     });
     await pipeline(body, createWriteStream(tmp), { signal: opts.signal });
+    progress(done, done);
     const got = hash.digest('hex');
     if (got !== sha256) throw new ConceptLensError('ERR_FILE', `download ${url}: sha256 mismatch: expected ${sha256}, got ${got} (${done} bytes); the file was not kept`);
     renameSync(tmp, dest);

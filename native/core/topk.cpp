@@ -46,8 +46,8 @@ float inverse_norm(double ss, const float* x, int64_t d, const char* what, int64
     while (c < d && std::isfinite(x[c])) ++c;
     if (c < d) fail(ErrorCode::NaN, name + " holds a NaN or infinite value (column " + std::to_string(c) + "), cosine is undefined");
     c = std::max_element(x, x + d, [](float a, float b) { return std::fabs(a) < std::fabs(b); }) - x;
-    fail(name + ": expected values whose squares fit float32 (|x| up to 1.8e19), got " + show(x[c]) + " at column " +
-         std::to_string(c) + "; scale the rows down");
+    fail(name + ": expected a sum of squares within float32's range (a norm up to 1.8e19), got values up to " + show(x[c]) +
+         " (column " + std::to_string(c) + "); scale the rows down");
   }
   return static_cast<float>(1.0 / std::sqrt(ss));
 }

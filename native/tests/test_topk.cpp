@@ -681,7 +681,7 @@ TEST(bad_input_is_named) {
   std::vector<float> big(8, 1.0f);
   big[6] = -3e19f;
   CHECK_THROWS_WITH(cos.add(cl::MatrixView{big.data(), cl::DType::F32, 2, 4}, 0, nullptr, p),
-                    "row 1: expected values whose squares fit float32 (|x| up to 1.8e19), got -3e+19 at column 2");
+                    "row 1: expected a sum of squares within float32's range (a norm up to 1.8e19), got values up to -3e+19 (column 2)");
 }
 
 TEST(cancel_flag_stops_the_scan) {

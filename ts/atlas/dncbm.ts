@@ -63,12 +63,13 @@ function probeOn(x: Float32Array, d: number, labels: Int32Array, classes: number
   return { weights: probe.weights, top1: accuracy(toSparse(x, labels.length, d), labels, probe.weights, classes, test).top1 };
 }
 
-/** The probe on the classes with at least `minImages` images (none when fewer than 2 such classes). */
+/** The probe on the classes with at least `minImages` images (none when fewer than 2 such classes, or no labelled image to fit or score). */
 function cbmProbe(strengths: Mat, acts: Mat, probe: ProbeSet, split: { train: Uint32Array; val: Uint32Array }, minImages: number): CbmProbe | undefined {
   const counts = classCounts(probe), classes = counts.flatMap((n, c) => (n >= minImages ? [c] : []));
   if (classes.length < 2) return undefined;
   const compact = new Map(classes.map((c, k) => [c, k])), labels = Int32Array.from(probe.labels, (y) => compact.get(y) ?? -1);
   const train = Array.from(split.train).filter((i) => labels[i] >= 0), heldOut = Array.from(split.val).filter((i) => labels[i] >= 0);
+  if (train.length === 0 || heldOut.length === 0) return undefined;  // nothing to fit or to score the probe on
   const cbm = probeOn(strengths.data, strengths.cols, labels, classes.length, train, heldOut);
   const linear = probeOn(acts.data, acts.cols, labels, classes.length, train, heldOut);
   return { classes, weights: cbm.weights, heldOut, cbmTop1: cbm.top1, linearTop1: linear.top1 };

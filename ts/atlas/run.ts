@@ -1,10 +1,10 @@
 // `runAtlas`: everything that applies to one layer, each stage cached in
-// OUT/stages (see cache.ts), then one self-contained site written over it:
+// OUT/stages (ts/io/stages.ts), then one self-contained site written over it:
 // OUT/index.html, OUT/units/u<unit>.html, OUT/figures.html, OUT/thumbs/.
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { ConceptLensError } from '../errors.js';
-import { requireDirTarget, writeFileAtomic } from '../io/atomic.js';
+import { requireDirTarget, requireOutsideImages, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
 import { folderImages, onnxTargetModel } from '../methods/falcon/adapters.js';
 import type { ProbeImages, TargetModel } from '../methods/falcon/pipeline.js';
@@ -100,9 +100,7 @@ function requireInputFile(option: string, path: string | undefined): void {
 function checkOptions(o: AtlasOptions): string[][] {
   if (!o.clipImage === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --clip-image CLIP_IMAGE.onnx or --standin (the stand-in tower, labelled as such)');
   if (o.images.length === 0) throw new ConceptLensError('ERR_ARG', '--images: expected at least one folder of images, got none');
-  const out = resolve(o.out);
-  const inside = o.images.find((d) => out === resolve(d) || out.startsWith(resolve(d) + '/'));
-  if (inside) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${inside}'; its outputs would be read as images`);
+  requireOutsideImages(o.out, o.images);
   requireDirTarget(o.out, 'atlas');
   for (const [option, path] of [['--model', o.model], ['--clip-image', o.clipImage], ['--image-mean', o.imageMean]] as const) requireInputFile(option, path);
   return listProbeFolders(o.images);

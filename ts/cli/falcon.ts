@@ -2,16 +2,16 @@
 //   groups  — feature groups of precomputed representations (groups.json)
 //   explain — one group's lowly activating images, captions and concepts on precomputed embeddings
 //   run     — the whole method on a model, an image folder and a caption vocabulary, resumable
-import { mkdirSync, statSync } from 'node:fs';
-import { join, resolve, sep } from 'node:path';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ConceptLensError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { isWithin, requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { readMatrix } from '../io/matrix.js';
 import { gatherRows } from '../matrix.js';
 import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, listedMembers, parseGroupKey, readGroups, readRepresentations, representationsF32 } from '../methods/falcon/groups.js';
-import { describeGroup, groupFile, runFalcon, RUN_OUTPUTS } from '../methods/falcon/pipeline.js';
+import { describeGroup, groupFile, requireRunDir, runFalcon, RUN_OUTPUTS } from '../methods/falcon/pipeline.js';
 import { conceptsCsv } from '../methods/falcon/report.js';
 import { lowlyActivating } from '../methods/falcon/scores.js';
 import { openRunInputs } from '../methods/falcon/adapters.js';
@@ -76,6 +76,7 @@ function registerExplain(falcon: Command): void {
 }
 
 async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearcher): Promise<void> {
+  if (o.out) requireDirTarget(o.out, 'explanation');
   const rep = readRepresentations(o.representations);
   const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
   const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}` });
@@ -95,7 +96,6 @@ async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearch
   }, { softmaxTemperature: o.temperature, unitRows: o.unitRows, signal, onProgress: (d, t) => bar.update(d, t), search });
   bar.stop();
   if (o.out) {
-    mkdirSync(join(o.out, 'groups'), { recursive: true });
     writeFileAtomic(join(o.out, groupFile(key)), JSON.stringify(e) + '\n');
     writeFileAtomic(join(o.out, 'concepts.csv'), conceptsCsv([e]));
   }
@@ -133,14 +133,14 @@ function registerRun(falcon: Command): void {
  * lie in one), and a run inside --images would have its crops read as images the next time.
  */
 function requireApart(images: string, out: string): void {
-  const img = resolve(images), dir = resolve(out), within = (a: string, b: string) => a === b || a.startsWith(b + sep);
-  if (within(dir, img)) throw new UsageError(`--out: '${out}' is inside --images '${images}'; a rerun would read its crops as images`);
-  const output = RUN_OUTPUTS.find((f) => within(img, join(dir, f)));
+  if (isWithin(out, images)) throw new UsageError(`--out: '${out}' is inside --images '${images}'; a rerun would read its crops as images`);
+  const output = RUN_OUTPUTS.find((f) => isWithin(images, join(out, f)));
   if (output) throw new UsageError(`--images: '${images}' is inside ${join(out, output)}, which the run replaces; give another --out`);
 }
 
 async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Promise<void> {
   requireApart(o.images, o.out);
+  requireRunDir(o.out);  // before the models load; runFalcon checks again
   const inputs = await openRunInputs(o);
   const bars = new Map<string, ReturnType<typeof progressBar>>();
   const out = await runFalcon(inputs, o.out, {

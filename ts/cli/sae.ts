@@ -80,7 +80,8 @@ export function registerSae(program: Command): void {
     .addOption(aliasFlag('--centre', 'center'))
     .option('--json', 'print the final metadata as JSON')
     .action(act(async (o: SaeTrainFlags, { signal }) => {
-      if (o.k !== undefined && (o.kind ?? 'relu-l1') === 'relu-l1')
+      // A resumed run's kind is the recorded one (checked against the options there).
+      if (o.k !== undefined && !o.resume && (o.kind ?? 'relu-l1') === 'relu-l1')
         throw new UsageError('--k: only with --kind topk or batchtopk (relu-l1 codes are made sparse by --l1)');
       const bar = progressBar('sae', 'items', !o.json && process.stderr.isTTY);
       const meta = await trainSae({

@@ -76,7 +76,7 @@ function whenStopped(signal: AbortSignal): { stopped: Promise<string>; dispose()
 }
 
 async function serve(o: ServeFlags, signal: AbortSignal): Promise<void> {
-  if (!o.config && !o.vocab && !o.concepts && !o.model)
+  if (!o.config && !o.vocab && !o.concepts && !o.conceptNames && !o.imageMean && !o.model)
     throw new UsageError('nothing to serve: give --vocab, SpLiCE\'s --concepts (with --concept-names and --image-mean), --model, or --config');
   const stop = whenStopped(signal);
   try {

@@ -2,10 +2,10 @@
 // place, so a crash or abort never leaves a half-written result. A process
 // killed between the two leaves its temp file; the next write of the same
 // target removes it.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { fileError } from '../errors.js';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { ConceptLensError, fileError } from '../errors.js';
 
 // Temp names carry host and pid: on storage shared by several machines, only
 // this host's temps of dead processes are known to be abandoned.
@@ -75,4 +75,24 @@ export function ensureDir(path: string, owner = 'run'): void {
   } catch (e) {
     throw fileError(path, `cannot create the directory for the ${owner}'s outputs (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, e);
   }
+}
+
+/** A path with every link resolved, also where its last parts do not exist yet (an output to be made). */
+export function realPath(path: string): string {
+  const abs = resolve(path);
+  if (existsSync(abs)) return realpathSync(abs);
+  const parent = dirname(abs);
+  return parent === abs ? abs : join(realPath(parent), basename(abs));
+}
+
+/** Whether `inner` is `outer` or lies under it, links resolved. */
+export function isWithin(inner: string, outer: string): boolean {
+  const rel = relative(realPath(outer), realPath(inner));
+  return rel === '' || (!rel.startsWith('..' + sep) && rel !== '..' && !rel.startsWith(sep));
+}
+
+/** An output folder must not lie in an input folder of images: a rerun would read its outputs as images (ERR_ARG). */
+export function requireOutsideImages(out: string, images: readonly string[]): void {
+  const inside = images.find((d) => isWithin(out, d));
+  if (inside !== undefined) throw new ConceptLensError('ERR_ARG', `--out: '${out}' is inside --images '${inside}'; its outputs would be read as images`);
 }

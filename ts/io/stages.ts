@@ -48,7 +48,7 @@ export function writeJson(path: string, value: unknown): void {
 
 /** Progress of a staged run: a stage's `done` of `total` steps, or that it was loaded from the cache. */
 export interface StageProgress {
-  /** Stage name ('activations', 'representations', …). */
+  /** Stage name ('probe', 'representations', …). */
   stage: string;
   done: number;
   total: number;

@@ -270,10 +270,10 @@ export function trainerBytes(d: number, m: number, batch: number): number {
   return 4 * (4 * params + batch * (3 * m + 4 * d));
 }
 
-/** On --resume, every option given must agree with the recorded run (else results would silently mix settings). */
 /** A recorded setting as the user typed it: the engine keeps rates in float32 (5e-4 reads back as 0.0005000000237…). */
 const asTyped = (v: unknown) => (typeof v === 'number' ? String(Number(v.toPrecision(7))) : String(v));
 
+/** On --resume, the features and every option given must agree with the recorded run (else results would silently mix). */
 function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string, id: string): void {
   if (meta.featuresId !== undefined && meta.featuresId !== id)
     throw new ConceptLensError('ERR_ARG', `features: the run in ${dir} was trained on ${meta.features} (${meta.featuresId}); --resume got ${o.features} ` +

@@ -3,12 +3,12 @@
 // every image, and write per-image and dataset (and per-class) decompositions
 // with a bar chart of the dataset's top concepts.
 import { renameSync, rmSync } from 'node:fs';
-import { join, relative, resolve, sep } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { ProgressOptions } from '../abort.js';
 import { embedImages, classKeys, isImageName, listFiles } from '../encoders/embed-images.js';
 import { ConceptLensError } from '../errors.js';
 import { preprocessSpec, type PreprocessSpec, type SkippedImage } from '../images/preprocess.js';
-import { writeFileAtomic, requireDirTarget } from '../io/atomic.js';
+import { writeFileAtomic, requireDirTarget, requireOutsideImages } from '../io/atomic.js';
 import { formatCsv } from '../io/csv.js';
 import { readFloatMatrix, readMatrix, readVector } from '../io/matrix.js';
 import { writeNpy } from '../io/npy.js';
@@ -106,9 +106,9 @@ function rankedRows(scope: string, count: number, model: SpliceModel, m: Float64
 /** Embeds, decomposes and writes weights.npy, decompositions.csv, dataset.csv, dataset.svg/png under `out`. */
 export async function spliceImages(o: SpliceImagesOptions): Promise<SpliceImagesResult> {
   if (!o.model === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --model CLIP_IMAGE.onnx or --standin');
-  const out = resolve(o.out), root = resolve(o.images);
-  if (out === root || out.startsWith(root + sep)) throw new ConceptLensError('ERR_ARG', `--out: '${o.out}' is inside --images '${o.images}'; its outputs would be read as images`);
+  requireOutsideImages(o.out, [o.images]);
   requireDirTarget(o.out, 'SpLiCE images');
+  const out = resolve(o.out);
   // Every input is checked before any output is touched; the embeddings go to a
   // temporary file that replaces embeddings.npy only once the whole run succeeds.
   const { names, vectors, d } = loadConcepts(o);

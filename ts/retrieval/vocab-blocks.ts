@@ -91,7 +91,7 @@ export function restateRow(e: unknown, shards: Shard[], b: BlockPlace): unknown 
     try {
       requireFiniteRows(readNpyRows(h, fileRow(b, i), 1) as FloatRows, dimOf(h), h.path, () => at);
     } catch (x) {
-      return x;
+      if (x instanceof ConceptLensError && x.code === 'ERR_NAN') return x;  // a failed read-back keeps the scan's own error
     }
   }
   return new ConceptLensError(e.code, `${at}${m[2]}`);

@@ -223,7 +223,7 @@ export class Vocabulary implements VocabContent {
     const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
     if (opts.dedupe && opts.keepRows) throw new ConceptLensError('ERR_ARG', `${path}: dedupe and keepRows both choose the rows kept; give one`);
     const kept = opts.dedupe ? await dedupe(src, path, opts.signal) : opts.keepRows ? keepRows(src, requireKeepRows(opts.keepRows, rows, path), rows) : base;
-    if (kept.rows === 0) throw argError(`${path}: keepRows`, 'at least one row kept', 'none');
+    if (kept.rows === 0) throw new ConceptLensError('ERR_ARG', `${path}: keepRows: keeps no rows; expected at least one`);
     const transforms = { normalize: !!opts.normalize, center: !!opts.center };
     const mean = transforms.center ? await meanRow(kept.shards, src.dim, transforms.normalize, { ...opts, blockBytes }) : undefined;
     return new Vocabulary(path, { ...kept, dim: src.dim, dtype: src.dtype, sourceRows: rows, transforms, mean }, blockBytes);

@@ -13,7 +13,7 @@ import { throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { ensureDir, writeFileAtomic } from '../../io/atomic.js';
 import { readNpy, writeNpy } from '../../io/npy.js';
 import { cropResize, groupCams, type LayerMaps, type RgbImage } from './cam.js';
-import { ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, fileError } from '../../errors.js';
 import type { Vocabulary } from '../../retrieval/vocabulary.js';
 import { topCaptions, type CaptionOptions } from './captions.js';
 import { contrastConcepts, type ConceptOptions } from './concepts.js';
@@ -179,6 +179,17 @@ const OUTPUTS: readonly (readonly [stage: string, files: readonly string[]])[] =
 /** Every path a run writes under its directory (a stage starting over removes them). */
 export const RUN_OUTPUTS: readonly string[] = ['stages', ...OUTPUTS.flatMap(([, files]) => files)];
 
+/**
+ * A run replaces its outputs by name (images/, groups/, …): only in a folder that holds none of them, or holds a
+ * FALCON run's record of its first stage, so nothing else of the user's that bears those names is ever removed.
+ */
+export function requireRunDir(dir: string): void {
+  if (!existsSync(dir) || existsSync(join(dir, 'stages', OUTPUTS[0][0]))) return;
+  const held = RUN_OUTPUTS.filter((f) => existsSync(join(dir, f)));
+  if (held.length > 0)
+    throw fileError(dir, `holds ${held.join(', ')} but no record of a FALCON run (stages/${OUTPUTS[0][0]}), and a run replaces those; give an empty or new --out`);
+}
+
 /** Clears stage `name` onwards: no output computed from other inputs stays beside the ones this run computes. */
 function clearFrom(cache: StageCache, name: string): () => void {
   return () => {
@@ -332,6 +343,8 @@ function selectGroups(groups: Groups, maxGroups = Infinity): string[] {
 export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = {}): Promise<GroupExplanation[]> {
   if (inp.encoder.dim !== inp.vocab.dim)
     throw new ConceptLensError('ERR_SHAPE', `image encoder dimension ${inp.encoder.dim} differs from the caption vocabulary's (${inp.vocab.dim}, ${inp.vocab.source})`);
+  if (typeof inp.sources !== 'object' || inp.sources === null) throw argError('inputs.sources', 'what the inputs were made from (RunSources)', inp.sources);
+  requireRunDir(dir);
   ensureDir(dir, 'FALCON run');
   const run = new Run(dir, inp, opts), src = inp.sources, signal = opts.signal;
   // Timings stay out of the records: a resumed run writes the same bytes as one never interrupted.

@@ -38,10 +38,11 @@ export function seededSplit(n: number, seed: number): Split {
 }
 
 /**
- * Checks a split against n samples: integer indices in range, parts disjoint and large enough. `where` names a part
- * in errors (its file, for a split read from one).
+ * Checks a split against n samples: integer indices in range, parts disjoint and large enough. `at` names a part in
+ * errors: a prefix ('split' gives 'split train'), or a function of the part (its file, for a split read from one).
  */
-export function validateSplit(s: Record<Part, ArrayLike<number>>, n: number, where: (part: Part) => string = (p) => `split ${p}`): void {
+export function validateSplit(s: Record<Part, ArrayLike<number>>, n: number, at: string | ((part: Part) => string) = 'split'): void {
+  const where = typeof at === 'string' ? (p: Part) => `${at} ${p}` : at;
   if (typeof s !== 'object' || s === null) throw argError('split', 'train, val and test sample indices (e.g. from seededSplit)', s);
   for (const name of PARTS)
     if (!(ArrayBuffer.isView(s[name]) || Array.isArray(s[name]))) throw argError(where(name), 'an array of sample indices', s[name]);
