@@ -2,7 +2,7 @@
 // OUT/stages (ts/io/stages.ts), then one self-contained site written over it:
 // OUT/index.html, OUT/units/u<unit>.html, OUT/figures.html, OUT/thumbs/.
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConceptLensError } from '../errors.js';
 import { requireDirTarget, requireOutsideImages, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
@@ -127,8 +127,8 @@ interface Shared {
 }
 
 async function sharedStages(o: AtlasOptions, s: ReturnType<typeof settle>, listed: string[][], vocab: ConceptVocab, cache: StageCache): Promise<Shared> {
-  // The folders' listings are keyed too: images added to or removed from a folder make another probe set.
-  const files = listed.map((fs, k) => fs.map((f) => relative(o.images[k], f)));
+  // The folders' images are keyed too (path, size, mtime): an image added, removed or replaced makes another probe set.
+  const files = listed.map((fs) => fs.map(fileIdentity));
   const probe = await cache.run('probe', { images: o.images.map((d) => resolve(d)), files, labelsFrom: s.labelsFrom, perClass: o.perClass },
     async (dir) => buildProbe(dir, o.images, listed, s.labelsFrom, o.perClass), loadProbe);
   const images = folderImages(probe.value.dir);

@@ -5,7 +5,7 @@
 // merges them by score and then lower id, the engine's own order, and
 // finishes with Vocabulary.finish as the local search does. So the result is
 // the local search's, bit for bit.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ConceptLensError } from '../errors.js';
 import { readMatrix } from '../io/matrix.js';
@@ -19,7 +19,8 @@ import { Recent } from './cache.js';
 import { fanOut, type QueueOptions } from './coordinator.js';
 import type { JobKind, PartContext } from './jobs.js';
 import { localStamp } from './stamp.js';
-import { filesFingerprint, hashArray, partPath, runDirFor } from './store.js';
+import { hashArray, partPath, runDirFor } from './store.js';
+import { fileIdentity, fingerprint } from '../io/stages.js';
 
 /** How a worker reopens the coordinator's vocabulary exactly: its path, the options that shaped it, its files' identity. */
 export interface VocabRef {
@@ -41,8 +42,7 @@ interface SearchPayload extends Pick<VocabSearchOptions, 'k' | 'metric' | 'softm
 const KIND = 'search';
 
 /** Every file of a shard directory or store: what a sharded job's results depend on. */
-const dirFingerprint = (dir: string) =>
-  filesFingerprint(readdirSync(dir).filter((f) => !f.startsWith('.')).sort().map((f) => join(dir, f)));
+const dirFingerprint = (dir: string) => fingerprint(fileIdentity(dir));
 
 /** The reference workers reopen `v` by; only shard directories and stores live where workers can see them. */
 export function vocabRef(v: Vocabulary): VocabRef {

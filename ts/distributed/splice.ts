@@ -13,7 +13,8 @@ import { Recent } from './cache.js';
 import { fanOut, type QueueOptions } from './coordinator.js';
 import type { JobKind, PartContext } from './jobs.js';
 import { localStamp } from './stamp.js';
-import { concatNpy, filesFingerprint, partPath, runDirFor } from './store.js';
+import { concatNpy, partPath, runDirFor } from './store.js';
+import { fileIdentity, fingerprint } from '../io/stages.js';
 
 type SolveParams = Pick<SolveOptions, 'l1' | 'solver' | 'tol' | 'maxIter' | 'rho'>;
 
@@ -98,7 +99,7 @@ export async function distributedSplice(o: DistributedSpliceOptions): Promise<Sp
   const inputs = { embeddings: resolve(o.embeddings), concepts: resolve(o.concepts), imageMean: o.imageMean && resolve(o.imageMean), raw: o.raw };
   const solve = { l1: o.l1, solver: o.solver, tol: o.tol, maxIter: o.maxIter, rho: o.rho }, per = o.partRows ?? 4096;
   const files = [inputs.embeddings, inputs.concepts, ...(inputs.imageMean ? [inputs.imageMean] : [])];
-  const runDir = runDirFor(o.workDir, KIND, { ...inputs, ...solve, per, files: filesFingerprint(files), stamp: localStamp() });
+  const runDir = runDirFor(o.workDir, KIND, { ...inputs, ...solve, per, files: fingerprint(files.map(fileIdentity)), stamp: localStamp() });
   const payloads = Array.from({ length: Math.ceil(n / per) }, (_, i) => ({ ...inputs, ...solve, r0: i * per, r1: Math.min(n, (i + 1) * per) }));
   await fanOut({ kind: KIND, runDir, payloads, label: (i) => `rows ${payloads[i].r0}..${payloads[i].r1 - 1} of ${o.embeddings}` }, o);
   const parts = (suffix: string) => payloads.map((_, i) => partPath(runDir, KIND, i, suffix));

@@ -6,11 +6,12 @@
 // a part counts as done exactly when its marker exists, so a job that runs
 // twice, or a worker killed mid-write, changes nothing.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { commitTemp, tempPath, writeFileAtomic } from '../io/atomic.js';
 import { npyHeader, readNpyHeader, type DType, type TypedArray } from '../io/npy.js';
 import { readJson } from '../io/text.js';
+import { fingerprint } from '../io/stages.js';
 import { fileError } from '../errors.js';
 
 /** What a part reports besides its files: small numbers and names, never arrays. */
@@ -31,7 +32,7 @@ export interface PartDone<S extends PartSummary = PartSummary> {
 
 /** The run directory under workDir for a run of `kind` whose result is fixed by `identity`. */
 export function runDirFor(workDir: string, kind: string, identity: unknown): string {
-  const id = createHash('sha256').update(JSON.stringify({ kind, identity })).digest('hex').slice(0, 20);
+  const id = fingerprint({ kind, identity }).slice(0, 20);
   const dir = join(resolve(workDir), `${kind}-${id}`);
   mkdirSync(join(dir, 'parts'), { recursive: true });
   if (!existsSync(join(dir, 'run.json'))) writeFileAtomic(join(dir, 'run.json'), JSON.stringify({ kind, identity }, null, 1) + '\n');
@@ -53,16 +54,6 @@ export function readDone<S extends PartSummary>(runDir: string, stage: string, p
 /** Marks the part done (after its files are in place). */
 export function writeDone(runDir: string, d: PartDone): void {
   writeFileAtomic(donePath(runDir, d.stage, d.part), JSON.stringify(d) + '\n');
-}
-
-/** Identifies files by path, size and modification time (what changes when the data does). */
-export function filesFingerprint(paths: readonly string[]): string {
-  const h = createHash('sha256');
-  for (const p of paths) {
-    const st = statSync(p);
-    h.update(`${resolve(p)}\0${st.size}\0${st.mtimeMs}\n`);
-  }
-  return h.digest('hex').slice(0, 20);
 }
 
 /** The sha256 (20 hex digits) of an array's bytes. */

@@ -2,10 +2,11 @@
 // images through ts/images/preprocess.ts (ImageNet preset: resize 256,
 // centre crop 224), the target layer through an ONNX layer tap
 // (ts/encoders/onnx.ts withTapOutputs), run on onnxruntime-node.
-import { readdirSync, statSync } from 'node:fs';
-import { extname, join, resolve } from 'node:path';
+import { statSync } from 'node:fs';
+import { extname } from 'node:path';
 import ort from 'onnxruntime-node';
 import { withTapOutputs } from '../../encoders/onnx.js';
+import { listFiles } from '../../encoders/embed-images.js';
 import { normaliseInto, preprocessPixels, preprocessSpec, type PreprocessSpec } from '../../images/preprocess.js';
 import { globalAveragePool, type LayerMaps, type RgbImage } from './cam.js';
 import { ConceptLensError } from '../../errors.js';
@@ -22,8 +23,8 @@ type Norm = Pick<PreprocessSpec, 'mean' | 'std'>;
 export function imageFilesIn(dir: string, option = '--images'): string[] {
   const st = statSync(dir, { throwIfNoEntry: false });
   if (!st?.isDirectory()) throw new ConceptLensError('ERR_FILE', `${option}: ${dir}: ${st ? 'not a folder' : 'no such folder'}; expected a folder of images`);
-  const files = (readdirSync(dir, { recursive: true }) as string[])
-    .filter((f) => ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(f).toLowerCase())).sort().map((f) => join(dir, f));
+  // The formats every sharp build decodes (the probe reads every image; embed skips what fails), walked as embed walks.
+  const files = listFiles(dir).filter((f) => ['.jpg', '.jpeg', '.png', '.webp'].includes(extname(f).toLowerCase()));
   if (files.length === 0) throw new ConceptLensError('ERR_FILE', `${option}: ${dir}: no .jpg/.jpeg/.png/.webp images in this folder`);
   return files;
 }
@@ -95,7 +96,7 @@ export async function openRunInputs(o: { model: string; layer: string; images: s
     vocab: await openCaptions(o.captions, o.captionsText),
     // After the opens above, which name a missing file in their own words.
     sources: {
-      images: images.files.map((f) => resolve(f)), model: { file: fileIdentity(o.model), layer: o.layer },
+      images: images.files.map(fileIdentity), model: { file: fileIdentity(o.model), layer: o.layer },
       encoder: fileIdentity(o.encoder), vocab: captionsIdentity(o.captions, o.captionsText),
     },
   };
