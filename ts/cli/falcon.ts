@@ -148,7 +148,7 @@ async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Pro
     interpretableAbove: o.interpretableAbove, explainAll: !!o.allGroups, moreThan: o.moreThan,
     onStage: (stage, d, t, cached) => {
       if (cached) return console.error(`${stage}: reused from ${o.out} (same inputs and options)`);
-      if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'groups' ? 'groups' : 'images'));
+      if (!bars.has(stage)) bars.set(stage, progressBar(stage, stage === 'explanations' ? 'groups' : 'images'));
       bars.get(stage)!.update(d, t);
     },
   });

@@ -22,7 +22,7 @@ async function realSection(ctx: DemoContext): Promise<DemoSection> {
   const dir = join(ctx.outDir, 'falcon');
   const groups = await runFalcon(inputs, dir, {
     moreThan: 1, maxGroups: MAX_GROUPS, signal: ctx.signal,
-    onStage: (stage, d, t) => (stage === 'groups' || d === t || d % 100 === 0) && ctx.log(`falcon: ${stage} ${d}/${t}`),
+    onStage: (stage, d, t) => (stage === 'explanations' || d === t || d % 100 === 0) && ctx.log(`falcon: ${stage} ${d}/${t}`),
   });
   const lines = [
     `SqueezeNet 1.1 fire22 (average pooled, 512 features) over the first ${count} ImageNet samples (sorted, one per class); ` +

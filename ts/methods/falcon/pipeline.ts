@@ -259,10 +259,10 @@ class Run {
   async explainGroups(groups: Groups, keys: string[], r: Float32Array, firing: Firing): Promise<void> {
     for (const d of ['groups', 'crops', 'images']) ensureDir(this.path(d), 'FALCON run');
     for (const [i, key] of keys.entries()) {
-      this.opts.onStage?.('groups', i, keys.length);
+      this.opts.onStage?.('explanations', i, keys.length);
       if (!existsSync(this.path(groupFile(key)))) await this.explain(key, groupMembers(groups, key), r, firing);
     }
-    this.opts.onStage?.('groups', keys.length, keys.length);
+    this.opts.onStage?.('explanations', keys.length, keys.length);
   }
 
   readExplanations(keys: string[]): GroupExplanation[] {
