@@ -44,8 +44,8 @@ export function act(body: (...args: any[]) => Promise<void> | void) {
 
 /**
  * A library error about the value of an option the user gave (its message starts with the option's name, perhaps
- * under an object's, and ends with that value, as `k: …, got 500`) restated as that option (`--k: …`): a usage error, one that only the data
- * could decide, so found late.
+ * under an object's, and ends with that value, as `k: …, got 500`) restated as that option (`--k: …`): a usage
+ * error that only the data could decide, so found late.
  */
 function asUsageError(e: unknown, cmd: Command): unknown {
   if (!(e instanceof ConceptLensError) || e.code !== 'ERR_ARG' || e instanceof UsageError) return e;
