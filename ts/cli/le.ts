@@ -13,6 +13,7 @@ import {
 import { progressBar } from './progress.js';
 import { integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
+import { MAX_SEED } from '../random.js';
 
 const matrix = (path: string, what: string, o: MatrixReadOptions = {}): Mat => readMatrix(path, { what, ...o });
 
@@ -178,7 +179,7 @@ const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
     // The seed only draws a split, so with --splits it would be silently ignored.
     .addOption(new Option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent')
-      .argParser(integer('--seed', 0, 2 ** 31 - 1)).default(0).conflicts('splits'));
+      .argParser(integer('--seed', 0, MAX_SEED)).default(0).conflicts('splits'));
 
 const scoringOptions = (c: Command) =>
   splitOptions(c.requiredOption('--explanations <csv>', 'explanations in the reference CSV layout')

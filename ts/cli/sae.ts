@@ -14,6 +14,7 @@ import {
 import { progressBar } from './progress.js';
 import { integer, number, oneOf } from './options.js';
 import { act, aliasFlag, UsageError } from './run.js';
+import { MAX_SEED } from '../random.js';
 
 const NAMES = 'concept_names.json';
 const PROBE = 'cbm_weights.npy';
@@ -73,7 +74,7 @@ export function registerSae(program: Command): void {
     .option('--batch <n>', 'batch size (default 4096)', integer('--batch'))
     .option('--epochs <n>', 'epochs over the file', integer('--epochs'), 200)
     .option('--resample-every <n>', 'resample dead latents every n epochs (0: never; default 10)', integer('--resample-every', 0))
-    .option('--seed <n>', 'seed (default 0)', integer('--seed', 0, 2 ** 31 - 1))
+    .option('--seed <n>', 'seed (default 0)', integer('--seed', 0, MAX_SEED))
     .option('--resume', 'continue from DIR/sae.ckpt (options given must match the recorded run)')
     .option('--overwrite', 'replace a trained SAE in DIR instead of refusing')
     .option('--center', 'start the tied bias at the feature mean (input mean centring) instead of 0')
@@ -126,7 +127,7 @@ export function registerSae(program: Command): void {
     .option('--lr <lr>', 'Adam learning rate', number('--lr'), 1e-3)
     .option('--epochs <n>', 'epochs', integer('--epochs'), 20)
     .option('--batch <n>', 'batch size', integer('--batch'), 512)
-    .option('--seed <n>', 'seed', integer('--seed', 0, 2 ** 31 - 1), 0)
+    .option('--seed <n>', 'seed', integer('--seed', 0, MAX_SEED), 0)
     .option('--baseline', 'also train a plain linear probe on the raw features')
     .option('--json', 'JSON output')
     .action(act(async (o: CbmTrainFlags, { signal }) => {
