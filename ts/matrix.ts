@@ -125,3 +125,9 @@ export function requireShape(M: { data: ArrayLike<number> | undefined; rows: num
   if (M.data?.length !== M.rows * M.cols)
     throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${M.rows} × ${M.cols} = ${M.rows * M.cols} values, got ${M.data?.length ?? describe(M.data)}`);
 }
+
+/** requireShape and requireFinite in one: M holds rows × cols values (ERR_SHAPE), all finite (ERR_NAN). */
+export function requireFiniteMatrix(M: Mat, name: string): void {
+  requireShape(M, name);
+  requireFinite(M.data, M.cols, name);
+}

@@ -1,7 +1,7 @@
 // LE's ablation scoring: a neuron replaced by its simulation, the change in a
 // linear head's per-sample loss compared with replacing it by its mean.
 import { argError, ConceptLensError } from '../../errors.js';
-import { requireFinite, requireShape, type Mat } from '../../matrix.js';
+import { requireFinite, requireFiniteMatrix, type Mat } from '../../matrix.js';
 import type { Explanation } from './csv.js';
 import { checkSamples, nameIndex, simulate, unitColumn } from './simulate.js';
 import { validateSplit, type Split } from './splits.js';
@@ -91,13 +91,12 @@ export function ablationScores(exps: Explanation[], P: Mat, names: string[], A: 
   if (labels?.length === undefined) throw argError('options.labels', 'a class id per sample', labels);
   checkSamples(A, P);
   validateSplit(split, A.rows); // an id past A's rows would read another sample's activations, or NaN
-  requireShape(head.W, 'head weights');
+  requireFiniteMatrix(head.W, 'head weights');
   if (head.W.cols !== A.cols) throw new ConceptLensError('ERR_SHAPE', `head weights: expected ${A.cols} columns (one per unit), got ${head.W.cols}`);
   if (head.b.length !== head.W.rows) throw new ConceptLensError('ERR_SHAPE', `head bias: expected ${head.W.rows} values, got ${head.b.length}`);
   if (labels.length !== A.rows) throw new ConceptLensError('ERR_SHAPE', `labels: expected ${A.rows} (one per sample), got ${labels.length}`);
   if (!(Number.isFinite(T) && T > 0)) throw argError('temperature', 'a finite number > 0', T);
   if (mode !== 'optim' && mode !== 'norm') throw argError('mode', "'optim' or 'norm'", mode);
-  requireFinite(head.W.data, head.W.cols, 'head weights');
   requireFinite(head.b, head.b.length || 1, 'head bias');
   for (let i = 0; i < labels.length; i++)
     if (!(Number.isInteger(labels[i]) && labels[i] >= 0 && labels[i] < head.W.rows))

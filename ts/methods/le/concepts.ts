@@ -3,7 +3,7 @@
 import type { ProgressOptions } from '../../abort.js';
 import { matmulNT } from '../../engine/blas.js';
 import { argError, ConceptLensError } from '../../errors.js';
-import { normaliseRows, requireFinite, requireShape, type Mat } from '../../matrix.js';
+import { normaliseRows, requireFiniteMatrix, type Mat } from '../../matrix.js';
 import { column, mean, selectColumns, std } from './stats.js';
 
 /** LE(Label): one-hot class labels, then one column per superclass (the sum of its member classes). */
@@ -34,19 +34,13 @@ export async function conceptCosines(images: Mat, text: Mat, opts: ProgressOptio
   return { data: cos, rows: images.rows, cols: text.rows };
 }
 
-/** Cosines of the stated shape, all finite: a NaN would become a NaN concept probability. */
-function checkCosines(cos: Mat): void {
-  requireShape(cos, 'cos');
-  requireFinite(cos.data, cos.cols, 'cos');
-}
-
 /**
  * LE(CLIP): P = sigmoid(a·(cos + b)) from image–concept cosine similarities.
  * @throws ConceptLensError ERR_SHAPE when cos.data is not rows × cols values, ERR_NAN for a non-finite cosine,
  *   ERR_ARG for a non-finite a or b.
  */
 export function sigmoidConcepts(cos: Mat, a: number, b: number): Mat {
-  checkCosines(cos);
+  requireFiniteMatrix(cos, 'cos');  // a NaN would become a NaN concept probability
   if (!Number.isFinite(a)) throw argError('a', 'a finite number', a);
   if (!Number.isFinite(b)) throw argError('b', 'a finite number', b);
   const out = new Float32Array(cos.data.length);
@@ -76,11 +70,10 @@ const range = (lo: number, hi: number, step: number) =>
  * backbones whose cosines sit in other ranges than CLIP's (0.1–0.35) calibrate too.
  */
 export function calibrateSigmoid(cos: Mat, targets: Mat): { a: number; b: number; loss: number } {
-  checkCosines(cos);
+  requireFiniteMatrix(cos, 'cos');
   if (targets.rows !== cos.rows || targets.cols !== cos.cols)
     throw new ConceptLensError('ERR_SHAPE', `targets: expected ${cos.rows}×${cos.cols} (as cos), got ${targets.rows}×${targets.cols}`);
-  requireShape(targets, 'targets');
-  requireFinite(targets.data, targets.cols, 'targets');
+  requireFiniteMatrix(targets, 'targets');
   let lo = Infinity, hi = -Infinity;
   for (const v of cos.data) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
   const spread = Math.max(hi - lo, 1e-6), aScale = 0.3 / spread, bStep = spread / 40;

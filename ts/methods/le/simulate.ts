@@ -1,6 +1,6 @@
 // LE's correlation scoring: an explanation simulates its neuron as Σ w·P[:, c] + b.
 import { ConceptLensError } from '../../errors.js';
-import { checkDisjointIndices, requireFinite, requireShape, type Mat } from '../../matrix.js';
+import { checkDisjointIndices, requireFiniteMatrix, type Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
 import type { Explanation } from './csv.js';
 import { column, pearson } from './stats.js';
@@ -10,11 +10,9 @@ import { column, pearson } from './stats.js';
  * reads. Errors name the matrix (ERR_SHAPE, ERR_NAN).
  */
 export function checkSamples(A: Mat, P: Mat): void {
-  requireShape(A, 'activations');
-  requireShape(P, 'concepts');
+  requireFiniteMatrix(A, 'activations');
+  requireFiniteMatrix(P, 'concepts');
   if (P.rows !== A.rows) throw new ConceptLensError('ERR_SHAPE', `concepts: expected ${A.rows} rows (one per activation sample), got ${P.rows}`);
-  requireFinite(A.data, A.cols, 'activations');
-  requireFinite(P.data, P.cols, 'concepts');
 }
 
 /** Σ w·P[:, concept] + bias over rows `ids`: the simulator's prediction of the neuron. */
