@@ -146,6 +146,30 @@ test('both solvers reach the reference on real data: CLIP text-embedding similar
   assertReachesReference(X, Y, saga, 1e-6, 'saga');
 });
 
+test('cd on int16 and fp32 moments: both reach the reference; auto rounds only columns within 8 standard deviations', async () => {
+  const n = 400, p = 30;
+  const X = standardise(randn(n * p, 15), n, p), Y = mixTargets(X, 3, 16);
+  const fp32 = await fitElasticNet(X, Y, { moments: 'fp32' });
+  assert.equal(fp32.momentsBy, 'fp32');
+  assertReachesReference(X, Y, fp32, 1e-9, 'cd on fp32 moments');
+  const auto = await fitElasticNet(X, Y);
+  if (auto.momentsBy === 'int16') {
+    // Rounding to 12 bits moves the minimum by far less than 1e-6 of the objective, and keeps its support.
+    assertReachesReference(X, Y, auto, 1e-6, 'cd on int16 moments');
+    auto.weights.forEach((w, i) => assert.equal(w !== 0, fp32.weights[i] !== 0, `weight ${i}: support differs`));
+    assert.equal((await fitElasticNet(X, Y, { moments: 'int16' })).momentsBy, 'int16');
+  } else {
+    // No AVX-512 VNNI here: int16 is refused by name.
+    assert.equal(auto.momentsBy, 'fp32');
+    await assert.rejects(fitElasticNet(X, Y, { moments: 'int16' }), { code: 'ERR_ARG', message: /int16 needs AVX-512 VNNI/ });
+  }
+  // One sample 30 standard deviations out: 12-bit steps would be coarse there, so auto keeps fp32.
+  const outlier = { ...X, data: X.data.slice() };
+  outlier.data[5 * p + 2] = 30;
+  assert.equal((await fitElasticNet(outlier, Y)).momentsBy, 'fp32');
+  await assert.rejects(async () => fitElasticNet(X, Y, { moments: 'fp16' as 'fp32' }), { code: 'ERR_ARG', message: /^moments: expected 'auto', 'fp32' or 'int16', got 'fp16'$/ });
+});
+
 test('an aborted fit rejects with AbortError', async () => {
   const X = standardise(randn(200 * 10, 13), 200, 10), Y = mixTargets(X, 2, 14);
   const ac = new AbortController();

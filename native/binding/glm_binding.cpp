@@ -28,8 +28,17 @@ cl::ElasticNet elastic_net(const Napi::Object& o) {
   return en;
 }
 
-// glmFit(X, n, p, Y, K, options, onProgress, cancel): Promise<{weights, bias, objective, iterations}>.
-// options: { solver: 'cd' | 'saga', lambda, alpha, tol, maxPasses, batch, step, maxEpochs, lookbehind, tolPerTarget, seed }.
+cl::MomentArithmetic moment_arithmetic(Napi::Env env, const Napi::Object& o) {
+  if (o.Get("moments").IsUndefined()) return cl::MomentArithmetic::Auto;
+  const std::string m = string_arg(o.Get("moments"), "options.moments");
+  if (m == "auto") return cl::MomentArithmetic::Auto;
+  if (m == "fp32") return cl::MomentArithmetic::Fp32;
+  if (m == "int16") return cl::MomentArithmetic::Int16;
+  throw_coded(env, cl::ErrorCode::Arg, "options.moments: expected 'auto', 'fp32' or 'int16', got '" + m + "'");
+}
+
+// glmFit(X, n, p, Y, K, options, onProgress, cancel): Promise<{weights, bias, objective, iterations, momentsBy}>.
+// options: { solver: 'cd' | 'saga', lambda, alpha, tol, maxPasses, moments, batch, step, maxEpochs, lookbehind, tolPerTarget, seed }.
 Napi::Value GlmFit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t n = int_arg(info[1], "n", 1), p = int_arg(info[2], "p", 1), K = int_arg(info[4], "K", 1);
@@ -44,6 +53,7 @@ Napi::Value GlmFit(const Napi::CallbackInfo& info) {
   cl::CdOptions cd;
   cd.tol = opt_number(o, "tol", cd.tol);
   cd.max_passes = opt_int(o, "maxPasses", cd.max_passes, 1);
+  cd.moments = moment_arithmetic(env, o);
   cl::SagaOptions sg;
   sg.batch = opt_int(o, "batch", sg.batch, 1);
   sg.step = opt_number(o, "step", sg.step);
@@ -64,6 +74,7 @@ Napi::Value GlmFit(const Napi::CallbackInfo& info) {
         r.Set("bias", copy_out<Napi::Float32Array>(env, fit->bias));
         r.Set("objective", copy_out<Napi::Float64Array>(env, fit->objective));
         r.Set("iterations", Napi::Number::New(env, double(fit->iterations)));
+        if (*fit->moments_by) r.Set("momentsBy", Napi::String::New(env, fit->moments_by));
         return r;
       },
       info[6], info[7], {info[0], info[3]});

@@ -13,6 +13,17 @@ namespace cl {
 // no, so the scalar paths run in tests on AVX-512 machines too.
 bool cpu_avx512f();
 
+// Runs f() with every call in it inlined into one of two builds of the same
+// body: for AVX-512 (wider vectors and FMA for the loops the compiler
+// vectorises) where `avx512` says the CPU has it (cpu_avx512f(), read once by
+// the caller), for baseline x86-64 otherwise.
+template <class F>
+__attribute__((flatten, target("avx512f"))) void run_avx512(F& f) { f(); }
+template <class F>
+__attribute__((flatten)) void run_baseline(F& f) { f(); }
+template <class F>
+void run_widest(bool avx512, F&& f) { avx512 ? run_avx512(f) : run_baseline(f); }
+
 // "SkylakeX" on CPUs with the AVX-512 subsets its kernels use; "" otherwise
 // (keep OpenBLAS's own detection). CONCEPTLENS_OPENBLAS_CORETYPE overrides.
 std::string preferred_openblas_coretype();

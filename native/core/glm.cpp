@@ -1,6 +1,8 @@
 #include "glm.h"
 
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -10,7 +12,9 @@
 #include <string>
 
 #include "blas.h"
+#include "cpu.h"
 #include "error.h"
+#include "gram_int16.h"
 #include "matrix.h"
 #include "scratch.h"
 #include "threads.h"
@@ -44,34 +48,51 @@ double penalty(const float* w, int64_t p, const ElasticNet& en) {
   return en.lambda * (en.alpha * l1 + 0.5 * (1 - en.alpha) * l2);
 }
 
-// Column means of A (n×c) in float64, and whether some column's mean exceeds
-// its standard deviation: fp32 products of such raw columns lose their digits
-// to cancellation.
+// Column means of A (n×c) in float64, each column's largest distance from
+// its mean, and whether some column's mean exceeds its standard deviation:
+// fp32 products of such raw columns lose their digits to cancellation.
 struct ColumnStats {
-  std::vector<double> mean;
+  std::vector<double> mean, spread;
   bool offset = false;
-  bool finite = true;  // false when A holds a NaN or Inf (squares of finite floats cannot overflow a double)
+  bool finite = true;        // false when A holds a NaN or Inf (squares of finite floats cannot overflow a double)
+  bool roundable = true;     // every spread within kInt16MaxSpread standard deviations
 };
+
+// One block of rows' column sums and squares (float64) and extremes.
+void sum_rows(const float* A, int64_t i0, int64_t i1, int64_t c, double* s, double* q, float* lo, float* hi) {
+  for (int64_t i = i0; i < i1; ++i)
+    for (int64_t j = 0; j < c; ++j) {
+      const float v = A[i * c + j];
+      const double x = v;
+      s[j] += x, q[j] += x * x;
+      lo[j] = lo[j] < v ? lo[j] : v, hi[j] = hi[j] > v ? hi[j] : v;
+    }
+}
 
 ColumnStats column_stats(const float* A, int64_t n, int64_t c) {
   const int64_t blocks = std::min(n, kRowBlocks);
-  std::vector<double> sum(size_t(blocks) * c, 0.0), sq(size_t(blocks) * c, 0.0);
+  // Pool memory: fresh pages fault in one at a time, slowly under virtualisation.
+  Scratch<double> sum = Scratch<double>::zeroed(size_t(blocks) * c), sq = Scratch<double>::zeroed(size_t(blocks) * c);
+  Scratch<float> lo(size_t(blocks) * c), hi(size_t(blocks) * c);
+  std::fill(lo.begin(), lo.end(), INFINITY);
+  std::fill(hi.begin(), hi.end(), -INFINITY);
+  const bool avx512 = cpu_avx512f();
   parallel_for(blocks, [&](int64_t b, int) {
-    double *s = &sum[b * c], *q = &sq[b * c];
-    for (int64_t i = b * n / blocks; i < (b + 1) * n / blocks; ++i)
-      for (int64_t j = 0; j < c; ++j) {
-        const double x = A[i * c + j];
-        s[j] += x, q[j] += x * x;
-      }
+    run_widest(avx512, [&] { sum_rows(A, b * n / blocks, (b + 1) * n / blocks, c, &sum[b * c], &sq[b * c], &lo[b * c], &hi[b * c]); });
   });
   ColumnStats st;
   st.mean.assign(c, 0.0);
+  st.spread.assign(c, 0.0);
   for (int64_t j = 0; j < c; ++j) {
     double s = 0, q = 0;
-    for (int64_t b = 0; b < blocks; ++b) s += sum[b * c + j], q += sq[b * c + j];
-    st.mean[j] = s / double(n);
-    st.offset |= 2 * st.mean[j] * st.mean[j] > q / double(n);  // mean² > E[x²] − mean²
+    float l = INFINITY, h = -INFINITY;
+    for (int64_t b = 0; b < blocks; ++b) s += sum[b * c + j], q += sq[b * c + j], l = std::min(l, lo[b * c + j]), h = std::max(h, hi[b * c + j]);
+    const double mean = s / double(n), var = std::max(0.0, q / double(n) - mean * mean);
+    st.mean[j] = mean;
+    st.spread[j] = std::max(double(h) - mean, mean - double(l));
+    st.offset |= 2 * mean * mean > q / double(n);  // mean² > E[x²] − mean²
     st.finite &= std::isfinite(q);
+    st.roundable &= st.spread[j] <= kInt16MaxSpread * std::sqrt(var);
   }
   return st;
 }
@@ -86,6 +107,7 @@ struct Moments {
   int64_t p = 0;
   Scratch<float> G, Ct;  // uninitialised until the GEMMs write them
   std::vector<double> mu_x, mu_y, shift_x, shift_y;
+  const char* by = "fp32";
 
   double c(int64_t k, int64_t j) const { return Ct[k * p + j] - shift_y[k] * shift_x[j]; }
 };
@@ -115,7 +137,26 @@ void symmetrise(float* G, int64_t p, const std::vector<double>& shift) {
   });
 }
 
-Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K) {
+bool rounds(MomentArithmetic a, const ColumnStats& sx, const ColumnStats& sy) {
+  if (a == MomentArithmetic::Int16)
+    require(int16_gram_available(), "moments: expected 'fp32' or 'auto' on this CPU (int16 needs AVX-512 VNNI), got 'int16'");
+  return a == MomentArithmetic::Int16 || (a == MomentArithmetic::Auto && int16_gram_available() && sx.roundable && sy.roundable);
+}
+
+// G and Ct from the centred columns rounded to 12-bit integers (no shifts left).
+void rounded_moments(Moments& m, const float* X, int64_t n, const ColumnStats& sx, const float* Y, int64_t K,
+                     const ColumnStats& sy) {
+  const int64_t p = m.p;
+  const RoundedColumns x = round_columns(X, n, p, sx.mean.data(), sx.spread.data(), 16);
+  const RoundedColumns y = round_columns(Y, n, K, sy.mean.data(), sy.spread.data(), 8);
+  int16_gram_upper(x, 1.0f / float(n), m.G.data());
+  int16_cross(y, x, 1.0f / float(n), m.Ct.data());
+  m.shift_x.assign(p, 0.0);
+  m.shift_y.assign(K, 0.0);
+  m.by = "int16";
+}
+
+Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, MomentArithmetic arithmetic) {
   Moments m;
   m.p = p;
   const ColumnStats sx = column_stats(X, n, p);
@@ -124,12 +165,14 @@ Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K)
   if (!sx.finite || !sy.finite) require_finite_data(X, n, p, Y, K);
   m.mu_x = sx.mean;
   m.mu_y = sy.mean;
-  std::vector<float> Xc, Yc;
-  const float* A = gemm_operand(X, n, p, sx, Xc, m.shift_x);
-  const float* B = gemm_operand(Y, n, K, sy, Yc, m.shift_y);
   m.G = Scratch<float>(size_t(p) * p);
   m.Ct = Scratch<float>(size_t(K) * p);
-  {
+  if (rounds(arithmetic, sx, sy)) {
+    rounded_moments(m, X, n, sx, Y, K, sy);
+  } else {
+    std::vector<float> Xc, Yc;
+    const float* A = gemm_operand(X, n, p, sx, Xc, m.shift_x);
+    const float* B = gemm_operand(Y, n, K, sy, Yc, m.shift_y);
     WideBlas guard(compute_threads());
     ssyrk_upper_ata(p, n, 1.0f / float(n), A, p, 0.0f, m.G.data(), p);
     sgemm(true, false, K, p, n, 1.0f / float(n), B, K, A, p, 0.0f, m.Ct.data(), p);
@@ -352,47 +395,77 @@ int64_t solve_target(const Problem& P, int64_t k, const CdOptions& opt, CdScratc
   return passes;
 }
 
+// The objective's row tiles: 16 rows, a float64 vector pair per column.
+constexpr int64_t kTile = 16;
+
+// 16 rows of A (lda apart) as columns: out[(j − c0)·16 + t] = A[t·lda + j]
+// for j in [c0, c1), t < rows, and 0 for t ≥ rows. A full 16×16 block is
+// transposed in registers where the CPU has AVX-512.
+__attribute__((target("avx512f"))) void transpose16_avx512(const float* A, int64_t lda, float* out) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(A + i * lda);
+  for (int i = 0; i < 16; i += 2) t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44), r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44), r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i)
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88), t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+  for (int i = 0; i < 8; ++i)
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88), r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(out + i * 16, r[i]);
+}
+
+void transpose_tile(const float* A, int64_t lda, int64_t rows, int64_t c0, int64_t c1, float* out, bool avx512) {
+  if (avx512 && rows == kTile && c1 - c0 == kTile) return transpose16_avx512(A + c0, lda, out);
+  for (int64_t j = c0; j < c0 + kTile; ++j)
+    for (int64_t t = 0; t < kTile; ++t) out[(j - c0) * kTile + t] = j < c1 && t < rows ? A[t * lda + j] : 0.0f;
+}
+
 }  // namespace
 
 std::vector<double> elastic_net_objective(const float* X, int64_t n, int64_t p, const float* Y, int64_t K,
                                           const float* W, const float* b, const ElasticNet& en) {
-  // Each target's nonzero weights (as positions among the features any target
-  // uses, and values); residuals then go a tile of rows at a time over those
-  // features' columns, transposed into float64, so each weight updates a
-  // tile's residuals as one vector operation.
-  constexpr int64_t T = 16;
-  std::vector<char> nonzero(p, 0);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < p; ++j) nonzero[j] |= W[k * p + j] != 0;
-  std::vector<int64_t> pos(p), used, start{0}, at;
+  // Residuals go a tile of 16 rows at a time: the tile's columns of X (the
+  // 16-column groups any target uses) and of Y transposed, so that each
+  // nonzero weight updates a tile's residuals as one float64 vector operation.
+  std::vector<char> used(size_t(p + kTile - 1) / kTile, 0);
+  std::vector<int64_t> start{0}, at;
   std::vector<double> weight;
-  for (int64_t j = 0; j < p; ++j)
-    if (nonzero[j]) pos[j] = int64_t(used.size()), used.push_back(j);
   for (int64_t k = 0; k < K; ++k) {
     for (int64_t j = 0; j < p; ++j)
-      if (W[k * p + j] != 0) at.push_back(pos[j]), weight.push_back(W[k * p + j]);
+      if (W[k * p + j] != 0) at.push_back(j), weight.push_back(W[k * p + j]), used[j / kTile] = 1;
     start.push_back(int64_t(at.size()));
   }
-  const int64_t blocks = std::min(n, kRowBlocks), u = int64_t(used.size());
+  const int64_t blocks = std::min(n, kRowBlocks);
   std::vector<double> rss(size_t(blocks) * K, 0.0);
-  parallel_for(blocks, [&](int64_t blk, int) {
-    std::vector<double> xt(u * T), r(T);
-    for (int64_t i0 = blk * n / blocks, end = (blk + 1) * n / blocks; i0 < end; i0 += T) {
-      const int64_t rows = std::min(T, end - i0);
-      for (int64_t c = 0; c < u; ++c)
-        for (int64_t t = 0; t < rows; ++t) xt[c * T + t] = X[(i0 + t) * p + used[c]];
+  // Transposed tiles per worker, from the pool (fresh pages fault in slowly).
+  const int64_t pw = int64_t(used.size()) * kTile, kw = (K + kTile - 1) / kTile * kTile;
+  std::vector<Scratch<float>> tiles(parallel_workers(blocks));
+  for (auto& t : tiles) t = Scratch<float>(size_t(pw + kw) * kTile);
+  const bool avx512 = cpu_avx512f();
+  parallel_for(blocks, [&](int64_t blk, int worker) { run_widest(avx512, [&] {
+    float *xt = tiles[worker].data(), *yt = xt + pw * kTile;
+    double r[kTile];
+    for (int64_t i0 = blk * n / blocks, end = (blk + 1) * n / blocks; i0 < end; i0 += kTile) {
+      const int64_t rows = std::min(kTile, end - i0);
+      for (int64_t g = 0; g < int64_t(used.size()); ++g)
+        if (used[g]) transpose_tile(X + i0 * p, p, rows, g * kTile, std::min(p, (g + 1) * kTile), xt + g * kTile * kTile, avx512);
+      for (int64_t g = 0; g < kw / kTile; ++g) transpose_tile(Y + i0 * K, K, rows, g * kTile, std::min(K, (g + 1) * kTile), yt + g * kTile * kTile, avx512);
       for (int64_t k = 0; k < K; ++k) {
-        for (int64_t t = 0; t < T; ++t) r[t] = t < rows ? double(Y[(i0 + t) * K + k]) - b[k] : 0.0;
+        for (int64_t t = 0; t < kTile; ++t) r[t] = double(yt[k * kTile + t]) - b[k];
         for (int64_t e = start[k]; e < start[k + 1]; ++e) {
-          const double w = weight[e], *x = &xt[at[e] * T];
-          for (int64_t t = 0; t < T; ++t) r[t] -= w * x[t];
+          const double w = weight[e];
+          const float* x = xt + at[e] * kTile;
+          for (int64_t t = 0; t < kTile; ++t) r[t] -= w * double(x[t]);
         }
         double s = 0;
         for (int64_t t = 0; t < rows; ++t) s += r[t] * r[t];
         rss[blk * K + k] += s;
       }
     }
-  });
+  }); });
   std::vector<double> obj(K);
   for (int64_t k = 0; k < K; ++k) {
     double s = 0;
@@ -406,17 +479,18 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
                       const CdOptions& opt, Progress& progress) {
   validate_arguments(n, p, K, en);
   progress.set_total(K);
-  const Moments m = moments(X, n, p, Y, K);
+  const Moments m = moments(X, n, p, Y, K, opt.moments);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
   fit.weights = Scratch<float>::zeroed(size_t(K) * p);
   fit.bias.assign(K, 0.0f);
   std::vector<CdScratch> scratch(parallel_workers(K));
   std::vector<int64_t> passes(K);
+  const bool avx512 = cpu_avx512f();
   parallel_for(K, [&](int64_t k, int worker) {
     progress.check();
     CdScratch& s = scratch[worker];
-    passes[k] = solve_target(P, k, opt, s);
+    run_widest(avx512, [&] { passes[k] = solve_target(P, k, opt, s); });
     // The intercept that is optimal for the weights as stored.
     double b = m.mu_y[k];
     for (int64_t j : s.ws) fit.weights[k * p + j] = float(s.w[j]), b -= m.mu_x[j] * fit.weights[k * p + j];
@@ -424,6 +498,7 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
     progress.advance(1);
   });
   fit.iterations = *std::max_element(passes.begin(), passes.end());
+  fit.moments_by = m.by;
   fit.objective = elastic_net_objective(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), en);
   return fit;
 }

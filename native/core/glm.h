@@ -3,8 +3,12 @@
 //   (1/2n)‖y_k − X w_k − β₀k‖² + λ(α‖w_k‖₁ + ½(1−α)‖w_k‖²),
 // with an unpenalised intercept. Two solvers:
 //  - elastic_net_cd: exact coordinate descent with covariance updates on one
-//    Gram XᵀX shared by all targets (fp32 GEMMs, float64 solves), each target
-//    on a small working set regrown from its KKT violators (the default; fast),
+//    Gram XᵀX shared by all targets (float64 solves), each target on a small
+//    working set regrown from its KKT violators (the default; fast). The
+//    moments XᵀX and XᵀY come from fp32 GEMMs, or from columns rounded to
+//    12-bit integers (gram_int16.h, twice the rate) when every column's
+//    rounding error is within 2e-3 of its standard deviation: the minimum
+//    then moves by about 1e-8 of the objective (LE's problem, bench glm),
 //  - elastic_net_saga: minibatch SAGA with a proximal step, loss summed over
 //    targets and early stopping on the epoch objective, as GLM-SAGA does it
 //    (for parity with the published method).
@@ -22,12 +26,19 @@ struct ElasticNet {
   double alpha = 0.99;
 };
 
+// What computes XᵀX and XᵀY: Auto takes Int16 where the CPU has AVX-512 VNNI
+// and every column of X and Y spans at most kInt16MaxSpread standard
+// deviations from its mean (so rounding moves it by at most 2e-3 of one).
+enum class MomentArithmetic { Auto, Fp32, Int16 };
+constexpr double kInt16MaxSpread = 8;
+
 struct CdOptions {
   // Converged when no coordinate would move by tol or more (in units of the
   // feature's standard deviation): a pass over the working set moves none,
   // and no feature outside it would leave zero by that much.
   double tol = 1e-9;
   int64_t max_passes = 100000;
+  MomentArithmetic moments = MomentArithmetic::Auto;
 };
 
 struct SagaOptions {
@@ -46,6 +57,7 @@ struct GlmFit {
   std::vector<float> bias;
   std::vector<double> objective;  // exact float64 objective per target
   int64_t iterations = 0;         // CD: most passes of any target; SAGA: epochs
+  const char* moments_by = "";    // CD: "fp32" or "int16", what computed the moments
 };
 
 // X is n×p and Y is n×K, both row-major fp32; neither is modified.

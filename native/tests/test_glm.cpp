@@ -3,11 +3,14 @@
 // and the coordinate descent's weights against the optimality (KKT) conditions
 // evaluated in float64 on the data.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../core/glm.h"
+#include "../core/gram_int16.h"
 #include "check.h"
 
 namespace {
@@ -48,6 +51,14 @@ Data make_data(int64_t n, int64_t p, int64_t K, uint32_t seed) {
 }
 
 double soft(double z, double t) { return z > t ? z - t : z < -t ? z + t : 0.0; }
+
+// The solver on fp32 moments: what the tests of exact convergence take (the
+// default rounds standardised data to 12 bits; see the int16 tests below).
+cl::CdOptions exact_moments() {
+  cl::CdOptions o;
+  o.moments = cl::MomentArithmetic::Fp32;
+  return o;
+}
 
 struct Reference {
   std::vector<double> w;
@@ -144,7 +155,7 @@ TEST(cd_reaches_the_reference_minimum) {
   cl::Progress p;
   for (double lam : {0.05 / 0.99, 0.2, 0.01}) {
     cl::ElasticNet en{lam, 0.99};
-    cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+    cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
     expect_reference_objective(d, fit, en, 1e-6);
   }
 }
@@ -156,7 +167,7 @@ void expect_solves_shifted(uint32_t seed, float scale, float shift, float y_shif
   for (auto& x : d.X) x = x * scale + shift;
   for (auto& y : d.Y) y += y_shift;
   cl::Progress p;
-  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
   expect_reference_objective(d, fit, en, rel);
   CHECK(kkt_violation(d, fit, en) < 2e-6);
 }
@@ -168,7 +179,7 @@ TEST(cd_with_ridge_heavy_mix_and_uncentred_features) {
 TEST(cd_above_lambda_max_gives_zero_weights_and_mean_bias) {
   Data d = make_data(200, 10, 2, 3);
   cl::Progress p;
-  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {100.0, 0.99}, {}, p);
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {100.0, 0.99}, exact_moments(), p);
   for (float w : fit.weights) CHECK(w == 0.0f);
   for (int64_t k = 0; k < d.K; ++k) CHECK_NEAR(fit.bias[k], 0.0, 1e-6);  // targets are centred
 }
@@ -179,7 +190,7 @@ TEST(cd_meets_the_optimality_conditions_in_float64) {
   cl::Progress p;
   for (double alpha : {0.99, 0.5}) {
     cl::ElasticNet en{0.05, alpha};
-    cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+    cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
     CHECK(kkt_violation(d, fit, en) < 2e-6);
     expect_reference_objective(d, fit, en, 1e-9);
   }
@@ -189,7 +200,7 @@ TEST(cd_keeps_every_feature_the_optimum_uses) {
   Data d = make_data(500, 150, 3, 10);
   cl::Progress p;
   cl::ElasticNet en{0.03, 0.99};
-  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
   for (int64_t k = 0; k < d.K; ++k) {
     Reference ref = reference_fit(d, k, en.lambda, en.alpha);
     int64_t used = 0;
@@ -209,7 +220,7 @@ TEST(cd_solves_dense_problems_where_newton_steps_finish) {
   Data d = make_data(400, 80, 2, 16);
   cl::Progress p;
   cl::ElasticNet en{1e-3, 0.5};  // nearly every feature in the support
-  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
   expect_reference_objective(d, fit, en, 1e-9);
   CHECK(kkt_violation(d, fit, en) < 2e-6);
   int64_t nonzero = 0;
@@ -226,27 +237,69 @@ TEST(cd_solves_pure_ridge_and_ignores_constant_columns) {
   for (int64_t i = 0; i < d.n; ++i) d.X[i * d.p + 4] = 2.0f, d.X[i * d.p + 7] = 0.0f;
   cl::Progress p;
   cl::ElasticNet en{0.1, 0.0};  // no L1: every feature enters the working set
-  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p);
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
   expect_reference_objective(d, fit, en, 1e-9);
   for (int64_t k = 0; k < d.K; ++k) CHECK(fit.weights[k * d.p + 4] == 0.0f && fit.weights[k * d.p + 7] == 0.0f);
 }
 
 TEST(objective_matches_a_direct_float64_sum) {
-  Data d = make_data(37, 9, 5, 13);  // rows not a multiple of the solver's row tiles
-  std::vector<float> W = check::randn(d.K * d.p, 14), b = check::randn(d.K, 15);
-  for (size_t i = 0; i < W.size(); i += 3) W[i] = 0.0f;
-  cl::ElasticNet en{0.2, 0.7};
-  std::vector<double> obj = cl::elastic_net_objective(d.X.data(), d.n, d.p, d.Y.data(), d.K, W.data(), b.data(), en);
-  for (int64_t k = 0; k < d.K; ++k) {
-    double rss = 0, l1 = 0, l2 = 0;
-    for (int64_t i = 0; i < d.n; ++i) {
-      double r = double(d.Y[i * d.K + k]) - b[k];
-      for (int64_t j = 0; j < d.p; ++j) r -= double(d.X[i * d.p + j]) * W[k * d.p + j];
-      rss += r * r;
+  // Rows not a multiple of the 16-row tiles; then full tiles (64 row blocks
+  // of 17 rows or more) over 16-column groups with a partial one after them,
+  // in X (40 columns, the middle group unused) and in Y (20 targets).
+  for (auto [n, p, K] : {std::array<int64_t, 3>{37, 9, 5}, {1100, 40, 20}}) {
+    Data d = make_data(n, p, K, 13);
+    std::vector<float> W = check::randn(d.K * d.p, 14), b = check::randn(d.K, 15);
+    for (size_t i = 0; i < W.size(); i += 3) W[i] = 0.0f;
+    if (p == 40)
+      for (int64_t k = 0; k < K; ++k) std::fill_n(&W[k * p + 16], 16, 0.0f);
+    cl::ElasticNet en{0.2, 0.7};
+    std::vector<double> obj = cl::elastic_net_objective(d.X.data(), d.n, d.p, d.Y.data(), d.K, W.data(), b.data(), en);
+    for (int64_t k = 0; k < d.K; ++k) {
+      double rss = 0, l1 = 0, l2 = 0;
+      for (int64_t i = 0; i < d.n; ++i) {
+        double r = double(d.Y[i * d.K + k]) - b[k];
+        for (int64_t j = 0; j < d.p; ++j) r -= double(d.X[i * d.p + j]) * W[k * d.p + j];
+        rss += r * r;
+      }
+      for (int64_t j = 0; j < d.p; ++j) l1 += std::fabs(W[k * d.p + j]), l2 += double(W[k * d.p + j]) * W[k * d.p + j];
+      CHECK_NEAR(obj[k], 0.5 * rss / d.n + en.lambda * (en.alpha * l1 + 0.5 * (1 - en.alpha) * l2), 1e-12 * obj[k]);
     }
-    for (int64_t j = 0; j < d.p; ++j) l1 += std::fabs(W[k * d.p + j]), l2 += double(W[k * d.p + j]) * W[k * d.p + j];
-    CHECK_NEAR(obj[k], 0.5 * rss / d.n + en.lambda * (en.alpha * l1 + 0.5 * (1 - en.alpha) * l2), 1e-12 * obj[k]);
   }
+}
+
+// Standardised data rounded to 12 bits: the minimum of the rounded problem
+// lies within 1e-6 of the exact one in objective (about 1e-8 on LE's problem,
+// bench glm), the support is the exact one's, and the fit says what it used.
+TEST(cd_on_int16_moments_reaches_the_minimum_within_rounding) {
+  Data d = make_data(600, 120, 4, 21);
+  cl::Progress p;
+  cl::ElasticNet en{0.05, 0.99};
+  cl::CdOptions o;
+  o.moments = cl::MomentArithmetic::Int16;
+  if (!cl::int16_gram_available()) {  // no VNNI (or CONCEPTLENS_NO_AVX512): auto keeps fp32, int16 is refused
+    CHECK_THROWS_WITH(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, o, p), "int16 needs AVX-512 VNNI");
+    CHECK(std::string(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p).moments_by) == "fp32");
+    return;
+  }
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, o, p);
+  CHECK(std::string(fit.moments_by) == "int16");
+  expect_reference_objective(d, fit, en, 1e-6);
+  cl::GlmFit exact = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
+  CHECK(std::string(exact.moments_by) == "fp32");
+  for (size_t i = 0; i < fit.weights.size(); ++i) CHECK((fit.weights[i] != 0) == (exact.weights[i] != 0));
+  // auto takes it too: every column lies within kInt16MaxSpread standard deviations.
+  CHECK(std::string(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p).moments_by) == "int16");
+}
+
+TEST(auto_moments_keep_fp32_for_a_column_with_outliers) {
+  Data d = make_data(400, 30, 2, 22);
+  d.X[17 * d.p + 5] = 40.0f;  // one sample 40 standard deviations out: 12-bit steps would be coarse
+  cl::Progress p;
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, {}, p);
+  CHECK(std::string(fit.moments_by) == "fp32");
+  d.X[17 * d.p + 5] = 0.0f;
+  d.Y[3 * d.K + 1] = -40.0f;  // in a target, too
+  CHECK(std::string(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, {}, p).moments_by) == "fp32");
 }
 
 TEST(saga_converges_to_the_reference_minimum_with_enough_epochs) {

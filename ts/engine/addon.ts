@@ -122,7 +122,7 @@ export interface NativeTextHashSet {
 // ---- glm_binding.cpp
 export interface NativeGlmOptions {
   solver?: 'cd' | 'saga';
-  lambda?: number; alpha?: number; tol?: number; maxPasses?: number;
+  lambda?: number; alpha?: number; tol?: number; maxPasses?: number; moments?: 'auto' | 'fp32' | 'int16';
   batch?: number; step?: number; maxEpochs?: number; lookbehind?: number; tolPerTarget?: number; seed?: number;
 }
 export interface NativeGlmFit {
@@ -130,6 +130,7 @@ export interface NativeGlmFit {
   bias: Float32Array;
   objective: Float64Array;
   iterations: number;
+  momentsBy?: 'fp32' | 'int16';
 }
 
 // ---- faiss_binding.cpp
