@@ -1,7 +1,8 @@
 // bench glm: LE's elastic-net ranking problem (standardised concepts X, n×p;
 // standardised neurons Y, n×K) for every contender on the same data, with the
-// same warm-up and repeats: conceptlens's coordinate descent, GLM-SAGA as the
-// reference runs it (re-implemented in the engine: labelled so), and with
+// same warm-up and repeats: conceptlens's coordinate descent (as it runs by
+// default, moments 'auto', and on fp32 moments), GLM-SAGA as the reference
+// runs it (re-implemented in the engine: labelled so), and with
 // --peers sklearn scikit-learn's ElasticNet on a precomputed Gram (float64,
 // as the issue measured it, and float32), Gram time included on both sides.
 // Every contender's objective is recomputed from its weights by one float64
@@ -87,10 +88,11 @@ export function glmProblem(p: Pick<GlmBenchParams, 'data' | 'x' | 'y' | 'n' | 'p
 
 const meanOf = (x: ArrayLike<number>) => Array.from(x).reduce((a, b) => a + b, 0) / x.length;
 
-const LABELS: Record<string, string> = {
-  cd: 'conceptlens coordinate descent (working sets, shared Gram)',
-  saga: 'GLM-SAGA as the LE reference runs it (re-implemented in the conceptlens engine)',
-};
+type Solver = 'cd' | 'cd-fp32' | 'saga';
+const ROWS: Record<Solver, string> = { cd: 'conceptlens-cd', 'cd-fp32': 'conceptlens-cd-fp32', saga: 'glm-saga' };
+const label = (solver: Solver, momentsBy?: string) => solver === 'saga'
+  ? 'GLM-SAGA as the LE reference runs it (re-implemented in the conceptlens engine)'
+  : `conceptlens coordinate descent (working sets, shared Gram; ${momentsBy} moments${solver === 'cd' ? ', as moments: auto chose' : ''})`;
 
 /** One contender's timed fit at one tolerance: its row and each neuron's objective by the float64 yardstick. */
 interface Run {
@@ -101,25 +103,25 @@ interface Run {
 const nonzerosPerNeuron = (W: Float32Array, neurons: number) => W.reduce((a, w) => a + (w !== 0 ? 1 : 0), 0) / neurons;
 
 /** A conceptlens solver; `tol` is its own stopping tolerance (cd: tol, saga: tolPerTarget), default when absent. */
-async function ourRun(X: Mat, Y: Mat, p: GlmBenchParams, solver: 'cd' | 'saga', tol?: number): Promise<Run> {
+async function ourRun(X: Mat, Y: Mat, p: GlmBenchParams, solver: Solver, tol?: number): Promise<Run> {
   let fit: GlmFit | undefined;
-  const opts = tol === undefined ? {} : solver === 'cd' ? { tol } : { tolPerTarget: tol };
-  const { seconds, cpuSeconds } = await timeWithCpu(async () => (fit = await fitElasticNet(X, Y, { solver, ...opts })), p.repeats, p.warmup);
+  const opts = solver === 'saga' ? { solver, ...(tol === undefined ? {} : { tolPerTarget: tol }) }
+    : { solver: 'cd' as const, ...(solver === 'cd-fp32' ? { moments: 'fp32' as const } : {}), ...(tol === undefined ? {} : { tol }) };
+  const { seconds, cpuSeconds } = await timeWithCpu(async () => (fit = await fitElasticNet(X, Y, opts)), p.repeats, p.warmup);
   return {
-    row: { name: solver === 'cd' ? 'conceptlens-cd' : 'glm-saga', label: LABELS[solver], seconds,
-      cpu_seconds: cpuSeconds, neurons_per_s: Y.cols / seconds,
-      nonzeros_per_neuron: nonzerosPerNeuron(fit!.weights, Y.cols) },
+    row: { name: ROWS[solver], label: label(solver, fit!.momentsBy), seconds, cpu_seconds: cpuSeconds, neurons_per_s: Y.cols / seconds,
+      nonzeros_per_neuron: nonzerosPerNeuron(fit!.weights, Y.cols), ...(fit!.momentsBy ? { moments_by: fit!.momentsBy } : {}) },
     objectives: elasticNetObjective(X, Y, fit!.weights, fit!.bias),
   };
 }
 
-/** The fp32 floor of the Gram solvers that run in fp32: their moments' multiply-adds at the fp32 peak. */
-const FLOOR = 'fp32 multiply-adds of the moments, XᵀX (n·p(p+1)/2) and XᵀY (n·p·neurons), at the fp32 peak';
+/** The floor of the Gram solvers: their moments' multiply-adds at the peak of the arithmetic that ran them. */
+const FLOOR = "multiply-adds of the moments, XᵀX (n·p(p+1)/2) and XᵀY (n·p·neurons), at the peak of the arithmetic that computed them (fp32 FMA, or int16 VNNI for moments_by int16)";
 
 export async function benchGlm(p: GlmBenchParams) {
   const { X, Y, source } = glmProblem(p);
   const runs: Run[] = [], curve: (Run & { tol: number })[] = [];
-  const solvers = p.solvers as ('cd' | 'saga')[];
+  const solvers = p.solvers as Solver[];
   for (const solver of solvers) runs.push(await ourRun(X, Y, p, solver));
   const peers = p.peers.includes('sklearn') ? new SklearnPeers(X, Y, p) : undefined;
   const skipped: string[] = [];
@@ -134,10 +136,13 @@ export async function benchGlm(p: GlmBenchParams) {
     peers?.close();
   }
   const gap = gapToBest([...runs, ...curve].map((r) => r.objectives), Y.cols);
-  const rows = runs.map(({ row, objectives: o }) => ({ ...row, mean_objective: meanOf(o), max_rel_gap_to_best: gap(o) }));
+  const rows: BenchRow[] = runs.map(({ row, objectives: o }) => ({ ...row, mean_objective: meanOf(o), max_rel_gap_to_best: gap(o) }));
   addRatios(rows, rows.filter((r) => r.name.startsWith('sklearn')).map((r) => r.name), 'neurons_per_s');
-  const fp32 = (await machinePeaks()).fp32MacsPerS, moments = (X.rows * X.cols * (X.cols + 1)) / 2 + X.rows * X.cols * Y.cols;
-  for (const r of rows) if (r.name === 'conceptlens-cd' || r.name === 'sklearn-elasticnet-f32') Object.assign(r, floorFields(r.seconds, moments, fp32));
+  const pk = await machinePeaks(), moments = (X.rows * X.cols * (X.cols + 1)) / 2 + X.rows * X.cols * Y.cols;
+  for (const r of rows) {
+    const peak = r.moments_by === 'int16' ? pk.int16MacsPerS : r.moments_by === 'fp32' || r.name === 'sklearn-elasticnet-f32' ? pk.fp32MacsPerS : 0;
+    Object.assign(r, floorFields(r.seconds, moments, peak));
+  }
   const curves = curve.map(({ row, objectives: o, tol }) => ({ name: row.name, tol, seconds: row.seconds, max_rel_gap_to_best: gap(o) }));
   // The problem as solved: the user's files' sizes, not the generator's defaults.
   const problem = { data: p.x ? 'user' : p.data, n: X.rows, p: X.cols, neurons: Y.cols, source };
@@ -195,8 +200,8 @@ export function registerBenchGlm(bench: Command): void {
     .addOption(generatorOption('--n <n>', 'samples', OWN, integer('--n'), 10000))
     .addOption(generatorOption('--p <p>', 'concepts', OWN, integer('--p'), 2000))
     .addOption(generatorOption('--neurons <k>', 'neurons solved as one batch', OWN, integer('--neurons'), 512))
-    .addOption(listOption('--solvers <list>', 'conceptlens solvers: cd,saga (saga takes minutes at full size)', 'cd', ['cd', 'saga']))
-    .option('--tols <list>', "also run every contender at each of these stopping tolerances (each solver's own: cd's tol, saga's tolPerTarget, scikit-learn's tol): its objective gap against time, as curves in the JSON and the plot (saga at a tight one runs to its epoch cap)",
+    .addOption(listOption('--solvers <list>', "conceptlens solvers: cd (moments 'auto', as fitElasticNet runs by default), cd-fp32 (on fp32 moments), saga (takes minutes at full size)", 'cd,cd-fp32', ['cd', 'cd-fp32', 'saga']))
+    .option('--tols <list>', "also run every contender at each of these stopping tolerances (each solver's own: cd's tol (both cd rows), saga's tolPerTarget, scikit-learn's tol): its objective gap against time, as curves in the JSON and the plot (saga at a tight one runs to its epoch cap)",
       numberList('--tols', { min: 0, above: true }));
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw neurons/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchGlm));

@@ -51,7 +51,7 @@ export async function machine() {
     node: process.version,
     blasCore: info.blasCore,
     computeThreads: info.computeThreads,
-    peaks: { fp32_gmacs_per_s: pk.fp32MacsPerS / 1e9, fp32_isa: pk.fp32Isa, int8_gmacs_per_s: pk.int8MacsPerS / 1e9, threads: pk.threads },
+    peaks: { fp32_gmacs_per_s: pk.fp32MacsPerS / 1e9, fp32_isa: pk.fp32Isa, int8_gmacs_per_s: pk.int8MacsPerS / 1e9, int16_gmacs_per_s: pk.int16MacsPerS / 1e9, threads: pk.threads },
   };
 }
 

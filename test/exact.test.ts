@@ -54,6 +54,7 @@ test('measurePeaks: a rate for each arithmetic the CPU runs, progress to the end
   assert.equal(p.threads, info.computeThreads);
   assert.equal(p.fp32Isa, info.avx512 ? 'avx512' : p.fp32MacsPerS > 0 ? 'avx2' : '');
   assert.equal(p.int8MacsPerS > 0, info.screening.includes('int8'));
+  assert.equal(p.int16MacsPerS > 0, info.screening.includes('int8'));  // the same AVX-512 VNNI runs the int16 Gram
   const last = ticks.at(-1)!;
   assert.equal(last[0], last[1]);
   await assert.rejects(measurePeaks({ signal: AbortSignal.abort() }), (e: Error) => e.name === 'AbortError');

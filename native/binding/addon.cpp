@@ -47,6 +47,7 @@ Napi::Value MachinePeaks(const Napi::CallbackInfo& info) {
         Napi::Object o = Napi::Object::New(env);
         o.Set("fp32MacsPerS", out->fp32_macs_per_s);
         o.Set("int8MacsPerS", out->int8_macs_per_s);
+        o.Set("int16MacsPerS", out->int16_macs_per_s);
         o.Set("threads", out->threads);
         o.Set("fp32Isa", out->fp32_isa);
         return o;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "gram_int16.h"
 #include "threads.h"
 #include "topk_screen.h"
 
@@ -84,6 +85,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int8_loop(int64_t
   return lane_sum<int64_t>(out);
 }
 
+// vpdpwssd: signed words by signed words, two per 32-bit lane (the int16 Gram).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) int64_t int16_loop(int64_t steps, int16_t a, int16_t b) {
+  alignas(64) int32_t out[kChains512 * 16];
+  const __m512i va = _mm512_set1_epi16(a), vb = _mm512_set1_epi16(b);
+  CL_PEAK_LOOP("vpxord", "zmm", CL_REST16, "64", CL_STEP16("vpdpwssd", "zmm"), "v", va, vb, out, CL_CLOBBERS16);
+  return lane_sum<int64_t>(out);
+}
+
 // Sinks the loops' results so the compiler keeps their arithmetic.
 thread_local volatile double sink;
 
@@ -116,6 +125,7 @@ int64_t fp32_macs_per_step() {
   return isa == Fp32Isa::Avx512 ? kChains512 * 16 : isa == Fp32Isa::Avx2 ? kChainsAvx2 * 8 : 0;
 }
 int64_t int8_macs_per_step() { return has_int8() ? kChains512 * 64 : 0; }
+int64_t int16_macs_per_step() { return int16_gram_available() ? kChains512 * 32 : 0; }
 
 double fp32_peak_loop(int64_t steps, float a, float b) {
   const Fp32Isa isa = fp32_isa();
@@ -123,6 +133,7 @@ double fp32_peak_loop(int64_t steps, float a, float b) {
 }
 
 int64_t int8_peak_loop(int64_t steps, uint8_t u, int8_t s) { return has_int8() ? int8_loop(steps, u, s) : 0; }
+int64_t int16_peak_loop(int64_t steps, int16_t a, int16_t b) { return int16_gram_available() ? int16_loop(steps, a, b) : 0; }
 
 MachinePeaks measure_peaks(Progress& progress) {
   // About 5 ms a loop at 2 vector FMAs per cycle and 3.5 GHz; the first rounds
@@ -133,10 +144,11 @@ MachinePeaks measure_peaks(Progress& progress) {
   m.threads = compute_threads();
   Meter fp32{fp32_macs_per_step(), [](int64_t n) { sink = fp32_peak_loop(n, 1.0f, 0x1p-20f); }};
   Meter int8{int8_macs_per_step(), [](int64_t n) { sink = double(int8_peak_loop(n, 1, 1)); }};
-  progress.set_total(int64_t(kRounds) * ((fp32.per_step > 0) + (int8.per_step > 0)));
-  // The two alternate, so a burst of other work slows both alike.
+  Meter int16{int16_macs_per_step(), [](int64_t n) { sink = double(int16_peak_loop(n, 1, 1)); }};
+  progress.set_total(int64_t(kRounds) * ((fp32.per_step > 0) + (int8.per_step > 0) + (int16.per_step > 0)));
+  // They alternate, so a burst of other work slows all alike.
   for (int r = 0; r < kRounds; ++r)
-    for (Meter* meter : {&fp32, &int8}) {
+    for (Meter* meter : {&fp32, &int8, &int16}) {
       if (meter->per_step == 0) continue;
       progress.check();
       measure_round(*meter, kSteps, m.threads);
@@ -144,6 +156,7 @@ MachinePeaks measure_peaks(Progress& progress) {
     }
   m.fp32_macs_per_s = fp32.best * m.threads;
   m.int8_macs_per_s = int8.best * m.threads;
+  m.int16_macs_per_s = int16.best * m.threads;
   m.fp32_isa = kFp32IsaNames[int(fp32_isa())];
   return m;
 }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "../core/cpu.h"
+#include "../core/gram_int16.h"
 #include "../core/peaks.h"
 #include "../core/threads.h"
 #include "../core/topk_screen.h"
@@ -30,12 +31,21 @@ TEST(int8_loop_adds_u_times_s_once_per_counted_multiply_add) {
   CHECK(cl::int8_peak_loop(1000, 3, -2) == int64_t(1000) * -6 * per);
 }
 
+TEST(int16_loop_adds_a_times_b_once_per_counted_multiply_add) {
+  const int64_t per = cl::int16_macs_per_step();
+  CHECK(per == (cl::int16_gram_available() ? 16 * 32 : 0));
+  // Signed words both: -2047 · 2047, the int16 Gram's extremes, in 100 steps stays within int32 per lane.
+  CHECK(cl::int16_peak_loop(100, -2047, 2047) == int64_t(100) * -2047 * 2047 * per);
+  CHECK(cl::int16_peak_loop(1000, 3, -2) == int64_t(1000) * -6 * per);
+}
+
 TEST(measurement_reports_a_rate_for_each_isa_present) {
   cl::Progress progress;
   const cl::MachinePeaks m = cl::measure_peaks(progress);
   CHECK(m.threads == cl::compute_threads());
   CHECK((m.fp32_macs_per_s > 0) == (cl::fp32_macs_per_step() > 0));
   CHECK((m.int8_macs_per_s > 0) == (cl::int8_macs_per_step() > 0));
+  CHECK((m.int16_macs_per_s > 0) == (cl::int16_macs_per_step() > 0));
   CHECK(std::string(m.fp32_isa) == (m.fp32_macs_per_s == 0 ? "" : cl::cpu_avx512f() ? "avx512" : "avx2"));
 }
 

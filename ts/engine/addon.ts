@@ -50,6 +50,8 @@ export interface MachinePeaks {
   fp32MacsPerS: number;
   /** u8×s8 dot-product multiply-adds (what the int8 screen of the exact scan runs). */
   int8MacsPerS: number;
+  /** s16×s16 dot-product multiply-adds (what the int16 moments of LE's elastic net run). */
+  int16MacsPerS: number;
   /** Compute threads the rates count. */
   threads: number;
   /** 'avx512' or 'avx2'; '' when fp32MacsPerS is 0. */
