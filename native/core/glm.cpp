@@ -439,8 +439,8 @@ std::vector<double> elastic_net_objective(const float* X, int64_t n, int64_t p, 
     start.push_back(int64_t(at.size()));
   }
   const int64_t blocks = std::min(n, kRowBlocks);
-  std::vector<double> rss(size_t(blocks) * K, 0.0);
-  // Transposed tiles per worker, from the pool (fresh pages fault in slowly).
+  // The blocks' sums and each worker's transposed tiles, from the pool (as above).
+  Scratch<double> rss = Scratch<double>::zeroed(size_t(blocks) * K);
   const int64_t pw = int64_t(used.size()) * kTile, kw = (K + kTile - 1) / kTile * kTile;
   std::vector<Scratch<float>> tiles(parallel_workers(blocks));
   for (auto& t : tiles) t = Scratch<float>(size_t(pw + kw) * kTile);
@@ -482,7 +482,9 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
   const Moments m = moments(X, n, p, Y, K, opt.moments);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
-  fit.weights = Scratch<float>::zeroed(size_t(K) * p);
+  // Each target zeroes its own row: a fresh block (the weights are handed to
+  // JS, so often not recycled) faults its pages in on both threads at once.
+  fit.weights = Scratch<float>(size_t(K) * p);
   fit.bias.assign(K, 0.0f);
   std::vector<CdScratch> scratch(parallel_workers(K));
   std::vector<int64_t> passes(K);
@@ -491,6 +493,7 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
     progress.check();
     CdScratch& s = scratch[worker];
     run_widest(avx512, [&] { passes[k] = solve_target(P, k, opt, s); });
+    std::fill_n(&fit.weights[k * p], p, 0.0f);
     // The intercept that is optimal for the weights as stored.
     double b = m.mu_y[k];
     for (int64_t j : s.ws) fit.weights[k * p + j] = float(s.w[j]), b -= m.mu_x[j] * fit.weights[k * p + j];

@@ -20,6 +20,9 @@ constexpr int64_t kFlushPairs = 128;
 // 960 KB) stay in L2 while the B slivers stream past once for all four.
 constexpr int64_t kChunkPairs = 1280, kGroup = 4;
 static_assert(kChunkPairs % kFlushPairs == 0);
+// Pairs ahead that the kernel prefetches its operands (prefetches past the
+// end of an array are harmless: they never fault).
+constexpr int64_t kAhead = 32;
 
 // The lanes of a 16-column vector u that hold one of `valid` columns.
 CL_VNNI inline __mmask16 lanes(int64_t valid, int u) {
@@ -41,6 +44,9 @@ CL_VNNI void tile(const int32_t* A, int64_t astride, const int32_t* B, int64_t b
     __v16si acc[3][8];
     _Pragma("GCC unroll 8") for (int v = 0; v < 8; ++v) acc[0][v] = acc[1][v] = acc[2][v] = (__v16si)_mm512_setzero_si512();
     for (int64_t k = k0, ke = std::min(pairs, k0 + kFlushPairs); k < ke; ++k) {
+      // The hardware prefetchers alone left the Gram 7% slower.
+      for (const int32_t* line : {A + (k + kAhead) * 16, A + astride + (k + kAhead) * 16, A + 2 * astride + (k + kAhead) * 16, B + (k + kAhead) * bstride})
+        _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
       const __v16si a0 = (__v16si)_mm512_loadu_si512(A + k * 16), a1 = (__v16si)_mm512_loadu_si512(A + astride + k * 16),
                     a2 = (__v16si)_mm512_loadu_si512(A + 2 * astride + k * 16);
       _Pragma("GCC unroll 8") for (int v = 0; v < 8; ++v) {

@@ -2,9 +2,11 @@
 // glibc hands blocks of a few MiB back to the kernel when they are freed, and
 // each libuv worker thread allocates from its own arena, so a call's 16 MiB
 // buffer faulted its 4,096 pages in again on most calls (~15 µs each on this
-// VM, a fifth of an LE fit). Released blocks of at least kMinBytes wait in one
-// process-wide pool, the newest kKeepBytes of them, for a later request their
-// size fits (at least half used, so small requests do not pin big blocks).
+// VM, a fifth of an LE fit); blocks of a few hundred KiB fare alike (glibc
+// maps them afresh: 1 MiB of per-block partial sums cost an LE fit 6 ms).
+// Released blocks of at least kMinBytes wait in one process-wide pool, the
+// newest kKeepBytes of them, for a later request their size fits (at least
+// half used, so small requests do not pin big blocks).
 #pragma once
 #include <algorithm>
 #include <cstddef>
@@ -16,7 +18,7 @@
 namespace cl {
 
 namespace scratch {
-constexpr size_t kMinBytes = size_t(1) << 20;
+constexpr size_t kMinBytes = size_t(64) << 10;
 constexpr size_t kKeepBytes = size_t(256) << 20;
 
 struct Block {
