@@ -328,6 +328,18 @@ test('--seed with --splits is a usage error: the seed would be ignored', async (
   assert.ok(!existsSync(join(dir, 'x.csv')));
 });
 
+test('le explain --moments fp32 writes the explanations the default writes; with --solver saga it is a usage error', async () => {
+  const dir = tempDir(), inputs = await leRun(dir);
+  await cliOk(['le', 'explain', ...inputs, '--out', join(dir, 'fp32.csv'), '--moments', 'fp32', '--quiet']);
+  // Whichever arithmetic auto took for the moments, the rankings lead the greedy search to the same concepts.
+  const names = (f: string) => readExplanationsCsv(join(dir, f)).map((e) => e.concepts.join('+'));
+  assert.deepEqual(names('fp32.csv'), names('le.csv'));
+  const r = await runCli(['le', 'explain', ...inputs, '--out', join(dir, 'saga.csv'), '--solver', 'saga', '--moments', 'fp32']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--moments would be ignored with --solver saga/);
+  assert.ok(!existsSync(join(dir, 'saga.csv')));
+});
+
 test('`le show` reports mean ± sem of the val correlation and score columns', async () => {
   const path = join(tempDir(), 'le.csv');
   const e = (unit: number, val: number, sim: number): Explanation =>

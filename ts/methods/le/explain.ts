@@ -187,8 +187,8 @@ export async function explainNeurons(A: Mat, P: Mat, names: string[], opts: Expl
   requireVaryingUnits(A, split.train, firstUnit);
   const f = filterConcepts(P, names);
   if (f.P.cols === 0) throw new ConceptLensError('ERR_ARG', 'concepts: none passes the filter (top-5 mean >= 0.5 and std >= 1e-5); are these probabilities?');
-  const { solver, lambda, alpha, tol, maxPasses, batch, step, maxEpochs, lookbehind, tolPerTarget, seed } = opts;
-  const glmOpts = { solver, lambda, alpha, tol, maxPasses, batch, step, maxEpochs, lookbehind, tolPerTarget, seed, signal };
+  const { solver, lambda, alpha, tol, maxPasses, moments, batch, step, maxEpochs, lookbehind, tolPerTarget, seed } = opts;
+  const glmOpts = { solver, lambda, alpha, tol, maxPasses, moments, batch, step, maxEpochs, lookbehind, tolPerTarget, seed, signal };
   const rankings = await rankConcepts(f.P, A, split.train, glmOpts);
   const out: Explanation[] = [];
   for (let u = 0; u < A.cols; u++) {
