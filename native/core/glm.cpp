@@ -219,16 +219,21 @@ bool pick_working_set(const Problem& P, size_t size, CdScratch& s) {
   auto larger = [](const std::pair<double, int64_t>& a, const std::pair<double, int64_t>& b) { return a > b; };
   s.ws.clear();
   s.best.clear();  // a min-heap of the `take` largest steps
+  // What a step must exceed: tol, and once the heap is full its least. One
+  // test per feature, rarely passed once the heap fills (two tests
+  // mispredicted on every other feature).
+  double gate = P.tol;
   for (int64_t j = 0; j < P.p; ++j) {
     if (s.w[j] != 0) {
       s.ws.push_back(j);
       continue;
     }
     const double step = (std::fabs(s.q[j]) - P.l1) * P.reach[j];
-    if (step <= P.tol || (s.best.size() == take && step <= s.best.front().first)) continue;
+    if (step <= gate) continue;
     if (s.best.size() == take) std::pop_heap(s.best.begin(), s.best.end(), larger), s.best.pop_back();
     s.best.emplace_back(step, j);
     std::push_heap(s.best.begin(), s.best.end(), larger);
+    if (s.best.size() == take) gate = std::max(P.tol, s.best.front().first);
   }
   for (const auto& b : s.best) s.ws.push_back(b.second);
   return !s.best.empty();
