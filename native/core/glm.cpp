@@ -26,6 +26,8 @@ namespace {
 // Row blocks of the column and objective reductions: a fixed count, so sums
 // are added in the same order whatever the thread count.
 constexpr int64_t kRowBlocks = 64;
+// Rows rounded at a time for int16 moments (even, so pairs never straddle two).
+constexpr int64_t kRoundedRows = int64_t(1) << 16;
 
 void validate_arguments(int64_t n, int64_t p, int64_t K, const ElasticNet& en) {
   require(n >= 2, "X: expected at least 2 samples, got " + std::to_string(n));
@@ -143,14 +145,19 @@ bool rounds(MomentArithmetic a, const ColumnStats& sx, const ColumnStats& sy) {
   return a == MomentArithmetic::Int16 || (a == MomentArithmetic::Auto && int16_gram_available() && sx.roundable && sy.roundable);
 }
 
-// G and Ct from the centred columns rounded to 12-bit integers (no shifts left).
+// G and Ct from the centred columns rounded to 12-bit integers (no shifts
+// left), rounded kRoundedRows rows at a time: the rounded copy of a
+// LAION-sized X stays a few hundred MiB.
 void rounded_moments(Moments& m, const float* X, int64_t n, const ColumnStats& sx, const float* Y, int64_t K,
                      const ColumnStats& sy) {
   const int64_t p = m.p;
-  const RoundedColumns x = round_columns(X, n, p, sx.mean.data(), sx.spread.data(), 16);
-  const RoundedColumns y = round_columns(Y, n, K, sy.mean.data(), sy.spread.data(), 8);
-  int16_gram_upper(x, 1.0f / float(n), m.G.data());
-  int16_cross(y, x, 1.0f / float(n), m.Ct.data());
+  for (int64_t r0 = 0; r0 < n; r0 += kRoundedRows) {
+    const int64_t rows = std::min(kRoundedRows, n - r0);
+    const RoundedColumns x = round_columns(X + r0 * p, rows, p, sx.mean.data(), sx.spread.data(), 16);
+    const RoundedColumns y = round_columns(Y + r0 * K, rows, K, sy.mean.data(), sy.spread.data(), 8);
+    int16_gram_upper(x, 1.0f / float(n), m.G.data(), r0 > 0);
+    int16_cross(y, x, 1.0f / float(n), m.Ct.data(), r0 > 0);
+  }
   m.shift_x.assign(p, 0.0);
   m.shift_y.assign(K, 0.0);
   m.by = "int16";

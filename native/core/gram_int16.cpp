@@ -70,10 +70,11 @@ CL_VNNI void tile(const int32_t* A, int64_t astride, const int32_t* B, int64_t b
     }
 }
 
-// C (b.cols × a.cols, row-major) = sa ⊙ b̂ᵀâ ⊙ b.scale, tile by tile; `upper`
-// skips the tiles wholly below the diagonal (a and b the same columns).
+// C (b.cols × a.cols, row-major) (+)= sa ⊙ b̂ᵀâ ⊙ b.scale, tile by tile;
+// `upper` skips the tiles wholly below the diagonal (a and b the same columns).
 // Groups of kGroup A blocks are the parallel tasks, the costliest first.
-CL_VNNI void products(const RoundedColumns& a, const RoundedColumns& b, const std::vector<float>& sa, float* C, bool upper) {
+CL_VNNI void products(const RoundedColumns& a, const RoundedColumns& b, const std::vector<float>& sa, float* C, bool upper,
+                      bool accumulate) {
   const int64_t blocks = a.padded / 48, groups = (blocks + kGroup - 1) / kGroup, slivers = (b.cols + 7) / 8;
   const int64_t astride = a.pairs * 16;
   // B columns 8·ls.. at pair k0: a sliver, or half of a panel.
@@ -89,7 +90,7 @@ CL_VNNI void products(const RoundedColumns& a, const RoundedColumns& b, const st
       for (int64_t ls = 0; ls < last; ++ls)
         for (int64_t jt = upper ? std::max(j0, ls / 6) : j0; jt < j1 && jt * 48 < a.cols; ++jt)
           tile(&a.packed[3 * jt * astride + k0 * 16], astride, b_sliver(ls, k0), b.width, pairs, &sa[jt * 48],
-               &b.scale[ls * 8], C + ls * 8 * a.cols + jt * 48, a.cols, b.cols - ls * 8, a.cols - jt * 48, k0 > 0);
+               &b.scale[ls * 8], C + ls * 8 * a.cols + jt * 48, a.cols, b.cols - ls * 8, a.cols - jt * 48, accumulate || k0 > 0);
     }
   });
 }
@@ -148,16 +149,16 @@ RoundedColumns round_columns(const float* A, int64_t n, int64_t c, const double*
   return r;
 }
 
-void int16_gram_upper(const RoundedColumns& x, float alpha, float* G) {
+void int16_gram_upper(const RoundedColumns& x, float alpha, float* G, bool accumulate) {
   std::vector<float> sa(x.scale);
   for (float& s : sa) s *= alpha;
-  products(x, x, sa, G, true);
+  products(x, x, sa, G, true, accumulate);
 }
 
-void int16_cross(const RoundedColumns& y, const RoundedColumns& x, float alpha, float* C) {
+void int16_cross(const RoundedColumns& y, const RoundedColumns& x, float alpha, float* C, bool accumulate) {
   std::vector<float> sa(x.scale);
   for (float& s : sa) s *= alpha;
-  products(x, y, sa, C, false);
+  products(x, y, sa, C, false, accumulate);
 }
 
 }  // namespace cl

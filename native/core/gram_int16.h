@@ -39,10 +39,11 @@ RoundedColumns round_columns(const float* A, int64_t n, int64_t c, const double*
 
 // The upper triangle, diagonal included, of G = alpha·x̂ᵀx̂ over the centred
 // rounded columns (G[i][j] for j ≥ i, row-major c×c; the rest is untouched
-// or scratch). x has width 16.
-void int16_gram_upper(const RoundedColumns& x, float alpha, float* G);
+// or scratch), or added to G's with `accumulate` (rows taken a block at a
+// time). x has width 16.
+void int16_gram_upper(const RoundedColumns& x, float alpha, float* G, bool accumulate = false);
 
-// C = alpha·ŷᵀx̂ (y.cols × x.cols, row-major). x has width 16, y either.
-void int16_cross(const RoundedColumns& y, const RoundedColumns& x, float alpha, float* C);
+// C = alpha·ŷᵀx̂ (y.cols × x.cols, row-major), or C += it. x has width 16, y either.
+void int16_cross(const RoundedColumns& y, const RoundedColumns& x, float alpha, float* C, bool accumulate = false);
 
 }  // namespace cl

@@ -291,6 +291,18 @@ TEST(cd_on_int16_moments_reaches_the_minimum_within_rounding) {
   CHECK(std::string(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, {}, p).moments_by) == "int16");
 }
 
+TEST(cd_on_int16_moments_rounds_long_data_a_block_of_rows_at_a_time) {
+  if (!cl::int16_gram_available()) return;  // the test above checks the refusal
+  Data d = make_data((int64_t(1) << 16) + 1001, 12, 2, 23);  // a second, odd block of rows
+  cl::Progress p;
+  cl::ElasticNet en{0.05, 0.99};
+  cl::CdOptions o;
+  o.moments = cl::MomentArithmetic::Int16;
+  cl::GlmFit fit = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, o, p);
+  cl::GlmFit exact = cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, en, exact_moments(), p);
+  for (int64_t k = 0; k < d.K; ++k) CHECK_NEAR(fit.objective[k], exact.objective[k], 1e-6 * exact.objective[k]);
+}
+
 TEST(auto_moments_keep_fp32_for_a_column_with_outliers) {
   Data d = make_data(400, 30, 2, 22);
   d.X[17 * d.p + 5] = 40.0f;  // one sample 40 standard deviations out: 12-bit steps would be coarse

@@ -77,6 +77,26 @@ TEST(gram_and_cross_of_grid_data_equal_the_integer_sums) {
   }
 }
 
+TEST(row_blocks_accumulate_to_the_whole) {
+  if (!cl::int16_gram_available()) check::skip("no AVX-512 VNNI");
+  const int64_t n = 301, c = 53, k = 9, split = 128;  // an even first block, an odd last one
+  const Grid x = grid(n, c, 4), y = grid(n, k, 5);
+  const float alpha = 1.0f / float(n);
+  std::vector<float> G(c * c), C(k * c);
+  for (int64_t r0 : {int64_t(0), split}) {
+    const int64_t rows = r0 ? n - split : split;
+    const cl::RoundedColumns rx = cl::round_columns(x.X.data() + r0 * c, rows, c, x.mean.data(), x.spread.data(), 16);
+    const cl::RoundedColumns ry = cl::round_columns(y.X.data() + r0 * k, rows, k, y.mean.data(), y.spread.data(), 8);
+    cl::int16_gram_upper(rx, alpha, G.data(), r0 > 0);
+    cl::int16_cross(ry, rx, alpha, C.data(), r0 > 0);
+  }
+  const double size = cl::kRoundedMax * double(cl::kRoundedMax);
+  for (int64_t i = 0; i < c; ++i)
+    for (int64_t j = i; j < c; ++j) expect_close(G[i * c + j], grid_product(x, i, x, j, alpha), size * x.scale[i] * x.scale[j], "G");
+  for (int64_t t = 0; t < k; ++t)
+    for (int64_t j = 0; j < c; ++j) expect_close(C[t * c + j], grid_product(y, t, x, j, alpha), size * y.scale[t] * x.scale[j], "C");
+}
+
 TEST(gram_of_arbitrary_data_is_within_the_rounding_bound) {
   if (!cl::int16_gram_available()) check::skip("no AVX-512 VNNI");
   const int64_t n = 1001, c = 37;
