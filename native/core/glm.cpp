@@ -110,6 +110,7 @@ struct Moments {
   Scratch<float> G, Ct;  // uninitialised until the GEMMs write them
   std::vector<double> mu_x, mu_y, shift_x, shift_y;
   const char* by = "fp32";
+  bool rounded = false;  // from columns rounded to 12 bits (by "int16")
 
   double c(int64_t k, int64_t j) const { return Ct[k * p + j] - shift_y[k] * shift_x[j]; }
 };
@@ -161,6 +162,7 @@ void rounded_moments(Moments& m, const float* X, int64_t n, const ColumnStats& s
   m.shift_x.assign(p, 0.0);
   m.shift_y.assign(K, 0.0);
   m.by = "int16";
+  m.rounded = true;
 }
 
 Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, MomentArithmetic arithmetic) {
@@ -437,60 +439,169 @@ void transpose_tile(const float* A, int64_t lda, int64_t rows, int64_t c0, int64
 
 }  // namespace
 
-std::vector<double> elastic_net_objective(const float* X, int64_t n, int64_t p, const float* Y, int64_t K,
-                                          const float* W, const float* b, const ElasticNet& en) {
+namespace {
+
+// One pass over the data with weights W (K×p) and bias b: each target's
+// residual sum of squares, and with `gradients` the support's exact
+// gradients, X_jᵀr/n for each nonzero weight (targets in order, features
+// ascending), r = y − Xw − b.
+struct Residuals {
+  std::vector<double> rss, gradient;
+  std::vector<int64_t> start, at;  // target k's nonzeros: at[start[k]..start[k+1])
+};
+
+Residuals residual_pass(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const float* W, const float* b,
+                        bool gradients) {
   // Residuals go a tile of 16 rows at a time: the tile's columns of X (the
   // 16-column groups any target uses) and of Y transposed, so that each
   // nonzero weight updates a tile's residuals as one float64 vector operation.
+  Residuals out;
   std::vector<char> used(size_t(p + kTile - 1) / kTile, 0);
-  std::vector<int64_t> start{0}, at;
   std::vector<double> weight;
+  out.start.push_back(0);
   for (int64_t k = 0; k < K; ++k) {
     for (int64_t j = 0; j < p; ++j)
-      if (W[k * p + j] != 0) at.push_back(j), weight.push_back(W[k * p + j]), used[j / kTile] = 1;
-    start.push_back(int64_t(at.size()));
+      if (W[k * p + j] != 0) out.at.push_back(j), weight.push_back(W[k * p + j]), used[j / kTile] = 1;
+    out.start.push_back(int64_t(out.at.size()));
   }
-  const int64_t blocks = std::min(n, kRowBlocks);
+  const std::vector<int64_t>&start = out.start, &at = out.at;
+  const int64_t blocks = std::min(n, kRowBlocks), nnz = int64_t(at.size());
   // The blocks' sums and each worker's transposed tiles, from the pool (as above).
-  Scratch<double> rss = Scratch<double>::zeroed(size_t(blocks) * K);
+  Scratch<double> rss = Scratch<double>::zeroed(size_t(blocks) * K), grad = Scratch<double>::zeroed(gradients ? size_t(blocks) * nnz : 0);
   const int64_t pw = int64_t(used.size()) * kTile, kw = (K + kTile - 1) / kTile * kTile;
+  // The gradients' vector partial sums: folded to 8 lanes per nonzero per
+  // block, reduced once at the block's end.
+  constexpr int64_t kLanes = kTile / 2;
   std::vector<Scratch<float>> tiles(parallel_workers(blocks));
+  std::vector<Scratch<double>> lanes(gradients ? tiles.size() : 0);
   for (auto& t : tiles) t = Scratch<float>(size_t(pw + kw) * kTile);
+  for (auto& l : lanes) l = Scratch<double>(size_t(nnz) * kLanes);
   const bool avx512 = cpu_avx512f();
   parallel_for(blocks, [&](int64_t blk, int worker) { run_widest(avx512, [&] {
     float *xt = tiles[worker].data(), *yt = xt + pw * kTile;
-    double r[kTile];
+    double r[kTile], *acc = gradients ? lanes[worker].data() : nullptr;
+    if (gradients) std::fill_n(acc, nnz * kLanes, 0.0);
     for (int64_t i0 = blk * n / blocks, end = (blk + 1) * n / blocks; i0 < end; i0 += kTile) {
       const int64_t rows = std::min(kTile, end - i0);
       for (int64_t g = 0; g < int64_t(used.size()); ++g)
         if (used[g]) transpose_tile(X + i0 * p, p, rows, g * kTile, std::min(p, (g + 1) * kTile), xt + g * kTile * kTile, avx512);
       for (int64_t g = 0; g < kw / kTile; ++g) transpose_tile(Y + i0 * K, K, rows, g * kTile, std::min(K, (g + 1) * kTile), yt + g * kTile * kTile, avx512);
       for (int64_t k = 0; k < K; ++k) {
-        for (int64_t t = 0; t < kTile; ++t) r[t] = double(yt[k * kTile + t]) - b[k];
+        for (int64_t t = 0; t < kTile; ++t) r[t] = t < rows ? double(yt[k * kTile + t]) - b[k] : 0.0;
         for (int64_t e = start[k]; e < start[k + 1]; ++e) {
           const double w = weight[e];
           const float* x = xt + at[e] * kTile;
           for (int64_t t = 0; t < kTile; ++t) r[t] -= w * double(x[t]);
         }
         double s = 0;
-        for (int64_t t = 0; t < rows; ++t) s += r[t] * r[t];
+        for (int64_t t = 0; t < kTile; ++t) s += r[t] * r[t];
         rss[blk * K + k] += s;
+        if (!gradients) continue;
+        for (int64_t e = start[k]; e < start[k + 1]; ++e) {
+          const float* x = xt + at[e] * kTile;
+          double* a = acc + e * kLanes;
+          for (int64_t t = 0; t < kLanes; ++t) a[t] += double(x[t]) * r[t] + double(x[t + kLanes]) * r[t + kLanes];
+        }
       }
     }
+    for (int64_t e = 0; gradients && e < nnz; ++e)
+      for (int64_t t = 0; t < kLanes; ++t) grad[blk * nnz + e] += acc[e * kLanes + t];
   }); });
-  std::vector<double> obj(K);
-  for (int64_t k = 0; k < K; ++k) {
-    double s = 0;
-    for (int64_t blk = 0; blk < blocks; ++blk) s += rss[blk * K + k];
-    obj[k] = 0.5 * s / double(n) + penalty(W + k * p, p, en);
+  out.rss.assign(K, 0.0);
+  out.gradient.assign(gradients ? nnz : 0, 0.0);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    for (int64_t k = 0; k < K; ++k) out.rss[k] += rss[blk * K + k];
+    for (int64_t e = 0; e < int64_t(out.gradient.size()); ++e) out.gradient[e] += grad[blk * nnz + e] / double(n);
   }
+  return out;
+}
+
+std::vector<double> objectives(const Residuals& r, int64_t n, int64_t p, const float* W, const ElasticNet& en) {
+  std::vector<double> obj(r.rss.size());
+  for (size_t k = 0; k < obj.size(); ++k) obj[k] = 0.5 * r.rss[k] / double(n) + penalty(W + k * p, p, en);
   return obj;
 }
 
-GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en,
-                      const CdOptions& opt, Progress& progress) {
-  validate_arguments(n, p, K, en);
-  progress.set_total(K);
+// A target solved on rounded moments, checked and made exact on its support:
+// with the support S and its signs σ held the objective is quadratic, so the
+// exact residual r_S = X_Sᵀr/n − l1·σ − l2·w_S (the exact pass's gradients)
+// and the Hessian H = G_SS + l2·I give the step Δ = H⁻¹r_S to the face's
+// minimum, gap = ½·r_SᵀΔ below the current objective (H from the rounded
+// moments: exact to their rounding). Returns that gap; takes the step, up to
+// where a weight would reach zero, when the gap exceeds kRefineGap of the
+// objective.
+constexpr double kRefineGap = 1e-8;
+
+double face_gap(const Problem& P, const Residuals& r, int64_t k, double objective, float* w, std::vector<double>& H,
+                std::vector<double>& step) {
+  const int64_t s0 = r.start[k], m = r.start[k + 1] - s0;
+  H.resize(m * m);
+  step.resize(m);
+  for (int64_t i = 0; i < m; ++i) {
+    const int64_t ji = r.at[s0 + i];
+    for (int64_t j = 0; j <= i; ++j) H[i * m + j] = P.m.G[ji * P.p + r.at[s0 + j]] + (i == j ? P.l2 : 0.0);
+    step[i] = r.gradient[s0 + i] - P.l1 * (w[ji] > 0 ? 1 : -1) - P.l2 * w[ji];
+  }
+  const std::vector<double> residual(step);
+  if (m == 0 || !cholesky_solve(H, size_t(m), step)) return 0.0;
+  double gap = 0, theta = 1;
+  for (int64_t i = 0; i < m; ++i) {
+    gap += 0.5 * residual[i] * step[i];
+    const double wi = w[r.at[s0 + i]];
+    if ((wi + step[i]) * wi <= 0) theta = std::min(theta, -wi / step[i]);
+  }
+  if (gap > kRefineGap * objective)
+    for (int64_t i = 0; i < m; ++i) {
+      float& wi = w[r.at[s0 + i]];
+      const double moved = double(wi) + theta * step[i];
+      wi = moved * wi <= 0 ? 0.0f : float(moved);
+    }
+  return gap;
+}
+
+// The intercept that is optimal for target k's weights w as stored.
+float intercept(const Moments& m, const float* w, int64_t k) {
+  double b = m.mu_y[k];
+  for (int64_t j = 0; j < m.p; ++j)
+    if (w[j] != 0) b -= m.mu_x[j] * w[j];
+  return float(b);
+}
+
+// Checks every target of a fit on rounded moments on its support and refines
+// those past kRefineGap (r: the fit's exact pass, with gradients), then
+// recomputes the objectives if any moved. Returns the largest gap found, as
+// a share of its objective.
+double refine_rounded_fit(const Problem& P, const Residuals& r, const float* X, int64_t n, const float* Y, int64_t K,
+                          const ElasticNet& en, GlmFit& fit) {
+  std::vector<double> H, step;
+  double worst = 0;
+  bool moved = false;
+  for (int64_t k = 0; k < K; ++k) {
+    float* w = &fit.weights[k * P.p];
+    const double gap = face_gap(P, r, k, fit.objective[k], w, H, step) / fit.objective[k];
+    worst = std::max(worst, gap);
+    if (!(gap > kRefineGap)) continue;
+    fit.bias[k] = intercept(P.m, w, k);
+    moved = true;
+  }
+  if (moved) fit.objective = elastic_net_objective(X, n, P.p, Y, K, fit.weights.data(), fit.bias.data(), en);
+  return worst;
+}
+
+}  // namespace
+
+std::vector<double> elastic_net_objective(const float* X, int64_t n, int64_t p, const float* Y, int64_t K,
+                                          const float* W, const float* b, const ElasticNet& en) {
+  return objectives(residual_pass(X, n, p, Y, K, W, b, false), n, p, W, en);
+}
+
+namespace {
+
+// The coordinate-descent fit on the moments opt asks for; with rounded ones,
+// `gap` is the largest share of its objective a target's support held (see
+// refine_rounded_fit), else 0.
+GlmFit cd_fit(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en, const CdOptions& opt,
+              Progress& progress, double& gap) {
   const Moments m = moments(X, n, p, Y, K, opt.moments);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
@@ -506,15 +617,34 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
     CdScratch& s = scratch[worker];
     run_widest(avx512, [&] { passes[k] = solve_target(P, k, opt, s); });
     std::fill_n(&fit.weights[k * p], p, 0.0f);
-    // The intercept that is optimal for the weights as stored.
-    double b = m.mu_y[k];
-    for (int64_t j : s.ws) fit.weights[k * p + j] = float(s.w[j]), b -= m.mu_x[j] * fit.weights[k * p + j];
-    fit.bias[k] = float(b);
+    for (int64_t j : s.ws) fit.weights[k * p + j] = float(s.w[j]);
+    fit.bias[k] = intercept(m, &fit.weights[k * p], k);
     progress.advance(1);
   });
   fit.iterations = *std::max_element(passes.begin(), passes.end());
   fit.moments_by = m.by;
-  fit.objective = elastic_net_objective(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), en);
+  const Residuals r = residual_pass(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), m.rounded);
+  fit.objective = objectives(r, n, p, fit.weights.data(), en);
+  gap = m.rounded ? refine_rounded_fit(P, r, X, n, Y, K, en, fit) : 0.0;
+  return fit;
+}
+
+}  // namespace
+
+GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en,
+                      const CdOptions& opt, Progress& progress) {
+  validate_arguments(n, p, K, en);
+  progress.set_total(K);
+  double gap = 0;
+  GlmFit fit = cd_fit(X, n, p, Y, K, en, opt, progress, gap);
+  if (gap > kInt16MaxGap && opt.moments == MomentArithmetic::Auto) {
+    // Rounding moved some target's minimum by more than auto accepts: a
+    // problem too ill-conditioned for 12 bits, solved again on fp32 moments.
+    CdOptions exact = opt;
+    exact.moments = MomentArithmetic::Fp32;
+    progress.set_total(2 * K);
+    fit = cd_fit(X, n, p, Y, K, en, exact, progress, gap);
+  }
   return fit;
 }
 

@@ -29,8 +29,15 @@ struct ElasticNet {
 // What computes XᵀX and XᵀY: Auto takes Int16 where the CPU has AVX-512 VNNI
 // and every column of X and Y spans at most kInt16MaxSpread standard
 // deviations from its mean (so rounding moves it by at most 2e-3 of one).
+// A fit on rounded moments is then checked by one exact pass over the data:
+// with each target's support and signs held, the objective is quadratic, and
+// the exact gradient there gives how far the minimum lies. Targets more than
+// 1e-8 of their objective away take that step (still exact to the rounding
+// of the Hessian); if any lay more than kInt16MaxGap away, Auto fits again on
+// fp32 moments (an ill-conditioned problem: rounding moves its support too).
 enum class MomentArithmetic { Auto, Fp32, Int16 };
 constexpr double kInt16MaxSpread = 8;
+constexpr double kInt16MaxGap = 1e-7;
 
 struct CdOptions {
   // Converged when no coordinate would move by tol or more (in units of the

@@ -20,10 +20,12 @@ export interface GlmOptions extends ProgressOptions {
   maxPasses?: number;
   /**
    * cd: what computes the moments XᵀX and XᵀY. 'fp32': fp32 GEMMs. 'int16': each centred column rounded to a 12-bit
-   * integer grid of its own scale, the products exact integer sums (AVX-512 VNNI; about twice the fp32 rate); the
-   * minimum moves by about 1e-8 of the objective on LE's problem. 'auto' (default): 'int16' where the CPU has VNNI and
-   * every column of X and Y lies within 8 standard deviations of its mean (rounding moves it by at most 2e-3 of one),
-   * else 'fp32'. The fit's `momentsBy` says which ran.
+   * integer grid of its own scale, the products exact integer sums (AVX-512 VNNI; about twice the fp32 rate). A fit on
+   * them is checked by one exact pass over the data: with each target's support and signs held the objective is
+   * quadratic, so the exact gradient there says how far its minimum lies; targets more than 1e-8 of their objective away
+   * take that step. 'auto' (default): 'int16' where the CPU has VNNI and every column of X and Y lies within 8 standard
+   * deviations of its mean, kept when no target lay more than 1e-7 away (on LE's problem the largest is 6e-9), else
+   * fitted again on 'fp32' (an ill-conditioned problem). The fit's `momentsBy` says which the weights came from.
    */
   moments?: 'auto' | 'fp32' | 'int16';
   /** saga: rows per minibatch (default 512). */
