@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <numeric>
@@ -412,6 +413,27 @@ int64_t solve_target(const Problem& P, int64_t k, const CdOptions& opt, CdScratc
 // The objective's row tiles: 16 rows, a float64 vector pair per column.
 constexpr int64_t kTile = 16;
 
+// 8 doubles as one vector (AVX-512 where run_widest compiles for it, pairs of
+// SSE2 registers otherwise): GCC left the tile loops scalar (the exact pass
+// took twice as long). These vectors live inside run_widest's inlined
+// bodies and never cross a call, so GCC's note on the ABI of 64-byte vectors
+// (-Wpsabi) does not apply for the rest of this file.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef double V8d __attribute__((vector_size(64)));
+typedef float V8f __attribute__((vector_size(32)));
+
+inline V8d widen(const float* x) {
+  V8f f;
+  std::memcpy(&f, x, sizeof f);
+  return __builtin_convertvector(f, V8d);
+}
+
+inline double lane_sum(V8d v) {
+  double s = 0;
+  for (int t = 0; t < 8; ++t) s += v[t];
+  return s;
+}
+
 // 16 rows of A (lda apart) as columns: out[(j − c0)·16 + t] = A[t·lda + j]
 // for j in [c0, c1), t < rows, and 0 for t ≥ rows. A full 16×16 block is
 // transposed in registers where the CPU has AVX-512.
@@ -469,43 +491,39 @@ Residuals residual_pass(const float* X, int64_t n, int64_t p, const float* Y, in
   // The blocks' sums and each worker's transposed tiles, from the pool (as above).
   Scratch<double> rss = Scratch<double>::zeroed(size_t(blocks) * K), grad = Scratch<double>::zeroed(gradients ? size_t(blocks) * nnz : 0);
   const int64_t pw = int64_t(used.size()) * kTile, kw = (K + kTile - 1) / kTile * kTile;
-  // The gradients' vector partial sums: folded to 8 lanes per nonzero per
-  // block, reduced once at the block's end.
-  constexpr int64_t kLanes = kTile / 2;
+  // The gradients' vector partial sums, 8 lanes per nonzero, reduced once at the block's end.
   std::vector<Scratch<float>> tiles(parallel_workers(blocks));
-  std::vector<Scratch<double>> lanes(gradients ? tiles.size() : 0);
+  std::vector<Scratch<V8d>> lanes(gradients ? tiles.size() : 0);
   for (auto& t : tiles) t = Scratch<float>(size_t(pw + kw) * kTile);
-  for (auto& l : lanes) l = Scratch<double>(size_t(nnz) * kLanes);
+  for (auto& l : lanes) l = Scratch<V8d>(size_t(nnz));
   const bool avx512 = cpu_avx512f();
   parallel_for(blocks, [&](int64_t blk, int worker) { run_widest(avx512, [&] {
     float *xt = tiles[worker].data(), *yt = xt + pw * kTile;
-    double r[kTile], *acc = gradients ? lanes[worker].data() : nullptr;
-    if (gradients) std::fill_n(acc, nnz * kLanes, 0.0);
+    V8d* acc = gradients ? lanes[worker].data() : nullptr;
+    if (gradients) std::fill_n(acc, nnz, V8d{});
     for (int64_t i0 = blk * n / blocks, end = (blk + 1) * n / blocks; i0 < end; i0 += kTile) {
       const int64_t rows = std::min(kTile, end - i0);
+      V8d live[2];  // 1 for the tile's rows, 0 past them
+      for (int64_t t = 0; t < kTile; ++t) live[t / 8][t % 8] = t < rows ? 1.0 : 0.0;
       for (int64_t g = 0; g < int64_t(used.size()); ++g)
         if (used[g]) transpose_tile(X + i0 * p, p, rows, g * kTile, std::min(p, (g + 1) * kTile), xt + g * kTile * kTile, avx512);
       for (int64_t g = 0; g < kw / kTile; ++g) transpose_tile(Y + i0 * K, K, rows, g * kTile, std::min(K, (g + 1) * kTile), yt + g * kTile * kTile, avx512);
       for (int64_t k = 0; k < K; ++k) {
-        for (int64_t t = 0; t < kTile; ++t) r[t] = t < rows ? double(yt[k * kTile + t]) - b[k] : 0.0;
+        const double bk = b[k];
+        V8d r0 = (widen(yt + k * kTile) - bk) * live[0], r1 = (widen(yt + k * kTile + 8) - bk) * live[1];
         for (int64_t e = start[k]; e < start[k + 1]; ++e) {
-          const double w = weight[e];
           const float* x = xt + at[e] * kTile;
-          for (int64_t t = 0; t < kTile; ++t) r[t] -= w * double(x[t]);
+          r0 -= weight[e] * widen(x), r1 -= weight[e] * widen(x + 8);
         }
-        double s = 0;
-        for (int64_t t = 0; t < kTile; ++t) s += r[t] * r[t];
-        rss[blk * K + k] += s;
+        rss[blk * K + k] += lane_sum(r0 * r0 + r1 * r1);
         if (!gradients) continue;
         for (int64_t e = start[k]; e < start[k + 1]; ++e) {
           const float* x = xt + at[e] * kTile;
-          double* a = acc + e * kLanes;
-          for (int64_t t = 0; t < kLanes; ++t) a[t] += double(x[t]) * r[t] + double(x[t + kLanes]) * r[t + kLanes];
+          acc[e] += widen(x) * r0 + widen(x + 8) * r1;
         }
       }
     }
-    for (int64_t e = 0; gradients && e < nnz; ++e)
-      for (int64_t t = 0; t < kLanes; ++t) grad[blk * nnz + e] += acc[e * kLanes + t];
+    for (int64_t e = 0; gradients && e < nnz; ++e) grad[blk * nnz + e] += lane_sum(acc[e]);
   }); });
   out.rss.assign(K, 0.0);
   out.gradient.assign(gradients ? nnz : 0, 0.0);
