@@ -459,10 +459,6 @@ void transpose_tile(const float* A, int64_t lda, int64_t rows, int64_t c0, int64
     for (int64_t t = 0; t < kTile; ++t) out[(j - c0) * kTile + t] = j < c1 && t < rows ? A[t * lda + j] : 0.0f;
 }
 
-}  // namespace
-
-namespace {
-
 // One pass over the data with weights W (K×p) and bias b: each target's
 // residual sum of squares, and with `gradients` the support's exact
 // gradients, X_jᵀr/n for each nonzero weight (targets in order, features
@@ -545,9 +541,10 @@ std::vector<double> objectives(const Residuals& r, int64_t n, int64_t p, const f
 // exact residual r_S = X_Sᵀr/n − l1·σ − l2·w_S (the exact pass's gradients)
 // and the Hessian H = G_SS + l2·I give the step Δ = H⁻¹r_S to the face's
 // minimum, gap = ½·r_SᵀΔ below the current objective (H from the rounded
-// moments: exact to their rounding). Returns that gap; takes the step, up to
-// where a weight would reach zero, when the gap exceeds kRefineGap of the
-// objective.
+// moments: exact to their rounding). Returns that gap (infinite when H is
+// not numerically positive definite: nothing certifies the fit); takes the
+// step, up to where a weight would reach zero, when the gap exceeds
+// kRefineGap of the objective.
 constexpr double kRefineGap = 1e-8;
 
 double face_gap(const Problem& P, const Residuals& r, int64_t k, double objective, float* w, std::vector<double>& H,
@@ -561,7 +558,8 @@ double face_gap(const Problem& P, const Residuals& r, int64_t k, double objectiv
     step[i] = r.gradient[s0 + i] - P.l1 * (w[ji] > 0 ? 1 : -1) - P.l2 * w[ji];
   }
   const std::vector<double> residual(step);
-  if (m == 0 || !cholesky_solve(H, size_t(m), step)) return 0.0;
+  if (m == 0) return 0.0;
+  if (!cholesky_solve(H, size_t(m), step)) return INFINITY;
   double gap = 0, theta = 1;
   for (int64_t i = 0; i < m; ++i) {
     gap += 0.5 * residual[i] * step[i];
@@ -598,7 +596,7 @@ double refine_rounded_fit(const Problem& P, const Residuals& r, const float* X, 
     float* w = &fit.weights[k * P.p];
     const double gap = face_gap(P, r, k, fit.objective[k], w, H, step) / fit.objective[k];
     worst = std::max(worst, gap);
-    if (!(gap > kRefineGap)) continue;
+    if (!(gap > kRefineGap && std::isfinite(gap))) continue;
     fit.bias[k] = intercept(P.m, w, k);
     moved = true;
   }

@@ -33,8 +33,8 @@ CL_VNNI inline __mmask16 lanes(int64_t valid, int u) {
 // One 8×48 tile over pairs [0, pairs): C[v][u] (+)= sa[u]·sb[v]·Σ a_u·b_v for
 // the 48 A columns of 3 vectors (astride apart) and 8 B columns, bstride
 // apart from one pair to the next; rows and cols say how much of the tile C
-// holds. Accumulators are
-// __v16si: through the __m512i intrinsics GCC copies them every step.
+// holds. Accumulators are __v16si: through the __m512i intrinsics GCC copies
+// them every step.
 CL_VNNI void tile(const int32_t* A, int64_t astride, const int32_t* B, int64_t bstride, int64_t pairs, const float* sa, const float* sb,
                   float* C, int64_t ldc, int64_t rows, int64_t cols, bool add) {
   __m512 f[3][8];
