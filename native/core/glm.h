@@ -6,9 +6,9 @@
 //    Gram XᵀX shared by all targets (float64 solves), each target on a small
 //    working set regrown from its KKT violators (the default; fast). The
 //    moments XᵀX and XᵀY come from fp32 GEMMs, or from columns rounded to
-//    12-bit integers (gram_int16.h, twice the rate) when every column's
-//    rounding error is within 2e-3 of its standard deviation: the minimum
-//    then moves by about 1e-8 of the objective (LE's problem, bench glm),
+//    12-bit integers (gram_int16.h, twice the rate), the fit then checked by
+//    its exact pass over the data (see MomentArithmetic); on LE's problem
+//    (bench glm) rounding moves the minimum by 6e-9 of the objective,
 //  - elastic_net_saga: minibatch SAGA with a proximal step, loss summed over
 //    targets and early stopping on the epoch objective, as GLM-SAGA does it
 //    (for parity with the published method).

@@ -200,7 +200,7 @@ export function registerLe(program: Command): void {
     .requiredOption('--concept-names <txt>', 'one name per concept column')
     .requiredOption('--out <csv>', 'output CSV')
     .option('--solver <cd|saga>', "elastic net: exact coordinate descent, or the reference's GLM-SAGA", solverOpt, 'cd')
-    .option('--moments <auto|fp32|int16>', "cd: XᵀX and XᵀY from fp32 GEMMs, or from columns rounded to 12 bits (AVX-512 VNNI, about twice as fast; the minimum moves ~1e-8); auto (default) rounds where every column lies within 8 standard deviations",
+    .option('--moments <auto|fp32|int16>', "cd: XᵀX and XᵀY from fp32 GEMMs, or from columns rounded to 12 bits (AVX-512 VNNI, about twice as fast; the minimum moves ~1e-8); auto (default) rounds where every column lies within 8 standard deviations, and refits on fp32 if the fit's exact check finds rounding moved a minimum by more than 1e-7",
       oneOf('--moments', ['auto', 'fp32', 'int16'] as const))
     .option('--layer <name>', 'layer name for the CSV')
     .option('--max-length <n>', 'most concepts per explanation', integer('--max-length'), 10)
