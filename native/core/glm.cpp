@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -59,6 +60,7 @@ struct ColumnStats {
   bool offset = false;
   bool finite = true;        // false when A holds a NaN or Inf (squares of finite floats cannot overflow a double)
   bool roundable = true;     // every spread within kInt16MaxSpread standard deviations
+  int64_t unscalable = -1;   // the first column whose 12-bit scale or its inverse fp32 cannot hold (-1: none)
 };
 
 // One block of rows' column sums and squares (float64) and extremes.
@@ -96,6 +98,8 @@ ColumnStats column_stats(const float* A, int64_t n, int64_t c) {
     st.offset |= 2 * mean * mean > q / double(n);  // mean² > E[x²] − mean²
     st.finite &= std::isfinite(q);
     st.roundable &= st.spread[j] <= kInt16MaxSpread * std::sqrt(var);
+    const double step = st.spread[j] / kRoundedMax;
+    if (st.unscalable < 0 && step != 0 && !(step >= FLT_MIN && 1 / step <= FLT_MAX)) st.unscalable = j;
   }
   return st;
 }
@@ -141,10 +145,22 @@ void symmetrise(float* G, int64_t p, const std::vector<double>& shift) {
   });
 }
 
+// Whether the moments are rounded: int16 asked for (refused where it cannot
+// run or a column's values span too little or too much for an fp32 scale of
+// 2,047 steps), or auto on columns it accepts.
 bool rounds(MomentArithmetic a, const ColumnStats& sx, const ColumnStats& sy) {
-  if (a == MomentArithmetic::Int16)
+  const bool scalable = sx.unscalable < 0 && sy.unscalable < 0;
+  if (a == MomentArithmetic::Int16) {
     require(int16_gram_available(), "moments: expected 'fp32' or 'auto' on this CPU (int16 needs AVX-512 VNNI), got 'int16'");
-  return a == MomentArithmetic::Int16 || (a == MomentArithmetic::Auto && int16_gram_available() && sx.roundable && sy.roundable);
+    const bool inX = sx.unscalable >= 0;
+    const int64_t j = inX ? sx.unscalable : sy.unscalable;
+    const double spread = j < 0 ? 0 : (inX ? sx : sy).spread[j];
+    require(scalable, std::string("moments: 'int16' cannot round ") + (inX ? "X" : "Y") + " column " + std::to_string(j) +
+                          ": its values lie within " + show(spread) + " of their mean, " +
+                          "beyond what fp32 scales of 2,047 steps hold; expected 'fp32' or 'auto'");
+  }
+  return a == MomentArithmetic::Int16 ||
+         (a == MomentArithmetic::Auto && int16_gram_available() && sx.roundable && sy.roundable && scalable);
 }
 
 // G and Ct from the centred columns rounded to 12-bit integers (no shifts

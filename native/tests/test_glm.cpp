@@ -333,6 +333,18 @@ TEST(auto_moments_refit_on_fp32_when_the_exact_pass_finds_rounding_moved_the_min
   CHECK(worst <= cl::kInt16MaxGap);  // the step on the support took int16's own fit back within it
 }
 
+TEST(int16_moments_refuse_a_column_fp32_scales_cannot_hold_and_auto_keeps_fp32) {
+  if (!cl::int16_gram_available()) return;  // the refusal without VNNI is tested above
+  Data d = make_data(300, 6, 2, 24);
+  for (int64_t i = 0; i < d.n; ++i) d.X[i * d.p + 3] *= 1e-36f;  // a step of 1e-39: below fp32's normal range
+  cl::Progress p;
+  cl::CdOptions o;
+  o.moments = cl::MomentArithmetic::Int16;
+  CHECK_THROWS_WITH(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, o, p), "'int16' cannot round X column 3");
+  CHECK_THROWS_WITH(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, o, p), "e-36 of their mean, beyond what fp32 scales");
+  CHECK(std::string(cl::elastic_net_cd(d.X.data(), d.n, d.p, d.Y.data(), d.K, {}, {}, p).moments_by) == "fp32");
+}
+
 TEST(auto_moments_keep_fp32_for_a_column_with_outliers) {
   Data d = make_data(400, 30, 2, 22);
   d.X[17 * d.p + 5] = 40.0f;  // one sample 40 standard deviations out: 12-bit steps would be coarse
