@@ -114,8 +114,7 @@ struct Moments {
   int64_t p = 0;
   Scratch<float> G, Ct;  // uninitialised until the GEMMs write them
   std::vector<double> mu_x, mu_y, shift_x, shift_y;
-  const char* by = "fp32";
-  bool rounded = false;  // from columns rounded to 12 bits (by "int16")
+  bool rounded = false;  // from columns rounded to 12 bits ("int16"), else fp32 GEMMs
 
   double c(int64_t k, int64_t j) const { return Ct[k * p + j] - shift_y[k] * shift_x[j]; }
 };
@@ -178,17 +177,26 @@ void rounded_moments(Moments& m, const float* X, int64_t n, const ColumnStats& s
   }
   m.shift_x.assign(p, 0.0);
   m.shift_y.assign(K, 0.0);
-  m.by = "int16";
   m.rounded = true;
 }
 
-Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, MomentArithmetic arithmetic) {
+// X's and Y's column statistics: what the moments of either arithmetic start from.
+struct DataStats {
+  ColumnStats x, y;
+};
+
+DataStats data_stats(const float* X, int64_t n, int64_t p, const float* Y, int64_t K) {
+  DataStats st{column_stats(X, n, p), column_stats(Y, n, K)};
+  // The sums double as the finite check; the full scan runs only to name the bad entry.
+  if (!st.x.finite || !st.y.finite) require_finite_data(X, n, p, Y, K);
+  return st;
+}
+
+Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const DataStats& st,
+                MomentArithmetic arithmetic) {
+  const ColumnStats &sx = st.x, &sy = st.y;
   Moments m;
   m.p = p;
-  const ColumnStats sx = column_stats(X, n, p);
-  const ColumnStats sy = column_stats(Y, n, K);
-  // The sums double as the finite check; the full scan runs only to name the bad entry.
-  if (!sx.finite || !sy.finite) require_finite_data(X, n, p, Y, K);
   m.mu_x = sx.mean;
   m.mu_y = sy.mean;
   m.G = Scratch<float>(size_t(p) * p);
@@ -632,9 +640,9 @@ namespace {
 // The coordinate-descent fit on the moments opt asks for; with rounded ones,
 // `gap` is the largest share of its objective a target's support held (see
 // refine_rounded_fit), else 0.
-GlmFit cd_fit(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const ElasticNet& en, const CdOptions& opt,
-              Progress& progress, double& gap) {
-  const Moments m = moments(X, n, p, Y, K, opt.moments);
+GlmFit cd_fit(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const DataStats& st, const ElasticNet& en,
+              const CdOptions& opt, Progress& progress, double& gap) {
+  const Moments m = moments(X, n, p, Y, K, st, opt.moments);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
   // Each target zeroes its own row: a fresh block (the weights are handed to
@@ -654,7 +662,7 @@ GlmFit cd_fit(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, c
     progress.advance(1);
   });
   fit.iterations = *std::max_element(passes.begin(), passes.end());
-  fit.moments_by = m.by;
+  fit.moments_by = m.rounded ? "int16" : "fp32";
   const Residuals r = residual_pass(X, n, p, Y, K, fit.weights.data(), fit.bias.data(), m.rounded);
   fit.objective = objectives(r, n, p, fit.weights.data(), en);
   gap = m.rounded ? refine_rounded_fit(P, r, X, n, Y, K, en, fit) : 0.0;
@@ -667,15 +675,16 @@ GlmFit elastic_net_cd(const float* X, int64_t n, int64_t p, const float* Y, int6
                       const CdOptions& opt, Progress& progress) {
   validate_arguments(n, p, K, en);
   progress.set_total(K);
+  const DataStats st = data_stats(X, n, p, Y, K);
   double gap = 0;
-  GlmFit fit = cd_fit(X, n, p, Y, K, en, opt, progress, gap);
+  GlmFit fit = cd_fit(X, n, p, Y, K, st, en, opt, progress, gap);
   if (gap > kInt16MaxGap && opt.moments == MomentArithmetic::Auto) {
     // Rounding moved some target's minimum by more than auto accepts: a
     // problem too ill-conditioned for 12 bits, solved again on fp32 moments.
     CdOptions exact = opt;
     exact.moments = MomentArithmetic::Fp32;
     progress.set_total(2 * K);
-    fit = cd_fit(X, n, p, Y, K, en, exact, progress, gap);
+    fit = cd_fit(X, n, p, Y, K, st, en, exact, progress, gap);
   }
   return fit;
 }
