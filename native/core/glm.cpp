@@ -164,11 +164,12 @@ bool rounds(MomentArithmetic a, const ColumnStats& sx, const ColumnStats& sy) {
 
 // G and Ct from the centred columns rounded to 12-bit integers (no shifts
 // left), rounded kRoundedRows rows at a time: the rounded copy of a
-// LAION-sized X stays a few hundred MiB.
+// LAION-sized X stays a few hundred MiB, and a cancel is seen between blocks.
 void rounded_moments(Moments& m, const float* X, int64_t n, const ColumnStats& sx, const float* Y, int64_t K,
-                     const ColumnStats& sy) {
+                     const ColumnStats& sy, const Progress& progress) {
   const int64_t p = m.p;
   for (int64_t r0 = 0; r0 < n; r0 += kRoundedRows) {
+    progress.check();
     const int64_t rows = std::min(kRoundedRows, n - r0);
     const RoundedColumns x = round_columns(X + r0 * p, rows, p, sx.mean.data(), sx.spread.data(), 16);
     const RoundedColumns y = round_columns(Y + r0 * K, rows, K, sy.mean.data(), sy.spread.data(), 8);
@@ -193,7 +194,7 @@ DataStats data_stats(const float* X, int64_t n, int64_t p, const float* Y, int64
 }
 
 Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const DataStats& st,
-                MomentArithmetic arithmetic) {
+                MomentArithmetic arithmetic, const Progress& progress) {
   const ColumnStats &sx = st.x, &sy = st.y;
   Moments m;
   m.p = p;
@@ -202,7 +203,7 @@ Moments moments(const float* X, int64_t n, int64_t p, const float* Y, int64_t K,
   m.G = Scratch<float>(size_t(p) * p);
   m.Ct = Scratch<float>(size_t(K) * p);
   if (rounds(arithmetic, sx, sy)) {
-    rounded_moments(m, X, n, sx, Y, K, sy);
+    rounded_moments(m, X, n, sx, Y, K, sy, progress);
   } else {
     std::vector<float> Xc, Yc;
     const float* A = gemm_operand(X, n, p, sx, Xc, m.shift_x);
@@ -642,7 +643,7 @@ namespace {
 // refine_rounded_fit), else 0.
 GlmFit cd_fit(const float* X, int64_t n, int64_t p, const float* Y, int64_t K, const DataStats& st, const ElasticNet& en,
               const CdOptions& opt, Progress& progress, double& gap) {
-  const Moments m = moments(X, n, p, Y, K, st, opt.moments);
+  const Moments m = moments(X, n, p, Y, K, st, opt.moments, progress);
   const Problem P(m, en, opt.tol);
   GlmFit fit;
   // Each target zeroes its own row: a fresh block (the weights are handed to
