@@ -5,7 +5,7 @@
 // figure renders, links between units work, sorting works, screenshots are not blank).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
@@ -68,6 +68,15 @@ test('atlas: resumable stages, cached rerun, and a site that renders in headless
   assert.deepEqual(first.notes, []);
   const again = JSON.parse(await cliOk(cliArgs(o)));
   assert.deepEqual(reused(again), ['probe', 'features', 'le-label', 'le-clip', 'splice', 'dncbm', 'falcon', 'cams']);
+  // Another --falcon-max-groups: FALCON's run goes on, the groups it explained are not explained again.
+  const explained = join(o.out, 'stages', 'falcon', 'groups');
+  const stamps = () => Object.fromEntries(readdirSync(explained).map((f) => [f, statSync(join(explained, f)).mtimeMs]));
+  const before = stamps(), more = cliArgs(o);
+  more[more.indexOf('--falcon-max-groups') + 1] = '3';
+  assert.deepEqual(reused(JSON.parse(await cliOk(more))), ['probe', 'features', 'le-label', 'le-clip', 'splice', 'dncbm', 'cams']);
+  const after = stamps();
+  assert.equal(Object.keys(before).length, 2);
+  for (const [f, t] of Object.entries(before)) assert.equal(after[f], t, `${f} is kept as it was`);
 
   const site = o.out, units = readdirSync(join(site, 'units')).filter((f) => f.endsWith('.html')).sort();
   assert.equal(units.length, 10);

@@ -400,7 +400,11 @@ test('captions: the LAION layout with metadata parquet, and empty vocabularies a
 // A tiny world for the whole pipeline: 30 images 16×16; images 0..11 have a red blob top-left
 // that drives feature `hot` (default 1: another "layer" of the model) of a 4-channel 4×4 "layer";
 // the rest are blue. The encoder embeds mean colour.
-async function fakeWorld(dir: string, calls: { represent: number }, hot = 1): Promise<RunInputs> {
+/**
+ * 30 fake images: a red blob in the first 12 drives feature `hot`. With `blueHot`, the bluest 4 of the rest drive
+ * that feature, and the other 14, where it is weak, fire feature 2 alone (row-normalised): a second, larger group.
+ */
+async function fakeWorld(dir: string, calls: { represent: number }, hot = 1, blueHot?: number): Promise<RunInputs> {
   const n = 30, S = 16;
   const rgb = (i: number): RgbImage => {
     const data = new Uint8Array(S * S * 3);
@@ -416,8 +420,8 @@ async function fakeWorld(dir: string, calls: { represent: number }, hot = 1): Pr
       for (let c = 0; c < 4; c++)
         for (let p = 0; p < 16; p++) {
           const [y, x] = [Math.floor(p / 4), p % 4];
-          const red = img.data[((y * 4) * S + x * 4) * 3] > 200;
-          data[(k * 4 + c) * 16 + p] = c === hot ? (red ? 12 : 0.1) : 1 + 0.05 * c;
+          const red = img.data[((y * 4) * S + x * 4) * 3] > 200, blue = img.data[((y * 4) * S + x * 4) * 3 + 2] >= 240;
+          data[(k * 4 + c) * 16 + p] = c === hot ? (red ? 12 : 0.1) : c === blueHot ? (blue ? 12 : 0.1) : 1 + 0.05 * c;
         }
     });
     return { name: 'fake', shape: [imgs.length, 4, 4, 4], data };
@@ -527,6 +531,28 @@ test('falcon run: a rerun with another model layer or caption temperature recomp
   await assert.rejects(runFalcon(layer1, run, { ...opts, signal: ac.signal, onStage: () => ac.abort() }), { code: 'ERR_ABORTED' });
   for (const f of ['representations.npy', 'groups.json', 'firing.json', 'groups', 'crops', 'concepts.csv', 'report.html']) assert.ok(!existsSync(at(f)), f);
   assert.deepEqual(await runFalcon(layer1, run, opts), first);
+});
+
+test('falcon run: a rerun with another maxGroups explains only the groups not explained yet, and reports the ones asked for', async () => {
+  const dir = tempDir(), run = join(dir, 'run'), explained: string[] = [];
+  const opts = { batch: 8, sigmas: 1, lowly: { minSimilarity: 0.1 }, captions: { k: 2 } };
+  const world = await fakeWorld(dir, { represent: 0 }, 1, 3);
+  const counted: RunInputs = { ...world, model: { ...world.model, camLayers: (imgs, group) => (explained.push(group.join(',')), world.model.camLayers(imgs, group)) } };
+  const one = await runFalcon(counted, run, { ...opts, maxGroups: 1 });
+  const two = await runFalcon(counted, run, { ...opts, maxGroups: 2 });
+  assert.deepEqual([one.map((g) => g.group), two.map((g) => g.group)], [['2'], ['2', '1']]);
+  assert.deepEqual(explained, ['2', '1'], 'group 2 is explained once');
+  assert.deepEqual(two[0], one[0]);
+  // What a run asking for both from the start writes.
+  assert.deepEqual(await runFalcon(world, join(dir, 'fresh'), { ...opts, maxGroups: 2 }), two);
+  assert.equal(readFileSync(join(run, 'concepts.csv'), 'utf8'), readFileSync(join(dir, 'fresh', 'concepts.csv'), 'utf8'));
+  // Fewer again: nothing is explained, the report lists the group asked for.
+  assert.deepEqual(await runFalcon(counted, run, { ...opts, maxGroups: 1 }), one);
+  assert.deepEqual(explained, ['2', '1']);
+  assert.doesNotMatch(readFileSync(join(run, 'concepts.csv'), 'utf8'), /\n1,/);
+  // Another setting still explains every group again.
+  await runFalcon(counted, run, { ...opts, maxGroups: 2, seed: 7 });
+  assert.deepEqual(explained, ['2', '1', '2', '1']);
 });
 
 test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations, every output written', async (t) => {

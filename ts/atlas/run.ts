@@ -156,10 +156,12 @@ async function methodStages(o: AtlasOptions, s: ReturnType<typeof settle>, x: Sh
     (dir) => computeSplice(dir, f.clip, x.vocab, { l1: s.l1, imageMean: o.imageMean, signal, onProgress: report('splice') }), (dir) => loadSplice(dir, x.vocab));
   const dncbm = await cache.run('dncbm', { features: x.features.key, vocab: x.vocabKey, sae: s.sae, minClassImages: s.minClassImages },
     (dir) => computeDncbm(dir, f, x.vocab, x.probe, { ...s.sae, minClassImages: s.minClassImages }, report('sae'), signal), loadDncbm);
+  // FALCON's run keeps its explained groups when only maxGroups changes (runFalcon).
+  const { maxGroups: _, ...falconKept } = s.falcon;
   const falcon = spatialLayer ? await cache.run('falcon', { features: x.features.key, vocab: x.vocabKey, falcon: s.falcon },
     async (dir) => computeFalcon(dir, x.images, f, await x.target(), x.vocab, { features: x.features.key, vocab: x.vocabKey },
       { ...s.falcon, clipImage: o.clipImage, onStage: (st, d, t) => cache.report(`falcon ${st}`, d, t), signal }),
-    loadFalcon) : undefined;
+    loadFalcon, undefined, { features: x.features.key, vocab: x.vocabKey, falcon: falconKept }) : undefined;
   const crops = spatialLayer ? await cache.run('cams', { ...base, top: s.top },
     async (dir) => computeCams(dir, x.images, f.acts, x.units, s.top, await x.target(), report('gradcam'), signal), (dir) => loadCams(dir, f.acts, s.top)) : undefined;
   return { leLabel: leLabel?.value, leClip: leClip.value, splice: splice.value, dncbm: dncbm.value, falcon: falcon?.value, crops: crops?.value };

@@ -6,7 +6,8 @@
 // done.json holds the key of its inputs; a rerun loads done stages, resumes a
 // stage started with the same key from what it left, and starts a stage whose
 // inputs changed over, emptied (later stages fold its key into theirs, so they
-// start over too).
+// start over too); a stage of per-item outputs may name what they depend on
+// apart from the items asked for, and is then resumed with other items.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -86,7 +87,7 @@ export interface StageCacheOptions {
 const CACHE_VERSION = 1;
 
 const keyOf = (name: string, inputs: unknown) => fingerprint({ v: CACHE_VERSION, name, inputs });
-const record = (path: string) => (existsSync(path) ? readJson<{ key?: string; seconds?: number }>(path) : {});
+const record = (path: string) => (existsSync(path) ? readJson<{ key?: string; keep?: string; seconds?: number }>(path) : {});
 
 /** Runs or reuses the stages of one run directory; each stage's records are in ROOT/stages/<name>/. */
 export class StageCache {
@@ -109,8 +110,12 @@ export class StageCache {
    * The outputs of stage `name` for `inputs`: `load(dir)` of the cached outputs when done.json matches, else after
    * `compute(dir)` writes them. Outputs are always read back through `load`, so a fresh and a cached run see the same.
    * A stage that starts over empties its directory and calls `clear` first: outputs it keeps elsewhere go too.
+   * `keep`, for a stage whose outputs are per item (each independent of which items `inputs` asks for): what those
+   * outputs depend on. A stage started with an equal `keep` is resumed, not emptied, though `inputs` differ, and
+   * `compute` adds the items missing.
    */
-  async run<T>(name: string, inputs: unknown, compute: (dir: string) => Promise<void>, load: (dir: string) => T, clear?: () => void): Promise<Stage<T>> {
+  async run<T>(name: string, inputs: unknown, compute: (dir: string) => Promise<void>, load: (dir: string) => T, clear?: () => void,
+    keep?: unknown): Promise<Stage<T>> {
     throwIfAborted(this.o.signal);
     const dir = this.dir(name), key = keyOf(name, inputs), done = record(join(dir, 'done.json'));
     if (done.key === key) {
@@ -118,12 +123,13 @@ export class StageCache {
       this.o.progress?.({ stage: name, done: 1, total: 1, cached: true });
       return { key, value: load(dir) };
     }
-    if (record(join(dir, 'started.json')).key !== key) {
+    const started = record(join(dir, 'started.json')), kept = keep === undefined ? undefined : keyOf(name, keep);
+    if (started.key !== key && (kept === undefined || started.keep !== kept)) {
       rmSync(dir, { recursive: true, force: true });
       clear?.();
     }
     mkdirSync(dir, { recursive: true });
-    writeJson(join(dir, 'started.json'), { key });
+    writeJson(join(dir, 'started.json'), kept === undefined ? { key } : { key, keep: kept });
     const t0 = performance.now();
     await compute(dir);
     const seconds = (performance.now() - t0) / 1000;

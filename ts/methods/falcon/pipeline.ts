@@ -137,7 +137,10 @@ export interface RunOptions extends ProgressOptions {
   sigmas?: number;
   /** Keep groups shared by more than this many images (default {@link DEFAULT_MORE_THAN}). */
   moreThan?: number;
-  /** Explain at most this many groups, largest first. */
+  /**
+   * Explain at most this many groups, largest first. A rerun with another value reuses the groups already explained
+   * (their files stay, also those no longer asked for).
+   */
   maxGroups?: number;
   /** Selection of the counterfactual images. */
   lowly?: LowlyOptions;
@@ -356,8 +359,10 @@ export async function runFalcon(inp: RunInputs, dir: string, opts: RunOptions = 
   const groups = await cache.run('groups', { representations: reps.key, ...grouping },
     async () => run.writeGroups(firing, grouping), () => readJson<Groups>(run.path('groups.json')), clearFrom(cache, 'groups'));
   const keys = selectGroups(groups.value, opts.maxGroups);
-  const explained = await cache.run('explanations', { groups: groups.key, keys, encoder: src.encoder, vocab: src.vocab, settings: explainSettings(opts) },
-    () => run.explainGroups(groups.value, keys, reps.value.data, firing), () => run.readExplanations(keys), clearFrom(cache, 'explanations'));
+  // A group's explanation does not depend on which others are asked for: another maxGroups keeps those explained.
+  const explainer = { groups: groups.key, encoder: src.encoder, vocab: src.vocab, settings: explainSettings(opts) };
+  const explained = await cache.run('explanations', { ...explainer, keys },
+    () => run.explainGroups(groups.value, keys, reps.value.data, firing), () => run.readExplanations(keys), clearFrom(cache, 'explanations'), explainer);
   run.writeReport(explained.value);
   return explained.value;
 }
