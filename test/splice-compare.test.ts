@@ -125,4 +125,14 @@ test('splice compare: mismatched inputs are errors naming the argument', async (
   const zeros = await runCli(['splice', 'compare', '--weights', '--a', join(dir, 'W.npy'), '--b', join(dir, 'W.npy'), '--concept-names', join(dir, 'names.txt'), '--out', join(dir, 'o')]);
   assert.equal(zeros.code, 1);
   assert.match(zeros.stderr, /every weight is 0 in both sets/);
+  // A seed past 2³¹ − 1 would wrap to another seed's resamples; options only decomposing uses are not ignored.
+  const w = { data: Float32Array.from([1, 0, 0, 0, 1, 0]), rows: 2, cols: 3 };
+  assert.throws(() => compareWeights(w, w, ['a', 'b', 'c'], { seed: 2 ** 32 + 1 }), { code: 'ERR_ARG', message: /seed: expected an integer in 0\.\.2147483647/ });
+  const args = ['splice', 'compare', '--weights', '--a', join(dir, 'W.npy'), '--b', join(dir, 'W.npy'), '--concept-names', join(dir, 'names.txt'), '--out', join(dir, 'o')];
+  for (const [extra, message] of [[['--seed', '4294967297'], /^error: --seed: expected an integer in 0\.\.2147483647, got '4294967297'/],
+    [['--concepts', join(dir, 'W.npy')], /^error: --concepts <npy> would be ignored with --weights/], [['--l1', '0.3'], /^error: --l1 <lambda> would be ignored with --weights/]] as const) {
+    const r = await runCli([...args, ...extra]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+  }
 });

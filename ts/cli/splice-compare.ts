@@ -3,7 +3,7 @@
 // dictionary with the same centring, so their weights are comparable; per
 // concept the mean weights and their change get bootstrap intervals.
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { unitMean } from '../atlas/splice.js';
 import { barsSvg } from '../atlas/svg.js';
 import { ConceptLensError } from '../errors.js';
@@ -17,6 +17,7 @@ import { compareWeights, type Comparison } from '../methods/splice-compare.js';
 import { integer, number } from './options.js';
 import { progressBar } from './progress.js';
 import { act, UsageError } from './run.js';
+import { MAX_SEED } from '../random.js';
 
 interface CompareOpts {
   a: string;
@@ -99,13 +100,14 @@ export function registerSpliceCompare(splice: Command): void {
     .requiredOption('--a <npy>', 'set A: n×d image embeddings (or n×c SpLiCE weights with --weights)')
     .requiredOption('--b <npy>', 'set B, as --a')
     .option('--weights', '--a and --b are SpLiCE weights already (columns = --concept-names)')
-    .option('--concepts <npy>', 'c×d concept embeddings to decompose over (rows aligned with --concept-names)')
+    // What only decomposing uses is refused with --weights rather than ignored.
+    .addOption(new Option('--concepts <npy>', 'c×d concept embeddings to decompose over (rows aligned with --concept-names)').conflicts('weights'))
     .requiredOption('--concept-names <txt>', 'one concept per line (the first ", " part is the name)')
-    .option('--image-mean <npy>', 'the modality mean μ (d values); without it the mean of both sets\' embeddings')
-    .option('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)', number('--l1', { min: 0 }), 0.25)
+    .addOption(new Option('--image-mean <npy>', 'the modality mean μ (d values); without it the mean of both sets\' embeddings').conflicts('weights'))
+    .addOption(new Option('--l1 <lambda>', 'λ, the l1 penalty (SpLiCE l1_penalty)').argParser(number('--l1', { min: 0 })).default(0.25).conflicts('weights'))
     .option('--resamples <n>', 'bootstrap resamples', integer('--resamples', 10), 1000)
     .option('--confidence <x>', 'two-sided confidence level of the intervals', number('--confidence', { min: 0, above: true, max: 0.999 }), 0.95)
-    .option('--seed <n>', 'seed of the resampling', integer('--seed', 0), 0)
+    .option('--seed <n>', 'seed of the resampling', integer('--seed', 0, MAX_SEED), 0)
     .option('--top <k>', 'concepts in the figure and the summary', integer('--top'), 20)
     .requiredOption('--out <dir>', 'output folder: compare.csv, compare.svg (and weights_a/b.npy when decomposed)')
     .option('--json', 'print a JSON summary')

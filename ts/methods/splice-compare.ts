@@ -5,7 +5,7 @@
 // with it beyond the class concept itself). Both work on SpLiCE weight
 // matrices, which are sparse: resampling touches only the nonzeros.
 import { argError, ConceptLensError } from '../errors.js';
-import { rng } from '../random.js';
+import { requireSeed, rng } from '../random.js';
 
 /** n × c SpLiCE weights (row-major, non-negative, mostly zero). */
 export interface WeightRows {
@@ -107,7 +107,7 @@ function checkOptions(o: BootstrapOptions): { resamples: number; confidence: num
   const resamples = o.resamples ?? 1000, confidence = o.confidence ?? 0.95;
   if (!(Number.isInteger(resamples) && resamples >= 10)) throw argError('resamples', 'an integer >= 10', o.resamples);
   if (!(confidence > 0 && confidence < 1)) throw argError('confidence', 'a number in (0, 1)', o.confidence);
-  return { resamples, confidence, seed: o.seed ?? 0 };
+  return { resamples, confidence, seed: requireSeed(o.seed ?? 0) };
 }
 
 function checkWeights(w: WeightRows, ids: ArrayLike<number>, what: string, cols: number): void {
