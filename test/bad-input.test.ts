@@ -47,6 +47,8 @@ test('0-row inputs and absurd sizes are refused with what they need, never a cra
   for (const extra of [[], ['--raw'], ['--solver', 'fista']])
     await fails(['splice', 'path', '--embeddings', join(dir, 'Z0.npy'), '--concepts', join(dir, 'C.npy'), '--target-l0', '3', ...extra], 1,
       /samples: has 0 rows; a path needs at least one sample/);
+  await fails(['splice', 'path', '--embeddings', join(dir, 'C.npy'), '--concepts', join(dir, 'C.npy'), '--target-l0', '3', '--l0-tol', '0'], 2,
+    /--l0-tol: expected a finite number > 0, got '0'/);
   writeNpy(join(dir, 'X.npy'), randn(64 * D, 3), [64, D]);
   await fails(['sae', 'train', '--features', join(dir, 'X.npy'), '--out', join(dir, 'sae'), '--expansion', '1000000000', '--epochs', '1'], 1,
     /an SAE with d = 16, m = 16000000000 and batch 4096 needs [\d.]+ GiB; this machine has [\d.]+ GiB/);

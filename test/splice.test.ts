@@ -155,6 +155,14 @@ test('the λ path reaches the target mean l0', async () => {
   assert.ok(Math.abs(nnz / 12 - 6) <= 0.5, `mean l0 ${nnz / 12} at λ = ${r.l1}`);
   const again = await solveSplice(C, Z, d, { l1: r.l1 });
   assert.ok(Math.abs(again.objective.reduce((a, b) => a + b) / 12 - r.points.find((p) => p.l1 === r.l1)!.meanObjective) < 1e-9);
+  assert.equal(r.reached, true);
+  // Out of steps short of the target: the closest λ, said so.
+  const short = await splicePath(C, Z, d, 6, { maxSteps: 1 });
+  assert.equal(short.points.length, 1);
+  assert.equal(short.reached, Math.abs(short.points[0].meanL0 - 6) <= 0.5);
+  assert.equal(short.reached, false, `one step landed on mean l0 ${short.points[0].meanL0}`);
+  // No λ keeps more than d of the 400 concepts.
+  await assert.rejects(splicePath(C, Z, d, 49), { code: 'ERR_ARG', message: /targetL0: expected a number in \(0, 48\] \(a decomposition of 48-dimensional embeddings over 400 concepts keeps at most 48\), got 49/ });
 });
 
 test('bad input gets clear errors', async () => {

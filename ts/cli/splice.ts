@@ -130,7 +130,7 @@ export function registerSplice(program: Command): void {
 
   common(splice.command('path').description('λ whose decompositions have a target mean l0 (warm-started bisection on log λ)'))
     .requiredOption('--target-l0 <k>', 'target mean number of non-zero concepts per embedding', number('--target-l0', { min: 0, above: true }))
-    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', number('--l0-tol', { min: 0 }), 0.5)
+    .option('--l0-tol <x>', 'accept |mean l0 − target| ≤ x', number('--l0-tol', { min: 0, above: true }), 0.5)
     .option('--out <npy>', 'write the n×c weights at the chosen λ')
     .action(act(async (o: CommonOptions & { targetL0: number; l0Tol: number; out?: string }, { signal }) => {
       const p = prepare(o), bar = progressBar('splice path', 'samples', !o.json && process.stderr.isTTY);
@@ -141,8 +141,10 @@ export function registerSplice(program: Command): void {
       bar.stop();
       if (o.out) writeNpy(o.out, r.weights, [r.n, r.c]);
       const chosen = r.points.find((pt) => pt.l1 === r.l1)!;
-      const summary = { l1: r.l1, mean_l0: chosen.meanL0, mean_objective: chosen.meanObjective, points: r.points };
-      console.log(o.json ? JSON.stringify(summary) : `l1: ${r.l1}\nmean_l0: ${chosen.meanL0}\nmean_objective: ${chosen.meanObjective}\nsteps: ${r.points.length}`);
+      const summary = { l1: r.l1, mean_l0: chosen.meanL0, mean_objective: chosen.meanObjective, reached: r.reached, points: r.points };
+      if (!r.reached)
+        console.error(`warning: no λ tried gives a mean l0 within ${o.l0Tol} of ${o.targetL0}; the closest, ${chosen.meanL0}, is at λ = ${r.l1}`);
+      console.log(o.json ? JSON.stringify(summary) : `l1: ${r.l1}\nmean_l0: ${chosen.meanL0}\nmean_objective: ${chosen.meanObjective}\nsteps: ${r.points.length}\nreached: ${r.reached}`);
     }));
 
   splice.command('images').description('embed a folder of images and decompose each image, the dataset and its classes')

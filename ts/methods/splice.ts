@@ -68,6 +68,11 @@ export interface PathResult extends Decomposition {
   l1: number;
   /** Every λ tried, in order. */
   points: PathPoint[];
+  /**
+   * Whether that λ's mean l0 is within `l0Tol` of the target. False when the bisection ran out of steps, or the
+   * target lies outside the mean l0 of λ in [10⁻⁴·λ_max, λ_max].
+   */
+  reached: boolean;
 }
 
 
@@ -91,11 +96,14 @@ export async function splicePath(dictionary: FloatRows, samples: FloatRows, d: n
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', 'samples: has 0 rows; a path needs at least one sample');
-  if (!(Number.isFinite(targetL0) && targetL0 > 0 && targetL0 <= c)) throw argError('targetL0', `a number in (0, ${c}] (the concepts)`, targetL0);
+  // A lasso solution in general position keeps at most d of its c atoms (Tibshirani 2013): no λ reaches more.
+  const most = Math.min(c, d);
+  if (!(Number.isFinite(targetL0) && targetL0 > 0 && targetL0 <= most))
+    throw argError('targetL0', `a number in (0, ${most}] (a decomposition of ${d}-dimensional embeddings over ${c} concepts keeps at most ${most})`, targetL0);
   const opts = { ...nativeOptions({ ...options, l1: 0 }), targetL0, l0Tol: options.l0Tol, maxSteps: options.maxSteps };
   const r = await nativePath(dictionary, c, d, samples, n, opts, options);
   const best = r.points.reduce((a, b) => (Math.abs(b.meanL0 - targetL0) < Math.abs(a.meanL0 - targetL0) ? b : a));
-  return { ...r, n, c, l1: best.l1 };
+  return { ...r, n, c, l1: best.l1, reached: Math.abs(best.meanL0 - targetL0) <= (options.l0Tol ?? 0.5) };
 }
 
 // ---- vectors ----------------------------------------------------------------
