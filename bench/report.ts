@@ -103,6 +103,18 @@ export function generatorOption(flags: string, description: string, own: string[
 }
 
 /**
+ * Refuses the generator options `keys` (attribute names) when given with `--data clip-mix`: its rows are the real
+ * 512-d CLIP embeddings and the generator's own mixtures, so they would be ignored.
+ */
+export function refuseWithClipMix(cmd: Command, keys: string[]): Command {
+  return cmd.hook('preAction', (_, action) => {
+    if (action.opts().data !== 'clip-mix') return;
+    const given = action.options.find((o) => keys.includes(o.attributeName()) && action.getOptionValueSource(o.attributeName()) === 'cli');
+    if (given) action.error(`error: ${given.flags} would be ignored with --data clip-mix (the real 512-d CLIP embeddings and their mixtures): give one or the other`);
+  });
+}
+
+/**
  * The yardstick of the suites that compare solutions: per item, the least objective any run reached (a run may solve
  * only the first items), and for one run the largest relative gap of its items to it.
  */

@@ -24,7 +24,7 @@ import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { deticConcepts } from './clip-data.js';
 import { peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, refuseWithClipMix, machine, machinePeaks, reportAction, timeMedian, type BenchRow, type RunOptions } from './report.js';
 
 export interface SaeBenchParams extends RunOptions {
   data: 'planted' | 'clip-mix';
@@ -114,6 +114,7 @@ export function registerBenchSae(bench: Command): void {
     .option('--k <n>', 'active latents (topk, batchtopk)', integer('--k'), 32)
     .option('--train <n>', "training steps before the 'trained' timing", integer('--train', 0), 100)
     .addOption(listOption('--variants <list>', 'comma-separated variants', 'relu-l1,topk,batchtopk', ['relu-l1', 'topk', 'batchtopk']));
+  refuseWithClipMix(cmd, ['d']);
   addRunOptions(cmd, { repeats: 5, peers: ['torch'], plot: 'draw samples/s bars per contender and phase' })
     .action(reportAction(benchSae));
 }

@@ -22,7 +22,7 @@ import { UsageError } from '../ts/cli/run.js';
 import { deticConcepts } from './clip-data.js';
 import { addRatios, peerTiming, runPeer } from './peers.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, gapToBest, generatorOption, machine, machinePeaks, reportAction, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, gapToBest, generatorOption, refuseWithClipMix, machine, machinePeaks, reportAction, type BenchRow, type RunOptions } from './report.js';
 import { timeWithCpu } from './measure.js';
 
 export interface SpliceBenchParams extends RunOptions {
@@ -226,6 +226,7 @@ export function registerBenchSplice(bench: Command): void {
       ['auto', 'ws', 'fista', 'admm']))
     .option('--tols <list>', "also run every solver at each of these tolerances (relative duality gap; ADMM's residual bound): its objective gap against time, as curves in the JSON and the plot",
       numberList('--tols', { min: 0, above: true }));
+  refuseWithClipMix(cmd, ['d', 'k']);
   addRunOptions(cmd, { repeats: 3, peers: ['sklearn'], plot: "draw samples/s bars and each contender's objective gap against its time" })
     .action(reportAction(benchSplice));
 }

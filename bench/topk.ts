@@ -22,7 +22,7 @@ import { engineInfo } from '../ts/engine/info.js';
 import { integer, listOption, oneOf } from '../ts/cli/options.js';
 import { UsageError } from '../ts/cli/run.js';
 import { writeBenchPlot } from './plot.js';
-import { addRunOptions, floorFields, generatorOption, machine, machinePeaks, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
+import { addRunOptions, floorFields, generatorOption, refuseWithClipMix, machine, machinePeaks, reportAction, timeMedian, type BenchReport, type BenchRow, type RunOptions } from './report.js';
 
 export interface TopkBenchParams extends Omit<RunOptions, 'peers'> {
   /** A vocabulary to search instead of generated data: a .npy, a LAION shard directory or a store. */
@@ -224,7 +224,7 @@ export function registerBenchTopk(bench: Command): void {
       oneOf('--data', ['uniform', 'clip-mix']), 'uniform'))
     .addOption(generatorOption('--n <rows>', 'vocabulary rows', ['vocab'], integer('--n'), 1000000))
     .addOption(new Option('--q <queries>', 'queries (generated, or random unit rows for --vocab)').argParser(integer('--q')).default(1000).conflicts('queries'))
-    .addOption(generatorOption('--d <dim>', 'dimension', ['vocab'], integer('--d'), 512))
+    .addOption(generatorOption('--d <dim>', 'dimension (uniform; clip-mix is 512)', ['vocab'], integer('--d'), 512))
     .option('--k <k>', 'neighbours', integer('--k'), 10)
     .addOption(generatorOption('--dtype <dtype>', 'conceptlens storage: fp32|fp16 (both are measured when fp16)', ['vocab'], oneOf('--dtype', ['fp32', 'fp16']), 'fp32'))
     .option('--vocab <path>', 'search this vocabulary (a .npy, a LAION shard directory or a store) from disk instead of generated data')
@@ -232,5 +232,6 @@ export function registerBenchTopk(bench: Command): void {
     .option('--metric <metric>', 'score for --vocab: ip | cosine (default cosine)', oneOf('--metric', ['ip', 'cosine']))
     .addOption(listOption('--contenders <list>', `comma list of ${CONTENDERS.join(',')} (with --vocab: conceptlens, its kernels and faiss)`,
       'conceptlens,conceptlens-prepared,conceptlens-fp16,conceptlens-sgemm,faiss', CONTENDERS));
+  refuseWithClipMix(cmd, ['d']);
   addRunOptions(cmd, { repeats: 3, plot: 'draw queries/s bars per contender' }).action(reportAction(benchTopk));
 }

@@ -120,6 +120,12 @@ test('bench: an unknown or empty contender list, an unknown peer, a bad --tols, 
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`^error: --${gen} <[^>]+> would be ignored with --${own} <[^>]+>: give one or the other`), args.join(' '));
   }
+  // clip-mix's rows are the real 512-d CLIP embeddings: a size or mixture setting of the planted data is refused.
+  for (const [args, gen] of [[['topk', '--data', 'clip-mix', '--d', '64'], 'd'], [['splice', '--data', 'clip-mix', '--k', '3'], 'k'], [['sae', '--data', 'clip-mix', '--d', '64'], 'd']] as const) {
+    const r = spawnSync(process.execPath, [BIN, 'bench', ...args, '--json'], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`^error: --${gen} <[^>]+> would be ignored with --data clip-mix`), args.join(' '));
+  }
 });
 
 test('bench splice: every solver reaches the best objective on planted data; --tols gives each a curve', async () => {
