@@ -54,6 +54,10 @@ test('0-row inputs and absurd sizes are refused with what they need, never a cra
     /an SAE with d = 16, m = 16000000000 and batch 4096 needs [\d.]+ GiB; this machine has [\d.]+ GiB/);
   await fails(['embed', '--standin', '--images', dir, '--out', join(dir, 'e.npy'), '--threads', '1e9'], 2,
     /--threads: expected an integer in 1\.\.1024, got '1e9'/);
+  // A model file that is not there is named by its option before anything runs.
+  for (const args of [['embed', '--model', join(dir, 'none.onnx'), '--images', dir, '--out', join(dir, 'e.npy')],
+    ['splice', 'images', '--model', dir, '--images', dir, '--concepts', join(dir, 'C.npy'), '--concept-names', join(dir, 'n.txt'), '--l1', '0.2', '--out', join(dir, 's')]])
+    await fails(args, 2, new RegExp(`--model: expected an existing file, got '${dir}(/none\\.onnx)?' \\((no such file|not a file)\\)`));
   assert.ok(!existsSync(join(dir, 'sae')), 'nothing written by the refused runs');
 });
 

@@ -577,9 +577,10 @@ test('`falcon run` on SqueezeNet: fire22 tapped and pooled into representations,
 });
 
 test('`falcon run` refuses an --out whose replaced folders hold --images, that lies inside --images (links followed), or that holds their names with no record of a run', async () => {
-  const dir = tempDir(), images = join(dir, 'images');
+  const dir = tempDir(), images = join(dir, 'images'), model = join(tempDir(), 'm.onnx');
   mkdirSync(images);
-  const run = (out: string) => runCli(['falcon', 'run', '--model', 'm.onnx', '--layer', 'x', '--images', images, '--captions', 'c.npy', '--encoder', 'm.onnx', '--out', out]);
+  writeFileSync(model, 'never loaded: the --out checks come first');
+  const run = (out: string) => runCli(['falcon', 'run', '--model', model, '--layer', 'x', '--images', images, '--captions', 'c.npy', '--encoder', model, '--out', out]);
   for (const [out, message] of [[dir, /--images: '.*images' is inside .*images, which the run replaces; give another --out/],
     [join(images, 'run'), /--out: '.*run' is inside --images '.*images'; a rerun would read its crops as images/]] as const) {
     const r = await run(out);

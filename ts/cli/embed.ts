@@ -6,7 +6,7 @@ import { embedImages, type EmbedImagesOptions, type LabelSource } from '../encod
 import { distributedEmbed } from '../distributed/embed.js';
 import type { Pool } from '../encoders/onnx.js';
 import { progressBar } from './progress.js';
-import { integer, oneOf } from './options.js';
+import { existingFile, integer, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
 import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
 
@@ -84,7 +84,7 @@ export function registerEmbed(program: Command): void {
   addQueueOptions(program
     .command('embed')
     .description('embed every image under a folder (sorted, recursive) with an ONNX model; one row per image')
-    .option('--model <path>', 'ONNX image model (a CLIP image export for CLIP-space rows)')
+    .option('--model <path>', 'ONNX image model (a CLIP image export for CLIP-space rows)', existingFile('--model'))
     .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower: SqueezeNet 1.1 class probabilities mixed over CLIP text embeddings of LVIS concepts (ImageNet preprocessing)')
     .requiredOption('--images <dir>', 'folder of images (recursive)')
     .requiredOption('--out <path>', 'output .npy, [images, features]')

@@ -17,7 +17,7 @@ import { lowlyActivating } from '../methods/falcon/scores.js';
 import { openRunInputs } from '../methods/falcon/adapters.js';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
 import { progressBar } from './progress.js';
-import { integer, number } from './options.js';
+import { existingFile, integer, number } from './options.js';
 import { act, UsageError } from './run.js';
 import { queueSearcher } from '../distributed/search.js';
 import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
@@ -110,12 +110,12 @@ interface RunOpts extends QueueFlags {
 function registerRun(falcon: Command): void {
   addCaptionQueue(falcon.command('run')
     .description('FALCON end to end: representations, groups, GradCAM crops, interpretability, counterfactuals, captions, concepts, report.html (resumable)')
-    .requiredOption('--model <onnx>', 'the network to explain (ONNX)')
+    .requiredOption('--model <onnx>', 'the network to explain (ONNX)', existingFile('--model'))
     .requiredOption('--layer <name>', 'target layer: a spatial map whose global average pool is the representation (e.g. fire22)')
     .requiredOption('--images <dir>', 'probe images')
     .requiredOption('--captions <path>', 'caption vocabulary: an embeddings .npy or a LAION-layout directory')
     .option('--captions-text <txt>', 'captions of an .npy vocabulary, one per line')
-    .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)')
+    .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)', existingFile('--encoder'))
     .requiredOption('--out <dir>', 'run directory: a stage\'s outputs are reused when its inputs and options are the same, else it and later stages are computed again')
     .option('--batch <n>', 'images per model call', integer('--batch'), 32)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))

@@ -2,6 +2,7 @@
 // are checked as the command line is parsed, so `--n abc` stops with a message
 // naming the option instead of running on NaN. Commander passes defaults
 // through unparsed, so give them already parsed (numbers; lists via listOption).
+import { statSync } from 'node:fs';
 import { InvalidArgumentError, Option } from 'commander';
 
 function invalid(name: string, expected: string, got: string): never {
@@ -29,6 +30,15 @@ const DECIMAL = /^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
 
 /** The decimal value of a typed number, NaN for anything else. */
 const decimal = (value: string) => (DECIMAL.test(value) ? Number(value) : NaN);
+
+/** The path of a file that exists (an input the command reads, e.g. a model), checked before anything runs. */
+export function existingFile(name: string): (value: string) => string {
+  return (value) => {
+    const st = statSync(value, { throwIfNoEntry: false });
+    if (!st?.isFile()) throw new InvalidArgumentError(`${name}: expected an existing file, got '${value}' (${st ? 'not a file' : 'no such file'})`);
+    return value;
+  };
+}
 
 /** A finite number in an optional range, in decimal notation (hex, binary, '' and blanks are rejected). */
 export function number(name: string, range: Range = {}): (value: string) => number {

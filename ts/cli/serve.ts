@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { readConfigFile, type ServerOptions, type VocabularyConfig } from '../serve/config.js';
 import { createServer } from '../serve/server.js';
 import { addSourceOptions, sourceOptions, type SourceFlags } from './vocab.js';
-import { integer, number, oneOf } from './options.js';
+import { existingFile, integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
 
 interface ServeFlags extends SourceFlags {
@@ -108,7 +108,7 @@ export function registerServe(program: Command): void {
     .option('--concept-names <txt>', 'SpLiCE concept names, one per line')
     .option('--image-mean <npy>', 'the image mean SpLiCE centres on')
     .option('--l1 <lambda>', 'SpLiCE λ when a request gives none (default 0.25)', number('--l1', { min: 0 }))
-    .option('--model <onnx>', 'a CLIP image encoder (ONNX) for /v1/embed/image and /v1/explain/image')
+    .option('--model <onnx>', 'a CLIP image encoder (ONNX) for /v1/embed/image and /v1/explain/image', existingFile('--model'))
     .option('--model-output <name>', 'the model output holding the embedding (default: the first)')
     .option('--host <host>', 'interface to bind (default 127.0.0.1: loopback only)')
     .option('--port <port>', 'port (default 8080; 0 picks a free one)', integer('--port', 0, 65535))

@@ -8,7 +8,7 @@ import {
 } from '../methods/splice.js';
 import { distributedSplice, type SpliceRunResult } from '../distributed/splice.js';
 import { spliceImages, type SpliceImagesOptions } from '../methods/splice-images.js';
-import { integer, number, oneOf } from './options.js';
+import { existingFile, integer, number, oneOf } from './options.js';
 import { act, UsageError } from './run.js';
 import { registerSpliceCompare } from './splice-compare.js';
 import { addQueueOptions, withQueueStatus, type QueueFlags } from './queue.js';
@@ -149,7 +149,7 @@ export function registerSplice(program: Command): void {
 
   splice.command('images').description('embed a folder of images and decompose each image, the dataset and its classes')
     .requiredOption('--images <dir>', 'folder of images (sorted, recursive; unreadable files are skipped and listed)')
-    .option('--model <onnx>', 'CLIP image encoder (ONNX export; CLIP preprocessing)')
+    .option('--model <onnx>', 'CLIP image encoder (ONNX export; CLIP preprocessing)', existingFile('--model'))
     .option('--standin', 'STAND-IN CLIP ViT-B/32 space tower (SqueezeNet 1.1 mapped onto LVIS text embeddings)')
     .requiredOption('--concepts <npy>', 'concept embeddings (rows aligned with --concept-names, fp32/fp16)')
     .requiredOption('--concept-names <txt>', 'one concept per line (the first ", " part is the name)')
