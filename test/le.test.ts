@@ -454,6 +454,12 @@ test('LE(CLIP) concept matrix: engine cosines equal float64, `le concepts` calib
   for (let i = 0; i < n; i++) (labels[i] === 0 ? own : other).push((P.data as Float32Array)[i * P.shape[1] + k0]);
   const avg = (x: number[]) => x.reduce((s, v) => s + v, 0) / x.length;
   assert.ok(avg(own) > 0.5 && avg(own) > avg(other) + 0.3, `own ${avg(own)} vs other ${avg(other)}`);
+  // A shift past every cosine keeps no concept: refused, pointing to calibration, and nothing is written.
+  const none = await runCli(['le', 'concepts', '--embeddings', join(dir, 'E.npy'), '--text', join(dir, 'T.npy'), '--names', join(dir, 'names.txt'),
+    '--out', join(dir, 'P0.npy'), '--names-out', join(dir, 'kept0.txt'), '--b', '-0.999']);
+  assert.equal(none.code, 1, none.stderr);
+  assert.match(none.stderr, /--a, --b: no concept has a top-5 mean probability >= 0\.5 at a = 60, b = -0\.999 \(the largest cosine is 0\.\d+\); fit \(a, b\) .* --calibrate-labels/);
+  assert.ok(!existsSync(join(dir, 'P0.npy')) && !existsSync(join(dir, 'kept0.txt')));
 });
 
 test('an explanation prints terms that round to zero without a sign', () => {

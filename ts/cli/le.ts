@@ -5,6 +5,7 @@ import { readLabels, readMatrix, readVector, type MatrixReadOptions } from '../i
 import { writeNpy } from '../io/npy.js';
 import { readNames } from '../io/text.js';
 import type { Mat } from '../matrix.js';
+import { ConceptLensError } from '../errors.js';
 import {
   ablationScores, calibrateSigmoid, conceptCosines, correlationScores, explainNeurons, filterConcepts, formatExplanation,
   readExplanationsCsv, readSplit, seededSplit, sigmoidConcepts, summarise, writeExplanationsCsv, writeSplit,
@@ -172,6 +173,10 @@ async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> 
   }
   const P = sigmoidConcepts(cos, a, b);
   const kept = o.filter ? filterConcepts(P, names) : { P, names };
+  // An empty P explains nothing, and le explain would refuse it: say why here, before writing it.
+  if (kept.P.cols === 0)
+    throw new ConceptLensError('ERR_ARG', `--a, --b: no concept has a top-5 mean probability >= 0.5 at a = ${a}, b = ${b} ` +
+      `(the largest cosine is ${cos.data.reduce((m, v) => Math.max(m, v), -Infinity).toFixed(4)}); fit (a, b) to these embeddings with --calibrate-labels and --class-concepts, or give another --b`);
   writeNpy(o.out, kept.P.data, [kept.P.rows, kept.P.cols]);
   writeFileAtomic(o.namesOut, kept.names.join('\n') + '\n');
   console.log(`P: ${kept.P.rows} × ${kept.P.cols} (of ${names.length} concepts; a = ${a}, b = ${b}) → ${o.out}, names → ${o.namesOut}`);
