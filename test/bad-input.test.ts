@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeNpy } from '../ts/io/npy.js';
+import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { floatsToHalves } from '../ts/engine/fp16.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
@@ -174,8 +174,17 @@ test('an approximate index asked for more neighbours than it returns says so', a
   writeNpy(join(dir, 'V.npy'), randn(2000 * D, 11), [2000, D]);
   writeNpy(join(dir, 'Q.npy'), randn(4 * D, 12), [4, D]);
   await fails(['search', '--vocab', join(dir, 'V.npy'), '--queries', join(dir, 'Q.npy'), '--k', '1500', '--index', 'faiss-ivf', '--out', join(dir, 'r')], 1,
-    /k: the faiss-ivf index found only \d+ of the k = 1500 neighbours of query 0 with nprobe \d+; raise nprobe or lower k/);
+    /k: the faiss-ivf index found only \d+ of the k = 1500 neighbours of query 0 with nprobe \d+; raise nprobe or lower k .*\(on the command line: --nprobe, --k, --allow-missing\)/);
   assert.ok(!existsSync(join(dir, 'r.ids.npy')));
+  // The CLI takes what the message suggests: every list probed finds them all; --allow-missing writes -1 ids.
+  const search = ['search', '--vocab', join(dir, 'V.npy'), '--queries', join(dir, 'Q.npy'), '--k', '1500', '--index', 'faiss-ivf'];
+  await cliOk([...search, '--nprobe', '1000000', '--out', join(dir, 'all')]);
+  assert.ok((readNpy(join(dir, 'all.ids.npy')).data as Int32Array).every((id) => id >= 0));
+  await cliOk([...search, '--allow-missing', '--out', join(dir, 'some')]);
+  const some = readNpy(join(dir, 'some.ids.npy')).data as Int32Array;
+  assert.ok(some.includes(-1) && some.some((id) => id >= 0));
+  await fails(['search', '--vocab', join(dir, 'V.npy'), '--queries', join(dir, 'Q.npy'), '--k', '5', '--ef-search', '10', '--out', join(dir, 'x')], 2,
+    /--ef-search: applies to --index hnsw, got --index exact/);
 });
 
 test('options a mode ignores are refused: resume with other hyperparameters, --standin with --layer, --k for relu-l1, job sizes without --queue', async () => {

@@ -23,7 +23,19 @@ interface SearchFlags extends SourceFlags, QueueFlags {
   index: 'exact' | IndexKind;
   metric: Metric;
   softmaxTemperature?: number;
+  nprobe?: number;
+  efSearch?: number;
+  allowMissing?: boolean;
   out: string;
+}
+
+/** The approximate indexes' search settings, refused where --index would ignore them. */
+function annSettings(o: SearchFlags): { nprobe?: number; efSearch?: number; allowMissing?: boolean } {
+  const ignored = (flag: string, applies: string) => new UsageError(`${flag}: applies to ${applies}, got --index ${o.index}`);
+  if (o.nprobe !== undefined && !o.index.includes('ivf')) throw ignored('--nprobe', '--index faiss-ivf and faiss-ivfpq');
+  if (o.efSearch !== undefined && o.index !== 'hnsw') throw ignored('--ef-search', '--index hnsw');
+  if (o.allowMissing && o.index === 'exact') throw ignored('--allow-missing', 'the approximate indexes (exact search always finds k)');
+  return { nprobe: o.nprobe, efSearch: o.efSearch, allowMissing: o.allowMissing };
 }
 
 function readQueries(path: string, v: Vocabulary): Float32Array {
@@ -34,7 +46,7 @@ async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, s
   if (o.softmaxTemperature) throw new UsageError(`--softmax-temperature: needs --index exact (softmax is per shard), got --index ${o.index}`);
   if (o.k > v.rows) throw new ConceptLensError('ERR_ARG', `k: expected an integer from 1 to the vocabulary's ${v.rows} rows, got ${o.k}`);
   const index = await buildIndex(o.index as IndexKind, await v.toFloat32({ signal }), v.dim, { metric: o.metric, signal });
-  const r = await index.search(queries, o.k, { signal });
+  const r = await index.search(queries, o.k, { ...annSettings(o), signal });
   const ids = r.ids.map((id) => (id < 0n ? -1n : BigInt(v.originalId(Number(id)))));
   const texts = v.texts && await v.texts.lookup(Array.from(r.ids, (id) => Math.max(0, Number(id))));
   return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores, texts: texts?.map((t, i) => (r.ids[i] < 0n ? '' : t)) };
@@ -51,6 +63,7 @@ function writeResult(prefix: string, r: VocabSearchResult, v: Vocabulary): { ids
 
 async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
   if (o.queue && o.index !== 'exact') throw new UsageError(`--queue: shards the exact search, got --index ${o.index}`);
+  annSettings(o);
   const v = await Vocabulary.open(o.vocab, { ...sourceOptions(o), signal });
   const queries = readQueries(o.queries, v);
   const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature };
@@ -79,6 +92,9 @@ export function registerSearch(program: Command): void {
     .option('--index <kind>', `search index: exact | ${INDEX_KINDS.join(' | ')}`, oneOf('--index', ['exact', ...INDEX_KINDS]), 'exact')
     .option('--metric <metric>', 'similarity: ip | cosine', oneOf('--metric', ['ip', 'cosine']), 'ip')
     .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
+    .option('--nprobe <n>', 'faiss-ivf, faiss-ivfpq: inverted lists probed per query (default √nlist)', integer('--nprobe'))
+    .option('--ef-search <n>', 'hnsw: candidates kept while searching (default 64)', integer('--ef-search'))
+    .option('--allow-missing', 'approximate indexes: write id -1 (score -inf) where fewer than k neighbours were found, instead of an error')
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy, and PREFIX.texts.json (the hits\' texts) when the vocabulary has texts'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)'), 'one job per shard of the exact search', 'PREFIX.runs')
     .action(act((o: SearchFlags, { signal }) => search(o, signal)));

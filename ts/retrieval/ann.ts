@@ -164,7 +164,8 @@ function requireFound(ids: BigInt64Array, k: number, kind: IndexKind, p: SearchP
   const q = Math.floor(at / k), row = ids.subarray(q * k, (q + 1) * k);
   const found = row.filter((id) => id >= 0n).length;
   throw new ConceptLensError('ERR_ARG', `k: the ${kind} index found only ${found} of the k = ${k} neighbours of query ${q}` +
-    (kind.includes('ivf') ? ` with nprobe ${p.nprobe}; raise nprobe or lower k` : '; lower k') + ' (or pass allowMissing to accept -1 ids)');
+    (kind.includes('ivf') ? ` with nprobe ${p.nprobe}; raise nprobe or lower k` : '; lower k') + ' (or pass allowMissing to accept -1 ids)' +
+    ` (on the command line: ${kind.includes('ivf') ? '--nprobe, ' : ''}--k, --allow-missing)`);
 }
 
 class Ann implements AnnIndex {
