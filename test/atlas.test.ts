@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { assetsDir } from '../ts/assets.js';
+import { writeNpy } from '../ts/io/npy.js';
 import { runAtlas, type AtlasOptions } from '../ts/atlas/run.js';
 import { computeCams } from '../ts/atlas/cams.js';
 import { topImages } from '../ts/atlas/units.js';
@@ -158,7 +159,7 @@ test('atlas: resumable stages, cached rerun, and a site that renders in headless
   }
 });
 
-test('atlas: an --images folder that is missing, a file or without images is an error naming it, before any output exists', async () => {
+test('atlas: an --images folder that is missing, a file or without images, or a vocabulary of another width, is an error naming it, before any output exists', async () => {
   const dir = tempDir('atlas-inputs-'), model = join(dir, 'm.onnx'), empty = join(dir, 'empty'), out = join(dir, 'atlas');
   writeFileSync(model, 'only its presence is checked before the images');
   mkdirSync(join(empty, 'sub'), { recursive: true });
@@ -174,6 +175,15 @@ test('atlas: an --images folder that is missing, a file or without images is an 
     assert.equal(r.stderr, `error: --images: ${images}: ${why}\n`);
     assert.ok(!existsSync(out), `${why}: nothing written`);
   }
+  // A vocabulary of another width than the stand-in's space (512) is refused naming its file, before any stage.
+  if (!assetsDir()) return;
+  writeNpy(join(dir, 'V64.npy'), new Float32Array(3 * 64).fill(0.1), [3, 64]);
+  writeFileSync(join(dir, 'names.txt'), 'a\nb\nc\n');
+  const r = await runCli(['atlas', '--model', model, '--layer', 'fire22', '--images', join(dir, 'good'), '--standin', '--vocab', join(dir, 'V64.npy'),
+    '--vocab-names', join(dir, 'names.txt'), '--out', out]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr, `error: ${join(dir, 'V64.npy')}: concept embeddings of dimension 64; expected 512, that of the stand-in tower's space\n`);
+  assert.ok(!existsSync(out), 'nothing written');
 });
 
 test('atlas: GradCAM crops.json lists each unit\'s crops in its top-image order, the same on every run', async () => {

@@ -3,7 +3,8 @@
 // OUT/index.html, OUT/units/u<unit>.html, OUT/figures.html, OUT/thumbs/.
 import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConceptLensError } from '../errors.js';
+import { ConceptLensError, fileError } from '../errors.js';
+import { standinDim } from '../encoders/standin.js';
 import { requireDirTarget, requireOutsideImages, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
 import { folderImages, onnxTargetModel } from '../methods/falcon/adapters.js';
@@ -96,6 +97,11 @@ function requireInputFile(option: string, path: string | undefined): void {
     throw new ConceptLensError('ERR_FILE', `${option}: ${path}: ${existsSync(path) ? 'not a file' : 'no such file'}`);
 }
 
+/** The vocabulary must lie in the space the images are embedded in (a --clip-image's is known once it has run). */
+function requireVocabDim(vocab: ConceptVocab, dim: number, space: string): void {
+  if (vocab.d !== dim) throw fileError(vocab.path, `concept embeddings of dimension ${vocab.d}; expected ${dim}, that of ${space}`);
+}
+
 /** Checks the options and inputs before any output is touched; returns each --images folder's image files. */
 function checkOptions(o: AtlasOptions): string[][] {
   if (!o.clipImage === !o.standin) throw new ConceptLensError('ERR_ARG', 'give either --clip-image CLIP_IMAGE.onnx or --standin (the stand-in tower, labelled as such)');
@@ -136,6 +142,7 @@ async function sharedStages(o: AtlasOptions, s: ReturnType<typeof settle>, liste
   const tapShape = async () => (await (await target()).camLayers([await images.rgb(0)], []))[0].shape;
   const features = await cache.run('features', { probe: probe.key, model: fileIdentity(o.model), layer: o.layer, tower: o.clipImage ? fileIdentity(o.clipImage) : 'standin' },
     (dir) => computeFeatures(dir, probe.value, { ...o, tapShape }, (st, d, t) => cache.report(st, d, t), o.signal), loadFeatures);
+  requireVocabDim(vocab, features.value.clip.cols, `the image embeddings of ${o.clipImage ?? 'the stand-in tower'}`);
   return {
     probe: probe.value, images, features, vocab, vocabKey: vocabIdentity(o), units: selectUnits(features.value.acts, o.units ?? 'all'),
     space: features.value.standin ? 'STAND-IN CLIP space' : 'CLIP space', target,
@@ -170,6 +177,7 @@ async function methodStages(o: AtlasOptions, s: ReturnType<typeof settle>, x: Sh
 /** Runs (or resumes) every stage that applies to the layer and writes the site; returns where. */
 export async function runAtlas(o: AtlasOptions): Promise<AtlasResult> {
   const listed = checkOptions(o), vocab = loadVocab(o); // read before any output is touched: a bad vocabulary fails first
+  if (o.standin) requireVocabDim(vocab, standinDim(), 'the stand-in tower\'s space');
   const s = settle(o), notes: string[] = [], cache = new StageCache(o.out, { progress: o.onProgress, signal: o.signal });
   const x = await sharedStages(o, s, listed, vocab, cache), m = await methodStages(o, s, x, cache, notes), f = x.features.value, p = x.probe;
   const isClassConcept = classConceptRows(p.classes, x.vocab.names).map((rows) => new Set(rows));

@@ -18,7 +18,7 @@
 import { assetPath } from '../assets.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { fileError } from '../errors.js';
-import { readNpy } from '../io/npy.js';
+import { readNpy, readNpyHeader } from '../io/npy.js';
 import { readJson, readText } from '../io/text.js';
 import { normaliseRows } from '../matrix.js';
 import type { ProgressOptions } from '../abort.js';
@@ -77,9 +77,14 @@ export function imagenetToLvis(): ConceptMap {
   return { lvis, via, lvisNames: cats.map((c) => c.name) };
 }
 
+const LVIS_TEXT = 'embeddings/detic/lvis_v1_clip_a+cname.npy';
+
+/** The stand-in tower's output dimension, that of the embeddings it maps onto, read from their header alone. */
+export const standinDim = (): number => readNpyHeader(assetPath(LVIS_TEXT)).shape[1];
+
 /** Unit-norm CLIP ViT-B/32 text embeddings of the LVIS concepts, [1203, 512]. */
 export function lvisTextEmbeddings(): { data: Float32Array; rows: number; dim: number } {
-  const a = readNpy(assetPath('embeddings/detic/lvis_v1_clip_a+cname.npy'));
+  const a = readNpy(assetPath(LVIS_TEXT));
   const data = a.dtype === 'float16' ? halvesToFloats(a.data as Uint16Array) : Float32Array.from(a.data as Float32Array);
   return { data: normaliseRows(data, a.shape[1], { inPlace: true, zeroRows: 'error', name: 'LVIS text embeddings' }), rows: a.shape[0], dim: a.shape[1] };
 }
