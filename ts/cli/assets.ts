@@ -5,9 +5,16 @@ import { existsSync } from 'node:fs';
 import { assetsDir } from '../assets.js';
 import { REGISTRY, cacheDir, findAsset, locateAsset, pullAsset, verifyAsset, type AssetEntry } from '../assets-registry.js';
 import { progressBar } from './progress.js';
-import { act, EXIT, type RunContext } from './run.js';
+import { act, EXIT, UsageError, type RunContext } from './run.js';
 
-const pick = (names: string[]): AssetEntry[] => (names.length ? names.map((n) => findAsset(n)) : [...REGISTRY]);
+/** The named assets (all when none is named); a name not in the registry is a usage error listing them. */
+function pick(names: string[]): AssetEntry[] {
+  try {
+    return names.length ? names.map((n) => findAsset(n)) : [...REGISTRY];
+  } catch (e) {
+    throw new UsageError((e as Error).message); // findAsset's only error: the unknown name
+  }
+}
 
 function list(json: boolean): void {
   const rows = REGISTRY.map((e) => ({ name: e.name, kind: e.kind, bytes: e.bytes, local: locateAsset(e)?.source ?? 'missing', url: e.url ?? `(mirror only: ${e.origin})` }));

@@ -1,13 +1,13 @@
 // `conceptlens atlas`: every method that applies to one layer of a model, on
 // a folder (or several) of images, written as one self-contained HTML site;
 // stages cached under OUT/stages so a rerun resumes.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { runAtlas, type AtlasOptions } from '../atlas/run.js';
 import type { AtlasLabels } from '../atlas/probe.js';
 import type { UnitSelection } from '../atlas/units.js';
 import { integer, number, oneOf } from './options.js';
 import { progressBar, type Bar } from './progress.js';
-import { act, UsageError } from './run.js';
+import { act } from './run.js';
 
 /** The flags: runAtlas's options as given on the command line, the SAE and FALCON settings flattened. */
 type AtlasCliOptions = Required<Pick<AtlasOptions, 'model' | 'layer' | 'out' | 'labelsFrom' | 'l1' | 'units' | 'top' | 'low' | 'minClassImages'>>
@@ -29,7 +29,7 @@ function unitSelection(value: string): UnitSelection {
   if (value === 'all') return 'all';
   if (/^\d+$/.test(value)) return integer('--units')(value);
   if (/^\d+(,\d+)*$/.test(value.replace(/\s/g, ''))) return value.replace(/\s/g, '').split(',').map(Number);
-  throw new UsageError(`--units: expected 'all', a count or a comma-separated list of unit numbers, got '${value}'`);
+  throw new InvalidArgumentError(`--units: expected 'all', a count or a comma-separated list of unit numbers, got '${value}'`);
 }
 
 async function atlasAction(o: AtlasCliOptions, signal: AbortSignal): Promise<void> {

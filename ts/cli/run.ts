@@ -49,6 +49,10 @@ export function act(body: (...args: any[]) => Promise<void> | void) {
  */
 function asUsageError(e: unknown, cmd: Command): unknown {
   if (!(e instanceof ConceptLensError) || e.code !== 'ERR_ARG' || e instanceof UsageError) return e;
+  // Checks the library words for the command line ('--out: … is inside --images …', 'give either --model … or
+  // --standin') are about this command's options.
+  const flags = /^(--[a-z][a-z0-9-]*):/.exec(e.message)?.slice(1) ?? /^give either (--[a-z][a-z0-9-]*) .*or (--[a-z][a-z0-9-]*)/.exec(e.message)?.slice(1);
+  if (flags?.every((f) => cmd.options.some((o) => o.long === f))) return new UsageError(e.message);
   const m = /^(?:[A-Za-z]+\.)*([A-Za-z][A-Za-z0-9]*): (.*, got (.*))$/s.exec(e.message);  // 'k: …', 'batching.maxQueue: …'
   const opt = m && cmd.options.find((o) => o.attributeName() === m[1] && cmd.getOptionValueSource(m[1]) === 'cli');
   return m && opt?.long && m[3] === String(cmd.getOptionValue(m[1])) ? new UsageError(`${opt.long}: ${m[2]}`) : e;
