@@ -395,6 +395,10 @@ test('captions: the LAION layout with metadata parquet, and empty vocabularies a
   writeNpy(join(empty, 'v.npy'), new Float32Array(0), [0, d]);
   writeFileSync(join(empty, 'v.txt'), '');
   await assert.rejects(openCaptions(join(empty, 'v.npy')), /v\.npy: has 0 rows; a vocabulary needs at least one/);
+  // The writer's own inputs: a folder that is not there, a seed it would wrap, a width of 0.
+  await assert.rejects(writeSyntheticLaion(join(empty, 'none'), { rows: 3 }), { code: 'ERR_FILE', message: /none: no such folder; expected an existing folder for the shards/ });
+  await assert.rejects(writeSyntheticLaion(empty, { rows: 3, seed: 2 ** 32 }), { code: 'ERR_ARG', message: /seed: expected an integer in 0\.\.2147483647/ });
+  await assert.rejects(writeSyntheticLaion(empty, { rows: 3, dim: 0 }), { code: 'ERR_ARG', message: /dim: expected an integer >= 1, got 0/ });
 });
 
 // A tiny world for the whole pipeline: 30 images 16×16; images 0..11 have a red blob top-left

@@ -1,12 +1,13 @@
 // A synthetic caption vocabulary in the LAION shard layout, written
 // streaming (memory stays at one block, whatever the row count):
 // text_emb_{i}.npy (fp16, unit rows) + metadata_{i}.parquet (`caption`).
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { throttled, throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { commitTemp, tempPath, writeFileAtomic } from '../../io/atomic.js';
 import { floatsToHalves } from '../../engine/fp16.js';
-import { argError } from '../../errors.js';
+import { argError, fileError } from '../../errors.js';
+import { requireSeed } from '../../random.js';
 import { npyHeader } from '../../io/npy.js';
 
 
@@ -72,8 +73,10 @@ async function writeCaptions(dir: string, shard: number, first: number, rows: nu
 /** Writes the shards into `dir` (which must exist); returns the shard count. */
 export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Promise<number> {
   const dim = o.dim ?? 512, shardRows = o.shardRows ?? 1_000_000, block = 16384;
-  if (!(Number.isInteger(o.rows) && o.rows >= 1)) throw argError('rows', 'an integer >= 1', o.rows);
-  const state = { s: (o.seed ?? 1) >>> 0 || 1 };
+  for (const [name, value] of [['rows', o.rows], ['dim', dim], ['shardRows', shardRows]] as const)
+    if (!(Number.isInteger(value) && value >= 1)) throw argError(name, 'an integer >= 1', value);
+  if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw fileError(dir, 'no such folder; expected an existing folder for the shards');
+  const state = { s: requireSeed(o.seed ?? 1) || 1 };
   const buf = new Float32Array(block * dim);
   let shard = 0;
   const progress = throttled(o.onProgress);
