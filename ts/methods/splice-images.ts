@@ -82,10 +82,10 @@ export interface SpliceImagesResult {
 /** Concept names and their embeddings, the last `vocabLast` of each when given. */
 function loadConcepts(o: SpliceImagesOptions): { names: string[]; vectors: Float32Array; d: number } {
   const all = readVocabulary(o.conceptNames);
-  const names = o.vocabLast === undefined ? all : readVocabulary(o.conceptNames, o.vocabLast);
+  const names = o.vocabLast === undefined ? all : readVocabulary(o.conceptNames, o.vocabLast, 'vocabLast');
   const a = readFloatMatrix(o.concepts, { what: 'concept embeddings' });
   if (a.rows !== all.length && a.rows !== names.length)
-    throw new ConceptLensError('ERR_SHAPE', `${o.concepts}: expected ${all.length}×d or ${names.length}×d (rows aligned with ${o.conceptNames}), got shape [${a.rows}, ${a.cols}]`);
+    throw new ConceptLensError('ERR_SHAPE', `${o.concepts}: expected ${[...new Set([all.length, names.length])].map((n) => `${n}×d`).join(' or ')} (rows aligned with ${o.conceptNames}${o.vocabLast === undefined ? '' : ', or its last vocabLast'}), got shape [${a.rows}, ${a.cols}]`);
   const d = a.cols, vectors = toFloat32(a.data as FloatData);
   return { names, vectors: vectors.subarray((a.rows - names.length) * d), d };
 }

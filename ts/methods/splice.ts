@@ -233,12 +233,15 @@ export function meanStats(parts: Iterable<Float64Array>, n: number): SpliceMeans
   return { meanObjective: m(0), meanGap: m(1), meanL0: m(2), meanCosine: m(3) };
 }
 
-/** The last `size` concepts of a vocabulary file (least to most frequent), first ", " part of each line. */
-export function readVocabulary(path: string, size?: number): string[] {
+/**
+ * The last `size` concepts of a vocabulary file (least to most frequent), first ", " part of each line. `sizeName`:
+ * the option that gave the size, for its error.
+ */
+export function readVocabulary(path: string, size?: number, sizeName = 'size'): string[] {
   const lines = splitLines(readText(path));
   const n = size ?? lines.length;
   if (!Number.isInteger(n) || n < 1 || n > lines.length)
-    throw argError('vocabulary size', `an integer in [1, ${lines.length}] (the lines of ${path})`, size);
+    throw argError(sizeName, `an integer in [1, ${lines.length}] (the lines of ${path})`, size);
   const first = lines.length - n, seen = new Map<string, number>();
   return lines.slice(first).map((line, k) => {
     const name = line.trim().split(', ')[0], lineNo = first + k + 1;
