@@ -3,7 +3,10 @@
 // GPU is present; elsewhere it fails with the clear "no CUDA device" error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { randn } from '../ts/random.js';
+import { writeNpy } from '../ts/io/npy.js';
+import { runCli, tempDir } from './helpers.js';
 import { normaliseRows } from '../ts/matrix.js';
 import { spliceDecompose, type NativeSpliceResult as SpliceResult } from '../ts/engine/splice.js';
 
@@ -39,4 +42,14 @@ test("device 'cuda' matches the CPU solver, or names the missing GPU", async () 
 
 test('an unknown device is refused by name', async () => {
   await assert.rejects(decompose('tpu' as 'cpu', 1e-6), { code: 'ERR_ARG', message: /options\.device: expected 'cpu' or 'cuda', got 'tpu'/ });
+});
+
+test('the command line names --device when no GPU answers it', async (t) => {
+  const dir = tempDir('splice-cuda-');
+  writeNpy(join(dir, 'C.npy'), C, [c, d]);
+  writeNpy(join(dir, 'Z.npy'), Z, [n, d]);
+  const r = await runCli(['splice', 'decompose', '--embeddings', join(dir, 'Z.npy'), '--concepts', join(dir, 'C.npy'), '--l1', '0.1', '--raw', '--device', 'cuda', '--out', join(dir, 'W.npy')]);
+  if (r.code === 0) return t.skip('a GPU answered');
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^error: --device: 'cuda' requested but (no CUDA device is available|this engine was built without CUDA)/);
 });

@@ -48,7 +48,8 @@ export function act(body: (...args: any[]) => Promise<void> | void) {
  * error that only the data could decide, so found late.
  */
 function asUsageError(e: unknown, cmd: Command): unknown {
-  if (!(e instanceof ConceptLensError) || e.code !== 'ERR_ARG' || e instanceof UsageError) return e;
+  if (!(e instanceof ConceptLensError) || e instanceof UsageError) return e;
+  if (e.code !== 'ERR_ARG') return namingFlag(e, cmd);
   // Checks the library words for the command line ('--out: … is inside --images …', 'give either --model … or
   // --standin') are about this command's options.
   const flags = /^(--[a-z][a-z0-9-]*):/.exec(e.message)?.slice(1) ?? /^give either (--[a-z][a-z0-9-]*) .*or (--[a-z][a-z0-9-]*)/.exec(e.message)?.slice(1);
@@ -56,6 +57,16 @@ function asUsageError(e: unknown, cmd: Command): unknown {
   const m = /^(?:[A-Za-z]+\.)*([A-Za-z][A-Za-z0-9]*): (.*, got (.*))$/s.exec(e.message);  // 'k: …', 'batching.maxQueue: …'
   const opt = m && cmd.options.find((o) => o.attributeName() === m[1] && cmd.getOptionValueSource(m[1]) === 'cli');
   return m && opt?.long && m[3] === String(cmd.getOptionValue(m[1])) ? new UsageError(`${opt.long}: ${m[2]}`) : e;
+}
+
+/**
+ * Any other library error that opens with an option the user gave ('options.device: no CUDA device …') names it as
+ * its flag; its code, and so the exit status, stay.
+ */
+function namingFlag(e: ConceptLensError, cmd: Command): ConceptLensError {
+  const m = /^(?:options\.)?([A-Za-z][A-Za-z0-9]*): (.*)$/s.exec(e.message);
+  const opt = m && cmd.options.find((o) => o.attributeName() === m[1] && cmd.getOptionValueSource(m[1]) === 'cli');
+  return m && opt?.long ? new ConceptLensError(e.code, `${opt.long}: ${m[2]}`, { cause: e }) : e;
 }
 
 function report(e: unknown, interrupted: boolean): void {
