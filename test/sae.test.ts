@@ -96,13 +96,13 @@ test('checkpoint round trip, resume, and shape-mismatch refusal', withDir(async 
   assert.throws(() => wrong.load(join(dir, 'sae.ckpt')), /shape d=24, m=48 .* differs from the trainer's d=24, m=72/);
 }));
 
-test('a NaN feature stops training naming the step and the file row', withDir(async (dir) => {
+test('a NaN feature stops training naming the file, the step and the file row', withDir(async (dir) => {
   const { x } = planted(512, 3);
   x[300 * D + 5] = NaN;
   const features = join(dir, 'x.npy');
   writeNpy(features, x, [512, D]);
   await assert.rejects(trainSae({ features, out: dir, expansion: 2, batch: 64, epochs: 1 }),
-    /sae step \d+: feature item 300 column 5 is NaN/);
+    { code: 'ERR_NAN', message: /^.*x\.npy: sae step \d+: feature item 300 column 5 is NaN/ });
 }));
 
 test('fp16 features train like fp32 ones', async () => {

@@ -344,7 +344,10 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
           ? (x: number) => o.onProgress!({ epoch, epochs: o.epochs, rowsDone: at + x, rowsTotal: n, stats: t.lastStats() })
           : null;
         const r = await t.trainEpoch(chunk.data.subarray(a * d, b * d) as Features, b - a, batch, chunk.ids.subarray(a, b),
-          { signal: o.signal, onProgress: progress ?? undefined });
+          { signal: o.signal, onProgress: progress ?? undefined }).catch((e: unknown) => {
+          // The engine names the row of the file ("feature item 3 column 7 is NaN"); the file is ours to name.
+          throw e instanceof ConceptLensError && e.code === 'ERR_NAN' ? new ConceptLensError('ERR_NAN', `${o.features}: ${e.message}`, { cause: e }) : e;
+        });
         last = r.last;
       }
       done += rows;
