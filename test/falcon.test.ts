@@ -135,6 +135,11 @@ test('`falcon explain --groups`: the file must map keys to distinct image indice
   // What `falcon groups` writes is accepted, and gives the recomputed members.
   await falconCli(['groups', '--representations', join(dir, 'R.npy'), '--out', G]);
   assert.equal(JSON.parse(await falconCli(['explain', '--group', '2', ...inputs, '--groups', G])).high, 12);
+  // Image embeddings of another width than the captions' are named with both files.
+  writeNpy(join(dir, 'E8.npy'), randn(60 * 8, 5), [60, 8]);
+  const r = await runCli(['falcon', 'explain', '--group', '2', ...inputs.map((a) => (a.endsWith('E.npy') ? join(dir, 'E8.npy') : a))]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /image embeddings .*E8\.npy: expected 4 columns \(the dimension of the captions .*V\.npy\), got 8/);
 });
 
 test('`falcon explain --help` names the group file it writes: groups/g<key>.json, commas as _', async () => {
