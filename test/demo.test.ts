@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { runDemo } from '../ts/demo/demo.js';
-import { tempDir } from './helpers.js';
+import { cliOk, tempDir } from './helpers.js';
 
 /** The number after `label` on its line of the report (first match). */
 function figure(report: string, label: RegExp): number {
@@ -15,8 +15,10 @@ function figure(report: string, label: RegExp): number {
 test('synthetic demo runs every section and recovers the planted structure', async () => {
   const dir = tempDir('demo-test-');
   try {
-    const path = await runDemo(dir, { synthetic: true });
-    const report = readFileSync(path, 'utf8');
+    // Through the command line: --json gives the report's path.
+    const summary = JSON.parse(await cliOk(['demo', '--synthetic', '--out', dir, '--json'])) as { report: string; seconds: number };
+    assert.ok(summary.seconds > 0);
+    const report = readFileSync(summary.report, 'utf8');
     for (const title of ['Concept retrieval', 'SpLiCE', 'Linear Explanations', 'FALCON', 'Discover-then-Name'])
       assert.match(report, new RegExp(`^## ${title}`, 'm'));
     assert.doesNotMatch(report, /This section failed/);

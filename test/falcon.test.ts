@@ -73,6 +73,9 @@ test('`falcon groups` writes the groups.json contract', async () => {
   for (const k of Object.keys(want)) if (want[k].length <= 10) delete want[k];
   assert.deepEqual(groups, want);
   assert.deepEqual(Object.keys(groups).sort(), ['0,4', '2']);
+  const summary = JSON.parse(await falconCli(['groups', '--representations', join(dir, 'R.npy'), '--out', join(dir, 'g2.json'), '--json']));
+  assert.deepEqual([summary.groups, summary.out], [2, join(dir, 'g2.json')]);
+  assert.ok(Math.abs(summary.tau - (ref.mean + 5 * ref.std)) < 1e-6 * Math.abs(summary.tau), JSON.stringify(summary));
 });
 
 const falconCli = (args: string[]) => cliOk(['falcon', ...args]);
@@ -643,4 +646,10 @@ test('`falcon run` into the same --out with another --layer or --temperature: th
   assert.doesNotMatch(cosine, /explanations: reused/);
   assert.notEqual(read('concepts.csv').toString(), csv, 'concepts.csv has the plain-cosine scores');
   assert.match(await ok(run('fire19', '0')), /explanations: reused/);
+  // --json: the explained groups as concepts.csv lists them.
+  const json = await runCli(['falcon', 'run', '--model', model, '--layer', 'fire19', '--images', images, '--captions', join(dir, 'V.npy'),
+    '--encoder', model, '--more-than', '0', '--max-groups', '2', '--all-groups', '--temperature', '0', '--out', out, '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const listed = JSON.parse(json.stdout) as { group: string; words: string[] }[];
+  assert.deepEqual(listed.map((g) => g.group), read('concepts.csv').toString().trim().split('\n').slice(1).map((l) => (l.startsWith('"') ? l.slice(1, l.indexOf('"', 1)) : l.split(',')[0])));
 });

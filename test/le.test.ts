@@ -288,6 +288,17 @@ async function leRun(dir: string): Promise<string[]> {
   return inputs;
 }
 
+test('le explain and simulate --json print their summaries: the score\'s mean, sem and n as the CSV holds them', async () => {
+  const dir = tempDir(), inputs = await leRun(dir);
+  const e = JSON.parse(await cliOk(['le', 'explain', ...inputs, '--out', join(dir, 'j.csv'), '--json']));
+  const vals = readExplanationsCsv(join(dir, 'j.csv')).map((x) => x.valCorrelation), mean = vals.reduce((a, b) => a + b, 0) / vals.length;
+  assert.deepEqual([e.metric, e.out, e.n], ['validation correlation', join(dir, 'j.csv'), vals.length]);
+  assert.ok(Math.abs(e.mean - mean) < 1e-12 && e.sem > 0, JSON.stringify(e));
+  const sim = JSON.parse(await cliOk(['le', 'simulate', '--explanations', join(dir, 'le.csv'), ...inputs, '--splits', join(dir, 'le.splits'), '--json']));
+  assert.deepEqual([sim.metric, sim.out, sim.n], ['simulation correlation (test split)', null, vals.length]);
+  assert.ok(sim.mean > 0.5 && sim.mean <= 1, JSON.stringify(sim));
+});
+
 test('split files with fractional or non-finite indices are refused, naming the file, the entry and the value', async () => {
   const dir = tempDir(), inputs = await leRun(dir);
   const split = (name: string, parts: Record<string, ArrayLike<number> | string>) => {

@@ -12,9 +12,11 @@ export function registerDemo(program: Command): void {
     .description('run every method on the embedded default data (assets mirror, else synthetic) and write a report')
     .option('--out <dir>', 'output directory', 'conceptlens-demo')
     .option('--synthetic', 'use the synthetic planted-concept set even when assets exist')
-    .action(act(async (o: { out: string; synthetic?: boolean }, { signal }) => {
+    .option('--json', 'print a JSON summary (the report\'s path and the seconds taken)')
+    .action(act(async (o: { out: string; synthetic?: boolean; json?: boolean }, { signal }) => {
+      const t0 = performance.now();
       const path = await runDemo(o.out, { synthetic: !!o.synthetic, log: (l) => console.error(l), signal });
-      console.log(`report written to ${path}`);
+      console.log(o.json ? JSON.stringify({ report: path, seconds: (performance.now() - t0) / 1000 }) : `report written to ${path}`);
     }));
   program
     .command('info')

@@ -12,7 +12,7 @@ import { gatherRows } from '../matrix.js';
 import { openCaptions, type VocabSearcher } from '../methods/falcon/captions.js';
 import { computeFiring, groupImages, groupMembers, listedMembers, parseGroupKey, readGroups, readRepresentations, representationsF32 } from '../methods/falcon/groups.js';
 import { describeGroup, groupFile, requireRunDir, runFalcon, RUN_OUTPUTS } from '../methods/falcon/pipeline.js';
-import { conceptsCsv } from '../methods/falcon/report.js';
+import { conceptsCsv, type GroupExplanation } from '../methods/falcon/report.js';
 import { lowlyActivating } from '../methods/falcon/scores.js';
 import { openRunInputs } from '../methods/falcon/adapters.js';
 import { squeezenetDemoInputs } from '../methods/falcon/demo.js';
@@ -44,12 +44,21 @@ function registerGroups(falcon: Command): void {
     .requiredOption('--out <json>', 'groups.json: group key ("3,17") → ascending image indices')
     .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
-    .action(act(async (o: { representations: string; out: string; sigmas: number; moreThan: number }, { signal }) => {
+    .option('--json', 'print a JSON summary (τ, its mean and std, the number of groups)')
+    .action(act(async (o: { representations: string; out: string; sigmas: number; moreThan: number; json?: boolean }, { signal }) => {
       const f = await computeFiring(readRepresentations(o.representations), { sigmas: o.sigmas, signal });
-      const groups = groupImages(f.sets, o.moreThan);
+      const groups = groupImages(f.sets, o.moreThan), count = Object.keys(groups).length;
       writeFileAtomic(o.out, JSON.stringify(groups) + '\n');
-      console.error(`τ = ${f.tau.toFixed(5)} (mean ${f.mean.toFixed(5)}, std ${f.std.toFixed(5)}); ${Object.keys(groups).length} groups → ${o.out}`);
+      if (o.json) console.log(JSON.stringify({ out: o.out, tau: f.tau, mean: f.mean, std: f.std, groups: count }));
+      else console.error(`τ = ${f.tau.toFixed(5)} (mean ${f.mean.toFixed(5)}, std ${f.std.toFixed(5)}); ${count} groups → ${o.out}`);
     }));
+}
+
+/** The explained groups, one tab-separated line each (key, images, interpretability, words, phrases), or as JSON. */
+function printGroups(groups: GroupExplanation[], json?: boolean): void {
+  const terms = (ts: { term: string }[]) => ts.map((w) => w.term);
+  if (json) console.log(JSON.stringify(groups.map((g) => ({ group: g.group, images: g.high.length, interpretability: g.interpretability, explained: g.explained, words: terms(g.words), phrases: terms(g.phrases) }))));
+  else for (const g of groups) console.log(`${g.group}\t${g.high.length} images\t${g.interpretability?.toFixed(3)}\t${terms(g.words).join(', ')}\t${terms(g.phrases).join(', ')}`);
 }
 
 interface ExplainOpts extends QueueFlags {
@@ -105,6 +114,7 @@ async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearch
 interface RunOpts extends QueueFlags {
   model: string; layer: string; images: string; captions: string; captionsText?: string; encoder?: string; out: string;
   batch: number; maxGroups?: number; temperature: number; unitRows?: boolean; sigmas: number; interpretableAbove: number; allGroups?: boolean; moreThan: number;
+  json?: boolean;
 }
 
 function registerRun(falcon: Command): void {
@@ -118,6 +128,7 @@ function registerRun(falcon: Command): void {
     .option('--encoder <onnx>', 'image encoder into the caption vocabulary\'s space (e.g. a CLIP visual tower)', existingFile('--encoder'))
     .requiredOption('--out <dir>', 'run directory: a stage\'s outputs are reused when its inputs and options are the same, else it and later stages are computed again')
     .option('--batch <n>', 'images per model call', integer('--batch'), 32)
+    .option('--json', 'print the explained groups as JSON')
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'))
     .option('--temperature <t>', 'per-shard softmax(t·cos) caption scoring; 0 for plain cosine', number('--temperature', { min: 0 }), 100)
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
@@ -154,6 +165,7 @@ async function run(o: RunOpts, signal: AbortSignal, search?: VocabSearcher): Pro
   });
   for (const b of bars.values()) b.stop();
   console.error(`${out.length} groups explained → ${join(o.out, 'report.html')}, ${join(o.out, 'concepts.csv')}`);
+  printGroups(out, o.json);
 }
 
 function registerDemo(falcon: Command): void {
@@ -162,13 +174,14 @@ function registerDemo(falcon: Command): void {
     .requiredOption('--out <dir>', 'run directory: a stage\'s outputs are reused when its inputs and options are the same')
     .option('--more-than <n>', 'keep groups with more than this many images (one image per class makes large groups rare)', integer('--more-than', 0), 2)
     .option('--max-groups <n>', 'explain at most this many groups, largest first', integer('--max-groups'), 12)
-    .action(act(async (o: { out: string; moreThan: number; maxGroups: number }, { signal }) => {
+    .option('--json', 'print the explained groups as JSON')
+    .action(act(async (o: { out: string; moreThan: number; maxGroups: number; json?: boolean }, { signal }) => {
       const inputs = await squeezenetDemoInputs();
       console.error(`classifier bridge: ${inputs.matched} of 1000 ImageNet classes have an LVIS namesake`);
       const bar = progressBar('falcon', 'steps');
       const out = await runFalcon(inputs, o.out, { moreThan: o.moreThan, maxGroups: o.maxGroups, signal, onStage: (_, d, t) => bar.update(d, t) });
       bar.stop();
-      for (const g of out) console.log(`${g.group}\t${g.high.length} images\t${g.interpretability?.toFixed(3)}\t${g.words.map((w) => w.term).join(', ')}\t${g.phrases.map((w) => w.term).join(', ')}`);
+      printGroups(out, o.json);
     }));
 }
 

@@ -21,12 +21,18 @@ const matrix = (path: string, what: string, o: MatrixReadOptions = {}): Mat => r
 interface SplitOpts {
   splits?: string;
   seed: number;
+  json?: boolean;
 }
 const splitFor = (o: SplitOpts, n: number): Split => (o.splits ? readSplit(o.splits, n) : seededSplit(n, o.seed));
 
 function report(label: string, scores: Float64Array): string {
   const s = summarise(scores);
   return `${label}: ${s.mean.toFixed(4)} ± ${s.sem.toFixed(4)} (mean ± std/√n over ${s.n} neurons)`;
+}
+
+/** A score's summary line (`and` appended), or with --json the summary as JSON with the run's other facts. */
+function printScores(o: { json?: boolean }, label: string, scores: Float64Array, facts: Record<string, unknown>, and = ''): void {
+  console.log(o.json ? JSON.stringify({ ...facts, metric: label, ...summarise(scores) }) : report(label, scores) + and);
 }
 
 function scored(exps: Explanation[], column: string, scores: Float64Array): Explanation[] {
@@ -73,8 +79,8 @@ async function explain(o: ExplainOpts, signal: AbortSignal): Promise<void> {
       writeSplit(dir, split);
       console.error(`split 70/10/20 with seed ${o.seed}, recorded in ${dir} (pass --splits ${dir} to simulate)`);
     }
-    if (!o.quiet) for (const e of exps.slice(0, 20)) console.log(`unit ${e.unit} (val r ${e.valCorrelation.toFixed(3)}): ${formatExplanation(e)}`);
-    console.log(report('validation correlation', Float64Array.from(exps, (e) => e.valCorrelation)) + ` → ${o.out}`);
+    if (!o.quiet && !o.json) for (const e of exps.slice(0, 20)) console.log(`unit ${e.unit} (val r ${e.valCorrelation.toFixed(3)}): ${formatExplanation(e)}`);
+    printScores(o, 'validation correlation', Float64Array.from(exps, (e) => e.valCorrelation), { out: o.out }, ` → ${o.out}`);
   } finally {
     bar.stop();
   }
@@ -98,8 +104,8 @@ function loadForScoring(o: SimulateOpts) {
 function simulateCmd(o: SimulateOpts): void {
   const { exps, A, P, names, split } = loadForScoring(o);
   const scores = correlationScores(exps, P, names, A, split.test);
-  console.log(report('simulation correlation (test split)', scores));
   if (o.out) writeExplanationsCsv(o.out, scored(exps, 'sim correlation', scores));
+  printScores(o, 'simulation correlation (test split)', scores, { out: o.out ?? null });
 }
 
 interface AblateOpts extends SimulateOpts {
@@ -116,8 +122,8 @@ function ablateCmd(o: AblateOpts): void {
   const b = readVector(o.headBias, { what: 'head bias', length: W.rows, lengthFrom: `one per class row of ${o.headWeight}` });
   const labels = readLabels(o.labels, { rows: A.rows, rowsFrom: `one per sample of ${o.activations}`, classes: W.rows });
   const scores = ablationScores(exps, P, names, A, { head: { W, b }, labels, split, mode: o.mode, temperature: o.temperature });
-  console.log(report(`simulation ablation (${o.mode}, test split)`, scores));
   if (o.out) writeExplanationsCsv(o.out, scored(exps, `sim ablation(${o.mode})`, scores));
+  printScores(o, `simulation ablation (${o.mode}, test split)`, scores, { out: o.out ?? null });
 }
 
 function showCmd(o: { explanations: string; limit: number }): void {
@@ -143,6 +149,7 @@ interface ConceptsOpts {
   calibrateLabels?: string;
   classConcepts?: string;
   filter: boolean;
+  json?: boolean;
 }
 
 /** LE(CLIP): P = sigmoid(a·(cos + b)), (a, b) given or calibrated on labels, then LE's concept filter. */
@@ -179,11 +186,13 @@ async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> 
       `(the largest cosine is ${cos.data.reduce((m, v) => Math.max(m, v), -Infinity).toFixed(4)}); fit (a, b) to these embeddings with --calibrate-labels and --class-concepts, or give another --b`);
   writeNpy(o.out, kept.P.data, [kept.P.rows, kept.P.cols]);
   writeFileAtomic(o.namesOut, kept.names.join('\n') + '\n');
-  console.log(`P: ${kept.P.rows} × ${kept.P.cols} (of ${names.length} concepts; a = ${a}, b = ${b}) → ${o.out}, names → ${o.namesOut}`);
+  const summary = { out: o.out, namesOut: o.namesOut, images: kept.P.rows, concepts: kept.P.cols, of: names.length, a, b };
+  console.log(o.json ? JSON.stringify(summary) : `P: ${kept.P.rows} × ${kept.P.cols} (of ${names.length} concepts; a = ${a}, b = ${b}) → ${o.out}, names → ${o.namesOut}`);
 }
 
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
+    .option('--json', 'print a JSON summary (the score\'s mean, sem and n)')
     // The seed only draws a split, so with --splits it would be silently ignored.
     .addOption(new Option('--seed <n>', 'seed of the 70/10/20 split when --splits is absent')
       .argParser(integer('--seed', 0, MAX_SEED)).default(0).conflicts('splits'));
@@ -233,6 +242,7 @@ export function registerLe(program: Command): void {
     .option('--calibrate-labels <npy>', 'calibrate (a, b) by grid search against these class labels')
     .option('--class-concepts <list>', 'with --calibrate-labels: the concept name of each class id, comma-separated')
     .option('--no-filter', 'keep every concept')
+    .option('--json', 'print a JSON summary')
     .action(act((o: ConceptsOpts, { signal }) => conceptsCmd(o, signal)));
   le.command('show').description('print explanations in text form and the mean ± sem of their score columns')
     .requiredOption('--explanations <csv>', 'explanations CSV')
