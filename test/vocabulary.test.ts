@@ -448,6 +448,12 @@ test('CLI: approximate indexes search the transformed, de-duplicated rows and re
   assertTopK(exact, table, 10, firsts);
   const hits = Array.from(hnsw.ids).filter((id, i) => exact.ids.slice(Math.floor(i / 10) * 10, Math.floor(i / 10) * 10 + 10).includes(id)).length;
   assert.ok(hits >= 45, `hnsw recall@10 ${hits / 50}`);
+  // --no-texts: the same hits, no texts looked up or written.
+  for (const index of ['exact', 'hnsw']) {
+    await cli(['search', '--vocab', f.dir, '--dedupe', '--normalize', '--center', '--queries', join(dir, 'q.npy'), '--k', '10', '--index', index, '--no-texts', '--out', join(dir, `bare-${index}`)]);
+    assert.ok(!existsSync(join(dir, `bare-${index}.texts.json`)), index);
+    assert.deepEqual(readNpy(join(dir, `bare-${index}.ids.npy`)).data, readNpy(join(dir, `${index}.ids.npy`)).data, index);
+  }
 });
 
 const DETIC = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..', 'shared', 'assets'), 'embeddings', 'detic');

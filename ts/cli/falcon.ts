@@ -88,9 +88,9 @@ async function explain(o: ExplainOpts, signal: AbortSignal, search?: VocabSearch
   if (o.out) requireDirTarget(o.out, 'explanation');
   const rep = readRepresentations(o.representations);
   const features = parseGroupKey(o.group, rep.cols), key = features.join(',');
+  const listed = o.groups ? groupMembers(readGroups(o.groups, rep.rows), key, o.groups) : undefined;
   const vocab = await openCaptions(o.captions, o.captionsText), inSpace = { cols: vocab.dim, colsFrom: `the dimension of the captions ${o.captions}` };
   const emb = readMatrix(o.imageEmbeddings, { what: 'image embeddings', rows: rep.rows, rowsFrom: `one per image of ${o.representations}`, ...inSpace });
-  const listed = o.groups ? groupMembers(readGroups(o.groups, rep.rows), key, o.groups) : undefined;
   const crops = o.cropEmbeddings ? readMatrix(o.cropEmbeddings, { what: 'crop embeddings', ...inSpace }) : null;
   const firing = await computeFiring(rep, { sigmas: o.sigmas, signal });
   const high = listed ? listedMembers(listed, firing, key, o.groups!, `${o.representations} at --sigmas ${o.sigmas}`)

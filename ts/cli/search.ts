@@ -26,6 +26,7 @@ interface SearchFlags extends SourceFlags, QueueFlags {
   nprobe?: number;
   efSearch?: number;
   allowMissing?: boolean;
+  texts: boolean;
   out: string;
 }
 
@@ -48,7 +49,7 @@ async function annSearch(v: Vocabulary, queries: Float32Array, o: SearchFlags, s
   const index = await buildIndex(o.index as IndexKind, await v.toFloat32({ signal }), v.dim, { metric: o.metric, signal });
   const r = await index.search(queries, o.k, { ...annSettings(o), signal });
   const ids = r.ids.map((id) => (id < 0n ? -1n : BigInt(v.originalId(Number(id)))));
-  const texts = v.texts && await v.texts.lookup(Array.from(r.ids, (id) => Math.max(0, Number(id))));
+  const texts = v.texts && o.texts ? await v.texts.lookup(Array.from(r.ids, (id) => Math.max(0, Number(id)))) : undefined;
   return { nq: queries.length / v.dim, k: o.k, ids, scores: r.scores, texts: texts?.map((t, i) => (r.ids[i] < 0n ? '' : t)) };
 }
 
@@ -66,7 +67,7 @@ async function search(o: SearchFlags, signal: AbortSignal): Promise<void> {
   annSettings(o);
   const v = await Vocabulary.open(o.vocab, { ...sourceOptions(o), signal });
   const queries = readQueries(o.queries, v);
-  const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature };
+  const exact = { k: o.k, metric: o.metric, softmaxTemperature: o.softmaxTemperature, texts: o.texts };
   const p = bar(o.json, 'search', 'rows');
   const t0 = performance.now();
   let r: VocabSearchResult;
@@ -94,6 +95,7 @@ export function registerSearch(program: Command): void {
     .option('--softmax-temperature <T>', "FALCON's chunk-local softmax(T·score) within each shard (exact only)", number('--softmax-temperature', { min: 0, above: true }))
     .option('--nprobe <n>', 'faiss-ivf, faiss-ivfpq: inverted lists probed per query (default √nlist)', integer('--nprobe'))
     .option('--ef-search <n>', 'hnsw: candidates kept while searching (default 64)', integer('--ef-search'))
+    .option('--no-texts', 'skip looking up the hits\' texts (no PREFIX.texts.json): LAION captions are read from parquet, hit by hit')
     .option('--allow-missing', 'approximate indexes: write id -1 (score -inf) where fewer than k neighbours were found, instead of an error')
     .requiredOption('--out <prefix>', 'writes PREFIX.ids.npy and PREFIX.scores.npy, and PREFIX.texts.json (the hits\' texts) when the vocabulary has texts'))
     .option('--json', 'print a JSON summary (rows, queries, seconds, queries/s)'), 'one job per shard of the exact search', 'PREFIX.runs')
