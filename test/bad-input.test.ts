@@ -342,7 +342,7 @@ test('Ctrl-C stops a long command with exit code 130, one line on stderr, and no
   assert.ok(readdirSync(join(dir, 'sae')).every((f) => !f.includes('.tmp')), 'no temp files');
 });
 
-test('usage mistakes the library finds are said as usage (exit 2): a tower not chosen, --out inside --images, --vocab-last past the names, an unknown asset, a bad --units', async () => {
+test('usage mistakes the library finds are said as usage (exit 2): a tower not chosen, --out inside --images, --vocab-last past the names, an interpretability threshold past 1, an unknown asset, a bad --units', async () => {
   const dir = tempDir(), images = join(dir, 'images');
   mkdirSync(images);
   writeNpy(join(dir, 'C.npy'), randn(4 * D, 1), [4, D]);
@@ -351,6 +351,8 @@ test('usage mistakes the library finds are said as usage (exit 2): a tower not c
   await fails([...splice, '--out', join(dir, 'o')], 2, /^error: give either --model CLIP_IMAGE\.onnx or --standin/);
   await fails([...splice, '--standin', '--out', join(images, 'o')], 2, /^error: --out: '.*o' is inside --images '.*images'; its outputs would be read as images/);
   await fails([...splice, '--standin', '--vocab-last', '5', '--out', join(dir, 'o')], 2, /^error: --vocab-last: expected an integer in \[1, 4\] \(the lines of .*n\.txt\), got 5/);
+  await fails(['falcon', 'run', '--model', join(dir, 'C.npy'), '--layer', 'x', '--images', images, '--captions', join(dir, 'C.npy'), '--out', join(dir, 'f'),
+    '--interpretable-above', '2'], 2, /^error: --interpretable-above: expected a finite number >= 0 and <= 1, got '2'/);
   await fails(['assets', 'verify', 'nosuch'], 2, /^error: unknown asset 'nosuch' \(known: squeezenet1\.1/);
   await fails(['atlas', '--model', join(dir, 'C.npy'), '--layer', 'x', '--images', images, '--standin', '--units', '-1', '--out', join(dir, 'a')], 2,
     /^error: --units: expected 'all', a count or a comma-separated list of unit numbers, got '-1'/);

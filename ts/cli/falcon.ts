@@ -134,7 +134,7 @@ function registerRun(falcon: Command): void {
     .option('--unit-rows', 'the vocabulary rows are unit norm (as LAION\'s): skip their norms')
     .addOption(sigmasOption())
     .option('--more-than <n>', 'keep groups with more than this many images', integer('--more-than', 0), 10)
-    .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability passes this", number('--interpretable-above'), 0.8)
+    .option('--interpretable-above <x>', "caption and name only groups whose crops' interpretability (in [0, 1]) passes this", number('--interpretable-above', { min: 0, max: 1 }), 0.8)
     .option('--all-groups', 'caption and name every group, whatever its interpretability'))
     .action(captionAction(run));
 }
