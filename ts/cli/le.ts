@@ -190,6 +190,7 @@ async function conceptsCmd(o: ConceptsOpts, signal: AbortSignal): Promise<void> 
   console.log(o.json ? JSON.stringify(summary) : `P: ${kept.P.rows} × ${kept.P.cols} (of ${names.length} concepts; a = ${a}, b = ${b}) → ${o.out}, names → ${o.namesOut}`);
 }
 
+/** The options of the commands that score neurons on a split: the split, and a JSON summary of the score. */
 const splitOptions = (c: Command) =>
   c.option('--splits <dir>', 'train/val/test index files: DIR/{train,val,test}_ids.npy or .txt')
     .option('--json', 'print a JSON summary (the score\'s mean, sem and n)')
