@@ -190,6 +190,12 @@ test('accuracy refuses weights, labels and rows that do not fit X, as trainProbe
   assert.throws(() => accuracy(X, y.subarray(0, 10), W, 4), perRow);
   assert.throws(() => accuracy(X, y, W, 4), perRow);
   assert.throws(() => trainProbe(X, y.subarray(0, 10), 4), perRow);
+  // Options that would loop forever (a batch of 0) or leave the weights at zero are refused by name.
+  const y100 = y.subarray(0, 100);
+  for (const [o, message] of [[{ batch: 0 }, /^batch: expected an integer >= 1, got 0$/], [{ batch: -1 }, /^batch: expected an integer >= 1, got -1$/],
+    [{ epochs: 0 }, /^epochs: expected an integer >= 1, got 0$/], [{ valFraction: 1 }, /^valFraction: expected a number in \[0, 1\), got 1$/],
+    [{ valFraction: -0.5 }, /^valFraction: expected a number in \[0, 1\), got -0\.5$/], [{ valFraction: 0.999 }, /^valFraction: expected a fraction that leaves training rows of the 100/]] as const)
+    assert.throws(() => trainProbe(X, y100, 4, o), { code: 'ERR_ARG', message }, JSON.stringify(o));
   assert.throws(() => accuracy(s2, new Int32Array([0, 1, 4, 3]), new Float32Array(32), 4), { code: 'ERR_ARG', message: /^labels\[2\]: expected a class in 0\.\.3, got 4$/ });
   assert.throws(() => accuracy(s2, y4, new Float32Array(32), 4, [0, 4]), { code: 'ERR_SHAPE', message: /^rows\[1\]: expected a row of X in 0\.\.3, got 4$/ });
   assert.throws(() => accuracy(s2, y4, new Float32Array(32), 4, []), { code: 'ERR_SHAPE', message: /no rows to score/ });

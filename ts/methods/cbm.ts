@@ -4,7 +4,7 @@
 // coverage metrics, and local/global explanations. Concept strengths are
 // sparse, so the probe works on their nonzeros.
 import { shuffle } from './sae.js';
-import { rng } from '../random.js';
+import { requireSeed, rng } from '../random.js';
 import { throwIfAborted } from '../abort.js';
 import { argError, ConceptLensError, describe } from '../errors.js';
 import { requireShape } from '../matrix.js';
@@ -116,8 +116,13 @@ export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o
   checkProbeData(X, labels, classes);
   for (const [k, v] of [['lambda', o.lambda], ['lr', o.lr]] as const)
     if (v !== undefined && !(Number.isFinite(v) && v >= (k === 'lr' ? Number.MIN_VALUE : 0))) throw argError(k, k === 'lr' ? 'a finite number > 0' : 'a finite number ≥ 0', v);
-  const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = o.seed ?? 0;
+  // A batch below 1 never advances through the rows; no epoch or no training row leaves the weights at zero.
+  for (const [k, v] of [['epochs', o.epochs], ['batch', o.batch]] as const)
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw argError(k, 'an integer >= 1', v);
+  if (o.valFraction !== undefined && !(o.valFraction >= 0 && o.valFraction < 1)) throw argError('valFraction', 'a number in [0, 1)', o.valFraction);
+  const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = requireSeed(o.seed ?? 0);
   const { train, val } = splitTrainVal(X.rows, o.valFraction ?? 0.1, seed);
+  if (train.length === 0) throw argError('valFraction', `a fraction that leaves training rows of the ${X.rows}`, o.valFraction ?? 0.1);
   const P = classes * X.cols;
   const W = new Float32Array(P), m1 = new Float64Array(P), m2 = new Float64Array(P), g = new Float64Array(P);
   const z = new Float64Array(classes);
