@@ -365,6 +365,10 @@ test('configuration errors name the option (library and CLI)', async () => {
   await assert.rejects(createServer({ vocabularies: [mainVocab], batching: { maxDelayMs: -1 } }), /batching\.maxDelayMs: must be >= 0/);
   await assert.rejects(createServer({ vocabularies: [mainVocab, mainVocab] }), /vocabularies\[1\]\.name: expected a name no other vocabulary has, got 'main'/);
   await assert.rejects(createServer({ vocabularies: [mainVocab], token: '' }), /token: expected a non-empty string/);
+  // A misspelt option is refused, not ignored: 'tokn' would have served without authentication.
+  await assert.rejects(createServer({ vocabularies: [mainVocab], tokn: 'secret' } as never), { code: 'ERR_ARG', message: /^options: unknown option 'tokn' \(known: vocabularies, .*token/ });
+  await assert.rejects(createServer({ vocabularies: [{ ...mainVocab, nmes: 'n.txt' }] } as never), { code: 'ERR_ARG', message: /^vocabularies 'main': unknown option 'nmes'/ });
+  await assert.rejects(createServer({ vocabularies: [{ ...mainVocab, storage: 'int8' }] } as never), { code: 'ERR_ARG', message: /vocabularies 'main'\.storage: expected 'fp32' or 'fp16', got 'int8'/ });
   const r = await runCli(['serve', '--vocab', 'v.npy', '--concepts', 'c.npy']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--concept-names and --image-mean/);

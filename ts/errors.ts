@@ -67,6 +67,12 @@ export function abortError(): ConceptLensError {
   return new ConceptLensError('ERR_ABORTED', 'The operation was aborted');
 }
 
+/** Refuses a key of `o` not in `known`, naming `where`: a misspelt option ('tokn') would otherwise be ignored. */
+export function requireKnownKeys(o: object, known: readonly string[], where: string): void {
+  const unknown = Object.keys(o).find((k) => !known.includes(k));
+  if (unknown !== undefined) throw new ConceptLensError('ERR_ARG', `${where}: unknown option '${unknown}' (known: ${known.join(', ')})`);
+}
+
 /** A file-level error: "path: what" with code ERR_FILE. */
 export function fileError(path: string, what: string, cause?: unknown): ConceptLensError {
   return new ConceptLensError('ERR_FILE', `${path}: ${what}`, cause === undefined ? undefined : { cause });

@@ -5,7 +5,7 @@
 // read a file nor round a row.
 import { openImageTower, type ImageTower } from '../encoders/standin.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
-import { argError } from '../errors.js';
+import { argError, requireKnownKeys } from '../errors.js';
 import { SpliceModel } from '../methods/splice.js';
 import { ExactTopK, PreparedRows, type Metric, type SearchResult } from '../retrieval/exact.js';
 import type { Texts } from '../retrieval/texts.js';
@@ -19,6 +19,8 @@ export interface Hits {
   texts?: string[];
 }
 
+const VOCABULARY_OPTIONS: readonly (keyof VocabularyConfig)[] = ['name', 'path', 'vectors', 'dim', 'names', 'normalize', 'center', 'dedupe', 'verify', 'storage'];
+
 /** A vocabulary held in memory and searched exactly with one native call per batch. */
 export class ResidentVocabulary {
   private constructor(readonly name: string, readonly dim: number, readonly rows: number,
@@ -27,6 +29,8 @@ export class ResidentVocabulary {
 
   /** Opens the source (a path, or rows in memory), applies its transforms and keeps the result resident. */
   static async load(c: VocabularyConfig): Promise<ResidentVocabulary> {
+    requireKnownKeys(c, VOCABULARY_OPTIONS, `vocabularies '${c.name}'`);
+    if (c.storage !== undefined && c.storage !== 'fp32' && c.storage !== 'fp16') throw argError(`vocabularies '${c.name}'.storage`, "'fp32' or 'fp16'", c.storage);
     const o = { names: c.names, normalize: c.normalize, center: c.center, dedupe: c.dedupe };
     const v = c.path !== undefined ? await Vocabulary.open(c.path, { ...o, verify: c.verify })
       : await Vocabulary.fromArray(required(c.vectors, `vocabularies '${c.name}'.vectors`), required(c.dim, `vocabularies '${c.name}'.dim`), { ...o, name: c.name });

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { setComputeNice } from '../engine/info.js';
-import { ConceptLensError } from '../errors.js';
+import { ConceptLensError, requireKnownKeys } from '../errors.js';
 import { overloaded } from './errors.js';
 import type { ServerOptions } from './config.js';
 import { conceptlensPlugin, type ConceptLensPluginOptions } from './plugin.js';
@@ -38,6 +38,10 @@ async function shed(_req: FastifyRequest, _reply: FastifyReply, type: string, va
   if (value !== Infinity) throw overloaded(`server: under pressure (${type} ${value})`, 1);
 }
 
+const SERVER_OPTIONS: readonly (keyof CreateServerOptions)[] = [
+  'vocabularies', 'splice', 'model', 'batching', 'limits', 'token', 'host', 'port', 'logger', 'computeNice', 'openapi', 'registry', 'processMetrics', 'underPressure',
+];
+
 /** Why a listen failed, in words. */
 const LISTEN_FAILURES: Record<string, string> = {
   ENOTFOUND: 'no such host', EADDRINUSE: 'the port is in use', EACCES: 'permission denied', EADDRNOTAVAIL: 'not an address of this machine',
@@ -53,6 +57,8 @@ function baseUrl(a: AddressInfo): string {
  * Lowers the engine's compute threads to `computeNice` (default 10) for the whole process.
  */
 export async function createServer(o: CreateServerOptions = {}): Promise<ConceptLensServer> {
+  // A misspelt 'token' would serve without authentication.
+  requireKnownKeys(o, SERVER_OPTIONS, 'options');
   setComputeNice(o.computeNice ?? 10);
   // requestTimeout bounds how long a client may take to send its request (slow uploads hold memory); loading a
   // large vocabulary may take longer than Fastify's default 10 s plugin timeout, so there is none.
