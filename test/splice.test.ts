@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { readNpy } from '../ts/io/npy.js';
 import { randn } from '../ts/random.js';
-import { buildDictionary, readVocabulary, solveSplice, splicePath, SpliceModel, type SpliceSolverName } from '../ts/methods/splice.js';
+import { buildDictionary, quality, readVocabulary, solveSplice, splicePath, SpliceModel, type SpliceSolverName } from '../ts/methods/splice.js';
 import { normaliseRows, toFloat32 } from '../ts/matrix.js';
 
 const ASSETS = resolve(process.env.CONCEPTLENS_ASSETS ?? join(process.cwd(), '..', 'shared', 'assets'));
@@ -161,6 +161,10 @@ test('the λ path reaches the target mean l0', async () => {
   assert.equal(short.points.length, 1);
   assert.equal(short.reached, Math.abs(short.points[0].meanL0 - 6) <= 0.5);
   assert.equal(short.reached, false, `one step landed on mean l0 ${short.points[0].meanL0}`);
+  // quality() of the path's weights: one target row per weight row, or an error.
+  const q = quality(r.weights, C, d, Z);
+  assert.equal(q.cosine.length, 12);
+  assert.throws(() => quality(r.weights, C, d, Z.subarray(0, d)), { code: 'ERR_SHAPE', message: /^targets: expected 12×48 = 576 values \(one row per row of weights\), got 48$/ });
   // No λ keeps more than d of the 400 concepts.
   await assert.rejects(splicePath(C, Z, d, 49), { code: 'ERR_ARG', message: /targetL0: expected a number in \(0, 48\] \(a decomposition of 48-dimensional embeddings over 400 concepts keeps at most 48\), got 49/ });
 });

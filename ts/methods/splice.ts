@@ -154,6 +154,8 @@ export interface Quality {
 /** How well the weights explain the targets (n × d, any scale): l0 and the cosine of each recomposition. */
 export function quality(weights: Float32Array, dictionary: Float32Array, d: number, targets: Float32Array, mean?: ArrayLike<number>): Quality {
   const recon = recompose(weights, dictionary, d, mean), c = dictionary.length / d, n = weights.length / c;
+  if (targets.length !== n * d)
+    throw new ConceptLensError('ERR_SHAPE', `targets: expected ${n}×${d} = ${n * d} values (one row per row of weights), got ${targets.length}`);
   const l0 = new Int32Array(n), cosine = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < c; j++) l0[i] += weights[i * c + j] > 0 ? 1 : 0;
