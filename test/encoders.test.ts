@@ -240,7 +240,7 @@ test('SqueezeNet on the 1000 ImageNet samples: top-1 / top-5 in the expected ran
   assert.ok(zs.scored === 696 && zs.top1 >= 0.716 && zs.top1 <= 0.736 && zs.top5 >= 0.80 && zs.top5 <= 0.82, JSON.stringify(zs));
 });
 
-test('poolActivations handles token layouts ([N,T,D] and [T,N,D])', () => {
+test('poolActivations handles token layouts ([N,T,D] and [T,N,D]), and refuses an unknown pool or layout', () => {
   // N=2, T=3, D=2: value = 100n + 10t + d
   const ntd = Float32Array.from({ length: 12 }, (_, i) => 100 * Math.floor(i / 6) + 10 * (Math.floor(i / 2) % 3) + (i % 2));
   assert.deepEqual(Array.from(poolActivations({ dims: [2, 3, 2], data: ntd }, 'first').data), [0, 1, 100, 101]);
@@ -248,6 +248,10 @@ test('poolActivations handles token layouts ([N,T,D] and [T,N,D])', () => {
   const tnd = new Float32Array(12);
   for (let n = 0; n < 2; n++) for (let tk = 0; tk < 3; tk++) for (let d = 0; d < 2; d++) tnd[(tk * 2 + n) * 2 + d] = 100 * n + 10 * tk + d;
   assert.deepEqual(Array.from(poolActivations({ dims: [3, 2, 2], data: tnd }, 'avg', 'tokens-first').data), [10, 11, 110, 111]);
+  // An unknown pool would have summed; data that the dims do not hold would have made a fractional shape.
+  assert.throws(() => poolActivations({ dims: [2, 3, 2], data: ntd }, 'median' as 'avg'), { code: 'ERR_ARG', message: /^pool: expected avg, max, first, none, got 'median'$/ });
+  assert.throws(() => poolActivations({ dims: [2, 3, 2], data: ntd }, 'avg', 'rows' as 'tokens'), { code: 'ERR_ARG', message: /^layout: expected channels, tokens, tokens-first, got 'rows'$/ });
+  assert.throws(() => poolActivations({ dims: [2, 3], data: new Float32Array(5) }, 'avg'), { code: 'ERR_SHAPE', message: /^pool: dims \[2, 3\] hold 6 values, got 5$/ });
 });
 
 test('`conceptlens embed --preprocess imagenet` writes one row of 1000 logits per image in sorted path order', async (t) => {

@@ -213,8 +213,16 @@ function checkFeedShape(info: ValueInfo, dims: number[], source: string): void {
  * over positions/tokens, the first position/token, or 'none' to flatten.
  */
 export type Pool = 'avg' | 'max' | 'first' | 'none';
+const POOLS: readonly Pool[] = ['avg', 'max', 'first', 'none'];
 /** How a tensor's axes read: [N, C, ...spatial] | [N, tokens, D] | [tokens, N, D] (older open_clip transformers). */
 export type Layout = 'channels' | 'tokens' | 'tokens-first';
+const LAYOUTS: readonly Layout[] = ['channels', 'tokens', 'tokens-first'];
+
+/** Refuses a pool or layout that is none of the names (an unknown pool would sum). */
+function checkPooling(pool: unknown, layout: unknown): void {
+  if (pool !== undefined && !POOLS.includes(pool as Pool)) throw argError('pool', POOLS.join(', '), pool);
+  if (layout !== undefined && !LAYOUTS.includes(layout as Layout)) throw argError('layout', LAYOUTS.join(', '), layout);
+}
 
 /**
  * One row per input from an activation tensor: avg/max over the spatial
@@ -222,6 +230,9 @@ export type Layout = 'channels' | 'tokens' | 'tokens-first';
  * flattens. Rank-2 tensors are returned as they are.
  */
 export function poolActivations(t: { dims: number[]; data: Float32Array }, pool: Pool, layout: Layout = t.dims.length === 3 ? 'tokens' : 'channels'): { data: Float32Array; shape: [number, number] } {
+  checkPooling(pool, layout);
+  const count = t.dims.reduce((x, y) => x * y, 1);
+  if (t.data.length !== count) throw new ConceptLensError('ERR_SHAPE', `pool: dims [${t.dims.join(', ')}] hold ${count} values, got ${t.data.length}`);
   const [a, b] = t.dims;
   const rest = t.dims.slice(2).reduce((x, y) => x * y, 1);
   if (t.dims.length <= 2 || (pool === 'none' && layout !== 'tokens-first')) return { data: t.data, shape: [a, t.data.length / Math.max(1, a)] };
@@ -303,6 +314,7 @@ abstract class Encoder {
    * the first output) exists; otherwise closes the model and throws ERR_ARG.
    */
   protected static async open(path: string | Uint8Array, opts: EncoderOptions): Promise<{ model: OnnxModel; feature: string }> {
+    checkPooling(opts.pool, opts.layout);
     const model = await OnnxModel.load(path, { taps: opts.layer ? [opts.layer] : [], threads: opts.threads });
     const feature = opts.layer ?? opts.output ?? model.outputs[0].name;
     if (!model.outputs.some((o) => o.name === feature)) {
