@@ -140,12 +140,18 @@ test('ids continue across add() calls', async () => {
   }
 });
 
-test('wrong shapes, k beyond the index and bad options give clear errors', async () => {
+test('wrong shapes, non-finite rows, k beyond the index and bad options give clear errors', async () => {
   for (const kind of ['faiss-flat', 'hnsw'] as const) {
     const index = await buildIndex(kind, data.subarray(0, 100 * D), D, { metric: 'ip' });
     await assert.rejects(index.search(new Float32Array(D + 1), 1), { code: 'ERR_SHAPE', message: /queries: 33 values are not a whole number of rows of width 32/ });
     await assert.rejects(index.add(new Float32Array(5)), { code: 'ERR_SHAPE', message: /vectors: 5 values are not a whole number of rows of width 32/ });
     await assert.rejects(index.search(queries, 101), /k: expected an integer in 1\.\.100 \(the index size\), got 101/);
+    // A NaN row would be ranked anywhere (hnsw answered out of order): refused in vectors and queries alike.
+    const nan = data.slice(0, 3 * D);
+    nan[D + 5] = NaN;
+    await assert.rejects(index.add(nan), { code: 'ERR_NAN', message: /^vectors: row 1, column 5 is NaN/ });
+    await assert.rejects(index.search(nan, 2), { code: 'ERR_NAN', message: /^queries: row 1, column 5 is NaN/ });
+    await assert.rejects(buildIndex(kind, nan, D, { metric: 'ip' }), { code: 'ERR_NAN', message: /^vectors: row 1, column 5 is NaN/ });
   }
   await assert.rejects(buildIndex('faiss-ivf', data.subarray(0, 50 * D), D, { metric: 'ip', nlist: 64 }),
     /nlist: expected an integer in 1\.\.50 \(at most the number of training vectors\), got 64/);

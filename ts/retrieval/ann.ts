@@ -9,7 +9,7 @@ import type { ProgressOptions } from '../abort.js';
 import { FaissHandle } from '../engine/faiss.js';
 import { argError, ConceptLensError, fileError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { requireArray, rowsOf } from '../matrix.js';
+import { requireArray, requireFiniteRows, rowsOf } from '../matrix.js';
 import { INDEX_KINDS, type AnnBackend, type AnnMeta, type AnnMetric, type IndexKind, type SearchParams } from './ann-types.js';
 import { HnswBackend } from './hnsw.js';
 import { readJson } from '../io/text.js';
@@ -118,7 +118,12 @@ class FaissBackend implements AnnBackend {
 }
 
 /** Rows of a Float32Array of width dim; errors name the argument. */
-const f32Rows = (v: Float32Array, dim: number, name: string): number => rowsOf(requireArray(v, Float32Array, name), dim, name);
+/** The rows of fp32 vectors or queries of width dim, all finite: an index would rank a NaN row anywhere. */
+function f32Rows(v: Float32Array, dim: number, name: string): number {
+  const rows = rowsOf(requireArray(v, Float32Array, name), dim, name);
+  requireFiniteRows(v, dim, name);
+  return rows;
+}
 
 function positiveInt(value: number, name: string, max = Infinity, why = ''): number {
   if (!Number.isInteger(value) || value < 1 || value > max) throw argError(name, `an integer in 1..${max}${why}`, value);
