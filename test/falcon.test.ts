@@ -305,6 +305,11 @@ test('lowly activating counterfactuals: all group features below mean(R̂), rank
   got.similarities.forEach((s, i) => assert.ok(Math.abs(s - sim(want[i])) < 1e-6));
   assert.deepEqual(lowlyActivating(r, f, [0], [0, 1], { limit: 1 }).images, [2]);
   assert.throws(() => lowlyActivating(r, f, [0], []), /no highly activating images/);
+  // Indices outside the representations, or representations other than the firing's, are refused by name.
+  assert.throws(() => lowlyActivating(r, f, [200], [0, 1]), { code: 'ERR_ARG', message: /^group: expected feature indices in \[0, 4\), got 200$/ });
+  assert.throws(() => lowlyActivating(r, f, [0], [0, 999]), { code: 'ERR_ARG', message: /^high: expected image indices in \[0, 7\), got 999$/ });
+  assert.throws(() => lowlyActivating(r.subarray(4), f, [0], [0, 1]), { code: 'ERR_SHAPE', message: /^representations: expected 7×4 = 28 values/ });
+  assert.throws(() => lowlyActivating(r, f, [0], [0, 1], { limit: -1 }), { code: 'ERR_ARG', message: /^limit: expected an integer >= 1, got -1$/ });
 });
 
 test('failure analysis: the feature with the largest h ∘ U_y', () => {
@@ -315,6 +320,7 @@ test('failure analysis: the feature with the largest h ∘ U_y', () => {
   assert.ok(Math.abs(top.contributions[0] - 4.5) < 1e-6 && Math.abs(top.contributions[1] - 0.1) < 1e-6);
   assert.deepEqual(failureFeatures(h, W, 2, 0).features, [1]);
   assert.throws(() => failureFeatures(h, W, 2, 2), /class: expected an integer in \[0, 2\)/);
+  assert.throws(() => failureFeatures(h, W, 2, 1, -1), { code: 'ERR_ARG', message: /^k: expected an integer >= 1, got -1$/ });
 });
 
 test('words and noun phrases: POS-filtered lemmas without stop words, photo-metadata words, digits or short tokens', () => {
@@ -343,6 +349,7 @@ test('word score = mean over images of the best score among captions containing 
   assert.ok(c.words.some((s) => s.term === 'car'), 'car scores 0.05 on the lowly set');
   assert.ok(c.words.length <= 8 && c.phrases.length <= 8);
   assert.throws(() => contrastConcepts([], low), /at least one highly activating image/);
+  assert.throws(() => contrastConcepts(high, low, { top: -1 }), { code: 'ERR_ARG', message: /^top: expected an integer >= 1, got -1$/ });
 });
 
 /** Per-shard softmax(T·cos), then the global top-k, in float64. */

@@ -51,7 +51,13 @@ export interface Lowly {
 export function lowlyActivating(r: Float32Array, f: Firing, group: number[], high: number[], opts: LowlyOptions = {}): Lowly {
   if (high.length === 0) throw new ConceptLensError('ERR_ARG', `group ${group.join(',')}: no highly activating images to contrast with`);
   const { cols: d } = f;
+  if (r.length !== f.rows * d) throw new ConceptLensError('ERR_SHAPE', `representations: expected ${f.rows}×${d} = ${f.rows * d} values (the firing's), got ${r.length}`);
+  const outside = (ids: number[], n: number) => ids.find((i) => !(Number.isInteger(i) && i >= 0 && i < n));
+  const badFeature = outside(group, d), badImage = outside(high, f.rows);
+  if (badFeature !== undefined) throw argError('group', `feature indices in [0, ${d})`, badFeature);
+  if (badImage !== undefined) throw argError('high', `image indices in [0, ${f.rows})`, badImage);
   const below = opts.below ?? f.mean, minSim = opts.minSimilarity ?? 0.3, limit = opts.limit ?? 10;
+  if (!Number.isInteger(limit) || limit < 1) throw argError('limit', 'an integer >= 1', limit);
   const inGroup = new Uint8Array(d);
   for (const g of group) inGroup[g] = 1;
   const hat = (x: number, c: number) => r[x * d + c] * f.invNorms[x];
@@ -77,6 +83,7 @@ export function failureFeatures(h: Float32Array, weights: Float32Array, classes:
   const d = h.length;
   if (weights.length !== classes * d) throw new ConceptLensError('ERR_SHAPE', `weights: expected ${classes}×${d} = ${classes * d} values, got ${weights.length}`);
   if (!Number.isInteger(y) || y < 0 || y >= classes) throw argError('class', `an integer in [0, ${classes})`, y);
+  if (!Number.isInteger(k) || k < 1) throw argError('k', 'an integer >= 1', k);  // slice(0, -1) would keep all but one
   const contrib = Array.from(h, (v, i) => v * weights[y * d + i]);
   const order = contrib.map((_, i) => i).sort((a, b) => contrib[b] - contrib[a] || a - b).slice(0, k);
   return { features: order, contributions: order.map((i) => contrib[i]) };
