@@ -14,6 +14,7 @@ import { floatsToHalves } from '../ts/engine/fp16.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
+import { buildIndex, exactSearch, solveSplice, trainSae } from '../ts/index.js';
 import { randn, runCli, tempDir, cliOk, fileSnapshot } from './helpers.js';
 
 /** Runs the CLI, expecting it to fail with `code`, and returns stderr, which must match every pattern. */
@@ -357,4 +358,16 @@ test('usage mistakes the library finds are said as usage (exit 2): a tower not c
   await fails(['atlas', '--model', join(dir, 'C.npy'), '--layer', 'x', '--images', images, '--standin', '--units', '-1', '--out', join(dir, 'a')], 2,
     /^error: --units: expected 'all', a count or a comma-separated list of unit numbers, got '-1'/);
   assert.deepEqual(readdirSync(images), []);
+});
+
+test('library calls without their options object, or with a signal that is no AbortSignal, throw ERR_ARG saying what they need', async () => {
+  const V = randn(8 * 4, 1), Q = randn(4, 2);
+  const calls: [string, () => Promise<unknown>, RegExp][] = [
+    ['exactSearch', () => exactSearch(Q, V, 4, undefined as never), /^options: expected an object with k, got undefined$/],
+    ['buildIndex', () => buildIndex('faiss-flat', V, 4, undefined as never), /^options: expected an object with metric/],
+    ['solveSplice', () => solveSplice(V, Q, 4, undefined as never), /^options: expected an object with l1, got undefined$/],
+    ['trainSae', () => trainSae(undefined as never), /^options: expected an object with features, out and epochs, got undefined$/],
+    ['signal', () => exactSearch(Q, V, 4, { k: 2, signal: {} as AbortSignal }), /^signal: expected an AbortSignal, got/],
+  ];
+  for (const [what, call, message] of calls) await assert.rejects(call(), { code: 'ERR_ARG', message }, what);
 });

@@ -2,7 +2,7 @@
 // AbortSignal -> flag bridge: the flag lives in a SharedArrayBuffer, so
 // setting it from JS is visible at once to the native kernels and to worker
 // threads (ONNX, HNSW) that poll it.
-import { abortError, toConceptLensError } from './errors.js';
+import { abortError, argError, toConceptLensError } from './errors.js';
 
 /** Options every long call takes: an AbortSignal and a progress callback. */
 export interface ProgressOptions {
@@ -30,6 +30,7 @@ export function throttled(onProgress?: ProgressOptions['onProgress']): (done: nu
 /** A flag set to 1 when the signal aborts (null without a signal); dispose() detaches the listener. */
 export function cancelFlag(signal?: AbortSignal): { flag: Int32Array | null; dispose: () => void } {
   if (!signal) return { flag: null, dispose: () => {} };
+  requireSignal(signal);
   if (signal.aborted) throw abortError();
   const flag = new Int32Array(new SharedArrayBuffer(4));
   const onAbort = () => Atomics.store(flag, 0, 1);
@@ -39,7 +40,13 @@ export function cancelFlag(signal?: AbortSignal): { flag: Int32Array | null; dis
 
 /** Throws ERR_ABORTED when the signal has aborted (between steps of JS-side loops). */
 export function throwIfAborted(signal?: AbortSignal): void {
+  if (signal !== undefined) requireSignal(signal);
   if (signal?.aborted) throw abortError();
+}
+
+/** An AbortSignal, or ERR_ARG: anything else would never abort the call, or fail inside it. */
+function requireSignal(signal: unknown): void {
+  if (!(signal instanceof AbortSignal)) throw argError('signal', 'an AbortSignal', signal);
 }
 
 /**

@@ -67,6 +67,12 @@ export function abortError(): ConceptLensError {
   return new ConceptLensError('ERR_ABORTED', 'The operation was aborted');
 }
 
+/** `o` when it is an options object, else ERR_ARG saying what it must hold (a missing object failed inside the call). */
+export function requireOptions<T>(o: T, holds: string): T {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw argError('options', `an object with ${holds}`, o);
+  return o;
+}
+
 /** Refuses a key of `o` not in `known`, naming `where`: a misspelt option ('tokn') would otherwise be ignored. */
 export function requireKnownKeys(o: object, known: readonly string[], where: string): void {
   const unknown = Object.keys(o).find((k) => !known.includes(k));

@@ -8,7 +8,7 @@ import type { ProgressOptions } from '../abort.js';
 import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { SaeEngine } from '../engine/sae.js';
-import { argError, ConceptLensError, fileError } from '../errors.js';
+import { argError, ConceptLensError, fileError, requireOptions } from '../errors.js';
 import { ensureDir, requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
@@ -291,6 +291,7 @@ function requireSameRun(o: TrainOptions, meta: TrainMeta, dir: string, id: strin
 
 /** Trains (or resumes) an SAE over a feature file; returns the metadata written to DIR/sae.json. */
 export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
+  requireOptions(o, 'features, out and epochs');
   const h = featureHeader(o.features);
   const [n, d] = h.shape;
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${o.features}: has 0 rows; an SAE needs features to train on`);

@@ -5,7 +5,7 @@
 // dataset and class decompositions, names).
 import type { ProgressOptions } from '../abort.js';
 import { checkSpliceOptions, splicePath as nativePath, spliceDecompose } from '../engine/splice.js';
-import { argError, ConceptLensError } from '../errors.js';
+import { argError, ConceptLensError, requireOptions } from '../errors.js';
 import { readFloatMatrix, readVector } from '../io/matrix.js';
 import { readText, splitLines } from '../io/text.js';
 import { requireMemory } from '../memory.js';
@@ -83,6 +83,7 @@ function nativeOptions(o: SolveOptions) {
 
 /** Solves min_{w≥0} ‖Cᵀw − z‖² + λ‖w‖₁ for every row z of samples, exactly as given (no centring). */
 export async function solveSplice(dictionary: FloatRows, samples: FloatRows, d: number, options: SolveOptions): Promise<Decomposition> {
+  requireOptions(options, 'l1');
   const c = rowsOf(dictionary, d, 'dictionary'), n = rowsOf(samples, d, 'samples');
   if (c === 0) throw new ConceptLensError('ERR_SHAPE', 'dictionary: has 0 rows; expected at least one concept');
   if (!options.out) requireMemory(4 * n * c, `the ${n} × ${c} weights of this decomposition`);

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import type { ProgressOptions } from '../abort.js';
 import { FaissHandle } from '../engine/faiss.js';
-import { argError, ConceptLensError, fileError } from '../errors.js';
+import { argError, ConceptLensError, fileError, requireOptions } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { requireArray, requireFiniteRows, rowsOf } from '../matrix.js';
 import { INDEX_KINDS, type AnnBackend, type AnnMeta, type AnnMetric, type IndexKind, type SearchParams } from './ann-types.js';
@@ -217,6 +217,7 @@ class Ann implements AnnIndex {
 
 /** Builds (trains where needed) an index over rows of width dim; their ids are 0..n-1. */
 export async function buildIndex(kind: IndexKind, vectors: Float32Array, dim: number, opts: BuildOptions): Promise<AnnIndex> {
+  requireOptions(opts, "metric ('ip' or 'cosine')");
   const rows = f32Rows(vectors, positiveInt(dim, 'dim'), 'vectors');
   const meta = resolveMeta(kind, dim, rows, opts);
   if (kind === 'faiss-ivfpq' && rows < PQ_ADVISED_TRAIN)

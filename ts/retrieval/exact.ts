@@ -4,7 +4,7 @@
 import type { ProgressOptions } from '../abort.js';
 import type { PreparedArrays, ScanKernel, ScoreArithmetic } from '../engine/addon.js';
 import { PreparedScreen, TopKScan, type FileRowsRef } from '../engine/topk.js';
-import { argError } from '../errors.js';
+import { argError, requireOptions } from '../errors.js';
 import { rowsOf } from '../matrix.js';
 
 export type { ScanKernel, ScoreArithmetic, FileRowsRef, PreparedArrays };
@@ -108,6 +108,7 @@ export class ExactTopK {
   private rowsAdded = 0;
 
   constructor(queries: Float32Array, readonly nq: number, readonly dim: number, readonly options: TopKOptions) {
+    requireOptions(options, 'k');
     this.scan = new TopKScan(queries, nq, dim, {
       k: options.k, metric: options.metric ?? 'ip', softmaxTemperature: options.softmaxTemperature ?? 0,
       device: options.device ?? 'cpu', kernel: options.kernel ?? 'auto',
