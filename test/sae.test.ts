@@ -8,7 +8,7 @@ import { readNpy, writeNpy } from '../ts/io/npy.js';
 import { floatsToHalves } from '../ts/engine/fp16.js';
 import { createTrainer, loadTrainer, nameConcepts, readAtoms, trainSae, conceptStrengths } from '../ts/methods/sae.js';
 import { gaussian, plantedMixtures, rng } from '../ts/random.js';
-import { accuracy, coveragePosition, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';
+import { accuracy, contributions, coverage, coveragePosition, globalExplanations, predict, toSparse, trainProbe, weightSparsity } from '../ts/methods/cbm.js';
 
 const D = 24, ATOMS = 16;
 
@@ -190,6 +190,11 @@ test('accuracy refuses weights, labels and rows that do not fit X, as trainProbe
   assert.throws(() => accuracy(X, y.subarray(0, 10), W, 4), perRow);
   assert.throws(() => accuracy(X, y, W, 4), perRow);
   assert.throws(() => trainProbe(X, y.subarray(0, 10), 4), perRow);
+  // The explanation helpers check the row, the class and the weights' shape (they returned 0, NaN or zeros).
+  assert.throws(() => predict(s2, 99, new Float32Array(32), 4), { code: 'ERR_ARG', message: /^i: expected a row of X in 0\.\.3, got 99$/ });
+  assert.throws(() => contributions(s2, 0, new Float32Array(32), 7), { code: 'ERR_ARG', message: /^c: expected a class in 0\.\.3, got 7$/ });
+  assert.throws(() => coverage(s2, Float32Array.of(1), 4), { code: 'ERR_SHAPE', message: /^weights: expected 4 × 8 = 32 values, got 1$/ });
+  assert.throws(() => globalExplanations(new Float32Array(32), 3, 5), { code: 'ERR_SHAPE', message: /^weights: expected 3 × 5 = 15 values, got 32$/ });
   // Options that would loop forever (a batch of 0) or leave the weights at zero are refused by name.
   const y100 = y.subarray(0, 100);
   for (const [o, message] of [[{ batch: 0 }, /^batch: expected an integer >= 1, got 0$/], [{ batch: -1 }, /^batch: expected an integer >= 1, got -1$/],

@@ -217,8 +217,21 @@ export interface Contribution {
   contribution: number;
 }
 
+/** Row i of X and, with W, class c of W (classes × X.cols): in range, or ERR_ARG naming which is not. */
+function checkRowClass(X: SparseRows, i: number, W: Float32Array, c?: number): void {
+  if (!(Number.isInteger(i) && i >= 0 && i < X.rows)) throw argError('i', `a row of X in 0..${X.rows - 1}`, i);
+  const classes = W.length / X.cols;
+  if (!Number.isInteger(classes)) throw new ConceptLensError('ERR_SHAPE', `weights: ${W.length} values are not whole rows of X's ${X.cols} concepts`);
+  if (c !== undefined && !(Number.isInteger(c) && c >= 0 && c < classes)) throw argError('c', `a class in 0..${classes - 1}`, c);
+}
+
 /** Contributions W[c, j]·f_j of row i's active concepts to class c, largest first. */
 export function contributions(X: SparseRows, i: number, W: Float32Array, c: number): Contribution[] {
+  checkRowClass(X, i, W, c);
+  return rowContributions(X, i, W, c);
+}
+
+function rowContributions(X: SparseRows, i: number, W: Float32Array, c: number): Contribution[] {
   const out: Contribution[] = [];
   for (let e = X.ptr[i]; e < X.ptr[i + 1]; e++) out.push({ concept: X.col[e], contribution: W[c * X.cols + X.col[e]] * X.val[e] });
   return out.sort((a, b) => b.contribution - a.contribution);
@@ -226,6 +239,12 @@ export function contributions(X: SparseRows, i: number, W: Float32Array, c: numb
 
 /** Predicted class of row i: the argmax of its logits under W (classes × cols); ties go to the lower class. */
 export function predict(X: SparseRows, i: number, W: Float32Array, classes: number): number {
+  requireShape({ data: W, rows: classes, cols: X.cols }, 'weights');
+  checkRowClass(X, i, W);
+  return predictRow(X, i, W, classes);
+}
+
+function predictRow(X: SparseRows, i: number, W: Float32Array, classes: number): number {
   const z = new Float64Array(classes);
   logits(X, i, W, classes, z);
   let best = 0;
@@ -248,10 +267,12 @@ export const COVERAGE_LEVELS = [0.9, 0.95, 0.99];
 
 /** Mean coverage over rows, of the predicted class's positive and absolute contributions. */
 export function coverage(X: SparseRows, W: Float32Array, classes: number): { positive: Record<string, number>; absolute: Record<string, number> } {
+  requireCount(classes, 'classes', 1);
+  requireShape({ data: W, rows: classes, cols: X.cols }, 'weights');
   const pos = COVERAGE_LEVELS.map(() => 0), abs = COVERAGE_LEVELS.map(() => 0);
   let np = 0, na = 0;
   for (let i = 0; i < X.rows; i++) {
-    const cs = contributions(X, i, W, predict(X, i, W, classes)).map((c) => c.contribution);
+    const cs = rowContributions(X, i, W, predictRow(X, i, W, classes)).map((c) => c.contribution);
     const p = cs.filter((v) => v > 0);
     const a = cs.map(Math.abs).filter((v) => v > 0).sort((x, y) => y - x);
     if (p.length) {
@@ -269,6 +290,8 @@ export function coverage(X: SparseRows, W: Float32Array, classes: number): { pos
 
 /** Per class, the concepts with the largest positive weights. */
 export function globalExplanations(W: Float32Array, classes: number, dim: number, top = 5): Array<Array<{ concept: number; weight: number }>> {
+  requireShape({ data: W, rows: classes, cols: dim }, 'weights');
+  if (!Number.isInteger(top) || top < 1) throw argError('top', 'an integer >= 1', top);
   return Array.from({ length: classes }, (_, c) =>
     Array.from({ length: dim }, (_, j) => ({ concept: j, weight: W[c * dim + j] }))
       .filter((x) => x.weight > 0).sort((a, b) => b.weight - a.weight).slice(0, top));
