@@ -15,6 +15,7 @@ import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { buildIndex, exactSearch, solveSplice, trainSae } from '../ts/index.js';
+import { mergeTopK } from '../ts/distributed/search.js';
 import { randn, runCli, tempDir, cliOk, fileSnapshot } from './helpers.js';
 
 /** Runs the CLI, expecting it to fail with `code`, and returns stderr, which must match every pattern. */
@@ -370,4 +371,6 @@ test('library calls without their options object, or with a signal that is no Ab
     ['signal', () => exactSearch(Q, V, 4, { k: 2, signal: {} as AbortSignal }), /^signal: expected an AbortSignal, got/],
   ];
   for (const [what, call, message] of calls) await assert.rejects(call(), { code: 'ERR_ARG', message }, what);
+  const one = { nq: 1, k: 1, ids: BigInt64Array.of(3n), scores: Float32Array.of(0.5) };
+  assert.throws(() => mergeTopK(one, one, -1), { code: 'ERR_ARG', message: /^k: expected an integer >= 1, got -1$/ });
 });

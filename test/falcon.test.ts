@@ -203,6 +203,10 @@ test('GradCAM of a group on a pooled map: ReLU(Σ group channels), min-max scale
     const want = minMax(l1.map((v, p) => Math.max(0, (v + l2[p]) / 2)));
     want.forEach((v, p) => assert.ok(Math.abs(got.cams[x * 36 + p] - v) < 1e-5, `image ${x} pixel ${p}: ${got.cams[x * 36 + p]} vs ${v}`));
   }
+  // A threshold past the map's maximum keeps nothing, and a NaN map would box anything: both refused.
+  await assert.rejects(groupCams([layer], [0], { threshold: 2 }), { code: 'ERR_ARG', message: /^threshold: expected a fraction of the map's maximum in \[0, 1\], got 2$/ });
+  const nan = { ...layer, data: Float32Array.from(acts, (v, i) => (i === 30 ? NaN : v)) };
+  await assert.rejects(groupCams([nan], [0]), { code: 'ERR_NAN', message: /^layer 'l4': image 1, column 3 is NaN/ });
 });
 
 /**

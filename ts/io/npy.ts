@@ -2,7 +2,7 @@
 // row ranges for streaming, and atomic writes. fp16 is held as Uint16Array.
 import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
 import { writeFileAtomic } from './atomic.js';
-import { ConceptLensError, fileError, openError } from '../errors.js';
+import { argError, ConceptLensError, fileError, openError } from '../errors.js';
 
 /** Element types a .npy file may hold (little-endian); float16 data is held as raw bits in a Uint16Array. */
 export type DType = 'float32' | 'float16' | 'float64' | 'int32' | 'int64' | 'uint8' | 'int8' | 'uint16';
@@ -106,6 +106,9 @@ export function makeTyped(dtype: DType, buf: ArrayBuffer, offset: number, length
  * readers: touching fresh large buffers costs more than the read itself).
  */
 export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, n: number, out: T): T {
+  const rows = h.shape[0] ?? 1;
+  if (!(Number.isInteger(r0) && Number.isInteger(n) && r0 >= 0 && n >= 0 && r0 + n <= rows))
+    throw argError('rows', `a range within the ${rows} rows of ${h.path}`, `${r0}..${r0 + n}`);
   const rowElems = count(h.shape.slice(1));
   const bytes = n * rowElems * BYTES[h.dtype];
   if (out.byteLength < bytes) throw new ConceptLensError('ERR_SHAPE', `${h.path}: buffer of ${out.byteLength} bytes cannot hold rows ${r0}..${r0 + n} (${bytes} bytes)`);
@@ -183,6 +186,8 @@ export function npyHeader(shape: number[], dtype: DType): Buffer {
  * @throws ConceptLensError ERR_SHAPE when `shape` does not hold `data.length` elements.
  */
 export function npyBytes(data: TypedArray, shape: number[], dtype: DType = dtypeOf(data)): Buffer {
+  const bad = shape.find((x) => !(Number.isInteger(x) && x >= 0));
+  if (bad !== undefined) throw argError('shape', 'integer sizes >= 0', bad);
   if (count(shape) !== data.length)
     throw new ConceptLensError('ERR_SHAPE', `npy: shape [${shape.join(', ')}] holds ${count(shape)} elements, data has ${data.length}`);
   return Buffer.concat([npyHeader(shape, dtype), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]);

@@ -3,7 +3,8 @@
 import sharp from 'sharp';
 import type { ProgressOptions } from '../../abort.js';
 import { falconCams } from '../../engine/falcon.js';
-import { ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError } from '../../errors.js';
+import { requireFinite } from '../../matrix.js';
 
 /** A layer's activations for a batch of images, [N, C, H, W] row-major. */
 export interface LayerMaps {
@@ -70,9 +71,11 @@ export async function groupCams(layers: LayerMaps[], group: number[], opts: CamO
   const n = dims[0].n;
   const odd = dims.findIndex((d) => d.n !== n);
   if (odd >= 0) throw new ConceptLensError('ERR_SHAPE', `layer '${layers[odd].name}': ${dims[odd].n} images, expected ${n} like '${layers[0].name}'`);
-  const width = opts.width ?? 224, height = opts.height ?? 224;
+  const width = opts.width ?? 224, height = opts.height ?? 224, threshold = opts.threshold ?? 0.6;
+  if (!(threshold >= 0 && threshold <= 1)) throw argError('threshold', 'a fraction of the map\'s maximum in [0, 1]', threshold);
+  layers.forEach((l, i) => requireFinite(l.data, dims[i].c * dims[i].h * dims[i].w, `layer '${l.name}' activations`, (x) => `layer '${l.name}': image ${x}`));
   const r = await falconCams(layers.map((l, i) => ({ acts: l.data, grads: l.grads ?? null, channels: dims[i].c, height: dims[i].h, width: dims[i].w })),
-    n, group, height, width, opts.threshold ?? 0.6, opts);
+    n, group, height, width, threshold, opts);
   const boxes: Box[] = [];
   for (let i = 0; i < n; i++) boxes.push(Array.from(r.boxes.subarray(4 * i, 4 * i + 4)) as Box);
   return { cams: r.cams, boxes, width, height };
