@@ -88,6 +88,11 @@ test('a missing tensor name lists the available names; an input shape that does 
   try {
     await assert.rejects(enc.encode(new Float32Array(3 * 256 * 256), [1, 3, 256, 256]),
       /input 'data' expects shape \[N, 3, 224, 224\], got \[1, 3, 256, 256\]: the data does not fit the model/);
+    // Pixels of another dtype, or a NaN among them, are refused before the model runs.
+    await assert.rejects(async () => enc.encode(new Float64Array(3 * 224 * 224) as never, [1, 3, 224, 224]), { code: 'ERR_DTYPE', message: /^pixels: expected Float32Array, got Float64Array/ });
+    const nan = new Float32Array(2 * 3 * 224 * 224);
+    nan[3 * 224 * 224 + 7] = NaN;
+    await assert.rejects(async () => enc.encode(nan, [2, 3, 224, 224]), { code: 'ERR_NAN', message: /^pixels: image 1, column 7 is NaN/ });
   } finally {
     await enc.close();
   }

@@ -10,7 +10,7 @@ import type { onnx as OnnxNs } from 'onnx-proto';
 import { cancelFlag, type ProgressOptions } from '../abort.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
 import { ConceptLensError, abortError, argError, toConceptLensError } from '../errors.js';
-import { normaliseRows } from '../matrix.js';
+import { normaliseRows, requireArray, requireFiniteRows } from '../matrix.js';
 import { ClipTokenizer, CONTEXT_LENGTH } from './clip-tokenizer.js';
 import type { RawTensor, ValueInfo, WorkerReply, WorkerRun } from './onnx-protocol.js';
 
@@ -368,12 +368,16 @@ export class ImageEncoder extends Encoder {
   /**
    * Embeds a batch of preprocessed images: `pixels` N × C × H × W row-major with `shape`
    * [N, C, H, W] (converted to fp16 when the model takes fp16).
-   * @throws ConceptLensError ERR_SHAPE when `shape` does not describe `pixels` or does not fit the model input.
+   * @throws ConceptLensError ERR_SHAPE when `shape` does not describe `pixels` or does not fit the model input,
+   * ERR_DTYPE when they are not a Float32Array, ERR_NAN for a non-finite pixel.
    */
   encode(pixels: Float32Array, shape: readonly number[], opts: ProgressOptions = {}): Promise<Embeddings> {
+    requireArray(pixels, Float32Array, 'pixels');
     const count = shape.reduce((a, b) => a * b, 1);
     if (shape.length !== 4 || count !== pixels.length)
       throw new ConceptLensError('ERR_SHAPE', `ImageEncoder.encode: shape [${shape.join(', ')}] does not describe ${pixels.length} floats as [N, C, H, W]`);
+    // A NaN pixel would spread into its image's embedding, or vanish in a pooling max: either way a wrong answer.
+    requireFiniteRows(pixels, count / shape[0], 'pixels', (x) => `pixels: image ${x}`);
     const half = this.model.input(this.inputName).type === 'float16';
     const data = half ? floatsToHalves(pixels) : pixels;
     return this.embed({ [this.inputName]: { type: half ? 'float16' : 'float32', dims: [...shape], data } }, opts);
