@@ -115,11 +115,17 @@ test('a long text is truncated to 77 ids with the end token last', (t) => {
   assert.throws(() => tok.tokenize(text, 77, false), /too long for context length 77 \(162 tokens\)/);
 });
 
-test('a shorter context length pads and truncates the same way', (t) => {
+test('a shorter context length pads and truncates the same way; a length below 2 or a text that is no string is refused', (t) => {
   const tok = tokenizer(t);
   if (!tok) return;
   assert.deepEqual(Array.from(tok.tokenize('a photo of a cat', 8)), [START, 320, 1125, 539, 320, 2368, END, 0]);
   assert.deepEqual(Array.from(tok.tokenize('a photo of a cat', 4)), [START, 320, 1125, END]);
+  // Two ids at least (start and end); texts that are not strings are named, not a TypeError from inside.
+  assert.deepEqual(Array.from(tok.tokenize('a photo of a cat', 2)), [START, END]);
+  for (const n of [1, 0, -5, 2.5]) assert.throws(() => tok.tokenize('a', n), { code: 'ERR_ARG', message: /^contextLength: expected an integer >= 2, got / }, String(n));
+  assert.throws(() => tok.tokenize(42 as never), { code: 'ERR_ARG', message: /^texts: expected a string or an array of strings, got 42$/ });
+  assert.throws(() => tok.tokenize([null] as never), { code: 'ERR_ARG', message: /^text: expected a string, got null$/ });
+  assert.throws(() => tok.encode(null as never), { code: 'ERR_ARG', message: /^text: expected a string, got null$/ });
 });
 
 test('decode inverts encode up to cleaning, with "</w>" as a space', (t) => {

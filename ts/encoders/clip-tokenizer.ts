@@ -314,6 +314,7 @@ export class ClipTokenizer {
 
   /** Token ids of one text, without start/end tokens. */
   encode(text: string): number[] {
+    if (typeof text !== 'string') throw argError('text', 'a string', text);
     const ids: number[] = [];
     for (const piece of cleanText(text).match(PRETOKENIZE) ?? []) ids.push(...this.bpe(this.toByteChars(piece)));
     return ids;
@@ -325,6 +326,9 @@ export class ClipTokenizer {
    * otherwise throw. (The reference defaults to truncate=False; here the default is true.)
    */
   tokenize(texts: string | readonly string[], contextLength = CONTEXT_LENGTH, truncate = true): Int32Array {
+    // Room for the start and end tokens at least: fewer would drop the start token or make no row.
+    if (!(Number.isInteger(contextLength) && contextLength >= 2)) throw argError('contextLength', 'an integer >= 2', contextLength);
+    if (typeof texts !== 'string' && !Array.isArray(texts)) throw argError('texts', 'a string or an array of strings', texts);
     const list = typeof texts === 'string' ? [texts] : texts;
     const out = new Int32Array(list.length * contextLength);
     list.forEach((text, row) => {
