@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { writeNpy, readNpyHeader, readNpyRows } from '../ts/io/npy.js';
 import { floatsToHalves as nativeFloatsToHalves, halvesToFloats as nativeHalvesToFloats } from '../ts/engine/fp16.js';
 import { computeFiring, groupImages, groupMembers, parseGroupKey } from '../ts/methods/falcon/groups.js';
-import { groupCams, type LayerMaps, type RgbImage } from '../ts/methods/falcon/cam.js';
+import { cropResize, groupCams, type LayerMaps, type RgbImage } from '../ts/methods/falcon/cam.js';
 import { OnnxModel } from '../ts/encoders/onnx.js';
 import { poolingHeadsModel } from './onnx-graphs.js';
 import { interpretabilityScore, lowlyActivating, failureFeatures } from '../ts/methods/falcon/scores.js';
@@ -207,6 +207,10 @@ test('GradCAM of a group on a pooled map: ReLU(Σ group channels), min-max scale
   await assert.rejects(groupCams([layer], [0], { threshold: 2 }), { code: 'ERR_ARG', message: /^threshold: expected a fraction of the map's maximum in \[0, 1\], got 2$/ });
   const nan = { ...layer, data: Float32Array.from(acts, (v, i) => (i === 30 ? NaN : v)) };
   await assert.rejects(groupCams([nan], [0]), { code: 'ERR_NAN', message: /^layer 'l4': image 1, column 3 is NaN/ });
+  assert.throws(() => globalAveragePool({ ...layer, data: acts.subarray(1) }), { code: 'ERR_SHAPE', message: /^layer 'l4': shape \[2, 3, 3, 3\] holds 54 values, got 53$/ });
+  const img = { data: new Uint8Array(4 * 4 * 3), width: 4, height: 4 };
+  await assert.rejects(cropResize({ ...img, data: img.data.subarray(3) }, [0, 0, 2, 2]), { code: 'ERR_SHAPE', message: /^image: expected 4×4×3 = 48 RGB bytes, got 45$/ });
+  await assert.rejects(cropResize(img, [0, 0, 2, 2], 0), { code: 'ERR_ARG', message: /^size: expected an integer >= 1, got 0$/ });
 });
 
 /**

@@ -540,6 +540,8 @@ test('scoring refuses sample ids outside the activations and a missing head', ()
   const e: Explanation = { unit: 0, valCorrelation: 0, concepts: ['concept 3'], weights: [2], bias: 0, extra: {} };
   assert.throws(() => correlationScores([e], P, names, A, Int32Array.from([0, 1, 300])),
     refused('ERR_ARG', /^ids: entry 2: expected an integer sample index in \[0, 300\), got 300$/));
+  for (const ids of [[], [4]]) assert.throws(() => correlationScores([e], P, names, A, Int32Array.from(ids)),
+    refused('ERR_ARG', new RegExp(`^ids: expected at least 2 sample indices to correlate over, got ${ids.length}$`)));
   const split = seededSplit(300, 2), bad = { ...split, test: Int32Array.from([...split.test.subarray(1), 999]) };
   const head = { W: { data: new Float32Array(2 * 3), rows: 2, cols: 3 }, b: new Float32Array(2) }, labels = new Int32Array(300);
   assert.throws(() => ablationScores([e], P, names, A, { head, labels, split: bad }), refused('ERR_ARG', /^split test: entry \d+: .* got 999$/));

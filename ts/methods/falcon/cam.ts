@@ -84,6 +84,9 @@ export async function groupCams(layers: LayerMaps[], group: number[], opts: CamO
 /** The box of `img` (in the CAM's pixel grid, which is the image's), resized to size × size. */
 export async function cropResize(img: RgbImage, box: Box, size = 224): Promise<RgbImage> {
   const [left, top, right, bottom] = box;
+  if (!(Number.isInteger(size) && size >= 1)) throw argError('size', 'an integer >= 1', size);
+  if (!(img.data?.length === img.width * img.height * 3))
+    throw new ConceptLensError('ERR_SHAPE', `image: expected ${img.width}×${img.height}×3 = ${img.width * img.height * 3} RGB bytes, got ${img.data?.length}`);
   if (!(left >= 0 && top >= 0 && right <= img.width && bottom <= img.height && right > left && bottom > top))
     throw new ConceptLensError('ERR_ARG', `box: expected inside ${img.width}×${img.height} and non-empty, got [${box.join(', ')}]`);
   const data = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
@@ -98,6 +101,7 @@ export function globalAveragePool(l: LayerMaps): Float32Array {
   if (l.shape.length === 2) return l.data;
   if (l.shape.length !== 4) throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': expected [N, C] or [N, C, H, W], got shape [${l.shape.join(', ')}]`);
   const [n, c, h, w] = l.shape, hw = h * w;
+  if (l.data.length !== n * c * hw) throw new ConceptLensError('ERR_SHAPE', `layer '${l.name}': shape [${l.shape.join(', ')}] holds ${n * c * hw} values, got ${l.data.length}`);
   const out = new Float32Array(n * c);
   for (let i = 0; i < n * c; i++) {
     let s = 0;

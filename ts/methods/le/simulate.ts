@@ -1,5 +1,5 @@
 // LE's correlation scoring: an explanation simulates its neuron as Σ w·P[:, c] + b.
-import { ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError } from '../../errors.js';
 import { checkDisjointIndices, requireFiniteMatrix, type Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
 import type { Explanation } from './csv.js';
@@ -47,6 +47,8 @@ export function correlationScores(exps: Explanation[], P: Mat, names: string[], 
   checkSamples(A, P);
   // An id past A's rows would simulate and read NaN.
   checkDisjointIndices([['ids', ids]], A.rows, 'sample index');
+  // A correlation needs two samples; fewer scored every explanation 0.
+  if (ids.length < 2) throw argError('ids', 'at least 2 sample indices to correlate over', ids.length);
   const index = nameIndex(names, P);
   return Float64Array.from(exps, (e) => pearson(simulate(e, P, index, ids), column(A, unitColumn(A, e), ids)));
 }
