@@ -70,11 +70,13 @@ CL_VNNI void tile(const int32_t* A, int64_t astride, const int32_t* B, int64_t b
     }
 }
 
-// C (b.cols × a.cols, row-major) (+)= sa ⊙ b̂ᵀâ ⊙ b.scale, tile by tile;
-// `upper` skips the tiles wholly below the diagonal (a and b the same columns).
-// Groups of kGroup A blocks are the parallel tasks, the costliest first.
-CL_VNNI void products(const RoundedColumns& a, const RoundedColumns& b, const std::vector<float>& sa, float* C, bool upper,
-                      bool accumulate) {
+// C (b.cols × a.cols, row-major) (+)= alpha·(a.scale ⊙ b̂ᵀâ ⊙ b.scale), tile
+// by tile; `upper` skips the tiles wholly below the diagonal (a and b the
+// same columns). Groups of kGroup A blocks are the parallel tasks, the
+// costliest first.
+CL_VNNI void products(const RoundedColumns& a, const RoundedColumns& b, float alpha, float* C, bool upper, bool accumulate) {
+  std::vector<float> sa(a.scale);
+  for (float& s : sa) s *= alpha;
   const int64_t blocks = a.padded / 48, groups = (blocks + kGroup - 1) / kGroup, slivers = (b.cols + 7) / 8;
   const int64_t astride = a.pairs * 16;
   // B columns 8·ls.. at pair k0: a sliver, or half of a panel.
@@ -150,15 +152,11 @@ RoundedColumns round_columns(const float* A, int64_t n, int64_t c, const double*
 }
 
 void int16_gram_upper(const RoundedColumns& x, float alpha, float* G, bool accumulate) {
-  std::vector<float> sa(x.scale);
-  for (float& s : sa) s *= alpha;
-  products(x, x, sa, G, true, accumulate);
+  products(x, x, alpha, G, true, accumulate);
 }
 
 void int16_cross(const RoundedColumns& y, const RoundedColumns& x, float alpha, float* C, bool accumulate) {
-  std::vector<float> sa(x.scale);
-  for (float& s : sa) s *= alpha;
-  products(x, y, sa, C, false, accumulate);
+  products(x, y, alpha, C, false, accumulate);
 }
 
 }  // namespace cl
