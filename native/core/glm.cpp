@@ -151,12 +151,12 @@ bool rounds(MomentArithmetic a, const ColumnStats& sx, const ColumnStats& sy) {
   const bool scalable = sx.unscalable < 0 && sy.unscalable < 0;
   if (a == MomentArithmetic::Int16) {
     require(int16_gram_available(), "moments: expected 'fp32' or 'auto' on this CPU (int16 needs AVX-512 VNNI), got 'int16'");
-    const bool inX = sx.unscalable >= 0;
-    const int64_t j = inX ? sx.unscalable : sy.unscalable;
-    const double spread = j < 0 ? 0 : (inX ? sx : sy).spread[j];
-    require(scalable, std::string("moments: 'int16' cannot round ") + (inX ? "X" : "Y") + " column " + std::to_string(j) +
-                          ": its values lie within " + show(spread) + " of their mean, " +
-                          "beyond what fp32 scales of 2,047 steps hold; expected 'fp32' or 'auto'");
+    if (!scalable) {
+      const bool inX = sx.unscalable >= 0;
+      const int64_t j = inX ? sx.unscalable : sy.unscalable;
+      fail(std::string("moments: 'int16' cannot round ") + (inX ? "X" : "Y") + " column " + std::to_string(j) + ": its values lie within " +
+           show((inX ? sx : sy).spread[j]) + " of their mean, beyond what fp32 scales of 2,047 steps hold; expected 'fp32' or 'auto'");
+    }
   }
   return a == MomentArithmetic::Int16 ||
          (a == MomentArithmetic::Auto && int16_gram_available() && sx.roundable && sy.roundable && scalable);
