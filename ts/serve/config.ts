@@ -4,7 +4,7 @@
 // start-up; nothing a request carries names a file.
 import { dirname, resolve } from 'node:path';
 import type { ImageTower } from '../encoders/standin.js';
-import { ConceptLensError } from '../errors.js';
+import { argError, ConceptLensError, requireKnownKeys } from '../errors.js';
 import { readJson } from '../io/text.js';
 import type { SpliceModel } from '../methods/splice.js';
 import type { OpenOptions } from '../retrieval/vocabulary.js';
@@ -115,18 +115,13 @@ const LIMITS_SCHEMA = {
   properties: { bodyBytes: count(8 * 2 ** 20), imageBytes: count(16 * 2 ** 20), maxRows: count(256), maxK: count(1000) },
 };
 const IMAGE_BATCHING = { maxBatch: count(16, 4096), maxQueue: count(64) };
+const STORAGES = ['fp32', 'fp16'];
+const VOCABULARY_PROPERTIES = { name, path: text, names: text, normalize: flag, center: flag, dedupe: flag, verify: flag, storage: { enum: STORAGES } };
 
 const CONFIG_SCHEMA = {
   type: 'object', additionalProperties: false,
   properties: {
-    host: text, port: { type: 'integer', minimum: 0, maximum: 65535 }, token: text, logger: flag,
-    computeNice: { type: 'integer', minimum: 0, maximum: 19 },
-    vocabularies: {
-      type: 'array', items: {
-        type: 'object', additionalProperties: false, required: ['name', 'path'],
-        properties: { name, path: text, names: text, normalize: flag, center: flag, dedupe: flag, verify: flag, storage: { enum: ['fp32', 'fp16'] } },
-      },
-    },
+    vocabularies: { type: 'array', items: { type: 'object', additionalProperties: false, required: ['name', 'path'], properties: VOCABULARY_PROPERTIES } },
     splice: {
       type: 'object', additionalProperties: false, required: ['concepts', 'conceptNames', 'imageMean'],
       properties: { concepts: text, conceptNames: text, imageMean: text, l1: { type: 'number', minimum: 0 } },
@@ -137,8 +132,19 @@ const CONFIG_SCHEMA = {
     },
     batching: BATCHING_SCHEMA,
     limits: LIMITS_SCHEMA,
+    token: text, host: text, port: { type: 'integer', minimum: 0, maximum: 65535 }, logger: flag,
+    computeNice: { type: 'integer', minimum: 0, maximum: 19 },
   },
 };
+
+/** The options the configuration file takes, which code passes to createServer too. */
+export const CONFIG_OPTIONS: readonly string[] = Object.keys(CONFIG_SCHEMA.properties);
+
+/** A vocabulary given in code: the file's options for one, plus its rows instead of a path; unknown ones or an unknown storage are refused. */
+export function checkVocabularyConfig(c: VocabularyConfig): void {
+  requireKnownKeys(c, [...Object.keys(VOCABULARY_PROPERTIES), 'vectors', 'dim'], `vocabularies '${c.name}'`);
+  if (c.storage !== undefined && !STORAGES.includes(c.storage)) throw argError(`vocabularies '${c.name}'.storage`, "'fp32' or 'fp16'", c.storage);
+}
 
 /** The batching policy with defaults filled in, checked (ERR_ARG naming the field). */
 export function batchingOf(o: ServiceOptions): BatchingOptions {

@@ -5,12 +5,12 @@
 // read a file nor round a row.
 import { openImageTower, type ImageTower } from '../encoders/standin.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
-import { argError, requireKnownKeys } from '../errors.js';
+import { argError } from '../errors.js';
 import { SpliceModel } from '../methods/splice.js';
 import { ExactTopK, PreparedRows, type Metric, type SearchResult } from '../retrieval/exact.js';
 import type { Texts } from '../retrieval/texts.js';
 import { Vocabulary } from '../retrieval/vocabulary.js';
-import type { ImageModelConfig, SpliceConfig, VocabularyConfig } from './config.js';
+import { checkVocabularyConfig, type ImageModelConfig, type SpliceConfig, type VocabularyConfig } from './config.js';
 
 /** The best rows of one query: original ids, scores, and texts when asked for and present. */
 export interface Hits {
@@ -18,8 +18,6 @@ export interface Hits {
   scores: number[];
   texts?: string[];
 }
-
-const VOCABULARY_OPTIONS: readonly (keyof VocabularyConfig)[] = ['name', 'path', 'vectors', 'dim', 'names', 'normalize', 'center', 'dedupe', 'verify', 'storage'];
 
 /** A vocabulary held in memory and searched exactly with one native call per batch. */
 export class ResidentVocabulary {
@@ -29,8 +27,7 @@ export class ResidentVocabulary {
 
   /** Opens the source (a path, or rows in memory), applies its transforms and keeps the result resident. */
   static async load(c: VocabularyConfig): Promise<ResidentVocabulary> {
-    requireKnownKeys(c, VOCABULARY_OPTIONS, `vocabularies '${c.name}'`);
-    if (c.storage !== undefined && c.storage !== 'fp32' && c.storage !== 'fp16') throw argError(`vocabularies '${c.name}'.storage`, "'fp32' or 'fp16'", c.storage);
+    checkVocabularyConfig(c);
     const o = { names: c.names, normalize: c.normalize, center: c.center, dedupe: c.dedupe };
     const v = c.path !== undefined ? await Vocabulary.open(c.path, { ...o, verify: c.verify })
       : await Vocabulary.fromArray(required(c.vectors, `vocabularies '${c.name}'.vectors`), required(c.dim, `vocabularies '${c.name}'.dim`), { ...o, name: c.name });

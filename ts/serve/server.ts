@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { setComputeNice } from '../engine/info.js';
 import { ConceptLensError, requireKnownKeys } from '../errors.js';
 import { overloaded } from './errors.js';
-import type { ServerOptions } from './config.js';
+import { CONFIG_OPTIONS, type ServerOptions } from './config.js';
 import { conceptlensPlugin, type ConceptLensPluginOptions } from './plugin.js';
 
 /** Options of {@link createServer}: what to serve, where to listen, and when to shed load. */
@@ -38,9 +38,9 @@ async function shed(_req: FastifyRequest, _reply: FastifyReply, type: string, va
   if (value !== Infinity) throw overloaded(`server: under pressure (${type} ${value})`, 1);
 }
 
-const SERVER_OPTIONS: readonly (keyof CreateServerOptions)[] = [
-  'vocabularies', 'splice', 'model', 'batching', 'limits', 'token', 'host', 'port', 'logger', 'computeNice', 'openapi', 'registry', 'processMetrics', 'underPressure',
-];
+// The configuration file's options and those only code can pass.
+const CODE_ONLY: readonly (keyof CreateServerOptions)[] = ['openapi', 'registry', 'processMetrics', 'underPressure'];
+const SERVER_OPTIONS = [...CONFIG_OPTIONS, ...CODE_ONLY];
 
 /** Why a listen failed, in words. */
 const LISTEN_FAILURES: Record<string, string> = {
