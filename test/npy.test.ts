@@ -26,6 +26,7 @@ test('npy round trip for every dtype, with row-range reads', () => {
     // Rows past the end are a bad range, not a truncated file; a negative size is no shape.
     assert.throws(() => readNpyRows(h, 2, 2), { code: 'ERR_ARG', message: /^rows: expected a range within the 3 rows of .*, got '2\.\.4'$/ });
     assert.throws(() => readNpyRows(h, -1, 1), { code: 'ERR_ARG', message: /^rows: expected a range within the 3 rows/ });
+    assert.throws(() => readNpyRows(h, 0, -1), { code: 'ERR_ARG', message: /^rows: expected a range within the 3 rows of .*, got '0\.\.-1'$/ });
     assert.throws(() => writeNpy(p, data, [-3, -2]), { code: 'ERR_ARG', message: /^shape: expected integer sizes >= 0, got -3$/ });
     // Bytes already in memory: aligned (a view of them) or one byte off (a copy), and cut short.
     const bytes = readFileSync(p), shifted = new Uint8Array(bytes.length + 1);

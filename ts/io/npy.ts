@@ -106,9 +106,24 @@ export function makeTyped(dtype: DType, buf: ArrayBuffer, offset: number, length
  * readers: touching fresh large buffers costs more than the read itself).
  */
 export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, n: number, out: T): T {
+  requireRowRange(h, r0, n);
+  return readRows(h, r0, n, out);
+}
+
+/** Rows [r0, r0+n) along the first axis, into a fresh aligned array. */
+export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
+  requireRowRange(h, r0, n);  // before sizing the array by n
+  const rowElems = count(h.shape.slice(1));
+  return readRows(h, r0, n, makeTyped(h.dtype, new ArrayBuffer(n * rowElems * BYTES[h.dtype]), 0, n * rowElems));
+}
+
+function requireRowRange(h: NpyHeader, r0: number, n: number): void {
   const rows = h.shape[0] ?? 1;
   if (!(Number.isInteger(r0) && Number.isInteger(n) && r0 >= 0 && n >= 0 && r0 + n <= rows))
     throw argError('rows', `a range within the ${rows} rows of ${h.path}`, `${r0}..${r0 + n}`);
+}
+
+function readRows<T extends TypedArray>(h: NpyHeader, r0: number, n: number, out: T): T {
   const rowElems = count(h.shape.slice(1));
   const bytes = n * rowElems * BYTES[h.dtype];
   if (out.byteLength < bytes) throw new ConceptLensError('ERR_SHAPE', `${h.path}: buffer of ${out.byteLength} bytes cannot hold rows ${r0}..${r0 + n} (${bytes} bytes)`);
@@ -127,12 +142,6 @@ export function readNpyRowsInto<T extends TypedArray>(h: NpyHeader, r0: number, 
     closeSync(fd);
   }
   return out;
-}
-
-/** Rows [r0, r0+n) along the first axis, into a fresh aligned array. */
-export function readNpyRows(h: NpyHeader, r0: number, n: number): TypedArray {
-  const rowElems = count(h.shape.slice(1));
-  return readNpyRowsInto(h, r0, n, makeTyped(h.dtype, new ArrayBuffer(n * rowElems * BYTES[h.dtype]), 0, n * rowElems));
 }
 
 /**
