@@ -80,7 +80,7 @@ function clipMix(n: number, q: number): { vocab: Float32Array; queries: Float32A
   return { vocab, queries, d };
 }
 
-const FLOOR = 'multiply-adds of every query with every row (q·n·d) at the peak of what computes the scores: fp32 (GEMM, FAISS) or int8 (int8 screen)';
+const FLOOR = "multiply-adds of every query with every row at the peak of what computes the scores: q·n·d in fp32 (GEMM, FAISS), or q·n·d/2 in int8 (the int8 screen multiplies in Winograd's pairs, one product per two dimensions)";
 
 const CONTENDERS = ['conceptlens', 'conceptlens-prepared', 'conceptlens-fp16', 'conceptlens-sgemm', 'conceptlens-bf16', 'faiss', 'hnsw'];
 
@@ -94,11 +94,11 @@ function scanName(dtype: string, kernel: ScanKernel, scoredBy: ScoreArithmetic):
 
 /**
  * A search's floor (see floorFields): its q·n·d multiply-adds at the peak of the arithmetic that computes every score
- * (fp32 for GEMMs, int8 for the int8 screen; bf16's peak is not measured, so its rows have none).
+ * (fp32 for GEMMs; int8 for the int8 screen, which needs half of them; bf16's peak is not measured, so its rows have none).
  */
 async function floorOf(arithmetic: Arithmetic, seconds: number, macs: number) {
   const pk = await machinePeaks();
-  return floorFields(seconds, macs, arithmetic === 'int8' ? pk.int8MacsPerS : arithmetic === 'fp32' ? pk.fp32MacsPerS : 0);
+  return arithmetic === 'int8' ? floorFields(seconds, macs / 2, pk.int8MacsPerS) : floorFields(seconds, macs, arithmetic === 'fp32' ? pk.fp32MacsPerS : 0);
 }
 
 async function row(name: string, seconds: number, p: TopkBenchParams, recall: number, arithmetic: Arithmetic, extra: Record<string, unknown> = {}): Promise<BenchRow> {

@@ -182,6 +182,10 @@ test('a prepared copy rebuilt from its arrays scans the same; arrays that do not
     err[3] = NaN;
     await assert.rejects(PreparedRows.fromArrays({ ...a, err }), /prepared vocabulary: expected 500 finite terms >= 0 per row/);
     await assert.rejects(PreparedRows.fromArrays({ ...a, packed: a.packed.subarray(4) }), { code: 'ERR_SHAPE', message: /prepared\.packed: expected \d+ elements/ });
+    // Copies packed by another engine version would screen with wrong sums.
+    assert.equal(a.layout, engineInfo().screenLayout);
+    await assert.rejects(PreparedRows.fromArrays({ ...a, layout: 1 }),
+      { code: 'ERR_ARG', message: /^prepared\.layout: expected 2 \(this engine's packing\), got 1; prepare the rows again$/ });
   }
   const s = new ExactTopK(q, 4, d, { k: 3 });
   await assert.rejects(s.addPrepared({ screen: { native: {} } } as unknown as PreparedRows, v), { code: 'ERR_DTYPE', message: /prepared: expected a PreparedVocab/ });

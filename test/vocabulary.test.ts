@@ -19,6 +19,7 @@ import { LineFile } from '../ts/retrieval/texts.js';
 import { Vocabulary, type VocabSearchResult } from '../ts/retrieval/vocabulary.js';
 import { rng, tempDir as newTempDir, cliOk } from './helpers.js';
 import { throttled } from '../ts/abort.js';
+import { engineInfo } from '../ts/engine/info.js';
 
 const made: string[] = [];
 const tempDir = (prefix?: string) => {
@@ -282,6 +283,20 @@ test('prepare(): searches give the unprepared ids and scores; a store keeps the 
   await r.prepare();
   assert.equal(r.prepared?.source, 'store');
   assert.deepEqual(await r.search(Q.flat, asks[2]), before[2]);
+  // A copy of an earlier packing (its manifest entry without `layout`, as stores before layout 2 were written) would
+  // screen with wrong sums: prepare() computes the copy again, and persist replaces it with the current layout.
+  const m = JSON.parse(readFileSync(join(plain, 'manifest.json'), 'utf8'));
+  assert.equal(m.prepared.layout, engineInfo().screenLayout);
+  delete m.prepared.layout;
+  writeFileSync(join(plain, 'manifest.json'), JSON.stringify(m));
+  const old = await Vocabulary.open(plain);
+  await old.prepare({ persist: true });
+  assert.equal(old.prepared?.source, 'computed', 'an earlier layout is not reused');
+  assert.deepEqual(await old.search(Q.flat, asks[3]), before[3]);
+  assert.equal(JSON.parse(readFileSync(join(plain, 'manifest.json'), 'utf8')).prepared.layout, engineInfo().screenLayout);
+  const renewed = await Vocabulary.open(plain);
+  await renewed.prepare();
+  assert.equal(renewed.prepared?.source, 'store');
 });
 
 test('prepare() of de-duplicated and transformed vocabularies: the same results as the streamed scan', async () => {

@@ -28,6 +28,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   for (cl::ScreenFormat f : {cl::ScreenFormat::Int8, cl::ScreenFormat::Bf16})
     if (cl::screening_available(f)) screening.Set(screening.Length(), cl::screen_format_name(f));
   o.Set("screening", screening);
+  o.Set("screenLayout", cl::kScreenLayout);
 #ifdef CONCEPTLENS_CUDA
   o.Set("cudaCompiled", true);
   o.Set("cudaAvailable", cl::cuda_available());

@@ -155,7 +155,7 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
         {info[0], info[3]});
   }
 
-  // PreparedVocab.fromArrays({ format: 'int8'|'bf16'|null, rows, dim, mu, invC (Float32Array dim, or null: the
+  // PreparedVocab.fromArrays({ format: 'int8'|'bf16'|null, layout (kScreenLayout), rows, dim, mu, invC (Float32Array dim, or null: the
   // identity frame), packed (Uint8Array rows × steps × 4), scale, err, norm, vnorm, inv (Float32Array rows) }):
   // Promise<PreparedVocab>, the arrays copied and checked off the JS thread.
   static Napi::Value FromArrays(const Napi::CallbackInfo& info) {
@@ -170,6 +170,11 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
     a.f32(o, "inv", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.inv; });
     const Napi::Value format = o.Get("format");
     if (!format.IsNull()) {
+      const int64_t layout = int_arg(o.Get("layout"), "prepared.layout", 1);
+      if (layout != cl::kScreenLayout)
+        throw_coded(env, cl::ErrorCode::Arg, "prepared.layout: expected " + std::to_string(cl::kScreenLayout) +
+                                                 " (this engine's packing), got " + std::to_string(layout) +
+                                                 "; prepare the rows again");
       const std::string f = string_arg(format, "prepared.format");
       if (f != "int8" && f != "bf16") throw_coded(env, cl::ErrorCode::Arg, "prepared.format: expected 'int8', 'bf16' or null, got '" + f + "'");
       p->format = f == "int8" ? cl::ScreenFormat::Int8 : cl::ScreenFormat::Bf16;
@@ -181,6 +186,8 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
         x.screen.steps = steps;
         x.screen.packed.resize(n * steps);
         std::memcpy(x.screen.packed.data(), bytes, n * steps * 4);
+        x.screen.offset.resize(n);  // derived, so never out of step with the words
+        for (size_t i = 0; i < n; ++i) x.screen.offset[i] = cl::screen_offset(*x.format, x.screen.packed.data() + i * steps, steps);
       });
       a.f32(o, "scale", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.scale; });
       a.f32(o, "err", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.err; });
@@ -210,6 +217,7 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
         [c](Napi::Env env) -> Napi::Value {
           Napi::Object o = Napi::Object::New(env);
           o.Set("format", c->format ? Napi::Value(Napi::String::New(env, cl::screen_format_name(*c->format))) : env.Null());
+          o.Set("layout", cl::kScreenLayout);
           o.Set("rows", Napi::Number::New(env, double(c->rows)));
           o.Set("dim", Napi::Number::New(env, double(c->d)));
           const bool framed = !c->frame.identity();

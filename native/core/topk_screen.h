@@ -1,8 +1,9 @@
 // Exact top-k through low-precision screening. Every score is first computed
 // from rounded vectors, bf16 pairs (AVX512-BF16, twice the multiply rate of
 // fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding error
-// than bf16 at d = 512; the SAE encoder's) or int8 quads (AVX512-VNNI, four
-// times); a rigorous bound on its distance to the fp32 score then decides
+// than bf16 at d = 512; the SAE encoder's) or 7-bit values in int8 bytes,
+// multiplied in Winograd's pairs (AVX512-VNNI, eight times: one 4-wide byte
+// product covers 8 dimensions); a rigorous bound on its distance to the fp32 score then decides
 // which rows could enter a query's top-k. Only those are re-scored in fp32
 // and offered to the heap, so the result is the fp32 scan's.
 //
@@ -28,10 +29,15 @@ namespace cl {
 
 enum class ScreenFormat { Bf16, Int8, Int16 };
 
+// Version of the packed layouts, for copies kept across builds: 2 since int8
+// values are 7-bit in Winograd's pairs (1: 8-bit quads). A copy of another
+// layout would screen with wrong sums.
+constexpr int kScreenLayout = 2;
+
 bool screening_available(ScreenFormat f);
 // The largest d at which int8's integer sums stay exact: its products reach
-// 127²·d, within int32 only up to 133,144. bf16 and int16 fit any d.
-constexpr int64_t kInt8MaxDim = ((int64_t(1) << 31) - 1) / (127 * 127);
+// 63²·d, within int32 only up to 541,064. bf16 and int16 fit any d.
+constexpr int64_t kInt8MaxDim = ((int64_t(1) << 31) - 1) / (63 * 63);
 bool screen_fits(ScreenFormat f, int64_t d);
 const char* screen_format_name(ScreenFormat f);
 
@@ -50,7 +56,7 @@ ScreenFrame fit_screen_frame(const MatrixView& rows);
 
 // Queries rounded to the format, in blocks of 16 that fill one register
 // (block b, step p, lane l = query 16b + l; a step is one 32-bit lane: two
-// bf16 or int16 values, or four int8), with their fp32 originals. Per-lane
+// bf16 or int16 values, or four int8 of the pair layout), with their fp32 originals. Per-lane
 // terms are zero for the padding lanes.
 struct ScreenQueries {
   ScreenFormat format = ScreenFormat::Bf16;
@@ -59,7 +65,7 @@ struct ScreenQueries {
   std::vector<uint32_t> packed;  // blocks × steps × 16
   std::vector<float> f32;        // nq × d, the exact queries for re-scoring
   std::vector<float> scale;      // â = scale·(rounded values)
-  std::vector<int32_t> offset;   // int8: 128·Σ(rounded values), what unsigned row bytes add
+  std::vector<int32_t> offset;   // screen_offset of each query's words
   std::vector<float> base;       // q·μ plus its slack, rounded up
   std::vector<float> norm;       // ‖a‖, rounded up
   std::vector<float> slack;      // ‖a − â‖ + t·‖â‖, rounded up
@@ -83,6 +89,7 @@ int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out);
 struct ScreenRows {
   int64_t steps = 0;
   std::vector<uint32_t> packed;  // rows × steps (padding values zero)
+  std::vector<int32_t> offset;   // per row: screen_offset of its words
   std::vector<float> scale;      // per row: b̂ = scale·(rounded values)
   std::vector<float> err;        // per row: ‖b − b̂‖ rounded up
   std::vector<float> norm;       // per row: ‖b̂‖ rounded up
@@ -95,6 +102,11 @@ struct ScreenRows {
 
 // 32-bit steps per row of dimension d in the format.
 int64_t screen_steps(ScreenFormat f, int64_t d);
+
+// The part of the int8 kernel's sum that depends on one vector alone (a
+// row's or a query's `steps` packed words; wraps like the sums); 0 in the
+// other formats, whose sums are the products themselves.
+int32_t screen_offset(ScreenFormat f, const uint32_t* words, int64_t steps);
 
 // Rounds n fp32 rows v (ids from id0, for errors) in `frame` into rows
 // [at, at + n) of `out`. Fails naming the row when one is not finite.

@@ -355,8 +355,8 @@ TEST(screening_bound_covers_the_rows_rounding) {
   for (int64_t j = 0; j < n; ++j)
     for (int64_t c = 0; c < d; ++c) v[j * d + c] = base[(j % 5) * d + c] + 1e-3f * v[j * d + c];
   std::vector<float> q(nq * d);
-  for (int64_t i = 0; i < nq * d; ++i) q[i] = std::round(std::clamp(g[i] * 40.0f, -127.0f, 127.0f));
-  for (int64_t i = 0; i < nq; ++i) q[i * d] = 127;  // the int8 scale is then exactly 1
+  for (int64_t i = 0; i < nq * d; ++i) q[i] = std::round(std::clamp(g[i] * 20.0f, -60.0f, 60.0f));
+  for (int64_t i = 0; i < nq; ++i) q[i * d] = 63;  // the int8 scale is then exactly 1
   std::vector<int64_t> ids;
   std::vector<double> s;
   brute(q, v, nq, n, d, 10, false, ids, s);
@@ -393,7 +393,7 @@ TEST(screening_is_exact_for_vectors_too_small_to_round) {
 }
 
 // The mirror case, scanned directly in the identity frame: rows of small
-// integers (each with a 127, so int8 keeps them exactly), each one unit
+// integers (each with a 63, so int8 keeps them exactly), each one unit
 // away from one of five random rows in one coordinate; only the queries'
 // rounding moves screened scores, by more than the gaps.
 TEST(screening_bound_covers_the_queries_rounding) {
@@ -402,8 +402,8 @@ TEST(screening_bound_covers_the_queries_rounding) {
   auto g = randn(5 * d, 47), q = randn(nq * d, 48);
   std::vector<float> v(n * d);
   for (int64_t j = 0; j < n; ++j) {
-    for (int64_t c = 0; c < d; ++c) v[j * d + c] = std::round(std::clamp(g[(j % 5) * d + c] * 40.0f, -120.0f, 120.0f));
-    v[j * d] = 127;
+    for (int64_t c = 0; c < d; ++c) v[j * d + c] = std::round(std::clamp(g[(j % 5) * d + c] * 20.0f, -60.0f, 60.0f));
+    v[j * d] = 63;
     v[j * d + 1 + (j / 5) % (d - 1)] += float(j % 3) - 1.0f;
   }
   std::vector<int64_t> ids;
@@ -446,9 +446,17 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
   }
 }
 
+// The int8 value of dimension c in the pair layout: per 8 dimensions an A
+// word then a B word, byte s of each from the pair (2s, 2s + 1); queries keep
+// the even value in A, rows the odd one; A bytes hold value + 64.
+int int8_value(const uint8_t* h8, int64_t c, bool row) {
+  const int64_t g = c / 8 * 8, s = c % 8 / 2;
+  const bool in_a = (c % 2 == 1) == row;
+  return in_a ? int(h8[g + s]) - 64 : int(int8_t(h8[g + 4 + s]));
+}
+
 // The values a rounded vector holds in the format: bf16 to nearest even
-// (checked independently), int16 and int8 as packed with their scale (rows'
-// int8 values stored as unsigned bytes, value + 128).
+// (checked independently), int16 and int8 as packed with their scale.
 std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* packed, float scale, int64_t d, bool row) {
   std::vector<double> v(static_cast<size_t>(d));
   const auto* h16 = reinterpret_cast<const int16_t*>(packed);
@@ -456,7 +464,7 @@ std::vector<double> held(cl::ScreenFormat f, const float* x, const uint32_t* pac
   for (int64_t c = 0; c < d; ++c)
     v[c] = f == cl::ScreenFormat::Bf16   ? double(check::round_bf16(x[c]))
            : f == cl::ScreenFormat::Int16 ? double(h16[c]) * scale
-                                          : double(row ? int(h8[c]) - 128 : int(int8_t(h8[c]))) * scale;
+                                          : double(int8_value(h8, c, row)) * scale;
   return v;
 }
 
@@ -482,6 +490,22 @@ void check_int16_rounding(const float* x, const uint32_t* packed, float scale, i
   }
   CHECK(std::sqrt(norm) <= 46340);
   CHECK(scale <= 1.001 * std::max(mx / 32767, std::sqrt(ss) / (46340 - 0.5 * std::sqrt(double(d)))));
+}
+
+// int8 rounding: every value within half a step of x and at most 63 in
+// size (so a query's and a row's values sum within a byte in the pair
+// kernel), the step max|x|/63; padding values (up to the whole group of 8)
+// are zeros.
+void check_int8_rounding(const float* x, const uint32_t* packed, float scale, int64_t d, bool row) {
+  const auto* h8 = reinterpret_cast<const uint8_t*>(packed);
+  double mx = 0;
+  for (int64_t c = 0; c < d; ++c) {
+    const int v = int8_value(h8, c, row);
+    CHECK(std::abs(v) <= 63 && std::fabs(double(v) * scale - x[c]) <= 0.51 * scale);
+    mx = std::max(mx, std::fabs(double(x[c])));
+  }
+  CHECK_NEAR(scale, mx / 63, 1e-6 * mx);
+  for (int64_t c = d; c < (d + 7) / 8 * 8; ++c) CHECK(int8_value(h8, c, row) == 0);
 }
 
 // screen_products: per row and query, the sum of the products of the
@@ -514,11 +538,13 @@ TEST(screen_products_sum_the_rounded_products) {
         const std::vector<uint32_t> one = query_words(blocks, j);
         qh[j] = held(f, q.data() + j * d, one.data(), blocks.scale[j], d, false);
         if (f == cl::ScreenFormat::Int16) check_int16_rounding(q.data() + j * d, one.data(), blocks.scale[j], d);
+        if (f == cl::ScreenFormat::Int8) check_int8_rounding(q.data() + j * d, one.data(), blocks.scale[j], d, false);
       }
       for (int64_t i = 0; i < n; ++i) {
         const uint32_t* packed = rows.packed.data() + i * rows.steps;
         const std::vector<double> vh = held(f, v.data() + i * d, packed, rows.scale[i], d, true);
         if (f == cl::ScreenFormat::Int16) check_int16_rounding(v.data() + i * d, packed, rows.scale[i], d);
+        if (f == cl::ScreenFormat::Int8) check_int8_rounding(v.data() + i * d, packed, rows.scale[i], d, true);
         for (int64_t j = 0; j < nq; ++j) {
           double prod = 0, size = 0;
           for (int64_t c = 0; c < d; ++c) prod += vh[c] * qh[j][c], size += std::fabs(vh[c] * qh[j][c]);
@@ -624,14 +650,14 @@ TEST(screening_bound_covers_aligned_rounding_errors) {
   }
 }
 
-// Int8 products reach 127²·d, past int32 beyond d = 133,144: there 'auto'
+// Int8 products reach 63²·d, past int32 beyond d = 541,064: there 'auto'
 // and prepared copies screen in another format and still equal brute force,
 // and an explicit 'int8' kernel is refused, naming the limit.
 TEST(int8_screening_stops_where_its_sums_would_overflow) {
-  CHECK(cl::kInt8MaxDim == 133144);  // 127²·133,144 < 2³¹ ≤ 127²·133,145
-  CHECK(cl::screen_fits(cl::ScreenFormat::Int8, 133144) && !cl::screen_fits(cl::ScreenFormat::Int8, 133145));
+  CHECK(cl::kInt8MaxDim == 541064);  // 63²·541,064 < 2³¹ ≤ 63²·541,065
+  CHECK(cl::screen_fits(cl::ScreenFormat::Int8, 541064) && !cl::screen_fits(cl::ScreenFormat::Int8, 541065));
   CHECK(cl::screen_fits(cl::ScreenFormat::Int16, 1 << 24) && cl::screen_fits(cl::ScreenFormat::Bf16, 1 << 24));
-  const int64_t n = 6, d = 140000, nq = 2;
+  const int64_t n = 6, d = 541100, nq = 2;
   auto v = randn(n * d, 60, 0.01f, 1.0f), q = randn(nq * d, 61, 0.01f, 1.0f);  // near-equal values: large sums
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < d; ++c) v[i * d + c] *= 1.0f + 0.1f * float(i);
@@ -643,7 +669,7 @@ TEST(int8_screening_stops_where_its_sums_would_overflow) {
   cl::Progress p;
   CHECK(cl::prepare_vocab(vm, nullptr, p).format != cl::ScreenFormat::Int8);
   if (cl::screening_available(cl::ScreenFormat::Int8))
-    CHECK_THROWS_WITH(run(q, vm, nq, 3, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Int8), "screens dimensions up to 133144");
+    CHECK_THROWS_WITH(run(q, vm, nq, 3, cl::Metric::InnerProduct, n, 0, cl::ScanKernel::Int8), "screens dimensions up to 541064");
   // The scan reports what it screened in: below the limit 'auto' takes int8, above it bf16.
   const auto took = [&](int64_t dim) { return std::string(cl::TopKAccumulator(q.data(), 1, dim, cl::TopKOptions{}).arithmetic()); };
   const bool int8 = cl::screening_available(cl::ScreenFormat::Int8), bf16 = cl::screening_available(cl::ScreenFormat::Bf16);

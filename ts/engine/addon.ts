@@ -35,6 +35,8 @@ export interface EngineInfo {
   avx512: boolean;
   /** Screening formats this CPU runs for the exact scan. */
   screening: ('int8' | 'bf16')[];
+  /** Version of the screening copies' packing: prepared copies of another version are prepared again. */
+  screenLayout: number;
   /** Whether the engine was built with CUDA kernels. */
   cudaCompiled: boolean;
   /** Whether a CUDA device is usable now (always false when not `cudaCompiled`). */
@@ -86,12 +88,14 @@ export interface ScanResult {
  */
 export interface PreparedArrays {
   format: 'int8' | 'bf16' | null;
+  /** Version of the packing ({@link EngineInfo.screenLayout}); fromArrays refuses another (its sums would be wrong). */
+  layout: number;
   rows: number;
   dim: number;
   /** The frame's shift and power-of-two scales (dim each), or null for the identity frame. */
   mu: Float32Array | null;
   invC: Float32Array | null;
-  /** rows × steps × 4 bytes: the rounded values, four int8 or two bf16 per 32-bit step. */
+  /** rows × steps × 4 bytes: the rounded values, two bf16 per 32-bit step, or int8 in pairs (8 values per two steps). */
   packed: Uint8Array;
   /** Per row: the rounded values' scale, their error and norm bounds, ‖row‖ rounded up, and 1/‖row‖ (0 for a zero row). */
   scale: Float32Array;

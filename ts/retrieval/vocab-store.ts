@@ -60,7 +60,7 @@ interface Manifest {
   ids?: string;
   texts?: { blob: string; offsets: string };
   /** The prepared screening copy of the vectors: packed values, per-row terms, and the frame unless it is the identity. */
-  prepared?: { format: PreparedArrays['format']; packed: string; terms: string; frame?: string };
+  prepared?: { format: PreparedArrays['format']; layout?: number; packed: string; terms: string; frame?: string };
   files: Record<string, { bytes: number; sha256: string }>;
 }
 
@@ -182,6 +182,7 @@ async function putPrepared(a: PreparedArrays, put: (name: string, ...parts: Uint
   const frame = a.mu && a.invC ? new Float32Array([...a.mu, ...a.invC]) : undefined;
   return {
     format: a.format,
+    layout: a.layout,
     packed: await put('prepared_packed.npy', npyHeader([a.rows, steps], 'uint8'), a.packed),
     terms: await put('prepared_terms.npy', npyBytes(terms, [TERMS.length, a.rows], 'float32')),
     frame: frame && (await put('prepared_frame.npy', npyBytes(frame, [2, a.dim], 'float32'))),
@@ -270,7 +271,7 @@ export async function readPrepared(dir: string): Promise<PreparedArrays | undefi
   const frame = p.frame ? ((await load(p.frame, 'float32', [2, m.dim])) as Float32Array) : undefined;
   const term = (i: number) => (p.format || TERMS[i] === 'inv' ? terms.slice(i * m.rows, (i + 1) * m.rows) : new Float32Array(0));
   return {
-    format: p.format, rows: m.rows, dim: m.dim, packed,
+    format: p.format, layout: p.layout ?? 1, rows: m.rows, dim: m.dim, packed,
     mu: frame ? frame.slice(0, m.dim) : null, invC: frame ? frame.slice(m.dim) : null,
     scale: term(0), err: term(1), norm: term(2), vnorm: term(3), inv: term(4),
   };

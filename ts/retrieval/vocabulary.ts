@@ -232,7 +232,7 @@ export class Vocabulary implements VocabContent {
   /**
    * Makes the vocabulary resident for repeated searches: its rows (as stored, before transforms) held in memory, and
    * their screening copy prepared once (frame fitted over all rows, every row rounded with its error bounds), or
-   * reloaded from the store when it has one for this CPU's format. Later searches scan the copy instead of rounding
+   * reloaded from the store when it has one for this CPU's format and this engine's packing. Later searches scan the copy instead of rounding
    * every row again and re-score from the resident rows: the same ids and scores as before. Searches whose rows must
    * be rewritten (normalize or center under another metric than the store's raw scan) or that run on the GPU still
    * stream the shards. Calling it again returns the same copy. `persist`: a copy computed for a store is written
@@ -242,7 +242,9 @@ export class Vocabulary implements VocabContent {
     if (!this.resident) {
       const rows = await this.residentRows(opts.signal);
       const stored = this.storeDir ? await readPrepared(this.storeDir) : undefined;
-      const reuse = stored && stored.rows === this.rows && stored.dim === this.dim && stored.format === (engineInfo().screening[0] ?? null);
+      const info = engineInfo();
+      const reuse = stored && stored.rows === this.rows && stored.dim === this.dim && stored.format === (info.screening[0] ?? null) &&
+        stored.layout === info.screenLayout;
       const prepared = reuse ? await PreparedRows.fromArrays(stored) : await PreparedRows.prepare(rows, this.dim, opts);
       this.resident = { rows, prepared, source: reuse ? 'store' : 'computed' };
     }
