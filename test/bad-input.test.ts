@@ -16,6 +16,7 @@ import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
 import { buildIndex, exactSearch, solveSplice, trainSae } from '../ts/index.js';
 import { mergeTopK } from '../ts/distributed/search.js';
+import { Vocabulary } from '../ts/retrieval/vocabulary.js';
 import { randn, runCli, tempDir, cliOk, fileSnapshot } from './helpers.js';
 
 /** Runs the CLI, expecting it to fail with `code`, and returns stderr, which must match every pattern. */
@@ -361,7 +362,7 @@ test('usage mistakes the library finds are said as usage (exit 2): a tower not c
   assert.deepEqual(readdirSync(images), []);
 });
 
-test('library calls without their options object, or with a signal that is no AbortSignal, throw ERR_ARG saying what they need', async () => {
+test('library calls without their options object, or with a signal that is no AbortSignal or progress that is no function, throw ERR_ARG saying what they need', async () => {
   const V = randn(8 * 4, 1), Q = randn(4, 2);
   const calls: [string, () => Promise<unknown>, RegExp][] = [
     ['exactSearch', () => exactSearch(Q, V, 4, undefined as never), /^options: expected an object with k, got undefined$/],
@@ -369,6 +370,13 @@ test('library calls without their options object, or with a signal that is no Ab
     ['solveSplice', () => solveSplice(V, Q, 4, undefined as never), /^options: expected an object with l1, got undefined$/],
     ['trainSae', () => trainSae(undefined as never), /^options: expected an object with features, out and epochs, got undefined$/],
     ['signal', () => exactSearch(Q, V, 4, { k: 2, signal: {} as AbortSignal }), /^signal: expected an AbortSignal, got/],
+    // An engine call (it ran, and never called back) and a JS-side loop (its first report would throw a TypeError).
+    ['onProgress', () => exactSearch(Q, V, 4, { k: 2, onProgress: 5 as never }), /^onProgress: expected a function, got 5$/],
+    ['onProgress', () => writeSyntheticLaion(tempDir(), { rows: 8, dim: 4, shardRows: 8, seed: 1, onProgress: 'yes' as never }), /^onProgress: expected a function, got 'yes'$/],
+    // Options of the wrong type: a count that was truncated (1.5 ran one iteration), a flag that was taken as true.
+    ['maxIter', () => solveSplice(V, Q, 4, { l1: 0.1, maxIter: 1.5 }), /^options\.maxIter: expected an integer >= 1, got 1\.5$/],
+    ['maxIter', () => solveSplice(V, Q, 4, { l1: 0.1, maxIter: 2 ** 31 }), /^options\.maxIter: expected an integer <= 2147483647, got 2147483648$/],
+    ['normalize', () => Vocabulary.fromArray(V, 4, { normalize: 'yes' as never }), /^normalize: expected true or false, got 'yes'$/],
   ];
   for (const [what, call, message] of calls) await assert.rejects(call(), { code: 'ERR_ARG', message }, what);
   const one = { nq: 1, k: 1, ids: BigInt64Array.of(3n), scores: Float32Array.of(0.5) };

@@ -17,6 +17,7 @@ export interface ProgressOptions {
  * JS-side loops; the engine throttles its own.
  */
 export function throttled(onProgress?: ProgressOptions['onProgress']): (done: number, total: number) => void {
+  requireProgress(onProgress);
   if (!onProgress) return () => {};
   let last = -Infinity;
   return (done, total) => {
@@ -47,6 +48,11 @@ export function throwIfAborted(signal?: AbortSignal): void {
 /** An AbortSignal, or ERR_ARG: anything else would never abort the call, or fail inside it. */
 function requireSignal(signal: unknown): void {
   if (!(signal instanceof AbortSignal)) throw argError('signal', 'an AbortSignal', signal);
+}
+
+/** A function (or none), or ERR_ARG: anything else would never be called, or fail inside the call. */
+export function requireProgress(onProgress: unknown): void {
+  if (onProgress !== undefined && onProgress !== null && typeof onProgress !== 'function') throw argError('onProgress', 'a function', onProgress);
 }
 
 /**

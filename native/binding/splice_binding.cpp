@@ -1,6 +1,7 @@
 // spliceDecompose / splicePath / spliceCertify: the batched SpLiCE solvers, off the JS thread.
 #include <napi.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -44,6 +45,17 @@ double option(const Napi::Object& o, const char* key, double fallback) {
   return v.IsUndefined() ? fallback : number_arg(v, std::string("options.") + key);
 }
 
+// A count of iterations or steps: an integer from 1 to 2³¹ − 1 when given
+// (1.5 would be truncated, 0 would mean the default).
+int count_option(const Napi::Object& o, const char* key, int fallback) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return fallback;
+  const std::string name = std::string("options.") + key;
+  const int64_t n = int_arg(v, name, 1);
+  if (n > INT32_MAX) throw_coded(v.Env(), cl::ErrorCode::Arg, name + ": expected an integer <= 2147483647, got " + std::to_string(n));
+  return static_cast<int>(n);
+}
+
 // options: { solver?: 'auto'|'fista'|'admm'|'ws', l1, tol?, maxIter?, rho?, device? }
 cl::SpliceOptions solve_options(const Napi::Value& v) {
   if (!v.IsObject()) throw_coded(v.Env(), cl::ErrorCode::Arg, "options: expected an object");
@@ -53,7 +65,7 @@ cl::SpliceOptions solve_options(const Napi::Value& v) {
     opt.solver = translating(v.Env(), [&] { return cl::parse_splice_solver(string_arg(o.Get("solver"), "options.solver")); });
   opt.l1 = option(o, "l1", opt.l1);
   opt.tol = option(o, "tol", opt.tol);
-  opt.max_iter = static_cast<int>(option(o, "maxIter", 0));
+  opt.max_iter = count_option(o, "maxIter", 0);
   opt.rho = option(o, "rho", opt.rho);
   return opt;
 }
@@ -116,7 +128,7 @@ Napi::Value Path(const Napi::CallbackInfo& info) {
   cl::SplicePathOptions path;
   path.target_l0 = number_arg(o.Get("targetL0"), "options.targetL0");
   path.l0_tol = option(o, "l0Tol", path.l0_tol);
-  path.max_steps = static_cast<int>(option(o, "maxSteps", path.max_steps));
+  path.max_steps = count_option(o, "maxSteps", path.max_steps);
   auto r = std::make_shared<Results>(in.n, in.c, nullptr);
   return Task::Start(
       info.Env(),

@@ -218,6 +218,9 @@ export class Vocabulary implements VocabContent {
 
   private static async fromSource(path: string, src: Source, opts: OpenOptions): Promise<Vocabulary> {
     const blockBytes = blockBytesOf(opts);
+    // 'yes' or 0 would be taken as a choice the caller did not state.
+    for (const key of ['normalize', 'center', 'dedupe'] as const)
+      if (opts[key] !== undefined && typeof opts[key] !== 'boolean') throw argError(key, 'true or false', opts[key]);
     const rows = src.shards.reduce((a, s) => a + s.rows, 0);
     if (rows === 0) throw new ConceptLensError('ERR_SHAPE', `${path}: has 0 rows; a vocabulary needs at least one`);
     const base = { rows, ids: undefined, shards: src.shards, texts: src.texts };
