@@ -59,6 +59,11 @@ test('threshold is mean + 5·std of the row-normalised matrix; groups are exact 
   // fp16 input gives the same groups.
   const f16 = await computeFiring({ data: nativeFloatsToHalves(r), rows: n, cols: d });
   assert.deepEqual(groupImages(f16.sets), groups);
+  // Sets that are not ascending integer indices would make keys naming no features (a TypeError for non-arrays before).
+  assert.throws(() => groupImages([[1], 7 as never]), { code: 'ERR_ARG', message: /^sets\[1\]: expected distinct ascending feature indices \(integers >= 0\), got 7$/ });
+  assert.throws(() => groupImages([[3, 1]]), { code: 'ERR_ARG', message: /^sets\[0\]: expected distinct ascending/ });
+  assert.throws(() => groupImages([[0.5]]), { code: 'ERR_ARG', message: /^sets\[0\]: expected distinct ascending/ });
+  assert.throws(() => groupImages(f.sets, -1), { code: 'ERR_ARG', message: /^moreThan: expected an integer >= 0, got -1$/ });
 });
 
 test('`falcon groups` writes the groups.json contract', async () => {

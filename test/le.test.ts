@@ -263,6 +263,11 @@ test('greedy search keeps a concept only for a validation gain of at least the t
   assert.ok(loose.concepts.length >= 3 && loose.valCorrelation > strict.valCorrelation);
   const oneConcept = greedySearch(P, col(split.train), col(split.val), split, ranking, { maxLength: 1 });
   assert.deepEqual(oneConcept.concepts, [5]);
+  // Activations of every sample, or of the wrong part, are refused by their length (they read NaN past y before).
+  assert.throws(() => greedySearch(P, col(split.val), col(split.val), split, ranking),
+    { code: 'ERR_SHAPE', message: `y: expected ${split.train.length} values (one per train sample), got ${split.val.length}` });
+  assert.throws(() => greedySearch(P, col(split.train), col(split.train), split, ranking),
+    { code: 'ERR_SHAPE', message: `yVal: expected ${split.val.length} values (one per val sample), got ${split.train.length}` });
 });
 
 test('bad input: constant activations, too few samples, wrong-length concept names', async () => {

@@ -85,6 +85,13 @@ export function parseGroupKey(key: string, cols?: number): number[] {
 
 /** Exact-set grouping of the images' firing sets; keeps groups with more than `moreThan` images. */
 export function groupImages(sets: number[][], moreThan = DEFAULT_MORE_THAN): Groups {
+  if (!Array.isArray(sets)) throw argError('sets', 'an array of firing sets, one per image', sets);
+  // Unordered or fractional indices would make keys that name no group of features.
+  sets.forEach((set, x) => {
+    if (!Array.isArray(set) || set.some((f, i) => !Number.isInteger(f) || f < 0 || (i > 0 && f <= set[i - 1])))
+      throw argError(`sets[${x}]`, 'distinct ascending feature indices (integers >= 0)', set);
+  });
+  if (!(Number.isInteger(moreThan) && moreThan >= 0)) throw argError('moreThan', 'an integer >= 0', moreThan);
   const all = new Map<string, number[]>();
   sets.forEach((set, x) => {
     if (set.length === 0) return;

@@ -121,6 +121,10 @@ export interface GreedyResult {
 export function greedySearch(P: Mat, y: Float64Array, yVal: Float64Array, split: Split, ranking: Int32Array,
   opts: GreedyOptions = {}): GreedyResult {
   const { maxLength = 10, tolerance = 0.02, width = 10 } = checkGreedy(opts);
+  // Activations of other samples would be fitted against the wrong rows of P (or read past y: NaN).
+  for (const [name, v, part] of [['y', y, 'train'], ['yVal', yVal, 'val']] as const)
+    if (v.length !== split[part].length)
+      throw new ConceptLensError('ERR_SHAPE', `${name}: expected ${split[part].length} values (one per ${part} sample), got ${v.length}`);
   const fitter = new SubsetFitter(P, split.train, y);
   const valCols = new Map<number, Float64Array>();
   const valCol = (k: number) => valCols.get(k) ?? valCols.set(k, column(P, k, split.val)).get(k)!;
