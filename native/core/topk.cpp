@@ -317,8 +317,8 @@ void TopKAccumulator::scan_rows(int64_t rows, Progress& progress,
 }
 
 void TopKAccumulator::take_floor() {
-  if (!floor_) floor_.reset(new std::atomic<float>[nq_]);
-  for (int64_t q = 0; q < nq_; ++q) floor_[q].store(target().at(q).threshold(), std::memory_order_relaxed);
+  if (!floor_) floor_ = std::make_unique<ScreenFloor>(nq_, opt_.k);
+  for (int64_t q = 0; q < nq_; ++q) floor_->reset(q, target().at(q).threshold());
 }
 
 void TopKAccumulator::add(const MatrixView& shard, int64_t id_offset, const float* inv_norms, Progress& progress) {

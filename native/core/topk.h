@@ -100,7 +100,7 @@ class TopKAccumulator {
   std::vector<float> q_;
   std::optional<ScreenFormat> screen_;  // chosen at construction; none for fp32 tiles
   ScreenQueries qs_;                    // packed at the first shard, whose sample fits the frame
-  std::unique_ptr<std::atomic<float>[]> floor_;  // the add in progress: take_floor(), raised by the workers
+  std::unique_ptr<ScreenFloor> floor_;  // the add in progress: take_floor(), raised by the workers
   DenseQueries dq_;                     // fp32 tiles on AVX-512 CPUs
   HeapSet final_, chunk_;
   RunningLse chunk_lse_;                // softmax mode: per query, over the chunk

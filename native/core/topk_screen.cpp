@@ -404,7 +404,7 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
 // order found (rows ascending per query, so of equal scores the lower id is
 // kept). Exact rows are not in cache (the scan read their rounded copy):
 // each is prefetched a few candidates ahead, so their DRAM reads overlap.
-CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, ScreenFloor* floor) {
   constexpr size_t kAhead = 4;
   const size_t row_bytes = static_cast<size_t>(q.d) * (t.dtype == DType::F16 ? 2 : 4);
   auto fetch = [&](size_t i) {
@@ -421,7 +421,8 @@ CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& hea
     HeapView heap = heaps.at(qi);
     if (exact > heap.threshold()) {
       heap.push({exact, t.id0 + row});
-      s.thr[qi] = lowered(heap.threshold());
+      if (floor) floor->offer(qi, exact, t.id0 + row);
+      s.thr[qi] = lowered(std::max(heap.threshold(), floor ? floor->at(qi) : -INFINITY));
     }
   }
   s.cand.clear();
@@ -430,16 +431,16 @@ CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& hea
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
 // stay in L1 while the tile's rows stream past.
 template <ScreenFormat F, int S>
-void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s) {
+void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, ScreenFloor* floor) {
   for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
     for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
       kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, s);
       // While heaps fill, thresholds must rise at once; after that,
       // candidates are rare and wait for the end of the pass.
-      if (s.cand.size() >= 64) rescore(q, t, heaps, s);
+      if (s.cand.size() >= 64) rescore(q, t, heaps, s, floor);
     });
-    rescore(q, t, heaps, s);
+    rescore(q, t, heaps, s, floor);
   });
 }
 
@@ -703,7 +704,7 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
 }
 
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, std::atomic<float>* floor, int64_t next_end) {
+                   ScreenScratch& s, ScreenFloor* floor, int64_t next_end) {
   const char* packed = reinterpret_cast<const char*>(rounded.packed.data());
   s.next = packed + (r0 + t.rows) * rounded.steps * 4;
   s.next_end = packed + std::max(r0 + t.rows, std::min(next_end, rounded.rows())) * rounded.steps * 4;
@@ -711,18 +712,31 @@ void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0
                     rounded.err.data() + r0, rounded.norm.data() + r0, rounded.vnorm.data() + r0};
   s.thr.assign(static_cast<size_t>(q.blocks * kLanes), INFINITY);  // padding lanes never pass
   for (int64_t i = 0; i < q.nq; ++i)
-    s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor[i].load(std::memory_order_relaxed) : -INFINITY));
+    s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor->at(i) : -INFINITY));
   tile_bound(q, rt, t.rows, s.tile_bound);
   by_format(q, [&](auto f, auto steps) {
     // Top-k screens in int8 or bf16 (screen_format); no int16 scan is compiled.
     if constexpr (decltype(f)::value == ScreenFormat::Int16) fail("scan_screened: int16 queries are not scanned");
-    else scan<decltype(f)::value, decltype(steps)::value>(q, rt, t, heaps, s);
+    else scan<decltype(f)::value, decltype(steps)::value>(q, rt, t, heaps, s, floor);
   });
-  for (int64_t i = 0; i < q.nq && floor; ++i) {
-    const float mine = heaps.at(i).threshold();
-    for (float known = floor[i].load(std::memory_order_relaxed); mine > known;)
-      if (floor[i].compare_exchange_weak(known, mine, std::memory_order_relaxed)) break;
-  }
+}
+
+ScreenFloor::ScreenFloor(int64_t nq, int k)
+    : best_(nq, k), locks_(new std::mutex[static_cast<size_t>(nq)]), value_(new std::atomic<float>[static_cast<size_t>(nq)]) {
+  for (int64_t q = 0; q < nq; ++q) reset(q, -INFINITY);
+}
+
+void ScreenFloor::reset(int64_t q, float known) {
+  best_.at(q).clear();
+  value_[q].store(known, std::memory_order_relaxed);
+}
+
+void ScreenFloor::offer(int64_t q, float score, int64_t id) {
+  if (score < at(q)) return;  // k rows already reach past it
+  std::lock_guard<std::mutex> hold(locks_[q]);
+  HeapView best = best_.at(q);
+  best.push({score, id});
+  if (best.threshold() > at(q)) value_[q].store(best.threshold(), std::memory_order_relaxed);
 }
 
 void screen_products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
@@ -733,7 +747,7 @@ void screen_products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0,
 }
 
 void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
-                        std::atomic<float>* floor) {
+                        ScreenFloor* floor) {
   // Sized once per worker; the rounding never writes the (zeroed) padding.
   if (s.tile.steps != q.steps || s.tile.rows() < t.rows) s.tile.resize(std::max<int64_t>(t.rows, s.tile.rows()), q.steps);
   round_screen_rows(q.format, q.frame, static_cast<const float*>(t.v), t.rows, q.d, t.id0, s.tile, 0);

@@ -19,6 +19,8 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -140,21 +142,40 @@ struct ScreenTile {
   DType dtype = DType::F32;
 };
 
+// Per query, a score a row must reach to matter at all, shared by the
+// workers of a scan: k rows are known to reach it. It starts at the k-th
+// best of the rows merged before (reset) and rises as the workers re-score
+// rows: they keep the k best between them (each query's behind its own
+// lock), so it is the k-th best of every row re-scored so far. Each
+// worker's own k-th best is lower: it has seen only its share of the rows,
+// and a screen from it let through about twice the candidates.
+class ScreenFloor {
+ public:
+  ScreenFloor(int64_t nq, int k);
+  void reset(int64_t q, float known);
+  float at(int64_t q) const { return value_[q].load(std::memory_order_relaxed); }
+  // A re-scored row; only one that could enter the k best takes the lock.
+  void offer(int64_t q, float score, int64_t id);
+
+ private:
+  HeapSet best_;
+  std::unique_ptr<std::mutex[]> locks_;
+  std::unique_ptr<std::atomic<float>[]> value_;
+};
+
 // Offers every row of the tile that could rank in a query's top-k to
 // `heaps`, with its exact fp32 score (times inv[row] under cosine). The
 // rounded rows are rows [r0, r0 + t.rows) of `rounded`, in q's frame.
 // Meanwhile prefetches rounded rows [r0 + t.rows, next_end) into L2: rows
 // only 8 lines long, read 12 at a time, are streams too short for the
 // hardware prefetcher, and the scan would wait on DRAM. `floor` (optional,
-// per query, shared by the workers): a score a row must reach to matter at
-// all, the best k-th best known (of the shards merged so far, or of any
-// worker's heap: each has seen k rows at least that good). It screens rows
-// before `heaps` fill; the scan raises it to heaps' thresholds.
+// shared by the workers): screens rows before `heaps` fill, and takes the
+// rows the scan re-scores.
 void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0, const ScreenTile& t, HeapSet& heaps,
-                   ScreenScratch& s, std::atomic<float>* floor = nullptr, int64_t next_end = 0);
+                   ScreenScratch& s, ScreenFloor* floor = nullptr, int64_t next_end = 0);
 
 // The on-the-fly path: rounds the tile (fp32 rows) into s.tile, then scan_screened.
 void scan_tile_screened(const ScreenQueries& q, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s,
-                        std::atomic<float>* floor = nullptr);
+                        ScreenFloor* floor = nullptr);
 
 }  // namespace cl

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../core/blas.h"
@@ -675,6 +676,41 @@ TEST(int8_screening_stops_where_its_sums_would_overflow) {
   const bool int8 = cl::screening_available(cl::ScreenFormat::Int8), bf16 = cl::screening_available(cl::ScreenFormat::Bf16);
   CHECK(took(cl::kInt8MaxDim) == (int8 ? "int8" : bf16 ? "bf16" : "fp32"));
   CHECK(took(d) == (bf16 ? "bf16" : "fp32"));
+}
+
+// The workers' shared floor: after two threads offer rows at once, each
+// query's floor is the k-th best of every score offered (or what was known
+// before, when higher), as a sort of all of them says; -inf until k rows.
+TEST(screen_floor_is_the_kth_best_of_every_row_offered) {
+  const int k = 5, nq = 3, per = 20000;
+  cl::ScreenFloor floor(nq, k);
+  const float known[nq] = {-INFINITY, 0.5f, 3.0f};
+  for (int q = 0; q < nq; ++q) floor.reset(q, known[q]);
+  std::vector<std::vector<float>> scores(2, std::vector<float>(per * nq));
+  for (int w = 0; w < 2; ++w) {
+    std::mt19937 g(90 + w);
+    std::normal_distribution<float> n;
+    for (float& x : scores[w]) x = n(g);
+  }
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 2; ++w)
+    workers.emplace_back([&, w] {
+      for (int i = 0; i < per; ++i)
+        for (int q = 0; q < nq; ++q) floor.offer(q, scores[w][i * nq + q], int64_t(w) * per + i);
+    });
+  for (auto& t : workers) t.join();
+  for (int q = 0; q < nq; ++q) {
+    std::vector<float> all;
+    for (int w = 0; w < 2; ++w)
+      for (int i = 0; i < per; ++i) all.push_back(scores[w][i * nq + q]);
+    std::sort(all.rbegin(), all.rend());
+    CHECK(floor.at(q) == std::max(known[q], all[k - 1]));
+  }
+  cl::ScreenFloor fresh(1, k);
+  for (int i = 0; i < k - 1; ++i) fresh.offer(0, float(i), i);
+  CHECK(fresh.at(0) == -INFINITY);
+  fresh.offer(0, 7.0f, 9);
+  CHECK(fresh.at(0) == 0.0f);
 }
 
 TEST(bad_input_is_named) {
