@@ -155,9 +155,9 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
         {info[0], info[3]});
   }
 
-  // PreparedVocab.fromArrays({ format: 'int8'|'bf16'|null, layout (kScreenLayout), rows, dim, mu, invC (Float32Array dim, or null: the
-  // identity frame), packed (Uint8Array rows × steps × 4), scale, err, norm, vnorm, inv (Float32Array rows) }):
-  // Promise<PreparedVocab>, the arrays copied and checked off the JS thread.
+  // PreparedVocab.fromArrays({ format: 'int8'|'bf16'|null, layout (kScreenLayout), rows, dim, mu, invC
+  // (Float32Array dim, or null: the identity frame), packed (Uint8Array rows × steps × 4), scale, err, norm,
+  // vnorm, inv (Float32Array rows) }): Promise<PreparedVocab>, the arrays copied and checked off the JS thread.
   static Napi::Value FromArrays(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject()) throw_coded(env, cl::ErrorCode::Arg, "prepared: expected an object of arrays");

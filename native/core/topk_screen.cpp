@@ -19,7 +19,6 @@ namespace {
 // so the integer paths run on VNNI CPUs without BF16 too.
 #define CL_SCREEN __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni")))
 
-
 // t of the bound: fp32 accumulation of d products, here and in the re-score,
 // plus the few roundings that turn the accumulator into a score.
 double accumulation_slack(int64_t d) { return double(d + 2) / 8388608.0 + 1.0 / 1048576.0; }
@@ -122,9 +121,10 @@ CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* 
 constexpr double kInt16Norm = 46340;
 
 // What a vector's values are multiplied by before rounding to integers.
-// int8: max|y| ↦ 63 (pairs of values must sum within a byte). int16: as fine as both the int16 range and the norm
-// cap allow: ‖round(s·y)‖ ≤ s‖y‖(1 + 2⁻²⁴) + √d/2, and ‖y‖ here carries the
-// fp32 lanes' summation error. For CLIP-like vectors the norm cap gives a
+// int8: max|y| ↦ 63 (a query's and a row's values must sum within a byte).
+// int16: as fine as both the int16 range and the norm cap allow:
+// ‖round(s·y)‖ ≤ s‖y‖(1 + 2⁻²⁴) + √d/2, and ‖y‖ here carries the fp32 lanes'
+// summation error. For CLIP-like vectors the norm cap gives a
 // step near ‖y‖/46,300, 3× finer than max|y|/2,047 (a per-value cap at
 // d = 512).
 double to_int_factor(bool int8, float mx, double norm, int64_t d) {
@@ -210,8 +210,7 @@ template <>
 struct Dot<ScreenFormat::Bf16> {
   using Acc = __m512;
   static constexpr int kWords = 1;  // 32-bit words of a vector per step
-  CL_SCREEN static Acc zero() { return _mm512_setzero_ps(); }
-  CL_SCREEN static Acc start(int32_t) { return zero(); }
+  CL_SCREEN static Acc start(int32_t) { return _mm512_setzero_ps(); }
   CL_SCREEN static Acc step(Acc a, const __m512i (&row)[1], const __m512i (&q)[1]) {
     return _mm512_dpbf16_ps(a, (__m512bh)row[0], (__m512bh)q[0]);
   }
@@ -242,8 +241,9 @@ struct Dot<ScreenFormat::Int8> {
   // intrinsic it copies and spills them (2.3x slower).
   using Acc = __v16si;
   static constexpr int kWords = 2;  // the A and B words of 8 values
-  CL_SCREEN static Acc zero() { return (__v16si)_mm512_setzero_si512(); }
-  CL_SCREEN static Acc start(int32_t row_offset) { return (Acc)_mm512_set1_epi32(static_cast<int32_t>(0u - static_cast<uint32_t>(row_offset))); }
+  CL_SCREEN static Acc start(int32_t row_offset) {
+    return (Acc)_mm512_set1_epi32(static_cast<int32_t>(0u - static_cast<uint32_t>(row_offset)));  // wraps, as the sums do
+  }
   CL_SCREEN static Acc step(Acc a, const __m512i (&row)[2], const __m512i (&q)[2]) {
     return __builtin_ia32_vpdpbusd_v16si(a, (__v16si)_mm512_add_epi8(row[0], q[0]), (__v16si)_mm512_add_epi8(row[1], q[1]));
   }
@@ -260,8 +260,7 @@ template <>
 struct Dot<ScreenFormat::Int16> {
   using Acc = __v16si;  // as for int8
   static constexpr int kWords = 1;
-  CL_SCREEN static Acc zero() { return (__v16si)_mm512_setzero_si512(); }
-  CL_SCREEN static Acc start(int32_t) { return zero(); }
+  CL_SCREEN static Acc start(int32_t) { return (__v16si)_mm512_setzero_si512(); }
   CL_SCREEN static Acc step(Acc a, const __m512i (&row)[1], const __m512i (&q)[1]) {
     return __builtin_ia32_vpdpwssd_v16si(a, (__v16si)row[0], (__v16si)q[0]);
   }

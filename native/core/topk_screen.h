@@ -3,8 +3,8 @@
 // fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding error
 // than bf16 at d = 512; the SAE encoder's) or 7-bit values in int8 bytes,
 // multiplied in Winograd's pairs (AVX512-VNNI, eight times: one 4-wide byte
-// product covers 8 dimensions); a rigorous bound on its distance to the fp32 score then decides
-// which rows could enter a query's top-k. Only those are re-scored in fp32
+// product covers 8 dimensions); a rigorous bound on its distance to the
+// fp32 score then decides which rows could enter a query's top-k. Only those are re-scored in fp32
 // and offered to the heap, so the result is the fp32 scan's.
 //
 // Rows are rounded in a frame fitted to the vocabulary: b = (v − μ)/c with a
@@ -58,8 +58,8 @@ ScreenFrame fit_screen_frame(const MatrixView& rows);
 
 // Queries rounded to the format, in blocks of 16 that fill one register
 // (block b, step p, lane l = query 16b + l; a step is one 32-bit lane: two
-// bf16 or int16 values, or four int8 of the pair layout), with their fp32 originals. Per-lane
-// terms are zero for the padding lanes.
+// bf16 or int16 values, or four int8 of the pair layout), with their fp32
+// originals. Per-lane terms are zero for the padding lanes.
 struct ScreenQueries {
   ScreenFormat format = ScreenFormat::Bf16;
   int64_t nq = 0, d = 0, steps = 0, blocks = 0;
@@ -148,7 +148,7 @@ struct ScreenTile {
 // rows: they keep the k best between them (each query's behind its own
 // lock), so it is the k-th best of every row re-scored so far. Each
 // worker's own k-th best is lower: it has seen only its share of the rows,
-// and a screen from it let through about twice the candidates.
+// and a screen from it let through about 1.6 times the candidates.
 class ScreenFloor {
  public:
   ScreenFloor(int64_t nq, int k);
