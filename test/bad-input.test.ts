@@ -14,7 +14,7 @@ import { floatsToHalves } from '../ts/engine/fp16.js';
 import { accuracy, toSparse } from '../ts/methods/cbm.js';
 import { assetsDir } from '../ts/assets.js';
 import { writeSyntheticLaion } from '../ts/methods/falcon/synthetic.js';
-import { buildIndex, exactSearch, solveSplice, trainSae } from '../ts/index.js';
+import { buildIndex, exactSearch, ImageEncoder, solveSplice, trainSae } from '../ts/index.js';
 import { mergeTopK } from '../ts/distributed/search.js';
 import { Vocabulary } from '../ts/retrieval/vocabulary.js';
 import { randn, runCli, tempDir, cliOk, fileSnapshot } from './helpers.js';
@@ -377,6 +377,7 @@ test('library calls without their options object, or with a signal that is no Ab
     ['maxIter', () => solveSplice(V, Q, 4, { l1: 0.1, maxIter: 1.5 }), /^options\.maxIter: expected an integer >= 1, got 1\.5$/],
     ['maxIter', () => solveSplice(V, Q, 4, { l1: 0.1, maxIter: 2 ** 31 }), /^options\.maxIter: expected an integer <= 2147483647, got 2147483648$/],
     ['normalize', () => Vocabulary.fromArray(V, 4, { normalize: 'yes' as never }), /^normalize: expected true or false, got 'yes'$/],
+    ['threads', () => ImageEncoder.load(new Uint8Array(8), { threads: -1 }), /^threads: expected an integer >= 1, got -1$/],
   ];
   for (const [what, call, message] of calls) await assert.rejects(call(), { code: 'ERR_ARG', message }, what);
   const one = { nq: 1, k: 1, ids: BigInt64Array.of(3n), scores: Float32Array.of(0.5) };

@@ -276,6 +276,9 @@ test('bad input: constant activations, too few samples, wrong-length concept nam
   const flat: Mat = { data: A.data.map((v, i) => (i % 3 === 1 ? 0.5 : v)), rows: 200, cols: 3 };
   await assert.rejects(explainNeurons(flat, P, names, { split }), /activations: unit 1 is constant \(std 0\)/);
   await assert.rejects(explainNeurons(A, P, names.slice(1), { split }), /concept names: expected 12 .* got 11/);
+  // Names given in memory are named by entry (they said "line 6" of no file).
+  await assert.rejects(explainNeurons(A, P, names.map((n, i) => (i === 5 ? names[2] : n)), { split }),
+    { code: 'ERR_ARG', message: `concept names: entry 5 repeats '${names[2]}' of entry 2; names must be unique: rename one` });
   const tiny: Mat = { data: A.data.subarray(0, 15 * 3), rows: 15, cols: 3 };
   assert.throws(() => seededSplit(tiny.rows, 0), /15 samples are too few/);
   await assert.rejects(explainNeurons(A, { ...P, rows: 100, data: P.data.subarray(0, 1200) }, names, { split }),

@@ -104,6 +104,8 @@ export class OnnxModel {
    * expose as extra outputs. `threads` bounds onnxruntime's intra-op pool.
    */
   static async load(model: string | Uint8Array, opts: { taps?: string[]; threads?: number } = {}): Promise<OnnxModel> {
+    // onnxruntime would refuse it as a failure to load the model.
+    if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) throw argError('threads', 'an integer >= 1', opts.threads);
     const source = typeof model === 'string' ? model : 'model bytes';
     const taps = opts.taps ?? [];
     const bytes = taps.length ? withTapOutputs(model, taps) : model;

@@ -57,21 +57,26 @@ export function readLines(path: string): string[] {
  * an error naming both lines, unless `dedupe` makes repeats unique ("name (2)").
  */
 export function readNames(path: string, opts: { dedupe?: boolean } = {}): string[] {
-  return uniqueNames(readLines(path), path, opts);
+  return uniqueNames(readLines(path), path, { ...opts, inFile: true });
 }
 
-export function uniqueNames(names: string[], where: string, opts: { dedupe?: boolean } = {}): string[] {
+/**
+ * The names trimmed, each checked non-empty and unique (or made unique with `dedupe`); errors name a file's lines
+ * (`inFile`, ERR_FILE) or an array's entries (ERR_ARG).
+ */
+export function uniqueNames(names: string[], where: string, opts: { dedupe?: boolean; inFile?: boolean } = {}): string[] {
   const seen = new Map<string, number>();
+  const at = (i: number) => (opts.inFile ? `line ${i + 1}` : `entry ${i}`), code = opts.inFile ? 'ERR_FILE' : 'ERR_ARG';
   return names.map((raw, i) => {
     const name = raw.trim();
-    if (name === '') throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} is empty; every line must name a concept`);
+    if (name === '') throw new ConceptLensError(code, `${where}: ${at(i)} is empty; every ${opts.inFile ? 'line' : 'entry'} must name a concept`);
     const first = seen.get(name);
     if (first === undefined) {
       seen.set(name, i);
       return name;
     }
     if (!opts.dedupe)
-      throw new ConceptLensError('ERR_FILE', `${where}: line ${i + 1} repeats '${name}' of line ${first + 1}; names must be unique: rename one`);
+      throw new ConceptLensError(code, `${where}: ${at(i)} repeats '${name}' of ${at(first)}; names must be unique: rename one`);
     let k = 2;
     while (seen.has(`${name} (${k})`)) k++;
     seen.set(`${name} (${k})`, i);
