@@ -73,6 +73,12 @@ export function requireOptions<T>(o: T, holds: string): T {
   return o;
 }
 
+/** `value` when it is an integer ≥ `min`, else ERR_ARG naming it (a fraction or a count below `min` would change the work silently). */
+export function requireInteger(value: unknown, name: string, min: number): number {
+  if (!(Number.isInteger(value) && (value as number) >= min)) throw argError(name, `an integer >= ${min}`, value);
+  return value as number;
+}
+
 /** Refuses a key of `o` not in `known`, naming `where`: a misspelt option ('tokn') would otherwise be ignored. */
 export function requireKnownKeys(o: object, known: readonly string[], where: string): void {
   const unknown = Object.keys(o).find((k) => !known.includes(k));

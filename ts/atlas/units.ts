@@ -2,7 +2,7 @@
 // and what every method names it by, with the concepts that two or more
 // methods agree on. Assembled from the stages' outputs; nothing is computed
 // here that a stage caches.
-import { argError } from '../errors.js';
+import { argError, requireInteger } from '../errors.js';
 import type { Mat } from '../matrix.js';
 import type { ConceptWeight } from '../methods/splice.js';
 import { lowlyActivating } from '../methods/falcon/scores.js';
@@ -35,7 +35,7 @@ export function selectUnits(acts: Mat, sel: UnitSelection): number[] {
   const all = Array.from({ length: acts.cols }, (_, u) => u);
   if (sel === 'all') return all;
   if (typeof sel === 'number') {
-    if (!(Number.isInteger(sel) && sel >= 1)) throw argError('units', 'an integer >= 1', sel);
+    requireInteger(sel, 'units', 1);
     const v = all.map((u) => variance(acts, u));
     return all.sort((a, b) => v[b] - v[a] || a - b).slice(0, sel).sort((a, b) => a - b);
   }

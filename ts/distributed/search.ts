@@ -7,7 +7,7 @@
 // the local search's, bit for bit.
 import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { argError, ConceptLensError } from '../errors.js';
+import { ConceptLensError, requireInteger } from '../errors.js';
 import { readMatrix } from '../io/matrix.js';
 import { readNpy, writeNpy } from '../io/npy.js';
 import type { SearchResult } from '../retrieval/exact.js';
@@ -99,7 +99,7 @@ const before = (sa: number, ia: bigint, sb: number, ib: bigint) => sa > sb || (s
 
 /** The top k of two top lists of the same queries (each row best first). */
 export function mergeTopK(a: SearchResult, b: SearchResult, k: number): SearchResult {
-  if (!(Number.isInteger(k) && k >= 1)) throw argError('k', 'an integer >= 1', k);
+  requireInteger(k, 'k', 1);
   const nq = a.nq, kk = Math.min(k, a.k + b.k);
   const ids = new BigInt64Array(nq * kk), scores = new Float32Array(nq * kk);
   for (let q = 0; q < nq; q++) {

@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { assetsDir } from '../assets.js';
-import { argError, ConceptLensError, fileError } from '../errors.js';
+import { argError, ConceptLensError, fileError, requireInteger } from '../errors.js';
 
 export const VOCAB_FILE = 'bpe_simple_vocab_16e6.txt.gz';
 export const START_TOKEN = '<|startoftext|>';
@@ -327,7 +327,7 @@ export class ClipTokenizer {
    */
   tokenize(texts: string | readonly string[], contextLength = CONTEXT_LENGTH, truncate = true): Int32Array {
     // Room for the start and end tokens at least: fewer would drop the start token or make no row.
-    if (!(Number.isInteger(contextLength) && contextLength >= 2)) throw argError('contextLength', 'an integer >= 2', contextLength);
+    requireInteger(contextLength, 'contextLength', 2);
     if (typeof texts !== 'string' && !Array.isArray(texts)) throw argError('texts', 'a string or an array of strings', texts);
     const list = typeof texts === 'string' ? [texts] : texts;
     const out = new Int32Array(list.length * contextLength);

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import type { onnx as OnnxNs } from 'onnx-proto';
 import { cancelFlag, type ProgressOptions } from '../abort.js';
 import { floatsToHalves, halvesToFloats } from '../engine/fp16.js';
-import { ConceptLensError, abortError, argError, toConceptLensError } from '../errors.js';
+import { ConceptLensError, abortError, argError, toConceptLensError, requireInteger } from '../errors.js';
 import { normaliseRows, requireArray, requireFiniteRows } from '../matrix.js';
 import { ClipTokenizer, CONTEXT_LENGTH } from './clip-tokenizer.js';
 import type { RawTensor, ValueInfo, WorkerReply, WorkerRun } from './onnx-protocol.js';
@@ -105,7 +105,7 @@ export class OnnxModel {
    */
   static async load(model: string | Uint8Array, opts: { taps?: string[]; threads?: number } = {}): Promise<OnnxModel> {
     // onnxruntime would refuse it as a failure to load the model.
-    if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) throw argError('threads', 'an integer >= 1', opts.threads);
+    if (opts.threads !== undefined) requireInteger(opts.threads, 'threads', 1);
     const source = typeof model === 'string' ? model : 'model bytes';
     const taps = opts.taps ?? [];
     const bytes = taps.length ? withTapOutputs(model, taps) : model;

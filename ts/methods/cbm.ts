@@ -6,7 +6,7 @@
 import { shuffle } from './sae.js';
 import { requireSeed, rng } from '../random.js';
 import { throwIfAborted } from '../abort.js';
-import { argError, ConceptLensError, describe } from '../errors.js';
+import { argError, ConceptLensError, describe, requireInteger } from '../errors.js';
 import { requireShape } from '../matrix.js';
 
 /** A rows × cols matrix in compressed sparse row form (its nonzeros only), e.g. SAE concept strengths from {@link toSparse}. */
@@ -118,7 +118,7 @@ export function trainProbe(X: SparseRows, labels: Int32Array, classes: number, o
     if (v !== undefined && !(Number.isFinite(v) && v >= (k === 'lr' ? Number.MIN_VALUE : 0))) throw argError(k, k === 'lr' ? 'a finite number > 0' : 'a finite number ≥ 0', v);
   // A batch below 1 never advances through the rows; no epoch or no training row leaves the weights at zero.
   for (const [k, v] of [['epochs', o.epochs], ['batch', o.batch]] as const)
-    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw argError(k, 'an integer >= 1', v);
+    if (v !== undefined) requireInteger(v, k, 1);
   if (o.valFraction !== undefined && !(o.valFraction >= 0 && o.valFraction < 1)) throw argError('valFraction', 'a number in [0, 1)', o.valFraction);
   const lambda = o.lambda ?? 1e-4, lr = o.lr ?? 1e-3, epochs = o.epochs ?? 20, batch = o.batch ?? 512, seed = requireSeed(o.seed ?? 0);
   const { train, val } = splitTrainVal(X.rows, o.valFraction ?? 0.1, seed);
@@ -291,7 +291,7 @@ export function coverage(X: SparseRows, W: Float32Array, classes: number): { pos
 /** Per class, the concepts with the largest positive weights. */
 export function globalExplanations(W: Float32Array, classes: number, dim: number, top = 5): Array<Array<{ concept: number; weight: number }>> {
   requireShape({ data: W, rows: classes, cols: dim }, 'weights');
-  if (!Number.isInteger(top) || top < 1) throw argError('top', 'an integer >= 1', top);
+  requireInteger(top, 'top', 1);
   return Array.from({ length: classes }, (_, c) =>
     Array.from({ length: dim }, (_, j) => ({ concept: j, weight: W[c * dim + j] }))
       .filter((x) => x.weight > 0).sort((a, b) => b.weight - a.weight).slice(0, top));

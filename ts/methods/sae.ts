@@ -8,7 +8,7 @@ import type { ProgressOptions } from '../abort.js';
 import type { SaeConfig, SaeKind, SaeStats } from '../engine/addon.js';
 import { halvesToFloats } from '../engine/fp16.js';
 import { SaeEngine } from '../engine/sae.js';
-import { argError, ConceptLensError, fileError, requireOptions } from '../errors.js';
+import { argError, ConceptLensError, fileError, requireOptions, requireInteger } from '../errors.js';
 import { ensureDir, requireDirTarget, writeFileAtomic } from '../io/atomic.js';
 import { readNpy, readNpyHeader, readNpyRows, writeNpy, type NpyHeader } from '../io/npy.js';
 import { exactSearch } from '../retrieval/exact.js';
@@ -256,7 +256,7 @@ function requestedConfig(o: TrainOptions, d: number): SaeConfig {
   const kind = o.kind ?? 'relu-l1';
   if (!['relu-l1', 'topk', 'batchtopk'].includes(kind)) throw argError('kind', "'relu-l1', 'topk' or 'batchtopk'", kind);
   const expansion = o.expansion ?? 8;
-  if (!(Number.isInteger(expansion) && expansion >= 1)) throw argError('expansion', 'an integer >= 1', expansion);
+  requireInteger(expansion, 'expansion', 1);
   const { l1, lr } = o;
   if (l1 !== undefined && !(Number.isFinite(l1) && l1 >= 0)) throw argError('l1', 'a finite number >= 0', l1);
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) throw argError('lr', 'a finite number > 0', lr);
@@ -295,12 +295,12 @@ export async function trainSae(o: TrainOptions): Promise<TrainMeta> {
   const h = featureHeader(o.features);
   const [n, d] = h.shape;
   if (n === 0) throw new ConceptLensError('ERR_SHAPE', `${o.features}: has 0 rows; an SAE needs features to train on`);
-  if (!(Number.isInteger(o.epochs) && o.epochs >= 1)) throw argError('epochs', 'an integer >= 1', o.epochs);
+  requireInteger(o.epochs, 'epochs', 1);
   requireDirTarget(o.out, 'SAE training');
   const resuming = !!o.resume && existsSync(join(o.out, CHECKPOINT));
   const recorded = resuming ? readMeta(o.out) : undefined;
   const batch = o.batch ?? recorded?.run?.batch ?? 4096;
-  if (!(Number.isInteger(batch) && batch >= 1)) throw argError('batch', 'an integer >= 1', batch);
+  requireInteger(batch, 'batch', 1);
   const run: RunSettings = {
     batch, resampleEvery: o.resampleEvery ?? recorded?.run?.resampleEvery ?? 10,
     resampleInputs: o.resampleInputs ?? recorded?.run?.resampleInputs ?? 819_200,

@@ -4,7 +4,7 @@
 // spurious-correlation detection (per class, the concepts most associated
 // with it beyond the class concept itself). Both work on SpLiCE weight
 // matrices, which are sparse: resampling touches only the nonzeros.
-import { argError, ConceptLensError } from '../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../errors.js';
 import { requireSeed, rng } from '../random.js';
 
 /** n × c SpLiCE weights (row-major, non-negative, mostly zero). */
@@ -105,7 +105,7 @@ function quantile(sorted: Float64Array, q: number): number {
 
 function checkOptions(o: BootstrapOptions): { resamples: number; confidence: number; seed: number } {
   const resamples = o.resamples ?? 1000, confidence = o.confidence ?? 0.95;
-  if (!(Number.isInteger(resamples) && resamples >= 10)) throw argError('resamples', 'an integer >= 10', o.resamples);
+  requireInteger(resamples, 'resamples', 10);
   if (!(confidence > 0 && confidence < 1)) throw argError('confidence', 'a number in (0, 1)', o.confidence);
   return { resamples, confidence, seed: requireSeed(o.seed ?? 0) };
 }

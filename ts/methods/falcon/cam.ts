@@ -3,7 +3,7 @@
 import sharp from 'sharp';
 import type { ProgressOptions } from '../../abort.js';
 import { falconCams } from '../../engine/falcon.js';
-import { argError, ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../../errors.js';
 import { requireFinite } from '../../matrix.js';
 
 /** A layer's activations for a batch of images, [N, C, H, W] row-major. */
@@ -84,7 +84,7 @@ export async function groupCams(layers: LayerMaps[], group: number[], opts: CamO
 /** The box of `img` (in the CAM's pixel grid, which is the image's), resized to size × size. */
 export async function cropResize(img: RgbImage, box: Box, size = 224): Promise<RgbImage> {
   const [left, top, right, bottom] = box;
-  if (!(Number.isInteger(size) && size >= 1)) throw argError('size', 'an integer >= 1', size);
+  requireInteger(size, 'size', 1);
   if (!(img.data?.length === img.width * img.height * 3))
     throw new ConceptLensError('ERR_SHAPE', `image: expected ${img.width}×${img.height}×3 = ${img.width * img.height * 3} RGB bytes, got ${img.data?.length}`);
   if (!(left >= 0 && top >= 0 && right <= img.width && bottom <= img.height && right > left && bottom > top))

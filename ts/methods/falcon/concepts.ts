@@ -3,7 +3,7 @@
 // the contrast with the lowly activating images.
 import winkNLP, { type ItemCustomEntity, type ItemToken, type WinkMethods } from 'wink-nlp';
 import model from 'wink-eng-lite-web-model';
-import { argError, ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../../errors.js';
 
 /** Photo-metadata words that say nothing about the content. */
 export const DISCARD_WORDS = new Set([
@@ -117,7 +117,7 @@ export interface Concepts {
 export function contrastConcepts(high: ImageCaptions[], low: ImageCaptions[], opts: ConceptOptions = {}): Concepts {
   if (high.length === 0) throw new ConceptLensError('ERR_ARG', 'captions: expected captions of at least one highly activating image, got none');
   const thr = opts.contrastThreshold ?? 0.1, top = opts.top ?? 8;
-  if (!Number.isInteger(top) || top < 1) throw argError('top', 'an integer >= 1', top);  // slice(0, -1) would keep all but one
+  requireInteger(top, 'top', 1);  // slice(0, -1) would keep all but one
   if (!Number.isFinite(thr)) throw argError('contrastThreshold', 'a finite number', thr);
   const memo = new Map<string, Terms>();
   const extract = (c: string) => memo.get(c) ?? memo.set(c, extractTerms(c)).get(c)!;

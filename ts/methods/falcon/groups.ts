@@ -5,7 +5,7 @@
 import type { ProgressOptions } from '../../abort.js';
 import { falconFiring } from '../../engine/falcon.js';
 import { halvesToFloats } from '../../engine/fp16.js';
-import { argError, ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../../errors.js';
 import { readFloatMatrix } from '../../io/matrix.js';
 import { checkDisjointIndices } from '../../matrix.js';
 import { readJson } from '../../io/text.js';
@@ -91,7 +91,7 @@ export function groupImages(sets: number[][], moreThan = DEFAULT_MORE_THAN): Gro
     if (!Array.isArray(set) || set.some((f, i) => !Number.isInteger(f) || f < 0 || (i > 0 && f <= set[i - 1])))
       throw argError(`sets[${x}]`, 'distinct ascending feature indices (integers >= 0)', set);
   });
-  if (!(Number.isInteger(moreThan) && moreThan >= 0)) throw argError('moreThan', 'an integer >= 0', moreThan);
+  requireInteger(moreThan, 'moreThan', 0);
   const all = new Map<string, number[]>();
   sets.forEach((set, x) => {
     if (set.length === 0) return;

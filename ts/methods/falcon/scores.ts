@@ -1,7 +1,7 @@
 // FALCON steps 4, 5 and the failure analysis: the interpretability score of
 // a group's crops, its lowly activating counterfactual images, and the
 // features that drive a misclassification through a linear head.
-import { argError, ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../../errors.js';
 import type { Firing } from './groups.js';
 
 /**
@@ -57,7 +57,7 @@ export function lowlyActivating(r: Float32Array, f: Firing, group: number[], hig
   if (badFeature !== undefined) throw argError('group', `feature indices in [0, ${d})`, badFeature);
   if (badImage !== undefined) throw argError('high', `image indices in [0, ${f.rows})`, badImage);
   const below = opts.below ?? f.mean, minSim = opts.minSimilarity ?? 0.3, limit = opts.limit ?? 10;
-  if (!Number.isInteger(limit) || limit < 1) throw argError('limit', 'an integer >= 1', limit);
+  requireInteger(limit, 'limit', 1);
   const inGroup = new Uint8Array(d);
   for (const g of group) inGroup[g] = 1;
   const hat = (x: number, c: number) => r[x * d + c] * f.invNorms[x];
@@ -83,7 +83,7 @@ export function failureFeatures(h: Float32Array, weights: Float32Array, classes:
   const d = h.length;
   if (weights.length !== classes * d) throw new ConceptLensError('ERR_SHAPE', `weights: expected ${classes}×${d} = ${classes * d} values, got ${weights.length}`);
   if (!Number.isInteger(y) || y < 0 || y >= classes) throw argError('class', `an integer in [0, ${classes})`, y);
-  if (!Number.isInteger(k) || k < 1) throw argError('k', 'an integer >= 1', k);  // slice(0, -1) would keep all but one
+  requireInteger(k, 'k', 1);  // slice(0, -1) would keep all but one
   const contrib = Array.from(h, (v, i) => v * weights[y * d + i]);
   const order = contrib.map((_, i) => i).sort((a, b) => contrib[b] - contrib[a] || a - b).slice(0, k);
   return { features: order, contributions: order.map((i) => contrib[i]) };

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { throttled, throwIfAborted, type ProgressOptions } from '../../abort.js';
 import { commitTemp, tempPath, writeFileAtomic } from '../../io/atomic.js';
 import { floatsToHalves } from '../../engine/fp16.js';
-import { argError, fileError } from '../../errors.js';
+import { fileError, requireInteger } from '../../errors.js';
 import { requireSeed } from '../../random.js';
 import { npyHeader } from '../../io/npy.js';
 
@@ -73,8 +73,7 @@ async function writeCaptions(dir: string, shard: number, first: number, rows: nu
 /** Writes the shards into `dir` (which must exist); returns the shard count. */
 export async function writeSyntheticLaion(dir: string, o: SyntheticOptions): Promise<number> {
   const dim = o.dim ?? 512, shardRows = o.shardRows ?? 1_000_000, block = 16384;
-  for (const [name, value] of [['rows', o.rows], ['dim', dim], ['shardRows', shardRows]] as const)
-    if (!(Number.isInteger(value) && value >= 1)) throw argError(name, 'an integer >= 1', value);
+  for (const [name, value] of [['rows', o.rows], ['dim', dim], ['shardRows', shardRows]] as const) requireInteger(value, name, 1);
   if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw fileError(dir, 'no such folder; expected an existing folder for the shards');
   const state = { s: requireSeed(o.seed ?? 1) || 1 };
   const buf = new Float32Array(block * dim);

@@ -1,7 +1,7 @@
 // LE's explanations: the elastic-net ranking of concepts per neuron, then a
 // greedy search over the best-ranked ones scored by validation correlation.
 import { throttled, throwIfAborted } from '../../abort.js';
-import { argError, ConceptLensError } from '../../errors.js';
+import { argError, ConceptLensError, requireInteger } from '../../errors.js';
 import type { Mat } from '../../matrix.js';
 import { uniqueNames } from '../../io/text.js';
 import { filterConcepts } from './concepts.js';
@@ -94,7 +94,7 @@ export interface GreedyOptions {
 /** The greedy options as given, or an error naming one: a fractional or negative count would silently change the search (ERR_ARG). */
 function checkGreedy(o: GreedyOptions): GreedyOptions {
   for (const k of ['maxLength', 'width'] as const)
-    if (o[k] !== undefined && !(Number.isInteger(o[k]) && o[k]! >= 1)) throw argError(k, 'an integer >= 1', o[k]);
+    if (o[k] !== undefined) requireInteger(o[k], k, 1);
   if (o.tolerance !== undefined && !(Number.isFinite(o.tolerance) && o.tolerance >= 0)) throw argError('tolerance', 'a finite number >= 0', o.tolerance);
   return o;
 }
