@@ -1,11 +1,11 @@
 // `runAtlas`: everything that applies to one layer, each stage cached in
 // OUT/stages (ts/io/stages.ts), then one self-contained site written over it:
 // OUT/index.html, OUT/units/u<unit>.html, OUT/figures.html, OUT/thumbs/.
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConceptLensError, fileError } from '../errors.js';
 import { standinDim } from '../encoders/standin.js';
-import { requireDirTarget, requireOutsideImages, writeFileAtomic } from '../io/atomic.js';
+import { notAFile, requireDirTarget, requireOutsideImages, writeFileAtomic } from '../io/atomic.js';
 import { computeFiring } from '../methods/falcon/groups.js';
 import { folderImages, onnxTargetModel } from '../methods/falcon/adapters.js';
 import type { ProbeImages, TargetModel } from '../methods/falcon/pipeline.js';
@@ -93,8 +93,8 @@ const spatial = (shape: number[]) => shape.length === 4 && shape[2] * shape[3] >
 
 /** An input file an option names must be there before the run touches its outputs. */
 function requireInputFile(option: string, path: string | undefined): void {
-  if (path !== undefined && !statSync(path, { throwIfNoEntry: false })?.isFile())
-    throw new ConceptLensError('ERR_FILE', `${option}: ${path}: ${existsSync(path) ? 'not a file' : 'no such file'}`);
+  const why = path === undefined ? undefined : notAFile(path);
+  if (why) throw new ConceptLensError('ERR_FILE', `${option}: ${path}: ${why}`);
 }
 
 /** The vocabulary must lie in the space the images are embedded in (a --clip-image's is known once it has run). */

@@ -2,8 +2,8 @@
 // are checked as the command line is parsed, so `--n abc` stops with a message
 // naming the option instead of running on NaN. Commander passes defaults
 // through unparsed, so give them already parsed (numbers; lists via listOption).
-import { statSync } from 'node:fs';
 import { InvalidArgumentError, Option } from 'commander';
+import { notAFile } from '../io/atomic.js';
 
 function invalid(name: string, expected: string, got: string): never {
   throw new InvalidArgumentError(`${name}: expected ${expected}, got '${got}'`);
@@ -34,8 +34,8 @@ const decimal = (value: string) => (DECIMAL.test(value) ? Number(value) : NaN);
 /** The path of a file that exists (an input the command reads, e.g. a model), checked before anything runs. */
 export function existingFile(name: string): (value: string) => string {
   return (value) => {
-    const st = statSync(value, { throwIfNoEntry: false });
-    if (!st?.isFile()) throw new InvalidArgumentError(`${name}: expected an existing file, got '${value}' (${st ? 'not a file' : 'no such file'})`);
+    const why = notAFile(value);
+    if (why) throw new InvalidArgumentError(`${name}: expected an existing file, got '${value}' (${why})`);
     return value;
   };
 }

@@ -54,6 +54,12 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   }
 }
 
+/** What keeps `path` from being an input file to read ('no such file', 'not a file'), or undefined when it is one. */
+export function notAFile(path: string): string | undefined {
+  const st = statSync(path, { throwIfNoEntry: false });
+  return st?.isFile() ? undefined : st ? 'not a file' : 'no such file';
+}
+
 /** An output file's path must not name a directory (checked before any work, so nothing is left half done). */
 export function requireFileTarget(path: string, what = 'output'): void {
   if (existsSync(path) && statSync(path).isDirectory()) throw fileError(path, `is a directory; the ${what} is a file path`);
