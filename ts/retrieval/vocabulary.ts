@@ -235,10 +235,10 @@ export class Vocabulary implements VocabContent {
   /**
    * Makes the vocabulary resident for repeated searches: its rows (as stored, before transforms) held in memory, and
    * their screening copy prepared once (frame fitted over all rows, every row rounded with its error bounds), or
-   * reloaded from the store when it has one for this CPU's format and this engine's packing. Later searches scan the copy instead of rounding
-   * every row again and re-score from the resident rows: the same ids and scores as before. Searches whose rows must
-   * be rewritten (normalize or center under another metric than the store's raw scan) or that run on the GPU still
-   * stream the shards. Calling it again returns the same copy. `persist`: a copy computed for a store is written
+   * reloaded from the store when it has one for this CPU's format and this engine's packing. Later searches scan the
+   * copy instead of rounding every row again and re-score from the resident rows: the same ids and scores as before.
+   * Searches whose rows must be rewritten (normalize or center under another metric than the store's raw scan) or
+   * that run on the GPU still stream the shards. Calling it again returns the same copy. `persist`: a copy computed for a store is written
    * into it (atomically), so the next open() reuses it.
    */
   async prepare(opts: ProgressOptions & { persist?: boolean } = {}): Promise<PreparedRows> {
