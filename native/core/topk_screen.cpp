@@ -216,6 +216,7 @@ struct Dot<ScreenFormat::Bf16> {
   }
   CL_SCREEN static Acc exact(Acc a, const ScreenQueries&, int64_t) { return a; }
   CL_SCREEN static Acc max(Acc a, Acc b) { return _mm512_max_ps(a, b); }
+  CL_SCREEN static __m512 as_float(Acc a) { return a; }
   CL_SCREEN static __m512 scaled(Acc a, const ScreenQueries&, int64_t) { return a; }
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries&, int64_t) { return a; }
 };
@@ -252,6 +253,8 @@ struct Dot<ScreenFormat::Int8> {
     return (Acc)_mm512_sub_epi32((__m512i)a, _mm512_loadu_si512(q.offset.data() + lane));
   }
   CL_SCREEN static Acc max(Acc a, Acc b) { return (Acc)_mm512_max_epi32((__m512i)a, (__m512i)b); }
+  // Rounded to nearest: monotone, so a sum at or above a float stays there.
+  CL_SCREEN static __m512 as_float(Acc a) { return _mm512_cvtepi32_ps((__m512i)a); }
   CL_SCREEN static __m512 scaled(Acc n, const ScreenQueries& q, int64_t lane) { return int_scaled(n, q, lane); }
   CL_SCREEN static __m512 value(Acc a, const ScreenQueries& q, int64_t lane) { return scaled(exact(a, q, lane), q, lane); }
 };
@@ -329,33 +332,16 @@ CL_SCREEN __attribute__((always_inline)) inline void accumulate(const uint32_t* 
 }
 
 // The query blocks of a kernel's R rows in which some row could pass the
-// tile's shared screen, (value·scale + tile_bound)·inv ≥ thr, from the
-// largest exact sum over the rows (value is monotone in it) and the rows'
-// extreme factors: one test per block instead of R, as it is computed plus
-// 2⁻²⁰ of its terms' sizes, far above the fp32 roundings of either side.
+// tile's shared screen: one comparison per block, of the largest exact sum
+// over the rows with the least that could pass (least_live_sums).
 template <ScreenFormat F, int R, int QB>
-CL_SCREEN unsigned live_blocks(const ScreenQueries& q, int64_t b0, const RowTerms& rt, const ScreenTile& t, int64_t r0,
-                               const ScreenScratch& s, const typename Dot<F>::Acc (&acc)[R][QB]) {
+CL_SCREEN unsigned live_blocks(int64_t b0, const ScreenScratch& s, const typename Dot<F>::Acc (&acc)[R][QB]) {
   using D = Dot<F>;
-  float fmax = -INFINITY, fmin = INFINITY, imax = -INFINITY, imin = INFINITY;
-  for (int r = 0; r < R; ++r) {
-    const float inv = t.inv ? t.inv[r0 + r] : 1.0f, f = rt.scale[r0 + r] * inv;
-    fmax = std::max(fmax, f), fmin = std::min(fmin, f);
-    imax = std::max(imax, inv), imin = std::min(imin, inv);
-  }
   unsigned live = 0;
   for (int b = 0; b < QB; ++b) {
-    const int64_t lane = (b0 + b) * kLanes;
     typename D::Acc m = acc[0][b];
     for (int r = 1; r < R; ++r) m = D::max(m, acc[r][b]);
-    const __m512 v = D::scaled(m, q, lane), tb = _mm512_loadu_ps(s.tile_bound.data() + lane);
-    const __mmask16 vpos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ);
-    const __mmask16 tpos = _mm512_cmp_ps_mask(tb, _mm512_setzero_ps(), _CMP_GE_OQ);
-    const __m512 f = _mm512_mask_blend_ps(vpos, _mm512_set1_ps(fmin), _mm512_set1_ps(fmax));
-    const __m512 i = _mm512_mask_blend_ps(tpos, _mm512_set1_ps(imin), _mm512_set1_ps(imax));
-    const __m512 size = _mm512_fmadd_ps(_mm512_abs_ps(v), _mm512_set1_ps(fmax), _mm512_mul_ps(_mm512_abs_ps(tb), _mm512_set1_ps(imax)));
-    const __m512 upper = _mm512_fmadd_ps(size, _mm512_set1_ps(0x1p-20f), _mm512_fmadd_ps(v, f, _mm512_mul_ps(tb, i)));
-    if (_mm512_cmp_ps_mask(upper, _mm512_loadu_ps(s.thr.data() + lane), _CMP_GE_OQ)) live |= 1u << b;
+    if (_mm512_cmp_ps_mask(D::as_float(m), _mm512_loadu_ps(s.live.data() + (b0 + b) * kLanes), _CMP_GE_OQ)) live |= 1u << b;
   }
   return live;
 }
@@ -373,7 +359,7 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
                           s.next_end);
   for (int r = 0; r < R; ++r)
     for (int b = 0; b < QB; ++b) acc[r][b] = D::exact(acc[r][b], q, (b0 + b) * kLanes);
-  const unsigned live = live_blocks<F, R, QB>(q, b0, rt, t, r0, s, acc);
+  const unsigned live = live_blocks<F, R, QB>(b0, s, acc);
   if (!live) return;
   // Two screens: the tile's shared bound (one multiply-add per score; most
   // rows stop here), then, for the few that pass, the row's own.
@@ -399,6 +385,31 @@ CL_SCREEN void kernel(const ScreenQueries& q, int64_t b0, const RowTerms& rt, co
   }
 }
 
+// For the 8 query lanes from i: the least exact sum n (the format's, before
+// the query's scale σ) at which a row of the tile could pass its shared
+// screen (n·σ·scale + tile_bound)·inv ≥ thr. No sum below it can, since
+// n·σ·scale·inv ≤ n·σ·f (f the tile's largest scale·inv where n ≥ 0, its
+// least below) and tile_bound·inv likewise. Solved in double with 2⁻²⁰ of
+// each term's size allowed for the fp32 screen's roundings, less one,
+// rounded down to float. Infinite thresholds give infinite sums (-inf: every
+// row passes; +inf, the padding lanes: none).
+CL_SCREEN void least_live_sums(const ScreenQueries& q, ScreenScratch& s, int64_t i) {
+  const double slop = 0x1p-20;
+  const __m512d thr = _mm512_cvtps_pd(_mm256_loadu_ps(s.thr.data() + i)), tb = _mm512_cvtps_pd(_mm256_loadu_ps(s.tile_bound.data() + i)),
+                sigma = _mm512_cvtps_pd(_mm256_loadu_ps(q.scale.data() + i)), zero = _mm512_setzero_pd();
+  const __m512d inv = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(tb, zero, _CMP_GE_OQ), _mm512_set1_pd(s.inv_lo), _mm512_set1_pd(s.inv_hi));
+  // What the rows' products must supply, and how fast they supply it above and below zero.
+  const __m512d need = _mm512_sub_pd(thr, _mm512_fmadd_pd(_mm512_abs_pd(tb), _mm512_set1_pd(s.inv_hi * slop), _mm512_mul_pd(tb, inv)));
+  const __mmask8 above = _mm512_cmp_pd_mask(need, zero, _CMP_GT_OQ);
+  const __m512d rate = _mm512_mul_pd(sigma, _mm512_mask_blend_pd(above, _mm512_set1_pd(double(s.f_lo) - s.f_hi * slop), _mm512_set1_pd(s.f_hi * (1 + slop))));
+  // A rate ≤ 0 cannot supply it: none above zero, any sum below.
+  const __m512d never = _mm512_mask_blend_pd(above, _mm512_set1_pd(-INFINITY), _mm512_set1_pd(INFINITY));
+  __m512d n = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(rate, zero, _CMP_GT_OQ), never, _mm512_div_pd(need, rate));
+  const __mmask8 finite = _mm512_cmp_pd_mask(_mm512_abs_pd(n), _mm512_set1_pd(INFINITY), _CMP_LT_OQ);
+  n = _mm512_mask_sub_pd(n, finite, n, _mm512_fmadd_pd(_mm512_abs_pd(n), _mm512_set1_pd(0x1p-40), _mm512_set1_pd(1.0)));
+  _mm256_storeu_ps(s.live.data() + i, _mm512_cvt_roundpd_ps(n, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC));
+}
+
 // Re-scores the candidates in fp32 and offers them to their heaps, in the
 // order found (rows ascending per query, so of equal scores the lower id is
 // kept). Exact rows are not in cache (the scan read their rounded copy):
@@ -422,6 +433,7 @@ CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& hea
       heap.push({exact, t.id0 + row});
       if (floor) floor->offer(qi, exact, t.id0 + row);
       s.thr[qi] = lowered(std::max(heap.threshold(), floor ? floor->at(qi) : -INFINITY));
+      least_live_sums(q, s, qi & ~int64_t(7));
     }
   }
   s.cand.clear();
@@ -525,6 +537,17 @@ void tile_bound(const ScreenQueries& q, const RowTerms& rt, int64_t rows, std::v
     // |â·b̂| ≤ (‖a‖ + ‖a − â‖)·‖b̂‖ bounds the other addend of the multiply-add.
     const double size = std::fabs(q.base[i]) + terms + (double(q.norm[i]) + q.slack[i]) * norm;
     out[i] = static_cast<float>(q.base[i] + terms + size * 0x1p-18);
+  }
+}
+
+// The tile's extremes of its rows' scale·inv and inv, for least_live_sums.
+void tile_extremes(const RowTerms& rt, const ScreenTile& t, ScreenScratch& s) {
+  s.f_lo = s.inv_lo = INFINITY;
+  s.f_hi = s.inv_hi = -INFINITY;
+  for (int64_t r = 0; r < t.rows; ++r) {
+    const float inv = t.inv ? t.inv[r] : 1.0f, f = rt.scale[r] * inv;
+    s.f_lo = std::min(s.f_lo, f), s.f_hi = std::max(s.f_hi, f);
+    s.inv_lo = std::min(s.inv_lo, inv), s.inv_hi = std::max(s.inv_hi, inv);
   }
 }
 
@@ -713,6 +736,9 @@ void scan_screened(const ScreenQueries& q, const ScreenRows& rounded, int64_t r0
   for (int64_t i = 0; i < q.nq; ++i)
     s.thr[i] = lowered(std::max(heaps.at(i).threshold(), floor ? floor->at(i) : -INFINITY));
   tile_bound(q, rt, t.rows, s.tile_bound);
+  tile_extremes(rt, t, s);
+  s.live.resize(static_cast<size_t>(q.blocks * kLanes));
+  for (int64_t i = 0; i < q.blocks * kLanes; i += 8) least_live_sums(q, s, i);
   by_format(q, [&](auto f, auto steps) {
     // Top-k screens in int8 or bf16 (screen_format); no int16 scan is compiled.
     if constexpr (decltype(f)::value == ScreenFormat::Int16) fail("scan_screened: int16 queries are not scanned");

@@ -128,6 +128,8 @@ struct ScreenScratch {
   ScreenRows tile;         // the on-the-fly path's rounded tile
   std::vector<float> thr;  // per query: the heap's threshold, lowered by its rounding
   std::vector<float> tile_bound;  // per query: base plus the bound's terms at the tile's largest
+  float f_lo = 0, f_hi = 0, inv_lo = 1, inv_hi = 1;  // the tile's extremes of scale·inv and of inv
+  std::vector<float> live;  // per query: the least exact sum at which a row could pass the tile's shared screen
   std::vector<float> row;  // one fp16 row decoded for re-scoring
   std::vector<std::pair<int32_t, int32_t>> cand;  // (row, query) to re-score
   const char *next = nullptr, *next_end = nullptr;  // bytes still to prefetch
