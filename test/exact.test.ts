@@ -185,7 +185,7 @@ test('a prepared copy rebuilt from its arrays scans the same; arrays that do not
     // Copies packed by another engine version would screen with wrong sums.
     assert.equal(a.layout, engineInfo().screenLayout);
     await assert.rejects(PreparedRows.fromArrays({ ...a, layout: 1 }),
-      { code: 'ERR_ARG', message: /^prepared\.layout: expected 2 \(this engine's packing\), got 1; prepare the rows again$/ });
+      { code: 'ERR_ARG', message: /^prepared\.layout: expected 3 \(this engine's packing\), got 1; prepare the rows again$/ });
   }
   const s = new ExactTopK(q, 4, d, { k: 3 });
   await assert.rejects(s.addPrepared({ screen: { native: {} } } as unknown as PreparedRows, v), { code: 'ERR_DTYPE', message: /prepared: expected a PreparedVocab/ });

@@ -187,7 +187,7 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
         x.screen.packed.resize(n * steps);
         std::memcpy(x.screen.packed.data(), bytes, n * steps * 4);
         x.screen.offset.resize(n);  // derived, so never out of step with the words
-        for (size_t i = 0; i < n; ++i) x.screen.offset[i] = cl::screen_offset(*x.format, x.screen.packed.data() + i * steps, steps);
+        for (size_t i = 0; i < n; ++i) x.screen.offset[i] = cl::screen_offset(*x.format, x.screen.packed.data() + i * steps, steps, true);
       });
       a.f32(o, "scale", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.scale; });
       a.f32(o, "err", n, [](cl::PreparedVocab& x) -> std::vector<float>& { return x.screen.err; });

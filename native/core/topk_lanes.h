@@ -37,18 +37,18 @@ void for_row_groups(int64_t rows, Fn&& fn) {
 }
 
 // fn(std::integral_constant<int, QB>, b0) over `blocks` query blocks in
-// groups of two (one group of three, or a single block, where the count is
-// odd), so a group's queries stay in L1 while a tile's rows stream past.
-template <class Fn>
+// groups of G (2 or 3), so a group's queries stay in L1 while a tile's rows
+// stream past; a count G does not divide is made up with groups of 3 first
+// (G = 2) or of 2 last (G = 3), a single block alone.
+template <int G = 2, class Fn>
 void for_query_groups(int64_t blocks, Fn&& fn) {
-  const int first = blocks % 2 == 0 ? 2 : blocks == 1 ? 1 : 3;
-  for (int64_t b0 = 0; b0 < blocks;) {
-    const int qb = b0 == 0 ? first : 2;
-    if (qb == 1) fn(std::integral_constant<int, 1>{}, b0);
-    else if (qb == 2) fn(std::integral_constant<int, 2>{}, b0);
-    else fn(std::integral_constant<int, 3>{}, b0);
-    b0 += qb;
-  }
+  static_assert(G == 2 || G == 3, "groups of 2 or 3 blocks");
+  if (blocks == 1) return fn(std::integral_constant<int, 1>{}, int64_t(0));
+  const int64_t twos = G == 2 ? (blocks % 2 ? (blocks - 3) / 2 : blocks / 2) : (3 - blocks % 3) % 3;
+  const int64_t threes = (blocks - 2 * twos) / 3;
+  int64_t b0 = 0;
+  for (int64_t i = 0; i < threes; ++i, b0 += 3) fn(std::integral_constant<int, 3>{}, b0);
+  for (int64_t i = 0; i < twos; ++i, b0 += 2) fn(std::integral_constant<int, 2>{}, b0);
 }
 
 }  // namespace cl

@@ -80,17 +80,16 @@ CL_SCREEN inline double root(__m512 ss) { return std::sqrt(double(_mm512_reduce_
 constexpr float kTiny = 0x1p-40f;
 
 // The zero of a tiny vector: its `steps` words written as the format's
-// zeros (`zero` for even words, `zero_odd` for odd ones), the norms summed
-// in double.
-template <bool Framed>
-Rounded as_zero(const float* x, const Map& f, int64_t d, uint32_t* out, int64_t steps, uint32_t zero, uint32_t zero_odd) {
+// zeros (word p: zero(p)), the norms summed in double.
+template <bool Framed, class Zero>
+Rounded as_zero(const float* x, const Map& f, int64_t d, uint32_t* out, int64_t steps, Zero zero) {
   double xs = 0, ys = 0;
   for (int64_t j = 0; j < d; ++j) {
     const float y = Framed ? (x[j] - f.mu[j]) * f.m[j] : x[j];  // as mapped() computes it
     xs += double(x[j]) * x[j];
     ys += double(y) * y;
   }
-  for (int64_t p = 0; p < steps; ++p) out[p] = p % 2 ? zero_odd : zero;
+  for (int64_t p = 0; p < steps; ++p) out[p] = zero(p);
   return {0.0f, std::sqrt(xs), std::sqrt(ys), std::sqrt(ys)};
 }
 
@@ -111,7 +110,7 @@ CL_SCREEN Rounded round_bf16(const float* x, const Map& f, int64_t d, uint32_t* 
     if (k == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), h);
     else _mm256_mask_storeu_epi16(o + j, k, h);
   });
-  if (!(_mm512_reduce_max_ps(top) >= kTiny)) return as_zero<Framed>(x, f, d, out, (d + 1) / 2, 0, 0);
+  if (!(_mm512_reduce_max_ps(top) >= kTiny)) return as_zero<Framed>(x, f, d, out, (d + 1) / 2, [](int64_t) { return 0u; });
   return {1.0f, root(xs), Framed ? root(ys) : root(xs), root(ee)};
 }
 
@@ -136,22 +135,24 @@ double to_int_factor(bool int8, float mx, double norm, int64_t d) {
   return std::min(32767.0 / mx, (kInt16Norm - 0.5 * std::sqrt(double(d))) / summed) * (1 - 0x1p-20);
 }
 
-// int8 values in the pair layout of Dot<Int8>: per 8 values, the A word then
-// the B word, each holding one value of each of the 4 pairs (2k, 2k+1).
-// Queries put the even value in A, rows the odd one; A bytes hold value + 64.
-CL_SCREEN inline void store_pairs(int8_t* o, __m512i i, __mmask16 k, bool row) {
-  const __m128i to_pairs = row ? _mm_setr_epi8(1, 3, 5, 7, 0, 2, 4, 6, 9, 11, 13, 15, 8, 10, 12, 14)
-                               : _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
-  const __m128i bias = _mm_setr_epi32(0x40404040, 0, 0x40404040, 0);
-  const __m128i bytes = _mm_add_epi8(_mm_shuffle_epi8(_mm512_cvtsepi32_epi8(i), to_pairs), bias);
-  if (k == 0xffff) return _mm_storeu_si128(reinterpret_cast<__m128i*>(o), bytes);
-  // Whole groups of 8: the padding values are zeros (A bytes 64).
-  const int groups = (__builtin_popcount(k) + 7) / 8;
-  _mm_mask_storeu_epi8(o, static_cast<__mmask16>((1u << (8 * groups)) - 1), bytes);
+// int8 values in the layout of Dot<Int8>, 12 to a group of three words: A
+// and B hold Winograd's pairs of values 0..7 (byte k of each from the pair
+// (2k, 2k+1); queries put the even value in A, rows the odd one; A bytes
+// hold value + 64), P values 8..11 for a plain product (rows' bytes, its
+// unsigned side, hold value + 64). The group of `i`'s first 12 lanes, in
+// the low 12 bytes.
+CL_SCREEN inline __m128i group_bytes(__m512i i, bool row) {
+  const __m128i to_words = row ? _mm_setr_epi8(1, 3, 5, 7, 0, 2, 4, 6, 8, 9, 10, 11, -1, -1, -1, -1)
+                               : _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 9, 10, 11, -1, -1, -1, -1);
+  const __m128i bias = _mm_setr_epi32(0x40404040, 0, row ? 0x40404040 : 0, 0);
+  return _mm_add_epi8(_mm_shuffle_epi8(_mm512_cvtsepi32_epi8(i), to_words), bias);
 }
 
-// Integers with one scale per vector (to_int_factor); int8 in pairs
-// (store_pairs), int16 in order.
+// The words of a zero value group (a tiny vector's, or padding).
+uint32_t zero_word(int64_t p, bool row) { return p % 3 == 0 || (p % 3 == 2 && row) ? 0x40404040u : 0u; }
+
+// Integers with one scale per vector (to_int_factor); int8 in groups of 12
+// (group_bytes), int16 in order.
 template <bool Framed, class T>
 CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* out, bool row) {
   T* o = reinterpret_cast<T*>(out);
@@ -165,8 +166,9 @@ CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* o
   });
   const float mx = _mm512_reduce_max_ps(top);
   if (!(mx >= kTiny)) {
-    if constexpr (sizeof(T) == 1) return as_zero<Framed>(x, f, d, out, screen_steps(ScreenFormat::Int8, d), 0x40404040u, 0);
-    return as_zero<Framed>(x, f, d, out, (d + 1) / 2, 0, 0);
+    if constexpr (sizeof(T) == 1)
+      return as_zero<Framed>(x, f, d, out, screen_steps(ScreenFormat::Int8, d), [row](int64_t p) { return zero_word(p, row); });
+    return as_zero<Framed>(x, f, d, out, (d + 1) / 2, [](int64_t) { return 0u; });
   }
   const double xn = root(xs), yn = Framed ? root(ys) : xn;
   const float factor = static_cast<float>(to_int_factor(sizeof(T) == 1, mx, yn, d));
@@ -174,20 +176,32 @@ CL_SCREEN Rounded round_int(const float* x, const Map& f, int64_t d, uint32_t* o
   // (int16: the factor is below 32767/max|y| by far more than it rounds).
   const float scale = sizeof(T) == 1 ? mx / 63 : factor > 0 ? 1 / factor : 0;
   const __m512 to_int = _mm512_set1_ps(factor), sv = _mm512_set1_ps(scale);
-  chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+  // Lanes j.. read with mask k, rounded; the squared errors of the `valid` ones summed.
+  auto rounded = [&](int64_t j, __mmask16 k, __mmask16 valid) CL_SCREEN {
     __m512 xv;
     const __m512 y = mapped<Framed>(x, f, j, k, xv);
     const __m512i i = _mm512_cvtps_epi32(_mm512_mul_ps(y, to_int));
-    const __m512 e = _mm512_fnmadd_ps(sv, _mm512_cvtepi32_ps(i), y);
+    const __m512 e = _mm512_maskz_fnmadd_ps(valid, sv, _mm512_cvtepi32_ps(i), y);
     ee = _mm512_fmadd_ps(e, e, ee);
-    if constexpr (sizeof(T) == 1) {
-      store_pairs(o + j, i, k, row);
-    } else {
-      const __m256i words = _mm512_cvtsepi32_epi16(i);
+    return i;
+  };
+  if constexpr (sizeof(T) == 1) {
+    for (int64_t j = 0; j < d; j += 12) {
+      const int64_t left = d - j;
+      const __mmask16 valid = static_cast<__mmask16>((1u << std::min<int64_t>(left, 12)) - 1);
+      // Reads and writes past the group unmasked while they stay in the
+      // vector (AMD's masked ones are slow); padding values read as zeros.
+      const __m128i bytes = group_bytes(rounded(j, left >= 16 ? __mmask16(0xffff) : valid, valid), row);
+      if (left > 12) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), bytes);
+      else _mm_mask_storeu_epi8(o + j, 0x0fff, bytes);
+    }
+  } else {
+    chunks(d, [&](int64_t j, __mmask16 k) CL_SCREEN {
+      const __m256i words = _mm512_cvtsepi32_epi16(rounded(j, k, k));
       if (k == 0xffff) _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + j), words);
       else _mm256_mask_storeu_epi16(o + j, k, words);
-    }
-  });
+    });
+  }
   return {scale, xn, yn, root(ee)};
 }
 
@@ -227,26 +241,31 @@ CL_SCREEN inline __m512 int_scaled(__v16si n, const ScreenQueries& q, int64_t la
   return _mm512_mul_ps(_mm512_cvtepi32_ps((__m512i)n), _mm512_loadu_ps(q.scale.data() + lane));
 }
 
-// int8 in Winograd's pairs ("A new algorithm for inner product", 1968): for
-// each pair of dimensions (2k, 2k+1) one product
+// int8 in groups of 12 values (group_bytes): 8 in Winograd's pairs ("A new
+// algorithm for inner product", 1968), 4 multiplied plainly. For each pair of
+// dimensions (2k, 2k+1) one product
 //   A·B = (q₂ₖ + r₂ₖ₊₁ + 128)·(q₂ₖ₊₁ + r₂ₖ)
 // holds q₂ₖr₂ₖ + q₂ₖ₊₁r₂ₖ₊₁ plus terms of one vector alone, Σ B·(A + 64) over
-// its own bytes (screen_offset): the accumulator starts at minus the row's,
-// exact() takes off the query's. A and B are byte adds of the query's and the
-// row's bytes, which run beside VPDPBUSD on ports it leaves idle: half the
-// multiplies per score, ~25% more scores per second on Zen 5. 7-bit values
-// keep A within u8 and B within s8.
+// its own bytes; the plain product (r + 64)·q adds the query's 64·q. Those
+// are screen_offset: the accumulator starts at minus the row's, exact()
+// takes off the query's. A and B are byte adds of the query's and the row's
+// bytes, which run beside VPDPBUSD on ports it leaves idle: half the
+// multiplies per pair. The plain third keeps VPDPBUSD's ports busy while the
+// adds take the others: ~30% more scores per second than plain products on
+// Zen 5, 5% more than pairs alone. 7-bit values keep A within u8 and B
+// within s8.
 template <>
 struct Dot<ScreenFormat::Int8> {
   // GCC keeps __v16si accumulators in registers; through the __m512i
   // intrinsic it copies and spills them (2.3x slower).
   using Acc = __v16si;
-  static constexpr int kWords = 2;  // the A and B words of 8 values
+  static constexpr int kWords = 3;  // the A, B and P words of 12 values
   CL_SCREEN static Acc start(int32_t row_offset) {
     return (Acc)_mm512_set1_epi32(static_cast<int32_t>(0u - static_cast<uint32_t>(row_offset)));  // wraps, as the sums do
   }
-  CL_SCREEN static Acc step(Acc a, const __m512i (&row)[2], const __m512i (&q)[2]) {
-    return __builtin_ia32_vpdpbusd_v16si(a, (__v16si)_mm512_add_epi8(row[0], q[0]), (__v16si)_mm512_add_epi8(row[1], q[1]));
+  CL_SCREEN static Acc step(Acc a, const __m512i (&row)[3], const __m512i (&q)[3]) {
+    a = __builtin_ia32_vpdpbusd_v16si(a, (__v16si)_mm512_add_epi8(row[0], q[0]), (__v16si)_mm512_add_epi8(row[1], q[1]));
+    return __builtin_ia32_vpdpbusd_v16si(a, (__v16si)row[2], (__v16si)q[2]);
   }
   // The sum without the query's offset (in range, though a may have wrapped).
   CL_SCREEN static Acc exact(Acc a, const ScreenQueries& q, int64_t lane) {
@@ -298,8 +317,8 @@ CL_SCREEN const float* exact_row(const ScreenTile& t, int64_t row, int64_t d, st
 
 // Scores of R rows (rows[r·steps + p], p < steps; their offsets ro[r])
 // against QB blocks of 16 queries (q[(b·steps + p)·16 + lane]) into acc, the
-// format's sums of rounded products. Every other word prefetches the next
-// line of [next, next_end) into L2.
+// format's sums of rounded products. Each step that starts at an even word
+// prefetches the next line of [next, next_end) into L2.
 // S: the steps per row when known at compile time (0: steps), so the R
 // rows' values sit at constant offsets from one register instead of R
 // pointers that spill. Always inlined: called out of line, the accumulators
@@ -439,13 +458,25 @@ CL_SCREEN void rescore(const ScreenQueries& q, const ScreenTile& t, HeapSet& hea
   s.cand.clear();
 }
 
+// Rows per kernel for QB query blocks: the R·QB accumulators, the QB·kWords
+// query registers, a row's kWords broadcast words and two byte sums fit the
+// 32 registers.
+template <ScreenFormat F, int QB>
+constexpr int kernel_rows() {
+  return Dot<F>::kWords == 3 ? (QB == 3 ? 6 : QB == 2 ? 10 : 12) : group_rows<QB>();
+}
+
+// Query groups of three blocks for int8's three words, else two.
+template <ScreenFormat F>
+constexpr int kGroupBlocks = Dot<F>::kWords == 3 ? 3 : 2;
+
 // Query groups outermost: a group's packed queries (≤ 48 KiB at d = 512)
 // stay in L1 while the tile's rows stream past.
 template <ScreenFormat F, int S>
 void scan(const ScreenQueries& q, const RowTerms& rt, const ScreenTile& t, HeapSet& heaps, ScreenScratch& s, ScreenFloor* floor) {
-  for_query_groups(q.blocks, [&](auto qb, int64_t b0) {
+  for_query_groups<kGroupBlocks<F>>(q.blocks, [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
-    for_row_groups<group_rows<QB>()>(t.rows, [&](auto r, int64_t r0) {
+    for_row_groups<kernel_rows<F, QB>()>(t.rows, [&](auto r, int64_t r0) {
       kernel<F, decltype(r)::value, QB, S>(q, b0, rt, t, r0, s);
       // While heaps fill, thresholds must rise at once; after that,
       // candidates are rare and wait for the end of the pass.
@@ -466,7 +497,7 @@ void by_format(const ScreenQueries& q, Fn&& fn) {
   using Steps256 = std::integral_constant<int, 256>;
   switch (q.format) {
     case ScreenFormat::Int8:
-      if (q.steps == 128) fn(Int8{}, std::integral_constant<int, 128>{});
+      if (q.steps == 129) fn(Int8{}, std::integral_constant<int, 129>{});
       else fn(Int8{}, Steps0{});
       return;
     case ScreenFormat::Int16:
@@ -506,22 +537,27 @@ CL_SCREEN void product_kernel(const ScreenQueries& q, int64_t b0, const ScreenRo
 }
 
 // Query groups of four blocks (64 KiB of bf16 or int16 queries at d = 512,
-// read from L2 while the rows' groups pass), the last group smaller.
+// read from L2 while the rows' groups pass), the last group smaller; int8's
+// three words take the scan's groups.
 template <ScreenFormat F, int S>
 void products(const ScreenQueries& q, const ScreenRows& rows, int64_t r0, int64_t n, float* out, int64_t ldo,
               const float* add) {
   auto group = [&](auto qb, int64_t b0) {
     constexpr int QB = decltype(qb)::value;
-    for_row_groups<group_rows<QB>()>(n, [&](auto r, int64_t i) {
+    for_row_groups<kernel_rows<F, QB>()>(n, [&](auto r, int64_t i) {
       product_kernel<F, decltype(r)::value, QB, S>(q, b0, rows, r0 + i, out + i * ldo + b0 * kLanes, ldo, add);
     });
   };
-  int64_t b0 = 0;
-  for (; b0 + 4 <= q.blocks; b0 += 4) group(std::integral_constant<int, 4>{}, b0);
-  switch (q.blocks - b0) {
-    case 3: group(std::integral_constant<int, 3>{}, b0); break;
-    case 2: group(std::integral_constant<int, 2>{}, b0); break;
-    case 1: group(std::integral_constant<int, 1>{}, b0); break;
+  if constexpr (Dot<F>::kWords == 3) {
+    for_query_groups<3>(q.blocks, group);
+  } else {
+    int64_t b0 = 0;
+    for (; b0 + 4 <= q.blocks; b0 += 4) group(std::integral_constant<int, 4>{}, b0);
+    switch (q.blocks - b0) {
+      case 3: group(std::integral_constant<int, 3>{}, b0); break;
+      case 2: group(std::integral_constant<int, 2>{}, b0); break;
+      case 1: group(std::integral_constant<int, 1>{}, b0); break;
+    }
   }
 }
 
@@ -653,7 +689,7 @@ int64_t pack_screen_block(const float* q, int64_t b, ScreenQueries& out) {
     for (int64_t j = 0; j < d && framed; ++j) qmu += double(qi[j]) * out.frame.mu[j];
     out.scale[i] = r.scale;
     // The kernel's int32 sums wrap; only the difference need fit (screen_fits).
-    out.offset[i] = screen_offset(out.format, row.data(), out.steps);
+    out.offset[i] = screen_offset(out.format, row.data(), out.steps, false);
     out.base[i] = static_cast<float>(qmu + (t * r.x * mu_norm + std::fabs(qmu) * 1e-6));
     out.norm[i] = up(r.y);
     out.slack[i] = up(r.err + screen_slack(out.format, d) * (r.y + r.err));
@@ -680,30 +716,27 @@ void ScreenRows::resize(int64_t n, int64_t steps_per_row) {
   offset.resize(static_cast<size_t>(n));
 }
 
-int64_t screen_steps(ScreenFormat f, int64_t d) { return f == ScreenFormat::Int8 ? 2 * ((d + 7) / 8) : (d + 1) / 2; }
+int64_t screen_steps(ScreenFormat f, int64_t d) { return f == ScreenFormat::Int8 ? 3 * ((d + 11) / 12) : (d + 1) / 2; }
 
 namespace {
 
-CL_SCREEN int32_t pair_offset(const uint32_t* words, int64_t steps) {
-  // 32 words (16 pairs) at a time: A words gathered from the even places, B from the odd.
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+// Σ B·(A + 64) over the pairs, plus a query's 64·Σ P, four groups (12
+// words) at a time: A and B are aligned by shifting the words down one lane.
+CL_SCREEN int32_t int8_offset(const uint32_t* words, int64_t steps, bool row) {
   __m512i sum = _mm512_setzero_si512();
-  for (int64_t p = 0; p < steps; p += 32) {
-    const int64_t left = steps - p;
-    const __mmask16 k0 = left >= 16 ? 0xffff : static_cast<__mmask16>((1u << left) - 1);
-    const __mmask16 k1 = left >= 32 ? 0xffff : left > 16 ? static_cast<__mmask16>((1u << (left - 16)) - 1) : 0;
-    const __m512i lo = _mm512_maskz_loadu_epi32(k0, words + p), hi = _mm512_maskz_loadu_epi32(k1, words + p + 16);
-    const __m512i a = _mm512_add_epi8(_mm512_permutex2var_epi32(lo, even, hi), _mm512_set1_epi8(64));
-    sum = _mm512_dpbusd_epi32(sum, a, _mm512_permutex2var_epi32(lo, odd, hi));  // absent pairs: B = 0
+  for (int64_t p = 0; p < steps; p += 12) {
+    const __mmask16 k = static_cast<__mmask16>((1u << std::min<int64_t>(steps - p, 12)) - 1);
+    const __m512i w = _mm512_maskz_loadu_epi32(k, words + p), b = _mm512_alignr_epi32(_mm512_setzero_si512(), w, 1);
+    sum = _mm512_mask_dpbusd_epi32(sum, 0x0249, _mm512_add_epi8(w, _mm512_set1_epi8(64)), b);  // the A lanes 0, 3, 6, 9
+    if (!row) sum = _mm512_mask_dpbusd_epi32(sum, 0x0924, _mm512_set1_epi8(64), w);      // the P lanes 2, 5, 8, 11
   }
   return _mm512_reduce_add_epi32(sum);
 }
 
 }  // namespace
 
-int32_t screen_offset(ScreenFormat f, const uint32_t* words, int64_t steps) {
-  return f == ScreenFormat::Int8 ? pair_offset(words, steps) : 0;
+int32_t screen_offset(ScreenFormat f, const uint32_t* words, int64_t steps, bool row) {
+  return f == ScreenFormat::Int8 ? int8_offset(words, steps, row) : 0;
 }
 
 void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v, int64_t n, int64_t d, int64_t id0,
@@ -717,7 +750,7 @@ void round_screen_rows(ScreenFormat f, const ScreenFrame& frame, const float* v,
       fail_non_finite_score(id0 + j);
     // The subtraction in y rounds: ‖b − y‖ ≤ 2⁻²⁴‖y‖ joins the measured error.
     const double err = r.err + r.y * 0x1p-23;
-    out.offset[at + j] = screen_offset(f, out.packed.data() + (at + j) * out.steps, out.steps);
+    out.offset[at + j] = screen_offset(f, out.packed.data() + (at + j) * out.steps, out.steps, true);
     out.scale[at + j] = r.scale;
     out.err[at + j] = up(err);
     out.norm[at + j] = up(r.y + err);

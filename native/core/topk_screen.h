@@ -2,10 +2,11 @@
 // from rounded vectors, bf16 pairs (AVX512-BF16, twice the multiply rate of
 // fp32), int16 pairs (AVX512-VNNI, twice, with about 10× less rounding error
 // than bf16 at d = 512; the SAE encoder's) or 7-bit values in int8 bytes,
-// multiplied in Winograd's pairs (AVX512-VNNI, eight times: one 4-wide byte
-// product covers 8 dimensions); a rigorous bound on its distance to the
-// fp32 score then decides which rows could enter a query's top-k. Only those are re-scored in fp32
-// and offered to the heap, so the result is the fp32 scan's.
+// two thirds multiplied in Winograd's pairs (AVX512-VNNI: one 4-wide byte
+// product covers 8 dimensions there, 4 in the plain third); a rigorous
+// bound on its distance to the fp32 score then decides which rows could
+// enter a query's top-k. Only those are re-scored in fp32 and offered to the
+// heap, so the result is the fp32 scan's.
 //
 // Rows are rounded in a frame fitted to the vocabulary: b = (v − μ)/c with a
 // per-dimension power-of-two scale c, and queries a = q∘c, so that
@@ -31,10 +32,11 @@ namespace cl {
 
 enum class ScreenFormat { Bf16, Int8, Int16 };
 
-// Version of the packed layouts, for copies kept across builds: 2 since int8
-// values are 7-bit in Winograd's pairs (1: 8-bit quads). A copy of another
-// layout would screen with wrong sums.
-constexpr int kScreenLayout = 2;
+// Version of the packed layouts, for copies kept across builds: 3 since int8
+// values come 12 to a group, 8 in Winograd's pairs and 4 plain (2: all in
+// pairs; 1: 8-bit quads). A copy of another layout would screen with wrong
+// sums.
+constexpr int kScreenLayout = 3;
 
 bool screening_available(ScreenFormat f);
 // The largest d at which int8's integer sums stay exact: its products reach
@@ -58,7 +60,7 @@ ScreenFrame fit_screen_frame(const MatrixView& rows);
 
 // Queries rounded to the format, in blocks of 16 that fill one register
 // (block b, step p, lane l = query 16b + l; a step is one 32-bit lane: two
-// bf16 or int16 values, or four int8 of the pair layout), with their fp32
+// bf16 or int16 values, or four int8 of the group layout), with their fp32
 // originals. Per-lane terms are zero for the padding lanes.
 struct ScreenQueries {
   ScreenFormat format = ScreenFormat::Bf16;
@@ -108,7 +110,7 @@ int64_t screen_steps(ScreenFormat f, int64_t d);
 // The part of the int8 kernel's sum that depends on one vector alone (a
 // row's or a query's `steps` packed words; wraps like the sums); 0 in the
 // other formats, whose sums are the products themselves.
-int32_t screen_offset(ScreenFormat f, const uint32_t* words, int64_t steps);
+int32_t screen_offset(ScreenFormat f, const uint32_t* words, int64_t steps, bool row);
 
 // Rounds n fp32 rows v (ids from id0, for errors) in `frame` into rows
 // [at, at + n) of `out`. Fails naming the row when one is not finite.

@@ -447,13 +447,15 @@ TEST(screening_frame_fits_shifted_anisotropic_rows_and_stays_exact) {
   }
 }
 
-// The int8 value of dimension c in the pair layout: per 8 dimensions an A
-// word then a B word, byte s of each from the pair (2s, 2s + 1); queries keep
-// the even value in A, rows the odd one; A bytes hold value + 64.
+// The int8 value of dimension c in the group layout: per 12 dimensions an
+// A, a B and a P word; byte k of A and B from the pair (2k, 2k + 1) of the
+// first 8 (queries keep the even value in A, rows the odd one; A bytes hold
+// value + 64), P's bytes the last 4 (rows' hold value + 64).
 int int8_value(const uint8_t* h8, int64_t c, bool row) {
-  const int64_t g = c / 8 * 8, s = c % 8 / 2;
-  const bool in_a = (c % 2 == 1) == row;
-  return in_a ? int(h8[g + s]) - 64 : int(int8_t(h8[g + 4 + s]));
+  const int64_t g = c / 12 * 12, s = c % 12;
+  if (s >= 8) return row ? int(h8[g + s]) - 64 : int(int8_t(h8[g + s]));
+  const bool in_a = (s % 2 == 1) == row;
+  return in_a ? int(h8[g + s / 2]) - 64 : int(int8_t(h8[g + 4 + s / 2]));
 }
 
 // The values a rounded vector holds in the format: bf16 to nearest even
@@ -495,7 +497,7 @@ void check_int16_rounding(const float* x, const uint32_t* packed, float scale, i
 
 // int8 rounding: every value within half a step of x and at most 63 in
 // size (so a query's and a row's values sum within a byte in the pair
-// kernel), the step max|x|/63; padding values (up to the whole group of 8)
+// kernel), the step max|x|/63; padding values (up to the whole group of 12)
 // are zeros.
 void check_int8_rounding(const float* x, const uint32_t* packed, float scale, int64_t d, bool row) {
   const auto* h8 = reinterpret_cast<const uint8_t*>(packed);
@@ -506,20 +508,21 @@ void check_int8_rounding(const float* x, const uint32_t* packed, float scale, in
     mx = std::max(mx, std::fabs(double(x[c])));
   }
   CHECK_NEAR(scale, mx / 63, 1e-6 * mx);
-  for (int64_t c = d; c < (d + 7) / 8 * 8; ++c) CHECK(int8_value(h8, c, row) == 0);
+  for (int64_t c = d; c < (d + 11) / 12 * 12; ++c) CHECK(int8_value(h8, c, row) == 0);
 }
 
 // screen_products: per row and query, the sum of the products of the
 // rounded values, plus the query's addend: within fp32 summation for bf16,
 // within three roundings for the integer formats (their sums are exact); at
-// d = 40 and 41 (steps at run time, 41 with a padding value) and 512
-// (compiled), with 37 queries, so the last block is partial and nothing past
+// d = 40, 41 and 47 (steps at run time; 40 and 41 end in padding values
+// of a group's pairs, 47 in its plain third) and 512 (compiled), with 37
+// queries, so the last block is partial and nothing past
 // query 37 of a row is written. Packed block by block, the queries equal
 // pack_screen_queries'; a query that overflows is named by its block.
 TEST(screen_products_sum_the_rounded_products) {
   for (auto f : {cl::ScreenFormat::Bf16, cl::ScreenFormat::Int16, cl::ScreenFormat::Int8}) {
     if (!cl::screening_available(f)) continue;
-    for (int64_t d : {40, 41, 512}) {
+    for (int64_t d : {40, 41, 47, 512}) {
       const int64_t n = 13, nq = 37, ldo = nq + 5;
       auto v = randn(n * d, 50), q = randn(nq * d, 51), add = randn(nq, 52);
       cl::ScreenQueries blocks;
