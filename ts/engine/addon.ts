@@ -95,7 +95,7 @@ export interface PreparedArrays {
   /** The frame's shift and power-of-two scales (dim each), or null for the identity frame. */
   mu: Float32Array | null;
   invC: Float32Array | null;
-  /** rows × steps × 4 bytes: the rounded values, two bf16 per 32-bit step, or int8 in pairs (8 values per two steps). */
+  /** rows × steps × 4 bytes: the rounded values, two bf16 per 32-bit step, or int8 in groups of 12 values per three steps (8 in Winograd's pairs, 4 plain). */
   packed: Uint8Array;
   /** Per row: the rounded values' scale, their error and norm bounds, ‖row‖ rounded up, and 1/‖row‖ (0 for a zero row). */
   scale: Float32Array;
