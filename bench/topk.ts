@@ -166,7 +166,7 @@ async function benchPrepared(p: TopkBenchParams, vocab: Float32Array, queries: F
   const s = await timeMedian(async () => (r = await exactSearch(queries, vocab, p.d, { k: p.k, prepared })), p.repeats, p.warmup);
   const same = unprepared && r!.ids.every((id, i) => id === unprepared.ids[i]) && r!.scores.every((x, i) => Object.is(x, unprepared.scores[i]));
   return row(`conceptlens-exact-fp32-prepared-${r!.scoredBy === 'fp32' ? 'none' : r!.scoredBy}screen`, s, p, recallAtK(r!.ids, exact.ids, p.q, p.k), r!.scoredBy!, {
-    prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.rows * (prepared.format === 'bf16' ? 4 * Math.ceil(p.d / 2) : 12 * Math.ceil(p.d / 12)),  // int8: 3 words per 12 values
+    prepare_seconds: prepareSeconds, screening_copy_bytes: prepared.screeningBytes,
     ...(unprepared ? { same_as_unprepared: same } : {}),
   });
 }

@@ -171,6 +171,7 @@ test('a prepared copy rebuilt from its arrays scans the same; arrays that do not
   const v = randn(n * d, 31), q = randn(4 * d, 32);
   const prepared = await PreparedRows.prepare(v, d);
   const a = await prepared.arrays();
+  assert.equal(prepared.screeningBytes, a.packed.byteLength);
   const again = await PreparedRows.fromArrays(a);
   assert.deepEqual(await again.arrays(), a);
   assert.deepEqual(await exactSearch(q, v, d, { k: 9, metric: 'cosine', prepared: again }), await exactSearch(q, v, d, { k: 9, metric: 'cosine' }));

@@ -111,7 +111,8 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
                              InstanceMethod("arrays", &PreparedVocab::Arrays),
                              InstanceAccessor("format", &PreparedVocab::Format, nullptr),
                              InstanceAccessor("rows", &PreparedVocab::Rows, nullptr),
-                             InstanceAccessor("dim", &PreparedVocab::Dim, nullptr)}));
+                             InstanceAccessor("dim", &PreparedVocab::Dim, nullptr),
+                             InstanceAccessor("packedBytes", &PreparedVocab::PackedBytes, nullptr)}));
   }
 
   // Only through prepare() / fromArrays(), which pass an External holding the core.
@@ -241,6 +242,9 @@ class PreparedVocab : public Napi::ObjectWrap<PreparedVocab> {
   }
   Napi::Value Rows(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(core_->rows)); }
   Napi::Value Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(core_->d)); }
+  Napi::Value PackedBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(core_->screen.packed.size() * sizeof(uint32_t)));
+  }
 
   Core core_;
 };

@@ -108,6 +108,8 @@ export interface NativePreparedVocab {
   readonly format: 'int8' | 'bf16' | null;
   readonly rows: number;
   readonly dim: number;
+  /** Bytes of the packed screening values (PreparedArrays.packed), 0 without a format. */
+  readonly packedBytes: number;
   arrays(): Promise<PreparedArrays>;
 }
 export interface NativePreparedVocabClass {

@@ -90,6 +90,11 @@ export class PreparedRows {
     return this.screen.native.dim;
   }
 
+  /** Bytes of the screening copy's packed values, what a search streams (0 without a format). */
+  get screeningBytes(): number {
+    return this.screen.native.packedBytes;
+  }
+
   /** The copy as arrays (copied), for persisting. */
   arrays(): Promise<PreparedArrays> {
     return this.screen.arrays();
